@@ -1,0 +1,38 @@
+//! bakery-agent: samples one node through a host root and ships raw,
+//! cumulative counters to the collector.
+//!
+//! One module per signal (`cpu`, `memory`, `pressure`, `thermal`, `cpufreq`,
+//! `throttle`, `net`, `conntrack`, `pods`), each a pure parser plus a
+//! `read(&HostRoots)`; [`sampler`] assembles them into a [`sampler::Sample`].
+
+pub mod cli;
+pub mod conntrack;
+pub mod cpu;
+pub mod cpufreq;
+pub mod memory;
+pub mod net;
+pub mod pods;
+pub mod pressure;
+pub mod rates;
+pub mod roots;
+pub mod sampler;
+pub mod signal;
+pub mod summary;
+pub mod thermal;
+pub mod throttle;
+
+use roots::HostRoots;
+
+/// The host name from `<proc-root>/sys/kernel/hostname`, so a fixture tree
+/// names its own node.
+pub fn node_name_from(roots: &HostRoots) -> anyhow::Result<String> {
+    let path = roots.proc("sys/kernel/hostname");
+    let name = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read the host name from {}: {e}; pass --node-name", path.display()))?;
+    Ok(name.trim().to_string())
+}
+
+/// Wall clock, Unix epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}

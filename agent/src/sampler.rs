@@ -1,0 +1,122 @@
+//! Assembles one [`Sample`] from every signal module. A failing signal is
+//! listed as unavailable (and logged once per cause); it never aborts the
+//! sample.
+
+use serde::Serialize;
+
+use crate::conntrack::{self, Conntrack};
+use crate::cpu::{self, CpuStat};
+use crate::cpufreq::{self, CpuFrequency};
+use crate::memory::{self, Memory};
+use crate::net::{self, Interface};
+use crate::pods::{Pod, PodTracker};
+use crate::pressure::{self, Pressure};
+use crate::roots::HostRoots;
+use crate::signal::{LogOnce, SignalError, SignalResult, Unavailable};
+use crate::thermal::{self, Thermals};
+use crate::throttle::{self, Throttle};
+
+/// One reading of the node. Counters are raw and cumulative.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Sample {
+    pub node_name: String,
+    /// Unix epoch milliseconds.
+    pub timestamp_ms: i64,
+    pub cpu: Option<CpuStat>,
+    pub memory: Option<Memory>,
+    pub pressure: Vec<Pressure>,
+    pub thermals: Thermals,
+    pub cpu_frequencies: Vec<CpuFrequency>,
+    pub throttle: Option<Throttle>,
+    pub interfaces: Vec<Interface>,
+    pub conntrack: Option<Conntrack>,
+    pub pods: Vec<Pod>,
+    pub unavailable: Vec<Unavailable>,
+    /// Malformed files met since the agent started.
+    pub parse_errors_total: u64,
+}
+
+/// The signal names used in [`Unavailable`] and in the hello's capabilities.
+pub const SIGNALS: &[&str] =
+    &["cpu", "memory", "pressure", "thermal", "cpufreq", "throttle", "network", "conntrack", "pods"];
+
+/// Samples one node through its host root, keeping what persists between
+/// samples: the pod cache, the error count and what was already logged.
+#[derive(Debug)]
+pub struct Sampler {
+    roots: HostRoots,
+    node_name: String,
+    pods: PodTracker,
+    logged: LogOnce,
+    parse_errors_total: u64,
+}
+
+impl Sampler {
+    pub fn new(roots: HostRoots, node_name: impl Into<String>) -> Self {
+        Self {
+            roots,
+            node_name: node_name.into(),
+            pods: PodTracker::new(),
+            logged: LogOnce::default(),
+            parse_errors_total: 0,
+        }
+    }
+
+    pub fn roots(&self) -> &HostRoots {
+        &self.roots
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    /// Takes one sample stamped `timestamp_ms`.
+    pub fn sample(&mut self, timestamp_ms: i64) -> Sample {
+        let mut unavailable = Vec::new();
+        let roots = self.roots.clone();
+        let mut sample = Sample { node_name: self.node_name.clone(), timestamp_ms, ..Sample::default() };
+        sample.cpu = self.keep("cpu", cpu::read(&roots), &mut unavailable);
+        sample.memory = self.keep("memory", memory::read(&roots), &mut unavailable);
+        sample.pressure = self.keep("pressure", pressure::read(&roots), &mut unavailable).unwrap_or_default();
+        sample.thermals = self.keep("thermal", thermal::read(&roots), &mut unavailable).unwrap_or_default();
+        sample.cpu_frequencies = self.keep("cpufreq", cpufreq::read(&roots), &mut unavailable).unwrap_or_default();
+        sample.throttle = self.keep("throttle", throttle::read(&roots), &mut unavailable);
+        sample.interfaces = self.keep("network", net::read(&roots), &mut unavailable).unwrap_or_default();
+        sample.conntrack = self.keep("conntrack", conntrack::read(&roots), &mut unavailable);
+        let pods = self.pods.read(&roots);
+        if let Some(reading) = self.keep("pods", pods, &mut unavailable) {
+            for error in reading.errors {
+                self.note_failure("pods", &error);
+            }
+            sample.pods = reading.pods;
+        }
+        sample.unavailable = unavailable;
+        sample.parse_errors_total = self.parse_errors_total;
+        sample
+    }
+
+    fn keep<T>(&mut self, signal: &str, result: SignalResult<T>, unavailable: &mut Vec<Unavailable>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.note_failure(signal, &error);
+                unavailable.push(Unavailable { signal: signal.to_string(), reason: error.to_string() });
+                None
+            }
+        }
+    }
+
+    /// Counts malformed input and logs each distinct cause once.
+    fn note_failure(&mut self, signal: &str, error: &SignalError) {
+        if error.is_malformed() {
+            self.parse_errors_total += 1;
+        }
+        let reason = error.to_string();
+        if self.logged.first_time(signal, &reason) {
+            match error {
+                SignalError::Absent { .. } => tracing::info!(signal, %reason, "signal unavailable on this node"),
+                _ => tracing::warn!(signal, %reason, "signal could not be read; the rest of the sample is kept"),
+            }
+        }
+    }
+}

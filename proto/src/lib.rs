@@ -1,0 +1,15 @@
+//! The wire format between bakery's agent, collector and clients, and nothing else.
+//!
+//! The Rust code under `src/gen/` is generated from `proto/bakery/v1/*.proto`
+//! and committed, so no `protoc` is needed to build. `tests/codegen.rs`
+//! regenerates it and fails when the committed copy is stale; run
+//! `cargo xtask codegen` to refresh it.
+
+/// Version 1 of the schema.
+pub mod v1 {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    include!("gen/bakery.v1.rs");
+}
+
+/// Path of the `.proto` sources, relative to this crate, for tooling.
+pub const PROTO_FILES: &[&str] = &["proto/bakery/v1/bakery.proto"];

@@ -1,0 +1,4 @@
+//! bakery's end-to-end tests, one binary with a module per area (link time
+//! stays low). Tests named `root_*` need root and fail with a clear message
+//! without it; skip them with `cargo test -- --skip root_`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,5 +1,6 @@
-//! The agent's command line: flags (each with an env fallback) and the
-//! `--once` mode people run first.
+//! The agent's command line: flags (each with an env fallback), the
+//! `--once` mode people run first, and streaming to the collector
+//! (`--collector`) on a single-threaded runtime until SIGTERM/SIGINT.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,6 +13,8 @@ use serde::Serialize;
 use crate::rates::{self, Rates};
 use crate::roots::HostRoots;
 use crate::sampler::{Sample, Sampler};
+use crate::spool::{self, SpoolConfig};
+use crate::stream::{self, Auth, StreamConfig, TlsFiles};
 
 /// bakery-agent samples a node's CPU, memory, pressure, thermals, network and
 /// pods from /proc and /sys, and streams them to bakery-collector.
@@ -47,13 +50,114 @@ pub struct Args {
     /// With --once: time between the two readings that rates come from.
     #[arg(long, env = "BAKERY_RATE_WINDOW", default_value = "500ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub rate_window: Duration,
+
+    /// Stream samples to this bakery-collector, e.g. http://bakery-collector:7431
+    /// (https://... with --tls-ca). The agent then samples every --interval
+    /// and streams until SIGTERM or SIGINT. --once ignores it.
+    #[arg(long, env = "BAKERY_COLLECTOR", value_name = "URL", help_heading = "Streaming")]
+    pub collector: Option<String>,
+
+    /// Time between samples while streaming (50ms to 1h). The collector may
+    /// change it while running, e.g. to sample faster during a load test.
+    #[arg(long, env = "BAKERY_INTERVAL", default_value = "1s", value_parser = parse_interval, value_name = "DURATION", help_heading = "Streaming")]
+    pub interval: Duration,
+
+    /// File holding the bearer token the collector accepts (the file's
+    /// content, surrounding whitespace ignored). Read again on every
+    /// reconnect, so a rotated Kubernetes Secret takes effect without a restart.
+    #[arg(
+        long,
+        env = "BAKERY_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "insecure_no_auth",
+        help_heading = "Streaming"
+    )]
+    pub token_file: Option<PathBuf>,
+
+    /// Send no token. Only for a collector that also runs with
+    /// --insecure-no-auth (a lab or a test): anyone who reaches it can then
+    /// write data as any node.
+    #[arg(long, env = "BAKERY_INSECURE_NO_AUTH", help_heading = "Streaming")]
+    pub insecure_no_auth: bool,
+
+    /// PEM bundle of the CA that signed the collector's certificate. Needed
+    /// for https:// collector URLs.
+    #[arg(long, env = "BAKERY_TLS_CA", value_name = "FILE", help_heading = "Streaming")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM certificate the agent presents for mutual TLS (with --tls-key and
+    /// --tls-ca), when the collector runs with --tls-client-ca.
+    #[arg(long, env = "BAKERY_TLS_CERT", value_name = "FILE", requires_all = ["tls_key", "tls_ca"], help_heading = "Streaming")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BAKERY_TLS_KEY", value_name = "FILE", requires = "tls_cert", help_heading = "Streaming")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Also keep samples the collector has not acknowledged yet in this
+    /// directory, so they survive an agent restart (kill -9 included) and
+    /// are sent when the collector is back. Without it they are kept in
+    /// memory only. Give each agent its own directory (a hostPath on the node).
+    #[arg(long, env = "BAKERY_SPOOL_DIR", value_name = "DIR", help_heading = "Streaming")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Most the spool may hold, in memory or on disk: 64MiB keeps 4 to 9
+    /// hours of samples at 1s. When full, the oldest samples are dropped
+    /// and the collector records the dropped range as a gap. Accepts
+    /// 65536, 512KiB, 64MiB, 1GiB (or kB, MB, GB).
+    #[arg(long, env = "BAKERY_SPOOL_MAX_BYTES", default_value = "64MiB", value_parser = parse_bytes, value_name = "BYTES", help_heading = "Streaming")]
+    pub spool_max_bytes: u64,
 }
 
 const EXAMPLES: &str = "\
 Examples:
   bakery-agent --once                      # what this node looks like now
   bakery-agent --once --json | jq .rates   # utilisation and byte rates
-  bakery-agent --once --proc-root tests/fixtures/pi5/proc --sys-root tests/fixtures/pi5/sys";
+  bakery-agent --once --proc-root tests/fixtures/pi5/proc --sys-root tests/fixtures/pi5/sys
+  bakery-agent --collector http://bakery-collector:7431 --token-file /var/run/bakery/token \\
+      --spool-dir /var/lib/bakery-agent/spool   # stream, surviving restarts
+  bakery-agent --collector http://127.0.0.1:7431 --insecure-no-auth --interval 250ms   # a lab";
+
+/// Parses `--interval`: a humantime duration within the bounds the
+/// collector's SetInterval is also held to.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if !(stream::MIN_INTERVAL..=stream::MAX_INTERVAL).contains(&interval) {
+        return Err(format!(
+            "{text} is outside {} to {}",
+            humantime::format_duration(stream::MIN_INTERVAL),
+            humantime::format_duration(stream::MAX_INTERVAL)
+        ));
+    }
+    Ok(interval)
+}
+
+/// Smallest `--spool-max-bytes`: a few samples.
+const MIN_SPOOL_BYTES: u64 = 16 * 1024;
+
+/// Parses a byte size: a plain number of bytes, or a number with a unit
+/// (KiB, MiB, GiB powers of 1024; kB, MB, GB powers of 1000).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (digits, unit) = trimmed.split_at(split);
+    let number: u64 = digits.parse().map_err(|_| format!("{text:?} is not a size such as 64MiB or 1048576"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => return Err(format!("unknown unit {other:?} in {text:?}; use KiB, MiB, GiB, kB, MB or GB")),
+    };
+    let bytes = number.checked_mul(factor).ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes < MIN_SPOOL_BYTES {
+        return Err(format!("{text:?} is below the minimum of {MIN_SPOOL_BYTES} bytes (16KiB)"));
+    }
+    Ok(bytes)
+}
 
 /// What `--once --json` prints: the second reading and the rates since the first.
 #[derive(Debug, Serialize)]
@@ -92,7 +196,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => crate::node_name_from(&roots)?,
     };
     if !args.once {
-        anyhow::bail!("streaming to a collector is not available in this build; run with --once to print one sample");
+        return stream_forever(&args, roots, node_name);
     }
     let output = once(Sampler::new(roots, node_name), args.rate_window);
     let mut stdout = std::io::stdout().lock();
@@ -114,4 +218,197 @@ pub fn once(mut sampler: Sampler, window: Duration) -> OnceOutput {
     let second = sampler.sample(crate::now_ms());
     let rates = rates::between(&first, &second);
     OnceOutput { sample: second, rates }
+}
+
+/// What to stream where, from the flags; errors tell the user what to pass.
+pub fn stream_config(args: &Args, node_name: String, boot_id: String) -> anyhow::Result<StreamConfig> {
+    let Some(collector) = &args.collector else {
+        anyhow::bail!(
+            "nothing to do: pass --collector URL (or BAKERY_COLLECTOR) to stream to bakery-collector, \
+             e.g. --collector http://bakery-collector:7431 --token-file /var/run/bakery/token, \
+             or --once to print one sample and exit"
+        );
+    };
+    let auth = match (&args.token_file, args.insecure_no_auth) {
+        (Some(path), false) => Auth::TokenFile(path.clone()),
+        (None, true) => Auth::None,
+        (None, false) => anyhow::bail!(
+            "pass --token-file FILE (or BAKERY_TOKEN_FILE) with the bearer token the collector accepts, \
+             or --insecure-no-auth if the collector runs without tokens"
+        ),
+        (Some(_), true) => anyhow::bail!("--token-file and --insecure-no-auth contradict each other; pass one"),
+    };
+    let tls = args
+        .tls_ca
+        .as_ref()
+        .map(|ca| TlsFiles { ca: ca.clone(), client_identity: args.tls_cert.clone().zip(args.tls_key.clone()) });
+    Ok(StreamConfig {
+        boot_id,
+        interval: args.interval,
+        tls,
+        spool: SpoolConfig {
+            dir: args.spool_dir.clone(),
+            max_bytes: args.spool_max_bytes,
+            fsync_interval: spool::DEFAULT_FSYNC_INTERVAL,
+        },
+        ..StreamConfig::new(collector.clone(), node_name, auth)
+    })
+}
+
+/// `/proc/sys/kernel/random/boot_id` under the proc root: sequence numbers
+/// are reported with it, so the collector can tell a reboot.
+fn boot_id(roots: &HostRoots) -> String {
+    let path = roots.proc("sys/kernel/random/boot_id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().to_string(),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "no boot id; the Hello carries an empty one");
+            String::new()
+        }
+    }
+}
+
+/// Streams until SIGTERM or SIGINT, then flushes and returns.
+fn stream_forever(args: &Args, roots: HostRoots, node_name: String) -> anyhow::Result<()> {
+    let config = stream_config(args, node_name, boot_id(&roots))?;
+    // One thread: the agent shares a Pi with the workloads it watches, and
+    // sampling plus one gRPC stream never need more.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let summary = runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
+        tracing::info!(
+            collector = %config.collector,
+            node = %config.node_name,
+            interval = %humantime::format_duration(config.interval),
+            spool = %config.spool.dir.as_ref().map_or_else(|| "memory".to_string(), |d| d.display().to_string()),
+            spool_max_bytes = config.spool.max_bytes,
+            "streaming"
+        );
+        let sampler = Sampler::new(roots, config.node_name.clone());
+        anyhow::Ok(stream::run(config, sampler, shutdown).await?)
+    })?;
+    tracing::info!(
+        acked_seq = summary.acked_seq,
+        last_seq = summary.last_seq,
+        unacknowledged = summary.unacknowledged,
+        kept_on_disk = summary.spool_on_disk,
+        "stopped"
+    );
+    Ok(())
+}
+
+/// Completes on the first SIGTERM (Kubernetes stopping the pod) or SIGINT.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(flags: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("bakery-agent").chain(flags.iter().copied())).unwrap()
+    }
+
+    fn config_error(flags: &[&str]) -> String {
+        stream_config(&args(flags), "n".into(), String::new()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn without_collector_or_once_the_error_says_what_to_pass() {
+        let error = config_error(&[]);
+        assert!(error.contains("--collector URL") && error.contains("--once"), "{error}");
+    }
+
+    #[test]
+    fn streaming_needs_a_token_or_an_explicit_insecure_flag() {
+        let error = config_error(&["--collector", "http://c:7431"]);
+        assert!(error.contains("--token-file") && error.contains("--insecure-no-auth"), "{error}");
+        let both = Args::try_parse_from(["a", "--collector", "http://c:1", "--token-file", "t", "--insecure-no-auth"]);
+        assert!(both.is_err(), "the two contradict each other");
+        let config = stream_config(&args(&["--collector", "http://c:1", "--insecure-no-auth"]), "n".into(), "b".into());
+        assert_eq!(config.unwrap().auth, Auth::None);
+    }
+
+    #[test]
+    fn streaming_flags_reach_the_config() {
+        let flags = [
+            "--collector",
+            "https://collector:7431",
+            "--token-file",
+            "/run/token",
+            "--interval",
+            "250ms",
+            "--tls-ca",
+            "/ca.pem",
+            "--tls-cert",
+            "/agent.pem",
+            "--tls-key",
+            "/agent.key",
+            "--spool-dir",
+            "/var/lib/spool",
+            "--spool-max-bytes",
+            "1MiB",
+        ];
+        let config = stream_config(&args(&flags), "master-02".into(), "boot".into()).unwrap();
+        assert_eq!(config.collector, "https://collector:7431");
+        assert_eq!((config.node_name.as_str(), config.boot_id.as_str()), ("master-02", "boot"));
+        assert_eq!(config.auth, Auth::TokenFile("/run/token".into()));
+        assert_eq!(config.interval, Duration::from_millis(250));
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.ca, PathBuf::from("/ca.pem"));
+        assert_eq!(tls.client_identity, Some(("/agent.pem".into(), "/agent.key".into())));
+        assert_eq!(config.spool.dir, Some("/var/lib/spool".into()));
+        assert_eq!(config.spool.max_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn defaults_are_one_second_and_a_64_mib_memory_spool() {
+        let config = stream_config(&args(&["--collector", "http://c:1", "--insecure-no-auth"]), "n".into(), "".into());
+        let config = config.unwrap();
+        assert_eq!(config.interval, Duration::from_secs(1));
+        assert_eq!(config.spool.max_bytes, 64 << 20);
+        assert_eq!(config.spool.dir, None);
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key_and_a_ca() {
+        assert!(Args::try_parse_from(["a", "--tls-cert", "c.pem"]).is_err());
+        assert!(Args::try_parse_from(["a", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_err());
+        assert!(Args::try_parse_from(["a", "--tls-key", "k.pem"]).is_err());
+    }
+
+    #[test]
+    fn intervals_outside_the_bounds_are_refused() {
+        assert_eq!(parse_interval("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_interval("10ms").is_err());
+        assert!(parse_interval("2h").is_err());
+        assert!(parse_interval("soon").is_err());
+    }
+
+    #[test]
+    fn byte_sizes_read_like_people_write_them() {
+        for (text, bytes) in [
+            ("65536", 65_536),
+            ("64MiB", 64 << 20),
+            ("64 MiB", 64 << 20),
+            ("512KiB", 512 << 10),
+            ("1GiB", 1 << 30),
+            ("20kB", 20_000),
+            ("5MB", 5_000_000),
+        ] {
+            assert_eq!(parse_bytes(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "MiB", "12 parsecs", "-5", "1KiB", "99999999999999999999GiB"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -17,9 +17,12 @@ pub mod rates;
 pub mod roots;
 pub mod sampler;
 pub mod signal;
+pub mod spool;
+pub mod stream;
 pub mod summary;
 pub mod thermal;
 pub mod throttle;
+pub mod wire;
 
 use roots::HostRoots;
 

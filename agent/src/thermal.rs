@@ -1,9 +1,18 @@
 //! Temperatures, fans and under-voltage alarms from thermal zones and hwmon.
+//!
+//! Thermal zones: Documentation/driver-api/thermal/sysfs-api.rst (`type`,
+//! `temp` in millidegrees Celsius). hwmon: Documentation/hwmon/sysfs-interface.rst
+//! (`name`, `temp<N>_input` in millidegrees Celsius, `fan<N>_input` in RPM,
+//! `in<N>_*alarm` 0 or 1). On a Pi 5 the under-voltage alarm is
+//! `in0_lcrit_alarm` of the `rpi_volt` device.
+
+use std::io;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::roots::HostRoots;
-use crate::signal::SignalResult;
+use crate::signal::{ParseError, SignalError, SignalResult, parse_i64, parse_u64};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Temperature {
@@ -14,12 +23,14 @@ pub struct Temperature {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Fan {
+    /// `hwmon2/pwmfan/fan1`.
     pub sensor: String,
     pub rpm: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VoltageAlarm {
+    /// `hwmon3/rpi_volt/in0_lcrit_alarm`.
     pub sensor: String,
     pub active: bool,
 }
@@ -31,7 +42,344 @@ pub struct Thermals {
     pub voltage_alarms: Vec<VoltageAlarm>,
 }
 
+const NO_SENSORS: &str = "no thermal zone and no hwmon device (usual in virtual machines)";
+
+/// Errors with which real sensors say "no reading right now": EAGAIN
+/// (11), EINVAL (22) and ENODATA (61), e.g. a Wi-Fi card's zone while the
+/// interface is down, or an ACPI zone that fails to evaluate (Linux
+/// asm-generic errno values, the same on arm64 and x86_64). Such a sensor
+/// is skipped; the rest are still reported.
+const NO_READING_ERRNOS: [i32; 3] = [11, 22, 61];
+
+/// The kind of an hwmon attribute we read, from its file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum HwmonAttribute {
+    /// `temp<N>_input`
+    Temperature(u32),
+    /// `fan<N>_input`
+    Fan(u32),
+    /// `in<N>_alarm`, `in<N>_lcrit_alarm`, `in<N>_min_alarm`, ...
+    VoltageAlarm(u32),
+}
+
+/// Classifies an hwmon file name; `None` for everything we do not read.
+fn hwmon_attribute(file_name: &str) -> Option<HwmonAttribute> {
+    if let Some(index) = file_name.strip_prefix("temp").and_then(|rest| rest.strip_suffix("_input")) {
+        return number(index).map(HwmonAttribute::Temperature);
+    }
+    if let Some(index) = file_name.strip_prefix("fan").and_then(|rest| rest.strip_suffix("_input")) {
+        return number(index).map(HwmonAttribute::Fan);
+    }
+    let rest = file_name.strip_prefix("in")?.strip_suffix("alarm")?;
+    let (index, qualifier) = rest.split_once('_')?;
+    // sysfs-interface.rst: in<N>_alarm and in<N>_{min,max,lcrit,crit}_alarm.
+    if matches!(qualifier, "" | "min_" | "max_" | "lcrit_" | "crit_") {
+        number(index).map(HwmonAttribute::VoltageAlarm)
+    } else {
+        None
+    }
+}
+
+/// Decimal digits only (`str::parse` would also take a leading '+').
+fn number(digits: &str) -> Option<u32> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Parses an alarm attribute: `0` or `1`.
+pub fn parse_alarm(text: &str) -> Result<bool, ParseError> {
+    match text.trim() {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        other => Err(ParseError::new(format!("expected an alarm of 0 or 1, found {other:?}"))),
+    }
+}
+
 /// Reads every thermal zone and hwmon device; absent when the node has neither.
-pub fn read(_roots: &HostRoots) -> SignalResult<Thermals> {
-    Err(crate::signal::ParseError::new("not implemented yet").at(std::path::Path::new("class/thermal")))
+pub fn read(roots: &HostRoots) -> SignalResult<Thermals> {
+    let zones = numbered_entries(&roots.sys("class/thermal"), "thermal_zone")?;
+    let hwmons = numbered_entries(&roots.sys("class/hwmon"), "hwmon")?;
+    if zones.is_empty() && hwmons.is_empty() {
+        return Err(SignalError::Absent { path: roots.sys("class/thermal"), why: NO_SENSORS.to_string() });
+    }
+    let mut thermals = Thermals::default();
+    for (name, zone) in &zones {
+        read_zone(name, zone, &mut thermals)?;
+    }
+    for (name, hwmon) in &hwmons {
+        read_hwmon(name, hwmon, &mut thermals)?;
+    }
+    Ok(thermals)
+}
+
+/// `thermal_zone<N>`: its `type` names the sensor, `temp` is the reading.
+fn read_zone(name: &str, zone: &Path, thermals: &mut Thermals) -> SignalResult<()> {
+    let Some(kind) = read_attribute(&zone.join("type"))? else { return Ok(()) };
+    let temp_path = zone.join("temp");
+    let Some(temp) = read_attribute(&temp_path)? else { return Ok(()) };
+    let millidegrees_celsius = parse_i64(&temp).map_err(|e| e.at(&temp_path))?;
+    thermals.temperatures.push(Temperature { sensor: format!("{name}/{}", kind.trim()), millidegrees_celsius });
+    Ok(())
+}
+
+/// `hwmon<N>`: attributes sit in its own directory, or, for drivers that
+/// predate `hwmon_device_register_with_groups` (Linux 3.13), on the parent
+/// device, reached through `device/`.
+fn read_hwmon(name: &str, hwmon: &Path, thermals: &mut Thermals) -> SignalResult<()> {
+    let (dir, device_name) = match read_attribute(&hwmon.join("name"))? {
+        Some(device_name) => (hwmon.to_path_buf(), device_name),
+        None => {
+            let legacy = hwmon.join("device");
+            match read_attribute(&legacy.join("name"))? {
+                Some(device_name) => (legacy, device_name),
+                None => return Ok(()),
+            }
+        }
+    };
+    let device_name = device_name.trim();
+    let mut attributes = Vec::new();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(SignalError::Io { path: dir, source }),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|source| SignalError::Io { path: dir.clone(), source })?;
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else { continue };
+        if let Some(attribute) = hwmon_attribute(file_name) {
+            attributes.push((attribute, file_name.to_string()));
+        }
+    }
+    attributes.sort();
+    for (attribute, file_name) in attributes {
+        let path = dir.join(&file_name);
+        let Some(text) = read_attribute(&path)? else { continue };
+        match attribute {
+            HwmonAttribute::Temperature(index) => thermals.temperatures.push(Temperature {
+                sensor: format!("{name}/{device_name}/temp{index}"),
+                millidegrees_celsius: parse_i64(&text).map_err(|e| e.at(&path))?,
+            }),
+            HwmonAttribute::Fan(index) => thermals.fans.push(Fan {
+                sensor: format!("{name}/{device_name}/fan{index}"),
+                rpm: parse_u64(&text).map_err(|e| e.at(&path))?,
+            }),
+            HwmonAttribute::VoltageAlarm(_) => thermals.voltage_alarms.push(VoltageAlarm {
+                sensor: format!("{name}/{device_name}/{file_name}"),
+                active: parse_alarm(&text).map_err(|e| e.at(&path))?,
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// Entries `<prefix><N>` of a class directory, in number order (so
+/// `thermal_zone10` comes after `thermal_zone2`); none if it is missing.
+fn numbered_entries(dir: &Path, prefix: &str) -> SignalResult<Vec<(String, PathBuf)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(SignalError::Io { path: dir.to_path_buf(), source }),
+    };
+    let mut numbered = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|source| SignalError::Io { path: dir.to_path_buf(), source })?;
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str() else { continue };
+        if let Some(index) = name.strip_prefix(prefix).and_then(number) {
+            numbered.push((index, name.to_string(), entry.path()));
+        }
+    }
+    numbered.sort();
+    Ok(numbered.into_iter().map(|(_, name, path)| (name, path)).collect())
+}
+
+/// A sensor attribute, or `None` when the sensor has no reading now (the
+/// file vanished, or the driver answered one of [`NO_READING_ERRNOS`]).
+/// Bytes that are not UTF-8 are decoded lossily and then fail to parse.
+fn read_attribute(path: &Path) -> SignalResult<Option<String>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        Err(e) if means_no_reading(&e) => Ok(None),
+        Err(source) => Err(SignalError::Io { path: path.to_path_buf(), source }),
+    }
+}
+
+fn means_no_reading(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::NotFound
+        || error.raw_os_error().is_some_and(|errno| NO_READING_ERRNOS.contains(&errno))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn classifies_hwmon_file_names() {
+        use HwmonAttribute::*;
+        let cases = [
+            ("temp1_input", Some(Temperature(1))),
+            ("temp12_input", Some(Temperature(12))),
+            ("fan1_input", Some(Fan(1))),
+            ("in0_lcrit_alarm", Some(VoltageAlarm(0))),
+            ("in3_alarm", Some(VoltageAlarm(3))),
+            ("in1_min_alarm", Some(VoltageAlarm(1))),
+            ("in1_crit_alarm", Some(VoltageAlarm(1))),
+            ("in1_input", None),
+            ("temp1_crit", None),
+            ("temp1_label", None),
+            ("temp_input", None),
+            ("temp+1_input", None),
+            ("fan1_target", None),
+            ("intrusion0_alarm", None),
+            ("in0_beep_alarm", None),
+            ("pwm1", None),
+            ("name", None),
+        ];
+        for (file_name, expected) in cases {
+            assert_eq!(hwmon_attribute(file_name), expected, "{file_name}");
+        }
+    }
+
+    #[test]
+    fn parses_alarms() {
+        let cases: &[(&str, Result<bool, &str>)] = &[
+            ("0\n", Ok(false)),
+            ("1\n", Ok(true)),
+            ("1", Ok(true)),
+            ("2\n", Err("expected an alarm of 0 or 1, found \"2\"")),
+            ("", Err("found \"\"")),
+            ("yes", Err("found \"yes\"")),
+        ];
+        for (input, expected) in cases {
+            match (parse_alarm(input), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want, "{input:?}"),
+                (Err(error), Err(message)) => assert!(error.0.contains(message), "{input:?}: {}", error.0),
+                (got, want) => panic!("{input:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sensors_without_a_reading_are_told_apart_from_real_errors() {
+        let cases = [
+            (io::Error::from(io::ErrorKind::NotFound), true),
+            (io::Error::from_raw_os_error(22), true),  // EINVAL
+            (io::Error::from_raw_os_error(61), true),  // ENODATA
+            (io::Error::from_raw_os_error(11), true),  // EAGAIN
+            (io::Error::from_raw_os_error(13), false), // EACCES: a mount or permission problem
+            (io::Error::from_raw_os_error(5), false),  // EIO
+        ];
+        for (error, expected) in cases {
+            assert_eq!(means_no_reading(&error), expected, "{error}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_names_and_values_never_panic(name in ".{0,24}", value in ".{0,24}") {
+            let _ = hwmon_attribute(&name);
+            let _ = parse_alarm(&value);
+        }
+    }
+
+    fn fixture(tree: &str) -> HostRoots {
+        let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(tree);
+        HostRoots::new(base.join("proc"), base.join("sys"))
+    }
+
+    fn temperature(sensor: &str, millidegrees_celsius: i64) -> Temperature {
+        Temperature { sensor: sensor.to_string(), millidegrees_celsius }
+    }
+
+    #[test]
+    fn reads_the_pi5_fixture() {
+        let thermals = read(&fixture("pi5")).expect("pi5 thermals");
+        assert_eq!(
+            thermals,
+            Thermals {
+                temperatures: vec![
+                    temperature("thermal_zone0/cpu-thermal", 81500),
+                    temperature("hwmon0/cpu_thermal/temp1", 81500),
+                    temperature("hwmon1/rp1_adc/temp1", 56733),
+                ],
+                fans: vec![Fan { sensor: "hwmon2/pwmfan/fan1".to_string(), rpm: 6872 }],
+                voltage_alarms: vec![VoltageAlarm {
+                    sensor: "hwmon3/rpi_volt/in0_lcrit_alarm".to_string(),
+                    active: true
+                }],
+            }
+        );
+    }
+
+    #[test]
+    fn a_node_without_sensors_is_absent_with_the_reason() {
+        for tree in ["bare", "cgroup-v1"] {
+            match read(&fixture(tree)) {
+                Err(SignalError::Absent { why, .. }) => {
+                    assert!(why.contains("no thermal zone and no hwmon"), "{tree}: {why}")
+                }
+                other => panic!("{tree}: expected absent, got {other:?}"),
+            }
+        }
+        // Like this VM: /sys/class/thermal exists, holds no zone, and there is no hwmon class.
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("class/thermal/cooling_device0")).expect("a cooling device only");
+        assert!(matches!(read(&HostRoots::new(dir.path(), dir.path())), Err(SignalError::Absent { .. })));
+    }
+
+    fn write(root: &Path, rel: &str, content: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("dirs");
+        std::fs::write(path, content).expect("write");
+    }
+
+    #[test]
+    fn orders_by_number_reads_legacy_hwmon_and_negative_temperatures() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sys = dir.path();
+        write(sys, "class/thermal/thermal_zone10/type", "x86_pkg_temp\n");
+        write(sys, "class/thermal/thermal_zone10/temp", "47000\n");
+        write(sys, "class/thermal/thermal_zone2/type", "acpitz\n");
+        write(sys, "class/thermal/thermal_zone2/temp", "-5000\n");
+        // A zone that vanished between listing and reading is skipped.
+        std::fs::create_dir_all(sys.join("class/thermal/thermal_zone3")).expect("empty zone");
+        write(sys, "class/hwmon/hwmon0/device/name", "it8728\n");
+        write(sys, "class/hwmon/hwmon0/device/temp2_input", "39000\n");
+        write(sys, "class/hwmon/hwmon0/device/temp10_input", "41000\n");
+        write(sys, "class/hwmon/hwmon0/device/fan2_input", "0\n");
+        let thermals = read(&HostRoots::new(sys, sys)).expect("thermals");
+        assert_eq!(
+            thermals.temperatures,
+            [
+                temperature("thermal_zone2/acpitz", -5000),
+                temperature("thermal_zone10/x86_pkg_temp", 47000),
+                temperature("hwmon0/it8728/temp2", 39000),
+                temperature("hwmon0/it8728/temp10", 41000),
+            ]
+        );
+        assert_eq!(thermals.fans, [Fan { sensor: "hwmon0/it8728/fan2".to_string(), rpm: 0 }]);
+    }
+
+    #[test]
+    fn a_malformed_reading_is_malformed() {
+        let cases = [
+            ("class/thermal/thermal_zone0/temp", "hot\n", "thermal_zone0/temp is malformed"),
+            ("class/hwmon/hwmon0/fan1_input", "-20\n", "hwmon0/fan1_input is malformed"),
+            ("class/hwmon/hwmon0/in0_lcrit_alarm", "on\n", "hwmon0/in0_lcrit_alarm is malformed"),
+        ];
+        for (rel, content, message) in cases {
+            let dir = tempfile::tempdir().expect("temp dir");
+            write(dir.path(), "class/thermal/thermal_zone0/type", "cpu-thermal\n");
+            write(dir.path(), "class/hwmon/hwmon0/name", "rpi_volt\n");
+            write(dir.path(), rel, content);
+            let error = read(&HostRoots::new(dir.path(), dir.path())).expect_err(rel);
+            assert!(error.is_malformed(), "{rel}: {error}");
+            assert!(error.to_string().contains(message), "{rel}: {error}");
+        }
+    }
 }

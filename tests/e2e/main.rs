@@ -2,3 +2,7 @@
 //! stays low). Tests named `root_*` need root and fail with a clear message
 //! without it; skip them with `cargo test -- --skip root_`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod host_readings;
+mod pod_discovery;
+mod streaming;

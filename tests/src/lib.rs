@@ -1,6 +1,10 @@
 //! The harness bakery's end-to-end tests share: root checks, network
 //! namespaces, kubepods-style cgroups and the built binaries.
 
+pub mod binaries;
+pub mod measure;
+pub mod netns;
+
 /// Fails the calling test with a clear message when not run as root.
 /// Tests that need root are named `root_*` so that `cargo test -- --skip root_`
 /// selects them out on a developer machine; CI runs as root and runs them.

@@ -3,9 +3,12 @@
 //! xtask depends on none of bakery's libraries; it drives them through cargo
 //! and the built binaries, so it never pulls in their heavy dependencies.
 
+mod chart;
 mod ci;
 mod demo;
+mod dist;
 mod setup;
+mod tidy;
 mod util;
 
 use anyhow::Result;
@@ -27,6 +30,16 @@ enum Task {
     Demo,
     /// Regenerate proto/src/gen from the .proto files (no system protoc needed).
     Codegen,
+    /// Lint, render, validate and test the Helm chart (charts/bakery) with the
+    /// real Helm engine, in a pinned Python venv at .venv (no helm binary needed).
+    Chart,
+    /// Build the release binaries the container image ships into
+    /// target/dist/<target>/ and print their paths.
+    Dist {
+        /// Rust target triple to build for (default: this machine's).
+        #[arg(long, value_name = "TRIPLE")]
+        target: Option<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -34,5 +47,7 @@ fn main() -> Result<()> {
         Task::Ci => ci::run(),
         Task::Demo => demo::run(),
         Task::Codegen => ci::codegen(),
+        Task::Chart => chart::run(),
+        Task::Dist { target } => dist::run(target.as_deref()),
     }
 }

@@ -23,7 +23,8 @@ pub mod agent_message {
 pub struct Hello {
     #[prost(string, tag = "1")]
     pub node_name: ::prost::alloc::string::String,
-    /// /proc/sys/kernel/random/boot_id: sequence numbers restart with it.
+    /// /proc/sys/kernel/random/boot_id, recorded for diagnosis: sequence
+    /// numbers are per node name and do not restart with it.
     #[prost(string, tag = "2")]
     pub boot_id: ::prost::alloc::string::String,
     #[prost(string, tag = "3")]
@@ -85,8 +86,9 @@ pub mod collector_message {
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Welcome {
-    /// Highest contiguous sequence number already committed for this node and
-    /// boot id (0 = none): the agent resumes after it.
+    /// Highest sequence number of this node (keyed by Hello.node_name) such
+    /// that every sequence number up to it is committed or recorded as a gap
+    /// (0 = none): the agent resumes after it.
     #[prost(uint64, tag = "1")]
     pub committed_seq: u64,
     #[prost(string, tag = "2")]
@@ -370,8 +372,74 @@ pub struct NodeStatus {
     /// Collector receive time minus sample time, milliseconds.
     #[prost(int64, tag = "6")]
     pub clock_skew_ms: i64,
+    /// The latest sample; its PodSample.pod_ref values are the collector's
+    /// stable pod ids, resolved by `pods`.
     #[prost(message, optional, tag = "7")]
     pub latest: ::core::option::Option<Sample>,
+    /// The interval the agent declared in its Hello, or the one the collector
+    /// last asked for with SetInterval.
+    #[prost(uint32, tag = "8")]
+    pub interval_ms: u32,
+    #[prost(string, tag = "9")]
+    pub boot_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "10")]
+    pub agent_version: ::prost::alloc::string::String,
+    /// Collector time of the last message from this node, Unix epoch ms.
+    #[prost(int64, tag = "11")]
+    pub last_seen_ms: i64,
+    /// Batches and gaps dropped because they were already handled.
+    #[prost(uint64, tag = "12")]
+    pub duplicates_dropped: u64,
+    /// Streams closed because a sequence number went backwards on them.
+    #[prost(uint64, tag = "13")]
+    pub invalid_seqs: u64,
+    /// Identities of the pods `latest` references (pod_ref = collector pod id).
+    #[prost(message, repeated, tag = "14")]
+    pub pods: ::prost::alloc::vec::Vec<PodIdentity>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SetIntervalRequest {
+    #[prost(string, tag = "1")]
+    pub node_name: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub interval_ms: u32,
+    /// Passed on to the agent's log.
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SetIntervalResponse {
+    /// True when a connected stream of the node was told; false when the node
+    /// is not connected now (it is told when it reconnects).
+    #[prost(bool, tag = "1")]
+    pub delivered: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct HistoryRequest {
+    #[prost(string, tag = "1")]
+    pub node_name: ::prost::alloc::string::String,
+    /// Only batches received at or after this collector time (Unix epoch ms);
+    /// 0 = everything held.
+    #[prost(int64, tag = "2")]
+    pub since_ms: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HistoryResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub batches: ::prost::alloc::vec::Vec<HistoryBatch>,
+    /// Identities of the pods the samples reference (pod_ref = collector pod id).
+    #[prost(message, repeated, tag = "2")]
+    pub pods: ::prost::alloc::vec::Vec<PodIdentity>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct HistoryBatch {
+    #[prost(uint64, tag = "1")]
+    pub seq: u64,
+    /// Collector receive time, Unix epoch ms.
+    #[prost(int64, tag = "2")]
+    pub received_ms: i64,
+    #[prost(message, repeated, tag = "3")]
+    pub samples: ::prost::alloc::vec::Vec<Sample>,
 }
 /// Generated client implementations.
 pub mod ingest_client {
@@ -790,6 +858,56 @@ pub mod query_client {
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Nodes"));
             self.inner.unary(req, path, codec).await
         }
+        /// Tells a node's agent to sample at another interval (the diagnosis work
+        /// samples faster during a load test). The collector remembers the request
+        /// and repeats it when the agent reconnects with another interval.
+        pub async fn set_interval(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SetIntervalRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SetIntervalResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/bakery.v1.Query/SetInterval",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("bakery.v1.Query", "SetInterval"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// A node's recent batches from the collector's in-memory history (about
+        /// the last 2 minutes, bounded in bytes per node), oldest first.
+        pub async fn history(
+            &mut self,
+            request: impl tonic::IntoRequest<super::HistoryRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::HistoryResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/History");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "History"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -810,6 +928,22 @@ pub mod query_server {
             &self,
             request: tonic::Request<super::NodesRequest>,
         ) -> std::result::Result<tonic::Response<super::NodesResponse>, tonic::Status>;
+        /// Tells a node's agent to sample at another interval (the diagnosis work
+        /// samples faster during a load test). The collector remembers the request
+        /// and repeats it when the agent reconnects with another interval.
+        async fn set_interval(
+            &self,
+            request: tonic::Request<super::SetIntervalRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::SetIntervalResponse>,
+            tonic::Status,
+        >;
+        /// A node's recent batches from the collector's in-memory history (about
+        /// the last 2 minutes, bounded in bytes per node), oldest first.
+        async fn history(
+            &self,
+            request: tonic::Request<super::HistoryRequest>,
+        ) -> std::result::Result<tonic::Response<super::HistoryResponse>, tonic::Status>;
     }
     /// What bakery-top, reports and the export read.
     #[derive(Debug)]
@@ -916,6 +1050,92 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = NodesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/bakery.v1.Query/SetInterval" => {
+                    #[allow(non_camel_case_types)]
+                    struct SetIntervalSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::SetIntervalRequest>
+                    for SetIntervalSvc<T> {
+                        type Response = super::SetIntervalResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SetIntervalRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::set_interval(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SetIntervalSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/bakery.v1.Query/History" => {
+                    #[allow(non_camel_case_types)]
+                    struct HistorySvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::HistoryRequest>
+                    for HistorySvc<T> {
+                        type Response = super::HistoryResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::HistoryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::history(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = HistorySvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -1,0 +1,306 @@
+//! A pod's CPU time and memory working set, from its pod-level cgroup on
+//! cgroup v2 or v1.
+//!
+//! - v2 (`Documentation/admin-guide/cgroup-v2.rst`): `cpu.stat` line
+//!   `usage_usec`, `memory.current`, `memory.stat` line `inactive_file`.
+//! - v1 (`Documentation/admin-guide/cgroup-v1/cpuacct.rst`, `memory.rst`):
+//!   `cpuacct.usage` in nanoseconds, `memory.usage_in_bytes`, `memory.stat`
+//!   line `total_inactive_file` (the hierarchical total: the pod level has
+//!   no tasks of its own, its containers are children).
+//!
+//! The working set is usage minus inactive file cache, as the kubelet and
+//! cAdvisor compute it (cAdvisor `container/libcontainer/handler.go`,
+//! `setMemoryStats`): what `kubectl top pod` shows and what eviction uses.
+
+use std::path::{Path, PathBuf};
+
+use crate::pods::cgroup_path::{CgroupVersion, PodCgroup};
+use crate::pods::kept_files::KeptFiles;
+use crate::signal::{ParseError, SignalError};
+
+/// Where a v1 controller's hierarchy may be mounted under the cgroup root.
+/// `cpuacct` is often co-mounted with `cpu` as `cpu,cpuacct` (with `cpu`
+/// and `cpuacct` symlinks to it), or mounted on its own; the mount table is
+/// not part of a fixture tree, so the known names are tried in turn.
+const V1_CPUACCT_MOUNTS: &[&str] = &["cpuacct", "cpu,cpuacct", "cpuacct,cpu", "cpu"];
+const V1_MEMORY_MOUNTS: &[&str] = &["memory"];
+/// v2 is the cgroup root itself, or `unified` on a hybrid layout.
+const V2_MOUNTS: &[&str] = &["", "unified"];
+
+/// One pod's accounting; `None` where a file is missing or malformed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PodUsage {
+    pub cpu_usage_us: Option<u64>,
+    pub memory_working_set_bytes: Option<u64>,
+}
+
+/// Reads pod cgroups, keeping their files open between samples and
+/// remembering which mount name worked so the next pods try it first.
+#[derive(Debug, Default)]
+pub struct CgroupReader {
+    files: KeptFiles<PathBuf>,
+    buffer: Vec<u8>,
+    v1_cpuacct: usize,
+    v1_memory: usize,
+    v2: usize,
+}
+
+impl CgroupReader {
+    /// Starts a sample; see [`KeptFiles::begin_sample`].
+    pub fn begin_sample(&mut self) {
+        self.files.begin_sample();
+    }
+
+    /// Ends a sample, closing the files of pods that were not read.
+    pub fn end_sample(&mut self) {
+        self.files.end_sample();
+    }
+
+    /// Reads one pod's CPU and memory under the cgroup root `root`. Missing
+    /// files (a pod being torn down) give `None` quietly; malformed ones are
+    /// pushed to `errors`.
+    pub fn read(&mut self, root: &Path, pod: &PodCgroup, errors: &mut Vec<SignalError>) -> PodUsage {
+        let relative = pod.pod_path.trim_start_matches('/');
+        match pod.version {
+            CgroupVersion::V2 => {
+                let cpu = self.read_file(root, Mount::V2, relative, "cpu.stat", errors).and_then(|(path, text)| {
+                    keep(flat_keyed_value(text, "usage_usec").map_err(|e| e.at(&path)), errors)
+                });
+                let memory = self.working_set(root, Mount::V2, relative, "memory.current", "inactive_file", errors);
+                PodUsage { cpu_usage_us: cpu, memory_working_set_bytes: memory }
+            }
+            CgroupVersion::V1 => {
+                let cpu = self
+                    .read_file(root, Mount::V1Cpuacct, relative, "cpuacct.usage", errors)
+                    .and_then(|(path, text)| keep(parse_single_u64(text).map_err(|e| e.at(&path)), errors))
+                    .map(|nanoseconds| nanoseconds / 1000);
+                let memory = self.working_set(
+                    root,
+                    Mount::V1Memory,
+                    relative,
+                    "memory.usage_in_bytes",
+                    "total_inactive_file",
+                    errors,
+                );
+                PodUsage { cpu_usage_us: cpu, memory_working_set_bytes: memory }
+            }
+        }
+    }
+
+    fn working_set(
+        &mut self,
+        root: &Path,
+        mount: Mount,
+        relative: &str,
+        usage_file: &str,
+        inactive_key: &str,
+        errors: &mut Vec<SignalError>,
+    ) -> Option<u64> {
+        let (path, text) = self.read_file(root, mount, relative, usage_file, errors)?;
+        let usage = keep(parse_single_u64(text).map_err(|e| e.at(&path)), errors)?;
+        let (path, text) = self.read_file(root, mount, relative, "memory.stat", errors)?;
+        let inactive = keep(flat_keyed_value(text, inactive_key).map_err(|e| e.at(&path)), errors)?;
+        Some(working_set(usage, inactive))
+    }
+
+    /// Reads `<root>/<mount>/<relative>/<file>` for the first mount name
+    /// under which it exists, trying the one that worked last time first.
+    fn read_file(
+        &mut self,
+        root: &Path,
+        which: Mount,
+        relative: &str,
+        file: &str,
+        errors: &mut Vec<SignalError>,
+    ) -> Option<(PathBuf, &str)> {
+        let mounts = which.candidates();
+        let preferred = *self.preferred(which);
+        let order = std::iter::once(preferred).chain((0..mounts.len()).filter(|&i| i != preferred));
+        for index in order {
+            let path = root.join(mounts[index]).join(relative).join(file);
+            match self.files.read(path.clone(), &path, &mut self.buffer) {
+                Ok(true) => {
+                    *self.preferred(which) = index;
+                    return match std::str::from_utf8(&self.buffer) {
+                        Ok(text) => Some((path, text)),
+                        Err(_) => {
+                            errors.push(SignalError::malformed(path, "not UTF-8 text"));
+                            None
+                        }
+                    };
+                }
+                Ok(false) => continue,
+                Err(error) => {
+                    errors.push(SignalError::Io { path, source: error });
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    fn preferred(&mut self, which: Mount) -> &mut usize {
+        match which {
+            Mount::V1Cpuacct => &mut self.v1_cpuacct,
+            Mount::V1Memory => &mut self.v1_memory,
+            Mount::V2 => &mut self.v2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mount {
+    V1Cpuacct,
+    V1Memory,
+    V2,
+}
+
+impl Mount {
+    fn candidates(self) -> &'static [&'static str] {
+        match self {
+            Mount::V1Cpuacct => V1_CPUACCT_MOUNTS,
+            Mount::V1Memory => V1_MEMORY_MOUNTS,
+            Mount::V2 => V2_MOUNTS,
+        }
+    }
+}
+
+fn keep<T>(result: Result<T, SignalError>, errors: &mut Vec<SignalError>) -> Option<T> {
+    result.map_err(|error| errors.push(error)).ok()
+}
+
+/// Usage minus inactive file cache; never below zero (the two files are
+/// read at slightly different times).
+pub fn working_set(usage_bytes: u64, inactive_file_bytes: u64) -> u64 {
+    usage_bytes.saturating_sub(inactive_file_bytes)
+}
+
+/// A file holding one unsigned integer (`memory.current`, `cpuacct.usage`).
+pub fn parse_single_u64(text: &str) -> Result<u64, ParseError> {
+    crate::signal::parse_u64(text)
+}
+
+/// The value of `key` in a flat keyed file (`key value` lines, as
+/// `cpu.stat` and `memory.stat` are).
+pub fn flat_keyed_value(text: &str, key: &str) -> Result<u64, ParseError> {
+    for line in text.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        if fields.next() == Some(key) {
+            let value = fields.next().unwrap_or_default();
+            return value.parse().map_err(|_| ParseError::new(format!("{key} is not a number: {line:?}")));
+        }
+    }
+    Err(ParseError::new(format!("no {key} line")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pods::QosClass;
+    use proptest::prelude::*;
+
+    const CPU_STAT_V2: &str = "usage_usec 123456789\nuser_usec 100000000\nsystem_usec 23456789\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\n";
+    const MEMORY_STAT_V2: &str =
+        "anon 50331648\nfile 83886080\nkernel 4194304\nactive_file 16777216\ninactive_file 67108864\n";
+    const MEMORY_STAT_V1: &str = "cache 83886080\nrss 50331648\ninactive_file 0\nhierarchical_memory_limit 9223372036854771712\ntotal_cache 83886080\ntotal_rss 50331648\ntotal_inactive_file 67108864\n";
+
+    #[test]
+    fn flat_keyed_files_give_the_named_value() {
+        let cases: &[(&str, &str, Result<u64, ()>)] = &[
+            (CPU_STAT_V2, "usage_usec", Ok(123_456_789)),
+            (MEMORY_STAT_V2, "inactive_file", Ok(67_108_864)),
+            // v1 has both `inactive_file` (own tasks) and the hierarchical total.
+            (MEMORY_STAT_V1, "total_inactive_file", Ok(67_108_864)),
+            (MEMORY_STAT_V1, "inactive_file", Ok(0)),
+            // A key that only prefixes another key does not match it.
+            ("inactive_file_extra 5\ninactive_file 7\n", "inactive_file", Ok(7)),
+            ("usage_usec\n", "usage_usec", Err(())),
+            ("usage_usec -3\n", "usage_usec", Err(())),
+            ("user_usec 5\n", "usage_usec", Err(())),
+            ("", "usage_usec", Err(())),
+        ];
+        for (text, key, expected) in cases {
+            assert_eq!(flat_keyed_value(text, key).map_err(|_| ()), *expected, "{key} in {text:?}");
+        }
+    }
+
+    #[test]
+    fn the_working_set_is_usage_minus_inactive_file_and_never_negative() {
+        assert_eq!(working_set(134_217_728, 67_108_864), 67_108_864);
+        assert_eq!(working_set(1000, 1000), 0);
+        assert_eq!(working_set(1000, 5000), 0);
+    }
+
+    fn write(root: &Path, rel: &str, content: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    fn pod(path: &str, version: CgroupVersion) -> PodCgroup {
+        PodCgroup { uid: "u".into(), qos_class: QosClass::BestEffort, pod_path: path.into(), version }
+    }
+
+    #[test]
+    fn v2_usage_is_read_from_the_root_or_from_unified_on_a_hybrid_layout() {
+        for mount in ["", "unified/"] {
+            let root = tempfile::tempdir().unwrap();
+            write(root.path(), &format!("{mount}kubepods/besteffort/podu/cpu.stat"), CPU_STAT_V2);
+            write(root.path(), &format!("{mount}kubepods/besteffort/podu/memory.current"), "134217728\n");
+            write(root.path(), &format!("{mount}kubepods/besteffort/podu/memory.stat"), MEMORY_STAT_V2);
+            let mut errors = Vec::new();
+            let usage = CgroupReader::default().read(
+                root.path(),
+                &pod("/kubepods/besteffort/podu", CgroupVersion::V2),
+                &mut errors,
+            );
+            assert_eq!(usage, PodUsage { cpu_usage_us: Some(123_456_789), memory_working_set_bytes: Some(67_108_864) });
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn v1_usage_is_found_under_each_known_cpuacct_mount_name() {
+        for mount in ["cpuacct", "cpu,cpuacct", "cpuacct,cpu"] {
+            let root = tempfile::tempdir().unwrap();
+            write(root.path(), &format!("{mount}/kubepods/podu/cpuacct.usage"), "5000000123\n");
+            write(root.path(), "memory/kubepods/podu/memory.usage_in_bytes", "134217728\n");
+            write(root.path(), "memory/kubepods/podu/memory.stat", MEMORY_STAT_V1);
+            let mut errors = Vec::new();
+            let usage =
+                CgroupReader::default().read(root.path(), &pod("/kubepods/podu", CgroupVersion::V1), &mut errors);
+            // Nanoseconds become microseconds.
+            assert_eq!(usage, PodUsage { cpu_usage_us: Some(5_000_000), memory_working_set_bytes: Some(67_108_864) });
+            assert!(errors.is_empty(), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn a_vanished_pod_cgroup_is_quietly_absent_and_a_malformed_file_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let mut reader = CgroupReader::default();
+        let mut errors = Vec::new();
+        assert_eq!(
+            reader.read(root.path(), &pod("/kubepods/podgone", CgroupVersion::V2), &mut errors),
+            PodUsage::default()
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+
+        write(root.path(), "kubepods/podbad/cpu.stat", "usage_usec lots\n");
+        write(root.path(), "kubepods/podbad/memory.current", "134217728\n");
+        write(root.path(), "kubepods/podbad/memory.stat", MEMORY_STAT_V2);
+        let usage = reader.read(root.path(), &pod("/kubepods/podbad", CgroupVersion::V2), &mut errors);
+        assert_eq!(usage, PodUsage { cpu_usage_us: None, memory_working_set_bytes: Some(67_108_864) });
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].is_malformed() && errors[0].to_string().contains("cpu.stat"), "{}", errors[0]);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = flat_keyed_value(&text, "usage_usec");
+            let _ = parse_single_u64(&text);
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The `/proc` scan: which processes are in which pod. A process's pod
+//! never changes during its life (the kubelet creates a container's cgroup
+//! before starting it), so `/proc/<pid>/cgroup` is read once per pid and the
+//! answer kept until the pid disappears from `/proc`.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::pods::cgroup_path::{PodCgroup, parse_pod_cgroup};
+use crate::pods::kept_files::read_whole;
+use crate::signal::SignalError;
+
+/// `ESRCH` from `include/uapi/asm-generic/errno-base.h`: procfs answers it
+/// for a process that exited after its directory was opened.
+const ESRCH: i32 = 3;
+
+/// Whether an IO error only means the process has gone (exited between
+/// listing `/proc` and reading its files): not worth reporting.
+pub fn process_gone(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(ESRCH)
+}
+
+/// Reads a whole procfs file into `buffer`. `Ok(false)` when the process
+/// has gone: the file vanished, or an exiting process gave an empty read.
+pub fn read_proc_file(path: &Path, buffer: &mut Vec<u8>) -> io::Result<bool> {
+    buffer.clear();
+    let read = std::fs::File::open(path).and_then(|file| read_whole(&file, buffer));
+    match read {
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(error) if process_gone(&error) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+#[derive(Debug)]
+struct CachedPid {
+    pod: Option<Arc<PodCgroup>>,
+    seen_in_scan: u64,
+}
+
+/// pid → pod, kept between scans.
+#[derive(Debug, Default)]
+pub struct PidCache {
+    pids: HashMap<u32, CachedPid>,
+    scan: u64,
+    buffer: Vec<u8>,
+    /// This scan's pod processes, sorted by pod UID then pid.
+    members: Vec<(Arc<PodCgroup>, u32)>,
+}
+
+impl PidCache {
+    /// Lists `<proc-root>`, reads the cgroup file of pids not seen before,
+    /// forgets pids that are gone. Fails only when `<proc-root>` itself
+    /// cannot be listed; a malformed cgroup file is pushed to `errors` (once:
+    /// the pid is then remembered as not in a pod).
+    pub fn scan(&mut self, proc_root: &Path, errors: &mut Vec<SignalError>) -> Result<(), SignalError> {
+        self.scan += 1;
+        let scan = self.scan;
+        self.members.clear();
+        let entries = std::fs::read_dir(proc_root)
+            .map_err(|e| SignalError::from_io(proc_root, e, "no procfs at the proc root"))?;
+        for entry in entries {
+            let Ok(entry) = entry else { continue };
+            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+            let cached = match self.pids.get_mut(&pid) {
+                Some(cached) => cached,
+                None => {
+                    let Some(pod) = read_pod(proc_root, pid, &mut self.buffer, errors) else { continue };
+                    self.pids.entry(pid).or_insert(CachedPid { pod, seen_in_scan: scan })
+                }
+            };
+            cached.seen_in_scan = scan;
+            if let Some(pod) = &cached.pod {
+                self.members.push((Arc::clone(pod), pid));
+            }
+        }
+        self.pids.retain(|_, cached| cached.seen_in_scan == scan);
+        self.members.sort_unstable_by(|(a, a_pid), (b, b_pid)| a.uid.cmp(&b.uid).then(a_pid.cmp(b_pid)));
+        Ok(())
+    }
+
+    /// The pods of the last scan, each with its pids (ascending), by UID.
+    pub fn pods(&self) -> impl Iterator<Item = (&PodCgroup, Vec<u32>)> + '_ {
+        self.members.chunk_by(|(a, _), (b, _)| a.uid == b.uid).map(|group| {
+            let pids = group.iter().map(|(_, pid)| *pid).collect();
+            (group[0].0.as_ref(), pids)
+        })
+    }
+
+    /// How many pids are remembered (pods or not).
+    pub fn len(&self) -> usize {
+        self.pids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty()
+    }
+}
+
+/// The pod of one process: `Some(None)` for a process outside pods (or one
+/// whose cgroup file could not be understood), `None` for one that is gone.
+fn read_pod(
+    proc_root: &Path,
+    pid: u32,
+    buffer: &mut Vec<u8>,
+    errors: &mut Vec<SignalError>,
+) -> Option<Option<Arc<PodCgroup>>> {
+    let path = proc_root.join(pid.to_string()).join("cgroup");
+    match read_proc_file(&path, buffer) {
+        // Cgroup names are bytes; a non-UTF-8 one is not a kubepods name.
+        Ok(true) => match parse_pod_cgroup(&String::from_utf8_lossy(buffer)) {
+            Ok(pod) => Some(pod.map(Arc::new)),
+            Err(error) => {
+                errors.push(error.at(&path));
+                Some(None)
+            }
+        },
+        Ok(false) => None,
+        Err(error) => {
+            errors.push(SignalError::Io { path, source: error });
+            Some(None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(root: &Path, rel: &str, content: &str) {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    fn uids_and_pids(cache: &PidCache) -> Vec<(String, Vec<u32>)> {
+        cache.pods().map(|(pod, pids)| (pod.uid.clone(), pids)).collect()
+    }
+
+    #[test]
+    fn pids_are_grouped_by_pod_and_forgotten_when_gone() {
+        let proc = tempfile::tempdir().unwrap();
+        write(proc.path(), "10/cgroup", "0::/kubepods/besteffort/podbb/c1\n");
+        write(proc.path(), "11/cgroup", "0::/kubepods/besteffort/podbb/c2\n");
+        write(proc.path(), "12/cgroup", "0::/kubepods/podaa/c3\n");
+        write(proc.path(), "13/cgroup", "0::/system.slice/k3s.service\n");
+        write(proc.path(), "self/cgroup", "0::/kubepods/podcc/c4\n");
+        write(proc.path(), "stat", "cpu 0 0 0 0\n");
+        let mut cache = PidCache::default();
+        let mut errors = Vec::new();
+        cache.scan(proc.path(), &mut errors).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(uids_and_pids(&cache), vec![("aa".into(), vec![12]), ("bb".into(), vec![10, 11])]);
+        assert_eq!(cache.len(), 4);
+
+        std::fs::remove_dir_all(proc.path().join("11")).unwrap();
+        std::fs::remove_dir_all(proc.path().join("12")).unwrap();
+        cache.scan(proc.path(), &mut errors).unwrap();
+        assert_eq!(uids_and_pids(&cache), vec![("bb".into(), vec![10])]);
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_known_pid_is_not_read_again() {
+        let proc = tempfile::tempdir().unwrap();
+        write(proc.path(), "10/cgroup", "0::/kubepods/besteffort/podbb/c1\n");
+        let mut cache = PidCache::default();
+        let mut errors = Vec::new();
+        cache.scan(proc.path(), &mut errors).unwrap();
+        // Had the file been read again, the pod would have changed.
+        write(proc.path(), "10/cgroup", "0::/kubepods/besteffort/podee/c1\n");
+        cache.scan(proc.path(), &mut errors).unwrap();
+        assert_eq!(uids_and_pids(&cache), vec![("bb".into(), vec![10])]);
+    }
+
+    #[test]
+    fn a_malformed_cgroup_file_is_reported_once_and_an_exited_process_not_at_all() {
+        let proc = tempfile::tempdir().unwrap();
+        write(proc.path(), "10/cgroup", "nonsense\n");
+        write(proc.path(), "11/cgroup", "");
+        std::fs::create_dir_all(proc.path().join("12")).unwrap();
+        write(proc.path(), "13/cgroup", "0::/kubepods/podaa/c3\n");
+        let mut cache = PidCache::default();
+        let mut errors = Vec::new();
+        cache.scan(proc.path(), &mut errors).unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].is_malformed() && errors[0].to_string().contains("10/cgroup"), "{}", errors[0]);
+        assert_eq!(uids_and_pids(&cache), vec![("aa".into(), vec![13])]);
+        cache.scan(proc.path(), &mut errors).unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+    }
+
+    #[test]
+    fn a_missing_proc_root_is_absent() {
+        let mut cache = PidCache::default();
+        let error = cache.scan(Path::new("/nonexistent/bakery/proc"), &mut Vec::new()).unwrap_err();
+        assert!(matches!(error, SignalError::Absent { .. }), "{error}");
+    }
+}

@@ -1,0 +1,677 @@
+//! The stream client against a fake collector in the same process (a tonic
+//! Ingest server on 127.0.0.1:0): acknowledgements trim the spool, a broken
+//! stream is resumed without loss or duplicates, SetInterval changes the
+//! sampling rate, the token file is re-read on every reconnect, pods are
+//! declared once per stream, and a full spool reports its loss as a gap.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bakery_agent::net::{Interface, NetCounters};
+use bakery_agent::pods::{Pod, PodIdentity, QosClass};
+use bakery_agent::sampler::Sample;
+use bakery_agent::spool::SpoolConfig;
+use bakery_agent::stream::{Auth, Backoff, RunSummary, StreamConfig, StreamStatus, TlsFiles, run_with_status};
+use bakery_proto::v1 as pb;
+use bakery_proto::v1::ingest_server::{Ingest, IngestServer};
+use pb::agent_message::Kind;
+use pb::collector_message::Kind as CollectorKind;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic::{Request, Response, Status, Streaming};
+
+// ---------------------------------------------------------------- fake collector
+
+/// How the fake collector behaves; tests change it while it runs.
+#[derive(Debug, Clone)]
+struct Behaviour {
+    /// Accepted bearer tokens; `None` accepts any stream.
+    tokens: Option<Vec<String>>,
+    /// False: the store cannot commit (nothing is stored or acknowledged).
+    commits: bool,
+    /// Break a stream once it delivered this many batches or gaps, while
+    /// `breaks_left > 0`.
+    break_after: Option<usize>,
+    breaks_left: usize,
+    /// Whether the messages of a broken stream count as committed (the
+    /// collector crashed after committing, before its ack) or are lost.
+    commit_before_break: bool,
+    set_interval_ms: Option<u32>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            tokens: None,
+            commits: true,
+            break_after: None,
+            breaks_left: 0,
+            commit_before_break: true,
+            set_interval_ms: None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct StreamLog {
+    authorization: Option<String>,
+    hello: Option<pb::Hello>,
+    messages: Vec<Kind>,
+}
+
+#[derive(Debug, Default)]
+struct Store {
+    behaviour: Behaviour,
+    streams: Vec<StreamLog>,
+    refused: usize,
+    /// Highest contiguous handled sequence number.
+    committed: u64,
+    /// Sequence number -> timestamp of its one sample, stored once.
+    samples: BTreeMap<u64, i64>,
+    gaps: Vec<pb::Gap>,
+    duplicates: u64,
+    /// Contract violations seen (the tests expect none).
+    violations: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+struct FakeCollector {
+    store: Arc<Mutex<Store>>,
+}
+
+impl FakeCollector {
+    fn with<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        f(&mut self.store.lock().unwrap())
+    }
+}
+
+type Outbound = ReceiverStream<Result<pb::CollectorMessage, Status>>;
+
+#[tonic::async_trait]
+impl Ingest for FakeCollector {
+    type StreamStream = Outbound;
+
+    async fn stream(&self, request: Request<Streaming<pb::AgentMessage>>) -> Result<Response<Outbound>, Status> {
+        let authorization = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let accepted = self.with(|s| match &s.behaviour.tokens {
+            None => true,
+            Some(tokens) => tokens.iter().any(|t| authorization.as_deref() == Some(&format!("Bearer {t}"))),
+        });
+        if !accepted {
+            self.with(|s| s.refused += 1);
+            return Err(Status::unauthenticated("missing or wrong token"));
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let store = self.clone();
+        tokio::spawn(serve_stream(store, authorization, request.into_inner(), tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+fn message(kind: CollectorKind) -> Result<pb::CollectorMessage, Status> {
+    Ok(pb::CollectorMessage { kind: Some(kind) })
+}
+
+async fn serve_stream(
+    store: FakeCollector,
+    authorization: Option<String>,
+    mut inbound: Streaming<pb::AgentMessage>,
+    tx: mpsc::Sender<Result<pb::CollectorMessage, Status>>,
+) {
+    let index = store.with(|s| {
+        s.streams.push(StreamLog { authorization, ..StreamLog::default() });
+        s.streams.len() - 1
+    });
+    let Ok(Some(pb::AgentMessage { kind: Some(Kind::Hello(hello)) })) = inbound.message().await else {
+        store.with(|s| s.violations.push("the first message was not a Hello".into()));
+        let _ = tx.send(Err(Status::invalid_argument("Hello first"))).await;
+        return;
+    };
+    let (committed, set_interval) = store.with(|s| {
+        s.streams[index].hello = Some(hello);
+        (s.committed, s.behaviour.set_interval_ms)
+    });
+    let _ =
+        tx.send(message(CollectorKind::Welcome(pb::Welcome { committed_seq: committed, ..Default::default() }))).await;
+    if let Some(interval_ms) = set_interval {
+        let reason = "load test".to_string();
+        let _ = tx.send(message(CollectorKind::SetInterval(pb::SetInterval { interval_ms, reason }))).await;
+    }
+    let mut declared: HashMap<u32, pb::PodIdentity> = HashMap::new();
+    let mut delivered = 0;
+    while let Ok(Some(pb::AgentMessage { kind: Some(kind) })) = inbound.message().await {
+        delivered += 1;
+        let (ack, breaking) = store.with(|s| {
+            let b = &s.behaviour;
+            let breaking = b.breaks_left > 0 && b.break_after.is_some_and(|n| delivered >= n);
+            s.streams[index].messages.push(kind.clone());
+            if !s.behaviour.commits || (breaking && !s.behaviour.commit_before_break) {
+                return (None, breaking);
+            }
+            handle(s, &kind, &mut declared);
+            (Some(s.committed), breaking)
+        });
+        if breaking {
+            store.with(|s| s.behaviour.breaks_left -= 1);
+            let _ = tx.send(Err(Status::unavailable("collector crashed"))).await;
+            return;
+        }
+        if let Some(committed) = ack {
+            let _ = tx.send(message(CollectorKind::Ack(pb::Ack { committed_seq: committed }))).await;
+        }
+    }
+}
+
+/// Applies one batch or gap as the contract says a collector must.
+fn handle(s: &mut Store, kind: &Kind, declared: &mut HashMap<u32, pb::PodIdentity>) {
+    let (first, last) = match kind {
+        Kind::Batch(batch) => {
+            for identity in &batch.new_pods {
+                declared.insert(identity.pod_ref, identity.clone());
+            }
+            for sample in &batch.samples {
+                for pod in &sample.pods {
+                    if !declared.contains_key(&pod.pod_ref) {
+                        s.violations.push(format!("seq {}: undeclared pod_ref {}", batch.seq, pod.pod_ref));
+                    }
+                }
+            }
+            (batch.seq, batch.seq)
+        }
+        Kind::Gap(gap) => (gap.first_seq, gap.last_seq),
+        Kind::Hello(_) => {
+            s.violations.push("a second Hello".into());
+            return;
+        }
+    };
+    if last <= s.committed {
+        s.duplicates += 1;
+        return;
+    }
+    if first != s.committed + 1 {
+        s.violations.push(format!("expected seq {}, got {first}..={last}", s.committed + 1));
+    }
+    match kind {
+        Kind::Batch(batch) => {
+            if s.samples.insert(batch.seq, batch.samples[0].timestamp_ms).is_some() {
+                s.violations.push(format!("seq {} stored twice", batch.seq));
+            }
+        }
+        Kind::Gap(gap) => s.gaps.push(gap.clone()),
+        Kind::Hello(_) => {}
+    }
+    s.committed = last;
+}
+
+/// A running fake collector; dropping it stops the server.
+struct Server {
+    addr: SocketAddr,
+    collector: FakeCollector,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(collector: FakeCollector, addr: SocketAddr) -> Self {
+        Self::start_with_tls(collector, addr, None).await
+    }
+
+    async fn start_with_tls(collector: FakeCollector, addr: SocketAddr, tls: Option<ServerTlsConfig>) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let service = IngestServer::new(collector.clone());
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).unwrap();
+        }
+        let task = tokio::spawn(async move {
+            builder
+                .add_service(service)
+                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self { addr, collector, stop: Some(stop), task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------- agent side
+
+fn pod(n: u32) -> Pod {
+    Pod {
+        identity: PodIdentity {
+            uid: format!("00000000-0000-4000-8000-00000000000{n}"),
+            qos_class: QosClass::BestEffort,
+            cgroup_path: format!("/kubepods/besteffort/pod{n}"),
+            host_network: false,
+        },
+        network: Some(NetCounters { rx_bytes: 100 * u64::from(n), ..NetCounters::default() }),
+        tcp: None,
+        cpu_usage_us: Some(1_000),
+        memory_working_set_bytes: Some(2_000),
+        process_count: 1,
+    }
+}
+
+/// A synthetic node with two pods; the timestamp doubles as the sample's identity.
+fn synthetic(node: &str) -> impl FnMut(i64) -> Sample + Send + 'static {
+    let node = node.to_string();
+    let mut counter = 0i64;
+    move |_now| {
+        counter += 1;
+        Sample {
+            node_name: node.clone(),
+            timestamp_ms: counter,
+            interfaces: vec![Interface { name: "eth0".into(), counters: NetCounters::default() }],
+            pods: vec![pod(1), pod(2)],
+            ..Sample::default()
+        }
+    }
+}
+
+fn config(url: &str, interval_ms: u64) -> StreamConfig {
+    StreamConfig {
+        interval: Duration::from_millis(interval_ms),
+        backoff: Backoff {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(100),
+            healthy_after: Duration::from_secs(5),
+        },
+        flush_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(5),
+        boot_id: "boot-1".into(),
+        ..StreamConfig::new(url, "worker-01", Auth::None)
+    }
+}
+
+struct Agent {
+    status: watch::Receiver<StreamStatus>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<RunSummary>,
+}
+
+impl Agent {
+    fn start(config: StreamConfig, source: impl FnMut(i64) -> Sample + Send + 'static) -> Self {
+        let (status_tx, status) = watch::channel(StreamStatus::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            run_with_status(config, source, shutdown, status_tx).await.unwrap()
+        });
+        Self { status, stop: Some(stop), task }
+    }
+
+    async fn stop(mut self) -> RunSummary {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task).await.expect("the agent stops").unwrap()
+    }
+
+    fn status(&self) -> StreamStatus {
+        self.status.borrow().clone()
+    }
+}
+
+/// Waits for `condition`, failing the test after `seconds`.
+async fn wait_until(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {seconds} s waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn assert_every_seq_once(store: &Store, through: u64) {
+    assert!(store.violations.is_empty(), "contract violations: {:?}", store.violations);
+    let mut covered: Vec<u64> = store.samples.keys().copied().collect();
+    for gap in &store.gaps {
+        covered.extend(gap.first_seq..=gap.last_seq);
+    }
+    covered.sort_unstable();
+    let expected: Vec<u64> = (1..=through).collect();
+    assert_eq!(covered, expected, "every sequence number exactly once");
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test]
+async fn acknowledgements_trim_the_spool_and_shutdown_flushes() {
+    let server = Server::start(FakeCollector::default(), "127.0.0.1:0".parse().unwrap()).await;
+    let agent = Agent::start(config(&server.url(), 10), synthetic("worker-01"));
+    wait_until("20 samples are committed", 10, || server.collector.with(|s| s.committed >= 20)).await;
+    wait_until("the agent saw the acks", 10, || agent.status().spool.acked_seq >= 20).await;
+    let status = agent.status();
+    assert!(status.connected);
+    assert!(status.spool.entries <= 3, "acknowledged entries left the spool: {:?}", status.spool);
+
+    let summary = agent.stop().await;
+    assert_eq!(summary.unacknowledged, 0, "shutdown waits for the last acks: {summary:?}");
+    assert_eq!(summary.acked_seq, summary.last_seq);
+    server.collector.with(|s| {
+        assert_every_seq_once(s, summary.last_seq);
+        assert_eq!(s.duplicates, 0);
+        let hello = s.streams[0].hello.as_ref().unwrap();
+        assert_eq!((hello.node_name.as_str(), hello.boot_id.as_str()), ("worker-01", "boot-1"));
+        assert_eq!((hello.interval_ms, hello.clock_ticks_per_second, hello.oldest_spooled_seq), (10, 100, 1));
+        assert!(hello.capabilities.contains(&"pods".to_string()));
+        assert_eq!(hello.agent_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(hello.stream_id.len(), 32);
+        assert_eq!(s.streams[0].authorization, None, "--insecure-no-auth sends no token");
+    });
+}
+
+#[tokio::test]
+async fn a_broken_stream_resumes_after_the_committed_seq_without_loss_or_duplicates() {
+    let collector = FakeCollector::default();
+    // The collector commits, then crashes before acking, three times.
+    collector.with(|s| {
+        s.behaviour.break_after = Some(7);
+        s.behaviour.breaks_left = 3;
+        s.behaviour.commit_before_break = true;
+    });
+    let server = Server::start(collector.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let agent = Agent::start(config(&server.url(), 10), synthetic("worker-01"));
+    wait_until("three breaks and 40 more samples", 20, || {
+        collector.with(|s| s.streams.len() >= 4 && s.committed >= 40)
+    })
+    .await;
+    let summary = agent.stop().await;
+    collector.with(|s| {
+        assert_every_seq_once(s, summary.last_seq);
+        for (i, stream) in s.streams.iter().enumerate().skip(1) {
+            let Some(Kind::Batch(first)) = stream.messages.first() else { panic!("stream {i} sent nothing") };
+            assert_eq!(first.seq, 7 * i as u64 + 1, "stream {i} resumes right after Welcome.committed_seq");
+        }
+    });
+    assert_eq!(summary.unacknowledged, 0);
+}
+
+#[tokio::test]
+async fn batches_the_collector_lost_are_sent_again() {
+    let collector = FakeCollector::default();
+    // Nothing is committed on the first stream: its batches are lost with it.
+    collector.with(|s| {
+        s.behaviour.commits = false;
+        s.behaviour.break_after = Some(5);
+        s.behaviour.breaks_left = 1;
+        s.behaviour.commit_before_break = false;
+    });
+    let server = Server::start(collector.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let agent = Agent::start(config(&server.url(), 10), synthetic("worker-01"));
+    wait_until("the first stream broke", 10, || collector.with(|s| s.streams.len() >= 2)).await;
+    collector.with(|s| s.behaviour.commits = true);
+    wait_until("20 samples are committed", 10, || collector.with(|s| s.committed >= 20)).await;
+    let summary = agent.stop().await;
+    collector.with(|s| {
+        let first_stream: Vec<u64> = s.streams[0]
+            .messages
+            .iter()
+            .filter_map(|k| if let Kind::Batch(b) = k { Some(b.seq) } else { None })
+            .collect();
+        assert_eq!(first_stream[..4], [1, 2, 3, 4]);
+        assert_eq!(s.streams[1].hello.as_ref().unwrap().oldest_spooled_seq, 1, "nothing was acknowledged");
+        let Some(Kind::Batch(resent)) = s.streams[1].messages.first() else { panic!("nothing resent") };
+        assert_eq!(resent.seq, 1, "the unacknowledged batches go again, from the first");
+        assert_every_seq_once(s, summary.last_seq);
+    });
+}
+
+#[tokio::test]
+async fn set_interval_changes_the_sampling_interval_and_the_next_hello_reports_it() {
+    let collector = FakeCollector::default();
+    collector.with(|s| s.behaviour.set_interval_ms = Some(50));
+    let server = Server::start(collector.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    // Sampling every 10 minutes: only the collector's SetInterval can make samples flow.
+    let agent = Agent::start(config(&server.url(), 600_000), synthetic("worker-01"));
+    wait_until("the agent switched to 50 ms", 10, || agent.status().interval == Duration::from_millis(50)).await;
+    let started = tokio::time::Instant::now();
+    wait_until("10 samples arrived at the new interval", 10, || collector.with(|s| s.committed >= 11)).await;
+    assert!(started.elapsed() >= Duration::from_millis(400), "10 intervals of 50 ms take at least ~0.5 s");
+
+    // A new stream reports the interval in force.
+    collector.with(|s| {
+        s.behaviour.set_interval_ms = None;
+        s.behaviour.break_after = Some(1);
+        s.behaviour.breaks_left = 1;
+    });
+    wait_until("the agent reconnected", 10, || {
+        collector.with(|s| s.streams.len() >= 2 && s.streams[1].hello.is_some())
+    })
+    .await;
+    collector.with(|s| assert_eq!(s.streams[1].hello.as_ref().unwrap().interval_ms, 50));
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn the_token_file_is_read_again_on_every_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "first-token\n").unwrap();
+    let collector = FakeCollector::default();
+    collector.with(|s| s.behaviour.tokens = Some(vec!["first-token".into()]));
+    let server = Server::start(collector.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let agent = Agent::start(
+        StreamConfig { auth: Auth::TokenFile(token_file.clone()), ..config(&server.url(), 20) },
+        synthetic("worker-01"),
+    );
+    wait_until("connected with the first token", 10, || collector.with(|s| s.committed >= 3)).await;
+
+    // Rotation: the collector accepts only the new token, the file changes,
+    // and the stream breaks.
+    collector.with(|s| {
+        s.behaviour.tokens = Some(vec!["second-token".into()]);
+        s.behaviour.break_after = Some(1);
+        s.behaviour.breaks_left = 1;
+    });
+    wait_until("the old token was refused", 10, || collector.with(|s| s.refused >= 1)).await;
+    wait_until("the agent explains the refusal", 10, || {
+        agent.status().last_error.unwrap_or_default().contains("refused the token (UNAUTHENTICATED")
+    })
+    .await;
+    std::fs::write(&token_file, "second-token").unwrap();
+    wait_until("connected with the new token", 10, || {
+        collector.with(|s| {
+            s.streams.last().and_then(|st| st.authorization.clone()).as_deref() == Some("Bearer second-token")
+        })
+    })
+    .await;
+    let before = collector.with(|s| s.committed);
+    wait_until("samples flow again", 10, || collector.with(|s| s.committed >= before + 3)).await;
+    let summary = agent.stop().await;
+    collector.with(|s| {
+        assert_eq!(s.streams[0].authorization.as_deref(), Some("Bearer first-token"));
+        assert_every_seq_once(s, summary.last_seq);
+    });
+}
+
+#[tokio::test]
+async fn pods_are_declared_once_per_stream_and_again_on_a_new_one() {
+    let collector = FakeCollector::default();
+    collector.with(|s| {
+        s.behaviour.break_after = Some(4);
+        s.behaviour.breaks_left = 1;
+    });
+    let server = Server::start(collector.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let agent = Agent::start(config(&server.url(), 10), synthetic("worker-01"));
+    wait_until("two streams carried batches", 10, || {
+        collector.with(|s| s.streams.len() >= 2 && s.streams[1].messages.len() >= 3)
+    })
+    .await;
+    agent.stop().await;
+    collector.with(|s| {
+        assert!(s.violations.is_empty(), "{:?}", s.violations);
+        for stream in &s.streams[..2] {
+            let declared: Vec<usize> = stream
+                .messages
+                .iter()
+                .filter_map(|k| if let Kind::Batch(b) = k { Some(b.new_pods.len()) } else { None })
+                .collect();
+            assert_eq!(declared[0], 2, "the first batch of a stream declares both pods");
+            assert!(declared[1..].iter().all(|n| *n == 0), "later batches do not repeat them: {declared:?}");
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_full_spool_reports_exactly_the_dropped_range_as_a_gap() {
+    let addr = free_addr();
+    // Samples are ~200 bytes encoded: 4 KiB hold about 15.
+    let limit = 4096;
+    let agent = Agent::start(
+        StreamConfig {
+            spool: SpoolConfig { max_bytes: limit, ..SpoolConfig::default() },
+            ..config(&format!("http://{addr}"), 5)
+        },
+        synthetic("worker-01"),
+    );
+    wait_until("the spool overflowed a few times", 10, || agent.status().spool.overflow_dropped >= 30).await;
+    let collector = FakeCollector::default();
+    let _server = Server::start(collector.clone(), addr).await;
+    wait_until("the agent caught up", 10, || {
+        let status = agent.status();
+        status.connected && status.spool.acked_seq + 2 >= status.spool.next_seq
+    })
+    .await;
+    let summary = agent.stop().await;
+    collector.with(|s| {
+        assert_every_seq_once(s, summary.last_seq);
+        let gap = &s.gaps[0];
+        assert_eq!(gap.first_seq, 1);
+        let dropped = gap.last_seq;
+        assert_eq!(gap.reason, format!("spool overflow: {dropped} samples dropped, limit {limit} bytes"));
+        // The samples right after the gap are the oldest kept ones, intact.
+        assert_eq!(s.samples.get(&(dropped + 1)), Some(&(dropped as i64 + 1)));
+    });
+}
+
+#[tokio::test]
+async fn a_disk_spool_carries_unacknowledged_samples_across_an_agent_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let collector = FakeCollector::default();
+    collector.with(|s| s.behaviour.commits = false);
+    let server = Server::start(collector.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let with_disk = |flush_ms| StreamConfig {
+        spool: SpoolConfig { dir: Some(dir.path().to_path_buf()), ..SpoolConfig::default() },
+        flush_timeout: Duration::from_millis(flush_ms),
+        ..config(&server.url(), 10)
+    };
+    let agent = Agent::start(with_disk(50), synthetic("worker-01"));
+    wait_until("10 samples were sent", 10, || {
+        collector.with(|s| s.streams.iter().map(|st| st.messages.len()).sum::<usize>() >= 10)
+    })
+    .await;
+    let first_run = agent.stop().await;
+    assert!(first_run.spool_on_disk && first_run.unacknowledged >= 10, "{first_run:?}");
+    assert!(spool_files(dir.path()) > 0);
+
+    collector.with(|s| s.behaviour.commits = true);
+    let mut second_source = synthetic("worker-01");
+    // The second run's samples are told apart by their timestamps.
+    let agent = Agent::start(with_disk(5000), move |now| {
+        let mut sample = second_source(now);
+        sample.timestamp_ms += 1_000_000;
+        sample
+    });
+    wait_until("the second run's samples arrive too", 10, || {
+        collector.with(|s| s.samples.values().filter(|t| **t > 1_000_000).count() >= 5)
+    })
+    .await;
+    let second_run = agent.stop().await;
+    collector.with(|s| {
+        assert_every_seq_once(s, second_run.last_seq);
+        assert_eq!(s.samples[&1], 1, "the first run's first sample came from the disk spool");
+        assert_eq!(s.samples[&(first_run.last_seq + 1)], 1_000_001, "numbering continued after the restart");
+        assert_eq!(s.streams.last().unwrap().hello.as_ref().unwrap().oldest_spooled_seq, 1);
+    });
+    assert_eq!(second_run.unacknowledged, 0);
+}
+
+fn spool_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+        .count()
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, in PEM.
+struct Pki {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+fn make_pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names).unwrap().signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    Pki { ca: ca.pem(), server: leaf(vec!["127.0.0.1".into()]), client: leaf(vec!["worker-01.agent".into()]) }
+}
+
+#[tokio::test]
+async fn mutual_tls_streams_with_a_client_certificate_and_fails_without_one() {
+    let pki = make_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(&pki.server.0, &pki.server.1))
+        .client_ca_root(Certificate::from_pem(&pki.ca));
+    let collector = FakeCollector::default();
+    let server = Server::start_with_tls(collector.clone(), "127.0.0.1:0".parse().unwrap(), Some(tls)).await;
+    let url = format!("https://{}", server.addr);
+    let ca = file("ca.pem", &pki.ca);
+
+    let without_identity = Agent::start(
+        StreamConfig { tls: Some(TlsFiles { ca: ca.clone(), client_identity: None }), ..config(&url, 10) },
+        synthetic("a"),
+    );
+    wait_until("the agent without a certificate failed", 10, || without_identity.status().last_error.is_some()).await;
+    without_identity.stop().await;
+    assert_eq!(collector.with(|s| s.streams.len()), 0, "mTLS let no stream through without a client certificate");
+
+    let identity = Some((file("agent.pem", &pki.client.0), file("agent.key", &pki.client.1)));
+    let agent = Agent::start(
+        StreamConfig { tls: Some(TlsFiles { ca, client_identity: identity }), ..config(&url, 10) },
+        synthetic("a"),
+    );
+    wait_until("samples arrive over mTLS", 10, || collector.with(|s| s.committed >= 5)).await;
+    let summary = agent.stop().await;
+    collector.with(|s| assert_every_seq_once(s, summary.last_seq));
+}

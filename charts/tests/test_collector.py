@@ -1,0 +1,169 @@
+"""The collector: one writer with a persistent store, reachable through its
+Service, exporting OTLP with headers from a Secret, and read-only RBAC."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+import chartlib
+from chartlib import container, env, flag, mount, pod_spec, volume
+
+
+def collector_deployment(rendered: chartlib.Rendered) -> dict:
+    deployments = rendered.all("Deployment")
+    assert len(deployments) == 1
+    return deployments[0]
+
+
+def collector(rendered: chartlib.Rendered) -> dict:
+    return container(pod_spec(collector_deployment(rendered)), "collector")
+
+
+def test_one_replica_recreated_never_rolled(variants):
+    for name, rendered in variants.items():
+        spec = collector_deployment(rendered)["spec"]
+        assert spec["replicas"] == 1, name
+        # The store has a single writer: the old pod must be gone before the
+        # new one opens it.
+        assert spec["strategy"] == {"type": "Recreate"}, name
+
+
+def test_data_dir_is_on_the_chart_made_pvc(default):
+    deployment = collector_deployment(default)
+    c = collector(default)
+    data = mount(c, flag(c, "data-dir"))
+    claim = volume(pod_spec(deployment), data["name"])["persistentVolumeClaim"]["claimName"]
+    pvc = default.one("PersistentVolumeClaim", claim)
+    assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert "storageClassName" not in pvc["spec"], "empty storageClassName must mean the cluster default"
+
+
+def test_existing_claim_and_no_persistence(existing, minimal, full):
+    c = collector(existing)
+    data = volume(pod_spec(collector_deployment(existing)), mount(c, flag(c, "data-dir"))["name"])
+    assert data["persistentVolumeClaim"]["claimName"] == "lab-bakery-store"
+    assert existing.all("PersistentVolumeClaim") == []
+    c = collector(minimal)
+    assert volume(pod_spec(collector_deployment(minimal)), mount(c, flag(c, "data-dir"))["name"])["emptyDir"] == {}
+    assert minimal.all("PersistentVolumeClaim") == []
+    assert full.one("PersistentVolumeClaim")["spec"]["storageClassName"] == "local-path"
+
+
+def test_service_reaches_the_grpc_port(variants):
+    for name, rendered in variants.items():
+        service = rendered.one("Service")
+        deployment = collector_deployment(rendered)
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod_labels.items(), name
+        # The agents' selector must not pick the collector's pods and back.
+        agent_labels = rendered.one("DaemonSet")["spec"]["template"]["metadata"]["labels"]
+        assert not service["spec"]["selector"].items() <= agent_labels.items(), name
+        ports = {p["name"]: p for p in service["spec"]["ports"]}
+        assert ports["grpc"]["port"] == 7431 and ports["grpc"]["targetPort"] == "grpc", name
+        container_ports = {p["name"]: p["containerPort"] for p in collector(rendered)["ports"]}
+        assert container_ports["grpc"] == 7431, name
+        assert flag(collector(rendered), "listen") == "0.0.0.0:7431", name
+
+
+def test_metrics_port_and_servicemonitor(default, full):
+    assert [p["name"] for p in default.one("Service")["spec"]["ports"]] == ["grpc"]
+    assert flag(collector(default), "metrics") is None
+    assert default.all("ServiceMonitor") == []
+
+    service = full.one("Service")
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert ports["metrics"]["port"] == 9464 and ports["metrics"]["targetPort"] == "metrics"
+    assert {p["name"]: p["containerPort"] for p in collector(full)["ports"]}["metrics"] == 9464
+    assert flag(collector(full), "metrics") == "0.0.0.0:9464"
+    monitor = full.one("ServiceMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+def test_servicemonitor_without_metrics_is_refused():
+    from helm_python import HelmRenderError
+
+    with pytest.raises(HelmRenderError, match="serviceMonitor.enabled needs collector.metrics.enabled"):
+        chartlib.render({"collector": {"metrics": {"serviceMonitor": {"enabled": True}}}})
+
+
+def test_otlp_headers_come_from_a_secret_never_the_pod_spec(full):
+    c = collector(full)
+    variables = env(c)
+    assert variables["OTEL_EXPORTER_OTLP_ENDPOINT"]["value"] == "http://alloy.monitoring.svc:4318"
+    assert variables["OTEL_EXPORTER_OTLP_PROTOCOL"]["value"] == "http/protobuf"
+    ref = variables["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"]
+    secret = full.one("Secret", ref["name"])
+    assert base64.b64decode(secret["data"][ref["key"]]).decode() == "Authorization=Basic%20YmFrZXJ5OnNlY3JldA=="
+    deployment_text = repr(collector_deployment(full))
+    assert "YmFrZXJ5OnNlY3JldA" not in deployment_text
+
+
+def test_otlp_headers_from_an_existing_secret(existing):
+    ref = env(collector(existing))["OTEL_EXPORTER_OTLP_HEADERS"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "lab-otlp", "key": "otel-headers"}
+    assert existing.all("Secret") == []
+
+
+def test_no_otlp_settings_without_an_endpoint(default):
+    assert not [name for name in env(collector(default)) if name.startswith("OTEL_")]
+
+
+def test_collector_pod_security_context(variants):
+    for name, rendered in variants.items():
+        spec = pod_spec(collector_deployment(rendered))
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] == 65532, name
+        # fsGroup makes the PVC writable for the non-root user.
+        assert spec["securityContext"]["fsGroup"] == 65532, name
+
+
+def test_collector_token_and_tls(default, full, minimal):
+    c = collector(default)
+    assert flag(c, "token-file") == "/etc/bakery/token/token"
+    assert mount(c, "/etc/bakery/token")["readOnly"] is True
+    c = collector(full)
+    assert flag(c, "tls-cert") == "/etc/bakery/tls/tls.crt"
+    assert flag(c, "tls-key") == "/etc/bakery/tls/tls.key"
+    c = collector(minimal)
+    assert "--insecure-no-auth" in c["args"] and flag(c, "token-file") is None
+
+
+def test_tls_without_a_secret_is_refused():
+    from helm_python import HelmRenderError
+
+    with pytest.raises(HelmRenderError, match="tls.secretName is empty"):
+        chartlib.render({"tls": {"enabled": True}})
+
+
+# --- RBAC ---------------------------------------------------------------------
+
+EXPECTED_RULES = [
+    {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets", "deployments", "statefulsets", "daemonsets"],
+     "verbs": ["get", "list", "watch"]},
+]
+
+
+def test_collector_rbac_is_read_only_and_exactly_what_it_needs(default):
+    role = default.one("ClusterRole")
+    assert role["rules"] == EXPECTED_RULES
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
+        assert set(rule["verbs"]) <= {"get", "list", "watch"}
+    binding = default.one("ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}
+    service_account = pod_spec(collector_deployment(default))["serviceAccountName"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": service_account, "namespace": "bakery"}]
+    assert default.all("Role") == [] and default.all("RoleBinding") == []
+
+
+def test_rbac_can_be_left_to_the_user(minimal):
+    assert minimal.all("ClusterRole") == [] and minimal.all("ClusterRoleBinding") == []

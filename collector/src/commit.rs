@@ -1,0 +1,322 @@
+//! The committer: the one task that writes the store. Streams hand it validated work through a
+//! bounded queue; it commits everything gathered every `--commit-interval` (or sooner when a lot
+//! piled up) in ONE durable transaction, then tells each node's streams the new committed
+//! sequence number so they can acknowledge.
+//!
+//! When a commit fails (a full disk, an I/O error) nothing is acknowledged: the work stays
+//! pending and is retried with backoff, the error is logged at a limited rate, and the streams
+//! keep being served. Once the pending work reaches its bound the committer stops taking more,
+//! the queue fills, and the streams stop reading: agents keep their data in their spools.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::error::Result;
+use crate::nodes::Node;
+use crate::store::{BatchRow, CommitSet, ExpireOutcome, GapRow, NodeUpdate, PodRow, Store};
+
+/// What a stream hands to the committer for one message, in the node's sequence order.
+#[derive(Debug)]
+pub struct QueueItem {
+    pub node: Arc<Node>,
+    /// Pods first numbered for this message (stored before the batch that references them).
+    pub pods: Vec<PodRow>,
+    /// Gaps this message implies or declares, in sequence order.
+    pub gaps: Vec<GapRow>,
+    pub batch: Option<BatchRow>,
+    /// The highest sequence number this item handles (0: none, e.g. a hello or new pods only).
+    pub handled_through: u64,
+}
+
+impl QueueItem {
+    /// An item that only records the node's live state (a hello).
+    pub fn touch(node: Arc<Node>) -> QueueItem {
+        QueueItem { node, pods: Vec::new(), gaps: Vec::new(), batch: None, handled_through: 0 }
+    }
+
+    fn bytes(&self) -> usize {
+        self.batch.as_ref().map_or(0, |b| b.bytes.len()) + 64
+    }
+}
+
+/// The writes the committer needs; implemented by [`Store`], and by test doubles that fail.
+pub trait Durable: Send + 'static {
+    fn commit(&mut self, set: &CommitSet) -> Result<()>;
+    fn expire(&mut self, cutoff_ms: i64, budget: u64) -> Result<ExpireOutcome>;
+    /// Called after a failed commit; the next commit uses the reopened store.
+    fn reopen(&mut self) -> Result<()>;
+}
+
+impl Durable for Store {
+    fn commit(&mut self, set: &CommitSet) -> Result<()> {
+        Store::commit(self, set)
+    }
+    fn expire(&mut self, cutoff_ms: i64, budget: u64) -> Result<ExpireOutcome> {
+        Store::expire(self, cutoff_ms, budget)
+    }
+    fn reopen(&mut self) -> Result<()> {
+        Store::reopen(self)
+    }
+}
+
+/// How the committer batches, bounds and retains.
+#[derive(Debug, Clone)]
+pub struct CommitConfig {
+    /// Commit what piled up this often (`--commit-interval`).
+    pub interval: Duration,
+    /// Commit at once when this many items or bytes are pending.
+    pub commit_now_items: usize,
+    pub commit_now_bytes: usize,
+    /// Stop taking work from the queue at this many pending items or bytes (while commits fail).
+    pub max_pending_items: usize,
+    pub max_pending_bytes: usize,
+    /// The longest wait between retries of a failing commit.
+    pub max_retry_delay: Duration,
+    /// Rows older than this are removed (`--retention`).
+    pub retention: Duration,
+    /// How often to look for expired rows, and how many to remove per transaction.
+    pub retention_check: Duration,
+    pub retention_budget: u64,
+    /// On shutdown, how long to keep retrying a failing final commit.
+    pub final_flush_timeout: Duration,
+}
+
+impl Default for CommitConfig {
+    fn default() -> Self {
+        CommitConfig {
+            interval: Duration::from_millis(200),
+            commit_now_items: 2048,
+            commit_now_bytes: 8 * 1024 * 1024,
+            max_pending_items: 16_384,
+            max_pending_bytes: 16 * 1024 * 1024,
+            max_retry_delay: Duration::from_secs(5),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            retention_check: Duration::from_secs(60),
+            retention_budget: 5_000,
+            final_flush_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Counters the committer keeps (for logs, tests and the benchmark).
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub commits: AtomicU64,
+    pub failed_commits: AtomicU64,
+    pub batches: AtomicU64,
+    pub samples: AtomicU64,
+    pub bytes: AtomicU64,
+    pub expired_batches: AtomicU64,
+}
+
+/// How the committer ended.
+#[derive(Debug)]
+pub struct CommitterExit<D> {
+    pub store: D,
+    /// Items that could not be committed before the final flush gave up (never acknowledged:
+    /// the agents still hold them).
+    pub uncommitted: usize,
+}
+
+/// Runs until the queue is closed (every sender dropped) and everything taken is committed,
+/// or until `shutdown` turned true and the final flush timed out.
+pub async fn run<D: Durable>(
+    store: D,
+    mut queue: mpsc::Receiver<QueueItem>,
+    config: CommitConfig,
+    stats: Arc<CommitStats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> CommitterExit<D> {
+    let mut store = Some(store);
+    let mut pending: Vec<QueueItem> = Vec::new();
+    let mut pending_bytes = 0usize;
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut queue_open = true;
+    let mut failures = 0u32;
+    let mut retry_at: Option<Instant> = None;
+    let mut last_error_log: Option<Instant> = None;
+    let mut errors_not_logged = 0u64;
+    let mut next_retention = Instant::now() + Duration::from_secs(10).min(config.retention_check);
+    let mut flush_deadline: Option<Instant> = None;
+
+    loop {
+        let room = pending.len() < config.max_pending_items && pending_bytes < config.max_pending_bytes;
+        let mut commit_due = false;
+        tokio::select! {
+            item = queue.recv(), if queue_open && room => match item {
+                Some(item) => {
+                    pending_bytes += item.bytes();
+                    pending.push(item);
+                    commit_due = pending.len() >= config.commit_now_items || pending_bytes >= config.commit_now_bytes;
+                }
+                None => {
+                    queue_open = false;
+                    commit_due = true;
+                }
+            },
+            _ = ticker.tick() => commit_due = true,
+            changed = shutdown.changed(), if flush_deadline.is_none() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    flush_deadline = Some(Instant::now() + config.final_flush_timeout);
+                }
+            }
+        }
+        if !commit_due {
+            continue;
+        }
+        let now = Instant::now();
+        if !pending.is_empty() && retry_at.is_none_or(|at| now >= at) {
+            let (set, nodes) = build_commit_set(&pending);
+            let (returned, result) = blocking(store.take(), move |s| s.commit(&set).map(|()| set)).await;
+            store = returned;
+            match result {
+                Ok(set) => {
+                    if failures > 0 {
+                        tracing::info!(failed_attempts = failures, "the store writes again; commits resumed");
+                    }
+                    failures = 0;
+                    retry_at = None;
+                    record_success(&stats, &set);
+                    for (node, handled_through) in nodes {
+                        node.mark_committed(handled_through);
+                    }
+                    pending.clear();
+                    pending_bytes = 0;
+                }
+                Err(error) => {
+                    failures += 1;
+                    stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    let delay = retry_delay(config.interval, failures, config.max_retry_delay);
+                    retry_at = Some(now + delay);
+                    if last_error_log.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10)) {
+                        let hint = if error.is_disk_full() {
+                            "the disk is full: free space; nothing is acknowledged meanwhile, agents keep the data in their spools"
+                        } else {
+                            "nothing is acknowledged meanwhile; agents keep the data in their spools"
+                        };
+                        tracing::error!(
+                            %error,
+                            pending_items = pending.len(),
+                            consecutive_failures = failures,
+                            errors_not_logged,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "cannot commit to the store: {hint}"
+                        );
+                        last_error_log = Some(now);
+                        errors_not_logged = 0;
+                    } else {
+                        errors_not_logged += 1;
+                    }
+                    if error.needs_reopen() {
+                        let (returned, reopened) = blocking(store.take(), |s| s.reopen()).await;
+                        store = returned;
+                        if let Err(error) = reopened {
+                            tracing::debug!(%error, "reopening the store failed; retrying with the next commit");
+                        }
+                    }
+                }
+            }
+        }
+        if pending.is_empty() && !queue_open {
+            break;
+        }
+        // A stream that never lets go of the queue (or a store that keeps failing) must not
+        // hold up the shutdown for ever.
+        if flush_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            break;
+        }
+        if pending.is_empty() && failures == 0 && Instant::now() >= next_retention && flush_deadline.is_none() {
+            let cutoff_ms = crate::now_ms().saturating_sub(config.retention.as_millis() as i64);
+            let budget = config.retention_budget;
+            let (returned, outcome) = blocking(store.take(), move |s| s.expire(cutoff_ms, budget)).await;
+            store = returned;
+            match outcome {
+                Ok(outcome) => {
+                    stats.expired_batches.fetch_add(outcome.batches, Ordering::Relaxed);
+                    if outcome.batches + outcome.gaps > 0 {
+                        tracing::info!(batches = outcome.batches, gaps = outcome.gaps, "retention removed old rows");
+                    }
+                    // A backlog is removed in bounded steps between commits.
+                    next_retention =
+                        if outcome.more { Instant::now() } else { Instant::now() + config.retention_check };
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "retention step failed; trying again later");
+                    next_retention = Instant::now() + config.retention_check;
+                }
+            }
+        }
+    }
+    let uncommitted = pending.len();
+    if uncommitted > 0 {
+        tracing::error!(
+            uncommitted,
+            "shutting down with work the store did not take; it was never acknowledged, agents will send it again"
+        );
+    }
+    CommitterExit { store: store.expect("the store is always returned by the blocking call"), uncommitted }
+}
+
+/// Runs a blocking store call off the async threads; the store goes in and comes back.
+async fn blocking<D: Durable, T: Send + 'static>(
+    store: Option<D>,
+    call: impl FnOnce(&mut D) -> Result<T> + Send + 'static,
+) -> (Option<D>, Result<T>) {
+    let mut store = store.expect("the committer always holds its store between calls");
+    match tokio::task::spawn_blocking(move || {
+        let result = call(&mut store);
+        (store, result)
+    })
+    .await
+    {
+        Ok((store, result)) => (Some(store), result),
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
+/// Exponential backoff from the commit interval up to `max`.
+pub fn retry_delay(interval: Duration, failures: u32, max: Duration) -> Duration {
+    interval.saturating_mul(1u32 << failures.min(16)).min(max)
+}
+
+/// Gathers pending items into one commit, with one node update per node; also returns each
+/// node with the sequence number it is committed through once the commit succeeds.
+pub fn build_commit_set(pending: &[QueueItem]) -> (CommitSet, Vec<(Arc<Node>, u64)>) {
+    let mut set = CommitSet::default();
+    let mut nodes: Vec<(Arc<Node>, u64)> = Vec::new();
+    let mut handled: HashMap<u32, (usize, u64)> = HashMap::new();
+    for item in pending {
+        set.pods.extend(item.pods.iter().cloned());
+        set.gaps.extend(item.gaps.iter().cloned());
+        set.batches.extend(item.batch.iter().cloned());
+        let entry = handled.entry(item.node.id).or_insert_with(|| {
+            set.nodes.push(NodeUpdate {
+                name: item.node.name.clone(),
+                node_id: item.node.id,
+                handled_through: 0,
+                live: item.node.live_snapshot(),
+            });
+            nodes.push((item.node.clone(), 0));
+            (set.nodes.len() - 1, 0)
+        });
+        entry.1 = entry.1.max(item.handled_through);
+        set.nodes[entry.0].handled_through = entry.1;
+        nodes[entry.0].1 = entry.1;
+    }
+    (set, nodes)
+}
+
+fn record_success(stats: &CommitStats, set: &CommitSet) {
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.batches.fetch_add(set.batches.len() as u64, Ordering::Relaxed);
+    stats.samples.fetch_add(set.batches.iter().map(|b| u64::from(b.sample_count)).sum(), Ordering::Relaxed);
+    stats.bytes.fetch_add(set.batches.iter().map(|b| b.bytes.len() as u64).sum(), Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,29 @@
+//! bakery-collector: receives the agents' streams, stores every batch durably in an embedded
+//! database (redb), acknowledges what is committed, and answers queries.
+//!
+//! Data flow: [`ingest`] (one task per agent stream: wire -> store rows, sequence checks) ->
+//! bounded queue -> [`commit`] (the one writer: one durable transaction per interval) ->
+//! [`store`] (redb tables) -> committed watch -> acks. [`query`] reads the in-memory [`nodes`]
+//! state; [`inspect`] reads a stopped store.
+
+pub mod auth;
+pub mod cli;
+pub mod commit;
+pub mod error;
+pub mod ingest;
+pub mod inspect;
+pub mod limits;
+pub mod liveness;
+pub mod nodes;
+pub mod query;
+pub mod ratelog;
+pub mod server;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use server::{Collector, ServeConfig, ShutdownReport, TlsFiles};
+
+/// Wall clock, Unix epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}

@@ -1,0 +1,172 @@
+//! The per-node report `inspect` prints: counts, first/last sequence numbers, every gap with
+//! its reason, and (with `--verify`) the sequence numbers nothing accounts for.
+
+use prost::Message;
+use redb::{ReadableDatabase, ReadableTable};
+use serde::Serialize;
+
+use super::{GAPS, NODES, NodeRecord, PODS, SAMPLES};
+use crate::error::{Error, Result};
+
+/// Everything `inspect --json` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreReport {
+    pub nodes: Vec<NodeReport>,
+}
+
+/// One node in the report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeReport {
+    pub node: String,
+    /// Samples in the stored batches.
+    pub samples: u64,
+    /// Stored batches, one per sequence number with data.
+    pub batches: u64,
+    /// Lowest and highest stored sequence number (null without stored batches).
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// Every sequence number up to this one is stored or in `gaps`.
+    pub committed_seq: u64,
+    /// Retention removed everything below this sequence number (1 = nothing removed).
+    pub retained_from_seq: u64,
+    pub gaps: Vec<GapReport>,
+    pub duplicates_dropped: u64,
+    pub invalid_seqs: u64,
+    /// Collector receive time minus sample time, ms (null before the first sample).
+    pub clock_skew_ms: Option<i64>,
+    pub last_sample_ms: i64,
+    pub last_seen_ms: i64,
+    pub interval_ms: u32,
+    /// Silent for 3 intervals or more, as of the time of the report.
+    pub stale: bool,
+    pub boot_id: String,
+    pub agent_version: String,
+    /// Pod identities known for the node.
+    pub pods: u64,
+    /// With `--verify`: ranges in [retained_from_seq, committed_seq] neither stored nor in a gap
+    /// (should always be empty), and ranges both stored and in a gap, or stored past
+    /// committed_seq (also always empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unaccounted: Option<Vec<SeqRange>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub double_accounted: Option<Vec<SeqRange>>,
+}
+
+/// A recorded gap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GapReport {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub reason: String,
+    pub recorded_ms: i64,
+}
+
+/// An inclusive range of sequence numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SeqRange {
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+pub(super) fn build(db: &impl ReadableDatabase, now_ms: i64, verify: bool) -> Result<StoreReport> {
+    let txn = db.begin_read()?;
+    let nodes = txn.open_table(NODES)?;
+    let samples = txn.open_table(SAMPLES)?;
+    let gaps = txn.open_table(GAPS)?;
+    let pods = txn.open_table(PODS)?;
+    let mut report = StoreReport { nodes: Vec::new() };
+    for row in nodes.iter()? {
+        let (name, bytes) = row?;
+        let record =
+            NodeRecord::decode(bytes.value()).map_err(|source| Error::CorruptRecord { what: "node", source })?;
+        let id = record.node_id;
+        let mut range = samples.range((id, 0u64)..=(id, u64::MAX))?;
+        let first_seq = range.next().transpose()?.map(|(key, _)| key.value().1);
+        let last_seq = range.next_back().transpose()?.map(|(key, _)| key.value().1).or(first_seq);
+        let mut node_gaps = Vec::new();
+        for row in gaps.range((id, 0u64)..=(id, u64::MAX))? {
+            let (key, value) = row?;
+            let (last_seq, recorded_ms, reason) = value.value();
+            node_gaps.push(GapReport { first_seq: key.value().1, last_seq, reason: reason.to_string(), recorded_ms });
+        }
+        let (unaccounted, double_accounted) = if verify {
+            let mut stored = Vec::new();
+            for row in samples.range((id, 0u64)..=(id, u64::MAX))? {
+                stored.push(row?.0.value().1);
+            }
+            let gap_ranges: Vec<SeqRange> =
+                node_gaps.iter().map(|g| SeqRange { first_seq: g.first_seq, last_seq: g.last_seq }).collect();
+            let accounting = account(record.retained_from_seq, record.committed_seq, &stored, &gap_ranges);
+            (Some(accounting.unaccounted), Some(accounting.double_accounted))
+        } else {
+            (None, None)
+        };
+        let pod_count = pods.range((id, 0u32)..=(id, u32::MAX))?.count() as u64;
+        report.nodes.push(NodeReport {
+            node: name.value().to_string(),
+            samples: record.samples,
+            batches: record.batches,
+            first_seq,
+            last_seq,
+            committed_seq: record.committed_seq,
+            retained_from_seq: record.retained_from_seq,
+            gaps: node_gaps,
+            duplicates_dropped: record.duplicates_dropped,
+            invalid_seqs: record.invalid_seqs,
+            clock_skew_ms: record.clock_skew_ms,
+            last_sample_ms: record.last_sample_ms,
+            last_seen_ms: record.last_seen_ms,
+            interval_ms: record.interval_ms,
+            stale: crate::liveness::is_stale(now_ms, record.last_seen_ms, record.interval_ms),
+            boot_id: record.boot_id,
+            agent_version: record.agent_version,
+            pods: pod_count,
+            unaccounted,
+            double_accounted,
+        });
+    }
+    Ok(report)
+}
+
+/// How a node's sequence numbers are accounted for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Accounting {
+    /// In [from, through] but neither stored nor in a gap.
+    pub unaccounted: Vec<SeqRange>,
+    /// Stored and in a gap, in two gaps, or stored/gapped beyond `through`.
+    pub double_accounted: Vec<SeqRange>,
+}
+
+/// Checks that every sequence number in `[from, through]` is accounted for exactly once by
+/// `stored` (sorted, unique: they are table keys) and `gaps` (sorted by first seq).
+pub fn account(from: u64, through: u64, stored: &[u64], gaps: &[SeqRange]) -> Accounting {
+    // Every stored seq is a one-seq range; merge both sorted lists into one walk.
+    let mut ranges: Vec<SeqRange> = stored.iter().map(|&s| SeqRange { first_seq: s, last_seq: s }).collect();
+    ranges.extend_from_slice(gaps);
+    ranges.sort_by_key(|r| (r.first_seq, r.last_seq));
+    let mut accounting = Accounting::default();
+    let mut next = from; // the lowest seq not yet covered
+    for range in ranges {
+        if range.last_seq < from {
+            continue;
+        }
+        let first = range.first_seq.max(from);
+        if first > next {
+            accounting.unaccounted.push(SeqRange { first_seq: next, last_seq: (first - 1).min(through) });
+        } else if first < next {
+            accounting.double_accounted.push(SeqRange { first_seq: first, last_seq: range.last_seq.min(next - 1) });
+        }
+        if range.last_seq > through {
+            let beyond = range.first_seq.max(through + 1).max(next);
+            if beyond <= range.last_seq {
+                accounting.double_accounted.push(SeqRange { first_seq: beyond, last_seq: range.last_seq });
+            }
+        }
+        next = next.max(range.last_seq + 1);
+    }
+    if next <= through {
+        accounting.unaccounted.push(SeqRange { first_seq: next, last_seq: through });
+    }
+    accounting.unaccounted.retain(|r| r.first_seq <= r.last_seq && r.first_seq <= through);
+    accounting
+}

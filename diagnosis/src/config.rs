@@ -1,0 +1,176 @@
+//! Every threshold of the diagnosis in one place, with the reason for its default.
+//!
+//! All fields have defaults (`#[serde(default)]`), so a configuration file only names what it changes.
+
+use serde::{Deserialize, Serialize};
+
+/// Spans, persistence and thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The live view: shares and statistics over the last 10 s (issue 4).
+    pub live_span_ms: i64,
+    /// The detection span: flags are evaluated on the last 2 s at every tick. A 10 s average crosses a
+    /// threshold only once most of its span holds the hog, which is far too late for "flagged within
+    /// 3 s"; 2 s (8 samples at 250 ms) leaves ~1 s of the budget for `enter_after` and still holds a
+    /// hundred requests at 60 req/s. Persistence comes from the hysteresis, not from a long average.
+    pub detect_span_ms: i64,
+    /// Consecutive evaluations above the enter threshold before a verdict is raised ("pending for").
+    pub enter_after: u32,
+    /// Consecutive evaluations below the exit threshold before a verdict clears ("keep firing for").
+    pub exit_after: u32,
+    pub traffic: TrafficThresholds,
+    pub ingress: IngressThresholds,
+    pub unattributed: UnattributedThresholds,
+    pub hot_pod: HotPodThresholds,
+    pub thermal: ThermalThresholds,
+    pub memory: MemoryThresholds,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            live_span_ms: 10_000,
+            detect_span_ms: 2_000,
+            enter_after: 3,
+            exit_after: 8,
+            traffic: TrafficThresholds::default(),
+            ingress: IngressThresholds::default(),
+            unattributed: UnattributedThresholds::default(),
+            hot_pod: HotPodThresholds::default(),
+            thermal: ThermalThresholds::default(),
+            memory: MemoryThresholds::default(),
+        }
+    }
+}
+
+/// The workload-traffic skew (causes `connection-pinning` and `pod-concentration`). See
+/// [`crate::noise`] for the formula.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrafficThresholds {
+    /// Family-wise false-alarm rate of the connection-spread bound: the chance that ordinary random
+    /// spread of keep-alive connections raises a flag on any node of a balanced cluster (Bonferroni over
+    /// the endpoint nodes).
+    pub alpha: f64,
+    /// Materiality floor: a normalised share below this is never reported, however significant.
+    pub floor: f64,
+    /// Materiality ceiling: a normalised share at or above `min(ceiling, (1 + q) / (2q))` is always
+    /// reported, however few connections there are; the connection model then names the cause.
+    pub ceiling: f64,
+    /// The exit threshold sits this fraction of the way from the enter threshold back to 1 (fair share).
+    pub exit_fraction: f64,
+    /// Traffic "follows the connections" when the connection excess covers this fraction of the
+    /// traffic excess: (k - 1) >= explained * (s - 1).
+    pub explained: f64,
+    /// "Nearly everything": the node's pods carry at least this share of the workload's traffic.
+    pub nearly_all: f64,
+}
+
+impl Default for TrafficThresholds {
+    fn default() -> Self {
+        Self { alpha: 0.01, floor: 1.25, ceiling: 2.0, exit_fraction: 0.5, explained: 0.7, nearly_all: 0.8 }
+    }
+}
+
+/// `ingress-concentration`: NIC skew without pod skew, measured as NIC bytes that the node's own pods
+/// do not account for ("forwarded" bytes, [`crate::Signal::ForwardedNic`]).
+///
+/// With one entry node (MetalLB L2 announcer, Cluster policy) the entry node carries every request
+/// in and out again for the pods elsewhere: forwarded bytes of `2 (1 - q) x` the workload's traffic,
+/// 1.33x for q = 1/3 and 2x for a node without endpoints, while every other node forwards nothing.
+/// With ingress spread over n nodes (BGP/ECMP) each forwards about `2 / n` of it and none dominates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngressThresholds {
+    /// Forwarded bytes as a fraction of the workload's pod traffic, to enter.
+    pub enter_forwarded: f64,
+    /// Below this fraction the verdict clears.
+    pub exit_forwarded: f64,
+    /// The node's forwarded bytes must be at least this multiple of any other node's: one entry node.
+    pub dominance: f64,
+    /// Below this multiple the verdict clears.
+    pub exit_dominance: f64,
+    /// The workload's pod bytes must be at least this fraction of the serving nodes' NIC bytes, or the
+    /// NIC bytes are dominated by other traffic (etcd, NFS) and say nothing about the workload (an idle
+    /// cluster's etcd traffic must not look like ingress).
+    pub min_workload_fraction: f64,
+}
+
+impl Default for IngressThresholds {
+    fn default() -> Self {
+        Self { enter_forwarded: 0.5, exit_forwarded: 0.3, dominance: 2.0, exit_dominance: 1.5, min_workload_fraction: 0.2 }
+    }
+}
+
+/// `unattributed-cpu`: CPU in process context outside every pod, compared with the other serving nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnattributedThresholds {
+    /// Excess over the peers' median, in cores, to enter (half a core: 12.5 % of a Pi 5).
+    pub enter_excess_cores: f64,
+    /// Excess below which the verdict clears.
+    pub exit_excess_cores: f64,
+    /// The node's unattributed CPU must also be at least this multiple of the peers' median.
+    pub min_ratio: f64,
+}
+
+impl Default for UnattributedThresholds {
+    fn default() -> Self {
+        Self { enter_excess_cores: 0.5, exit_excess_cores: 0.3, min_ratio: 2.0 }
+    }
+}
+
+/// `colocated-hot-pod`: a pod of another workload burns CPU on the node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotPodThresholds {
+    /// A pod at or above this many cores is hot (half a core: 12.5 % of a Pi 5).
+    pub enter_cores: f64,
+    pub exit_cores: f64,
+    /// A DaemonSet pod is only hot if it also burns this multiple of its siblings' median on the
+    /// serving nodes (a DaemonSet busy everywhere makes no node a hog); without a workload under test,
+    /// any pod must burn this multiple of the median of the other nodes' hottest pods.
+    pub daemon_set_ratio: f64,
+}
+
+impl Default for HotPodThresholds {
+    fn default() -> Self {
+        Self { enter_cores: 0.5, exit_cores: 0.35, daemon_set_ratio: 2.0 }
+    }
+}
+
+/// `thermal-throttling`. The Pi 5 firmware starts throttling at 80 C and caps hard at 85 C
+/// (raspberrypi/documentation, "Frequency management and thermal control").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThermalThresholds {
+    pub enter_celsius: f64,
+    pub exit_celsius: f64,
+    /// Current/maximum frequency at or below this counts as capped.
+    pub capped_ratio: f64,
+}
+
+impl Default for ThermalThresholds {
+    fn default() -> Self {
+        Self { enter_celsius: 80.0, exit_celsius: 77.0, capped_ratio: 0.9 }
+    }
+}
+
+/// `memory-pressure`, from PSI (Documentation/accounting/psi.rst) and MemAvailable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryThresholds {
+    /// Fraction of the span in which some task stalled on memory, to enter.
+    pub enter_stall: f64,
+    pub exit_stall: f64,
+    /// MemAvailable / MemTotal at or below this enters.
+    pub enter_available: f64,
+    pub exit_available: f64,
+}
+
+impl Default for MemoryThresholds {
+    fn default() -> Self {
+        Self { enter_stall: 0.10, exit_stall: 0.05, enter_available: 0.10, exit_available: 0.15 }
+    }
+}

@@ -1,0 +1,239 @@
+//! The live detector: feeds each tick into the history, analyses the detection and live spans, and
+//! runs one hysteresis state per node and family, so verdicts neither flap nor linger.
+//!
+//! The evaluation is a pure function of the ticks seen so far (and the configuration): the same ticks
+//! give the same verdicts, bit for bit. Nothing here reads a clock; time is the ticks' timestamps.
+//!
+//! Hysteresis per (node, family): a condition above its enter threshold for `enter_after` consecutive
+//! evaluations raises the verdict; an active verdict clears after `exit_after` consecutive evaluations
+//! below the (lower) exit threshold. Between the two thresholds an active verdict stays and the exit
+//! count restarts. A node that leaves the cluster clears at once. Within the traffic family, the cause
+//! of an active verdict changes only when the new cause has held for `enter_after` evaluations.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::analysis::{Analysis, analyse};
+use crate::classify::{Family, Peers, assess, explain};
+use crate::config::Config;
+use crate::history::History;
+use crate::input::Tick;
+use crate::verdict::{Cause, ChangeKind, Verdict, VerdictChange};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Above the enter threshold for this many consecutive evaluations, not raised yet.
+    Pending(u32),
+    /// Raised; below the exit threshold for this many consecutive evaluations.
+    Active { below: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct FamilyState {
+    phase: Phase,
+    cause: Cause,
+    first_seen_ms: i64,
+    since_ms: i64,
+    /// A different cause seen while active, and for how many consecutive evaluations.
+    challenger: Option<(Cause, u32)>,
+}
+
+/// The result of one tick.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub timestamp_ms: i64,
+    /// Shares over the live span (10 s): what bakery-top shows.
+    pub live: Analysis,
+    /// Shares over the detection span (2 s): what the flags were evaluated on.
+    pub detection: Analysis,
+    /// Every raised verdict, sorted by node then cause.
+    pub verdicts: Vec<Verdict>,
+    /// Verdicts raised or cleared at this tick.
+    pub changes: Vec<VerdictChange>,
+}
+
+/// Keeps the history and the hysteresis states between ticks.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    config: Config,
+    history: History,
+    states: BTreeMap<(String, Family), FamilyState>,
+    last_tick_ms: Option<i64>,
+}
+
+impl Detector {
+    pub fn new(config: Config) -> Result<Self, Error> {
+        if config.detect_span_ms <= 0 || config.live_span_ms <= 0 {
+            return Err(Error::Config("spans must be positive".into()));
+        }
+        if config.enter_after == 0 || config.exit_after == 0 {
+            return Err(Error::Config("enter_after and exit_after must be at least 1".into()));
+        }
+        Ok(Self { config, history: History::default(), states: BTreeMap::new(), last_tick_ms: None })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Evaluates one tick.
+    pub fn observe(&mut self, tick: &Tick) -> Result<Evaluation, Error> {
+        if let Some(last) = self.last_tick_ms
+            && tick.timestamp_ms < last
+        {
+            return Err(Error::TimeWentBackwards { previous_ms: last, now_ms: tick.timestamp_ms });
+        }
+        let retain_ms = self.config.live_span_ms.max(self.config.detect_span_ms);
+        self.history.ingest(&tick.nodes, retain_ms)?;
+        self.last_tick_ms = Some(tick.timestamp_ms);
+        let names: BTreeSet<&str> = tick.nodes.iter().map(|n| n.name.as_str()).collect();
+
+        let workload = tick.workload.as_ref();
+        let mut detection = analyse(&self.history, workload, i64::MAX, self.config.detect_span_ms, &self.config);
+        let mut live = analyse(&self.history, workload, i64::MAX, self.config.live_span_ms, &self.config);
+        for (analysis, span) in [(&mut detection, self.config.detect_span_ms), (&mut live, self.config.live_span_ms)] {
+            analysis.to_ms = tick.timestamp_ms;
+            analysis.from_ms = tick.timestamp_ms - span;
+        }
+
+        let now = tick.timestamp_ms;
+        let mut changes = Vec::new();
+        // Nodes that left the cluster clear at once.
+        let gone: Vec<(String, Family)> = self.states.keys().filter(|(n, _)| !names.contains(n.as_str())).cloned().collect();
+        for key in gone {
+            if let Some(state) = self.states.remove(&key)
+                && matches!(state.phase, Phase::Active { .. })
+            {
+                changes.push(VerdictChange { node: key.0, cause: state.cause, change: ChangeKind::Cleared, at_ms: now });
+            }
+        }
+
+        let peers = Peers::new(&detection);
+        for name in &names {
+            let index = detection.index_of(name);
+            // Unattributed CPU goes first: when it holds, it explains the node's NIC excess too.
+            let mut unattributed_holds = false;
+            for family in [Family::Unattributed, Family::Traffic, Family::Ingress, Family::HotPod, Family::Thermal, Family::Memory]
+            {
+                let mut assessment = index.and_then(|i| assess(&detection, &peers, i, family, &self.config));
+                if family == Family::Unattributed {
+                    unattributed_holds = assessment.is_some_and(|a| a.enter)
+                        || self.states.contains_key(&(name.to_string(), Family::Unattributed));
+                }
+                if family == Family::Ingress
+                    && unattributed_holds
+                    && let Some(a) = assessment.as_mut()
+                {
+                    a.enter = false;
+                    a.exit = true;
+                }
+                self.step(name, family, assessment, now, &mut changes);
+            }
+        }
+
+        let mut verdicts = Vec::new();
+        for ((name, _family), state) in &self.states {
+            if !matches!(state.phase, Phase::Active { .. }) {
+                continue;
+            }
+            let Some(index) = detection.index_of(name) else { continue };
+            let explanation = explain(&detection, &peers, index, state.cause, &self.config);
+            verdicts.push(Verdict {
+                node: name.clone(),
+                cause: state.cause,
+                confidence: explanation.confidence.clamp(0.0, 1.0),
+                since_ms: state.since_ms,
+                first_seen_ms: state.first_seen_ms,
+                subject: explanation.subject,
+                summary: explanation.summary,
+                evidence: explanation.evidence,
+                next_step: explanation.next_step,
+            });
+        }
+        verdicts.sort_by(|a, b| a.node.cmp(&b.node).then(a.cause.cmp(&b.cause)));
+        changes.sort_by(|a, b| a.node.cmp(&b.node).then(a.cause.cmp(&b.cause)).then((a.change as u8).cmp(&(b.change as u8))));
+        Ok(Evaluation { timestamp_ms: now, live, detection, verdicts, changes })
+    }
+
+    /// Advances one (node, family) state; `None` assessment counts as below the exit threshold.
+    fn step(
+        &mut self,
+        node: &str,
+        family: Family,
+        assessment: Option<crate::classify::Assessment>,
+        now: i64,
+        changes: &mut Vec<VerdictChange>,
+    ) {
+        let key = (node.to_string(), family);
+        let enter = assessment.is_some_and(|a| a.enter);
+        let exit = assessment.is_none_or(|a| a.exit);
+        let (enter_after, exit_after) = (self.config.enter_after, self.config.exit_after);
+        let change = |cause, change| VerdictChange { node: node.to_string(), cause, change, at_ms: now };
+        match self.states.get_mut(&key) {
+            None => {
+                if let (true, Some(a)) = (enter, assessment) {
+                    let mut state =
+                        FamilyState { phase: Phase::Pending(1), cause: a.cause, first_seen_ms: now, since_ms: now, challenger: None };
+                    if enter_after <= 1 {
+                        state.phase = Phase::Active { below: 0 };
+                        changes.push(change(a.cause, ChangeKind::Entered));
+                    }
+                    self.states.insert(key, state);
+                }
+            }
+            Some(state) => match state.phase {
+                Phase::Pending(count) => match assessment.filter(|_| enter) {
+                    Some(a) => {
+                        state.cause = a.cause;
+                        if count + 1 >= enter_after {
+                            state.phase = Phase::Active { below: 0 };
+                            state.since_ms = now;
+                            changes.push(change(a.cause, ChangeKind::Entered));
+                        } else {
+                            state.phase = Phase::Pending(count + 1);
+                        }
+                    }
+                    None => {
+                        self.states.remove(&key);
+                    }
+                },
+                Phase::Active { below } => {
+                    if exit {
+                        if below + 1 >= exit_after {
+                            let cause = state.cause;
+                            self.states.remove(&key);
+                            changes.push(change(cause, ChangeKind::Cleared));
+                        } else {
+                            state.phase = Phase::Active { below: below + 1 };
+                            state.challenger = None;
+                        }
+                        return;
+                    }
+                    state.phase = Phase::Active { below: 0 };
+                    // A different cause takes over only after it has held as long as a new verdict must.
+                    match assessment.map(|a| a.cause).filter(|&c| c != state.cause) {
+                        Some(other) => {
+                            let held = match state.challenger {
+                                Some((c, n)) if c == other => n + 1,
+                                _ => 1,
+                            };
+                            if held >= enter_after {
+                                changes.push(change(state.cause, ChangeKind::Cleared));
+                                changes.push(change(other, ChangeKind::Entered));
+                                state.cause = other;
+                                state.since_ms = now;
+                                state.first_seen_ms = now;
+                                state.challenger = None;
+                            } else {
+                                state.challenger = Some((other, held));
+                            }
+                        }
+                        None => state.challenger = None,
+                    }
+                }
+            },
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the diagnosis core: one test binary, one module per concern.
+
+mod noise_model;
+mod properties;
+mod reports;
+mod scenarios;
+mod support;
+mod timing;

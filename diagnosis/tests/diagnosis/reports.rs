@@ -1,0 +1,107 @@
+//! Window reports: JSON that round-trips, a text form that names the verdicts, and an SVG chart that
+//! is well-formed XML holding every node's series, the expected share and the shaded window.
+
+use std::collections::BTreeSet;
+
+use bakery_diagnosis::{Cause, Config, WindowReport};
+
+use crate::support::{fixture_names, load, replay};
+
+fn report(name: &str) -> WindowReport {
+    let scenario = load(name);
+    let ticks = scenario.ticks().expect("valid");
+    WindowReport::build(scenario.window(), &ticks, &Config::default()).expect("report builds")
+}
+
+#[test]
+fn every_fixture_report_lists_exactly_its_expected_verdicts() {
+    for name in fixture_names() {
+        let scenario = load(&name);
+        let expected: BTreeSet<(String, Cause)> =
+            scenario.expect.verdicts.iter().map(|v| (v.node.clone(), v.cause)).collect();
+        let report = report(&name);
+        let listed: BTreeSet<(String, Cause)> =
+            report.verdicts.iter().map(|r| (r.verdict.node.clone(), r.verdict.cause)).collect();
+        assert_eq!(listed, expected, "{name}:\n{report}");
+        for r in &report.verdicts {
+            assert!((0.0..=1.0).contains(&r.verdict.confidence), "{name}");
+            assert!(r.cleared_ms.is_some(), "{name}: the hog ends inside the replay, so its verdict clears");
+            assert!(!r.verdict.evidence.is_empty() && !r.verdict.next_step.is_empty(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn json_round_trips() {
+    let report = report("ingress-concentration");
+    let json = report.to_json().expect("serialises");
+    assert_eq!(WindowReport::from_json(&json).expect("parses"), report);
+    let value: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(value["verdicts"][0]["verdict"]["cause"], "ingress-concentration");
+    assert_eq!(value["verdicts"][0]["verdict"]["node"], "worker-01");
+    assert!(value["overall"]["summary"]["pod-traffic"]["jain"].as_f64().is_some_and(|j| j > 0.99));
+}
+
+#[test]
+fn text_names_the_node_the_cause_the_evidence_and_the_next_step() {
+    let text = report("keepalive-4-connection-pinning").to_string();
+    for needle in ["master-02: connection-pinning", "evidence: pod-traffic-share", "next step: Run the load test again", "max/mean"] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let quiet = report("balanced-control").to_string();
+    assert!(quiet.contains("No verdict"), "{quiet}");
+}
+
+#[test]
+fn live_alerts_serialise_with_the_vocabulary() {
+    let scenario = load("thermal-throttling");
+    let evaluations = replay(&scenario.ticks().expect("valid"), &Config::default());
+    let hot = evaluations.iter().find(|e| !e.verdicts.is_empty()).expect("a verdict is raised");
+    let value = serde_json::to_value(&hot.verdicts).expect("serialises");
+    assert_eq!(value[0]["cause"], "thermal-throttling");
+    assert_eq!(value[0]["node"], "worker-02");
+    assert!(value[0]["evidence"].as_array().is_some_and(|e| e.iter().any(|x| x["name"] == "temperature")));
+}
+
+#[test]
+fn svg_is_well_formed_and_holds_every_series() {
+    let report = report("keepalive-4-connection-pinning");
+    let svg = report.to_svg();
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    assert_eq!(root.tag_name().namespace(), Some("http://www.w3.org/2000/svg"));
+    let class = |node: &roxmltree::Node, c: &str| node.attribute("class") == Some(c);
+
+    let window = doc.descendants().find(|n| class(n, "window")).expect("the window is shaded");
+    let width: f64 = window.attribute("width").expect("width").parse().expect("number");
+    assert!(width > 100.0, "the window spans most of the chart");
+
+    for series in &report.series {
+        let group = doc
+            .descendants()
+            .find(|n| class(n, "node") && n.attribute("data-node") == Some(series.node.as_str()))
+            .unwrap_or_else(|| panic!("a group for {}", series.node));
+        let observed_points: usize = group
+            .children()
+            .filter(|n| class(n, "observed"))
+            .map(|n| n.attribute("points").expect("points").split_whitespace().count())
+            .sum();
+        assert_eq!(observed_points, series.points.iter().filter(|p| p.share.is_some()).count(), "{}", series.node);
+        let expected = group.children().find(|n| class(n, "expected")).expect("an expected-share line");
+        assert!(expected.attribute("stroke-dasharray").is_some());
+        assert!(expected.attribute("points").is_some_and(|p| !p.is_empty()));
+    }
+    let markers = doc.descendants().filter(|n| class(n, "verdict")).count();
+    assert_eq!(markers, report.verdicts.len());
+}
+
+#[test]
+fn svg_escapes_names() {
+    let mut report = report("balanced-control");
+    report.window.name = "<load & \"test\">".to_string();
+    report.series[0].node = "node<&>".to_string();
+    let svg = report.to_svg();
+    let doc = roxmltree::Document::parse(&svg).expect("still well-formed");
+    assert!(doc.descendants().any(|n| n.attribute("data-node") == Some("node<&>")));
+}

@@ -1,0 +1,278 @@
+//! The command line: the live view (the default), `--once [--json]`, `completions` and `man`. The
+//! connection flags are global, so later subcommands (`loadtest`, `window`, `report`, `alerts`)
+//! share them.
+
+use std::ffi::OsStr;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::app::App;
+use crate::demo::DemoSource;
+use crate::model::{AgentState, Snapshot};
+use crate::source::{GrpcConfig, GrpcSource, Source};
+
+/// Where the collector listens unless told otherwise (its default `--listen`).
+pub const DEFAULT_COLLECTOR: &str = "http://127.0.0.1:7431";
+
+/// Shortest `--refresh`: faster only loads the collector.
+pub const MIN_REFRESH: Duration = Duration::from_millis(100);
+
+/// Longest `--once` waits for a second sample when the first answer has no rates yet.
+const ONCE_RATE_WAIT: Duration = Duration::from_secs(5);
+
+/// bakery-top shows, live, which node of a small Kubernetes cluster takes more than its share of
+/// a workload's traffic, and why: per node CPU (with softirq), memory, temperature and throttling,
+/// NIC rates, the traffic share against the expected share, and inbound connections; per pod what
+/// it does and where it runs; and the hog verdicts with their evidence and next step.
+///
+/// When stdout is not a terminal (a pipe, a file, CI), it prints one snapshot as plain text and
+/// exits, as with --once.
+#[derive(Debug, Parser)]
+#[command(name = "bakery-top", version, about, long_about, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+
+    #[command(flatten)]
+    pub view: ViewArgs,
+}
+
+/// How to reach the collector; shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// The collector's gRPC address.
+    #[arg(long, env = "BAKERY_COLLECTOR", default_value = DEFAULT_COLLECTOR, value_name = "URL", global = true)]
+    pub collector: String,
+
+    /// A file holding the bearer token (the first line that is not blank or a # comment), sent as
+    /// `authorization: Bearer <token>`. Re-read at every reconnect.
+    #[arg(long, env = "BAKERY_TOKEN_FILE", value_name = "FILE", global = true)]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM CA certificate that signed the collector's certificate; needed for https:// URLs.
+    #[arg(long, env = "BAKERY_TLS_CA", value_name = "FILE", global = true)]
+    pub tls_ca: Option<PathBuf>,
+
+    /// PEM certificate to present when the collector requires mutual TLS (with --tls-key).
+    #[arg(long, env = "BAKERY_TLS_CERT", value_name = "FILE", requires = "tls_key", global = true)]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BAKERY_TLS_KEY", value_name = "FILE", requires = "tls_cert", global = true)]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ConnectionArgs {
+    pub fn grpc_config(&self) -> GrpcConfig {
+        GrpcConfig {
+            url: self.collector.clone(),
+            token_file: self.token_file.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ViewArgs {
+    /// How often to ask the collector for new data.
+    #[arg(long, default_value = "1s", value_parser = parse_refresh, value_name = "DURATION")]
+    pub refresh: Duration,
+
+    /// Colours in the live view. `auto` uses them on a terminal unless NO_COLOR is set.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// Print one snapshot and exit (the default when stdout is not a terminal).
+    #[arg(long)]
+    pub once: bool,
+
+    /// Print the snapshot as JSON (implies --once).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Show a made-up cluster (the field guide's Bakery, a hog appearing after 20 s) instead of
+    /// asking a collector: for trying the keys and views.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  bakery-top                                      # live view of the collector on 127.0.0.1:7431
+  bakery-top --collector http://collector.bakery:7431 --token-file ~/.config/bakery/token
+  bakery-top --collector https://collector.bakery:7431 --tls-ca ca.crt --token-file token
+  bakery-top --once                               # one snapshot as text
+  bakery-top --json | jq '.nodes[] | {name, share}'
+  bakery-top --demo                               # made-up data, to try the keys
+  bakery-top completions bash > /etc/bash_completion.d/bakery-top
+
+Keys in the live view: q quit, ? help, / filter, s sort, f freeze, Tab or 1-3 views, Enter a node's pods.
+Environment: BAKERY_COLLECTOR, BAKERY_TOKEN_FILE, BAKERY_TLS_CA, BAKERY_TLS_CERT, BAKERY_TLS_KEY, NO_COLOR.";
+
+fn parse_refresh(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration < MIN_REFRESH {
+        return Err(format!("must be at least {}", humantime::format_duration(MIN_REFRESH)));
+    }
+    Ok(duration)
+}
+
+/// Whether the live view uses colours: `--color` first, then NO_COLOR (set and not empty, as
+/// no-color.org defines it), then whether stdout is a terminal.
+pub fn use_color(choice: ColorChoice, no_color: Option<&OsStr>, stdout_is_terminal: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => stdout_is_terminal && no_color.is_none_or(|v| v.is_empty()),
+    }
+}
+
+/// Whether to print one snapshot instead of running the live view.
+pub fn prints_once(view: &ViewArgs, stdout_is_terminal: bool) -> bool {
+    view.once || view.json || !stdout_is_terminal
+}
+
+/// Parses the command line, runs it, and reports a failure on stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("bakery-top: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "bakery-top", &mut stdout);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Man) => {
+            clap_mangen::Man::new(Cli::command()).render(&mut stdout).context("cannot write the man page")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
+    }
+    let terminal = std::io::stdout().is_terminal();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+    if cli.view.demo {
+        return runtime.block_on(view(&cli, DemoSource::default(), terminal));
+    }
+    let source = GrpcSource::new(cli.connection.grpc_config())?;
+    runtime.block_on(view(&cli, source, terminal))
+}
+
+async fn view(cli: &Cli, mut source: impl Source + 'static, terminal: bool) -> anyhow::Result<ExitCode> {
+    if prints_once(&cli.view, terminal) {
+        let snapshot = once(&mut source).await?;
+        let mut stdout = std::io::stdout().lock();
+        if cli.view.json {
+            crate::snapshot::write_json(&mut stdout, &source.describe(), &snapshot)?;
+        } else {
+            crate::snapshot::write_text(&mut stdout, &source.describe(), &snapshot)?;
+        }
+        stdout.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let color = use_color(cli.view.color, std::env::var_os("NO_COLOR").as_deref(), terminal);
+    let app = App::new(source.describe(), cli.view.refresh, color, crate::now_ms());
+    crate::tui::run(app, source).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One snapshot with rates: when a live node has none yet (the collector had only one sample of
+/// it), ask again once its next sample is due.
+async fn once(source: &mut impl Source) -> anyhow::Result<Snapshot> {
+    let mut snapshot = source.snapshot().await.with_context(|| format!("no snapshot from {}", source.describe()))?;
+    let deadline = tokio::time::Instant::now() + ONCE_RATE_WAIT;
+    while lacks_rates(&snapshot) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match source.snapshot().await {
+            Ok(next) => snapshot = next,
+            // Keep what we have: gauges without rates beat no answer.
+            Err(_) => break,
+        }
+    }
+    Ok(snapshot)
+}
+
+fn lacks_rates(snapshot: &Snapshot) -> bool {
+    snapshot.nodes.iter().any(|n| n.agent == AgentState::Live && n.cpu.is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("bakery-top").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_color_and_the_color_flag() {
+        let set = Some(OsStr::new("1"));
+        assert!(!use_color(ColorChoice::Auto, set, true), "NO_COLOR=1 turns colours off");
+        assert!(use_color(ColorChoice::Auto, Some(OsStr::new("")), true), "an empty NO_COLOR is unset");
+        assert!(use_color(ColorChoice::Always, set, false), "--color always wins over NO_COLOR");
+        assert!(!use_color(ColorChoice::Never, None, true));
+        assert!(!use_color(ColorChoice::Auto, None, false), "no colours into a pipe");
+    }
+
+    #[test]
+    fn piped_output_or_json_means_one_snapshot() {
+        assert!(!prints_once(&parse(&[]).view, true));
+        assert!(prints_once(&parse(&[]).view, false));
+        assert!(prints_once(&parse(&["--json"]).view, true));
+        assert!(prints_once(&parse(&["--once"]).view, true));
+    }
+
+    #[test]
+    fn refresh_takes_a_human_duration_with_a_floor() {
+        assert_eq!(parse(&["--refresh", "250ms"]).view.refresh, Duration::from_millis(250));
+        let error = Cli::try_parse_from(["bakery-top", "--refresh", "10ms"]).unwrap_err().to_string();
+        assert!(error.contains("at least 100ms"), "{error}");
+    }
+
+    #[test]
+    fn connection_flags_work_before_and_after_a_subcommand() {
+        let cli = parse(&["completions", "bash", "--collector", "http://c:1"]);
+        assert_eq!(cli.connection.collector, "http://c:1");
+    }
+}

@@ -1,0 +1,24 @@
+//! bakery-top: the live view of a bakery cluster, and its one-shot text and JSON output.
+//!
+//! Layout: [`model`] is what is shown; [`source`] fetches it (the collector over gRPC, or a fake);
+//! [`app`] is the state with no IO; [`keys`] maps keys to state changes; [`render`] draws an
+//! [`app::App`] into a frame; [`snapshot`] prints `--once` text and JSON; [`tui`] runs the loop in
+//! a real terminal; [`cli`] is the command line.
+
+pub mod app;
+pub mod cli;
+pub mod demo;
+pub mod error;
+pub mod keys;
+pub mod model;
+pub mod render;
+pub mod snapshot;
+pub mod source;
+pub mod tui;
+
+pub use error::{Error, Result};
+
+/// Wall clock, Unix epoch milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}

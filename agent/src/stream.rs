@@ -48,6 +48,9 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 /// kernel's internal HZ.
 pub const USER_HZ: u32 = 100;
 
+/// A backlog at least this long (in samples) is logged when delivered.
+const BACKLOG_WORTH_LOGGING: u64 = 10;
+
 /// Messages queued for the HTTP/2 stream at most; beyond that the sender
 /// waits, so a slow collector slows the sending (the spool holds the rest).
 const OUTBOX: usize = 32;
@@ -578,6 +581,11 @@ async fn session(
     });
 
     let mut sent_through = committed;
+    // A backlog worth mentioning (after an outage) is logged when delivered,
+    // so an operator (and the acceptance tests) can see the catch-up end.
+    let backlog_through = stats.next_seq - 1;
+    let backlog = backlog_through.saturating_sub(committed);
+    let mut backlog_pending = backlog >= BACKLOG_WORTH_LOGGING;
     let mut declared = DeclaredPods::new();
     let mut new_data = shared.last_seq.subscribe();
     let mut flush_deadline: Option<Instant> = None;
@@ -597,7 +605,18 @@ async fn session(
         tokio::select! {
             biased;
             message = inbound.next() => match message {
-                Some(Ok(message)) => handle_collector_message(message, shared, interval_tx, &mut sent_through),
+                Some(Ok(message)) => {
+                    handle_collector_message(message, shared, interval_tx, &mut sent_through);
+                    if backlog_pending && shared.lock_spool().acked_seq() >= backlog_through {
+                        backlog_pending = false;
+                        tracing::info!(
+                            samples = backlog,
+                            through_seq = backlog_through,
+                            seconds = welcomed_at.elapsed().as_secs_f64(),
+                            "backlog delivered: the collector acknowledged everything spooled before this stream"
+                        );
+                    }
+                }
                 Some(Err(status)) => {
                     return SessionEnd::Lost { reason: describe_status(&status), healthy: healthy() };
                 }

@@ -2,7 +2,7 @@
 //! samples. Fills the 10 s history first, then times `Detector::observe` alone (the synthetic cluster
 //! is generated outside the timed region) and prints the median and p99.
 //!
-//! `cargo run --release -p bakery-diagnosis --example bench_tick [-- --nodes 100 --pods 50 --ticks 400]`
+//! `cargo run --release -p bakery-diagnosis --example bench_tick [-- --nodes 100 --pods 50 --ticks 400 --verbose]`
 //!
 //! The last line is machine-readable for `cargo xtask bench analysis`:
 //! `bench_tick nodes=100 pods_per_node=50 ticks=400 median_us=... p99_us=... max_us=... goal_us=5000`.
@@ -110,11 +110,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut times_us: Vec<u128> = Vec::with_capacity(measured);
     let mut verdicts = 0;
+    let mut last = None;
     for tick in run.take(measured) {
         let start = Instant::now();
         let evaluation = detector.observe(&tick)?;
         times_us.push(start.elapsed().as_micros());
         verdicts += evaluation.verdicts.len();
+        last = Some(evaluation);
+    }
+    if args.iter().any(|a| a == "--verbose") {
+        for verdict in last.iter().flat_map(|e| &e.verdicts) {
+            println!("{verdict}");
+        }
     }
     if times_us.is_empty() {
         return Err("no tick measured".into());
@@ -123,9 +130,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pick = |q: f64| times_us[((times_us.len() - 1) as f64 * q).round() as usize];
     let (median, p99, max) = (pick(0.5), pick(0.99), times_us[times_us.len() - 1]);
     let mean = times_us.iter().sum::<u128>() / times_us.len() as u128;
-    println!("one analysis tick, {nodes} nodes x {pods_per_node} pods, {} ticks after {warmup} warm-up ticks:", times_us.len());
-    println!("  median {:.3} ms, p99 {:.3} ms, max {:.3} ms, mean {:.3} ms (goal <= {} ms); {verdicts} verdicts seen",
-        median as f64 / 1000.0, p99 as f64 / 1000.0, max as f64 / 1000.0, mean as f64 / 1000.0, GOAL_US / 1000);
+    println!(
+        "one analysis tick, {nodes} nodes x {pods_per_node} pods, {} ticks after {warmup} warm-up ticks:",
+        times_us.len()
+    );
+    println!(
+        "  median {:.3} ms, p99 {:.3} ms, max {:.3} ms, mean {:.3} ms (goal <= {} ms); {verdicts} verdicts seen",
+        median as f64 / 1000.0,
+        p99 as f64 / 1000.0,
+        max as f64 / 1000.0,
+        mean as f64 / 1000.0,
+        GOAL_US / 1000
+    );
     println!(
         "bench_tick nodes={nodes} pods_per_node={pods_per_node} ticks={} median_us={median} p99_us={p99} max_us={max} goal_us={GOAL_US}",
         times_us.len()

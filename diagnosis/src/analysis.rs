@@ -113,7 +113,9 @@ impl Signal {
 
     pub fn kind(self) -> SignalKind {
         match self {
-            Self::PodRx | Self::PodTx | Self::PodTraffic | Self::Connections | Self::PodCpu => SignalKind::WorkloadShare,
+            Self::PodRx | Self::PodTx | Self::PodTraffic | Self::Connections | Self::PodCpu => {
+                SignalKind::WorkloadShare
+            }
             Self::NicRx
             | Self::NicTx
             | Self::Nic
@@ -145,9 +147,12 @@ impl Signal {
             Self::Connections => "conns",
             Self::PodCpu | Self::Cpu | Self::Softirq | Self::UnattributedCpu => "cores",
             Self::Temperature => "C",
-            Self::MemoryUsed | Self::CpuPressure | Self::MemoryPressure | Self::IoPressure | Self::Frequency | Self::Throttled => {
-                "fraction"
-            }
+            Self::MemoryUsed
+            | Self::CpuPressure
+            | Self::MemoryPressure
+            | Self::IoPressure
+            | Self::Frequency
+            | Self::Throttled => "fraction",
         }
     }
 

@@ -14,17 +14,23 @@
 //! | memory | PSI memory stall fraction, MemAvailable | stall `>= 10 %` or available `<= 10 %` | stall `< 5 %` and available `> 15 %` | memory-pressure |
 //!
 //! Traffic causes: the flagged skew *follows the connections* when the connection excess covers most of
-//! the traffic excess, `(k - 1) >= 0.7 (s - 1)`. Then
-//! * placement compatible with chance (the node's connection count is below the binomial bound `m`):
-//!   `connection-pinning`, the skew is what random pinning of few keep-alive connections produces;
-//! * otherwise, if the node's pods carry nearly everything (>= 80 %): `pod-concentration`, placement was
-//!   not random (affinity, Local policy);
-//! * otherwise, connections skewed beyond chance but not to one node: `connection-pinning` (confidence
-//!   lowered: the spread is not random);
-//! * traffic skew that the connections do not explain: `pod-concentration` (confidence lowered).
+//! the traffic excess, `(k - 1) >= 0.7 (s - 1)` (k: the node's normalised connection count). Then
+//! * follows, and the node's connection count is below the binomial bound `m` (chance could have
+//!   placed them so): `connection-pinning`, the skew is what random pinning of keep-alive connections
+//!   produces (fingerprint 0.8 when the node carries nearly everything, >= 80 %: with so few
+//!   connections affinity cannot be excluded yet; 1 otherwise);
+//! * anything else is `pod-concentration`: connections beyond chance mean placement was decided
+//!   (session affinity, `externalTrafficPolicy: Local`); fingerprint 1 when the node carries nearly
+//!   everything, 0.7 when connections are beyond chance but the node does not take nearly all, 0.5 when
+//!   the connection counts do not explain the traffic at all.
+//!
+//! Ingress (NIC skew without pod skew) is measured on the NIC bytes that the node's own pods do not
+//! account for: an entry node forwards every request for pods elsewhere in and out again, so it alone
+//! carries such bytes in proportion to the workload's traffic. With ingress spread over nodes
+//! (BGP/ECMP) every node forwards a little and none dominates.
 //!
 //! Ingress is judged only when the workload's pod bytes are at least a fifth of the serving nodes' NIC
-//! bytes; otherwise NIC shares are dominated by other traffic. Unattributed CPU that is itself flagged
+//! bytes; otherwise NIC bytes are dominated by other traffic (an idle cluster's etcd). Unattributed CPU that is itself flagged
 //! takes precedence over ingress on the same node: an NFS server's NIC skew is explained by the
 //! server's work (see [`crate::detector`]).
 //!
@@ -108,7 +114,10 @@ impl Peers {
         let nodes = analysis.nodes.iter().enumerate();
         let unattributed = Ranked::new(
             n,
-            nodes.clone().filter(|(_, a)| a.is_serving()).filter_map(|(i, a)| Some((i, a.value(Signal::UnattributedCpu)?))),
+            nodes
+                .clone()
+                .filter(|(_, a)| a.is_serving())
+                .filter_map(|(i, a)| Some((i, a.value(Signal::UnattributedCpu)?))),
         );
         let hottest_pod = Ranked::new(n, nodes.clone().map(|(i, a)| (i, a.hottest_other_pod_cores)));
         let mut forwarded_top = [(0.0, None); 2];
@@ -141,7 +150,7 @@ fn level(value: f64, enter: f64, exit: f64) -> f64 {
 }
 
 fn pct(fraction: f64) -> String {
-    format!("{:.0} %", fraction * 100.0)
+    if fraction.abs() < 0.1 { format!("{:.1} %", fraction * 100.0) } else { format!("{:.0} %", fraction * 100.0) }
 }
 
 /// Everything the traffic family decides on.
@@ -164,8 +173,13 @@ fn traffic_facts<'a>(analysis: &Analysis, node: &'a NodeAnalysis, config: &Confi
     let normalised = node.normalised(Signal::PodTraffic)?;
     let share = node.share(Signal::PodTraffic)?;
     let total_connections = analysis.connections.round().max(0.0) as u32;
-    let band =
-        traffic_band(total_connections, node.endpoints, analysis.total_endpoints, analysis.serving_nodes, &config.traffic);
+    let band = traffic_band(
+        total_connections,
+        node.endpoints,
+        analysis.total_endpoints,
+        analysis.serving_nodes,
+        &config.traffic,
+    );
     let connection_normalised = node.normalised(Signal::Connections).filter(|_| total_connections >= 1);
     let node_connections = node.value(Signal::Connections).unwrap_or(0.0);
     let follows = connection_normalised.is_some_and(|k| k - 1.0 >= config.traffic.explained * (normalised - 1.0));

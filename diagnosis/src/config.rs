@@ -99,7 +99,13 @@ pub struct IngressThresholds {
 
 impl Default for IngressThresholds {
     fn default() -> Self {
-        Self { enter_forwarded: 0.5, exit_forwarded: 0.3, dominance: 2.0, exit_dominance: 1.5, min_workload_fraction: 0.2 }
+        Self {
+            enter_forwarded: 0.5,
+            exit_forwarded: 0.3,
+            dominance: 2.0,
+            exit_dominance: 1.5,
+            min_workload_fraction: 0.2,
+        }
     }
 }
 

@@ -101,12 +101,18 @@ impl Detector {
         let now = tick.timestamp_ms;
         let mut changes = Vec::new();
         // Nodes that left the cluster clear at once.
-        let gone: Vec<(String, Family)> = self.states.keys().filter(|(n, _)| !names.contains(n.as_str())).cloned().collect();
+        let gone: Vec<(String, Family)> =
+            self.states.keys().filter(|(n, _)| !names.contains(n.as_str())).cloned().collect();
         for key in gone {
             if let Some(state) = self.states.remove(&key)
                 && matches!(state.phase, Phase::Active { .. })
             {
-                changes.push(VerdictChange { node: key.0, cause: state.cause, change: ChangeKind::Cleared, at_ms: now });
+                changes.push(VerdictChange {
+                    node: key.0,
+                    cause: state.cause,
+                    change: ChangeKind::Cleared,
+                    at_ms: now,
+                });
             }
         }
 
@@ -115,8 +121,14 @@ impl Detector {
             let index = detection.index_of(name);
             // Unattributed CPU goes first: when it holds, it explains the node's NIC excess too.
             let mut unattributed_holds = false;
-            for family in [Family::Unattributed, Family::Traffic, Family::Ingress, Family::HotPod, Family::Thermal, Family::Memory]
-            {
+            for family in [
+                Family::Unattributed,
+                Family::Traffic,
+                Family::Ingress,
+                Family::HotPod,
+                Family::Thermal,
+                Family::Memory,
+            ] {
                 let mut assessment = index.and_then(|i| assess(&detection, &peers, i, family, &self.config));
                 if family == Family::Unattributed {
                     unattributed_holds = assessment.is_some_and(|a| a.enter)
@@ -153,7 +165,9 @@ impl Detector {
             });
         }
         verdicts.sort_by(|a, b| a.node.cmp(&b.node).then(a.cause.cmp(&b.cause)));
-        changes.sort_by(|a, b| a.node.cmp(&b.node).then(a.cause.cmp(&b.cause)).then((a.change as u8).cmp(&(b.change as u8))));
+        changes.sort_by(|a, b| {
+            a.node.cmp(&b.node).then(a.cause.cmp(&b.cause)).then((a.change as u8).cmp(&(b.change as u8)))
+        });
         Ok(Evaluation { timestamp_ms: now, live, detection, verdicts, changes })
     }
 
@@ -174,8 +188,13 @@ impl Detector {
         match self.states.get_mut(&key) {
             None => {
                 if let (true, Some(a)) = (enter, assessment) {
-                    let mut state =
-                        FamilyState { phase: Phase::Pending(1), cause: a.cause, first_seen_ms: now, since_ms: now, challenger: None };
+                    let mut state = FamilyState {
+                        phase: Phase::Pending(1),
+                        cause: a.cause,
+                        first_seen_ms: now,
+                        since_ms: now,
+                        challenger: None,
+                    };
                     if enter_after <= 1 {
                         state.phase = Phase::Active { below: 0 };
                         changes.push(change(a.cause, ChangeKind::Entered));

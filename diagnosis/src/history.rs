@@ -78,7 +78,10 @@ pub(crate) fn join<'a>(
     let mut j = 0;
     later.iter().map(move |pod| {
         let uid = &pod.meta.uid;
-        while j < earlier.len() && !Arc::ptr_eq(&earlier[j].meta.uid, uid) && earlier[j].meta.uid.as_ref() < uid.as_ref() {
+        while j < earlier.len()
+            && !Arc::ptr_eq(&earlier[j].meta.uid, uid)
+            && earlier[j].meta.uid.as_ref() < uid.as_ref()
+        {
             j += 1;
         }
         let matched = earlier.get(j).filter(|e| Arc::ptr_eq(&e.meta.uid, uid) || e.meta.uid == *uid);
@@ -135,7 +138,8 @@ fn advance(previous_corrected: u64, previous_raw: u64, raw: u64) -> u64 {
 fn advance_cpu(prev: &CpuJiffies, prev_raw: &CpuJiffies, raw: &CpuJiffies) -> CpuJiffies {
     // A reset of /proc/stat means a reboot: every mode restarts together, so one test decides for all.
     let reset = raw.busy() + raw.idle + raw.iowait < prev_raw.busy() + prev_raw.idle + prev_raw.iowait;
-    let step = |p: u64, pr: u64, r: u64| if reset { p.saturating_add(r) } else { p.saturating_add(r.saturating_sub(pr)) };
+    let step =
+        |p: u64, pr: u64, r: u64| if reset { p.saturating_add(r) } else { p.saturating_add(r.saturating_sub(pr)) };
     CpuJiffies {
         user: step(prev.user, prev_raw.user, raw.user),
         nice: step(prev.nice, prev_raw.nice, raw.nice),

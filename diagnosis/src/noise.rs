@@ -61,7 +61,7 @@ use crate::config::TrafficThresholds;
 /// and terms below 1e-18 of the running sum are dropped. Cost is a few dozen standard deviations of
 /// steps, without special functions.
 pub fn binomial_upper_quantile(c: u32, q: f64, alpha: f64) -> Option<u32> {
-    if c == 0 || !(q > 0.0 && q < 1.0) || !(alpha > 0.0) {
+    if c == 0 || !(q > 0.0 && q < 1.0) || alpha.is_nan() || alpha <= 0.0 {
         return None;
     }
     let odds = q / (1.0 - q);

@@ -103,16 +103,14 @@ impl WindowReport {
                     window_workload = tick.workload.clone();
                 }
             }
-            let charted =
-                *signal.get_or_insert(if tick.workload.is_some() { Signal::PodTraffic } else { Signal::Cpu });
+            let charted = *signal.get_or_insert(if tick.workload.is_some() { Signal::PodTraffic } else { Signal::Cpu });
             let total_endpoints: u64 = match &tick.workload {
                 Some(w) => tick.nodes.iter().map(|n| u64::from(w.endpoints_on(&n.name))).sum(),
                 None => tick.nodes.len() as u64,
             };
             for node in &tick.nodes {
                 let endpoints = tick.workload.as_ref().map_or(1, |w| w.endpoints_on(&node.name));
-                let expected =
-                    if total_endpoints == 0 { 0.0 } else { f64::from(endpoints) / total_endpoints as f64 };
+                let expected = if total_endpoints == 0 { 0.0 } else { f64::from(endpoints) / total_endpoints as f64 };
                 let figures = evaluation.detection.node(&node.name);
                 series.entry(node.name.clone()).or_default().push(SharePoint {
                     t_ms: tick.timestamp_ms,
@@ -157,7 +155,10 @@ impl WindowReport {
             (!analysis.nodes.is_empty()).then_some(analysis)
         };
         reported.sort_by(|a, b| {
-            a.raised_ms.cmp(&b.raised_ms).then(a.verdict.node.cmp(&b.verdict.node)).then(a.verdict.cause.cmp(&b.verdict.cause))
+            a.raised_ms
+                .cmp(&b.raised_ms)
+                .then(a.verdict.node.cmp(&b.verdict.node))
+                .then(a.verdict.cause.cmp(&b.verdict.cause))
         });
         Ok(Self {
             window,
@@ -209,7 +210,16 @@ impl fmt::Display for WindowReport {
                 writeln!(
                     f,
                     "  {:<14} {:<13} {:>9} {:>8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>7}",
-                    "node", "role", "endpoints", "expected", "observed", "normalised", "conns", "nic x", "cpu", "temp C"
+                    "node",
+                    "role",
+                    "endpoints",
+                    "expected",
+                    "observed",
+                    "normalised",
+                    "conns",
+                    "nic x",
+                    "cpu",
+                    "temp C"
                 )?;
                 for node in &overall.nodes {
                     writeln!(
@@ -246,7 +256,8 @@ impl fmt::Display for WindowReport {
         } else {
             writeln!(f, "Verdicts:")?;
             for (i, r) in self.verdicts.iter().enumerate() {
-                let cleared = r.cleared_ms.map_or("still active".to_string(), |t| format!("cleared {}", self.seconds_into(t)));
+                let cleared =
+                    r.cleared_ms.map_or("still active".to_string(), |t| format!("cleared {}", self.seconds_into(t)));
                 writeln!(
                     f,
                     "- raised {}, {cleared}, peak confidence {:.2}",

@@ -417,7 +417,7 @@ impl Scenario {
 
     /// Expands the scenario; fails on references to unknown nodes or pods.
     pub fn run(self) -> Result<ScenarioRun> {
-        if self.sample_ms <= 0 || !(self.duration_s > 0.0) {
+        if self.sample_ms <= 0 || self.duration_s.is_nan() || self.duration_s <= 0.0 {
             return Err(Error::Scenario("sample_ms and duration_s must be positive".into()));
         }
         let node_index: BTreeMap<String, usize> =
@@ -425,25 +425,28 @@ impl Scenario {
         if node_index.len() != self.nodes.len() {
             return Err(Error::Scenario("duplicate node names".into()));
         }
-        let find_node = |name: &str| {
-            node_index.get(name).copied().ok_or_else(|| Error::Scenario(format!("unknown node {name:?}")))
-        };
+        let find_node =
+            |name: &str| node_index.get(name).copied().ok_or_else(|| Error::Scenario(format!("unknown node {name:?}")));
         let pod_node = self.pods.iter().map(|p| find_node(&p.node)).collect::<Result<Vec<_>>>()?;
         let find_pod = |name: &str| {
-            self.pods.iter().position(|p| p.name == name).ok_or_else(|| Error::Scenario(format!("unknown pod {name:?}")))
+            self.pods
+                .iter()
+                .position(|p| p.name == name)
+                .ok_or_else(|| Error::Scenario(format!("unknown pod {name:?}")))
         };
         let workload = self.workload.as_deref().map(parse_workload).transpose()?;
-        let pod_workloads =
-            self.pods.iter().map(|p| p.workload.as_deref().map(parse_workload).transpose()).collect::<Result<Vec<_>>>()?;
+        let pod_workloads = self
+            .pods
+            .iter()
+            .map(|p| p.workload.as_deref().map(parse_workload).transpose())
+            .collect::<Result<Vec<_>>>()?;
         let serving: Vec<usize> = (0..self.pods.len())
             .filter(|&i| workload.is_some() && pod_workloads[i] == workload && self.pods[i].ready)
             .collect();
         let check_connections = |c: &Option<Vec<u32>>| match c {
-            Some(c) if c.len() != serving.len() => Err(Error::Scenario(format!(
-                "{} connection counts for {} serving pods",
-                c.len(),
-                serving.len()
-            ))),
+            Some(c) if c.len() != serving.len() => {
+                Err(Error::Scenario(format!("{} connection counts for {} serving pods", c.len(), serving.len())))
+            }
             _ => Ok(()),
         };
         let mut backend_pod = None;
@@ -713,7 +716,9 @@ impl ScenarioRun {
                 let mut temperature = spec.temperature_c;
                 let mut frequency = spec.max_khz;
                 let mut flags = ThrottleFlags::default();
-                for e in scenario.memory_pressure.iter().filter(|e| e.node == spec.name && active(e.from_s, e.until_s, t)) {
+                for e in
+                    scenario.memory_pressure.iter().filter(|e| e.node == spec.name && active(e.from_s, e.until_s, t))
+                {
                     available = available.min(e.available_fraction * total);
                 }
                 for e in scenario.thermal.iter().filter(|e| e.node == spec.name && active(e.from_s, e.until_s, t)) {
@@ -768,8 +773,7 @@ impl ScenarioRun {
                 memory_working_set_bytes: (spec.memory_mib * MIB) as u64,
             });
         }
-        let workload =
-            self.workload.clone().filter(|_| known).map(|w| WorkloadUnderTest::from_ready_pods(w, &nodes));
+        let workload = self.workload.clone().filter(|_| known).map(|w| WorkloadUnderTest::from_ready_pods(w, &nodes));
         Tick { timestamp_ms, nodes, workload }
     }
 }

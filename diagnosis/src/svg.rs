@@ -115,8 +115,13 @@ pub fn render(report: &WindowReport) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, "<title>{}</title>", escape(&title));
-    let _ = writeln!(svg, r##"<rect class="background" x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##);
-    let _ = writeln!(svg, r##"<text class="heading" x="{LEFT}" y="24" font-size="14" fill="#222">{}</text>"##, escape(&title));
+    let _ =
+        writeln!(svg, r##"<rect class="background" x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##);
+    let _ = writeln!(
+        svg,
+        r##"<text class="heading" x="{LEFT}" y="24" font-size="14" fill="#222">{}</text>"##,
+        escape(&title)
+    );
 
     // The window, shaded.
     let (wx0, wx1) = (scale.x(report.window.start_ms), scale.x(report.window.end_ms));

@@ -15,15 +15,17 @@ static BUILT: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
 /// `target/<profile>/<bin>`, built with `cargo build -p <package> --bin <bin>`
 /// the first time a test of this process asks for it.
 ///
-/// A test executable lives in `target/<profile>/deps/`, so the binaries are
-/// in its parent's parent.
 pub fn built_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .with_context(|| format!("{} has no target/<profile> directory above it", exe.display()))?
-        .to_path_buf();
+    // A test executable lives in target/<profile>/deps/, a binary such as
+    // bakery-bench in target/<profile>/ itself.
+    let exe_dir = exe.parent().with_context(|| format!("{} has no parent directory", exe.display()))?;
+    let profile_dir = if exe_dir.file_name().is_some_and(|name| name == "deps") {
+        exe_dir.parent().with_context(|| format!("{} has no target/<profile> above it", exe.display()))?
+    } else {
+        exe_dir
+    }
+    .to_path_buf();
     let path = profile_dir.join(bin);
     let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let built = built.get_or_insert_with(HashSet::new);

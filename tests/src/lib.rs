@@ -1,6 +1,7 @@
 //! The harness bakery's end-to-end tests share: root checks, network
 //! namespaces, kubepods-style cgroups and the built binaries.
 
+pub mod bench_agent;
 pub mod binaries;
 pub mod measure;
 pub mod netns;

@@ -3,6 +3,7 @@
 //! xtask depends on none of bakery's libraries; it drives them through cargo
 //! and the built binaries, so it never pulls in their heavy dependencies.
 
+mod bench;
 mod chart;
 mod ci;
 mod demo;
@@ -28,6 +29,9 @@ enum Task {
     Ci,
     /// The main demo. Today: builds the agent and samples this machine once.
     Demo,
+    /// Benchmarks against a peer or baseline in the same run (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::Bench),
     /// Regenerate proto/src/gen from the .proto files (no system protoc needed).
     Codegen,
     /// Lint, render, validate and test the Helm chart (charts/bakery) with the
@@ -46,6 +50,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Ci => ci::run(),
         Task::Demo => demo::run(),
+        Task::Bench(which) => bench::run(which),
         Task::Codegen => ci::codegen(),
         Task::Chart => chart::run(),
         Task::Dist { target } => dist::run(target.as_deref()),

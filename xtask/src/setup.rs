@@ -13,7 +13,12 @@ const PACKAGES: &[(&str, &str)] = &[("iproute2", "ip"), ("iptables", "iptables")
 /// Installs missing packages with apt-get when running as root; otherwise
 /// says what is missing and how to get it.
 pub fn system_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().filter(|(_, cmd)| !has_command(cmd)).map(|(pkg, _)| *pkg).collect();
+    packages(PACKAGES)
+}
+
+/// Installs those of `wanted` (package, command it provides) whose command is missing.
+pub fn packages(wanted: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = wanted.iter().filter(|(_, cmd)| !has_command(cmd)).map(|(pkg, _)| *pkg).collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -7,7 +7,8 @@
 //! `<hex address>:<hex port>` (the port already in host order, so `0050` is
 //! 80) and `st` is the hex state from `include/net/tcp_states.h`.
 
-use crate::pods::TcpConnections;
+use serde::Serialize;
+
 use crate::signal::ParseError;
 
 /// `include/net/tcp_states.h`.
@@ -17,6 +18,21 @@ const TIME_WAIT: u8 = 0x06;
 const CLOSE_WAIT: u8 = 0x08;
 const LISTEN: u8 = 0x0A;
 
+/// The sockets of one namespace by state, as its tables listed them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TcpStates {
+    /// ESTABLISHED whose local port is one the namespace listens on.
+    pub established_inbound: u32,
+    pub established_outbound: u32,
+    pub listen: u32,
+    pub time_wait: u32,
+    pub close_wait: u32,
+    /// Handshakes in progress on a listener (request sockets show as SYN_RECV).
+    pub syn_recv: u32,
+    /// Every other state (SYN_SENT, FIN_WAIT1/2, CLOSING, LAST_ACK, ...).
+    pub other: u32,
+}
+
 /// Tallies the sockets of one namespace over its `tcp` and `tcp6` tables.
 /// Whether an ESTABLISHED socket is inbound is only known once every
 /// listening port is, so local ports are kept until [`Self::finish`]; the
@@ -25,7 +41,7 @@ const LISTEN: u8 = 0x0A;
 pub struct TcpTally {
     listening_ports: Vec<u16>,
     established_local_ports: Vec<u16>,
-    counts: TcpConnections,
+    counts: TcpStates,
 }
 
 impl TcpTally {
@@ -64,8 +80,20 @@ impl TcpTally {
         Ok(())
     }
 
+    /// TIME_WAIT sockets in the tables added so far.
+    pub fn time_wait_so_far(&self) -> u32 {
+        self.counts.time_wait
+    }
+
+    /// Empties the tally without finishing it (a table failed to read).
+    pub fn clear(&mut self) {
+        self.counts = TcpStates::default();
+        self.listening_ports.clear();
+        self.established_local_ports.clear();
+    }
+
     /// The namespace's tally; the tally is empty again afterwards.
-    pub fn finish(&mut self) -> TcpConnections {
+    pub fn finish(&mut self) -> TcpStates {
         let mut counts = std::mem::take(&mut self.counts);
         for port in &self.established_local_ports {
             if self.listening_ports.contains(port) {
@@ -90,7 +118,7 @@ fn port_of(address: &str) -> Option<u16> {
 }
 
 /// Tallies whole tables at once (for tests and one-off reads).
-pub fn tally(tables: &[&str]) -> Result<TcpConnections, ParseError> {
+pub fn tally(tables: &[&str]) -> Result<TcpStates, ParseError> {
     let mut tally = TcpTally::default();
     for table in tables {
         tally.add_table(table)?;
@@ -141,7 +169,7 @@ mod tests {
         .concat();
         assert_eq!(
             tally(&[&tcp, &tcp6]),
-            Ok(TcpConnections {
+            Ok(TcpStates {
                 established_inbound: 3,
                 established_outbound: 1,
                 listen: 3,
@@ -163,15 +191,15 @@ mod tests {
             tcp_line(0, "00000000000000000000000000000000:0050", "00000000000000000000000000000000:0000", "0A"),
         ]
         .concat();
-        let expected = TcpConnections { established_inbound: 1, listen: 1, ..TcpConnections::default() };
+        let expected = TcpStates { established_inbound: 1, listen: 1, ..TcpStates::default() };
         assert_eq!(tally(&[&tcp, &tcp6]), Ok(expected));
         assert_eq!(tally(&[&tcp6, &tcp]), Ok(expected));
     }
 
     #[test]
     fn empty_tables_have_no_sockets() {
-        assert_eq!(tally(&[TCP_HEADER, TCP6_HEADER]), Ok(TcpConnections::default()));
-        assert_eq!(tally(&["", ""]), Ok(TcpConnections::default()));
+        assert_eq!(tally(&[TCP_HEADER, TCP6_HEADER]), Ok(TcpStates::default()));
+        assert_eq!(tally(&["", ""]), Ok(TcpStates::default()));
     }
 
     #[test]
@@ -181,7 +209,7 @@ mod tests {
         tally.add_table(&tcp_line(1, "0A2A0005:0050", "0B2A0005:D431", "01")).unwrap();
         assert_eq!(tally.finish().established_inbound, 1);
         tally.add_table(&tcp_line(0, "0A2A0005:0050", "0B2A0005:D431", "01")).unwrap();
-        assert_eq!(tally.finish(), TcpConnections { established_outbound: 1, ..TcpConnections::default() });
+        assert_eq!(tally.finish(), TcpStates { established_outbound: 1, ..TcpStates::default() });
     }
 
     #[test]

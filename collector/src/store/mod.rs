@@ -202,7 +202,7 @@ impl Store {
     fn begin_durable_write(&mut self) -> Result<redb::WriteTransaction> {
         let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate).map_err(redb::Error::from)?;
-        txn.set_quick_repair(false);
+        txn.set_quick_repair(true);
         Ok(txn)
     }
 

@@ -1,5 +1,6 @@
 //! Integration tests of the diagnosis core: one test binary, one module per concern.
 
+mod inputs;
 mod noise_model;
 mod properties;
 mod reports;

@@ -67,7 +67,8 @@ fn at_200_connections_a_moderate_skew_is_not_hidden_by_noise() {
 /// master-02 (cause, highest confidence).
 fn pinned(connections: Vec<u32>) -> Vec<(Cause, f64)> {
     let mut scenario = load("keepalive-4-connection-pinning");
-    scenario.phases[0] = Phase { from_s: 12.0, until_s: 26.0, requests_per_s: None, connections: Some(connections), entry: None };
+    scenario.phases[0] =
+        Phase { from_s: 12.0, until_s: 26.0, requests_per_s: None, connections: Some(connections), entry: None };
     let ticks = scenario.ticks().expect("valid");
     let mut best: Vec<(Cause, f64)> = Vec::new();
     for e in replay(&ticks, &Config::default()) {
@@ -109,10 +110,8 @@ fn pinned_fifty() -> Vec<Cause> {
         entry: None,
     });
     let ticks = scenario.ticks().expect("valid");
-    let mut causes: Vec<Cause> = replay(&ticks, &Config::default())
-        .iter()
-        .flat_map(|e| e.changes.iter().map(|c| c.cause))
-        .collect();
+    let mut causes: Vec<Cause> =
+        replay(&ticks, &Config::default()).iter().flat_map(|e| e.changes.iter().map(|c| c.cause)).collect();
     causes.dedup();
     causes
 }

@@ -49,7 +49,19 @@ fn params() -> impl Strategy<Value = Params> {
         any::<u64>(),
     )
         .prop_map(
-            |(placement, keepalive, conns, entry, entry_node, requests_per_s, hog, hog_node, hog_size, mysql_node, seed)| {
+            |(
+                placement,
+                keepalive,
+                conns,
+                entry,
+                entry_node,
+                requests_per_s,
+                hog,
+                hog_node,
+                hog_size,
+                mysql_node,
+                seed,
+            )| {
                 let connections = keepalive.then(|| conns[..placement.len()].to_vec());
                 Params {
                     placement,
@@ -94,8 +106,12 @@ fn scenario(p: &Params) -> Scenario {
             max_khz: 2_400_000,
         })
         .collect();
-    let mut pods: Vec<PodSpec> =
-        p.placement.iter().enumerate().map(|(i, &n)| pod(&format!("wordpress-{i}"), "wordpress", n, Some(WORDPRESS), 0.02)).collect();
+    let mut pods: Vec<PodSpec> = p
+        .placement
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| pod(&format!("wordpress-{i}"), "wordpress", n, Some(WORDPRESS), 0.02))
+        .collect();
     pods.push(pod("mysql-0", "wordpress", p.mysql_node, Some("StatefulSet/wordpress/mysql"), 0.05));
     for (n, name) in NODES.iter().enumerate() {
         pods.push(pod(&format!("bakery-agent-{name}"), "bakery", n, Some("DaemonSet/bakery/bakery-agent"), 0.03));
@@ -192,7 +208,14 @@ fn said(evaluations: &[Evaluation], names: &BTreeMap<String, String>) -> Vec<Sai
                 .iter()
                 .map(|v| {
                     let evidence = v.evidence.iter().map(|x| (x.name.clone(), x.value.to_bits())).collect();
-                    (names.get(&v.node).cloned().unwrap_or_else(|| v.node.clone()), v.cause, v.since_ms, v.first_seen_ms, v.confidence.to_bits(), evidence)
+                    (
+                        names.get(&v.node).cloned().unwrap_or_else(|| v.node.clone()),
+                        v.cause,
+                        v.since_ms,
+                        v.first_seen_ms,
+                        v.confidence.to_bits(),
+                        evidence,
+                    )
                 })
                 .collect();
             out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));

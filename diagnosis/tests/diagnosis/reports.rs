@@ -45,7 +45,12 @@ fn json_round_trips() {
 #[test]
 fn text_names_the_node_the_cause_the_evidence_and_the_next_step() {
     let text = report("keepalive-4-connection-pinning").to_string();
-    for needle in ["master-02: connection-pinning", "evidence: pod-traffic-share", "next step: Run the load test again", "max/mean"] {
+    for needle in [
+        "master-02: connection-pinning",
+        "evidence: pod-traffic-share",
+        "next step: Run the load test again",
+        "max/mean",
+    ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     let quiet = report("balanced-control").to_string();

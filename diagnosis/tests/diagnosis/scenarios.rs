@@ -56,7 +56,11 @@ pub fn check(scenario: &Scenario, config: &Config) {
         if during {
             assert_eq!(active(e), expected, "{name}: verdicts at {:+.2} s:\n{story}", (t - start) as f64 / 1000.0);
         } else if before || long_after {
-            assert!(active(e).is_empty(), "{name}: verdicts at {:+.2} s, outside the hog:\n{story}", (t - start) as f64 / 1000.0);
+            assert!(
+                active(e).is_empty(),
+                "{name}: verdicts at {:+.2} s, outside the hog:\n{story}",
+                (t - start) as f64 / 1000.0
+            );
         }
     }
     match hog_end {
@@ -74,7 +78,11 @@ pub fn check(scenario: &Scenario, config: &Config) {
                     "{name}: {cause} on {node} cleared {delay} ms after the hog ended:\n{story}"
                 );
             }
-            assert_eq!(changes.len(), 2 * expected.len(), "{name}: one raise and one clear per verdict, nothing else:\n{story}");
+            assert_eq!(
+                changes.len(),
+                2 * expected.len(),
+                "{name}: one raise and one clear per verdict, nothing else:\n{story}"
+            );
         }
         None => assert_eq!(changes.len(), expected.len(), "{name}: one raise per verdict, nothing else:\n{story}"),
     }

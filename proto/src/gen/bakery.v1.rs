@@ -396,6 +396,10 @@ pub struct NodeStatus {
     /// Identities of the pods `latest` references (pod_ref = collector pod id).
     #[prost(message, repeated, tag = "14")]
     pub pods: ::prost::alloc::vec::Vec<PodIdentity>,
+    /// "control-plane" or "worker" from the node's node-role.kubernetes.io/\*
+    /// labels; empty without cluster knowledge.
+    #[prost(string, tag = "15")]
+    pub role: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct SetIntervalRequest {
@@ -440,6 +444,165 @@ pub struct HistoryBatch {
     pub received_ms: i64,
     #[prost(message, repeated, tag = "3")]
     pub samples: ::prost::alloc::vec::Vec<Sample>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PodsRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PodsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub pods: ::prost::alloc::vec::Vec<PodInfo>,
+    /// False when the collector runs without Kubernetes (--no-kubernetes or no
+    /// cluster found): names are UIDs and workloads are unknown.
+    #[prost(bool, tag = "2")]
+    pub kubernetes: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PodInfo {
+    /// The collector's stable pod id (as in PodSample.pod_ref of Query.Nodes);
+    /// 0 for a pod no agent has reported yet.
+    #[prost(uint32, tag = "1")]
+    pub pod_ref: u32,
+    #[prost(string, tag = "2")]
+    pub uid: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub namespace: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub node_name: ::prost::alloc::string::String,
+    #[prost(bool, tag = "6")]
+    pub ready: bool,
+    /// "Deployment", "StatefulSet", "DaemonSet", another owner kind, or empty.
+    #[prost(string, tag = "7")]
+    pub workload_kind: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub workload_name: ::prost::alloc::string::String,
+    #[prost(bool, tag = "9")]
+    pub host_network: bool,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LiveRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct LiveResponse {
+    /// "Kind/namespace/name" of the workload under test, empty without one.
+    #[prost(string, tag = "1")]
+    pub workload: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "2")]
+    pub shares: ::prost::alloc::vec::Vec<NodeShare>,
+    #[prost(message, repeated, tag = "3")]
+    pub verdicts: ::prost::alloc::vec::Vec<Verdict>,
+    /// Sample time of the evaluation, Unix epoch ms (0 before the first).
+    #[prost(int64, tag = "4")]
+    pub evaluated_ms: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct NodeShare {
+    #[prost(string, tag = "1")]
+    pub node_name: ::prost::alloc::string::String,
+    /// Observed share of the charted signal (pod traffic with a workload,
+    /// node CPU without one) over the live span; absent before there is data.
+    #[prost(double, optional, tag = "2")]
+    pub observed: ::core::option::Option<f64>,
+    /// Expected share: the node's ready endpoints / all ready endpoints.
+    #[prost(double, tag = "3")]
+    pub expected: f64,
+    #[prost(string, tag = "4")]
+    pub role: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Verdict {
+    #[prost(string, tag = "1")]
+    pub node_name: ::prost::alloc::string::String,
+    /// One of ingress-concentration, pod-concentration, connection-pinning,
+    /// unattributed-cpu, colocated-hot-pod, thermal-throttling, memory-pressure.
+    #[prost(string, tag = "2")]
+    pub cause: ::prost::alloc::string::String,
+    /// "name=value unit" entries.
+    #[prost(string, repeated, tag = "3")]
+    pub evidence: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(double, tag = "4")]
+    pub confidence: f64,
+    #[prost(string, tag = "5")]
+    pub next_step: ::prost::alloc::string::String,
+    #[prost(int64, tag = "6")]
+    pub since_ms: i64,
+    #[prost(string, tag = "7")]
+    pub summary: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub subject: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AlertsRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AlertsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub verdicts: ::prost::alloc::vec::Vec<Verdict>,
+    #[prost(int64, tag = "2")]
+    pub evaluated_ms: i64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StartWindowRequest {
+    /// Defaults to "window-<start time>".
+    #[prost(string, tag = "1")]
+    pub name: ::prost::alloc::string::String,
+    /// "namespace/name" of the workload under test; empty = inferred as the
+    /// workload whose traffic rose most.
+    #[prost(string, tag = "2")]
+    pub workload: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct StartWindowResponse {
+    #[prost(message, optional, tag = "1")]
+    pub window: ::core::option::Option<Window>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StopWindowRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct StopWindowResponse {
+    #[prost(message, optional, tag = "1")]
+    pub window: ::core::option::Option<Window>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Window {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub name: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub workload: ::prost::alloc::string::String,
+    #[prost(bool, tag = "4")]
+    pub automatic: bool,
+    #[prost(int64, tag = "5")]
+    pub start_ms: i64,
+    /// 0 while open.
+    #[prost(int64, tag = "6")]
+    pub end_ms: i64,
+    #[prost(message, repeated, tag = "7")]
+    pub verdicts: ::prost::alloc::vec::Vec<Verdict>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WindowsRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct WindowsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub windows: ::prost::alloc::vec::Vec<Window>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ReportRequest {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ReportResponse {
+    #[prost(message, optional, tag = "1")]
+    pub window: ::core::option::Option<Window>,
+    /// bakery_diagnosis::WindowReport as JSON.
+    #[prost(string, tag = "2")]
+    pub json: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub svg: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub text: ::prost::alloc::string::String,
 }
 /// Generated client implementations.
 pub mod ingest_client {
@@ -908,6 +1071,157 @@ pub mod query_client {
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "History"));
             self.inner.unary(req, path, codec).await
         }
+        /// Diagnosis (issue 4).
+        /// Every pod the collector knows from Kubernetes (or, without a cluster,
+        /// from the agents' streams, named by UID).
+        pub async fn pods(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PodsRequest>,
+        ) -> std::result::Result<tonic::Response<super::PodsResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Pods");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Pods"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The live shares (sliding 10 s) of the workload under test and the live
+        /// verdicts.
+        pub async fn live(
+            &mut self,
+            request: impl tonic::IntoRequest<super::LiveRequest>,
+        ) -> std::result::Result<tonic::Response<super::LiveResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Live");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Live"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The live verdicts only.
+        pub async fn alerts(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AlertsRequest>,
+        ) -> std::result::Result<tonic::Response<super::AlertsResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Alerts");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Alerts"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Opens a load-test window: agents sample faster until StopWindow.
+        pub async fn start_window(
+            &mut self,
+            request: impl tonic::IntoRequest<super::StartWindowRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::StartWindowResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/bakery.v1.Query/StartWindow",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("bakery.v1.Query", "StartWindow"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Closes the open window and stores its report durably.
+        pub async fn stop_window(
+            &mut self,
+            request: impl tonic::IntoRequest<super::StopWindowRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::StopWindowResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/bakery.v1.Query/StopWindow",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("bakery.v1.Query", "StopWindow"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Every stored window (newest first), and the open one first of all.
+        pub async fn windows(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WindowsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::WindowsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Windows");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Windows"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// One stored report (the newest when id is empty).
+        pub async fn report(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ReportRequest>,
+        ) -> std::result::Result<tonic::Response<super::ReportResponse>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Report");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Report"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -944,6 +1258,50 @@ pub mod query_server {
             &self,
             request: tonic::Request<super::HistoryRequest>,
         ) -> std::result::Result<tonic::Response<super::HistoryResponse>, tonic::Status>;
+        /// Diagnosis (issue 4).
+        /// Every pod the collector knows from Kubernetes (or, without a cluster,
+        /// from the agents' streams, named by UID).
+        async fn pods(
+            &self,
+            request: tonic::Request<super::PodsRequest>,
+        ) -> std::result::Result<tonic::Response<super::PodsResponse>, tonic::Status>;
+        /// The live shares (sliding 10 s) of the workload under test and the live
+        /// verdicts.
+        async fn live(
+            &self,
+            request: tonic::Request<super::LiveRequest>,
+        ) -> std::result::Result<tonic::Response<super::LiveResponse>, tonic::Status>;
+        /// The live verdicts only.
+        async fn alerts(
+            &self,
+            request: tonic::Request<super::AlertsRequest>,
+        ) -> std::result::Result<tonic::Response<super::AlertsResponse>, tonic::Status>;
+        /// Opens a load-test window: agents sample faster until StopWindow.
+        async fn start_window(
+            &self,
+            request: tonic::Request<super::StartWindowRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::StartWindowResponse>,
+            tonic::Status,
+        >;
+        /// Closes the open window and stores its report durably.
+        async fn stop_window(
+            &self,
+            request: tonic::Request<super::StopWindowRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::StopWindowResponse>,
+            tonic::Status,
+        >;
+        /// Every stored window (newest first), and the open one first of all.
+        async fn windows(
+            &self,
+            request: tonic::Request<super::WindowsRequest>,
+        ) -> std::result::Result<tonic::Response<super::WindowsResponse>, tonic::Status>;
+        /// One stored report (the newest when id is empty).
+        async fn report(
+            &self,
+            request: tonic::Request<super::ReportRequest>,
+        ) -> std::result::Result<tonic::Response<super::ReportResponse>, tonic::Status>;
     }
     /// What bakery-top, reports and the export read.
     #[derive(Debug)]
@@ -1136,6 +1494,307 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = HistorySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/bakery.v1.Query/Pods" => {
+                    #[allow(non_camel_case_types)]
+                    struct PodsSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::PodsRequest>
+                    for PodsSvc<T> {
+                        type Response = super::PodsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PodsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::pods(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PodsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/bakery.v1.Query/Live" => {
+                    #[allow(non_camel_case_types)]
+                    struct LiveSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::LiveRequest>
+                    for LiveSvc<T> {
+                        type Response = super::LiveResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::LiveRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::live(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = LiveSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/bakery.v1.Query/Alerts" => {
+                    #[allow(non_camel_case_types)]
+                    struct AlertsSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::AlertsRequest>
+                    for AlertsSvc<T> {
+                        type Response = super::AlertsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AlertsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::alerts(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AlertsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/bakery.v1.Query/StartWindow" => {
+                    #[allow(non_camel_case_types)]
+                    struct StartWindowSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::StartWindowRequest>
+                    for StartWindowSvc<T> {
+                        type Response = super::StartWindowResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::StartWindowRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::start_window(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = StartWindowSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/bakery.v1.Query/StopWindow" => {
+                    #[allow(non_camel_case_types)]
+                    struct StopWindowSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::StopWindowRequest>
+                    for StopWindowSvc<T> {
+                        type Response = super::StopWindowResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::StopWindowRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::stop_window(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = StopWindowSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/bakery.v1.Query/Windows" => {
+                    #[allow(non_camel_case_types)]
+                    struct WindowsSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::WindowsRequest>
+                    for WindowsSvc<T> {
+                        type Response = super::WindowsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WindowsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::windows(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WindowsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/bakery.v1.Query/Report" => {
+                    #[allow(non_camel_case_types)]
+                    struct ReportSvc<T: Query>(pub Arc<T>);
+                    impl<T: Query> tonic::server::UnaryService<super::ReportRequest>
+                    for ReportSvc<T> {
+                        type Response = super::ReportResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ReportRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Query>::report(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ReportSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

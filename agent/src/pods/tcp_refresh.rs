@@ -1,0 +1,241 @@
+//! Which network namespaces have their TCP socket tables read this sample,
+//! and how old each namespace's sockets-by-state tally is.
+//!
+//! Reading `net/tcp` walks the kernel's node-wide established hash (3.4 ms
+//! per table with 262144 buckets), so a namespace's tables are read only
+//! when its counter signature ([`TcpSignature`]) moved since they were last
+//! read, and at most a budget of namespaces per sample: those never read
+//! first (a new pod gets its first tally as soon as the budget allows),
+//! then the stalest. Pure bookkeeping: the caller does the reads and passes
+//! the time.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Instant;
+
+use crate::pods::tcp::TcpStates;
+use crate::pods::tcp_counters::TcpSignature;
+
+#[derive(Debug)]
+struct Namespace {
+    /// The last tally, with the signature read just before its tables.
+    read: Option<(TcpStates, TcpSignature)>,
+    /// The last time the tally was known to describe the namespace: when it
+    /// was read, or the last sample whose signature still matched.
+    current_at: Option<Instant>,
+    /// The signature has moved since the tally was read (sticky until the
+    /// next read: moving back does not prove nothing happened).
+    stale: bool,
+    /// The sample this namespace was first seen in: the oldest unread ones
+    /// go first.
+    first_seen: u64,
+    seen_in_sample: u64,
+}
+
+/// Per namespace (keyed by `K`), the tally and when it was last current.
+#[derive(Debug)]
+pub struct TableRefresh<K> {
+    namespaces: HashMap<K, Namespace>,
+    sample: u64,
+}
+
+impl<K> Default for TableRefresh<K> {
+    fn default() -> Self {
+        Self { namespaces: HashMap::new(), sample: 0 }
+    }
+}
+
+impl<K: Hash + Eq + Ord + Copy> TableRefresh<K> {
+    /// Starts a sample: namespaces not observed from now until
+    /// [`Self::end_sample`] are forgotten then.
+    pub fn begin_sample(&mut self) {
+        self.sample += 1;
+    }
+
+    /// Forgets the namespaces this sample did not observe (their pods are gone).
+    pub fn end_sample(&mut self) {
+        let sample = self.sample;
+        self.namespaces.retain(|_, namespace| namespace.seen_in_sample == sample);
+    }
+
+    /// Notes the namespace's counters of this sample, read at `now`.
+    pub fn observe(&mut self, key: K, signature: TcpSignature, now: Instant) {
+        let sample = self.sample;
+        let namespace = self.namespaces.entry(key).or_insert(Namespace {
+            read: None,
+            current_at: None,
+            stale: false,
+            first_seen: sample,
+            seen_in_sample: sample,
+        });
+        namespace.seen_in_sample = sample;
+        if let Some((_, read_with)) = &namespace.read
+            && !namespace.stale
+        {
+            if *read_with == signature {
+                namespace.current_at = Some(now);
+            } else {
+                namespace.stale = true;
+            }
+        }
+    }
+
+    /// The namespaces observed this sample whose tables are due, at most
+    /// `budget`: never read ones first (longest waiting first), then stale
+    /// ones, the stalest first.
+    pub fn due(&self, budget: u32) -> Vec<K> {
+        let mut due: Vec<(&K, &Namespace)> = self
+            .namespaces
+            .iter()
+            .filter(|(_, namespace)| namespace.seen_in_sample == self.sample)
+            .filter(|(_, namespace)| namespace.read.is_none() || namespace.stale)
+            .collect();
+        // `None` (never current) sorts before any time; the key breaks ties
+        // so that the order does not depend on the hash map's.
+        due.sort_unstable_by_key(|(key, namespace)| (namespace.current_at, namespace.first_seen, **key));
+        due.into_iter().take(usize::try_from(budget).unwrap_or(usize::MAX)).map(|(key, _)| *key).collect()
+    }
+
+    /// Keeps the tally just read at `now`, `signature` being the one read
+    /// before its tables (so that a change racing the read shows as a
+    /// change next sample instead of being missed).
+    pub fn record(&mut self, key: K, signature: TcpSignature, states: TcpStates, now: Instant) {
+        if let Some(namespace) = self.namespaces.get_mut(&key) {
+            namespace.read = Some((states, signature));
+            namespace.current_at = Some(now);
+            namespace.stale = false;
+        }
+    }
+
+    /// The namespace's tally and how long ago (ms, before `now`) it was last
+    /// known current; `None` before its tables were first read.
+    pub fn tally(&self, key: K, now: Instant) -> Option<(TcpStates, u64)> {
+        let namespace = self.namespaces.get(&key)?;
+        let (states, _) = namespace.read?;
+        let current_at = namespace.current_at?;
+        let age_ms = u64::try_from(now.saturating_duration_since(current_at).as_millis()).unwrap_or(u64::MAX);
+        Some((states, age_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pods::tcp_counters::TcpCounters;
+    use std::time::Duration;
+
+    fn signature(curr_estab: u64, passive_opens: u64) -> TcpSignature {
+        TcpCounters { curr_estab, passive_opens, ..TcpCounters::default() }.signature()
+    }
+
+    fn states(established_inbound: u32) -> TcpStates {
+        TcpStates { established_inbound, listen: 1, ..TcpStates::default() }
+    }
+
+    /// A refresh driven one sample at a time, a second apart.
+    struct Run {
+        refresh: TableRefresh<u32>,
+        start: Instant,
+        second: u64,
+    }
+
+    impl Run {
+        fn new() -> Self {
+            Self { refresh: TableRefresh::default(), start: Instant::now(), second: 0 }
+        }
+
+        fn now(&self) -> Instant {
+            self.start + Duration::from_secs(self.second)
+        }
+
+        /// One sample: observes `namespaces` (key, signature, what its tables
+        /// would show), reads the due ones within `budget`, returns what was
+        /// read and each namespace's (tally, age).
+        fn sample(
+            &mut self,
+            budget: u32,
+            namespaces: &[(u32, TcpSignature, u32)],
+        ) -> (Vec<u32>, Vec<Option<(TcpStates, u64)>>) {
+            self.second += 1;
+            let now = self.now();
+            self.refresh.begin_sample();
+            for (key, signature, _) in namespaces {
+                self.refresh.observe(*key, *signature, now);
+            }
+            let due = self.refresh.due(budget);
+            for key in &due {
+                let (_, signature, inbound) = namespaces.iter().find(|(k, ..)| k == key).unwrap();
+                self.refresh.record(*key, *signature, states(*inbound), now);
+            }
+            let tallies = namespaces.iter().map(|(key, ..)| self.refresh.tally(*key, now)).collect();
+            self.refresh.end_sample();
+            (due, tallies)
+        }
+    }
+
+    #[test]
+    fn quiet_namespaces_are_read_once_and_stay_current() {
+        let mut run = Run::new();
+        let pods = [(1, signature(7, 7), 7), (2, signature(0, 0), 0)];
+        let (read, tallies) = run.sample(4, &pods);
+        assert_eq!(read, [1, 2]);
+        assert_eq!(tallies, [Some((states(7), 0)), Some((states(0), 0))]);
+        for _ in 0..5 {
+            let (read, tallies) = run.sample(4, &pods);
+            assert!(read.is_empty(), "nothing moved, nothing to read: {read:?}");
+            assert_eq!(tallies, [Some((states(7), 0)), Some((states(0), 0))], "unchanged counters: still current");
+        }
+    }
+
+    #[test]
+    fn a_moved_signature_is_read_again_and_its_age_shows_until_then() {
+        let mut run = Run::new();
+        run.sample(1, &[(1, signature(7, 7), 7)]);
+        // One connection closed, one opened: CurrEstab is back at 7, but
+        // PassiveOpens moved.
+        let (read, tallies) = run.sample(0, &[(1, signature(7, 8), 9)]);
+        assert!(read.is_empty());
+        assert_eq!(tallies, [Some((states(7), 1000))], "the old tally, known current a second ago");
+        // The counters moving back does not make the old tally current again.
+        let (_, tallies) = run.sample(0, &[(1, signature(7, 7), 9)]);
+        assert_eq!(tallies, [Some((states(7), 2000))]);
+        let (read, tallies) = run.sample(1, &[(1, signature(7, 7), 9)]);
+        assert_eq!(read, [1]);
+        assert_eq!(tallies, [Some((states(9), 0))]);
+    }
+
+    #[test]
+    fn the_budget_goes_to_new_namespaces_first_then_the_stalest() {
+        let mut run = Run::new();
+        let (read, _) = run.sample(2, &[(1, signature(1, 1), 1), (2, signature(2, 2), 2)]);
+        assert_eq!(read, [1, 2]);
+        // 1 and 2 both move; 2 goes on moving. A second later, 3 and 4 appear.
+        run.sample(0, &[(1, signature(1, 2), 1), (2, signature(2, 3), 2)]);
+        let namespaces = [(1, signature(1, 2), 1), (2, signature(2, 4), 2), (3, signature(3, 3), 3), (4, signature(4, 4), 4)];
+        let (read, tallies) = run.sample(1, &namespaces);
+        assert_eq!(read, [3], "a new pod waits no longer than the budget needs");
+        assert_eq!(tallies[3], None, "not read yet: no tally rather than a made-up one");
+        let (read, _) = run.sample(2, &namespaces);
+        assert_eq!(read, [4, 1], "then the other new one, then the stalest (both went stale at the same time: by key)");
+        let (read, _) = run.sample(2, &namespaces);
+        assert_eq!(read, [2]);
+    }
+
+    #[test]
+    fn a_namespace_gone_for_a_sample_starts_over() {
+        let mut run = Run::new();
+        run.sample(1, &[(1, signature(1, 1), 1)]);
+        run.sample(1, &[]);
+        let (read, tallies) = run.sample(0, &[(1, signature(1, 1), 1)]);
+        assert!(read.is_empty());
+        assert_eq!(tallies, [None], "a namespace inode reused by a new pod is not given the old pod's tally");
+    }
+
+    #[test]
+    fn an_unlimited_budget_reads_every_due_namespace() {
+        let mut run = Run::new();
+        let namespaces: Vec<_> = (0..100).map(|key| (key, signature(1, u64::from(key)), key)).collect();
+        let (read, _) = run.sample(u32::MAX, &namespaces);
+        assert_eq!(read.len(), 100);
+    }
+}

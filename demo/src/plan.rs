@@ -1,0 +1,387 @@
+//! The cluster a scenario describes, laid out: every namespace name, interface name, address, pod
+//! name, UID and cgroup path. Pure: the same scenario and run id give the same plan, and everything
+//! the builder creates is named here, with the [`PREFIX`] that leftover cleanup looks for.
+//!
+//! Addresses (all in 198.18.0.0/15, the benchmarking range, and configured only inside namespaces
+//! the demo creates):
+//!
+//! | what | address |
+//! |---|---|
+//! | the LAN (a bridge in the `bkd-lan` namespace) | 198.18.0.0/24 |
+//! | control (collector, API double), proxy (nginx), client (oha) | .2, .3, .4 |
+//! | node k (0-based, scenario order) | .(11 + k) |
+//! | the Service's LoadBalancer IP | .100 |
+//! | ClusterIPs, one per workload | 198.18.1.(10 + w) |
+//! | pods of node k (its pod CIDR, as flannel's host-gw or Calico give each node one) | 198.19.(k + 1).0/24, gateway .1, pods from .10 |
+
+use std::net::Ipv4Addr;
+
+use crate::scenario::{App, Role, Scenario, WorkloadKind};
+
+/// Every namespace, cgroup and leftover the demo makes starts with this.
+pub const PREFIX: &str = "bkd-";
+/// The cgroup directory (in each controller hierarchy) that holds every node's subtree.
+pub const CGROUP_DIR: &str = "bakery-demo";
+/// The collector's gRPC port, in the control namespace.
+pub const COLLECTOR_PORT: u16 = 7431;
+/// The Kubernetes API double's port, in the control namespace.
+pub const APISERVER_PORT: u16 = 6443;
+pub const LAN_PREFIX_LEN: u8 = 24;
+pub const LAN_NETNS: &str = "bkd-lan";
+pub const LAN_BRIDGE: &str = "br0";
+/// The node's NIC, as on a Pi (`eth0`): the agent's physical-interface filter counts it.
+pub const NODE_NIC: &str = "eth0";
+
+/// A namespace on the LAN that is not a node: control, proxy or client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Station {
+    pub netns: String,
+    pub address: Ipv4Addr,
+    /// The LAN-side end of its veth, in the LAN namespace.
+    pub lan_peer: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePlan {
+    pub name: String,
+    pub role: Role,
+    pub index: usize,
+    pub netns: String,
+    pub address: Ipv4Addr,
+    pub lan_peer: String,
+    /// The node's pod CIDR, /24.
+    pub pod_cidr: Ipv4Addr,
+    /// The pods' default gateway: the address every host-side pod veth carries (a /32).
+    pub pod_gateway: Ipv4Addr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodPlan {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub workload: String,
+    pub kind: WorkloadKind,
+    pub app: App,
+    /// The ReplicaSet of a Deployment's pod (its owner), as Kubernetes names it.
+    pub replica_set: Option<String>,
+    pub node: String,
+    pub node_index: usize,
+    pub netns: String,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    /// The host-side end of the pod's veth, in the node's namespace (`veth` and 8 hex digits, as
+    /// CNI plugins name them).
+    pub host_veth: String,
+    pub container_id: String,
+}
+
+impl PodPlan {
+    /// The pod-level cgroup below a hierarchy's root, in the kubelet's cgroupfs layout
+    /// (`.../kubepods/besteffort/pod<uid>`), under the node's own subtree so that each node has its
+    /// own kubepods tree. The agent finds the kubepods level anywhere in the path.
+    pub fn cgroup(&self) -> String {
+        format!("{CGROUP_DIR}/{}/kubepods/besteffort/pod{}", self.node, self.uid)
+    }
+
+    /// The container's cgroup below the pod's: where its processes run.
+    pub fn container_cgroup(&self) -> String {
+        format!("{}/{}", self.cgroup(), self.container_id)
+    }
+}
+
+/// A ClusterIP Service in front of a workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePlan {
+    pub workload: String,
+    pub namespace: String,
+    pub cluster_ip: Ipv4Addr,
+    pub port: u16,
+}
+
+/// Everything the builder makes for one run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub scenario: Scenario,
+    /// Distinguishes this run's UIDs from an earlier run's.
+    pub run_id: u32,
+    pub nodes: Vec<NodePlan>,
+    pub pods: Vec<PodPlan>,
+    pub services: Vec<ServicePlan>,
+    pub control: Station,
+    pub proxy: Station,
+    pub client: Station,
+    /// The LoadBalancer IP of the web Service.
+    pub load_balancer_ip: Ipv4Addr,
+}
+
+/// The cgroup of a node's processes outside pods (its init, agent, extras).
+pub fn node_system_cgroup(node: &str) -> String {
+    format!("{CGROUP_DIR}/{node}/system")
+}
+
+/// The cgroup subtree of a node.
+pub fn node_cgroup(node: &str) -> String {
+    format!("{CGROUP_DIR}/{node}")
+}
+
+fn lan(host: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 0, host)
+}
+
+fn station(name: &str, host: u8) -> Station {
+    Station { netns: format!("{PREFIX}{name}"), address: lan(host), lan_peer: format!("l-{name}") }
+}
+
+/// A small deterministic mixer (SplitMix64), so names and UIDs follow from the run id.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The alphabet of Kubernetes generated name suffixes (no vowels, no confusable characters;
+/// `k8s.io/apimachinery/pkg/util/rand`).
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn suffix(seed: u64, len: usize) -> String {
+    let mut value = mix(seed);
+    (0..len)
+        .map(|_| {
+            let c = NAME_ALPHABET[(value % NAME_ALPHABET.len() as u64) as usize] as char;
+            value /= NAME_ALPHABET.len() as u64;
+            c
+        })
+        .collect()
+}
+
+impl Plan {
+    pub fn new(scenario: Scenario, run_id: u32) -> Self {
+        let nodes: Vec<NodePlan> = scenario
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(index, node)| {
+                let third = u8::try_from(index + 1).unwrap_or(u8::MAX);
+                NodePlan {
+                    name: node.name.clone(),
+                    role: node.role,
+                    index,
+                    netns: format!("{PREFIX}n-{}", node.name),
+                    address: lan(u8::try_from(11 + index).unwrap_or(u8::MAX)),
+                    lan_peer: format!("l-{}", node.name),
+                    pod_cidr: Ipv4Addr::new(198, 19, third, 0),
+                    pod_gateway: Ipv4Addr::new(198, 19, third, 1),
+                }
+            })
+            .collect();
+        let mut pods = Vec::new();
+        let mut per_node = vec![0u8; nodes.len()];
+        let mut services = Vec::new();
+        for (w, workload) in scenario.workloads.iter().enumerate() {
+            let seed = (u64::from(run_id) << 16) ^ (w as u64);
+            let replica_set = match workload.kind {
+                WorkloadKind::Deployment => {
+                    // ReplicaSet names end in the pod-template hash (10 characters of the alphabet).
+                    Some(format!("{}-{}", workload.name, suffix(seed, 10)))
+                }
+                WorkloadKind::StatefulSet => None,
+            };
+            services.push(ServicePlan {
+                workload: workload.name.clone(),
+                namespace: workload.namespace.clone(),
+                cluster_ip: Ipv4Addr::new(198, 18, 1, u8::try_from(10 + w).unwrap_or(u8::MAX)),
+                port: workload.port(),
+            });
+            for (replica, node_name) in workload.placement.iter().enumerate() {
+                let node = nodes.iter().find(|n| &n.name == node_name).unwrap_or(&nodes[0]);
+                let slot = per_node[node.index];
+                per_node[node.index] = slot.saturating_add(1);
+                let pod_seed = mix(seed ^ ((replica as u64) << 32));
+                let name = match &replica_set {
+                    Some(rs) => format!("{rs}-{}", suffix(pod_seed, 5)),
+                    None => format!("{}-{replica}", workload.name),
+                };
+                let uid = format!(
+                    "{run_id:08x}-bd00-4{:03x}-8{:03x}-{:012x}",
+                    w & 0xfff,
+                    replica & 0xfff,
+                    pod_seed & 0xffff_ffff_ffff
+                );
+                let container_id = format!("{:016x}{:016x}{:016x}{:016x}", mix(pod_seed), mix(pod_seed + 1), mix(pod_seed + 2), mix(pod_seed + 3));
+                pods.push(PodPlan {
+                    name: name.clone(),
+                    namespace: workload.namespace.clone(),
+                    uid,
+                    workload: workload.name.clone(),
+                    kind: workload.kind,
+                    app: workload.app,
+                    replica_set: replica_set.clone(),
+                    node: node.name.clone(),
+                    node_index: node.index,
+                    netns: format!("{PREFIX}p-{}-{replica}", workload.name),
+                    address: Ipv4Addr::new(198, 19, node.pod_cidr.octets()[2], 10u8.saturating_add(slot)),
+                    port: workload.port(),
+                    host_veth: format!("veth{:08x}", mix(pod_seed ^ 0x5eed) & 0xffff_ffff),
+                    container_id,
+                });
+            }
+        }
+        Self {
+            scenario,
+            run_id,
+            nodes,
+            pods,
+            services,
+            control: station("control", 2),
+            proxy: station("proxy", 3),
+            client: station("client", 4),
+            load_balancer_ip: lan(100),
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodePlan> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn service(&self, workload: &str) -> Option<&ServicePlan> {
+        self.services.iter().find(|s| s.workload == workload)
+    }
+
+    /// The pods of a workload, in replica order.
+    pub fn pods_of<'a>(&'a self, workload: &'a str) -> impl Iterator<Item = &'a PodPlan> + 'a {
+        self.pods.iter().filter(move |p| p.workload == workload)
+    }
+
+    /// The web workload's pods: the Service's endpoints.
+    pub fn endpoints(&self) -> Vec<&PodPlan> {
+        self.pods_of(&self.scenario.service.workload).collect()
+    }
+
+    /// The nodes client traffic enters through.
+    pub fn entry_nodes(&self) -> Vec<&NodePlan> {
+        let names = self.scenario.entry_nodes();
+        self.nodes.iter().filter(|n| names.contains(&n.name.as_str())).collect()
+    }
+
+    /// Every network namespace the plan creates, in creation order.
+    pub fn all_netns(&self) -> Vec<String> {
+        let mut all = vec![LAN_NETNS.to_string()];
+        all.extend([&self.control, &self.proxy, &self.client].iter().map(|s| s.netns.clone()));
+        all.extend(self.nodes.iter().map(|n| n.netns.clone()));
+        all.extend(self.pods.iter().map(|p| p.netns.clone()));
+        all
+    }
+
+    /// The collector's address as the agents dial it.
+    pub fn collector_url(&self) -> String {
+        format!("http://{}:{COLLECTOR_PORT}", self.control.address)
+    }
+}
+
+/// `role` as the `node-role.kubernetes.io/<role>` label and the diagnosis name it.
+pub fn role_label(role: Role) -> &'static str {
+    match role {
+        Role::ControlPlane => "control-plane",
+        Role::Worker => "worker",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn plan(name: &str) -> Plan {
+        Plan::new(Scenario::shipped(name).unwrap(), 0x1234)
+    }
+
+    #[test]
+    fn the_default_cluster_is_laid_out_as_documented() {
+        let plan = plan("l2-ingress");
+        let names: Vec<&str> = plan.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["master-01", "master-02", "master-03", "worker-01", "worker-02"]);
+        assert_eq!(plan.nodes[1].address, Ipv4Addr::new(198, 18, 0, 12));
+        assert_eq!(plan.nodes[1].netns, "bkd-n-master-02");
+        assert_eq!(plan.nodes[4].pod_cidr, Ipv4Addr::new(198, 19, 5, 0));
+        assert_eq!(plan.load_balancer_ip, Ipv4Addr::new(198, 18, 0, 100));
+        assert_eq!(plan.control.address, Ipv4Addr::new(198, 18, 0, 2));
+        assert_eq!(plan.collector_url(), "http://198.18.0.2:7431");
+        assert_eq!(plan.entry_nodes().iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["master-02"]);
+        let web: Vec<&str> = plan.endpoints().iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(web, ["master-02", "worker-01", "worker-02"]);
+    }
+
+    #[test]
+    fn every_name_and_address_is_unique_and_carries_the_prefix() {
+        for (name, _) in crate::scenario::SHIPPED {
+            let plan = plan(name);
+            let netns = plan.all_netns();
+            assert!(netns.iter().all(|n| n.starts_with(PREFIX)), "{netns:?}");
+            assert_eq!(netns.iter().collect::<BTreeSet<_>>().len(), netns.len(), "{name}: {netns:?}");
+            let addresses: BTreeSet<Ipv4Addr> = plan.pods.iter().map(|p| p.address).collect();
+            assert_eq!(addresses.len(), plan.pods.len(), "{name}");
+            let uids: BTreeSet<&str> = plan.pods.iter().map(|p| p.uid.as_str()).collect();
+            assert_eq!(uids.len(), plan.pods.len(), "{name}");
+            for pod in &plan.pods {
+                assert!(pod.host_veth.len() <= 15, "interface names are at most 15 bytes: {}", pod.host_veth);
+                assert_eq!(pod.uid.len(), 36, "{}", pod.uid);
+                assert_eq!(pod.container_id.len(), 64);
+                let octets = pod.address.octets();
+                assert_eq!((octets[0], octets[1], octets[2]), (198, 19, pod.node_index as u8 + 1));
+            }
+        }
+    }
+
+    #[test]
+    fn pods_are_named_as_kubernetes_names_them() {
+        let plan = plan("l2-ingress");
+        let wordpress: Vec<&PodPlan> = plan.pods_of("wordpress").collect();
+        let rs = wordpress[0].replica_set.clone().unwrap();
+        assert!(rs.starts_with("wordpress-") && rs.len() == "wordpress-".len() + 10, "{rs}");
+        for pod in &wordpress {
+            assert_eq!(pod.replica_set.as_deref(), Some(rs.as_str()));
+            assert!(pod.name.starts_with(&format!("{rs}-")) && pod.name.len() == rs.len() + 6, "{}", pod.name);
+        }
+        let mysql: Vec<&PodPlan> = plan.pods_of("mysql").collect();
+        assert_eq!(mysql[0].name, "mysql-0");
+        assert_eq!(mysql[0].replica_set, None);
+        assert_eq!(mysql[0].port, 3306);
+    }
+
+    #[test]
+    fn the_agent_recognises_the_pod_cgroups() {
+        let plan = plan("uneven-placement");
+        let pod = &plan.pods[0];
+        let path = format!("/{}", pod.container_cgroup());
+        assert!(path.contains("/kubepods/besteffort/pod"), "{path}");
+        assert!(path.starts_with(&format!("/bakery-demo/{}/", pod.node)));
+    }
+
+    #[test]
+    fn the_same_run_id_gives_the_same_plan_and_another_gives_other_uids() {
+        let a = plan("balanced");
+        let b = plan("balanced");
+        assert_eq!(a.pods, b.pods);
+        let c = Plan::new(Scenario::shipped("balanced").unwrap(), 0x9999);
+        assert_ne!(a.pods[0].uid, c.pods[0].uid);
+    }
+
+    #[test]
+    fn two_replicas_on_one_node_get_two_addresses() {
+        let plan = plan("uneven-placement");
+        let on_worker: Vec<Ipv4Addr> = plan.pods_of("wordpress").filter(|p| p.node == "worker-01").map(|p| p.address).collect();
+        assert_eq!(on_worker, [Ipv4Addr::new(198, 19, 4, 10), Ipv4Addr::new(198, 19, 4, 11)]);
+    }
+
+    #[test]
+    fn local_policy_with_every_node_entry_enters_only_where_endpoints_are() {
+        let plan = plan("keepalive-pinning");
+        let entries: Vec<&str> = plan.entry_nodes().iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(entries, ["master-02", "worker-01", "worker-02"]);
+        let balanced = self::plan("balanced");
+        assert_eq!(balanced.entry_nodes().len(), 5);
+    }
+}

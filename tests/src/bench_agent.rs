@@ -1,0 +1,327 @@
+//! `cargo xtask bench agent`: the agent against Debian's prometheus-node-exporter, side by side in one run.
+//!
+//! Setup: N live simulated pods (network namespaces, kubepods cgroups, held
+//! connections), a real collector on loopback, the agent streaming to it at a
+//! fixed interval, and node_exporter scraped at the same rate. Printed: CPU
+//! seconds per sample against CPU seconds per scrape, RSS of both, and
+//! protobuf bytes per sample against the scrape's bytes — as ratios, because
+//! absolute timings on a shared machine are noise.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bakery_agent::roots::HostRoots;
+use bakery_agent::sampler::Sampler;
+use prost::Message;
+use serde::Serialize;
+
+use crate::measure;
+use crate::netns::SimPod;
+
+/// What the benchmark is asked to do.
+#[derive(Debug, Clone)]
+pub struct AgentBench {
+    /// Folder with `bakery-agent` and `bakery-collector` (a release build).
+    pub bin_dir: PathBuf,
+    pub pods: usize,
+    /// Connections each pod's client holds open.
+    pub connections_per_pod: u32,
+    pub interval: Duration,
+    pub duration: Duration,
+}
+
+/// One side's cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cost {
+    pub cpu_seconds_per_sample: f64,
+    pub rss_bytes: u64,
+    pub bytes_per_sample: u64,
+    pub samples: u64,
+}
+
+/// The result: both sides and their ratios (agent / node_exporter).
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentBenchResult {
+    pub pods: usize,
+    pub interval_seconds: f64,
+    pub duration_seconds: f64,
+    pub agent: Cost,
+    /// Bytes of the first batch on a stream, which also declares every pod once.
+    pub agent_first_batch_bytes: u64,
+    pub node_exporter: Cost,
+    pub cpu_ratio: f64,
+    pub rss_ratio: f64,
+    pub bytes_ratio: f64,
+}
+
+/// The goals from the issue: CPU ≤ 0.1x, RSS ≤ 0.5x, bytes ≤ 0.1x of node_exporter.
+pub const GOALS: (f64, f64, f64) = (0.1, 0.5, 0.1);
+
+impl AgentBenchResult {
+    pub fn meets_goals(&self) -> bool {
+        self.cpu_ratio <= GOALS.0 && self.rss_ratio <= GOALS.1 && self.bytes_ratio <= GOALS.2
+    }
+
+    /// The table printed for people (and pasted into BENCHMARKS.md).
+    pub fn table(&self) -> String {
+        let row = |name: &str, agent: String, peer: String, ratio: f64, goal: f64| {
+            format!(
+                "| {name} | {agent} | {peer} | {ratio:.3}x | ≤ {goal}x {} |\n",
+                if ratio <= goal { "✓" } else { "✗" }
+            )
+        };
+        let mut out =
+            String::from("| measure | bakery-agent | node_exporter | ratio | goal |\n|---|---|---|---|---|\n");
+        out += &row(
+            "CPU per sample / scrape",
+            format!("{:.3} ms", self.agent.cpu_seconds_per_sample * 1e3),
+            format!("{:.3} ms", self.node_exporter.cpu_seconds_per_sample * 1e3),
+            self.cpu_ratio,
+            GOALS.0,
+        );
+        out += &row(
+            "RSS",
+            format!("{:.1} MiB", self.agent.rss_bytes as f64 / 1048576.0),
+            format!("{:.1} MiB", self.node_exporter.rss_bytes as f64 / 1048576.0),
+            self.rss_ratio,
+            GOALS.1,
+        );
+        out += &row(
+            "bytes per sample / scrape",
+            format!("{} B", self.agent.bytes_per_sample),
+            format!("{} B", self.node_exporter.bytes_per_sample),
+            self.bytes_ratio,
+            GOALS.2,
+        );
+        out += &format!(
+            "\n{} pods, {} samples and {} scrapes every {:.0} ms over {:.0} s; the first batch of a stream (declaring every pod) is {} B.\n",
+            self.pods,
+            self.agent.samples,
+            self.node_exporter.samples,
+            self.interval_seconds * 1e3,
+            self.duration_seconds,
+            self.agent_first_batch_bytes
+        );
+        out
+    }
+}
+
+/// Kills and reaps a child when dropped, so a failing run leaves nothing behind.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn progress(message: &str) {
+    eprintln!("bench agent: {message}");
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        #[allow(clippy::disallowed_methods)] // a synchronous driver polling a port with a deadline
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} did not listen on 127.0.0.1:{port} within 30 s")
+}
+
+/// One Prometheus scrape over plain HTTP/1.0; returns the body's size.
+fn scrape(port: u16) -> anyhow::Result<u64> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut response = Vec::with_capacity(128 * 1024);
+    stream.read_to_end(&mut response)?;
+    let header_end = response.windows(4).position(|w| w == b"\r\n\r\n").context("no end of HTTP headers")? + 4;
+    if !response.starts_with(b"HTTP/1.0 200") && !response.starts_with(b"HTTP/1.1 200") {
+        bail!("node_exporter answered {:?}", String::from_utf8_lossy(&response[..header_end.min(64)]));
+    }
+    Ok((response.len() - header_end) as u64)
+}
+
+fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status()?;
+    if !status.success() {
+        bail!("kill -{name} {pid} failed");
+    }
+    Ok(())
+}
+
+fn node_exporter_binary() -> anyhow::Result<PathBuf> {
+    for candidate in ["/usr/bin/prometheus-node-exporter", "/usr/local/bin/node_exporter"] {
+        if Path::new(candidate).is_file() {
+            return Ok(PathBuf::from(candidate));
+        }
+    }
+    bail!(
+        "node_exporter is not installed: `apt-get install prometheus-node-exporter` (cargo xtask bench agent does it as root)"
+    )
+}
+
+/// Protobuf bytes of one steady-state sample of this machine, and of the first
+/// batch of a stream, measured with the agent's own encoder.
+fn wire_bytes() -> (u64, u64) {
+    let mut sampler = Sampler::new(HostRoots::host(), "bench-node");
+    let mut refs = bakery_agent::wire::PodRefs::new();
+    let mut declared = bakery_agent::wire::DeclaredPods::new();
+    let mut first = bakery_agent::wire::batch(&[sampler.sample(bakery_agent::now_ms())], &mut refs);
+    declared.strip_declared(&mut first);
+    let mut steady = bakery_agent::wire::batch(&[sampler.sample(bakery_agent::now_ms())], &mut refs);
+    declared.strip_declared(&mut steady);
+    (steady.encoded_len() as u64, first.encoded_len() as u64)
+}
+
+/// Runs the benchmark. Needs root (it creates pods on real kernel objects).
+pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
+    crate::require_root("bench agent");
+    let agent_bin = config.bin_dir.join("bakery-agent");
+    let collector_bin = config.bin_dir.join("bakery-collector");
+    for bin in [&agent_bin, &collector_bin] {
+        if !bin.is_file() {
+            bail!(
+                "{} is missing: build it with `cargo build --release -p bakery-agent -p bakery-collector`",
+                bin.display()
+            );
+        }
+    }
+    let exporter_bin = node_exporter_binary()?;
+
+    progress(&format!("creating {} pods with {} held connections each", config.pods, config.connections_per_pod));
+    let mut pods = Vec::with_capacity(config.pods);
+    let mut clients = Vec::with_capacity(config.pods);
+    for i in 0..config.pods {
+        let pod = SimPod::create(&format!("b{i}"))?;
+        clients.push(pod.client(64 * 1024, config.connections_per_pod)?);
+        pods.push(pod);
+    }
+
+    let data_dir = tempfile::tempdir()?;
+    let collector_port = free_port()?;
+    let collector = Reaped(
+        Command::new(&collector_bin)
+            .args(["serve", "--insecure-no-auth", "--listen"])
+            .arg(format!("127.0.0.1:{collector_port}"))
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("BAKERY_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the collector")?,
+    );
+    wait_for_port(collector_port, "the collector")?;
+
+    let exporter_port = free_port()?;
+    let exporter = Reaped(
+        Command::new(&exporter_bin)
+            .arg(format!("--web.listen-address=127.0.0.1:{exporter_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting node_exporter")?,
+    );
+    wait_for_port(exporter_port, "node_exporter")?;
+    // The first scrape initialises collectors; it is not counted.
+    scrape(exporter_port)?;
+
+    progress(&format!(
+        "agent streaming and node_exporter scraped every {:?} for {:?}",
+        config.interval, config.duration
+    ));
+    let mut agent = Reaped(
+        Command::new(&agent_bin)
+            .args(["--insecure-no-auth", "--node-name", "bench-node", "--collector"])
+            .arg(format!("http://127.0.0.1:{collector_port}"))
+            .arg("--interval")
+            .arg(format!("{}ms", config.interval.as_millis()))
+            .env("BAKERY_LOG", "warn")
+            .spawn()
+            .context("starting the agent")?,
+    );
+    let agent_pid = agent.0.id();
+    let exporter_pid = exporter.0.id();
+    let exporter_cpu_before = measure::cpu_seconds(exporter_pid)?;
+    let started = Instant::now();
+    let mut scrapes = 0u64;
+    let mut scrape_bytes = 0u64;
+    let mut next = started;
+    while started.elapsed() < config.duration {
+        scrape_bytes += scrape(exporter_port)?;
+        scrapes += 1;
+        next += config.interval;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            #[allow(clippy::disallowed_methods)] // a synchronous driver keeping a scrape rate
+            std::thread::sleep(wait);
+        }
+    }
+    let agent_cpu = measure::cpu_seconds(agent_pid)?;
+    let agent_rss = measure::rss(agent_pid)?;
+    let exporter_cpu = measure::cpu_seconds(exporter_pid)? - exporter_cpu_before;
+    let exporter_rss = measure::rss(exporter_pid)?;
+
+    progress("stopping the agent and the collector, counting stored samples");
+    signal(agent_pid, "TERM")?;
+    let _ = agent.0.wait();
+    let mut collector = collector;
+    signal(collector.0.id(), "TERM")?;
+    let _ = collector.0.wait();
+    drop(exporter);
+    let samples = stored_samples(&collector_bin, data_dir.path(), "bench-node")?;
+    if samples == 0 {
+        bail!("the collector stored no sample of the agent");
+    }
+    // Measured while the pods still exist, so the sample carries them.
+    let (bytes_per_sample, first_batch_bytes) = wire_bytes();
+    drop(clients);
+    drop(pods);
+    let agent_cost = Cost {
+        cpu_seconds_per_sample: agent_cpu / samples as f64,
+        rss_bytes: agent_rss.current_bytes,
+        bytes_per_sample,
+        samples,
+    };
+    let exporter_cost = Cost {
+        cpu_seconds_per_sample: exporter_cpu / scrapes as f64,
+        rss_bytes: exporter_rss.current_bytes,
+        bytes_per_sample: scrape_bytes / scrapes,
+        samples: scrapes,
+    };
+    Ok(AgentBenchResult {
+        pods: config.pods,
+        interval_seconds: config.interval.as_secs_f64(),
+        duration_seconds: config.duration.as_secs_f64(),
+        cpu_ratio: agent_cost.cpu_seconds_per_sample / exporter_cost.cpu_seconds_per_sample,
+        rss_ratio: agent_cost.rss_bytes as f64 / exporter_cost.rss_bytes as f64,
+        bytes_ratio: agent_cost.bytes_per_sample as f64 / exporter_cost.bytes_per_sample as f64,
+        agent: agent_cost,
+        agent_first_batch_bytes: first_batch_bytes,
+        node_exporter: exporter_cost,
+    })
+}
+
+/// Samples the stopped collector holds for `node`, from `inspect --json`.
+fn stored_samples(collector_bin: &Path, data_dir: &Path, node: &str) -> anyhow::Result<u64> {
+    let output = Command::new(collector_bin).args(["inspect", "--json", "--data-dir"]).arg(data_dir).output()?;
+    if !output.status.success() {
+        bail!("inspect failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let nodes = report["nodes"].as_array().context("inspect --json has no nodes array")?;
+    let entry = nodes.iter().find(|n| n["node"] == node).with_context(|| format!("inspect lists no node {node}"))?;
+    entry["samples"].as_u64().context("inspect gives no sample count")
+}

@@ -1,0 +1,205 @@
+//! `bakery-measure-pods`: how much CPU the agent's pod scan costs per
+//! sample, on simulated pods (real network namespaces, cgroups and
+//! connections; needs root).
+//!
+//! `bakery-measure-pods [--pods 30] [--held 7] [--samples 200] [--interval-ms 100]
+//! [--churn-ms 0] [--tcp-table-reads N]` creates the pods, has a client hold
+//! `--held` connections to each, and with `--churn-ms P > 0` also runs a
+//! client per pod that opens and closes a connection every P ms (so every
+//! sample sees new connections when P < the interval). It then reads the
+//! pods `--samples` times, `--interval-ms` apart, and prints the CPU time
+//! (user + system, of the reading thread only) one pod scan took.
+//!
+//! `churn <addr:port> <period-ms>` is the churning client itself, run by the
+//! measurement inside a client network namespace; it exits when its stdin
+//! closes (the measurement ended, however it ended).
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bakery_agent::pods::{PodTracker, QosClass};
+use bakery_agent::roots::HostRoots;
+use bakery_tests::netns::SimPod;
+
+/// The churning client gives up by itself after this long.
+const CHURN_LIMIT: Duration = Duration::from_secs(600);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("churn") => churn(&args[1..]),
+        _ => Settings::parse(&args).and_then(measure),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bakery-measure-pods: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Settings {
+    pods: u32,
+    held: u32,
+    samples: u32,
+    interval: Duration,
+    churn: Option<Duration>,
+    tcp_table_reads: Option<u32>,
+}
+
+impl Settings {
+    fn parse(args: &[String]) -> anyhow::Result<Self> {
+        let mut settings = Self {
+            pods: 30,
+            held: 7,
+            samples: 200,
+            interval: Duration::from_millis(100),
+            churn: None,
+            tcp_table_reads: None,
+        };
+        let mut words = args.iter();
+        while let Some(flag) = words.next() {
+            let value: u64 = words
+                .next()
+                .with_context(|| format!("{flag} needs a value"))?
+                .parse()
+                .with_context(|| format!("{flag} needs a number"))?;
+            let small = || u32::try_from(value).with_context(|| format!("{flag} {value} is too large"));
+            match flag.as_str() {
+                "--pods" => settings.pods = small()?,
+                "--held" => settings.held = small()?,
+                "--samples" => settings.samples = small()?.max(1),
+                "--interval-ms" => settings.interval = Duration::from_millis(value),
+                "--churn-ms" => settings.churn = (value > 0).then(|| Duration::from_millis(value)),
+                "--tcp-table-reads" => settings.tcp_table_reads = Some(small()?),
+                other => bail!("unknown flag {other}; see the source's header for the flags"),
+            }
+        }
+        Ok(settings)
+    }
+}
+
+fn measure(settings: Settings) -> anyhow::Result<()> {
+    bakery_tests::require_root("bakery-measure-pods");
+    eprintln!("creating {} pods ...", settings.pods);
+    let pods: Vec<SimPod> = (0..settings.pods)
+        .map(|i| SimPod::create_with(&format!("m{i}"), QosClass::BestEffort, 80))
+        .collect::<anyhow::Result<_>>()?;
+    let _held: Vec<_> = pods.iter().map(|pod| pod.client(0, settings.held)).collect::<anyhow::Result<_>>()?;
+    let _churners: Vec<Churner> = match settings.churn {
+        Some(period) => pods.iter().map(|pod| Churner::start(pod, period)).collect::<anyhow::Result<_>>()?,
+        None => Vec::new(),
+    };
+
+    let roots = HostRoots::host();
+    if settings.tcp_table_reads.is_some() {
+        bail!("--tcp-table-reads is not supported by this agent version");
+    }
+    let mut tracker = PodTracker::new();
+    // The first readings open files and tally every new namespace: not the
+    // steady state being measured.
+    for _ in 0..2 {
+        tracker.read(&roots)?;
+        pause(settings.interval);
+    }
+    let mut costs = Vec::with_capacity(settings.samples as usize);
+    for _ in 0..settings.samples {
+        let before = thread_cpu()?;
+        let reading = tracker.read(&roots)?;
+        costs.push(thread_cpu()? - before);
+        let found = reading.pods.iter().filter(|pod| pods.iter().any(|p| p.uid() == pod.identity.uid)).count();
+        if found != pods.len() {
+            bail!("the scan found {found} of the {} pods", pods.len());
+        }
+        pause(settings.interval);
+    }
+    costs.sort_unstable();
+    let total: Duration = costs.iter().sum();
+    let mean = total / settings.samples;
+    let at = |q: f64| costs[((costs.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "pods={} held={} churn={} samples={} interval={:?}: pod scan CPU per sample mean {:.3} ms, p50 {:.3} ms, p90 {:.3} ms, max {:.3} ms",
+        settings.pods,
+        settings.held,
+        settings.churn.map_or_else(|| "none".to_string(), |p| format!("{p:?}")),
+        settings.samples,
+        settings.interval,
+        ms(mean),
+        ms(at(0.5)),
+        ms(at(0.9)),
+        ms(at(1.0)),
+    );
+    Ok(())
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// A paced measurement loop, not a wait for a condition.
+#[allow(clippy::disallowed_methods)]
+fn pause(duration: Duration) {
+    std::thread::sleep(duration);
+}
+
+/// CPU time of the calling thread: the first field of
+/// `/proc/thread-self/schedstat` is its time on a CPU in nanoseconds
+/// (`Documentation/scheduler/sched-stats.rst`), finer than the clock ticks
+/// of `/proc/<pid>/stat`.
+fn thread_cpu() -> anyhow::Result<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").context("reading /proc/thread-self/schedstat")?;
+    let nanos: u64 = text.split_whitespace().next().context("empty schedstat")?.parse().context("schedstat")?;
+    Ok(Duration::from_nanos(nanos))
+}
+
+/// A churning client in a pod's client namespace; killed on drop.
+struct Churner {
+    child: Child,
+}
+
+impl Churner {
+    fn start(pod: &SimPod, period: Duration) -> anyhow::Result<Self> {
+        let me = std::env::current_exe().context("locating this binary")?;
+        let target = format!("{}:{}", pod.pod_address(), pod.port());
+        let child = Command::new("ip")
+            .args(["netns", "exec", pod.client_netns()])
+            .arg(me)
+            .args(["churn", &target, &period.as_millis().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting a churning client")?;
+        Ok(Self { child })
+    }
+}
+
+impl Drop for Churner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Opens and closes one connection to `<addr:port>` every `<period-ms>`.
+fn churn(args: &[String]) -> anyhow::Result<()> {
+    let [target, period] = args else { bail!("usage: churn <addr:port> <period-ms>") };
+    let target: SocketAddr = target.parse().context("target")?;
+    let period = Duration::from_millis(period.parse().context("period")?);
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().lock().read_to_end(&mut sink);
+        std::process::exit(0);
+    });
+    let started = Instant::now();
+    while started.elapsed() < CHURN_LIMIT {
+        // A refused or slow connection is part of the churn, not a failure.
+        drop(TcpStream::connect_timeout(&target, Duration::from_secs(1)));
+        pause(period);
+    }
+    Ok(())
+}

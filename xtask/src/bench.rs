@@ -1,0 +1,45 @@
+//! `cargo xtask bench <name>`: benchmarks that compare bakery with a peer or a baseline in the same run.
+//!
+//! Absolute timings on a shared 2-core machine are noise, so every benchmark
+//! prints ratios against something measured alongside it. The drivers live
+//! in `bakery-tests` (`bakery-bench`) and the crates' examples; this module
+//! builds and runs them.
+
+use std::process::Command;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use crate::util::{cargo, exec, is_root, workspace_root};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Bench {
+    /// bakery-agent against prometheus-node-exporter with 30 live pods (root).
+    Agent {
+        /// Extra arguments for the driver, e.g. `-- --duration 60s --pods 10`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// One diagnosis tick for 100 nodes with 50 pods each.
+    Analysis,
+}
+
+pub fn run(bench: Bench) -> Result<()> {
+    match bench {
+        Bench::Agent { args } => agent(&args),
+        Bench::Analysis => exec(cargo(&["run", "--release", "-p", "bakery-diagnosis", "--example", "bench_tick"])),
+    }
+}
+
+fn agent(args: &[String]) -> Result<()> {
+    if !is_root() {
+        anyhow::bail!("`cargo xtask bench agent` creates network namespaces and cgroups: run it as root");
+    }
+    crate::setup::packages(&[("prometheus-node-exporter", "prometheus-node-exporter")])?;
+    exec(cargo(&["build", "--release", "-p", "bakery-agent", "-p", "bakery-collector"]))?;
+    exec(cargo(&["build", "-p", "bakery-tests", "--bin", "bakery-bench", "--bin", "bakery-test-pod"]))?;
+    let root = workspace_root();
+    let mut driver = Command::new(root.join("target/debug/bakery-bench"));
+    driver.current_dir(&root).arg("agent").arg("--bin-dir").arg(root.join("target/release")).args(args);
+    exec(driver)
+}

@@ -62,6 +62,14 @@ impl Sampler {
         }
     }
 
+    /// Reads the TCP socket tables of at most `budget` pod network
+    /// namespaces per sample (see [`PodTracker::with_tcp_table_reads_per_sample`]);
+    /// without it, every namespace whose counters moved.
+    pub fn with_tcp_table_reads_per_sample(mut self, budget: u32) -> Self {
+        self.pods = PodTracker::with_tcp_table_reads_per_sample(budget);
+        self
+    }
+
     pub fn roots(&self) -> &HostRoots {
         &self.roots
     }

@@ -9,6 +9,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commit::CommitConfig;
+use crate::export::{DEFAULT_METRICS_LISTEN, ExportConfig, ExportHooks, Protocol};
+use crate::kube::KubeMode;
+use crate::live::DiagnosisConfig;
 use crate::server::{Collector, DEFAULT_LISTEN, ServeConfig, TlsFiles};
 
 /// bakery-collector receives the bakery agents' streams, stores every sample durably in an
@@ -36,6 +39,8 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Parsed once at start; boxing the serve flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the Ingest and Query gRPC services (the default).
@@ -93,6 +98,56 @@ pub struct ServeArgs {
     /// Write the bound address (useful with port 0) to this file once serving.
     #[arg(long, env = "BAKERY_READY_FILE", value_name = "FILE")]
     pub ready_file: Option<PathBuf>,
+
+    /// Watch the cluster through this kubeconfig (its current context). Without it, the
+    /// configuration is inferred: $KUBECONFIG or ~/.kube/config, else the in-cluster service
+    /// account; with neither, the collector runs as with --no-kubernetes.
+    // Not `env = "KUBECONFIG"`: inference reads it (also a `:`-separated list, and an empty
+    // value means unset, which clap would refuse).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Run without a cluster: pods are named by UID, workloads are unknown, node-level diagnosis
+    /// still works.
+    #[arg(long, env = "BAKERY_NO_KUBERNETES", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_kubernetes: bool,
+
+    /// The sampling interval agents are asked for while a load-test window is open (restored
+    /// when it closes).
+    #[arg(long, env = "BAKERY_WINDOW_INTERVAL", default_value = "250ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub window_interval: Duration,
+
+    /// Do not open windows by themselves when traffic surges over its baseline.
+    #[arg(long, env = "BAKERY_NO_AUTO_WINDOWS", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_auto_windows: bool,
+
+    /// Serve the metrics in Prometheus text format at http://ADDR/metrics.
+    /// [default: 0.0.0.0:9464; when that port is taken the collector runs on without /metrics]
+    #[arg(long, visible_alias = "metrics", env = "BAKERY_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Export OTLP metrics. Endpoint, headers, timeout, compression, interval and resource
+    /// attributes come from the standard OTEL_EXPORTER_OTLP_*, OTEL_METRIC_EXPORT_INTERVAL,
+    /// OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME variables; setting
+    /// OTEL_EXPORTER_OTLP_ENDPOINT enables the export too, OTEL_SDK_DISABLED=true disables it.
+    #[arg(
+        long,
+        env = "BAKERY_OTLP",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub otlp: bool,
+
+    /// OTLP transport when OTEL_EXPORTER_OTLP_PROTOCOL (or its _METRICS_ variant) is unset:
+    /// grpc (port 4317) or http/protobuf (port 4318, the default).
+    #[arg(long, value_name = "PROTOCOL")]
+    pub otlp_protocol: Option<Protocol>,
+
+    /// The cluster's name, exported as k8s.cluster.name on every series.
+    #[arg(long, env = "BAKERY_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -146,8 +201,40 @@ impl ServeArgs {
                 ..CommitConfig::default()
             },
             ready_file: self.ready_file.clone(),
+            diagnosis: DiagnosisConfig {
+                kube: match (&self.kubeconfig, self.no_kubernetes) {
+                    (_, true) => KubeMode::Disabled,
+                    (Some(path), false) => KubeMode::Kubeconfig(path.clone()),
+                    (None, false) => KubeMode::Infer,
+                },
+                window_interval_ms: interval_ms(self.window_interval)?,
+                automatic_windows: !self.no_auto_windows,
+                ..DiagnosisConfig::default()
+            },
+            export: ExportConfig {
+                metrics_listen: Some(self.metrics_listen.unwrap_or_else(default_metrics_listen)),
+                metrics_listen_required: self.metrics_listen.is_some(),
+                otlp: crate::export::otlp::resolve_settings(
+                    &|name| std::env::var(name).ok(),
+                    self.otlp,
+                    self.otlp_protocol,
+                )?,
+                hooks: ExportHooks { cluster_name: self.cluster_name.clone(), ..ExportHooks::default() },
+            },
         })
     }
+}
+
+fn default_metrics_listen() -> SocketAddr {
+    DEFAULT_METRICS_LISTEN.parse().expect("DEFAULT_METRICS_LISTEN is a socket address")
+}
+
+fn interval_ms(interval: Duration) -> anyhow::Result<u32> {
+    let ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
+    if !(crate::query::MIN_INTERVAL_MS..=crate::query::MAX_INTERVAL_MS).contains(&ms) {
+        anyhow::bail!("--window-interval must be between 10ms and 1h");
+    }
+    Ok(ms)
 }
 
 /// Runs the collector; the binary's `main` is only this.
@@ -237,6 +324,28 @@ mod tests {
         assert_eq!(config.commit.retention, Duration::from_secs(36 * 3600));
         assert_eq!(config.commit.interval, Duration::from_secs(1));
         assert_eq!(config.token_file, Some(PathBuf::from("/t")));
+    }
+
+    #[test]
+    fn kubernetes_and_window_flags() {
+        let parse = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--insecure-no-auth"].iter().chain(args))
+                    .unwrap();
+            cli.serve.to_config().unwrap().diagnosis
+        };
+        let defaults = parse(&["--kubeconfig", "/k"]);
+        assert_eq!(defaults.kube, KubeMode::Kubeconfig(PathBuf::from("/k")));
+        assert_eq!(defaults.window_interval_ms, 250);
+        assert!(defaults.automatic_windows);
+        let off = parse(&["--kubeconfig", "/k", "--no-kubernetes", "--window-interval", "500ms", "--no-auto-windows"]);
+        assert_eq!(off.kube, KubeMode::Disabled, "--no-kubernetes wins");
+        assert_eq!(parse(&[]).kube, KubeMode::Infer);
+        assert_eq!(off.window_interval_ms, 500);
+        assert!(!off.automatic_windows);
+        let too_fast =
+            Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--window-interval", "1ms"]).unwrap();
+        assert!(too_fast.serve.to_config().is_err());
     }
 
     #[test]

@@ -5,20 +5,29 @@
 //! bounded queue -> [`commit`] (the one writer: one durable transaction per interval) ->
 //! [`store`] (redb tables) -> committed watch -> acks. [`query`] reads the in-memory [`nodes`]
 //! state; [`inspect`] reads a stopped store.
+//!
+//! Diagnosis (issue 4): [`kube`] watches Pods, Nodes and EndpointSlices (one watch each for the
+//! cluster); [`live`] turns the latest samples plus that knowledge into diagnosis ticks, keeps the
+//! live verdicts and stores each window's report ([`store::reports`]); [`windows`] decides when a
+//! window opens (explicitly or on a surge), which workload is under test, and the faster sampling.
 
 pub mod auth;
 pub mod cli;
 pub mod commit;
 pub mod error;
+pub mod export;
 pub mod ingest;
 pub mod inspect;
+pub mod kube;
 pub mod limits;
+pub mod live;
 pub mod liveness;
 pub mod nodes;
 pub mod query;
 pub mod ratelog;
 pub mod server;
 pub mod store;
+pub mod windows;
 
 pub use error::{Error, Result};
 pub use server::{Collector, ServeConfig, ShutdownReport, TlsFiles};

@@ -17,10 +17,14 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use crate::auth::{AuthMode, Authenticator, TokenFile};
 use crate::commit::{self, CommitConfig, CommitStats};
 use crate::error::{Error, Result};
+use crate::export::{Export, ExportConfig, ExportStats};
 use crate::ingest::{IngestService, MAX_MESSAGE_BYTES, Shared};
+use crate::kube::KubeWatch;
+use crate::live::{Diagnosis, DiagnosisConfig};
 use crate::nodes::Registry;
 use crate::query::QueryService;
 use crate::store::Store;
+use crate::store::reports::ReportStore;
 
 /// The default listen address (`--listen`); 7431 is bakery's gRPC port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7431";
@@ -43,6 +47,10 @@ pub struct ServeConfig {
     pub commit: CommitConfig,
     /// Written with the bound address once the collector accepts connections.
     pub ready_file: Option<PathBuf>,
+    /// Cluster knowledge, windows and live analysis (issue 4).
+    pub diagnosis: DiagnosisConfig,
+    /// `/metrics` and OTLP export (off by default here; the CLI turns `/metrics` on).
+    pub export: ExportConfig,
 }
 
 /// PEM files for TLS; with `client_ca`, clients must present a certificate it signed (mTLS).
@@ -64,6 +72,8 @@ impl ServeConfig {
             tls: None,
             commit: CommitConfig::default(),
             ready_file: None,
+            diagnosis: DiagnosisConfig::default(),
+            export: ExportConfig::default(),
         }
     }
 }
@@ -82,6 +92,9 @@ pub struct Collector {
     task: JoinHandle<Result<ShutdownReport>>,
     shared: Arc<Shared>,
     stats: Arc<CommitStats>,
+    diagnosis: Arc<Diagnosis>,
+    metrics_addr: Option<SocketAddr>,
+    export_stats: Arc<ExportStats>,
 }
 
 impl Collector {
@@ -99,11 +112,17 @@ impl Collector {
         .await
         .map_err(|e| Error::Config(format!("opening the store panicked: {e}")))??;
         let node_count = loaded.len();
+        let reports_dir = config.data_dir.clone();
+        let reports = tokio::task::spawn_blocking(move || ReportStore::open(&reports_dir))
+            .await
+            .map_err(|e| Error::Config(format!("opening the report store panicked: {e}")))??;
+        let kube = KubeWatch::start(&config.diagnosis.kube).await?;
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (queue_tx, queue_rx) = mpsc::channel(QUEUE_CAPACITY);
         let shared = Arc::new(Shared::new(Registry::from_loaded(loaded), auth, queue_tx, shutdown_rx.clone()));
         let stats = Arc::new(CommitStats::default());
+        let diagnosis = Arc::new(Diagnosis::new(shared.clone(), config.diagnosis.clone(), kube, reports)?);
 
         let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| Error::Io {
             action: "cannot listen on",
@@ -116,6 +135,9 @@ impl Collector {
             source,
         })?;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let export_feed: Arc<dyn crate::export::hooks::ExportFeed> = diagnosis.clone();
+        let export = Export::start(&config.export, Some(export_feed), shared.clone(), shutdown_rx.clone()).await?;
+        let (metrics_addr, export_stats) = (export.metrics_addr(), export.stats().clone());
 
         let mut builder = Server::builder()
             // Notice dead agents (a pulled cable) so `connected` and stale are right.
@@ -127,7 +149,7 @@ impl Collector {
         let ingest = IngestServer::new(IngestService::new(shared.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let query = QueryServer::new(QueryService::new(shared.clone()))
+        let query = QueryServer::new(QueryService::with_diagnosis(shared.clone(), diagnosis.clone()))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             // History responses can be large: 2 minutes of samples.
             .max_encoding_message_size(64 * 1024 * 1024);
@@ -138,6 +160,7 @@ impl Collector {
                 let _ = server_shutdown.wait_for(|down| *down).await;
             },
         ));
+        let analysis = tokio::spawn(diagnosis.clone().run(shutdown_rx.clone()));
         let committer = tokio::spawn(commit::run(store, queue_rx, config.commit.clone(), stats.clone(), shutdown_rx));
 
         if let Some(ready_file) = &config.ready_file {
@@ -169,6 +192,10 @@ impl Collector {
             }
             tracing::info!("shutting down: no new connections; committing what was received");
             task_shared.close_queue();
+            // The analysis stores the report of a window still open.
+            if let Err(error) = analysis.await {
+                tracing::warn!(%error, "the live analysis task failed");
+            }
             let exit = committer.await.map_err(|e| Error::Config(format!("the committer panicked: {e}")))?;
             if server_done.is_none() && tokio::time::timeout(SERVER_DRAIN_TIMEOUT, &mut server).await.is_err() {
                 tracing::warn!("some connections did not close in time; closing them");
@@ -178,13 +205,15 @@ impl Collector {
             tokio::task::spawn_blocking(move || store.close())
                 .await
                 .map_err(|e| Error::Config(format!("closing the store panicked: {e}")))??;
+            // After the last commit: the final OTLP export carries the last values.
+            export.stop().await;
             tracing::info!(uncommitted = exit.uncommitted, "collector stopped");
             if let Some(Ok(Err(error))) = server_done {
                 return Err(Error::Transport(error));
             }
             Ok(ShutdownReport { uncommitted: exit.uncommitted })
         });
-        Ok(Collector { local_addr, shutdown: shutdown_tx, task, shared, stats })
+        Ok(Collector { local_addr, shutdown: shutdown_tx, task, shared, stats, diagnosis, metrics_addr, export_stats })
     }
 
     /// The address the collector listens on (the real port when `--listen` used port 0).
@@ -195,6 +224,21 @@ impl Collector {
     /// The shared node state (for tests and embedding).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The live analysis: cluster knowledge, windows, verdicts and reports.
+    pub fn diagnosis(&self) -> &Arc<Diagnosis> {
+        &self.diagnosis
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// The export's counters (OTLP exports sent and dropped).
+    pub fn export_stats(&self) -> &Arc<ExportStats> {
+        &self.export_stats
     }
 
     /// The committer's counters.

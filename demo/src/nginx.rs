@@ -30,7 +30,7 @@ pub fn config(run_dir: &Path, listen: Ipv4Addr, upstream: Ipv4Addr, port: u16, u
         (String::new(), "            proxy_http_version 1.0;\n")
     };
     format!(
-        "# bakery-demo: generated for one run; nothing here is read from /etc/nginx.
+        "# bakery-demo: generated for one run; nothing is taken from the system nginx configuration.
 daemon off;
 master_process on;
 worker_processes 1;

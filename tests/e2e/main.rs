@@ -3,6 +3,10 @@
 //! without it; skip them with `cargo test -- --skip root_`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod demo;
+mod export;
 mod host_readings;
+mod kube;
 mod pod_discovery;
 mod streaming;
+mod top_commands;

@@ -3,6 +3,7 @@
 
 pub mod bench_agent;
 pub mod binaries;
+pub mod kube_double;
 pub mod measure;
 pub mod netns;
 

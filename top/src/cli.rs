@@ -121,6 +121,44 @@ pub enum Command {
     },
     /// Print the man page (roff) to stdout.
     Man,
+    /// Print the live hog verdicts: node, cause, evidence, confidence, next step.
+    Alerts {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a stored load-test window report (the newest without ID).
+    Report {
+        /// The window id (`w-...`, from `window stop` or the Windows view).
+        id: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long, conflicts_with = "svg")]
+        json: bool,
+        /// Write the SVG chart (per-node share over time, the window shaded, expected share as a
+        /// line) to FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
+    /// Open or close a load-test window (agents sample faster while it is open).
+    Window {
+        #[command(subcommand)]
+        action: WindowAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WindowAction {
+    /// Open a window now.
+    Start {
+        /// A name for the report (default: window-<start time>).
+        #[arg(long)]
+        name: Option<String>,
+        /// The workload under test, NAMESPACE/NAME (default: the one whose traffic rose most).
+        #[arg(long, value_name = "NS/NAME")]
+        workload: Option<String>,
+    },
+    /// Close the open window and store its report.
+    Stop,
 }
 
 const EXAMPLES: &str = "\
@@ -132,6 +170,10 @@ Examples:
   bakery-top --json | jq '.nodes[] | {name, share}'
   bakery-top --demo                               # made-up data, to try the keys
   bakery-top completions bash > /etc/bash_completion.d/bakery-top
+  bakery-top window start --name run-1 --workload shop/web   # agents sample at 250 ms
+  bakery-top window stop                          # stores the report
+  bakery-top report --svg run-1.svg               # the newest report's chart
+  bakery-top alerts --json                        # live verdicts
 
 Keys in the live view: q quit, ? help, / filter, s sort, f freeze, Tab or 1-3 views, Enter a node's pods.
 Environment: BAKERY_COLLECTOR, BAKERY_TOKEN_FILE, BAKERY_TLS_CA, BAKERY_TLS_CERT, BAKERY_TLS_KEY, NO_COLOR.";
@@ -184,6 +226,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         None => {}
+        Some(command) => return run_command(command, &cli.connection, &mut stdout),
     }
     let terminal = std::io::stdout().is_terminal();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
@@ -192,6 +235,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let source = GrpcSource::new(cli.connection.grpc_config())?;
     runtime.block_on(view(&cli, source, terminal))
+}
+
+/// Runs `alerts`, `report` or `window` against the collector, printing to `out`.
+pub fn run_command(command: Command, connection: &ConnectionArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+    runtime.block_on(run_command_async(command, connection, out))?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// [`run_command`] inside a runtime the caller owns.
+pub async fn run_command_async(
+    command: Command,
+    connection: &ConnectionArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    use crate::commands::{alerts, report, window};
+    let config = connection.grpc_config();
+    match command {
+        Command::Alerts { json } => alerts::run(config, json, out).await,
+        Command::Report { id, json, svg } => {
+            let format = match (json, svg) {
+                (_, Some(path)) => report::ReportFormat::Svg(path),
+                (true, None) => report::ReportFormat::Json,
+                (false, None) => report::ReportFormat::Text,
+            };
+            report::run(config, id, format, out).await
+        }
+        Command::Window { action: WindowAction::Start { name, workload } } => {
+            window::start(config, name, workload, out).await
+        }
+        Command::Window { action: WindowAction::Stop } => window::stop(config, out).await,
+        Command::Completions { .. } | Command::Man => Ok(()),
+    }
 }
 
 async fn view(cli: &Cli, mut source: impl Source + 'static, terminal: bool) -> anyhow::Result<ExitCode> {

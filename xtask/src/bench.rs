@@ -22,12 +22,19 @@ pub enum Bench {
     },
     /// One diagnosis tick for 100 nodes with 50 pods each.
     Analysis,
+    /// oha's RPS through the mini-bakery with the agents at 1 Hz against the agents stopped (root).
+    Observer {
+        /// Extra arguments for `bakery-demo bench-observer`, e.g. `-- --duration 15s --rounds 3`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
 }
 
 pub fn run(bench: Bench) -> Result<()> {
     match bench {
         Bench::Agent { args } => agent(&args),
         Bench::Analysis => exec(cargo(&["run", "--release", "-p", "bakery-diagnosis", "--example", "bench_tick"])),
+        Bench::Observer { args } => crate::demo::bench_observer(&args),
     }
 }
 

@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::util::workspace_root;
+use crate::setup::has_command;
+use crate::util::{exec, is_root, workspace_root};
 
 const REQUIREMENTS: &str = "charts/tests/requirements.txt";
 /// helm-python-sdk 0.2 needs Python 3.10 or newer.
@@ -53,8 +54,9 @@ pub fn run() -> Result<()> {
     let tests_dir = root.join("charts/tests");
     let rendered_dir = root.join("target/chart");
     let started = Instant::now();
-    let mut steps = Steps { total: 6, done: 0, timings: Vec::new() };
+    let mut steps = Steps { total: 7, done: 0, timings: Vec::new() };
 
+    steps.run("system tools: busybox, to run the helm test hook's script", ensure_busybox)?;
     let venv = steps.run("Python virtual environment (.venv)", || ensure_venv(&root))?;
     steps.run("pinned packages (charts/tests/requirements.txt)", || install_requirements(&root, &venv))?;
     let check = |args: &[&str]| {
@@ -123,6 +125,38 @@ fn run_visible(mut cmd: Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("could not start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} exited with {status}; its output above says why");
+    }
+    Ok(())
+}
+
+/// The hook test runs the `helm test` pod's script with busybox's applets,
+/// as the busybox image would. Installed with apt-get when running as root;
+/// otherwise those tests are skipped (pytest says so).
+fn ensure_busybox() -> Result<()> {
+    if has_command("busybox") {
+        return Ok(());
+    }
+    if !is_root() || !has_command("apt-get") {
+        eprintln!(
+            "xtask chart:   busybox is missing and cannot be installed here: the hook script tests will be skipped"
+        );
+        return Ok(());
+    }
+    eprintln!("xtask chart:   installing busybox with apt-get");
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-qq", "--no-install-recommends", "busybox"])
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    if exec(install).is_err() {
+        // A fresh machine may have no package lists yet.
+        let mut update = Command::new("apt-get");
+        update.args(["update", "-qq"]);
+        exec(update)?;
+        let mut install = Command::new("apt-get");
+        install
+            .args(["install", "-y", "-qq", "--no-install-recommends", "busybox"])
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        exec(install)?;
     }
     Ok(())
 }

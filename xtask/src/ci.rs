@@ -14,6 +14,7 @@ pub fn run() -> Result<()> {
         test.args(["--", "--skip", "root_"]);
     }
     exec(test)?;
+    crate::chart::run()?;
     Ok(())
 }
 

@@ -27,8 +27,12 @@ enum Task {
     /// Everything CI runs: installs what the tests need (as root), then
     /// format check, clippy (warnings are errors) and every test.
     Ci,
-    /// The main demo. Today: builds the agent and samples this machine once.
-    Demo,
+    /// The main demo: builds everything, then runs `bakery-demo` with these arguments (root):
+    /// the five-node mini-bakery, the load, and the hog report. `cargo xtask demo -- --help`.
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Benchmarks against a peer or baseline in the same run (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::Bench),
@@ -49,7 +53,7 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Ci => ci::run(),
-        Task::Demo => demo::run(),
+        Task::Demo { args } => demo::run(&args),
         Task::Bench(which) => bench::run(which),
         Task::Codegen => ci::codegen(),
         Task::Chart => chart::run(),

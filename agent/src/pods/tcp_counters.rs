@@ -163,7 +163,10 @@ pub fn parse_snmp_tcp(text: &str) -> Result<TcpCounters, ParseError> {
         return Err(ParseError::new(format!("{} Tcp: names but {} values", names.len(), values.len())));
     }
     let field = |wanted: &str| -> Result<u64, ParseError> {
-        let at = names.iter().position(|name| *name == wanted).ok_or_else(|| ParseError::new(format!("no Tcp: {wanted}")))?;
+        let at = names
+            .iter()
+            .position(|name| *name == wanted)
+            .ok_or_else(|| ParseError::new(format!("no Tcp: {wanted}")))?;
         values[at].parse().map_err(|_| ParseError::new(format!("Tcp: {wanted} is {:?}, not a counter", values[at])))
     };
     Ok(TcpCounters {
@@ -232,7 +235,7 @@ UdpLite: 0 0 0 0 0 0 0 0 0
     const SOCKSTAT6: &str = "TCP6: inuse 2\nUDP6: inuse 0\nUDPLITE6: inuse 0\nRAW6: inuse 0\nFRAG6: inuse 0 memory 0\n";
 
     #[test]
-    fn a_kernel_s_files_give_the_namespace_counters() {
+    fn a_kernels_files_give_the_namespace_counters() {
         assert_eq!(
             TcpCounters::parse(SNMP, SOCKSTAT, Some(SOCKSTAT6)),
             Ok(TcpCounters {
@@ -262,10 +265,7 @@ UdpLite: 0 0 0 0 0 0 0 0 0
         let snmp = "Tcp: CurrEstab RetransSegs OutSegs InSegs EstabResets AttemptFails PassiveOpens ActiveOpens\n\
                     Tcp: 1 2 3 4 5 6 7 8\n";
         let counters = parse_snmp_tcp(snmp).unwrap();
-        assert_eq!(
-            (counters.curr_estab, counters.retrans_segs, counters.in_segs, counters.active_opens),
-            (1, 2, 4, 8)
-        );
+        assert_eq!((counters.curr_estab, counters.retrans_segs, counters.in_segs, counters.active_opens), (1, 2, 4, 8));
     }
 
     #[test]

@@ -211,7 +211,8 @@ mod tests {
         assert_eq!(read, [1, 2]);
         // 1 and 2 both move; 2 goes on moving. A second later, 3 and 4 appear.
         run.sample(0, &[(1, signature(1, 2), 1), (2, signature(2, 3), 2)]);
-        let namespaces = [(1, signature(1, 2), 1), (2, signature(2, 4), 2), (3, signature(3, 3), 3), (4, signature(4, 4), 4)];
+        let namespaces =
+            [(1, signature(1, 2), 1), (2, signature(2, 4), 2), (3, signature(3, 3), 3), (4, signature(4, 4), 4)];
         let (read, tallies) = run.sample(1, &namespaces);
         assert_eq!(read, [3], "a new pod waits no longer than the budget needs");
         assert_eq!(tallies[3], None, "not read yet: no tally rather than a made-up one");

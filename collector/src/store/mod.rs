@@ -13,6 +13,7 @@
 
 pub mod records;
 pub mod report;
+pub mod reports;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

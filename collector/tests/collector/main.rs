@@ -7,7 +7,9 @@
 mod binary;
 mod harness;
 mod ingest;
+mod export;
 mod limits;
 mod query;
 mod root;
 mod tls;
+mod windows;

@@ -323,6 +323,12 @@ pub struct PodSample {
     #[prost(uint32, tag = "6")]
     pub process_count: u32,
 }
+/// TCP of a pod's network namespace, IPv4 and IPv6. Fields 1-7 (sockets by
+/// state) come from the socket tables, which the agent re-reads only when
+/// the counters show a change and within a budget per sample: they describe
+/// the namespace as it was detail_age_ms ago. Fields 9 on are the
+/// namespace's counters, read every sample; those named \*\_total are
+/// cumulative since the namespace was created.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct TcpConnections {
     /// ESTABLISHED on a port the pod listens on.
@@ -336,11 +342,48 @@ pub struct TcpConnections {
     pub time_wait: u32,
     #[prost(uint32, tag = "5")]
     pub close_wait: u32,
+    /// Handshakes in progress on a listener.
     #[prost(uint32, tag = "6")]
     pub syn_recv: u32,
     /// Every other state.
     #[prost(uint32, tag = "7")]
     pub other: u32,
+    /// Milliseconds since fields 1-7 were last known to describe the
+    /// namespace: 0 when the tables were read this sample or no counter has
+    /// moved since. Absent until the tables are first read (fields 1-7 are 0).
+    #[prost(uint64, optional, tag = "8")]
+    pub detail_age_ms: ::core::option::Option<u64>,
+    /// Sockets in ESTABLISHED or CLOSE_WAIT now (CurrEstab, RFC 1213
+    /// tcpCurrEstab; kernels before 6.10 without its stable fix count
+    /// ESTABLISHED only).
+    #[prost(uint32, tag = "9")]
+    pub established: u32,
+    /// Sockets in use now, any state but TIME_WAIT and pending handshakes
+    /// (sockstat inuse, IPv4 + IPv6).
+    #[prost(uint32, tag = "10")]
+    pub in_use: u32,
+    /// Time-wait sockets now (sockstat tw).
+    #[prost(uint32, tag = "11")]
+    pub time_wait_now: u32,
+    /// Connections the pod opened (connect), count.
+    #[prost(uint64, tag = "12")]
+    pub active_opens_total: u64,
+    /// Connections the pod accepted, count.
+    #[prost(uint64, tag = "13")]
+    pub passive_opens_total: u64,
+    /// Handshakes that failed, count.
+    #[prost(uint64, tag = "14")]
+    pub attempt_fails_total: u64,
+    /// Established connections reset, count.
+    #[prost(uint64, tag = "15")]
+    pub estab_resets_total: u64,
+    /// Segments received, sent, retransmitted, count.
+    #[prost(uint64, tag = "16")]
+    pub in_segments_total: u64,
+    #[prost(uint64, tag = "17")]
+    pub out_segments_total: u64,
+    #[prost(uint64, tag = "18")]
+    pub retransmitted_segments_total: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Unavailable {

@@ -5,10 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use bakery_proto::v1::{CpuTimes, NetCounters, NodeStatus, PodIdentity, Sample};
+use bakery_proto::v1::{
+    CpuTimes, LiveResponse, NetCounters, NodeStatus, PodIdentity, PodsResponse, Sample, WindowsResponse,
+};
 
 use crate::model::{
-    AgentState, CpuUse, Frequency, MemoryUse, NodeView, PodView, Rates, Role, Share, ShareBasis, Snapshot, ThrottleMark,
+    AgentState, Alert, Cause, CpuUse, Frequency, MemoryUse, NodeView, PodView, Rates, Role, Share, ShareBasis,
+    Snapshot, ThrottleMark, WindowSummary,
 };
 
 /// The two most recent distinct samples of one node: rates come from the pair.
@@ -66,8 +69,7 @@ fn node_view(status: &NodeStatus, latest: Option<&Sample>, previous: Option<&Sam
     };
     let mut view = NodeView {
         name: status.node_name.clone(),
-        // The wire has no role yet (see the report's proto wishes); the view shows "-".
-        role: Role::Unknown,
+        role: role_from_wire(&status.role),
         agent,
         sample_ms: status.last_sample_ms,
         ..NodeView::default()
@@ -223,6 +225,85 @@ fn pod_traffic_rate(pods: &[PodView]) -> Option<f64> {
 }
 
 /// Without a workload, each node's share of all pod traffic against an even split over the nodes.
+/// The role the collector reports ("control-plane", "worker"; empty without cluster knowledge).
+pub fn role_from_wire(role: &str) -> Role {
+    match role {
+        "control-plane" => Role::ControlPlane,
+        "worker" => Role::Worker,
+        _ => Role::Unknown,
+    }
+}
+
+/// Adds what the collector's diagnosis knows to a snapshot built from `Query.Nodes`: pod names,
+/// namespaces, workloads and readiness (`Query.Pods`); the workload under test, each node's share
+/// against its expected share, and the live verdicts (`Query.Live`); the windows
+/// (`Query.Windows`). Each part is optional: an older collector leaves the snapshot as it was.
+pub fn apply_diagnosis(
+    snapshot: &mut Snapshot,
+    pods: Option<&PodsResponse>,
+    live: Option<&LiveResponse>,
+    windows: Option<&WindowsResponse>,
+) {
+    if let Some(pods) = pods {
+        let by_uid: BTreeMap<&str, _> = pods.pods.iter().map(|p| (p.uid.as_str(), p)).collect();
+        for view in &mut snapshot.pods {
+            let Some(info) = by_uid.get(view.uid.as_str()) else { continue };
+            if pods.kubernetes {
+                view.name = info.name.clone();
+                view.namespace = info.namespace.clone();
+                view.ready = Some(info.ready);
+                view.workload =
+                    (!info.workload_kind.is_empty()).then(|| format!("{}/{}", info.workload_kind, info.workload_name));
+            }
+        }
+        snapshot.pods.sort_by(|a, b| (&a.node, &a.namespace, &a.name).cmp(&(&b.node, &b.namespace, &b.name)));
+    }
+    if let Some(live) = live {
+        if !live.workload.is_empty() {
+            // "Kind/namespace/name" on the wire; the view names it "namespace/name".
+            let name = live.workload.split_once('/').map_or(live.workload.as_str(), |(_, rest)| rest);
+            snapshot.share_basis = ShareBasis::Workload { name: name.to_string() };
+            for node in &mut snapshot.nodes {
+                node.share = live
+                    .shares
+                    .iter()
+                    .find(|s| s.node_name == node.name)
+                    .and_then(|s| s.observed.map(|observed| Share { observed, expected: s.expected }));
+            }
+        }
+        snapshot.alerts = Some(
+            live.verdicts
+                .iter()
+                .map(|v| Alert {
+                    node: v.node_name.clone(),
+                    cause: Cause::from_wire(&v.cause),
+                    evidence: v.evidence.join("; "),
+                    confidence: v.confidence,
+                    next_step: v.next_step.clone(),
+                    since_ms: v.since_ms,
+                })
+                .collect(),
+        );
+    }
+    if let Some(windows) = windows {
+        snapshot.windows = Some(
+            windows
+                .windows
+                .iter()
+                .map(|w| WindowSummary {
+                    id: w.id.clone(),
+                    name: w.name.clone(),
+                    workload: (!w.workload.is_empty()).then(|| w.workload.clone()),
+                    automatic: w.automatic,
+                    start_ms: w.start_ms,
+                    end_ms: (w.end_ms > 0).then_some(w.end_ms),
+                    verdicts: w.verdicts.iter().map(|v| format!("{} {}", v.node_name, v.cause)).collect(),
+                })
+                .collect(),
+        );
+    }
+}
+
 fn apply_even_shares(nodes: &mut [NodeView], pod_traffic: &[Option<f64>]) {
     let total: f64 = pod_traffic.iter().flatten().sum();
     if total <= 0.0 || nodes.is_empty() {
@@ -286,6 +367,60 @@ mod tests {
             latest: Some(latest),
             ..NodeStatus::default()
         }
+    }
+
+    #[test]
+    fn the_diagnosis_names_pods_sets_shares_and_lists_verdicts() {
+        use bakery_proto::v1::{NodeShare, PodInfo, Verdict, Window};
+        let mut statuses = vec![status("pi-1", sample(1000, 0, 0, vec![])), status("pi-2", sample(1000, 0, 0, vec![]))];
+        statuses[0].role = "control-plane".into();
+        let mut snapshot = snapshot(&statuses, &BTreeMap::new(), 5);
+        assert_eq!(snapshot.nodes[0].role, Role::ControlPlane);
+        assert_eq!(snapshot.nodes[1].role, Role::Unknown);
+        snapshot.pods.push(PodView { uid: "u1".into(), name: "u1".into(), node: "pi-1".into(), ..PodView::default() });
+        let pods = PodsResponse {
+            pods: vec![PodInfo {
+                uid: "u1".into(),
+                namespace: "shop".into(),
+                name: "web-abc".into(),
+                ready: true,
+                workload_kind: "Deployment".into(),
+                workload_name: "web".into(),
+                ..PodInfo::default()
+            }],
+            kubernetes: true,
+        };
+        let live = LiveResponse {
+            workload: "Deployment/shop/web".into(),
+            shares: vec![NodeShare {
+                node_name: "pi-1".into(),
+                observed: Some(0.8),
+                expected: 0.5,
+                role: String::new(),
+            }],
+            verdicts: vec![Verdict {
+                node_name: "pi-1".into(),
+                cause: "ingress-concentration".into(),
+                evidence: vec!["a".into(), "b".into()],
+                ..Verdict::default()
+            }],
+            evaluated_ms: 5,
+        };
+        let windows = WindowsResponse {
+            windows: vec![Window { id: "w-1".into(), name: "run".into(), start_ms: 1, end_ms: 0, ..Window::default() }],
+        };
+        apply_diagnosis(&mut snapshot, Some(&pods), Some(&live), Some(&windows));
+        let pod = snapshot.pods.iter().find(|p| p.uid == "u1").unwrap();
+        assert_eq!(
+            (pod.name.as_str(), pod.ready, pod.workload.as_deref()),
+            ("web-abc", Some(true), Some("Deployment/web"))
+        );
+        assert_eq!(snapshot.share_basis, ShareBasis::Workload { name: "shop/web".into() });
+        assert_eq!(snapshot.nodes[0].share, Some(Share { observed: 0.8, expected: 0.5 }));
+        assert_eq!(snapshot.nodes[1].share, None, "no live figure for pi-2");
+        let alerts = snapshot.alerts.unwrap();
+        assert_eq!((alerts[0].cause.clone(), alerts[0].evidence.as_str()), (Cause::IngressConcentration, "a; b"));
+        assert_eq!(snapshot.windows.unwrap()[0].end_ms, None, "an open window");
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bakery_proto::v1::query_client::QueryClient;
-use bakery_proto::v1::{HistoryRequest, NodeStatus, NodesRequest, Sample};
+use bakery_proto::v1::{
+    HistoryRequest, LiveRequest, LiveResponse, NodeStatus, NodesRequest, PodsRequest, PodsResponse, Sample,
+    WindowsRequest, WindowsResponse,
+};
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -24,7 +27,8 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How far back `Query.History` is asked for an earlier sample: a few intervals, at least this.
 const MIN_HISTORY_LOOKBACK_MS: i64 = 5_000;
 
-type Client = QueryClient<InterceptedService<Channel, BearerToken>>;
+/// A `Query` client with the bearer token interceptor.
+pub type Client = QueryClient<InterceptedService<Channel, BearerToken>>;
 
 /// Adds `authorization: Bearer <token>` to every call when a token is configured.
 #[derive(Debug, Clone)]
@@ -119,6 +123,16 @@ impl GrpcSource {
         })
     }
 
+    /// The connected client (connecting now if needed), for one-shot commands.
+    pub async fn query_client(&mut self) -> Result<Client> {
+        self.client().await
+    }
+
+    /// How long one call may take.
+    pub fn call_timeout(&self) -> Duration {
+        self.timeout
+    }
+
     async fn client(&mut self) -> Result<Client> {
         if let Some(client) = &self.client {
             return Ok(client.clone());
@@ -149,6 +163,17 @@ impl GrpcSource {
                 Err(Error::Timeout { url: self.url.clone(), after: self.timeout })
             }
         }
+    }
+
+    /// The diagnosis views, each best effort: a collector without them (an older build, or one
+    /// running without the live analysis) leaves the snapshot as `Query.Nodes` made it.
+    async fn diagnosis(&mut self) -> (Option<PodsResponse>, Option<LiveResponse>, Option<WindowsResponse>) {
+        let Ok(mut client) = self.client().await else { return (None, None, None) };
+        let timeout = self.timeout;
+        let pods = tokio::time::timeout(timeout, client.pods(PodsRequest {})).await.ok().and_then(Result::ok);
+        let live = tokio::time::timeout(timeout, client.live(LiveRequest {})).await.ok().and_then(Result::ok);
+        let windows = tokio::time::timeout(timeout, client.windows(WindowsRequest {})).await.ok().and_then(Result::ok);
+        (pods.map(|r| r.into_inner()), live.map(|r| r.into_inner()), windows.map(|r| r.into_inner()))
     }
 
     /// The newest sample of `status`'s node older than its latest, from the collector's history.
@@ -193,7 +218,10 @@ impl Source for GrpcSource {
                 self.pairs.entry(status.node_name.clone()).or_default().seed_previous(earlier);
             }
         }
-        Ok(derive::snapshot(&statuses, &self.pairs, crate::now_ms()))
+        let mut snapshot = derive::snapshot(&statuses, &self.pairs, crate::now_ms());
+        let (pods, live, windows) = self.diagnosis().await;
+        derive::apply_diagnosis(&mut snapshot, pods.as_ref(), live.as_ref(), windows.as_ref());
+        Ok(snapshot)
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use bakery_proto::v1;
 use bakery_proto::v1::query_server::{Query, QueryServer};
 use bakery_proto::v1::{
     CpuTimes, HistoryBatch, HistoryRequest, HistoryResponse, NetCounters, NetInterface, NodeStatus, NodesRequest,
@@ -96,6 +97,38 @@ impl Query for FakeQuery {
             })
             .collect();
         Ok(Response::new(HistoryResponse { batches, pods: Vec::new() }))
+    }
+
+    // The diagnosis RPCs (issue 4) are not part of this fake.
+    async fn pods(&self, _: Request<v1::PodsRequest>) -> Result<Response<v1::PodsResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn live(&self, _: Request<v1::LiveRequest>) -> Result<Response<v1::LiveResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn alerts(&self, _: Request<v1::AlertsRequest>) -> Result<Response<v1::AlertsResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn start_window(
+        &self,
+        _: Request<v1::StartWindowRequest>,
+    ) -> Result<Response<v1::StartWindowResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn stop_window(&self, _: Request<v1::StopWindowRequest>) -> Result<Response<v1::StopWindowResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn windows(&self, _: Request<v1::WindowsRequest>) -> Result<Response<v1::WindowsResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
+    }
+
+    async fn report(&self, _: Request<v1::ReportRequest>) -> Result<Response<v1::ReportResponse>, Status> {
+        Err(Status::unimplemented("not in this fake"))
     }
 }
 

@@ -1,0 +1,160 @@
+//! Exporting what the collector holds: OTLP metrics (gRPC or http/protobuf, configured by the
+//! standard `OTEL_*` variables) and `GET /metrics` in Prometheus text format, both rendered from
+//! one data model ([`model`]) so names and values agree.
+//!
+//! Signals: every series is a metric. Load-test windows and hog verdicts are exported as gauges
+//! (`bakery.window.active`, `bakery.hog.active`: 1 while open / in force) and a counter
+//! (`bakery.hog.verdicts` by cause), not as OTLP logs: one pipeline reaches OTLP backends and
+//! Prometheus scrapers alike, and Grafana draws annotations from a metric query (regions where
+//! the series is 1). See charts/bakery/dashboards/bakery.json.
+//!
+//! Kubernetes and diagnosis data come in through [`hooks::ExportFeed`] (the live diagnosis,
+//! [`crate::live::Diagnosis`], implements it; see `feed.rs`); without it pods are exported by UID
+//! only and the diagnosis series are absent.
+//!
+//! Resources: each node is its own OTLP Resource (`k8s.node.name`, `host.name`,
+//! `service.instance.id` = the node, `k8s.cluster.name` from `--cluster-name`), the collector's
+//! own series (diagnosis, `bakery.export.dropped`) a Resource with `service.instance.id` =
+//! `bakery-collector`. `/metrics` puts `k8s.node.name` and `k8s.cluster.name` on every series as
+//! labels; an OTLP backend keeps resource attributes on `target_info` unless told to promote them
+//! (Prometheus 3: `otlp.promote_resource_attributes`; Mimir:
+//! `-distributor.otel-promote-resource-attributes`), and the dashboard expects those two labels.
+//!
+//! Configuration: the `OTEL_EXPORTER_OTLP_[METRICS_]{ENDPOINT,HEADERS,TIMEOUT,COMPRESSION}`
+//! variables are read by `opentelemetry-otlp` itself (nothing is set in code, so they win);
+//! `..._PROTOCOL`, `OTEL_SDK_DISABLED`, `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_METRIC_EXPORT_TIMEOUT`
+//! and `OTEL_EXPORTER_OTLP_[METRICS_]CERTIFICATE` are resolved in [`otlp::resolve_settings`].
+//! Limits: the certificate is honoured for gRPC only; http/protobuf supports `http://` endpoints
+//! only (refused with a clear error otherwise); `..._CLIENT_KEY`/`..._CLIENT_CERTIFICATE` (mTLS to
+//! the backend) are not supported. Counters are the agents' raw cumulative counters with the
+//! start time of the collector's pipeline: a counter that resets (reboot, pod restart) goes down,
+//! which Prometheus-style backends treat as a reset.
+
+#[cfg(test)]
+mod dashboard;
+mod feed;
+pub mod hooks;
+mod http;
+pub mod model;
+pub mod otlp;
+pub mod prometheus;
+pub mod snapshot;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use hooks::ExportHooks;
+pub use otlp::{ExportStats, OtlpSettings, Protocol};
+
+use crate::error::Result;
+use crate::ingest::Shared;
+
+/// The default `--metrics-listen` (9464: the OpenTelemetry Prometheus exporter's port; the Helm
+/// chart names it `metrics`).
+pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9464";
+
+/// What to export, and where.
+#[derive(Debug, Clone, Default)]
+pub struct ExportConfig {
+    /// Serve `/metrics` here (`None`: no endpoint).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Fail start-up when `metrics_listen` cannot be bound. Off for the default address, so a
+    /// second collector on one host (or a test) still ingests, with an error in the log.
+    pub metrics_listen_required: bool,
+    /// Export OTLP with these settings (`None`: no OTLP).
+    pub otlp: Option<OtlpSettings>,
+    pub hooks: ExportHooks,
+}
+
+/// The running export.
+pub struct Export {
+    metrics_addr: Option<SocketAddr>,
+    http: Option<JoinHandle<()>>,
+    otlp: Option<otlp::OtlpExport>,
+    stats: Arc<ExportStats>,
+}
+
+/// Every resource's current points: the nodes, then the collector's own.
+pub async fn current_points(shared: &Shared, hooks: &ExportHooks, stats: &ExportStats) -> Vec<model::ResourcePoints> {
+    let feed = match &hooks.feed {
+        Some(feed) => feed.read().await,
+        None => hooks::FeedSnapshot::default(),
+    };
+    let nodes = snapshot::snapshot_nodes(&shared.registry, crate::now_ms());
+    model::all_points(&nodes, hooks.cluster_name.as_deref(), &feed, stats.dropped())
+}
+
+impl Export {
+    /// Starts the `/metrics` endpoint and the OTLP export as configured. Runs inside the
+    /// runtime (the gRPC exporter needs it). Stops serving when `shutdown` turns true; call
+    /// [`Export::stop`] after ingest has stopped to send the final values.
+    pub async fn start(
+        config: &ExportConfig,
+        feed: Option<Arc<dyn hooks::ExportFeed>>,
+        shared: Arc<Shared>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Export> {
+        let stats = Arc::new(ExportStats::default());
+        let mut hooks = config.hooks.clone();
+        if hooks.feed.is_none() {
+            hooks.feed = feed;
+        }
+        let source: otlp::PointSource = {
+            let stats = stats.clone();
+            Arc::new(move || {
+                let (shared, hooks, stats) = (shared.clone(), hooks.clone(), stats.clone());
+                Box::pin(async move { current_points(&shared, &hooks, &stats).await })
+            })
+        };
+        let (metrics_addr, http) = match config.metrics_listen {
+            Some(listen) => match http::serve(listen, source.clone(), shutdown).await {
+                Ok((addr, task)) => {
+                    tracing::info!(%addr, "serving Prometheus /metrics");
+                    (Some(addr), Some(task))
+                }
+                Err(error) if !config.metrics_listen_required => {
+                    tracing::error!(%error, "not serving /metrics (pass --metrics-listen to choose another address)");
+                    (None, None)
+                }
+                Err(error) => return Err(error),
+            },
+            None => (None, None),
+        };
+        let otlp = match &config.otlp {
+            Some(settings) => {
+                let exporter = otlp::build_exporter(settings)?;
+                tracing::info!(
+                    protocol = ?settings.protocol,
+                    interval_ms = settings.interval.as_millis() as u64,
+                    "exporting OTLP metrics (endpoint, headers, timeout, compression: OTEL_EXPORTER_OTLP_* variables)"
+                );
+                Some(otlp::OtlpExport::start(settings.clone(), exporter, source, stats.clone()))
+            }
+            None => None,
+        };
+        Ok(Export { metrics_addr, http, otlp, stats })
+    }
+
+    /// Where `/metrics` is served (the real port when the listen port was 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    pub fn stats(&self) -> &Arc<ExportStats> {
+        &self.stats
+    }
+
+    /// Sends the last OTLP export and stops (the `/metrics` server stops with the collector's
+    /// shutdown signal).
+    pub async fn stop(self) {
+        if let Some(otlp) = self.otlp {
+            otlp.shutdown().await;
+        }
+        if let Some(http) = self.http {
+            let _ = http.await;
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Cluster knowledge: the collector's one watch per kind (Pods, Nodes, EndpointSlices) for the
+//! whole cluster, so agents stay free of Kubernetes and the Pi control plane serves one client.
+//! [`mapping`] turns objects into pod identities, roles and ready endpoints (pure); [`watch`]
+//! runs the `kube` watchers into reflector stores; [`ClusterView`] is one consistent look at them.
+
+pub mod mapping;
+pub mod watch;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use bakery_diagnosis::{NodeRole, WorkloadRef};
+
+pub use mapping::PodMeta;
+pub use watch::KubeWatch;
+
+/// Where the cluster's API server is found (`--kubeconfig`, `--no-kubernetes`, or inferred).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeMode {
+    /// No cluster: pods are named by UID, workloads unknown; node-level diagnosis still works.
+    Disabled,
+    /// This kubeconfig file (its current context).
+    Kubeconfig(PathBuf),
+    /// `kube::Config::infer`: `$KUBECONFIG` / `~/.kube/config`, else the in-cluster service
+    /// account. When neither exists the collector runs as with [`KubeMode::Disabled`].
+    Infer,
+}
+
+/// One look at everything the watches hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub pods_by_uid: HashMap<String, PodMeta>,
+    /// Node name -> role.
+    pub roles: BTreeMap<String, NodeRole>,
+    /// Workload -> node -> ready endpoints.
+    pub endpoints: BTreeMap<WorkloadRef, BTreeMap<String, u32>>,
+}
+
+impl ClusterView {
+    pub fn role(&self, node: &str) -> NodeRole {
+        self.roles.get(node).copied().unwrap_or_default()
+    }
+
+    /// The workload called `namespace/name` (any kind), if a pod of it is known.
+    pub fn find_workload(&self, namespace: &str, name: &str) -> Option<WorkloadRef> {
+        let mut matches: Vec<&WorkloadRef> = self
+            .pods_by_uid
+            .values()
+            .filter_map(|p| p.workload.as_ref())
+            .filter(|w| w.namespace == namespace && w.name == name)
+            .collect();
+        matches.sort();
+        matches.first().map(|w| (*w).clone())
+    }
+}

@@ -1,0 +1,586 @@
+//! Export end to end, with real components: the built collector, configured only by the
+//! standard OTEL_* variables, exports OTLP to a real OpenTelemetry collector (rotel, from PyPI)
+//! over gRPC and HTTP; a real Prometheus scrapes `/metrics`; the backend goes away and comes back
+//! while agents keep sending; headers reach the receiver. The known value is a pod's received
+//! bytes that a test agent sent in through the ingest API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bakery_proto::v1::agent_message::Kind as AgentKind;
+use bakery_proto::v1::{AgentMessage, Batch, NetCounters, PodSample};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::harness::*;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_bakery-collector");
+/// The rotel release the tests were written against (its debug output format).
+const ROTEL_REQUIREMENT: &str = "rotel==0.0.1a15";
+const NODE: &str = "node-export";
+const POD_UID: &str = "uid-known";
+/// The known value: bytes the test pod received, as the agent measured them.
+const KNOWN_RX_BYTES: u64 = 987_654_321;
+/// Long enough for a loaded CI machine (exports run every 200 ms in these tests).
+const EXPORT_WAIT: Duration = Duration::from_secs(30);
+
+/// Kills and reaps a child process when dropped (also when the test fails).
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn find_rotel(venv: &Path) -> Option<PathBuf> {
+    let lib = venv.join("lib");
+    std::fs::read_dir(lib)
+        .ok()?
+        .flatten()
+        .map(|python| python.path().join("site-packages/rotel/rotel-agent"))
+        .find(|p| p.is_file())
+}
+
+/// The rotel binary in the project venv (`<workspace>/.venv`, as `cargo xtask chart` makes it),
+/// pip-installed once when missing.
+fn rotel_binary() -> PathBuf {
+    static ROTEL: OnceLock<PathBuf> = OnceLock::new();
+    ROTEL
+        .get_or_init(|| {
+            let venv = workspace_root().join(".venv");
+            if let Some(found) = find_rotel(&venv) {
+                return found;
+            }
+            eprintln!("export tests: installing {ROTEL_REQUIREMENT} into {} (once)", venv.display());
+            let python = venv.join("bin/python");
+            if !python.is_file() {
+                let created = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
+                let created = created.is_ok_and(|s| s.success())
+                    || Command::new("python3")
+                        .args(["-m", "venv", "--without-pip"])
+                        .arg(&venv)
+                        .status()
+                        .is_ok_and(|s| s.success());
+                assert!(created, "cannot create {}: install python3 and python3-venv", venv.display());
+            }
+            let own_pip = Command::new(&python).args(["-m", "pip", "install", "--quiet", ROTEL_REQUIREMENT]).status();
+            if !own_pip.is_ok_and(|s| s.success()) {
+                let status = Command::new("python3")
+                    .args(["-m", "pip", "--python"])
+                    .arg(&python)
+                    .args(["install", "--quiet", ROTEL_REQUIREMENT])
+                    .status();
+                assert!(
+                    status.is_ok_and(|s| s.success()),
+                    "cannot pip-install {ROTEL_REQUIREMENT} into {}: needs pip and access to PyPI",
+                    venv.display()
+                );
+            }
+            find_rotel(&venv).unwrap_or_else(|| panic!("{ROTEL_REQUIREMENT} installed but no rotel-agent binary found"))
+        })
+        .clone()
+}
+
+/// A real OpenTelemetry collector that prints what it receives.
+struct Rotel {
+    _process: Process,
+    output: PathBuf,
+    grpc: u16,
+    http: u16,
+}
+
+impl Rotel {
+    async fn start(dir: &Path, grpc: u16, http: u16) -> Rotel {
+        let output = dir.join(format!("rotel-{grpc}.out"));
+        let child = Command::new(rotel_binary())
+            .arg("start")
+            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
+            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
+            .args(["--exporter", "blackhole", "--debug-log", "metrics", "--debug-log-verbosity", "detailed"])
+            .arg("--pid-file")
+            .arg(dir.join(format!("rotel-{grpc}.pid")))
+            .arg("--log-file")
+            .arg(dir.join(format!("rotel-{grpc}.log")))
+            .stdout(std::fs::File::create(&output).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rotel starts");
+        let rotel = Rotel { _process: Process(child), output, grpc, http };
+        wait_for("rotel to listen", Duration::from_secs(15), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", grpc)).await.is_ok()
+                && tokio::net::TcpStream::connect(("127.0.0.1", http)).await.is_ok()
+        })
+        .await;
+        rotel
+    }
+
+    fn received(&self) -> Vec<ReceivedResource> {
+        parse_rotel(&std::fs::read_to_string(&self.output).unwrap_or_default())
+    }
+}
+
+/// One `ResourceMetrics` as rotel's detailed debug log prints it.
+#[derive(Debug, Default)]
+struct ReceivedResource {
+    attributes: Vec<(String, String)>,
+    metrics: Vec<ReceivedMetric>,
+}
+
+#[derive(Debug, Default)]
+struct ReceivedMetric {
+    name: String,
+    unit: String,
+    data_type: String,
+    /// Each data point's text (attributes and value lines).
+    points: Vec<String>,
+}
+
+/// `     -> key: Str(value)` -> (key, value).
+fn arrow_line(line: &str) -> Option<(String, String)> {
+    let (key, value) = line.trim().strip_prefix("-> ")?.split_once(": ")?;
+    let value = value.strip_prefix("Str(").and_then(|v| v.strip_suffix(')')).unwrap_or(value);
+    Some((key.to_string(), value.to_string()))
+}
+
+fn parse_rotel(text: &str) -> Vec<ReceivedResource> {
+    let mut resources: Vec<ReceivedResource> = Vec::new();
+    let mut in_resource_attributes = false;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("ResourceMetrics #") {
+            resources.push(ReceivedResource::default());
+            in_resource_attributes = false;
+            continue;
+        }
+        let Some(resource) = resources.last_mut() else { continue };
+        if trimmed == "Resource attributes:" {
+            in_resource_attributes = true;
+        } else if trimmed.starts_with("ScopeMetrics #") {
+            in_resource_attributes = false;
+        } else if trimmed.starts_with("Metric #") {
+            resource.metrics.push(ReceivedMetric::default());
+        } else if in_resource_attributes {
+            if let Some(pair) = arrow_line(line) {
+                resource.attributes.push(pair);
+            }
+        } else if let Some(metric) = resource.metrics.last_mut() {
+            if trimmed.starts_with("NumberDataPoints #") {
+                metric.points.push(String::new());
+            } else if let Some(point) = metric.points.last_mut() {
+                point.push_str(trimmed);
+                point.push('\n');
+            } else if let Some((key, value)) = arrow_line(line) {
+                match key.as_str() {
+                    "Name" => metric.name = value,
+                    "Unit" => metric.unit = value,
+                    "DataType" => metric.data_type = value,
+                    _ => {}
+                }
+            }
+        }
+    }
+    resources
+}
+
+fn point_value(point: &str) -> Option<f64> {
+    point.lines().find_map(|l| l.strip_prefix("Value: ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The known pod's received bytes as exported for `node`, with the resource and metric.
+/// A received value with its metric's unit and its resource's attributes.
+type Found = (f64, String, Vec<(String, String)>);
+
+fn known_value(resources: &[ReceivedResource], node: &str) -> Option<Found> {
+    resources.iter().rev().find_map(|resource| {
+        let is_node = resource.attributes.iter().any(|(k, v)| k == "k8s.node.name" && v == node);
+        let metric = resource.metrics.iter().find(|m| m.name == "k8s.pod.network.io").filter(|_| is_node)?;
+        let point = metric.points.iter().find(|p| p.contains(POD_UID) && p.contains("receive"))?;
+        Some((point_value(point)?, metric.unit.clone(), resource.attributes.clone()))
+    })
+}
+
+async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The collector binary, configured by `env` (every other OTEL_* variable removed).
+struct RunningCollector {
+    process: Process,
+    url: String,
+    metrics: SocketAddr,
+    log: PathBuf,
+}
+
+impl RunningCollector {
+    async fn start(dir: &Path, env: &[(&str, String)], extra: &[&str]) -> RunningCollector {
+        let ready = dir.join("ready");
+        let log = dir.join("collector.log");
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut command = Command::new(BINARY);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth", "--no-kubernetes"])
+            .args(["--cluster-name", "bakery-test", "--metrics-listen", &metrics.to_string()])
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .env("BAKERY_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("OTEL_")) {
+            command.env_remove(name);
+        }
+        command.envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let process = Process(command.spawn().expect("the collector binary starts"));
+        let mut addr = String::new();
+        wait_for("the collector's ready file", Duration::from_secs(20), || {
+            addr = std::fs::read_to_string(&ready).unwrap_or_default().trim().to_string();
+            let ready = !addr.is_empty();
+            async move { ready }
+        })
+        .await;
+        RunningCollector { process, url: format!("http://{addr}"), metrics, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn assert_alive(&mut self) {
+        assert!(self.process.0.try_wait().unwrap().is_none(), "the collector exited:\n{}", self.log());
+        assert!(!self.log().contains("panicked"), "the collector panicked:\n{}", self.log());
+    }
+}
+
+/// A batch whose sample reports the known pod with `rx_bytes` received.
+fn pod_batch(seq: u64, rx_bytes: u64) -> AgentMessage {
+    let mut sample = sample(bakery_collector::now_ms());
+    sample.pods = vec![PodSample {
+        pod_ref: 1,
+        network: Some(NetCounters { rx_bytes, tx_bytes: 4242, ..Default::default() }),
+        cpu_usage_us: 2_000_000,
+        memory_working_set_bytes: 1 << 20,
+        ..Default::default()
+    }];
+    let new_pods = if seq == 1 { vec![pod(1, POD_UID)] } else { vec![] };
+    AgentMessage { kind: Some(AgentKind::Batch(Batch { seq, new_pods, samples: vec![sample] })) }
+}
+
+fn otlp_env(endpoint: String, protocol: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_string()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "200".into()),
+        ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=ci".into()),
+    ]
+}
+
+/// Sends the known value, then asserts rotel received it with its name, unit and resource.
+async fn assert_rotel_receives_the_known_value(rotel: &Rotel, collector: &RunningCollector) {
+    let mut agent = TestAgent::connect(&collector.url, hello(NODE)).await;
+    agent.send(pod_batch(1, KNOWN_RX_BYTES)).await;
+    agent.wait_ack(1).await;
+    wait_for("rotel to receive the pod's bytes", EXPORT_WAIT, || {
+        let found = known_value(&rotel.received(), NODE).is_some();
+        async move { found }
+    })
+    .await;
+    let received = rotel.received();
+    let (value, unit, resource) = known_value(&received, NODE).unwrap();
+    assert_eq!(value, KNOWN_RX_BYTES as f64);
+    assert_eq!(unit, "By");
+    for (key, expected) in [
+        ("k8s.node.name", NODE),
+        ("host.name", NODE),
+        ("service.instance.id", NODE),
+        ("k8s.cluster.name", "bakery-test"),
+        ("service.name", "bakery"),
+        ("deployment.environment.name", "ci"),
+    ] {
+        assert!(resource.contains(&(key.to_string(), expected.to_string())), "{key}={expected} in {resource:?}");
+    }
+    let node =
+        received.iter().rev().find(|r| r.attributes.iter().any(|(k, v)| k == "k8s.node.name" && v == NODE)).unwrap();
+    let metric = |name: &str| node.metrics.iter().find(|m| m.name == name);
+    let cpu = metric("system.cpu.time").expect("system.cpu.time exported");
+    assert_eq!((cpu.unit.as_str(), cpu.data_type.as_str()), ("s", "Sum"));
+    // The harness sample: user 100 jiffies = 1 s.
+    assert!(cpu.points.iter().any(|p| p.contains("user") && point_value(p) == Some(1.0)), "{cpu:?}");
+    let pod_cpu = metric("k8s.pod.cpu.time").expect("k8s.pod.cpu.time exported");
+    assert_eq!(pod_cpu.unit, "s");
+    assert_eq!(pod_cpu.points.iter().find_map(|p| point_value(p)), Some(2.0));
+    assert_eq!(metric("k8s.pod.memory.working_set").map(|m| m.unit.as_str()), Some("By"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_grpc_reaches_a_real_collector_with_names_units_resources_and_the_known_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let rotel = Rotel::start(dir.path(), free_port(), free_port()).await;
+    // The protocol and endpoint come from the environment only.
+    let env = otlp_env(format!("http://127.0.0.1:{}", rotel.grpc), "grpc");
+    let mut collector = RunningCollector::start(dir.path(), &env, &[]).await;
+    assert_rotel_receives_the_known_value(&rotel, &collector).await;
+    collector.assert_alive();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_http_protobuf_from_the_environment_beats_the_flag_and_reaches_a_real_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let rotel = Rotel::start(dir.path(), free_port(), free_port()).await;
+    let env = otlp_env(format!("http://127.0.0.1:{}", rotel.http), "http/protobuf");
+    // --otlp-protocol is only the fallback: with grpc winning, nothing would arrive over HTTP.
+    let mut collector = RunningCollector::start(dir.path(), &env, &["--otlp", "--otlp-protocol", "grpc"]).await;
+    assert_rotel_receives_the_known_value(&rotel, &collector).await;
+    collector.assert_alive();
+}
+
+/// Headers and the metrics-specific endpoint, as received by an HTTP endpoint that records them.
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_headers_and_the_metrics_endpoint_variable_reach_the_receiver() {
+    type Seen = Arc<Mutex<Vec<(String, axum::http::HeaderMap)>>>;
+    let seen: Seen = Arc::default();
+    let recorder = {
+        let seen = seen.clone();
+        axum::Router::new().fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push((uri.path().to_string(), headers));
+                // An empty body is an empty ExportMetricsServiceResponse: full success.
+                ([(axum::http::header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new())
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move { axum::serve(listener, recorder).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", format!("http://127.0.0.1:{port}/otlp/v1/metrics")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9/unused".to_string()),
+        ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf".to_string()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Basic%20YmFrZXJ5OnNlY3JldA==,x-scope-orgid=bakery".to_string()),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "200".to_string()),
+    ];
+    let mut collector = RunningCollector::start(dir.path(), &env, &[]).await;
+    wait_for("an OTLP request at the recorder", EXPORT_WAIT, || {
+        let any = !seen.lock().unwrap().is_empty();
+        async move { any }
+    })
+    .await;
+    let (path, headers) = seen.lock().unwrap()[0].clone();
+    assert_eq!(path, "/otlp/v1/metrics", "the _METRICS_ endpoint is used as it is");
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    assert_eq!(header("authorization").as_deref(), Some("Basic YmFrZXJ5OnNlY3JldA=="));
+    assert_eq!(header("x-scope-orgid").as_deref(), Some("bakery"));
+    assert_eq!(header("content-type").as_deref(), Some("application/x-protobuf"));
+    collector.assert_alive();
+    server.abort();
+}
+
+/// `GET path` over HTTP/1.0; returns the body.
+async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
+}
+
+/// The value of the first sample of `name` whose line contains every `needle`.
+fn scraped_value(text: &str, name: &str, needles: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_that_goes_away_never_slows_ingest_drops_are_counted_and_export_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (grpc, http) = (free_port(), free_port());
+    let rotel = Rotel::start(dir.path(), grpc, http).await;
+    let mut env = otlp_env(format!("http://127.0.0.1:{grpc}"), "grpc");
+    env.push(("OTEL_EXPORTER_OTLP_TIMEOUT", "300".into()));
+    env.push(("OTEL_METRIC_EXPORT_TIMEOUT", "500".into()));
+    let mut collector = RunningCollector::start(dir.path(), &env, &[]).await;
+    let mut agent = TestAgent::connect(&collector.url, hello(NODE)).await;
+    agent.send(pod_batch(1, 1)).await;
+    agent.wait_ack(1).await;
+    wait_for("the first export", EXPORT_WAIT, || {
+        let found = known_value(&rotel.received(), NODE).is_some();
+        async move { found }
+    })
+    .await;
+
+    const BURST: u64 = 200;
+    // Baseline: the time to ingest and acknowledge a burst with the backend up.
+    let started = Instant::now();
+    for seq in 2..2 + BURST {
+        agent.send(pod_batch(seq, seq)).await;
+    }
+    agent.wait_ack(1 + BURST).await;
+    let with_backend = started.elapsed();
+
+    drop(rotel);
+    let started = Instant::now();
+    for seq in 2 + BURST..2 + 2 * BURST {
+        agent.send(pod_batch(seq, seq)).await;
+    }
+    agent.wait_ack(1 + 2 * BURST).await;
+    let without_backend = started.elapsed();
+    assert!(
+        without_backend < with_backend * 3 + Duration::from_secs(1),
+        "ingest slowed down without the backend: {without_backend:?} vs {with_backend:?} with it"
+    );
+    wait_for("bakery_export_dropped_total > 0 on /metrics", EXPORT_WAIT, || async {
+        let text = http_get(collector.metrics, "/metrics").await.unwrap_or_default();
+        scraped_value(&text, "bakery_export_dropped_total", &[]).is_some_and(|dropped| dropped > 0.0)
+    })
+    .await;
+    collector.assert_alive();
+
+    // The backend comes back on the same address: the newest value arrives.
+    let rotel = Rotel::start(dir.path(), grpc, http).await;
+    let last = 2 + 2 * BURST;
+    agent.send(pod_batch(last, KNOWN_RX_BYTES)).await;
+    agent.wait_ack(last).await;
+    wait_for("export to resume with the newest value", EXPORT_WAIT, || {
+        let value = known_value(&rotel.received(), NODE).map(|(v, _, _)| v);
+        async move { value == Some(KNOWN_RX_BYTES as f64) }
+    })
+    .await;
+    collector.assert_alive();
+}
+
+/// Installs Debian's prometheus when it is missing (needs root), once.
+fn prometheus_binary() -> PathBuf {
+    let installed = PathBuf::from("/usr/bin/prometheus");
+    if installed.is_file() {
+        return installed;
+    }
+    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1).map(String::from))
+    });
+    assert_eq!(
+        uid.as_deref(),
+        Some("0"),
+        "root_* test: Prometheus is not installed and installing it (apt-get install prometheus) needs root; \
+         run as root or skip with `cargo test -- --skip root_`"
+    );
+    eprintln!("export tests: installing Debian's prometheus with apt-get (once)");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "prometheus"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !install() {
+        let _ = Command::new("apt-get").arg("update").status();
+        assert!(install(), "apt-get install prometheus failed");
+    }
+    installed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn root_a_real_prometheus_scrapes_the_known_value_under_the_translated_name() {
+    let prometheus = prometheus_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let mut collector = RunningCollector::start(dir.path(), &[], &[]).await;
+    let mut agent = TestAgent::connect(&collector.url, hello(NODE)).await;
+    agent.send(pod_batch(1, KNOWN_RX_BYTES)).await;
+    agent.wait_ack(1).await;
+
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: bakery\n    static_configs:\n      - targets: ['{}']\n",
+            collector.metrics
+        ),
+    )
+    .unwrap();
+    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _prometheus = Process(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address={web}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let query = "/api/v1/query?query=k8s_pod_network_io_bytes_total%7Bk8s_pod_uid%3D%22uid-known%22%2Cnetwork_io_direction%3D%22receive%22%2Ck8s_node_name%3D%22node-export%22%2Ck8s_cluster_name%3D%22bakery-test%22%7D";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let answer = loop {
+        let answer: serde_json::Value =
+            http_get(web, query).await.and_then(|body| serde_json::from_str(&body).ok()).unwrap_or_default();
+        if answer["data"]["result"].as_array().is_some_and(|r| !r.is_empty()) {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "Prometheus did not scrape the pod's bytes within 60 s: {answer}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let value = answer["data"]["result"][0]["value"][1].as_str().map(str::to_string);
+    assert_eq!(value.as_deref(), Some("987654321"), "{answer}");
+    collector.assert_alive();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_sends_the_last_values_before_the_collector_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let rotel = Rotel::start(dir.path(), free_port(), free_port()).await;
+    let mut env = otlp_env(format!("http://127.0.0.1:{}", rotel.grpc), "grpc");
+    // No periodic export happens during the test: only the one made on SIGTERM.
+    env.retain(|(name, _)| *name != "OTEL_METRIC_EXPORT_INTERVAL");
+    env.push(("OTEL_METRIC_EXPORT_INTERVAL", "600000".into()));
+    let mut collector = RunningCollector::start(dir.path(), &env, &[]).await;
+    let mut agent = TestAgent::connect(&collector.url, hello(NODE)).await;
+    agent.send(pod_batch(1, KNOWN_RX_BYTES)).await;
+    agent.wait_ack(1).await;
+    assert!(known_value(&rotel.received(), NODE).is_none(), "nothing exported before the interval");
+
+    let pid = collector.process.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    drop(agent);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = collector.process.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the collector did not exit after SIGTERM:\n{}", collector.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status}:\n{}", collector.log());
+    wait_for("rotel to print the final export", Duration::from_secs(10), || {
+        let value = known_value(&rotel.received(), NODE).map(|(v, _, _)| v);
+        async move { value == Some(KNOWN_RX_BYTES as f64) }
+    })
+    .await;
+}

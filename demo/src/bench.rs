@@ -1,0 +1,163 @@
+//! `bakery-demo bench-observer`: what watching costs. oha's requests per second through the
+//! cluster with every node's agent sampling at 1 Hz, against the same load with the agents stopped,
+//! in the same cluster and the same run. Rounds alternate (with, without, without, with, ...) so a
+//! drift of the machine over the run falls on both sides alike. The load runs as fast as it can
+//! (no rate limit), so throughput is what the machine can do and any CPU the agents take shows up.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{ScenarioArgs, prepare};
+use crate::run::{Demo, Options};
+use crate::{Error, Result, interrupt};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Rounds per side (each side runs this many loads of --duration, default 10s).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// oha connections (the scenario's when not given).
+    #[arg(long)]
+    pub connections: Option<u32>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    pub agents: bool,
+    pub requests_per_second: f64,
+    pub requests: u64,
+}
+
+/// The benchmark's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObserverBench {
+    pub scenario: String,
+    pub seconds_per_round: f64,
+    pub connections: u32,
+    pub rounds: Vec<Round>,
+    pub rps_with_agents: f64,
+    pub rps_without_agents: f64,
+    /// (without - with) / without, percent; the goal is below 1 %.
+    pub rps_lost_percent: f64,
+}
+
+/// Which side each round is on: with, without, without, with, with, without, ...
+pub fn schedule(rounds_per_side: u32) -> Vec<bool> {
+    (0..rounds_per_side * 2).map(|i| (i % 4 == 0) || (i % 4 == 3)).collect()
+}
+
+/// Means of each side and the relative loss.
+pub fn summarise(rounds: &[Round]) -> (f64, f64, f64) {
+    let mean = |agents: bool| {
+        let side: Vec<f64> = rounds.iter().filter(|r| r.agents == agents).map(|r| r.requests_per_second).collect();
+        if side.is_empty() { 0.0 } else { side.iter().sum::<f64>() / side.len() as f64 }
+    };
+    let (with, without) = (mean(true), mean(false));
+    let lost = if without > 0.0 { 100.0 * (without - with) / without } else { 0.0 };
+    (with, without, lost)
+}
+
+pub fn run(args: &BenchArgs) -> Result<ObserverBench> {
+    let (mut scenario, binaries) = prepare(&args.scenario).map_err(Error::Io)?;
+    interrupt::install().map_err(|e| Error::Io(e.to_string()))?;
+    let duration = args.scenario.duration.unwrap_or(Duration::from_secs(10));
+    scenario.load.duration = duration;
+    scenario.load.rate = None;
+    if let Some(connections) = args.connections {
+        scenario.load.connections = connections;
+    }
+    let mut demo = Demo::start(scenario, binaries, Options { duration: Some(duration), ..Options::default() })?;
+    let (oha_path, json_flag) = demo.oha()?;
+    let load = demo.plan().scenario.load.clone();
+    let url = demo.cluster.target_url();
+    let mut rounds = Vec::new();
+    for (i, agents) in schedule(args.rounds).into_iter().enumerate() {
+        if agents && !demo.cluster.agents_running() {
+            demo.cluster.start_agents(Duration::from_secs(1))?;
+        }
+        if !agents && demo.cluster.agents_running() {
+            demo.cluster.stop_agents();
+        }
+        // Let start-up or shutdown settle before measuring.
+        interrupt::wait(Duration::from_secs(2)).map_err(|why| Error::Io(why.into()))?;
+        let summary = demo.run_oha(&oha_path, json_flag, &load, &url, || {})?;
+        eprintln!(
+            "bakery-demo bench: round {}/{} agents {}: {:.1} req/s",
+            i + 1,
+            args.rounds * 2,
+            if agents { "at 1 Hz" } else { "stopped" },
+            summary.requests_per_second
+        );
+        rounds.push(Round { agents, requests_per_second: summary.requests_per_second, requests: summary.requests });
+    }
+    let (with, without, lost) = summarise(&rounds);
+    let result = ObserverBench {
+        scenario: demo.plan().scenario.name.clone(),
+        seconds_per_round: duration.as_secs_f64(),
+        connections: load.connections,
+        rounds,
+        rps_with_agents: with,
+        rps_without_agents: without,
+        rps_lost_percent: lost,
+    };
+    demo.cluster.teardown();
+    Ok(result)
+}
+
+pub fn main(args: BenchArgs) -> ExitCode {
+    match run(&args) {
+        Ok(result) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
+            } else {
+                println!(
+                    "observer cost ({}, {} connections, {} x {:.0} s per side): {:.1} req/s with agents at 1 Hz, {:.1} req/s without: {:.2} % lost (goal < 1 %)",
+                    result.scenario,
+                    result.connections,
+                    args.rounds,
+                    result.seconds_per_round,
+                    result.rps_with_agents,
+                    result.rps_without_agents,
+                    result.rps_lost_percent
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("bakery-demo bench-observer: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_alternate_so_drift_falls_on_both_sides() {
+        assert_eq!(schedule(2), [true, false, false, true]);
+        assert_eq!(schedule(3), [true, false, false, true, true, false]);
+        for n in 1..6 {
+            let s = schedule(n);
+            assert_eq!(s.iter().filter(|a| **a).count() as u32, n);
+        }
+    }
+
+    #[test]
+    fn loss_is_relative_to_the_agents_stopped() {
+        let round = |agents, rps| Round { agents, requests_per_second: rps, requests: 0 };
+        let (with, without, lost) = summarise(&[round(true, 99.0), round(false, 100.0), round(false, 102.0), round(true, 101.0)]);
+        assert_eq!((with, without), (100.0, 101.0));
+        assert!((lost - 100.0 / 101.0).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,389 @@
+//! The `bakery-demo` command line: the demo itself (the default), `list`, `cleanup`,
+//! `bench-observer`, and the hidden subcommands the demo runs inside the cluster (`enter`,
+//! `keeper`, the stand-ins and the probe).
+//!
+//! Exit codes: 0 the verdict matched the scenario's expectation, 1 it did not, 2 the demo could
+//! not run (not root, a missing tool, a failure while building, Ctrl-C).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::cluster::Binaries;
+use crate::launch::EnterSpec;
+use crate::report::render;
+use crate::run::Options;
+use crate::scenario::{DEFAULT_SCENARIO, ProxyKind, SHIPPED, Scenario};
+use crate::{bench, host, interrupt, preflight, run, stand_ins};
+
+/// bakery-demo builds the Bakery on this machine: five nodes (master-01..03, worker-01..02) made
+/// of network, PID and mount namespaces, WordPress and MySQL stand-ins in kubepods cgroups, a
+/// LoadBalancer IP with kube-proxy's iptables rules, nginx in front, and oha as the load. Then it
+/// runs bakery (one agent per node, the collector), opens a load-test window and reports which
+/// node takes more than its share and why.
+///
+/// It needs root (namespaces, veth pairs, cgroups, iptables inside its own namespaces). Nothing is
+/// configured in the root network namespace; every address is in 198.18.0.0/15; everything is
+/// removed on exit, on error and on Ctrl-C, and whatever a killed run left is removed first.
+#[derive(Debug, Parser)]
+#[command(name = "bakery-demo", version, about, long_about, after_help = EXAMPLES, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScenarioArgs {
+    /// A shipped scenario (see `bakery-demo list`).
+    #[arg(long, value_name = "NAME", conflicts_with = "scenario_file")]
+    pub scenario: Option<String>,
+    /// Your own scenario file (TOML; see demo/scenarios/ for the format).
+    #[arg(long, value_name = "PATH")]
+    pub scenario_file: Option<PathBuf>,
+    /// How long oha runs, instead of the scenario's duration (e.g. 15s).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub duration: Option<Duration>,
+    /// Where bakery-agent, bakery-collector and bakery-top are (default: beside this binary).
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Fail instead of installing missing tools (apt packages, oha).
+    #[arg(long)]
+    pub no_install: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub scenario: ScenarioArgs,
+    /// Print progress and the final report instead of showing bakery-top.
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Print the final report as JSON on stdout (implies --no-tui).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the window's diagnosis report (JSON) to FILE, and its chart to FILE with .svg.
+    #[arg(long, value_name = "FILE")]
+    pub window_report: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the demo (the default).
+    Run(RunArgs),
+    /// List the shipped scenarios.
+    List,
+    /// Remove what a killed run left behind (namespaces, cgroups, run directories).
+    Cleanup,
+    /// oha's requests per second with the agents sampling at 1 Hz against the agents stopped, in
+    /// the same cluster, alternating.
+    BenchObserver(bench::BenchArgs),
+    #[command(hide = true)]
+    Enter(EnterArgs),
+    #[command(hide = true)]
+    Keeper,
+    #[command(hide = true)]
+    Web(WebArgs),
+    #[command(hide = true)]
+    Database(DatabaseArgs),
+    #[command(hide = true)]
+    Burn {
+        #[arg(long)]
+        cores: f64,
+    },
+    #[command(hide = true)]
+    Hog {
+        #[arg(long)]
+        mib: u64,
+    },
+    #[command(hide = true)]
+    Probe { url: String },
+}
+
+#[derive(Debug, Args)]
+pub struct EnterArgs {
+    #[arg(long)]
+    keeper: Option<u32>,
+    #[arg(long)]
+    netns: Option<String>,
+    #[arg(long)]
+    cgroup: Vec<PathBuf>,
+    #[arg(long)]
+    exec: bool,
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    #[arg(long)]
+    listen: SocketAddr,
+    #[arg(long)]
+    cpu_ms: f64,
+    #[arg(long)]
+    response_bytes: usize,
+    #[arg(long)]
+    database: Option<SocketAddr>,
+    #[arg(long, default_value_t = 0)]
+    queries: u32,
+    #[arg(long)]
+    pod_name: String,
+    #[arg(long)]
+    stats: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    #[arg(long)]
+    listen: SocketAddr,
+    #[arg(long)]
+    cpu_ms: f64,
+    #[arg(long)]
+    wait_ms: f64,
+    #[arg(long)]
+    response_bytes: usize,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo bakery-demo                                   # the l2-ingress scenario with bakery-top
+  sudo bakery-demo --scenario local-policy --no-tui  # progress lines and the report
+  sudo bakery-demo --scenario keepalive-pinning --json | jq .verdicts
+  sudo bakery-demo --scenario-file my-cluster.toml --duration 60s
+  sudo bakery-demo cleanup                           # after a killed run
+  cargo xtask demo --scenario balanced               # builds everything first
+
+Exit codes: 0 the verdict matched the scenario's expectation, 1 it did not, 2 the demo could not run.";
+
+fn millis(ms: f64) -> Duration {
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+/// Runs the command line; the binary's `main` is only this.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Enter(args)) => {
+            return crate::launch::enter(&EnterSpec {
+                keeper: args.keeper,
+                netns: args.netns,
+                cgroups: args.cgroup,
+                exec: args.exec,
+                command: args.command,
+            });
+        }
+        Some(Command::Keeper) => return crate::launch::keeper(),
+        Some(Command::Web(args)) => {
+            let config = stand_ins::WebConfig {
+                listen: args.listen,
+                cpu: millis(args.cpu_ms),
+                response_bytes: args.response_bytes,
+                database: args.database,
+                queries: args.queries,
+                pod_name: args.pod_name,
+                stats: args.stats,
+            };
+            return exit_on_error("web", stand_ins::serve_web(config));
+        }
+        Some(Command::Database(args)) => {
+            let config = stand_ins::DatabaseConfig {
+                listen: args.listen,
+                cpu: millis(args.cpu_ms),
+                wait: millis(args.wait_ms),
+                response_bytes: args.response_bytes,
+            };
+            return exit_on_error("database", stand_ins::serve_database(config));
+        }
+        Some(Command::Burn { cores }) => stand_ins::burn_forever(cores),
+        Some(Command::Hog { mib }) => stand_ins::hog_forever(mib),
+        Some(Command::Probe { url }) => return probe(&url),
+        Some(Command::List) => {
+            for (name, text) in SHIPPED {
+                let description = Scenario::parse(text).map(|s| s.description).unwrap_or_else(|e| e.to_string());
+                println!("{name:<18} {description}");
+            }
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Cleanup) => return cleanup(),
+        Some(Command::BenchObserver(args)) => return bench::main(args),
+        Some(Command::Run(args)) => run_demo(args),
+        None => run_demo(cli.run),
+    }
+}
+
+fn exit_on_error(what: &str, result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bakery-demo {what}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe(url: &str) -> ExitCode {
+    let address = url
+        .strip_prefix("http://")
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+        .map(|host| if host.contains(':') { host.to_string() } else { format!("{host}:80") })
+        .and_then(|host| host.parse::<SocketAddr>().ok());
+    let Some(address) = address else {
+        println!("cannot read {url}: use http://IP[:PORT]/");
+        return ExitCode::FAILURE;
+    };
+    match stand_ins::probe(address, "/", Duration::from_secs(5)) {
+        Ok((status, bytes)) => {
+            println!("status {status} body {bytes} bytes");
+            if status == 200 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(error) => {
+            println!("{url}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cleanup() -> ExitCode {
+    if let Err(message) = preflight::require_root() {
+        eprintln!("bakery-demo: {message}");
+        return ExitCode::from(2);
+    }
+    let removed = host::RunLock::acquire()
+        .and_then(|_lock| host::CgroupLayout::detect().and_then(|layout| host::remove_leftovers(&layout)));
+    match removed {
+        Ok(removed) if removed.is_empty() => {
+            println!("nothing to clean up");
+            ExitCode::SUCCESS
+        }
+        Ok(removed) => {
+            for item in removed {
+                println!("removed {item}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("bakery-demo cleanup: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Reads the scenario the flags name.
+pub fn load_scenario(args: &ScenarioArgs) -> crate::Result<Scenario> {
+    match (&args.scenario, &args.scenario_file) {
+        (_, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| crate::Error::Scenario(format!("{}: {e}", path.display())))?;
+            Scenario::parse(&text)
+        }
+        (Some(name), None) => Scenario::shipped(name),
+        (None, None) => Scenario::shipped(DEFAULT_SCENARIO),
+    }
+}
+
+/// Scenario, root, tools and binaries, or a message that says what to do.
+pub fn prepare(args: &ScenarioArgs) -> Result<(Scenario, Binaries), String> {
+    let scenario = load_scenario(args).map_err(|e| e.to_string())?;
+    preflight::require_root()?;
+    let needs_nginx = scenario.proxy.kind == ProxyKind::Nginx;
+    preflight::tools(needs_nginx, !args.no_install)?;
+    let binaries = match &args.bin_dir {
+        Some(dir) => {
+            let demo = std::env::current_exe().map_err(|e| e.to_string())?;
+            Binaries::in_dir(dir, demo)
+        }
+        None => Binaries::beside_this_executable(),
+    }
+    .map_err(|e| e.to_string())?;
+    Ok((scenario, binaries))
+}
+
+fn run_demo(args: RunArgs) -> ExitCode {
+    let (scenario, binaries) = match prepare(&args.scenario) {
+        Ok(prepared) => prepared,
+        Err(message) => {
+            eprintln!("bakery-demo: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(error) = interrupt::install() {
+        eprintln!("bakery-demo: {error}");
+        return ExitCode::from(2);
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let tui = !args.no_tui && !args.json && terminal && binaries.top.is_some();
+    let options = Options {
+        duration: args.scenario.duration,
+        progress: true,
+        tui,
+        window_report_file: args.window_report.clone(),
+        ..Options::default()
+    };
+    match run::run(scenario, binaries, options) {
+        Ok(report) => {
+            if args.json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(json) => println!("{json}"),
+                    Err(error) => {
+                        eprintln!("bakery-demo: {error}");
+                        return ExitCode::from(2);
+                    }
+                }
+            } else {
+                print!("\n{}", render(&report));
+            }
+            if report.matched { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(error) => {
+            eprintln!("bakery-demo: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_demo_is_the_default_command() {
+        let cli = Cli::try_parse_from(["bakery-demo", "--scenario", "balanced", "--no-tui", "--duration", "12s"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.scenario.scenario.as_deref(), Some("balanced"));
+        assert_eq!(cli.run.scenario.duration, Some(Duration::from_secs(12)));
+        assert!(Cli::try_parse_from(["bakery-demo", "--scenario", "a", "--scenario-file", "b"]).is_err());
+    }
+
+    #[test]
+    fn enter_takes_the_command_after_a_double_dash() {
+        let cli = Cli::try_parse_from(["bakery-demo", "enter", "--keeper", "7", "--cgroup", "/a", "--cgroup", "/b", "--", "ls", "-l"]).unwrap();
+        let Some(Command::Enter(args)) = cli.command else { panic!("enter expected") };
+        assert_eq!(args.keeper, Some(7));
+        assert_eq!(args.cgroup.len(), 2);
+        assert_eq!(args.command, ["ls", "-l"]);
+    }
+
+    #[test]
+    fn scenarios_load_by_name_or_default() {
+        let args = |name: Option<&str>| ScenarioArgs {
+            scenario: name.map(str::to_string),
+            scenario_file: None,
+            duration: None,
+            bin_dir: None,
+            no_install: true,
+        };
+        assert_eq!(load_scenario(&args(None)).unwrap().name, DEFAULT_SCENARIO);
+        assert_eq!(load_scenario(&args(Some("balanced"))).unwrap().name, "balanced");
+        assert!(load_scenario(&args(Some("nope"))).unwrap_err().to_string().contains("choose one of"));
+    }
+}

@@ -1,0 +1,664 @@
+//! Building the planned cluster on this machine, and taking it down again: namespaces, the LAN,
+//! routes, kube-proxy rules, cgroups, keepers, pods, per-node extras, the control plane (API double
+//! and collector), the agents and the proxy.
+//!
+//! The [`Cluster`] value owns everything it made; dropping it (normal exit, error, Ctrl-C) stops the
+//! processes in order (agents and collector with SIGTERM so the last samples are stored), deletes
+//! the namespaces (their interfaces, addresses, routes and iptables rules go with them), removes
+//! the cgroups and the run directory.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::host::{self, CgroupLayout, RunLock, ip, sysctl};
+use crate::launch::{Keeper, Output, Proc};
+use crate::plan::{
+    APISERVER_PORT, COLLECTOR_PORT, LAN_BRIDGE, LAN_NETNS, LAN_PREFIX_LEN, NODE_NIC, Plan, PodPlan, Station,
+    node_cgroup, node_system_cgroup,
+};
+use crate::scenario::{App, Entry, ProxyKind};
+use crate::{Error, Result, kube_proxy, kube_state, nginx, sysfs};
+
+/// Where the other bakery binaries are.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// This binary (stand-ins, keepers, `enter`).
+    pub demo: PathBuf,
+    pub agent: PathBuf,
+    pub collector: PathBuf,
+    pub top: Option<PathBuf>,
+    /// The Kubernetes API test double, when it is built.
+    pub apiserver: Option<PathBuf>,
+    pub nginx: Option<PathBuf>,
+    pub oha: Option<PathBuf>,
+}
+
+impl Binaries {
+    /// The binaries next to this executable (cargo puts a workspace's binaries in one directory).
+    pub fn beside_this_executable() -> Result<Self> {
+        let demo = std::env::current_exe().map_err(|e| Error::Io(format!("locating bakery-demo: {e}")))?;
+        let dir = demo.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::in_dir(&dir, demo)
+    }
+
+    pub fn in_dir(dir: &Path, demo: PathBuf) -> Result<Self> {
+        let required = |name: &str| {
+            let path = dir.join(name);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(Error::Io(format!("{} is missing: build it with `cargo build -p {name}` (or run `cargo xtask demo`)", path.display())))
+            }
+        };
+        let optional = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        Ok(Self {
+            agent: required("bakery-agent")?,
+            collector: required("bakery-collector")?,
+            top: optional("bakery-top"),
+            apiserver: optional("bakery-fake-apiserver"),
+            nginx: find_command("nginx"),
+            oha: crate::oha::locate(),
+            demo,
+        })
+    }
+}
+
+/// A command on PATH or in root's sbin folders.
+pub fn find_command(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .filter(|d| !d.is_empty())
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+}
+
+/// What the cluster runs with.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Start one agent per node (the observer benchmark also runs without).
+    pub agents: bool,
+    pub agent_interval: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self { agents: true, agent_interval: Duration::from_secs(1) }
+    }
+}
+
+/// The built cluster. Dropping it takes everything down.
+#[derive(Debug)]
+pub struct Cluster {
+    pub plan: Plan,
+    pub binaries: Binaries,
+    pub layout: CgroupLayout,
+    pub run_dir: PathBuf,
+    made_netns: Vec<String>,
+    made_cgroups: bool,
+    keepers: BTreeMap<String, Keeper>,
+    pods: Vec<Proc>,
+    extras: Vec<Proc>,
+    apiserver: Option<Proc>,
+    collector: Option<Proc>,
+    agents: BTreeMap<String, Proc>,
+    proxy: Option<Proc>,
+    /// The lock is released last.
+    _lock: RunLock,
+}
+
+/// Prints a progress line (stderr), with the time since the start.
+pub type Progress<'a> = &'a dyn Fn(&str);
+
+impl Cluster {
+    /// Removes leftovers of an earlier run, then builds `plan`. On failure what was made is removed.
+    pub fn build(plan: Plan, binaries: Binaries, options: &ClusterOptions, progress: Progress<'_>) -> Result<Self> {
+        let lock = RunLock::acquire()?;
+        let layout = CgroupLayout::detect()?;
+        let removed = host::remove_leftovers(&layout)?;
+        if !removed.is_empty() {
+            progress(&format!("removed what an earlier run left behind: {}", removed.join(", ")));
+        }
+        let run_dir = tempfile::Builder::new()
+            .prefix(&format!("{}run-", crate::plan::PREFIX))
+            .tempdir()
+            .map_err(|e| Error::Io(format!("creating the run directory: {e}")))?
+            .keep();
+        let mut cluster = Self {
+            plan,
+            binaries,
+            layout,
+            run_dir,
+            made_netns: Vec::new(),
+            made_cgroups: false,
+            keepers: BTreeMap::new(),
+            pods: Vec::new(),
+            extras: Vec::new(),
+            apiserver: None,
+            collector: None,
+            agents: BTreeMap::new(),
+            proxy: None,
+            _lock: lock,
+        };
+        cluster.build_all(options, progress)?;
+        Ok(cluster)
+    }
+
+    fn build_all(&mut self, options: &ClusterOptions, progress: Progress<'_>) -> Result<()> {
+        for dir in ["logs", "pods", "sys", "nginx", "data"] {
+            std::fs::create_dir_all(self.run_dir.join(dir)).map_err(|e| Error::Io(format!("creating {dir}: {e}")))?;
+        }
+        progress(&format!(
+            "building {} nodes and {} pods in network namespaces ({}*), addresses in 198.18.0.0/15",
+            self.plan.nodes.len(),
+            self.plan.pods.len(),
+            crate::plan::PREFIX
+        ));
+        self.make_network()?;
+        self.make_cgroups()?;
+        self.start_keepers()?;
+        progress("starting the pods (WordPress and MySQL stand-ins)");
+        self.start_pods()?;
+        self.start_extras()?;
+        progress("starting the control plane (collector) and one agent per node");
+        self.start_control()?;
+        if options.agents {
+            self.start_agents(options.agent_interval)?;
+        }
+        if self.plan.scenario.proxy.kind == ProxyKind::Nginx {
+            progress("starting nginx as the reverse proxy");
+            self.start_proxy()?;
+        }
+        Ok(())
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.run_dir.join("logs").join(format!("{name}.log"))
+    }
+
+    fn add_netns(&mut self, netns: &str) -> Result<()> {
+        ip(&["netns", "add", netns])?;
+        self.made_netns.push(netns.to_string());
+        ip(&["-n", netns, "link", "set", "lo", "up"]).map(drop)
+    }
+
+    /// A veth from `netns` (named `eth0` there) to the LAN bridge, with `address/24`.
+    fn plug_into_lan(&self, netns: &str, lan_peer: &str, address: Ipv4Addr) -> Result<()> {
+        // Both ends are created straight inside the namespaces: nothing appears in the root
+        // namespace, not even for a moment.
+        ip(&["-n", netns, "link", "add", NODE_NIC, "type", "veth", "peer", "name", lan_peer, "netns", LAN_NETNS])?;
+        ip(&["-n", LAN_NETNS, "link", "set", lan_peer, "master", LAN_BRIDGE, "up"])?;
+        ip(&["-n", netns, "addr", "add", &format!("{address}/{LAN_PREFIX_LEN}"), "dev", NODE_NIC])?;
+        ip(&["-n", netns, "link", "set", NODE_NIC, "up"]).map(drop)
+    }
+
+    fn make_network(&mut self) -> Result<()> {
+        let plan = self.plan.clone();
+        self.add_netns(LAN_NETNS)?;
+        ip(&["-n", LAN_NETNS, "link", "add", LAN_BRIDGE, "type", "bridge"])?;
+        ip(&["-n", LAN_NETNS, "link", "set", LAN_BRIDGE, "up"])?;
+        for station in [&plan.control, &plan.proxy, &plan.client] {
+            self.add_netns(&station.netns)?;
+            self.plug_into_lan(&station.netns, &station.lan_peer, station.address)?;
+        }
+        for node in &plan.nodes {
+            self.add_netns(&node.netns)?;
+            self.plug_into_lan(&node.netns, &node.lan_peer, node.address)?;
+            for (key, value) in [
+                ("net.ipv4.ip_forward", "1"),
+                ("net.ipv4.conf.all.rp_filter", "0"),
+                ("net.ipv4.conf.default.rp_filter", "0"),
+                ("net.ipv4.conf.eth0.rp_filter", "0"),
+            ] {
+                sysctl(&node.netns, key, value)?;
+            }
+            // flannel host-gw style: every other node's pod CIDR through that node.
+            for other in plan.nodes.iter().filter(|o| o.index != node.index) {
+                ip(&["-n", &node.netns, "route", "add", &format!("{}/24", other.pod_cidr), "via", &other.address.to_string()])?;
+            }
+        }
+        for pod in &plan.pods {
+            self.make_pod_network(pod)?;
+        }
+        // The LoadBalancer IP.
+        match plan.scenario.service.entry {
+            Entry::L2 => {
+                // MetalLB L2: the announcer answers ARP for the IP on the LAN.
+                let announcer = plan.entry_nodes().first().map(|n| n.netns.clone()).ok_or_else(|| Error::Io("no announcer".into()))?;
+                ip(&["-n", &announcer, "addr", "add", &format!("{}/32", plan.load_balancer_ip), "dev", NODE_NIC])?;
+            }
+            Entry::EveryNode => {
+                // MetalLB BGP: the router (here the proxy's and the client's own routing table)
+                // spreads connections over the entry nodes by a hash of the 5-tuple.
+                let hops: Vec<String> = plan.entry_nodes().iter().map(|n| n.address.to_string()).collect();
+                for station in [&plan.proxy, &plan.client] {
+                    sysctl(&station.netns, "net.ipv4.fib_multipath_hash_policy", "1")?;
+                    let mut args = vec!["-n".to_string(), station.netns.clone(), "route".into(), "add".into(), format!("{}/32", plan.load_balancer_ip)];
+                    if let [only] = hops.as_slice() {
+                        args.extend(["via".to_string(), only.clone()]);
+                    } else {
+                        for hop in &hops {
+                            args.extend(["nexthop".to_string(), "via".to_string(), hop.clone()]);
+                        }
+                    }
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    ip(&args)?;
+                }
+            }
+        }
+        for node in &plan.nodes {
+            let rules = kube_proxy::rules(&plan, node);
+            std::fs::write(self.run_dir.join(format!("iptables-{}.rules", node.name)), &rules)
+                .map_err(|e| Error::Io(format!("writing the rules: {e}")))?;
+            host::in_netns(&node.netns, "iptables-restore", &[], Some(&rules))
+                .map_err(|e| Error::Io(format!("kube-proxy rules on {}: {e}", node.name)))?;
+        }
+        Ok(())
+    }
+
+    /// Calico style: the pod's `eth0` has its /32 and a default route through the node's gateway
+    /// address, which every host-side veth of the node carries; the node routes the pod's /32 to
+    /// its veth. Traffic between pods of one node goes through the node's IP stack (and its
+    /// iptables), as it does with Calico.
+    fn make_pod_network(&mut self, pod: &PodPlan) -> Result<()> {
+        let node = self.plan.nodes[pod.node_index].clone();
+        self.add_netns(&pod.netns)?;
+        ip(&["-n", &node.netns, "link", "add", &pod.host_veth, "type", "veth", "peer", "name", "eth0", "netns", &pod.netns])?;
+        let gateway = node.pod_gateway.to_string();
+        ip(&["-n", &node.netns, "addr", "add", &format!("{gateway}/32"), "dev", &pod.host_veth])?;
+        ip(&["-n", &node.netns, "link", "set", &pod.host_veth, "up"])?;
+        ip(&["-n", &node.netns, "route", "add", &format!("{}/32", pod.address), "dev", &pod.host_veth])?;
+        ip(&["-n", &pod.netns, "addr", "add", &format!("{}/32", pod.address), "dev", "eth0"])?;
+        ip(&["-n", &pod.netns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &pod.netns, "route", "add", &gateway, "dev", "eth0", "scope", "link"])?;
+        ip(&["-n", &pod.netns, "route", "add", "default", "via", &gateway, "dev", "eth0"]).map(drop)
+    }
+
+    fn make_cgroups(&mut self) -> Result<()> {
+        self.made_cgroups = true;
+        for node in &self.plan.nodes {
+            self.layout.create(&node_system_cgroup(&node.name))?;
+        }
+        for pod in &self.plan.pods {
+            self.layout.create(&pod.container_cgroup())?;
+        }
+        Ok(())
+    }
+
+    fn start_keepers(&mut self) -> Result<()> {
+        let plan = self.plan.clone();
+        let stations: Vec<&Station> = vec![&plan.control, &plan.proxy, &plan.client];
+        for station in stations {
+            let keeper = Keeper::start(&self.binaries.demo, &station.netns, Vec::new(), self.log(&station.netns))?;
+            self.keepers.insert(station.netns.clone(), keeper);
+        }
+        for node in &plan.nodes {
+            let cgroups = self.layout.dirs(&node_system_cgroup(&node.name));
+            let keeper = Keeper::start(&self.binaries.demo, &node.netns, cgroups, self.log(&node.netns))?;
+            self.keepers.insert(node.netns.clone(), keeper);
+        }
+        Ok(())
+    }
+
+    fn keeper(&self, netns: &str) -> Result<&Keeper> {
+        self.keepers.get(netns).ok_or_else(|| Error::Io(format!("no keeper for {netns}")))
+    }
+
+    /// The stats file of a web pod.
+    pub fn stats_file(&self, pod: &PodPlan) -> PathBuf {
+        self.run_dir.join("pods").join(format!("{}.json", pod.name))
+    }
+
+    fn start_pods(&mut self) -> Result<()> {
+        let plan = self.plan.clone();
+        let demo = self.binaries.demo.display().to_string();
+        // Databases first: web pods query them from their first request.
+        let mut order: Vec<&PodPlan> = plan.pods.iter().collect();
+        order.sort_by_key(|p| p.app != App::Database);
+        for pod in order {
+            let Some(spec) = plan.scenario.workload(&pod.workload) else { continue };
+            let mut command = vec![demo.clone()];
+            match pod.app {
+                App::Web => {
+                    command.extend(["web".into(), "--listen".into(), format!("0.0.0.0:{}", pod.port)]);
+                    command.extend(["--cpu-ms".into(), spec.cpu_ms.to_string(), "--response-bytes".into(), spec.response_bytes.to_string()]);
+                    command.extend(["--pod-name".into(), pod.name.clone()]);
+                    command.extend(["--stats".into(), self.stats_file(pod).display().to_string()]);
+                    if let Some(database) = spec.database.as_ref().and_then(|d| plan.service(d)) {
+                        command.extend(["--database".into(), format!("{}:{}", database.cluster_ip, database.port)]);
+                        command.extend(["--queries".into(), spec.queries_per_request.to_string()]);
+                    }
+                }
+                App::Database => {
+                    command.extend(["database".into(), "--listen".into(), format!("0.0.0.0:{}", pod.port)]);
+                    command.extend(["--cpu-ms".into(), spec.cpu_ms.to_string(), "--wait-ms".into(), spec.query_wait_ms.to_string()]);
+                    command.extend(["--response-bytes".into(), spec.response_bytes.to_string()]);
+                }
+            }
+            let node = &plan.nodes[pod.node_index];
+            let args = self.keeper(&node.netns)?.enter_args(Some(&pod.netns), self.layout.dirs(&pod.container_cgroup()), command);
+            let proc = Proc::spawn(&pod.name, &self.binaries.demo, &args, Output::Lines { log: self.log(&pod.name) }, false, true)?;
+            proc.wait_for_line(&format!("{} to listen", pod.name), Duration::from_secs(10), |l| l.starts_with("listening"))?;
+            self.pods.push(proc);
+        }
+        Ok(())
+    }
+
+    fn start_extras(&mut self) -> Result<()> {
+        let plan = self.plan.clone();
+        let demo = self.binaries.demo.display().to_string();
+        for (node, spec) in plan.nodes.iter().zip(&plan.scenario.nodes) {
+            let cgroups = self.layout.dirs(&node_system_cgroup(&node.name));
+            let mut commands = Vec::new();
+            if spec.extras.burn_cores > 0.0 {
+                commands.push(("burn", vec![demo.clone(), "burn".into(), "--cores".into(), spec.extras.burn_cores.to_string()]));
+            }
+            if spec.extras.memory_hog_mib > 0 {
+                commands.push(("hog", vec![demo.clone(), "hog".into(), "--mib".into(), spec.extras.memory_hog_mib.to_string()]));
+            }
+            for (what, command) in commands {
+                let name = format!("{what}-{}", node.name);
+                let args = self.keeper(&node.netns)?.enter_args(None, cgroups.clone(), command);
+                let proc = Proc::spawn(&name, &self.binaries.demo, &args, Output::Lines { log: self.log(&name) }, false, true)?;
+                proc.wait_for_line(&format!("{name} to start"), Duration::from_secs(30), |l| l.starts_with("burning") || l.starts_with("holding"))?;
+                self.extras.push(proc);
+            }
+        }
+        Ok(())
+    }
+
+    /// The sys root of a node's agent: the real `/sys`, or an overlay with the node's thermals.
+    fn sys_root(&self, node: &str) -> Result<Option<PathBuf>> {
+        let Some(thermal) = self.plan.scenario.node(node).and_then(|n| n.extras.thermal.clone()) else { return Ok(None) };
+        let overlay = self.run_dir.join("sys").join(node);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        sysfs::build(Path::new("/sys"), &overlay, &sysfs::thermal_files(&thermal, cores))?;
+        Ok(Some(overlay))
+    }
+
+    fn start_control(&mut self) -> Result<()> {
+        let control = self.plan.control.netns.clone();
+        let state_file = self.run_dir.join("kube-state.json");
+        let state = serde_json::to_string_pretty(&kube_state::state(&self.plan)).map_err(|e| Error::Io(e.to_string()))?;
+        std::fs::write(&state_file, state).map_err(|e| Error::Io(format!("writing {}: {e}", state_file.display())))?;
+        let mut kubeconfig = None;
+        if let Some(apiserver) = self.binaries.apiserver.clone() {
+            let path = self.run_dir.join("kubeconfig");
+            let ready = self.run_dir.join("apiserver.ready");
+            let command = vec![
+                apiserver.display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{APISERVER_PORT}"),
+                "--state".into(),
+                state_file.display().to_string(),
+                "--kubeconfig-out".into(),
+                path.display().to_string(),
+                "--ready-file".into(),
+                ready.display().to_string(),
+            ];
+            let args = self.keeper(&control)?.enter_args(None, Vec::new(), command);
+            let mut double = Proc::spawn("bakery-fake-apiserver", &self.binaries.demo, &args, Output::Log(self.log("apiserver")), false, true)?;
+            wait_for_file(&mut double, &ready, Duration::from_secs(10))?;
+            self.apiserver = Some(double);
+            kubeconfig = Some(path);
+        }
+        let ready = self.run_dir.join("collector.ready");
+        let mut command = vec![
+            self.binaries.collector.display().to_string(),
+            "serve".into(),
+            "--listen".into(),
+            format!("{}:{COLLECTOR_PORT}", self.plan.control.address),
+            "--data-dir".into(),
+            self.data_dir().display().to_string(),
+            "--insecure-no-auth".into(),
+            "--ready-file".into(),
+            ready.display().to_string(),
+        ];
+        let flags = collector_flags(&self.binaries.collector);
+        match kubeconfig {
+            Some(kubeconfig) if flags.contains("--kubeconfig") => {
+                command.extend(["--kubeconfig".into(), kubeconfig.display().to_string()]);
+            }
+            // Never a real cluster from ~/.kube/config: the demo's cluster is this one.
+            _ if flags.contains("--no-kubernetes") => command.push("--no-kubernetes".into()),
+            _ => {}
+        }
+        if flags.contains("--no-auto-windows") {
+            // The demo opens its own window; an automatic one would split the load.
+            command.push("--no-auto-windows".into());
+        }
+        let args = self.keeper(&control)?.enter_args(None, Vec::new(), command);
+        let mut collector = Proc::spawn("bakery-collector", &self.binaries.demo, &args, Output::Log(self.log("collector")), false, true)?;
+        wait_for_file(&mut collector, &ready, Duration::from_secs(20))?;
+        self.collector = Some(collector);
+        Ok(())
+    }
+
+    /// The collector's store.
+    pub fn data_dir(&self) -> PathBuf {
+        self.run_dir.join("data")
+    }
+
+    /// Starts one agent per node.
+    pub fn start_agents(&mut self, interval: Duration) -> Result<()> {
+        let plan = self.plan.clone();
+        for node in &plan.nodes {
+            let mut command = vec![
+                self.binaries.agent.display().to_string(),
+                "--collector".into(),
+                plan.collector_url(),
+                "--insecure-no-auth".into(),
+                "--interval".into(),
+                humantime::format_duration(interval).to_string(),
+                "--node-name".into(),
+                node.name.clone(),
+            ];
+            if let Some(sys_root) = self.sys_root(&node.name)? {
+                command.extend(["--sys-root".into(), sys_root.display().to_string()]);
+            }
+            let cgroups = self.layout.dirs(&node_system_cgroup(&node.name));
+            let args = self.keeper(&node.netns)?.enter_args(None, cgroups, command);
+            let name = format!("agent-{}", node.name);
+            let agent = Proc::spawn(&name, &self.binaries.demo, &args, Output::Log(self.log(&name)), false, true)?;
+            self.agents.insert(node.name.clone(), agent);
+        }
+        Ok(())
+    }
+
+    /// Stops the agents with SIGTERM (they send what they hold first), all at once; true when all
+    /// stopped so.
+    pub fn stop_agents(&mut self) -> bool {
+        let mut agents: Vec<Proc> = std::mem::take(&mut self.agents).into_values().collect();
+        stop_all(&mut agents, Duration::from_secs(10))
+    }
+
+    pub fn agents_running(&self) -> bool {
+        !self.agents.is_empty()
+    }
+
+    /// Stops the collector with SIGTERM (it commits what it received); true when it stopped so.
+    pub fn stop_collector(&mut self) -> bool {
+        self.collector.take().is_none_or(|mut collector| collector.stop(Duration::from_secs(15)))
+    }
+
+    fn start_proxy(&mut self) -> Result<()> {
+        let nginx = self.binaries.nginx.clone().ok_or_else(|| Error::Io("nginx is not installed (apt-get install nginx)".into()))?;
+        let dir = self.run_dir.join("nginx");
+        let served = self.plan.scenario.served();
+        let config = nginx::config(&dir, self.plan.proxy.address, self.plan.load_balancer_ip, served.port(), self.plan.scenario.proxy.upstream_keepalive);
+        let config_path = dir.join("nginx.conf");
+        std::fs::write(&config_path, config).map_err(|e| Error::Io(format!("writing {}: {e}", config_path.display())))?;
+        let command = vec![
+            nginx.display().to_string(),
+            "-c".into(),
+            config_path.display().to_string(),
+            "-p".into(),
+            format!("{}/", dir.display()),
+            "-e".into(),
+            dir.join("nginx-error.log").display().to_string(),
+        ];
+        let args = self.keeper(&self.plan.proxy.netns)?.enter_args(None, Vec::new(), command);
+        let mut proxy = Proc::spawn("nginx", &self.binaries.demo, &args, Output::Log(self.log("nginx")), false, true)?;
+        let pid_file = dir.join("nginx.pid");
+        let started = Instant::now();
+        while !pid_file.is_file() {
+            if !proxy.running() || started.elapsed() > Duration::from_secs(10) {
+                let error_log = std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
+                return Err(proxy.with_log(Error::Io(format!("nginx did not start: {}", error_log.trim()))));
+            }
+            host::pause(Duration::from_millis(20));
+        }
+        self.proxy = Some(proxy);
+        Ok(())
+    }
+
+    /// Runs `command` in the client station (the load generator's namespace).
+    pub fn spawn_in_client(&self, name: &str, command: Vec<String>) -> Result<Proc> {
+        let args = self.keeper(&self.plan.client.netns)?.enter_args(None, Vec::new(), command);
+        Proc::spawn(name, &self.binaries.demo, &args, Output::Lines { log: self.log(name) }, false, true)
+    }
+
+    /// Runs `command` in the control station (where the collector is), on this terminal.
+    pub fn spawn_in_control_on_terminal(&self, name: &str, command: Vec<String>) -> Result<Proc> {
+        let args = self.keeper(&self.plan.control.netns)?.enter_args(None, Vec::new(), command);
+        Proc::spawn(name, &self.binaries.demo, &args, Output::Terminal, false, false)
+    }
+
+    /// The URL the load generator targets: the proxy, or the LoadBalancer IP without one.
+    pub fn target_url(&self) -> String {
+        match self.plan.scenario.proxy.kind {
+            ProxyKind::Nginx => format!("http://{}/", self.plan.proxy.address),
+            ProxyKind::None => format!("http://{}:{}/", self.plan.load_balancer_ip, self.plan.scenario.served().port()),
+        }
+    }
+
+    /// Reads the statistics of a pod's host-side veth (in its node's namespace): what the kernel
+    /// counted at the node end of the pod's cable, as (rx, tx) from the node's side.
+    pub fn host_veth_bytes(&self, pod: &PodPlan) -> Result<(u64, u64)> {
+        let node = &self.plan.nodes[pod.node_index];
+        let json = ip(&["-n", &node.netns, "-s", "-j", "link", "show", "dev", &pod.host_veth])?;
+        let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| Error::Io(format!("ip -j: {e}")))?;
+        let stats = &value[0]["stats64"];
+        let read = |dir: &str| stats[dir]["bytes"].as_u64().ok_or_else(|| Error::Io(format!("no {dir} bytes for {}", pod.host_veth)));
+        Ok((read("rx")?, read("tx")?))
+    }
+
+    /// Stops everything and removes every namespace, cgroup and the run directory. Idempotent;
+    /// returns what could not be removed.
+    pub fn teardown(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        self.stop_agents();
+        self.stop_collector();
+        // Closing every keeper's stdin ends every node at once: the kernel kills each PID
+        // namespace's processes. Their launchers (this process's children) then exit and reap them,
+        // so nothing is left for the machine's init to reap.
+        for keeper in self.keepers.values_mut() {
+            keeper.process.close_stdin();
+        }
+        let mut launched: Vec<Proc> = [self.proxy.take(), self.apiserver.take()].into_iter().flatten().collect();
+        launched.append(&mut self.pods);
+        launched.append(&mut self.extras);
+        wait_all(&mut launched, Duration::from_secs(5));
+        let mut keepers: Vec<Keeper> = std::mem::take(&mut self.keepers).into_values().collect();
+        for keeper in &mut keepers {
+            keeper.stop();
+        }
+        drop(launched);
+        for netns in self.made_netns.drain(..).rev() {
+            if let Err(e) = host::remove_netns(&netns) {
+                problems.push(e.to_string());
+            }
+        }
+        if self.made_cgroups {
+            problems.extend(self.layout.remove_tree());
+            self.made_cgroups = false;
+        }
+        if self.run_dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&self.run_dir)
+        {
+            problems.push(format!("removing {}: {e}", self.run_dir.display()));
+        }
+        problems
+    }
+}
+
+/// SIGTERM to every process at once, then waits up to `grace` for all; true when all exited so.
+fn stop_all(processes: &mut [Proc], grace: Duration) -> bool {
+    for process in processes.iter_mut() {
+        if process.running() {
+            host::signal(process.pid(), nix::sys::signal::Signal::SIGTERM);
+        }
+    }
+    let clean = wait_all(processes, grace);
+    for process in processes.iter_mut() {
+        process.stop(Duration::ZERO);
+    }
+    clean
+}
+
+/// Waits up to `timeout` for every process to exit; true when they all did.
+fn wait_all(processes: &mut [Proc], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if processes.iter_mut().all(|p| !p.running()) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        host::pause(Duration::from_millis(10));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for problem in self.teardown() {
+            eprintln!("bakery-demo: cleanup: {problem}");
+        }
+    }
+}
+
+/// Waits until `process` has written `file` (its ready file), failing if it exits first.
+fn wait_for_file(process: &mut Proc, file: &Path, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    while !file.is_file() {
+        if !process.running() || started.elapsed() > timeout {
+            return Err(process.with_log(Error::Io(format!("{} did not start", process.name))));
+        }
+        host::pause(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// The flags this collector build's `serve` accepts (the Kubernetes watch and the windows came
+/// with issue 4), from its help.
+fn collector_flags(collector: &Path) -> String {
+    std::process::Command::new(collector)
+        .args(["serve", "--help"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// Whether any of the demo's namespaces, cgroups or run directories exist (what the cleanup
+/// acceptance test checks, and `bakery-demo cleanup` reports).
+pub fn leftovers() -> Vec<String> {
+    let mut found: Vec<String> = host::demo_netns().into_iter().map(|n| format!("network namespace {n}")).collect();
+    if let Ok(layout) = CgroupLayout::detect() {
+        for hierarchy in layout.hierarchies() {
+            let dir = hierarchy.join(crate::plan::CGROUP_DIR);
+            if dir.exists() {
+                found.push(format!("cgroup {}", dir.display()));
+            }
+        }
+    }
+    found.extend(host::demo_run_dirs().into_iter().map(|d| format!("run directory {}", d.display())));
+    found
+}
+
+/// The node cgroup of `node` in every hierarchy (tests read its accounting).
+pub fn node_cgroup_dirs(layout: &CgroupLayout, node: &str) -> Vec<PathBuf> {
+    layout.dirs(&node_cgroup(node))
+}

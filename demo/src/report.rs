@@ -1,0 +1,246 @@
+//! The demo's final report: the verdicts (node and cause), whether they are what the scenario
+//! expected, per-node shares, oha's summary, per-pod counts and what the collector stored. JSON
+//! (`--json`) through serde, text for people through [`render`].
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnose::{NodeShare, ReportedVerdict, ResolvedExpectation};
+use crate::oha;
+
+/// Who ran the diagnosis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AnalysedBy {
+    /// The collector's load-test window (issue 4).
+    Collector,
+    /// The demo, from the collector's stored samples, with `bakery-diagnosis` (until the collector
+    /// runs it).
+    DemoFromCollectorData,
+}
+
+/// One pod, counted by itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PodCount {
+    pub pod: String,
+    pub node: String,
+    pub workload: String,
+    /// Requests answered during the load.
+    pub requests: u64,
+    /// Connections accepted during the load.
+    pub accepted_connections: u64,
+}
+
+/// What the collector stored, per node (`bakery-collector inspect --json --verify`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredNode {
+    pub node: String,
+    pub samples: u64,
+    pub gaps: usize,
+    /// Sequence numbers neither stored nor recorded as a gap (always 0 unless something is lost).
+    pub unaccounted: usize,
+}
+
+/// The load-test window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowTimes {
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// How long each phase took, seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub setup_seconds: f64,
+    pub load_seconds: f64,
+    pub analysis_seconds: f64,
+    pub teardown_seconds: f64,
+}
+
+/// Everything the demo reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub scenario: String,
+    pub description: String,
+    pub target: String,
+    pub analysed_by: AnalysedBy,
+    /// With the collector's diagnosis: the demo's own replay of the same samples, for comparison.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_check: Option<Vec<ReportedVerdict>>,
+    pub window: WindowTimes,
+    /// Verdicts active for a meaningful part of the window, longest first.
+    pub verdicts: Vec<ReportedVerdict>,
+    pub expected: ResolvedExpectation,
+    /// Whether the verdicts are what the scenario expected (the exit code says the same).
+    pub matched: bool,
+    pub shares: Vec<NodeShare>,
+    pub pods: Vec<PodCount>,
+    pub oha: Option<oha::Summary>,
+    /// Filled once the collector has stopped.
+    pub stored: Vec<StoredNode>,
+    pub timings: Timings,
+}
+
+fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "-".to_string(), |s| format!("{:.0} %", s * 100.0))
+}
+
+fn rate(bytes_per_second: Option<f64>) -> String {
+    match bytes_per_second {
+        None => "-".to_string(),
+        Some(b) if b >= 1e6 => format!("{:.1} MB/s", b / 1e6),
+        Some(b) => format!("{:.0} kB/s", b / 1e3),
+    }
+}
+
+/// The report for people.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "scenario {}: {}", report.scenario, report.description);
+    if let Some(oha) = &report.oha {
+        let ok = oha.ok_responses();
+        let _ = writeln!(
+            out,
+            "load: oha against {} for {:.0} s: {} requests, {:.1} req/s, p50 {}, p99 {}, {} answered 2xx",
+            report.target,
+            oha.duration_seconds,
+            oha.requests,
+            oha.requests_per_second,
+            oha.p50_latency_ms.map_or("-".into(), |m| format!("{m:.0} ms")),
+            oha.p99_latency_ms.map_or("-".into(), |m| format!("{m:.0} ms")),
+            if oha.requests == 0 { "none".to_string() } else { format!("{:.1} %", 100.0 * ok as f64 / oha.requests as f64) },
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<11} {:<14} {:>8} {:>11} {:>6} {:>11} {:>11} {:>6} {:>9}",
+        "node", "role", "expected", "pod traffic", "NIC", "NIC rate", "forwarded", "conns", "requests"
+    );
+    for share in &report.shares {
+        let _ = writeln!(
+            out,
+            "{:<11} {:<14} {:>8} {:>11} {:>6} {:>11} {:>11} {:>6} {:>9}",
+            share.node,
+            share.role,
+            percent(Some(share.expected_share)),
+            percent(share.pod_traffic_share),
+            percent(share.nic_share),
+            rate(share.nic_bytes_per_second),
+            rate(share.forwarded_bytes_per_second),
+            share.connections.map_or("-".into(), |c| format!("{c:.1}")),
+            share.requests,
+        );
+    }
+    let _ = writeln!(out);
+    if report.verdicts.is_empty() {
+        let _ = writeln!(out, "verdict: no node takes more than its share");
+    }
+    for verdict in &report.verdicts {
+        let _ = writeln!(
+            out,
+            "verdict: {} - {} (confidence {:.2}, active {:.0} s of the window)",
+            verdict.node, verdict.cause, verdict.confidence, verdict.active_seconds
+        );
+        let _ = writeln!(out, "  {}", verdict.summary);
+        let _ = writeln!(out, "  next: {}", verdict.next_step);
+    }
+    let by = match report.analysed_by {
+        AnalysedBy::Collector => "the collector's load-test window",
+        AnalysedBy::DemoFromCollectorData => "the demo, from the collector's samples",
+    };
+    let _ = writeln!(out, "diagnosed by {by}");
+    if let Some(cross_check) = &report.cross_check {
+        let same: Vec<String> = cross_check.iter().map(|v| format!("{} {}", v.node, v.cause)).collect();
+        let _ = writeln!(out, "  (the demo's own replay of the same samples: {})", if same.is_empty() { "no hog".to_string() } else { same.join(", ") });
+    }
+    let expected = match &report.expected.hog {
+        Some((node, cause)) => format!("{node} - {cause}"),
+        None => "no hog".to_string(),
+    };
+    let _ = writeln!(out, "expected: {expected} -> {}", if report.matched { "MATCH" } else { "MISMATCH" });
+    if let Some(note) = &report.expected.note {
+        let _ = writeln!(out, "  ({note})");
+    }
+    if !report.stored.is_empty() {
+        let samples: u64 = report.stored.iter().map(|s| s.samples).sum();
+        let gaps: usize = report.stored.iter().map(|s| s.gaps + s.unaccounted).sum();
+        let _ = writeln!(
+            out,
+            "stored: {samples} samples from {} nodes, {}",
+            report.stored.len(),
+            if gaps == 0 { "no gaps".to_string() } else { format!("{gaps} gaps") }
+        );
+    }
+    let t = &report.timings;
+    let _ = writeln!(
+        out,
+        "took: setup {:.1} s, load {:.1} s, analysis {:.1} s, teardown {:.1} s",
+        t.setup_seconds, t.load_seconds, t.analysis_seconds, t.teardown_seconds
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use bakery_diagnosis::Cause;
+
+    use super::*;
+
+    fn report() -> Report {
+        Report {
+            scenario: "l2-ingress".into(),
+            description: "MetalLB L2".into(),
+            target: "http://198.18.0.3/".into(),
+            analysed_by: AnalysedBy::DemoFromCollectorData,
+            cross_check: None,
+            window: WindowTimes { start_ms: 0, end_ms: 30_000 },
+            verdicts: vec![ReportedVerdict {
+                node: "master-02".into(),
+                cause: Cause::IngressConcentration,
+                confidence: 0.84,
+                summary: "master-02 forwards 1.3x the workload's traffic".into(),
+                next_step: "spread the entry".into(),
+                active_seconds: 27.0,
+            }],
+            expected: ResolvedExpectation { hog: Some(("master-02".into(), Cause::IngressConcentration)), note: None },
+            matched: true,
+            shares: vec![NodeShare {
+                node: "master-02".into(),
+                role: "control-plane".into(),
+                expected_share: 1.0 / 3.0,
+                pod_traffic_share: Some(0.34),
+                nic_share: Some(0.47),
+                nic_bytes_per_second: Some(15.2e6),
+                forwarded_bytes_per_second: Some(9.9e6),
+                connections: Some(2.5),
+                pod_cpu_cores: Some(0.2),
+                requests: 1002,
+                accepted_connections: 1002,
+            }],
+            pods: Vec::new(),
+            oha: None,
+            stored: vec![StoredNode { node: "master-02".into(), samples: 90, gaps: 0, unaccounted: 0 }],
+            timings: Timings::default(),
+        }
+    }
+
+    #[test]
+    fn the_text_names_the_node_the_cause_and_the_match() {
+        let text = render(&report());
+        assert!(text.contains("verdict: master-02 - ingress-concentration (confidence 0.84"), "{text}");
+        assert!(text.contains("expected: master-02 - ingress-concentration -> MATCH"), "{text}");
+        assert!(text.contains("master-02   control-plane      33 %        34 %   47 %   15.2 MB/s"), "{text}");
+        assert!(text.contains("stored: 90 samples from 1 nodes, no gaps"), "{text}");
+    }
+
+    #[test]
+    fn json_carries_the_verdicts_with_node_and_cause() {
+        let json = serde_json::to_value(report()).unwrap();
+        assert_eq!(json["verdicts"][0]["node"], "master-02");
+        assert_eq!(json["verdicts"][0]["cause"], "ingress-concentration");
+        assert_eq!(json["matched"], true);
+        assert_eq!(json["analysed_by"], "demo-from-collector-data");
+    }
+}

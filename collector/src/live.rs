@@ -138,7 +138,11 @@ impl Diagnosis {
         let nodes = current_nodes(&self.shared, &view);
         let mut engine = self.engine.lock().await;
         let last_ms = engine.ticks.back().map(|t| t.timestamp_ms);
-        let Some(newest) = nodes.iter().map(|n| n.timestamp_ms).max() else { return Ok(()) };
+        let Some(newest) = nodes.iter().map(|n| n.timestamp_ms).max() else {
+            // No agent connected: nothing is live, so no verdict is either.
+            engine.evaluation = None;
+            return Ok(());
+        };
         let timestamp_ms = last_ms.map_or(newest, |last| newest.max(last));
         if last_ms == Some(timestamp_ms) {
             return Ok(()); // nothing new since the last tick

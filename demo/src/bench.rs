@@ -156,7 +156,8 @@ mod tests {
     #[test]
     fn loss_is_relative_to_the_agents_stopped() {
         let round = |agents, rps| Round { agents, requests_per_second: rps, requests: 0 };
-        let (with, without, lost) = summarise(&[round(true, 99.0), round(false, 100.0), round(false, 102.0), round(true, 101.0)]);
+        let (with, without, lost) =
+            summarise(&[round(true, 99.0), round(false, 100.0), round(false, 102.0), round(true, 101.0)]);
         assert_eq!((with, without), (100.0, 101.0));
         assert!((lost - 100.0 / 101.0).abs() < 1e-9);
     }

@@ -167,16 +167,14 @@ fn millis(ms: f64) -> Duration {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Enter(args)) => {
-            return crate::launch::enter(&EnterSpec {
-                keeper: args.keeper,
-                netns: args.netns,
-                cgroups: args.cgroup,
-                exec: args.exec,
-                command: args.command,
-            });
-        }
-        Some(Command::Keeper) => return crate::launch::keeper(),
+        Some(Command::Enter(args)) => crate::launch::enter(&EnterSpec {
+            keeper: args.keeper,
+            netns: args.netns,
+            cgroups: args.cgroup,
+            exec: args.exec,
+            command: args.command,
+        }),
+        Some(Command::Keeper) => crate::launch::keeper(),
         Some(Command::Web(args)) => {
             let config = stand_ins::WebConfig {
                 listen: args.listen,
@@ -187,7 +185,7 @@ pub fn main() -> ExitCode {
                 pod_name: args.pod_name,
                 stats: args.stats,
             };
-            return exit_on_error("web", stand_ins::serve_web(config));
+            exit_on_error("web", stand_ins::serve_web(config))
         }
         Some(Command::Database(args)) => {
             let config = stand_ins::DatabaseConfig {
@@ -196,20 +194,20 @@ pub fn main() -> ExitCode {
                 wait: millis(args.wait_ms),
                 response_bytes: args.response_bytes,
             };
-            return exit_on_error("database", stand_ins::serve_database(config));
+            exit_on_error("database", stand_ins::serve_database(config))
         }
         Some(Command::Burn { cores }) => stand_ins::burn_forever(cores),
         Some(Command::Hog { mib }) => stand_ins::hog_forever(mib),
-        Some(Command::Probe { url }) => return probe(&url),
+        Some(Command::Probe { url }) => probe(&url),
         Some(Command::List) => {
             for (name, text) in SHIPPED {
                 let description = Scenario::parse(text).map(|s| s.description).unwrap_or_else(|e| e.to_string());
                 println!("{name:<18} {description}");
             }
-            return ExitCode::SUCCESS;
+            ExitCode::SUCCESS
         }
-        Some(Command::Cleanup) => return cleanup(),
-        Some(Command::BenchObserver(args)) => return bench::main(args),
+        Some(Command::Cleanup) => cleanup(),
+        Some(Command::BenchObserver(args)) => bench::main(args),
         Some(Command::Run(args)) => run_demo(args),
         None => run_demo(cli.run),
     }
@@ -276,7 +274,8 @@ fn cleanup() -> ExitCode {
 pub fn load_scenario(args: &ScenarioArgs) -> crate::Result<Scenario> {
     match (&args.scenario, &args.scenario_file) {
         (_, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| crate::Error::Scenario(format!("{}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| crate::Error::Scenario(format!("{}: {e}", path.display())))?;
             Scenario::parse(&text)
         }
         (Some(name), None) => Scenario::shipped(name),
@@ -313,7 +312,8 @@ fn run_demo(args: RunArgs) -> ExitCode {
         eprintln!("bakery-demo: {error}");
         return ExitCode::from(2);
     }
-    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::io::IsTerminal::is_terminal(&std::io::stdin());
+    let terminal =
+        std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::io::IsTerminal::is_terminal(&std::io::stdin());
     let tui = !args.no_tui && !args.json && terminal && binaries.top.is_some();
     let options = Options {
         duration: args.scenario.duration,
@@ -357,7 +357,8 @@ mod tests {
 
     #[test]
     fn the_demo_is_the_default_command() {
-        let cli = Cli::try_parse_from(["bakery-demo", "--scenario", "balanced", "--no-tui", "--duration", "12s"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["bakery-demo", "--scenario", "balanced", "--no-tui", "--duration", "12s"]).unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.run.scenario.scenario.as_deref(), Some("balanced"));
         assert_eq!(cli.run.scenario.duration, Some(Duration::from_secs(12)));
@@ -366,7 +367,20 @@ mod tests {
 
     #[test]
     fn enter_takes_the_command_after_a_double_dash() {
-        let cli = Cli::try_parse_from(["bakery-demo", "enter", "--keeper", "7", "--cgroup", "/a", "--cgroup", "/b", "--", "ls", "-l"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "bakery-demo",
+            "enter",
+            "--keeper",
+            "7",
+            "--cgroup",
+            "/a",
+            "--cgroup",
+            "/b",
+            "--",
+            "ls",
+            "-l",
+        ])
+        .unwrap();
         let Some(Command::Enter(args)) = cli.command else { panic!("enter expected") };
         assert_eq!(args.keeper, Some(7));
         assert_eq!(args.cgroup.len(), 2);

@@ -49,7 +49,10 @@ impl Binaries {
             if path.is_file() {
                 Ok(path)
             } else {
-                Err(Error::Io(format!("{} is missing: build it with `cargo build -p {name}` (or run `cargo xtask demo`)", path.display())))
+                Err(Error::Io(format!(
+                    "{} is missing: build it with `cargo build -p {name}` (or run `cargo xtask demo`)",
+                    path.display()
+                )))
             }
         };
         let optional = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
@@ -216,7 +219,15 @@ impl Cluster {
             }
             // flannel host-gw style: every other node's pod CIDR through that node.
             for other in plan.nodes.iter().filter(|o| o.index != node.index) {
-                ip(&["-n", &node.netns, "route", "add", &format!("{}/24", other.pod_cidr), "via", &other.address.to_string()])?;
+                ip(&[
+                    "-n",
+                    &node.netns,
+                    "route",
+                    "add",
+                    &format!("{}/24", other.pod_cidr),
+                    "via",
+                    &other.address.to_string(),
+                ])?;
             }
         }
         for pod in &plan.pods {
@@ -226,7 +237,11 @@ impl Cluster {
         match plan.scenario.service.entry {
             Entry::L2 => {
                 // MetalLB L2: the announcer answers ARP for the IP on the LAN.
-                let announcer = plan.entry_nodes().first().map(|n| n.netns.clone()).ok_or_else(|| Error::Io("no announcer".into()))?;
+                let announcer = plan
+                    .entry_nodes()
+                    .first()
+                    .map(|n| n.netns.clone())
+                    .ok_or_else(|| Error::Io("no announcer".into()))?;
                 ip(&["-n", &announcer, "addr", "add", &format!("{}/32", plan.load_balancer_ip), "dev", NODE_NIC])?;
             }
             Entry::EveryNode => {
@@ -235,7 +250,13 @@ impl Cluster {
                 let hops: Vec<String> = plan.entry_nodes().iter().map(|n| n.address.to_string()).collect();
                 for station in [&plan.proxy, &plan.client] {
                     sysctl(&station.netns, "net.ipv4.fib_multipath_hash_policy", "1")?;
-                    let mut args = vec!["-n".to_string(), station.netns.clone(), "route".into(), "add".into(), format!("{}/32", plan.load_balancer_ip)];
+                    let mut args = vec![
+                        "-n".to_string(),
+                        station.netns.clone(),
+                        "route".into(),
+                        "add".into(),
+                        format!("{}/32", plan.load_balancer_ip),
+                    ];
                     if let [only] = hops.as_slice() {
                         args.extend(["via".to_string(), only.clone()]);
                     } else {
@@ -265,7 +286,20 @@ impl Cluster {
     fn make_pod_network(&mut self, pod: &PodPlan) -> Result<()> {
         let node = self.plan.nodes[pod.node_index].clone();
         self.add_netns(&pod.netns)?;
-        ip(&["-n", &node.netns, "link", "add", &pod.host_veth, "type", "veth", "peer", "name", "eth0", "netns", &pod.netns])?;
+        ip(&[
+            "-n",
+            &node.netns,
+            "link",
+            "add",
+            &pod.host_veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &pod.netns,
+        ])?;
         let gateway = node.pod_gateway.to_string();
         ip(&["-n", &node.netns, "addr", "add", &format!("{gateway}/32"), "dev", &pod.host_veth])?;
         ip(&["-n", &node.netns, "link", "set", &pod.host_veth, "up"])?;
@@ -323,7 +357,12 @@ impl Cluster {
             match pod.app {
                 App::Web => {
                     command.extend(["web".into(), "--listen".into(), format!("0.0.0.0:{}", pod.port)]);
-                    command.extend(["--cpu-ms".into(), spec.cpu_ms.to_string(), "--response-bytes".into(), spec.response_bytes.to_string()]);
+                    command.extend([
+                        "--cpu-ms".into(),
+                        spec.cpu_ms.to_string(),
+                        "--response-bytes".into(),
+                        spec.response_bytes.to_string(),
+                    ]);
                     command.extend(["--pod-name".into(), pod.name.clone()]);
                     command.extend(["--stats".into(), self.stats_file(pod).display().to_string()]);
                     if let Some(database) = spec.database.as_ref().and_then(|d| plan.service(d)) {
@@ -333,14 +372,32 @@ impl Cluster {
                 }
                 App::Database => {
                     command.extend(["database".into(), "--listen".into(), format!("0.0.0.0:{}", pod.port)]);
-                    command.extend(["--cpu-ms".into(), spec.cpu_ms.to_string(), "--wait-ms".into(), spec.query_wait_ms.to_string()]);
+                    command.extend([
+                        "--cpu-ms".into(),
+                        spec.cpu_ms.to_string(),
+                        "--wait-ms".into(),
+                        spec.query_wait_ms.to_string(),
+                    ]);
                     command.extend(["--response-bytes".into(), spec.response_bytes.to_string()]);
                 }
             }
             let node = &plan.nodes[pod.node_index];
-            let args = self.keeper(&node.netns)?.enter_args(Some(&pod.netns), self.layout.dirs(&pod.container_cgroup()), command);
-            let proc = Proc::spawn(&pod.name, &self.binaries.demo, &args, Output::Lines { log: self.log(&pod.name) }, false, true)?;
-            proc.wait_for_line(&format!("{} to listen", pod.name), Duration::from_secs(10), |l| l.starts_with("listening"))?;
+            let args = self.keeper(&node.netns)?.enter_args(
+                Some(&pod.netns),
+                self.layout.dirs(&pod.container_cgroup()),
+                command,
+            );
+            let proc = Proc::spawn(
+                &pod.name,
+                &self.binaries.demo,
+                &args,
+                Output::Lines { log: self.log(&pod.name) },
+                false,
+                true,
+            )?;
+            proc.wait_for_line(&format!("{} to listen", pod.name), Duration::from_secs(10), |l| {
+                l.starts_with("listening")
+            })?;
             self.pods.push(proc);
         }
         Ok(())
@@ -353,16 +410,31 @@ impl Cluster {
             let cgroups = self.layout.dirs(&node_system_cgroup(&node.name));
             let mut commands = Vec::new();
             if spec.extras.burn_cores > 0.0 {
-                commands.push(("burn", vec![demo.clone(), "burn".into(), "--cores".into(), spec.extras.burn_cores.to_string()]));
+                commands.push((
+                    "burn",
+                    vec![demo.clone(), "burn".into(), "--cores".into(), spec.extras.burn_cores.to_string()],
+                ));
             }
             if spec.extras.memory_hog_mib > 0 {
-                commands.push(("hog", vec![demo.clone(), "hog".into(), "--mib".into(), spec.extras.memory_hog_mib.to_string()]));
+                commands.push((
+                    "hog",
+                    vec![demo.clone(), "hog".into(), "--mib".into(), spec.extras.memory_hog_mib.to_string()],
+                ));
             }
             for (what, command) in commands {
                 let name = format!("{what}-{}", node.name);
                 let args = self.keeper(&node.netns)?.enter_args(None, cgroups.clone(), command);
-                let proc = Proc::spawn(&name, &self.binaries.demo, &args, Output::Lines { log: self.log(&name) }, false, true)?;
-                proc.wait_for_line(&format!("{name} to start"), Duration::from_secs(30), |l| l.starts_with("burning") || l.starts_with("holding"))?;
+                let proc = Proc::spawn(
+                    &name,
+                    &self.binaries.demo,
+                    &args,
+                    Output::Lines { log: self.log(&name) },
+                    false,
+                    true,
+                )?;
+                proc.wait_for_line(&format!("{name} to start"), Duration::from_secs(30), |l| {
+                    l.starts_with("burning") || l.starts_with("holding")
+                })?;
                 self.extras.push(proc);
             }
         }
@@ -371,7 +443,9 @@ impl Cluster {
 
     /// The sys root of a node's agent: the real `/sys`, or an overlay with the node's thermals.
     fn sys_root(&self, node: &str) -> Result<Option<PathBuf>> {
-        let Some(thermal) = self.plan.scenario.node(node).and_then(|n| n.extras.thermal.clone()) else { return Ok(None) };
+        let Some(thermal) = self.plan.scenario.node(node).and_then(|n| n.extras.thermal.clone()) else {
+            return Ok(None);
+        };
         let overlay = self.run_dir.join("sys").join(node);
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         sysfs::build(Path::new("/sys"), &overlay, &sysfs::thermal_files(&thermal, cores))?;
@@ -381,7 +455,8 @@ impl Cluster {
     fn start_control(&mut self) -> Result<()> {
         let control = self.plan.control.netns.clone();
         let state_file = self.run_dir.join("kube-state.json");
-        let state = serde_json::to_string_pretty(&kube_state::state(&self.plan)).map_err(|e| Error::Io(e.to_string()))?;
+        let state =
+            serde_json::to_string_pretty(&kube_state::state(&self.plan)).map_err(|e| Error::Io(e.to_string()))?;
         std::fs::write(&state_file, state).map_err(|e| Error::Io(format!("writing {}: {e}", state_file.display())))?;
         let mut kubeconfig = None;
         if let Some(apiserver) = self.binaries.apiserver.clone() {
@@ -399,7 +474,14 @@ impl Cluster {
                 ready.display().to_string(),
             ];
             let args = self.keeper(&control)?.enter_args(None, Vec::new(), command);
-            let mut double = Proc::spawn("bakery-fake-apiserver", &self.binaries.demo, &args, Output::Log(self.log("apiserver")), false, true)?;
+            let mut double = Proc::spawn(
+                "bakery-fake-apiserver",
+                &self.binaries.demo,
+                &args,
+                Output::Log(self.log("apiserver")),
+                false,
+                true,
+            )?;
             wait_for_file(&mut double, &ready, Duration::from_secs(10))?;
             self.apiserver = Some(double);
             kubeconfig = Some(path);
@@ -430,7 +512,14 @@ impl Cluster {
             command.push("--no-auto-windows".into());
         }
         let args = self.keeper(&control)?.enter_args(None, Vec::new(), command);
-        let mut collector = Proc::spawn("bakery-collector", &self.binaries.demo, &args, Output::Log(self.log("collector")), false, true)?;
+        let mut collector = Proc::spawn(
+            "bakery-collector",
+            &self.binaries.demo,
+            &args,
+            Output::Log(self.log("collector")),
+            false,
+            true,
+        )?;
         wait_for_file(&mut collector, &ready, Duration::from_secs(20))?;
         self.collector = Some(collector);
         Ok(())
@@ -484,12 +573,23 @@ impl Cluster {
     }
 
     fn start_proxy(&mut self) -> Result<()> {
-        let nginx = self.binaries.nginx.clone().ok_or_else(|| Error::Io("nginx is not installed (apt-get install nginx)".into()))?;
+        let nginx = self
+            .binaries
+            .nginx
+            .clone()
+            .ok_or_else(|| Error::Io("nginx is not installed (apt-get install nginx)".into()))?;
         let dir = self.run_dir.join("nginx");
         let served = self.plan.scenario.served();
-        let config = nginx::config(&dir, self.plan.proxy.address, self.plan.load_balancer_ip, served.port(), self.plan.scenario.proxy.upstream_keepalive);
+        let config = nginx::config(
+            &dir,
+            self.plan.proxy.address,
+            self.plan.load_balancer_ip,
+            served.port(),
+            self.plan.scenario.proxy.upstream_keepalive,
+        );
         let config_path = dir.join("nginx.conf");
-        std::fs::write(&config_path, config).map_err(|e| Error::Io(format!("writing {}: {e}", config_path.display())))?;
+        std::fs::write(&config_path, config)
+            .map_err(|e| Error::Io(format!("writing {}: {e}", config_path.display())))?;
         let command = vec![
             nginx.display().to_string(),
             "-c".into(),
@@ -541,7 +641,9 @@ impl Cluster {
         let json = ip(&["-n", &node.netns, "-s", "-j", "link", "show", "dev", &pod.host_veth])?;
         let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| Error::Io(format!("ip -j: {e}")))?;
         let stats = &value[0]["stats64"];
-        let read = |dir: &str| stats[dir]["bytes"].as_u64().ok_or_else(|| Error::Io(format!("no {dir} bytes for {}", pod.host_veth)));
+        let read = |dir: &str| {
+            stats[dir]["bytes"].as_u64().ok_or_else(|| Error::Io(format!("no {dir} bytes for {}", pod.host_veth)))
+        };
         Ok((read("rx")?, read("tx")?))
     }
 

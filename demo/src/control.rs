@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use bakery_proto::v1::query_client::QueryClient;
 use bakery_proto::v1::{
-    HistoryRequest, HistoryResponse, NodeStatus, NodesRequest, PodsRequest, PodsResponse, ReportRequest, ReportResponse,
-    SetIntervalRequest, StartWindowRequest, StopWindowRequest, Window,
+    HistoryRequest, HistoryResponse, NodeStatus, NodesRequest, PodsRequest, PodsResponse, ReportRequest,
+    ReportResponse, SetIntervalRequest, StartWindowRequest, StopWindowRequest, Window,
 };
 use nix::sched::CloneFlags;
 use tonic::transport::Channel;
@@ -83,8 +83,10 @@ impl ControlLink {
                         .map_err(|e| Error::Io(format!("{url}: {e}")))?
                         .connect_timeout(Duration::from_secs(3))
                         .timeout(CALL_TIMEOUT);
-                    let channel =
-                        endpoint.connect().await.map_err(|e| Error::Io(format!("connecting to the collector at {url}: {e}")))?;
+                    let channel = endpoint
+                        .connect()
+                        .await
+                        .map_err(|e| Error::Io(format!("connecting to the collector at {url}: {e}")))?;
                     *client = Some(QueryClient::new(channel).max_decoding_message_size(64 << 20));
                 }
                 let Some(connected) = client.as_mut() else { return Err(Error::Io("no client".into())) };
@@ -97,7 +99,11 @@ impl ControlLink {
             });
             let _ = tx.send(result);
         });
-        self.jobs.as_ref().ok_or_else(|| Error::Io("the control link is closed".into()))?.send(job).map_err(|_| Error::Io("the control link died".into()))?;
+        self.jobs
+            .as_ref()
+            .ok_or_else(|| Error::Io("the control link is closed".into()))?
+            .send(job)
+            .map_err(|_| Error::Io("the control link died".into()))?;
         rx.recv().map_err(|_| Error::Io("the control link died".into()))?
     }
 
@@ -130,14 +136,24 @@ impl ControlLink {
     pub fn start_window(&self, name: &str, workload: &str) -> Result<Window> {
         let request = StartWindowRequest { name: name.to_string(), workload: workload.to_string() };
         self.call(async move |client| {
-            client.start_window(request).await?.into_inner().window.ok_or_else(|| tonic::Status::internal("no window in the answer"))
+            client
+                .start_window(request)
+                .await?
+                .into_inner()
+                .window
+                .ok_or_else(|| tonic::Status::internal("no window in the answer"))
         })
     }
 
     /// Closes the open window; the collector stores its report.
     pub fn stop_window(&self) -> Result<Window> {
         self.call(async |client| {
-            client.stop_window(StopWindowRequest {}).await?.into_inner().window.ok_or_else(|| tonic::Status::internal("no window in the answer"))
+            client
+                .stop_window(StopWindowRequest {})
+                .await?
+                .into_inner()
+                .window
+                .ok_or_else(|| tonic::Status::internal("no window in the answer"))
         })
     }
 

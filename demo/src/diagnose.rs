@@ -18,13 +18,13 @@ use bakery_proto::v1::{PodIdentity, Sample};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Plan, PodPlan};
-use crate::scenario::{ExpectedNode, Expectation, Role};
+use crate::scenario::{Expectation, ExpectedNode, Role};
 
 /// Interfaces that are not a node's NIC: loopback and what container networking creates. Their
 /// bytes are counted on the physical interface already or never left the node.
 const VIRTUAL_INTERFACE_PREFIXES: &[&str] = &[
-    "lo", "veth", "cni", "flannel", "cali", "cilium", "lxc", "vxlan", "tunl", "docker", "br-", "virbr", "kube-", "weave",
-    "genev", "tap", "dummy",
+    "lo", "veth", "cni", "flannel", "cali", "cilium", "lxc", "vxlan", "tunl", "docker", "br-", "virbr", "kube-",
+    "weave", "genev", "tap", "dummy",
 ];
 
 pub fn is_physical_interface(name: &str) -> bool {
@@ -149,7 +149,13 @@ pub fn node_sample(plan: &Plan, node: &str, sample: &Sample, identities: &HashMa
 
 /// Evaluation ticks every `step_ms` from `from_ms` to `to_ms`: at each, every node's latest sample
 /// taken at or before it (a node with none yet is left out). `samples` per node, in time order.
-pub fn ticks(samples: &BTreeMap<String, Vec<NodeSample>>, workload: &WorkloadUnderTest, from_ms: i64, to_ms: i64, step_ms: i64) -> Vec<Tick> {
+pub fn ticks(
+    samples: &BTreeMap<String, Vec<NodeSample>>,
+    workload: &WorkloadUnderTest,
+    from_ms: i64,
+    to_ms: i64,
+    step_ms: i64,
+) -> Vec<Tick> {
     let mut ticks = Vec::new();
     let mut cursor: BTreeMap<&str, usize> = BTreeMap::new();
     let mut t = from_ms;
@@ -284,7 +290,11 @@ pub struct ResolvedExpectation {
 /// Resolves `expect` for this run. `pinned` needs the web pods' accepted connections during the
 /// load, per node: the node holding at least twice its expected share of them is the one the
 /// connections pinned to; when none does, the spread was too even to be a hog.
-pub fn resolve(expect: &Expectation, plan: &Plan, load_connections_per_node: &BTreeMap<String, u64>) -> ResolvedExpectation {
+pub fn resolve(
+    expect: &Expectation,
+    plan: &Plan,
+    load_connections_per_node: &BTreeMap<String, u64>,
+) -> ResolvedExpectation {
     match expect {
         Expectation::NoHog(_) => ResolvedExpectation { hog: None, note: None },
         Expectation::Hog { node: ExpectedNode::Named(node), cause } => {
@@ -294,8 +304,7 @@ pub fn resolve(expect: &Expectation, plan: &Plan, load_connections_per_node: &BT
             let workload = workload_under_test(plan);
             let total: u64 = load_connections_per_node.values().sum();
             let total_endpoints = workload.total_endpoints().max(1) as f64;
-            let spread: Vec<String> =
-                load_connections_per_node.iter().map(|(node, n)| format!("{node} {n}")).collect();
+            let spread: Vec<String> = load_connections_per_node.iter().map(|(node, n)| format!("{node} {n}")).collect();
             let pinned = load_connections_per_node
                 .iter()
                 .filter(|(_, n)| total > 0 && **n > 0)
@@ -349,7 +358,14 @@ mod tests {
     }
 
     fn verdict(node: &str, cause: Cause) -> ReportedVerdict {
-        ReportedVerdict { node: node.into(), cause, confidence: 0.8, summary: String::new(), next_step: String::new(), active_seconds: 5.0 }
+        ReportedVerdict {
+            node: node.into(),
+            cause,
+            confidence: 0.8,
+            summary: String::new(),
+            next_step: String::new(),
+            active_seconds: 5.0,
+        }
     }
 
     #[test]
@@ -371,9 +387,18 @@ mod tests {
             cpu_total: Some(CpuTimes { cpu: -1, user: 10, system: 5, idle: 100, softirq: 3, ..Default::default() }),
             memory: Some(Memory { total_bytes: 8 << 30, available_bytes: 6 << 30, ..Default::default() }),
             interfaces: vec![
-                NetInterface { name: "lo".into(), counters: Some(NetCounters { rx_bytes: 999, tx_bytes: 999, ..Default::default() }) },
-                NetInterface { name: "eth0".into(), counters: Some(NetCounters { rx_bytes: 100, tx_bytes: 200, ..Default::default() }) },
-                NetInterface { name: pod.host_veth.clone(), counters: Some(NetCounters { rx_bytes: 7, tx_bytes: 7, ..Default::default() }) },
+                NetInterface {
+                    name: "lo".into(),
+                    counters: Some(NetCounters { rx_bytes: 999, tx_bytes: 999, ..Default::default() }),
+                },
+                NetInterface {
+                    name: "eth0".into(),
+                    counters: Some(NetCounters { rx_bytes: 100, tx_bytes: 200, ..Default::default() }),
+                },
+                NetInterface {
+                    name: pod.host_veth.clone(),
+                    counters: Some(NetCounters { rx_bytes: 7, tx_bytes: 7, ..Default::default() }),
+                },
             ],
             pods: vec![WirePod {
                 pod_ref: 3,
@@ -401,8 +426,10 @@ mod tests {
     #[test]
     fn ticks_hold_each_nodes_latest_sample() {
         let plan = plan("balanced");
-        let sample = |t| node_sample(&plan, "master-01", &Sample { timestamp_ms: t, ..Default::default() }, &HashMap::new());
-        let other = |t| node_sample(&plan, "worker-01", &Sample { timestamp_ms: t, ..Default::default() }, &HashMap::new());
+        let sample =
+            |t| node_sample(&plan, "master-01", &Sample { timestamp_ms: t, ..Default::default() }, &HashMap::new());
+        let other =
+            |t| node_sample(&plan, "worker-01", &Sample { timestamp_ms: t, ..Default::default() }, &HashMap::new());
         let samples = BTreeMap::from([
             ("master-01".to_string(), vec![sample(100), sample(350), sample(600)]),
             ("worker-01".to_string(), vec![other(300)]),
@@ -439,7 +466,9 @@ mod tests {
     #[test]
     fn pinned_resolves_to_the_node_holding_twice_its_share_of_connections() {
         let plan = plan("keepalive-pinning");
-        let spread = |a, b, c| BTreeMap::from([("master-02".to_string(), a), ("worker-01".to_string(), b), ("worker-02".to_string(), c)]);
+        let spread = |a, b, c| {
+            BTreeMap::from([("master-02".to_string(), a), ("worker-01".to_string(), b), ("worker-02".to_string(), c)])
+        };
         let resolved = resolve(&plan.scenario.expect, &plan, &spread(3, 1, 0));
         assert_eq!(resolved.hog, Some(("master-02".to_string(), Cause::ConnectionPinning)));
         let resolved = resolve(&plan.scenario.expect, &plan, &spread(0, 0, 4));

@@ -66,7 +66,9 @@ pub fn has_command(command: &str) -> bool {
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)).map(|u| u == "0"))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)).map(|u| u == "0")
+        })
         .unwrap_or(false)
 }
 
@@ -115,7 +117,8 @@ impl CgroupLayout {
             let dir = hierarchy.join(relative);
             std::fs::create_dir_all(&dir).map_err(|e| Error::Io(format!("creating cgroup {}: {e}", dir.display())))?;
             if let Self::V2 { .. } = self {
-                let mut levels: Vec<&Path> = dir.ancestors().skip(1).take_while(|l| l.starts_with(&hierarchy)).collect();
+                let mut levels: Vec<&Path> =
+                    dir.ancestors().skip(1).take_while(|l| l.starts_with(&hierarchy)).collect();
                 levels.reverse();
                 for level in levels {
                     // Best effort: usage is accounted without it; only memory.current would be missing.
@@ -153,8 +156,12 @@ fn remove_cgroup_tree(dir: &Path) -> Result<()> {
     for pid in pids.split_whitespace().filter_map(|p| p.parse::<i32>().ok()) {
         let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
-    wait_until(Duration::from_secs(10), || std::fs::read_to_string(&procs).map(|p| p.trim().is_empty()).unwrap_or(true))
-        .map_err(|_| Error::Io(format!("{} did not empty", dir.display())))?;
+    let emptied = wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&procs).map(|p| p.trim().is_empty()).unwrap_or(true)
+    });
+    if !emptied {
+        return Err(Error::Io(format!("{} did not empty", dir.display())));
+    }
     match std::fs::remove_dir(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(Error::Io(format!("removing cgroup {}: {e}", dir.display())))
@@ -164,16 +171,16 @@ fn remove_cgroup_tree(dir: &Path) -> Result<()> {
 }
 
 /// Polls a kernel state that sends no notification (a killed process leaving a cgroup or a
-/// namespace) until `condition` holds, at most `timeout`.
-pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<(), ()> {
+/// namespace) until `condition` holds, at most `timeout`; false when it never did.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !condition() {
         if Instant::now() >= deadline {
-            return Err(());
+            return false;
         }
         pause(Duration::from_millis(10));
     }
-    Ok(())
+    true
 }
 
 /// A short pause in a polling loop of the orchestrating thread (which runs no async runtime).

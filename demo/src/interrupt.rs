@@ -28,7 +28,8 @@ pub fn install() -> std::io::Result<()> {
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         runtime.block_on(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let streams = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()));
+            let streams =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()));
             let (Ok(mut int), Ok(mut term), Ok(mut hup)) = streams else {
                 let _ = ready_tx.send(false);
                 return;

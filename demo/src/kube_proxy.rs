@@ -75,7 +75,11 @@ pub fn rules(plan: &Plan, node: &NodePlan) -> String {
             chains.push(sep.clone());
             // Hairpin: a pod reaching itself through the Service must see another source address.
             let _ = writeln!(body, "-A {sep} -s {}/32 -m comment --comment \"{name}\" -j KUBE-MARK-MASQ", pod.address);
-            let recent = if with_affinity { format!(" -m recent --set --name {sep} --mask 255.255.255.255 --rsource") } else { String::new() };
+            let recent = if with_affinity {
+                format!(" -m recent --set --name {sep} --mask 255.255.255.255 --rsource")
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 body,
                 "-A {sep} -p tcp -m comment --comment \"{name}\"{recent} -m tcp -j DNAT --to-destination {}:{}",
@@ -95,14 +99,20 @@ pub fn rules(plan: &Plan, node: &NodePlan) -> String {
             );
             match plan.scenario.service.external_traffic_policy {
                 TrafficPolicy::Cluster => {
-                    let _ = writeln!(body, "-A {ext} -m comment --comment \"masquerade traffic for {name} external destinations\" -j KUBE-MARK-MASQ");
+                    let _ = writeln!(
+                        body,
+                        "-A {ext} -m comment --comment \"masquerade traffic for {name} external destinations\" -j KUBE-MARK-MASQ"
+                    );
                     let _ = writeln!(body, "-A {ext} -j {svc}");
                 }
                 TrafficPolicy::Local => {
                     let local: Vec<(&PodPlan, &String)> =
                         all.iter().copied().filter(|(pod, _)| pod.node == node.name).collect();
                     if local.is_empty() {
-                        let _ = writeln!(body, "-A {ext} -m comment --comment \"{name} has no local endpoints\" -j KUBE-MARK-DROP");
+                        let _ = writeln!(
+                            body,
+                            "-A {ext} -m comment --comment \"{name} has no local endpoints\" -j KUBE-MARK-DROP"
+                        );
                     } else {
                         let svl = format!("KUBE-SVL-{id}");
                         chains.push(svl.clone());
@@ -122,7 +132,10 @@ pub fn rules(plan: &Plan, node: &NodePlan) -> String {
     nat.push_str("*filter\n:KUBE-FIREWALL - [0:0]\n");
     let _ = writeln!(nat, "-A INPUT -j KUBE-FIREWALL");
     let _ = writeln!(nat, "-A FORWARD -j KUBE-FIREWALL");
-    let _ = writeln!(nat, "-A KUBE-FIREWALL -m mark --mark {DROP_MARK} -m comment --comment \"kubernetes firewall for dropping marked packets\" -j DROP");
+    let _ = writeln!(
+        nat,
+        "-A KUBE-FIREWALL -m mark --mark {DROP_MARK} -m comment --comment \"kubernetes firewall for dropping marked packets\" -j DROP"
+    );
     nat.push_str("COMMIT\n");
     nat
 }
@@ -143,7 +156,11 @@ fn balance(body: &mut String, chain: &str, name: &str, endpoints: &[(&PodPlan, &
     for (i, (pod, sep)) in endpoints.iter().enumerate() {
         let comment = format!("-m comment --comment \"{name} -> {}:{}\"", pod.address, pod.port);
         if i + 1 < n {
-            let _ = writeln!(body, "-A {chain} {comment} -m statistic --mode random --probability {} -j {sep}", probability(n - i));
+            let _ = writeln!(
+                body,
+                "-A {chain} {comment} -m statistic --mode random --probability {} -j {sep}",
+                probability(n - i)
+            );
         } else {
             let _ = writeln!(body, "-A {chain} {comment} -j {sep}");
         }
@@ -208,13 +225,18 @@ mod tests {
 
     #[test]
     fn client_ip_affinity_checks_recent_clients_first() {
-        let text = crate::scenario::SHIPPED[0].1.replace("session_affinity = \"None\"", "session_affinity = \"ClientIP\"");
+        let text =
+            crate::scenario::SHIPPED[0].1.replace("session_affinity = \"None\"", "session_affinity = \"ClientIP\"");
         let plan = Plan::new(Scenario::parse(&text).unwrap(), 7);
         let rules = rules(&plan, &plan.nodes[1]);
         let svc = lines_of(&rules, "KUBE-SVC-WORDPRESS");
         assert_eq!(svc.len(), 6);
         for (i, line) in svc[..3].iter().enumerate() {
-            assert!(line.contains("--rcheck --seconds 10800 --reap") && line.ends_with(&format!("-j KUBE-SEP-WORDPRESS-{i}")), "{line}");
+            assert!(
+                line.contains("--rcheck --seconds 10800 --reap")
+                    && line.ends_with(&format!("-j KUBE-SEP-WORDPRESS-{i}")),
+                "{line}"
+            );
         }
         let sep = lines_of(&rules, "KUBE-SEP-WORDPRESS-0");
         assert!(sep[1].contains("-m recent --set --name KUBE-SEP-WORDPRESS-0"), "{sep:?}");

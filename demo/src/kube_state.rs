@@ -127,8 +127,12 @@ pub fn state(plan: &Plan) -> Value {
 fn pod_object(plan: &Plan, pod: &PodPlan) -> Value {
     let workload_index = plan.scenario.workloads.iter().position(|w| w.name == pod.workload).unwrap_or(0);
     let owner = match (&pod.replica_set, pod.kind) {
-        (Some(rs), _) => json!({ "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": owner_uid(plan, workload_index, 1), "controller": true }),
-        (None, kind) => json!({ "apiVersion": "apps/v1", "kind": kind_name(kind), "name": pod.workload, "uid": owner_uid(plan, workload_index, 0), "controller": true }),
+        (Some(rs), _) => {
+            json!({ "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "uid": owner_uid(plan, workload_index, 1), "controller": true })
+        }
+        (None, kind) => {
+            json!({ "apiVersion": "apps/v1", "kind": kind_name(kind), "name": pod.workload, "uid": owner_uid(plan, workload_index, 0), "controller": true })
+        }
     };
     let mut labels = serde_json::Map::new();
     labels.insert("app".into(), json!(pod.workload));
@@ -216,8 +220,10 @@ mod tests {
     fn endpoint_slices_list_every_ready_endpoint_with_its_node() {
         let (_, state) = state_of("uneven-placement");
         let slices = state["endpointslices"].as_array().unwrap();
-        let wordpress = slices.iter().find(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == "wordpress").unwrap();
-        let nodes: Vec<&str> = wordpress["endpoints"].as_array().unwrap().iter().map(|e| e["nodeName"].as_str().unwrap()).collect();
+        let wordpress =
+            slices.iter().find(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == "wordpress").unwrap();
+        let nodes: Vec<&str> =
+            wordpress["endpoints"].as_array().unwrap().iter().map(|e| e["nodeName"].as_str().unwrap()).collect();
         assert_eq!(nodes, ["worker-01", "worker-01", "master-03"]);
         assert!(wordpress["endpoints"].as_array().unwrap().iter().all(|e| e["conditions"]["ready"] == true));
         let services = state["services"].as_array().unwrap();

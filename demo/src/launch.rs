@@ -250,7 +250,14 @@ impl Proc {
     /// until the `Proc` drops (a keeper watches it), else it is empty. `own_group` puts the child
     /// in a process group of its own, so a Ctrl-C at the terminal reaches the demo only, which
     /// then stops everything in order.
-    pub fn spawn(name: &str, program: &Path, args: &[String], output: Output, keep_stdin: bool, own_group: bool) -> Result<Self> {
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        output: Output,
+        keep_stdin: bool,
+        own_group: bool,
+    ) -> Result<Self> {
         let mut command = Command::new(program);
         command.args(args);
         if own_group {
@@ -303,9 +310,9 @@ impl Proc {
     /// Waits until the process has closed its stdout (it exited), at most `timeout`.
     pub fn wait_for_output_end(&self, timeout: Duration) -> Result<()> {
         let lines = self.lines.as_ref().ok_or_else(|| Error::Io(format!("{}: output is not collected", self.name)))?;
-        lines.wait_for(&format!("{} to finish", self.name), timeout, |_| false).or_else(|e| {
-            if lines.lock().1 { Ok(()) } else { Err(e) }
-        })
+        lines
+            .wait_for(&format!("{} to finish", self.name), timeout, |_| false)
+            .or_else(|e| if lines.lock().1 { Ok(()) } else { Err(e) })
     }
 
     /// The error with the last lines of the process's log, which usually say why.
@@ -393,13 +400,17 @@ impl Keeper {
                 .chain([demo.display().to_string(), "keeper".to_string()])
                 .collect(),
         };
-        let process = Proc::spawn(&format!("keeper of {netns}"), demo, &spec.args(), Output::Lines { log }, true, true)?;
+        let process =
+            Proc::spawn(&format!("keeper of {netns}"), demo, &spec.args(), Output::Lines { log }, true, true)?;
         process.wait_for_line("the keeper to start", Duration::from_secs(10), |l| l == "ready")?;
         let unshare = process.pid();
         let children = host::children_of(unshare);
         let pid = match children.as_slice() {
             [pid] => *pid,
-            other => return Err(process.with_log(Error::Io(format!("expected one keeper under unshare {unshare}, found {other:?}")))),
+            other => {
+                return Err(process
+                    .with_log(Error::Io(format!("expected one keeper under unshare {unshare}, found {other:?}"))));
+            }
         };
         Ok(Self { process, pid })
     }
@@ -436,8 +447,18 @@ mod tests {
         assert_eq!(
             spec.args(),
             [
-                "enter", "--keeper", "42", "--netns", "bkd-p-wordpress-0", "--cgroup", "/sys/fs/cgroup/cpuacct/x", "--",
-                "/bin/demo", "web", "--listen", "0.0.0.0:80"
+                "enter",
+                "--keeper",
+                "42",
+                "--netns",
+                "bkd-p-wordpress-0",
+                "--cgroup",
+                "/sys/fs/cgroup/cpuacct/x",
+                "--",
+                "/bin/demo",
+                "web",
+                "--listen",
+                "0.0.0.0:80"
             ]
         );
     }

@@ -1,6 +1,67 @@
 //! bakery-demo: the mini-bakery, a five-node cluster made of kernel namespaces on one machine, with
-//! real processes, real packets, real kube-proxy-style iptables load balancing, a real nginx and real
-//! oha, and bakery finding the node that takes more than its share.
+//! real processes, real packets, kube-proxy-style iptables load balancing, a real nginx and real
+//! oha, and bakery (one agent per node, the collector, bakery-top) finding the node that takes more
+//! than its share.
+//!
+//! # The cluster
+//!
+//! ```text
+//!  client (oha) ──┐                       bkd-lan: bridge br0, 198.18.0.0/24
+//!  proxy (nginx) ─┼── br0 ──┬── master-01 (.11)   pods 198.19.1.0/24
+//!  control ───────┘         ├── master-02 (.12)   pods 198.19.2.0/24   LoadBalancer IP .100 (L2)
+//!  (collector, API double)  ├── master-03 (.13)   ...
+//!                           ├── worker-01 (.14)   (node k in scenario order: .11 + k,
+//!                           └── worker-02 (.15)    pods 198.19.(k + 1).0/24)
+//! ```
+//!
+//! * **A node** is a network namespace (`bkd-n-<node>`) with a veth `eth0` on the LAN bridge, IP
+//!   forwarding, routes to every other node's pod CIDR (flannel host-gw style), and kube-proxy's
+//!   iptables rules ([`kube_proxy`]). Its processes run in a PID namespace of its own, with its own
+//!   `/proc` (see [`launch`]): the node's agent, started with `--proc-root /proc` in the node's
+//!   network namespace, sees exactly that node's processes and NIC, as a hostPID and hostNetwork
+//!   agent does on a real node. The processes of a node that are not pods (its agent, the extras)
+//!   run in the cgroup `bakery-demo/<node>/system`.
+//! * **A pod** is a network namespace (`bkd-p-<workload>-<n>`) joined to its node by a veth
+//!   (`eth0` in the pod, `veth<8 hex>` on the node, Calico style: a /32 and a route each way), its
+//!   process in the node's PID namespace and in a kubepods cgroup under the node's own subtree,
+//!   `bakery-demo/<node>/kubepods/besteffort/pod<uid>/<container>`, which the agent recognises
+//!   because it finds the kubepods level anywhere in a cgroup path. The WordPress stand-in burns
+//!   real CPU per request, queries the MySQL stand-in through its ClusterIP, and returns a ~50 KB
+//!   page ([`stand_ins`]).
+//! * **The Service**: a ClusterIP per workload and a LoadBalancer IP for the web workload, with
+//!   kube-proxy's DNAT chains on every node (random per connection, `-m recent` for ClientIP
+//!   affinity, Local or Cluster external traffic policy with masquerade). MetalLB L2 is the
+//!   LoadBalancer IP as a secondary address of the announcer's `eth0` (it answers ARP); MetalLB BGP
+//!   is an ECMP route in the proxy's and client's namespaces over the entry nodes, hashing the
+//!   5-tuple, so each connection picks a node.
+//! * **The proxy**: Debian's nginx in `bkd-proxy`, configured in the run directory ([`nginx`]),
+//!   without upstream keep-alive unless the scenario asks.
+//! * **Control**: the collector (and the Kubernetes API double, serving the cluster as the API
+//!   would, [`kube_state`]) in `bkd-control`, on the LAN only; the demo talks to it from a thread
+//!   inside that namespace ([`control`]), so nothing listens on or is added to the root namespace.
+//! * **Per-node extras**: CPU burned and memory held by processes outside every pod, and a sysfs
+//!   overlay ([`sysfs`]) with a hot, throttled Pi 5's thermal zone, frequencies and `get_throttled`
+//!   for that node's agent (`--sys-root`).
+//!
+//! Every address is in 198.18.0.0/15 and lives only in namespaces the demo made; every name starts
+//! with `bkd-` (cgroups live under `bakery-demo/`), which is how a killed run's leftovers are found
+//! and removed at the next start ([`host::remove_leftovers`]). Each namespace's processes die with
+//! the demo even on SIGKILL ([`launch`]).
+//!
+//! # A run
+//!
+//! [`run::Demo::start`] builds the cluster ([`cluster`]) and starts bakery, [`run::Demo::run_load`]
+//! opens a load-test window on the collector and runs oha from the client namespace, then the
+//! window's report names the node and the cause ([`diagnose`]); [`run::Demo::finish`] stops bakery,
+//! checks what the collector stored (`inspect`) and removes everything. The scenario's expected
+//! verdict decides the exit code ([`scenario`], [`report`]).
+//!
+//! # What the namespaces cannot simulate
+//!
+//! `/proc/stat`, `/proc/meminfo` and `/proc/pressure` are not namespaced: every node's agent reads
+//! the whole machine's CPU, memory and pressure. Pod CPU and memory (cgroups), NICs, connections and
+//! thermals (the overlay) are per node; node CPU, unattributed CPU and memory pressure are not, so
+//! the burn and memory-hog extras run, but no per-node verdict can come from them here.
 #![forbid(unsafe_code)]
 
 pub mod bench;

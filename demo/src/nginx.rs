@@ -74,7 +74,8 @@ mod tests {
 
     #[test]
     fn without_upstream_keepalive_each_request_opens_a_connection() {
-        let text = config(Path::new("/run/bkd"), Ipv4Addr::new(198, 18, 0, 3), Ipv4Addr::new(198, 18, 0, 100), 80, false);
+        let text =
+            config(Path::new("/run/bkd"), Ipv4Addr::new(198, 18, 0, 3), Ipv4Addr::new(198, 18, 0, 100), 80, false);
         assert!(text.contains("listen 198.18.0.3:80;"));
         assert!(text.contains("server 198.18.0.100:80;"));
         assert!(text.contains("proxy_http_version 1.0;"));

@@ -62,7 +62,8 @@ pub fn args(load: &LoadSpec, url: &str, json: JsonFlag) -> Vec<String> {
 /// Where oha is: on PATH, or where `cargo install` puts it.
 pub fn locate() -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    let mut candidates: Vec<PathBuf> = path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join("oha")).collect();
+    let mut candidates: Vec<PathBuf> =
+        path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join("oha")).collect();
     if let Some(cargo_home) = std::env::var_os("CARGO_HOME") {
         candidates.push(Path::new(&cargo_home).join("bin/oha"));
     }
@@ -120,7 +121,8 @@ impl Summary {
     pub fn parse(json: &str) -> Result<Self> {
         let raw: RawOutput = serde_json::from_str(json).map_err(|e| Error::Oha(format!("unreadable JSON: {e}")))?;
         let ms = |seconds: Option<f64>| seconds.map(|s| s * 1000.0);
-        let requests = raw.status_code_distribution.values().sum::<u64>() + raw.error_distribution.values().sum::<u64>();
+        let requests =
+            raw.status_code_distribution.values().sum::<u64>() + raw.error_distribution.values().sum::<u64>();
         Ok(Self {
             requests,
             success_rate: raw.summary.success_rate.unwrap_or(0.0),
@@ -200,8 +202,19 @@ mod tests {
         assert_eq!(
             args,
             [
-                "--no-tui", "-z", "12000ms", "-c", "4", "-q", "90", "--disable-keepalive", "-t", "12000ms",
-                "--output-format", "json", "http://198.18.0.100/"
+                "--no-tui",
+                "-z",
+                "12000ms",
+                "-c",
+                "4",
+                "-q",
+                "90",
+                "--disable-keepalive",
+                "-t",
+                "12000ms",
+                "--output-format",
+                "json",
+                "http://198.18.0.100/"
             ]
         );
         let keepalive = LoadSpec { rate: None, keepalive: true, ..load };

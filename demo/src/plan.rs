@@ -209,7 +209,13 @@ impl Plan {
                     replica & 0xfff,
                     pod_seed & 0xffff_ffff_ffff
                 );
-                let container_id = format!("{:016x}{:016x}{:016x}{:016x}", mix(pod_seed), mix(pod_seed + 1), mix(pod_seed + 2), mix(pod_seed + 3));
+                let container_id = format!(
+                    "{:016x}{:016x}{:016x}{:016x}",
+                    mix(pod_seed),
+                    mix(pod_seed + 1),
+                    mix(pod_seed + 2),
+                    mix(pod_seed + 3)
+                );
                 pods.push(PodPlan {
                     name: name.clone(),
                     namespace: workload.namespace.clone(),
@@ -372,7 +378,8 @@ mod tests {
     #[test]
     fn two_replicas_on_one_node_get_two_addresses() {
         let plan = plan("uneven-placement");
-        let on_worker: Vec<Ipv4Addr> = plan.pods_of("wordpress").filter(|p| p.node == "worker-01").map(|p| p.address).collect();
+        let on_worker: Vec<Ipv4Addr> =
+            plan.pods_of("wordpress").filter(|p| p.node == "worker-01").map(|p| p.address).collect();
         assert_eq!(on_worker, [Ipv4Addr::new(198, 19, 4, 10), Ipv4Addr::new(198, 19, 4, 11)]);
     }
 

@@ -22,12 +22,8 @@ pub fn require_root() -> Result<(), String> {
 
 /// Debian packages and a command each provides.
 fn packages(needs_nginx: bool) -> Vec<(&'static str, &'static str)> {
-    let mut wanted = vec![
-        ("iproute2", "ip"),
-        ("iptables", "iptables-restore"),
-        ("util-linux", "unshare"),
-        ("procps", "sysctl"),
-    ];
+    let mut wanted =
+        vec![("iproute2", "ip"), ("iptables", "iptables-restore"), ("util-linux", "unshare"), ("procps", "sysctl")];
     if needs_nginx {
         wanted.push(("nginx", "nginx"));
     }
@@ -36,8 +32,11 @@ fn packages(needs_nginx: bool) -> Vec<(&'static str, &'static str)> {
 
 /// Makes sure every tool is there, installing what is missing when `install`.
 pub fn tools(needs_nginx: bool, install: bool) -> Result<(), String> {
-    let missing: Vec<&str> =
-        packages(needs_nginx).into_iter().filter(|(_, command)| find_command(command).is_none()).map(|(p, _)| p).collect();
+    let missing: Vec<&str> = packages(needs_nginx)
+        .into_iter()
+        .filter(|(_, command)| find_command(command).is_none())
+        .map(|(p, _)| p)
+        .collect();
     if !missing.is_empty() {
         if !install {
             return Err(format!("missing packages: run `apt-get install -y {}`", missing.join(" ")));

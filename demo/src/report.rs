@@ -109,7 +109,11 @@ pub fn render(report: &Report) -> String {
             oha.requests_per_second,
             oha.p50_latency_ms.map_or("-".into(), |m| format!("{m:.0} ms")),
             oha.p99_latency_ms.map_or("-".into(), |m| format!("{m:.0} ms")),
-            if oha.requests == 0 { "none".to_string() } else { format!("{:.1} %", 100.0 * ok as f64 / oha.requests as f64) },
+            if oha.requests == 0 {
+                "none".to_string()
+            } else {
+                format!("{:.1} %", 100.0 * ok as f64 / oha.requests as f64)
+            },
         );
     }
     let _ = writeln!(out);
@@ -153,7 +157,11 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "diagnosed by {by}");
     if let Some(cross_check) = &report.cross_check {
         let same: Vec<String> = cross_check.iter().map(|v| format!("{} {}", v.node, v.cause)).collect();
-        let _ = writeln!(out, "  (the demo's own replay of the same samples: {})", if same.is_empty() { "no hog".to_string() } else { same.join(", ") });
+        let _ = writeln!(
+            out,
+            "  (the demo's own replay of the same samples: {})",
+            if same.is_empty() { "no hog".to_string() } else { same.join(", ") }
+        );
     }
     let expected = match &report.expected.hog {
         Some((node, cause)) => format!("{node} - {cause}"),

@@ -43,7 +43,13 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { duration: None, progress: true, tui: false, window_report_file: None, cluster: ClusterOptions::default() }
+        Self {
+            duration: None,
+            progress: true,
+            tui: false,
+            window_report_file: None,
+            cluster: ClusterOptions::default(),
+        }
     }
 }
 
@@ -82,7 +88,10 @@ impl Demo {
         if let Some(duration) = options.duration {
             scenario.load.duration = duration;
         }
-        let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() ^ d.as_secs() as u32).unwrap_or(1);
+        let run_id = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ d.as_secs() as u32)
+            .unwrap_or(1);
         let plan = Plan::new(scenario, run_id);
         let progress = |message: &str| {
             if options.progress {
@@ -91,8 +100,12 @@ impl Demo {
         };
         let cluster = Cluster::build(plan, binaries, &options.cluster, &progress)?;
         check_interrupt()?;
-        let link = ControlLink::new(&format!("{}/{}", crate::host::NETNS_DIR, cluster.plan.control.netns), &cluster.plan.collector_url())?;
-        let mut demo = Self { link, cluster, options, started, timings: Timings::default(), pods_before_load: BTreeMap::new() };
+        let link = ControlLink::new(
+            &format!("{}/{}", crate::host::NETNS_DIR, cluster.plan.control.netns),
+            &cluster.plan.collector_url(),
+        )?;
+        let mut demo =
+            Self { link, cluster, options, started, timings: Timings::default(), pods_before_load: BTreeMap::new() };
         if demo.cluster.agents_running() {
             demo.progress("waiting for every agent's first sample");
             demo.wait_for_agents()?;
@@ -122,13 +135,17 @@ impl Demo {
         loop {
             check_interrupt()?;
             let nodes = self.link.nodes().unwrap_or_default();
-            let ready: Vec<&str> = nodes.iter().filter(|n| n.connected && n.latest.is_some()).map(|n| n.node_name.as_str()).collect();
+            let ready: Vec<&str> =
+                nodes.iter().filter(|n| n.connected && n.latest.is_some()).map(|n| n.node_name.as_str()).collect();
             if wanted.iter().all(|w| ready.contains(&w.as_str())) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 let missing: Vec<&String> = wanted.iter().filter(|w| !ready.contains(&w.as_str())).collect();
-                return Err(Error::Io(format!("no sample from the agents of {missing:?} after 30 s (logs in {})", self.cluster.run_dir.join("logs").display())));
+                return Err(Error::Io(format!(
+                    "no sample from the agents of {missing:?} after 30 s (logs in {})",
+                    self.cluster.run_dir.join("logs").display()
+                )));
             }
             interrupt::wait(Duration::from_millis(100)).map_err(|why| Error::Io(why.into()))?;
         }
@@ -193,7 +210,17 @@ impl Demo {
         if self.options.tui
             && let Some(top_binary) = self.cluster.binaries.top.clone()
         {
-            let command = vec![top_binary.display().to_string(), "--collector".into(), self.plan().collector_url(), "--refresh".into(), "500ms".into()];
+            let command = vec![
+                top_binary.display().to_string(),
+                "--collector".into(),
+                self.plan().collector_url(),
+                "--refresh".into(),
+                "500ms".into(),
+            ];
+            self.progress(&format!(
+                "bakery-top shows the cluster live while the load runs ({}); press q in it when you have seen enough, and the report follows",
+                humantime::format_duration(load.duration)
+            ));
             top = Some(self.cluster.spawn_in_control_on_terminal("bakery-top", command)?);
         }
         let mut live = (agents && top.is_none()).then(|| LiveView::new(self.plan()));
@@ -242,7 +269,8 @@ impl Demo {
         if let (Some(path), Some(window_report)) = (&self.options.window_report_file, &window_report) {
             let json = window_report.to_json().map_err(|e| Error::Io(e.to_string()))?;
             std::fs::write(path, json).map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
-            std::fs::write(path.with_extension("svg"), window_report.to_svg()).map_err(|e| Error::Io(format!("writing the chart: {e}")))?;
+            std::fs::write(path.with_extension("svg"), window_report.to_svg())
+                .map_err(|e| Error::Io(format!("writing the chart: {e}")))?;
         }
         let mut report = self.report(window_start, window_end, window_report.as_ref(), summary, &pods_after);
         report.analysed_by = analysed_by;
@@ -251,7 +279,6 @@ impl Demo {
         report.timings = self.timings.clone();
         if let Some(mut top) = top {
             // bakery-top stays until the user quits it (q), so the last view can be read.
-            self.progress("the load is done; quit bakery-top (q) to see the report");
             while top.running() {
                 if interrupt::wait(Duration::from_millis(200)).is_err() {
                     top.stop(Duration::from_secs(2));
@@ -271,7 +298,8 @@ impl Demo {
         loop {
             match self.link.pods() {
                 Ok(pods) if pods.kubernetes => {
-                    let known = uids.iter().all(|uid| pods.pods.iter().any(|p| p.uid == *uid && !p.workload_name.is_empty()));
+                    let known =
+                        uids.iter().all(|uid| pods.pods.iter().any(|p| p.uid == *uid && !p.workload_name.is_empty()));
                     if known {
                         break;
                     }
@@ -293,7 +321,9 @@ impl Demo {
                 Some(window.id)
             }
             Err(e) => {
-                self.progress(&format!("the collector did not open a window ({e}); the demo diagnoses from its samples"));
+                self.progress(&format!(
+                    "the collector did not open a window ({e}); the demo diagnoses from its samples"
+                ));
                 None
             }
         }
@@ -303,12 +333,20 @@ impl Demo {
     fn close_collector_window(&self) -> Result<WindowReport> {
         let window = self.link.stop_window()?;
         let response = self.link.report(&window.id)?;
-        WindowReport::from_json(&response.json).map_err(|e| Error::Io(format!("the collector's report {}: {e}", window.id)))
+        WindowReport::from_json(&response.json)
+            .map_err(|e| Error::Io(format!("the collector's report {}: {e}", window.id)))
     }
 
     /// Runs oha once in the client station and returns its summary; `tick` runs every 200 ms
     /// meanwhile. Bounded: oha stops itself after the load's duration, and is killed 20 s later.
-    pub fn run_oha(&self, oha_path: &std::path::Path, json_flag: oha::JsonFlag, load: &crate::scenario::LoadSpec, url: &str, mut tick: impl FnMut()) -> Result<oha::Summary> {
+    pub fn run_oha(
+        &self,
+        oha_path: &std::path::Path,
+        json_flag: oha::JsonFlag,
+        load: &crate::scenario::LoadSpec,
+        url: &str,
+        mut tick: impl FnMut(),
+    ) -> Result<oha::Summary> {
         let mut command = vec![oha_path.display().to_string()];
         command.extend(oha::args(load, url, json_flag));
         let mut oha_proc = self.cluster.spawn_in_client("oha", command)?;
@@ -331,8 +369,16 @@ impl Demo {
 
     /// oha's path and how it prints JSON.
     pub fn oha(&self) -> Result<(std::path::PathBuf, oha::JsonFlag)> {
-        let oha_path = self.cluster.binaries.oha.clone().ok_or_else(|| Error::Io("oha is not installed (cargo install oha --locked)".into()))?;
-        let help = std::process::Command::new(&oha_path).arg("--help").output().map_err(|e| Error::Io(format!("running oha: {e}")))?;
+        let oha_path = self
+            .cluster
+            .binaries
+            .oha
+            .clone()
+            .ok_or_else(|| Error::Io("oha is not installed (cargo install oha --locked)".into()))?;
+        let help = std::process::Command::new(&oha_path)
+            .arg("--help")
+            .output()
+            .map_err(|e| Error::Io(format!("running oha: {e}")))?;
         Ok((oha_path, oha::JsonFlag::from_help(&String::from_utf8_lossy(&help.stdout))))
     }
 
@@ -358,7 +404,13 @@ impl Demo {
     fn diagnose(&self, window_start: i64, window_end: i64) -> Result<WindowReport> {
         let samples = self.samples_since(window_start - WARM_UP_MS - 2_000)?;
         let workload = diagnose::workload_under_test(self.plan());
-        let ticks = diagnose::ticks(&samples, &workload, window_start - WARM_UP_MS, window_end, WINDOW_INTERVAL.as_millis() as i64);
+        let ticks = diagnose::ticks(
+            &samples,
+            &workload,
+            window_start - WARM_UP_MS,
+            window_end,
+            WINDOW_INTERVAL.as_millis() as i64,
+        );
         let window = Window {
             name: format!("bakery-demo {}", self.plan().scenario.name),
             start_ms: window_start,
@@ -386,14 +438,21 @@ impl Demo {
             let requests = after.requests.saturating_sub(before.requests);
             let accepted = after.accepted.saturating_sub(before.accepted);
             counts.insert(pod.name.clone(), (requests, accepted));
-            pods.push(PodCount { pod: pod.name.clone(), node: pod.node.clone(), workload: pod.workload.clone(), requests, accepted_connections: accepted });
+            pods.push(PodCount {
+                pod: pod.name.clone(),
+                node: pod.node.clone(),
+                workload: pod.workload.clone(),
+                requests,
+                accepted_connections: accepted,
+            });
         }
         let mut connections_per_node: BTreeMap<String, u64> = BTreeMap::new();
         for pod in plan.endpoints() {
             *connections_per_node.entry(pod.node.clone()).or_default() += counts.get(&pod.name).map_or(0, |c| c.1);
         }
         let expected = diagnose::resolve(&plan.scenario.expect, plan, &connections_per_node);
-        let verdicts: Vec<ReportedVerdict> = window_report.map(|r| diagnose::window_verdicts(r, MIN_ACTIVE_MS)).unwrap_or_default();
+        let verdicts: Vec<ReportedVerdict> =
+            window_report.map(|r| diagnose::window_verdicts(r, MIN_ACTIVE_MS)).unwrap_or_default();
         let shares = match window_report {
             Some(r) => diagnose::node_shares(plan, r, &counts),
             None => Vec::new(),
@@ -513,7 +572,13 @@ impl LiveView {
             .nodes
             .iter()
             .filter(|n| n.is_serving())
-            .map(|n| format!("{} {}", n.node, n.share(Signal::PodTraffic).map_or("-".into(), |s| format!("{:.0}%", s * 100.0))))
+            .map(|n| {
+                format!(
+                    "{} {}",
+                    n.node,
+                    n.share(Signal::PodTraffic).map_or("-".into(), |s| format!("{:.0}%", s * 100.0))
+                )
+            })
             .collect();
         let nic_total: f64 = evaluation.live.nodes.iter().filter_map(|n| n.value(Signal::Nic)).sum();
         let busiest_nic = evaluation
@@ -528,7 +593,10 @@ impl LiveView {
         let mut line = format!("{:>3.0} s: pod traffic {}{busiest_nic}", elapsed.as_secs_f64(), shares.join(", "));
         for verdict in &evaluation.verdicts {
             if self.raised.insert((verdict.node.clone(), verdict.cause)) {
-                line.push_str(&format!("\n           verdict raised: {} - {}: {}", verdict.node, verdict.cause, verdict.summary));
+                line.push_str(&format!(
+                    "\n           verdict raised: {} - {}: {}",
+                    verdict.node, verdict.cause, verdict.summary
+                ));
             }
         }
         Some(line)
@@ -543,8 +611,13 @@ pub fn now_ms() -> i64 {
 /// `bakery-collector inspect --json --verify` on a stopped collector's store.
 pub fn inspect(collector: &std::path::Path, data_dir: &std::path::Path) -> Result<Vec<StoredNode>> {
     let data = data_dir.display().to_string();
-    let output = crate::host::run(&collector.display().to_string(), &["inspect", "--data-dir", &data, "--json", "--verify"], None)?;
-    let value: serde_json::Value = serde_json::from_str(&output).map_err(|e| Error::Io(format!("inspect --json: {e}")))?;
+    let output = crate::host::run(
+        &collector.display().to_string(),
+        &["inspect", "--data-dir", &data, "--json", "--verify"],
+        None,
+    )?;
+    let value: serde_json::Value =
+        serde_json::from_str(&output).map_err(|e| Error::Io(format!("inspect --json: {e}")))?;
     let nodes = value["nodes"].as_array().cloned().unwrap_or_default();
     Ok(nodes
         .iter()

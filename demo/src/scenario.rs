@@ -438,7 +438,10 @@ impl Scenario {
         let mut pods = 0;
         for workload in &self.workloads {
             if !is_dns_label(&workload.name) || workload.name.len() > 20 || !is_dns_label(&workload.namespace) {
-                return fail(format!("workload {:?}/{:?}: use lowercase DNS labels", workload.namespace, workload.name));
+                return fail(format!(
+                    "workload {:?}/{:?}: use lowercase DNS labels",
+                    workload.namespace, workload.name
+                ));
             }
             if !workload_names.insert(workload.name.as_str()) {
                 return fail(format!("workload {:?} is listed twice", workload.name));
@@ -459,7 +462,12 @@ impl Scenario {
             match (workload.app, &workload.database) {
                 (App::Web, Some(database)) => match self.workload(database) {
                     Some(db) if db.app == App::Database => {}
-                    _ => return fail(format!("workload {:?} queries {database:?}, not a database workload", workload.name)),
+                    _ => {
+                        return fail(format!(
+                            "workload {:?} queries {database:?}, not a database workload",
+                            workload.name
+                        ));
+                    }
                 },
                 (App::Database, Some(_)) => {
                     return fail(format!("database workload {:?} cannot query another database", workload.name));
@@ -578,17 +586,14 @@ mod tests {
 
     #[test]
     fn expectations_read_as_written() {
-        let hog = MINIMAL.replace(
-            "expect = \"none\"",
-            "expect = { node = \"b\", cause = \"ingress-concentration\" }",
-        );
+        let hog = MINIMAL.replace("expect = \"none\"", "expect = { node = \"b\", cause = \"ingress-concentration\" }");
         let scenario = Scenario::parse(&hog).unwrap();
         assert_eq!(
             scenario.expect,
             Expectation::Hog { node: ExpectedNode::Named("b".into()), cause: Cause::IngressConcentration }
         );
-        let pinned = MINIMAL
-            .replace("expect = \"none\"", "expect = { node = \"pinned\", cause = \"connection-pinning\" }");
+        let pinned =
+            MINIMAL.replace("expect = \"none\"", "expect = { node = \"pinned\", cause = \"connection-pinning\" }");
         let scenario = Scenario::parse(&pinned).unwrap();
         assert_eq!(
             scenario.expect,
@@ -618,7 +623,8 @@ mod tests {
 
     #[test]
     fn an_l2_service_defaults_to_master_02_as_announcer() {
-        let text = MINIMAL.replace("entry = \"every-node\"", "entry = \"l2\"").replace("name = \"b\"", "name = \"master-02\"");
+        let text =
+            MINIMAL.replace("entry = \"every-node\"", "entry = \"l2\"").replace("name = \"b\"", "name = \"master-02\"");
         let text = text.replace("placement = [\"a\", \"b\"]", "placement = [\"a\", \"master-02\"]");
         let scenario = Scenario::parse(&text).unwrap();
         assert_eq!(scenario.announcer(), Some("master-02"));

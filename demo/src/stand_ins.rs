@@ -100,7 +100,8 @@ pub struct WebConfig {
 
 /// A page of about `bytes` bytes that looks like a blog's front page.
 pub fn page(bytes: usize, pod: &str) -> Vec<u8> {
-    let head = format!("<!DOCTYPE html>\n<html><head><title>The Bakery</title></head><body>\n<!-- served by {pod} -->\n");
+    let head =
+        format!("<!DOCTYPE html>\n<html><head><title>The Bakery</title></head><body>\n<!-- served by {pod} -->\n");
     let tail = "</body></html>\n";
     let paragraph = "<article><h2>Sourdough at altitude</h2><p>Feed the starter twice, keep it warm, \
         and give the dough the time it asks for. Fold every half hour; shape when it jiggles.</p></article>\n";
@@ -216,8 +217,11 @@ fn handle_web(stream: TcpStream, config: &WebConfig, counters: &Counters, page: 
             Some(database) => query_database(database, config.queries).is_ok(),
             None => true,
         };
-        let (status, body): (&str, &[u8]) =
-            if database_ok { ("200 OK", page) } else { ("503 Service Unavailable", b"Error establishing a database connection\n") };
+        let (status, body): (&str, &[u8]) = if database_ok {
+            ("200 OK", page)
+        } else {
+            ("503 Service Unavailable", b"Error establishing a database connection\n")
+        };
         let version = if request.http_1_0 { "HTTP/1.0" } else { "HTTP/1.1" };
         let connection = if request.close { "close" } else { "keep-alive" };
         let response_head = format!(
@@ -392,7 +396,12 @@ mod tests {
     #[test]
     fn a_web_request_costs_cpu_queries_the_database_and_returns_the_page() {
         let database = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let db_config = DatabaseConfig { listen: database, cpu: Duration::from_millis(1), wait: Duration::from_millis(2), response_bytes: 300 };
+        let db_config = DatabaseConfig {
+            listen: database,
+            cpu: Duration::from_millis(1),
+            wait: Duration::from_millis(2),
+            response_bytes: 300,
+        };
         std::thread::spawn(move || serve_database(db_config));
         let web = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let stats = tempfile::tempdir().unwrap();
@@ -419,7 +428,9 @@ mod tests {
         assert_eq!((status, body), (200, 50_000));
         // Keep-alive: two requests on one connection.
         let mut stream = TcpStream::connect(web).unwrap();
-        stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut all = Vec::new();
         stream.read_to_end(&mut all).unwrap();
         assert_eq!(String::from_utf8_lossy(&all).matches("HTTP/1.1 200 OK").count(), 2);

@@ -90,7 +90,11 @@ fn assert_pod_bytes_agree(demo: &Demo) {
         // What the pod sends, its node's end of the cable receives, and the other way round.
         for (what, bakery, kernel) in [("received", agent_rx, veth_tx), ("sent", agent_tx, veth_rx)] {
             let difference = bakery.abs_diff(kernel) as f64 / kernel.max(1) as f64;
-            eprintln!("{}: {what} {bakery} bytes per bakery, {kernel} per the veth ({:.3} %)", pod.name, 100.0 * difference);
+            eprintln!(
+                "{}: {what} {bakery} bytes per bakery, {kernel} per the veth ({:.3} %)",
+                pod.name,
+                100.0 * difference
+            );
             assert!(difference <= 0.02, "{} {what}: bakery {bakery} vs veth {kernel} bytes", pod.name);
         }
     }

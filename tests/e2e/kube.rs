@@ -206,7 +206,8 @@ async fn the_collector_names_agent_pods_and_expects_shares_from_endpoints() {
     let collector = bakery_collector::Collector::start(config).await.unwrap();
     let url = format!("http://{}", collector.local_addr());
     let deadline = tokio::time::Instant::now() + WAIT;
-    while web_pods(&collector.diagnosis().cluster()).len() < 3 {
+    let listed = |v: &ClusterView| web_pods(v).len() == 3 && v.roles.len() == 3 && !web_endpoints(v).is_empty();
+    while !listed(&collector.diagnosis().cluster()) {
         assert!(tokio::time::Instant::now() < deadline, "the collector never listed the pods");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

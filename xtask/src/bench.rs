@@ -20,6 +20,13 @@ pub enum Bench {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Synthetic agents (30 pods each) streaming to a collector on loopback:
+    /// values stored per collector CPU-second, ack latency, RSS for 100 nodes.
+    Ingest {
+        /// Extra arguments for the driver, e.g. `-- --nodes 100 --seconds 20 --rate 1`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// One diagnosis tick for 100 nodes with 50 pods each.
     Analysis,
     /// oha's RPS through the mini-bakery with the agents at 1 Hz against the agents stopped (root).
@@ -33,6 +40,12 @@ pub enum Bench {
 pub fn run(bench: Bench) -> Result<()> {
     match bench {
         Bench::Agent { args } => agent(&args),
+        Bench::Ingest { args } => {
+            exec(cargo(&["build", "--release", "-p", "bakery-collector"]))?;
+            let mut driver = cargo(&["run", "--release", "-p", "bakery-collector", "--example", "ingest_bench", "--"]);
+            driver.args(&args);
+            exec(driver)
+        }
         Bench::Analysis => exec(cargo(&["run", "--release", "-p", "bakery-diagnosis", "--example", "bench_tick"])),
         Bench::Observer { args } => crate::demo::bench_observer(&args),
     }

@@ -26,6 +26,10 @@ struct Namespace {
     /// The signature has moved since the tally was read (sticky until the
     /// next read: moving back does not prove nothing happened).
     stale: bool,
+    /// The last time its tables were read, or tried and failed: a namespace
+    /// whose tables fail to read goes behind the others instead of taking
+    /// the budget every sample.
+    tried_at: Option<Instant>,
     /// The sample this namespace was first seen in: the oldest unread ones
     /// go first.
     first_seen: u64,
@@ -65,6 +69,7 @@ impl<K: Hash + Eq + Ord + Copy> TableRefresh<K> {
             read: None,
             current_at: None,
             stale: false,
+            tried_at: None,
             first_seen: sample,
             seen_in_sample: sample,
         });
@@ -81,8 +86,8 @@ impl<K: Hash + Eq + Ord + Copy> TableRefresh<K> {
     }
 
     /// The namespaces observed this sample whose tables are due, at most
-    /// `budget`: never read ones first (longest waiting first), then stale
-    /// ones, the stalest first.
+    /// `budget`: never tried ones first (longest waiting first), then the
+    /// others by when they were last current or tried, oldest first.
     pub fn due(&self, budget: u32) -> Vec<K> {
         let mut due: Vec<(&K, &Namespace)> = self
             .namespaces
@@ -90,10 +95,20 @@ impl<K: Hash + Eq + Ord + Copy> TableRefresh<K> {
             .filter(|(_, namespace)| namespace.seen_in_sample == self.sample)
             .filter(|(_, namespace)| namespace.read.is_none() || namespace.stale)
             .collect();
-        // `None` (never current) sorts before any time; the key breaks ties
-        // so that the order does not depend on the hash map's.
-        due.sort_unstable_by_key(|(key, namespace)| (namespace.current_at, namespace.first_seen, **key));
+        // `None` (never current nor tried) sorts before any time; the key
+        // breaks ties so that the order does not depend on the hash map's.
+        due.sort_unstable_by_key(|(key, namespace)| {
+            (namespace.current_at.max(namespace.tried_at), namespace.first_seen, **key)
+        });
         due.into_iter().take(usize::try_from(budget).unwrap_or(usize::MAX)).map(|(key, _)| *key).collect()
+    }
+
+    /// Notes that the namespace's tables are being read at `now` (call it
+    /// also when the read then fails).
+    pub fn tried(&mut self, key: K, now: Instant) {
+        if let Some(namespace) = self.namespaces.get_mut(&key) {
+            namespace.tried_at = Some(now);
+        }
     }
 
     /// Keeps the tally just read at `now`, `signature` being the one read
@@ -164,6 +179,7 @@ mod tests {
             }
             let due = self.refresh.due(budget);
             for key in &due {
+                self.refresh.tried(*key, now);
                 let (_, signature, inbound) = namespaces.iter().find(|(k, ..)| k == key).unwrap();
                 self.refresh.record(*key, *signature, states(*inbound), now);
             }
@@ -220,6 +236,33 @@ mod tests {
         assert_eq!(read, [4, 1], "then the other new one, then the stalest (both went stale at the same time: by key)");
         let (read, _) = run.sample(2, &namespaces);
         assert_eq!(read, [2]);
+    }
+
+    #[test]
+    fn a_namespace_whose_tables_fail_does_not_take_the_budget_every_sample() {
+        let mut run = Run::new();
+        let broken = |run: &mut Run| {
+            // Namespace 1's tables fail to read: tried, never recorded.
+            run.second += 1;
+            let now = run.now();
+            run.refresh.begin_sample();
+            for key in [1, 2, 3] {
+                run.refresh.observe(key, signature(key.into(), 1), now);
+            }
+            let due = run.refresh.due(1);
+            for key in &due {
+                run.refresh.tried(*key, now);
+                if *key != 1 {
+                    run.refresh.record(*key, signature((*key).into(), 1), states(*key), now);
+                }
+            }
+            run.refresh.end_sample();
+            due
+        };
+        assert_eq!(broken(&mut run), [1]);
+        assert_eq!(broken(&mut run), [2], "the others get their turn");
+        assert_eq!(broken(&mut run), [3]);
+        assert_eq!(broken(&mut run), [1], "and the broken one is tried again");
     }
 
     #[test]

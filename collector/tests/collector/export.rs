@@ -287,6 +287,27 @@ fn pod_batch(seq: u64, rx_bytes: u64) -> AgentMessage {
     AgentMessage { kind: Some(AgentKind::Batch(Batch { seq, new_pods, samples: vec![sample] })) }
 }
 
+/// Keeps the agent streaming `rx_bytes` every 250 ms, as a live agent does (a node silent for 3
+/// intervals is stale and its samples are no longer exported). Aborted when dropped.
+struct Heartbeat(tokio::task::JoinHandle<()>);
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn keep_sending(agent: TestAgent, next_seq: u64, rx_bytes: u64) -> Heartbeat {
+    Heartbeat(tokio::spawn(async move {
+        for seq in next_seq.. {
+            if !agent.try_send(pod_batch(seq, rx_bytes)).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }))
+}
+
 fn otlp_env(endpoint: String, protocol: &str) -> Vec<(&'static str, String)> {
     vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
@@ -301,6 +322,7 @@ async fn assert_rotel_receives_the_known_value(rotel: &Rotel, collector: &Runnin
     let mut agent = TestAgent::connect(&collector.url, hello(NODE)).await;
     agent.send(pod_batch(1, KNOWN_RX_BYTES)).await;
     agent.wait_ack(1).await;
+    let _heartbeat = keep_sending(agent, 2, KNOWN_RX_BYTES);
     wait_for("rotel to receive the pod's bytes", EXPORT_WAIT, || {
         let found = known_value(&rotel.received(), NODE).is_some();
         async move { found }
@@ -428,7 +450,9 @@ async fn a_backend_that_goes_away_never_slows_ingest_drops_are_counted_and_expor
     env.push(("OTEL_EXPORTER_OTLP_TIMEOUT", "300".into()));
     env.push(("OTEL_METRIC_EXPORT_TIMEOUT", "500".into()));
     let mut collector = RunningCollector::start(dir.path(), &env, &[]).await;
-    let mut agent = TestAgent::connect(&collector.url, hello(NODE)).await;
+    // A long declared interval: the node stays current while the test waits between bursts.
+    let hello = bakery_proto::v1::Hello { interval_ms: 60_000, ..hello(NODE) };
+    let mut agent = TestAgent::connect(&collector.url, hello).await;
     agent.send(pod_batch(1, 1)).await;
     agent.wait_ack(1).await;
     wait_for("the first export", EXPORT_WAIT, || {
@@ -469,6 +493,7 @@ async fn a_backend_that_goes_away_never_slows_ingest_drops_are_counted_and_expor
     let last = 2 + 2 * BURST;
     agent.send(pod_batch(last, KNOWN_RX_BYTES)).await;
     agent.wait_ack(last).await;
+    let _heartbeat = keep_sending(agent, last + 1, KNOWN_RX_BYTES);
     wait_for("export to resume with the newest value", EXPORT_WAIT, || {
         let value = known_value(&rotel.received(), NODE).map(|(v, _, _)| v);
         async move { value == Some(KNOWN_RX_BYTES as f64) }
@@ -515,6 +540,7 @@ async fn root_a_real_prometheus_scrapes_the_known_value_under_the_translated_nam
     let mut agent = TestAgent::connect(&collector.url, hello(NODE)).await;
     agent.send(pod_batch(1, KNOWN_RX_BYTES)).await;
     agent.wait_ack(1).await;
+    let _heartbeat = keep_sending(agent, 2, KNOWN_RX_BYTES);
 
     let config = dir.path().join("prometheus.yml");
     std::fs::write(

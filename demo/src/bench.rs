@@ -21,9 +21,10 @@ pub struct BenchArgs {
     /// Rounds per side (each side runs this many loads of --duration, default 10s).
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
-    /// oha connections (the scenario's when not given).
-    #[arg(long)]
-    pub connections: Option<u32>,
+    /// oha connections: enough that the machine's CPU, not the requests' latency, limits the
+    /// throughput, so CPU the agents take shows up as requests lost.
+    #[arg(long, default_value_t = 100)]
+    pub connections: u32,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -48,11 +49,24 @@ pub struct ObserverBench {
     pub rps_without_agents: f64,
     /// (without - with) / without, percent; the goal is below 1 %.
     pub rps_lost_percent: f64,
+    /// Standard deviation of the rounds on each side, req/s.
+    pub rps_spread_with_agents: f64,
+    pub rps_spread_without_agents: f64,
 }
 
 /// Which side each round is on: with, without, without, with, with, without, ...
 pub fn schedule(rounds_per_side: u32) -> Vec<bool> {
     (0..rounds_per_side * 2).map(|i| (i % 4 == 0) || (i % 4 == 3)).collect()
+}
+
+/// Standard deviation of one side's rounds (the noise the loss must be read against).
+pub fn spread(rounds: &[Round], agents: bool) -> f64 {
+    let side: Vec<f64> = rounds.iter().filter(|r| r.agents == agents).map(|r| r.requests_per_second).collect();
+    if side.len() < 2 {
+        return 0.0;
+    }
+    let mean = side.iter().sum::<f64>() / side.len() as f64;
+    (side.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (side.len() - 1) as f64).sqrt()
 }
 
 /// Means of each side and the relative loss.
@@ -72,9 +86,7 @@ pub fn run(args: &BenchArgs) -> Result<ObserverBench> {
     let duration = args.scenario.duration.unwrap_or(Duration::from_secs(10));
     scenario.load.duration = duration;
     scenario.load.rate = None;
-    if let Some(connections) = args.connections {
-        scenario.load.connections = connections;
-    }
+    scenario.load.connections = args.connections;
     let mut demo = Demo::start(scenario, binaries, Options { duration: Some(duration), ..Options::default() })?;
     let (oha_path, json_flag) = demo.oha()?;
     let load = demo.plan().scenario.load.clone();
@@ -104,10 +116,12 @@ pub fn run(args: &BenchArgs) -> Result<ObserverBench> {
         scenario: demo.plan().scenario.name.clone(),
         seconds_per_round: duration.as_secs_f64(),
         connections: load.connections,
-        rounds,
+        rounds: rounds.clone(),
         rps_with_agents: with,
         rps_without_agents: without,
         rps_lost_percent: lost,
+        rps_spread_with_agents: spread(&rounds, true),
+        rps_spread_without_agents: spread(&rounds, false),
     };
     demo.cluster.teardown();
     Ok(result)
@@ -120,13 +134,15 @@ pub fn main(args: BenchArgs) -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
             } else {
                 println!(
-                    "observer cost ({}, {} connections, {} x {:.0} s per side): {:.1} req/s with agents at 1 Hz, {:.1} req/s without: {:.2} % lost (goal < 1 %)",
+                    "observer cost ({}, {} connections, {} x {:.0} s per side): {:.1} req/s (sd {:.1}) with agents at 1 Hz, {:.1} req/s (sd {:.1}) without: {:.2} % lost (goal < 1 %)",
                     result.scenario,
                     result.connections,
                     args.rounds,
                     result.seconds_per_round,
                     result.rps_with_agents,
+                    result.rps_spread_with_agents,
                     result.rps_without_agents,
+                    result.rps_spread_without_agents,
                     result.rps_lost_percent
                 );
             }

@@ -21,6 +21,7 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("keepalive-pinning", include_str!("../scenarios/keepalive-pinning.toml")),
     ("balanced", include_str!("../scenarios/balanced.toml")),
     ("uneven-placement", include_str!("../scenarios/uneven-placement.toml")),
+    ("hot-node", include_str!("../scenarios/hot-node.toml")),
 ];
 
 /// The scenario run when none is named: the field guide's story (master-02 takes the traffic).

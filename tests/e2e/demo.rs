@@ -192,6 +192,15 @@ fn root_demo_uneven_placement_is_not_a_hog() {
     assert!((worker.pod_traffic_share.unwrap() - 2.0 / 3.0).abs() < 0.1, "{worker:?}");
 }
 
+#[test]
+fn root_demo_hot_node_is_named_for_its_thermals() {
+    require_root("root_demo_hot_node_is_named_for_its_thermals");
+    let report = run_scenario("hot-node");
+    assert!(report.matched, "{report:#?}");
+    assert_eq!((report.verdicts[0].node.as_str(), report.verdicts[0].cause), ("worker-01", Cause::ThermalThrottling));
+    assert!(report.verdicts[0].summary.contains("84.0 C"), "{}", report.verdicts[0].summary);
+}
+
 /// Processes still running in any of the demo's namespaces.
 fn processes_in_demo_namespaces() -> Vec<String> {
     let mut found = Vec::new();

@@ -7,6 +7,8 @@ mod demo;
 mod export;
 mod host_readings;
 mod kube;
+mod loadtest;
 mod pod_discovery;
 mod streaming;
 mod top_commands;
+mod tui_tmux;

@@ -139,6 +139,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
+    /// Run a load command inside a window and print the window's report (oha's summary merged in).
+    Loadtest(crate::commands::loadtest::LoadtestArgs),
     /// Open or close a load-test window (agents sample faster while it is open).
     Window {
         #[command(subcommand)]
@@ -174,6 +176,7 @@ Examples:
   bakery-top window stop                          # stores the report
   bakery-top report --svg run-1.svg               # the newest report's chart
   bakery-top alerts --json                        # live verdicts
+  bakery-top loadtest --report run.json --fail-on-hog -- oha -z 30s http://shop.local/
 
 Keys in the live view: q quit, ? help, / filter, s sort, f freeze, Tab or 1-3 views, Enter a node's pods.
 Environment: BAKERY_COLLECTOR, BAKERY_TOKEN_FILE, BAKERY_TLS_CA, BAKERY_TLS_CERT, BAKERY_TLS_KEY, NO_COLOR.";
@@ -226,6 +229,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         None => {}
+        Some(Command::Loadtest(args)) => {
+            let runtime =
+                tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
+            return runtime.block_on(crate::commands::loadtest::run(args, cli.connection.grpc_config(), &mut stdout));
+        }
         Some(command) => return run_command(command, &cli.connection, &mut stdout),
     }
     let terminal = std::io::stdout().is_terminal();
@@ -267,6 +275,8 @@ pub async fn run_command_async(
             window::start(config, name, workload, out).await
         }
         Command::Window { action: WindowAction::Stop } => window::stop(config, out).await,
+        // The exit code (a flagged hog) is for the command line; here the report is what counts.
+        Command::Loadtest(args) => crate::commands::loadtest::run(args, config, out).await.map(drop),
         Command::Completions { .. } | Command::Man => Ok(()),
     }
 }

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod error;
 pub mod keys;
 pub mod model;
+pub mod oha;
 pub mod render;
 pub mod snapshot;
 pub mod source;

@@ -450,32 +450,33 @@ async fn a_backend_that_goes_away_never_slows_ingest_drops_are_counted_and_expor
     env.push(("OTEL_EXPORTER_OTLP_TIMEOUT", "300".into()));
     env.push(("OTEL_METRIC_EXPORT_TIMEOUT", "500".into()));
     let mut collector = RunningCollector::start(dir.path(), &env, &[]).await;
-    // A long declared interval: the node stays current while the test waits between bursts.
-    let hello = bakery_proto::v1::Hello { interval_ms: 60_000, ..hello(NODE) };
-    let mut agent = TestAgent::connect(&collector.url, hello).await;
-    agent.send(pod_batch(1, 1)).await;
-    agent.wait_ack(1).await;
-    wait_for("the first export", EXPORT_WAIT, || {
-        let found = known_value(&rotel.received(), NODE).is_some();
-        async move { found }
-    })
-    .await;
+    let mut agent = TestAgent::connect(&collector.url, hello(NODE)).await;
+    // Streams as a live agent does until the first export arrives (a silent node goes stale).
+    let deadline = Instant::now() + EXPORT_WAIT;
+    let mut next = 1;
+    while known_value(&rotel.received(), NODE).is_none() {
+        assert!(Instant::now() < deadline, "no first export within {EXPORT_WAIT:?}");
+        agent.send(pod_batch(next, 1)).await;
+        next += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    agent.wait_ack(next - 1).await;
 
     const BURST: u64 = 200;
     // Baseline: the time to ingest and acknowledge a burst with the backend up.
     let started = Instant::now();
-    for seq in 2..2 + BURST {
+    for seq in next..next + BURST {
         agent.send(pod_batch(seq, seq)).await;
     }
-    agent.wait_ack(1 + BURST).await;
+    agent.wait_ack(next + BURST - 1).await;
     let with_backend = started.elapsed();
 
     drop(rotel);
     let started = Instant::now();
-    for seq in 2 + BURST..2 + 2 * BURST {
+    for seq in next + BURST..next + 2 * BURST {
         agent.send(pod_batch(seq, seq)).await;
     }
-    agent.wait_ack(1 + 2 * BURST).await;
+    agent.wait_ack(next + 2 * BURST - 1).await;
     let without_backend = started.elapsed();
     assert!(
         without_backend < with_backend * 3 + Duration::from_secs(1),
@@ -490,7 +491,7 @@ async fn a_backend_that_goes_away_never_slows_ingest_drops_are_counted_and_expor
 
     // The backend comes back on the same address: the newest value arrives.
     let rotel = Rotel::start(dir.path(), grpc, http).await;
-    let last = 2 + 2 * BURST;
+    let last = next + 2 * BURST;
     agent.send(pod_batch(last, KNOWN_RX_BYTES)).await;
     agent.wait_ack(last).await;
     let _heartbeat = keep_sending(agent, last + 1, KNOWN_RX_BYTES);

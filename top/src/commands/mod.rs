@@ -1,8 +1,10 @@
-//! The non-interactive commands that talk to the collector's diagnosis: `alerts`, `report` and
-//! `window start|stop`. Each module formats what the collector answered (pure, tested with data)
-//! and has one `run` that makes the call and writes to the given output.
+//! The non-interactive commands that talk to the collector's diagnosis: `alerts`, `report`,
+//! `window start|stop`, and `loadtest` (a load command run inside a window). Each module formats
+//! what the collector answered (pure, tested with data) and has one `run` that makes the call and
+//! writes to the given output.
 
 pub mod alerts;
+pub mod loadtest;
 pub mod report;
 pub mod window;
 

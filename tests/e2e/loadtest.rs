@@ -1,0 +1,448 @@
+//! `bakery-top loadtest` with real oha against an HTTP server on 127.0.0.1: the report holds
+//! oha's numbers (the RPS is oha's own), a missing oha is a clear error with the install command,
+//! Ctrl-C in the middle still closes the window, another command gets its window without a
+//! summary, and `--fail-on-hog` exits 3 on a flagged node. Also the live collector + agent
+//! harness the tmux test shares: real `bakery-collector` and `bakery-agent` processes, killed on
+//! drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bakery_proto::v1::WindowsRequest;
+use bakery_proto::v1::query_client::QueryClient;
+use bakery_tests::binaries::built_binary;
+use serde_json::Value;
+
+const FIXTURE_PROC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/tests/fixtures/bare/proc");
+const FIXTURE_SYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/tests/fixtures/bare/sys");
+
+/// Pauses between polls of a condition (these tests have no runtime on their own thread).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn pause(duration: Duration) {
+    std::thread::sleep(duration);
+}
+
+/// Polls `condition` until it holds; fails the test after `timeout`, with `context()` in the message.
+pub(crate) fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut condition: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}\n{}", context());
+        pause(Duration::from_millis(50));
+    }
+}
+
+/// Waits for `child` to exit, killing it after `timeout`.
+pub(crate) fn wait_exit(child: &mut Child, timeout: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {timeout:?}");
+        }
+        pause(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed when the test ends, passed or failed.
+pub(crate) struct Guarded(pub Option<Child>);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A real `bakery-collector` (no auth, no Kubernetes, its own data dir) on a fixed loopback port,
+/// so a restart is the same collector coming back, fed by a real `bakery-agent` reading the
+/// agent's bare fixture tree every 250 ms.
+pub(crate) struct LiveCollector {
+    pub work: tempfile::TempDir,
+    pub port: u16,
+    collector: Guarded,
+    _agent: Guarded,
+    starts: usize,
+}
+
+impl LiveCollector {
+    pub(crate) fn start() -> Self {
+        let work = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut live = Self { work, port, collector: Guarded(None), _agent: Guarded(None), starts: 0 };
+        live.spawn_collector();
+        let agent = built_binary("bakery-agent", "bakery-agent").unwrap();
+        let log = std::fs::File::create(live.work.path().join("agent.log")).unwrap();
+        let child = Command::new(agent)
+            .args(["--collector", &live.url(), "--insecure-no-auth", "--interval", "250ms"])
+            .args(["--proc-root", FIXTURE_PROC, "--sys-root", FIXTURE_SYS])
+            .arg("--spool-dir")
+            .arg(live.work.path().join("spool"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        live._agent = Guarded(Some(child));
+        live
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the collector and waits for its --ready-file.
+    pub(crate) fn spawn_collector(&mut self) {
+        assert!(self.collector.0.is_none(), "the collector already runs");
+        self.starts += 1;
+        let binary = built_binary("bakery-collector", "bakery-collector").unwrap();
+        let ready = self.work.path().join(format!("ready-{}", self.starts));
+        let log = std::fs::File::create(self.work.path().join(format!("collector-{}.log", self.starts))).unwrap();
+        let child = Command::new(binary)
+            .args(["--insecure-no-auth", "--no-kubernetes", "--no-auto-windows"])
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .arg("--data-dir")
+            .arg(self.work.path().join("data"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.collector = Guarded(Some(child));
+        let log_path = self.work.path().join(format!("collector-{}.log", self.starts));
+        wait_for(
+            "the collector's ready file",
+            Duration::from_secs(30),
+            || ready.exists(),
+            || std::fs::read_to_string(&log_path).unwrap_or_default(),
+        );
+    }
+
+    /// SIGKILL: the collector goes away at once.
+    pub(crate) fn kill_collector(&mut self) {
+        let mut child = self.collector.0.take().expect("a running collector");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub(crate) fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.work.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// The collector's windows (`Query.Windows`).
+    pub(crate) fn windows(&self) -> Vec<bakery_proto::v1::Window> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let mut client = QueryClient::connect(self.url()).await.unwrap();
+            client.windows(WindowsRequest {}).await.unwrap().into_inner().windows
+        })
+    }
+}
+
+/// A tiny HTTP server on 127.0.0.1 (axum on its own runtime thread) for oha to load.
+struct HttpServer {
+    addr: std::net::SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().route("/", axum::routing::get(|| async { "fresh bread\n" }));
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        Self { addr, shutdown: Some(shutdown), thread: Some(thread) }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// oha on PATH or in ~/.cargo/bin; installed with `cargo install oha --locked` when missing.
+fn oha() -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("oha")).find(|p| p.is_file()))
+        .unwrap_or_default();
+    let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/oha"));
+    if let Some(found) = on_path.or_else(|| cargo_bin.clone().filter(|p| p.is_file())) {
+        return found;
+    }
+    eprintln!("oha is not installed: running `cargo install oha --locked` (several minutes on 2 cores)...");
+    let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .args(["install", "oha", "--locked"])
+        .status()
+        .expect("cannot run cargo install oha --locked");
+    assert!(status.success(), "`cargo install oha --locked` failed ({status}); install oha to run this test");
+    cargo_bin.filter(|p| p.is_file()).expect("oha installed into ~/.cargo/bin")
+}
+
+/// PATH with oha's directory in front, so `bakery-top loadtest -- oha ...` finds it.
+fn path_with(dir: &Path) -> std::ffi::OsString {
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    std::env::join_paths(dirs).unwrap()
+}
+
+fn bakery_top() -> PathBuf {
+    built_binary("bakery-top", "bakery-top").unwrap()
+}
+
+#[test]
+fn loadtest_with_oha_merges_oha_s_own_numbers_into_the_window_report() {
+    let oha = oha();
+    let live = LiveCollector::start();
+    let server = HttpServer::start();
+    let report_file = live.work.path().join("run.json");
+    let own = live.work.path().join("oha-own.json");
+    let output = Command::new(bakery_top())
+        .env("PATH", path_with(oha.parent().unwrap()))
+        .args(["--collector", &live.url(), "loadtest", "--name", "e2e-oha", "--report"])
+        .arg(&report_file)
+        .args(["--", "oha", "-z", "3s", "-c", "4", "-o"])
+        .arg(&own)
+        .arg(server.url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "loadtest failed ({}):\n{stdout}\n{stderr}", output.status);
+
+    // oha's own output, read without bakery-top's parser.
+    let own: Value = serde_json::from_str(&std::fs::read_to_string(&own).unwrap()).unwrap();
+    let own_rps = own["summary"]["requestsPerSec"].as_f64().unwrap();
+    let own_requests: u64 = own["statusCodeDistribution"]
+        .as_object()
+        .unwrap()
+        .values()
+        .chain(own["errorDistribution"].as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(own_requests > 100, "oha made some requests: {own}");
+
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_file).unwrap()).unwrap();
+    assert_eq!(report["window"]["name"], "e2e-oha", "{report}");
+    let merged = &report["loadtest"]["oha"];
+    assert_eq!(merged["requests_per_second"].as_f64().unwrap(), own_rps, "the RPS is oha's own");
+    assert_eq!(merged["requests"].as_u64().unwrap(), own_requests);
+    assert_eq!(merged["status_codes"]["200"], own["statusCodeDistribution"]["200"]);
+    let p99_ms = own["latencyPercentiles"]["p99"].as_f64().unwrap() * 1000.0;
+    assert!((merged["latency_p99_ms"].as_f64().unwrap() - p99_ms).abs() < 1e-9);
+    assert_eq!(report["loadtest"]["exit_code"], 0);
+
+    // The printed report: the window's, then oha's summary with the same RPS.
+    assert!(stdout.starts_with("window w-"), "{stdout}");
+    assert!(stdout.contains(&format!("oha: {own_requests} requests in ")), "{stdout}");
+    assert!(stdout.contains(&format!(", {own_rps:.1} req/s, ")), "{stdout}");
+    assert!(stdout.contains("(exit 0)"), "{stdout}");
+    // Progress at least once a second: a 3 s run prints 0s, 1s and 2s lines.
+    for second in 0..3 {
+        assert!(stderr.contains(&format!("loadtest {second}s / 3s")), "{stderr}");
+    }
+    assert!(!stdout.contains('\x1b') && !stderr.contains('\x1b'), "no escape codes into a pipe");
+
+    let windows = live.windows();
+    let window = windows.iter().find(|w| w.name == "e2e-oha").expect("the window is stored");
+    assert!(window.end_ms > window.start_ms, "the window is closed: {window:?}");
+}
+
+#[test]
+fn loadtest_with_another_command_gets_a_window_and_report_without_a_summary() {
+    let live = LiveCollector::start();
+    let svg = live.work.path().join("run.svg");
+    let output = Command::new(bakery_top())
+        .args(["--collector", &live.url(), "loadtest", "--name", "e2e-sh", "--report"])
+        .arg(&svg)
+        .args(["--", "sh", "-c", "echo loading; exit 4"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "a failed command fails the run:\n{stdout}");
+    assert!(stdout.contains("loading\n"), "the command's own output is shown: {stdout}");
+    assert!(stdout.contains("window w-") && stdout.contains("\"e2e-sh\""), "{stdout}");
+    assert!(stdout.contains("(failed: exit 4)"), "{stdout}");
+    assert!(!stdout.contains("oha:"), "no oha summary for another command: {stdout}");
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    assert!(live.windows().iter().any(|w| w.name == "e2e-sh" && w.end_ms > 0));
+}
+
+#[test]
+fn loadtest_without_oha_on_path_says_how_to_install_it() {
+    let empty = tempfile::tempdir().unwrap();
+    let output = Command::new(bakery_top())
+        .env("PATH", empty.path())
+        // Nothing listens here: the check comes before any window is opened.
+        .args(["--collector", "http://127.0.0.1:9", "loadtest", "--", "oha", "-z", "1s", "http://127.0.0.1:9/"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("oha is not installed"), "{stderr}");
+    assert!(stderr.contains("cargo install oha --locked"), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_in_the_middle_stops_oha_and_still_closes_the_window() {
+    let oha = oha();
+    let live = LiveCollector::start();
+    let server = HttpServer::start();
+    let mut child = Command::new(bakery_top())
+        .env("PATH", path_with(oha.parent().unwrap()))
+        .args(["--collector", &live.url(), "loadtest", "--name", "e2e-ctrl-c"])
+        .args(["--", "oha", "-z", "60s", "-c", "2", &server.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr_text = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let stderr_text = stderr_text.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut text = stderr_text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        })
+    };
+    let mut stdout = child.stdout.take().unwrap();
+    let mut child = Guarded(Some(child));
+    let pid = child.0.as_ref().unwrap().id();
+    wait_for(
+        "two seconds of load",
+        Duration::from_secs(30),
+        || stderr_text.lock().unwrap().contains("loadtest 2s / 60s"),
+        || stderr_text.lock().unwrap().clone(),
+    );
+    let open = live.windows();
+    assert!(open.iter().any(|w| w.name == "e2e-ctrl-c" && w.end_ms == 0), "open while running: {open:?}");
+
+    let status = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = wait_exit(child.0.as_mut().unwrap(), Duration::from_secs(30), "bakery-top after SIGINT");
+    child.0 = None;
+    reader.join().unwrap();
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut printed).unwrap();
+    let stderr = stderr_text.lock().unwrap().clone();
+    assert_eq!(exit.code(), Some(130), "Ctrl-C exits 130:\n{printed}\n{stderr}");
+    assert!(printed.contains("(interrupted by Ctrl-C)"), "{printed}\n{stderr}");
+    assert!(printed.contains(" req/s, "), "oha still reports what it did before the Ctrl-C:\n{printed}");
+
+    let windows = live.windows();
+    let window = windows.iter().find(|w| w.name == "e2e-ctrl-c").expect("the window is stored");
+    assert!(window.end_ms > 0, "the window is closed after Ctrl-C: {window:?}\n{}", live.agent_log());
+}
+
+/// A node at 85 C with the firmware's soft limit set: the diagnosis flags it (thermal-throttling).
+fn hot_sample(timestamp_ms: i64) -> bakery_proto::v1::Sample {
+    use bakery_proto::v1::{CpuTimes, Memory, Sample, Temperature, Throttle, ThrottleFlags};
+    let flags = ThrottleFlags { soft_temperature_limit: true, arm_frequency_capped: true, ..Default::default() };
+    Sample {
+        timestamp_ms,
+        cpu_total: Some(CpuTimes { cpu: -1, user: 100, idle: 1000, ..Default::default() }),
+        memory: Some(Memory { total_bytes: 8 << 30, available_bytes: 6 << 30, ..Default::default() }),
+        temperatures: vec![Temperature { sensor: "cpu-thermal".into(), millidegrees_celsius: 85_000 }],
+        throttle: Some(Throttle { raw: 0xC, now: Some(flags), since_boot: Some(flags) }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_on_hog_exits_3_when_the_window_flags_a_node() {
+    use bakery_collector::{Collector, ServeConfig};
+    use bakery_proto::v1::agent_message::Kind;
+    use bakery_proto::v1::ingest_client::IngestClient;
+    use bakery_proto::v1::{AgentMessage, Batch, Hello};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));
+    config.insecure_no_auth = true;
+    config.diagnosis.automatic_windows = false;
+    config.diagnosis.tick = Duration::from_millis(50);
+    let collector = Collector::start(config).await.unwrap();
+    let url = format!("http://{}", collector.local_addr());
+
+    // A scripted agent sending a hot sample every 100 ms for as long as the test runs.
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let hello = Hello {
+        node_name: "pi-hot".into(),
+        interval_ms: 250,
+        clock_ticks_per_second: 100,
+        stream_id: "e2e-loadtest".into(),
+        ..Default::default()
+    };
+    tx.send(AgentMessage { kind: Some(Kind::Hello(hello)) }).await.unwrap();
+    let mut client = IngestClient::connect(url.clone()).await.unwrap();
+    let _responses = client.stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap();
+    let feeder = tokio::spawn(async move {
+        for seq in 1u64.. {
+            let batch = Batch { seq, new_pods: vec![], samples: vec![hot_sample(bakery_collector::now_ms())] };
+            if tx.send(AgentMessage { kind: Some(Kind::Batch(batch)) }).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    let run = |fail_on_hog: bool| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(bakery_top());
+            command.args(["--collector", &url, "loadtest", "--name", "hot"]);
+            if fail_on_hog {
+                command.arg("--fail-on-hog");
+            }
+            command.args(["--", "sh", "-c", "sleep 3"]).output().unwrap()
+        })
+    };
+    let flagged = run(true).await.unwrap();
+    let stdout = String::from_utf8_lossy(&flagged.stdout);
+    assert!(stdout.contains("thermal-throttling"), "the window's report names the verdict:\n{stdout}");
+    assert_eq!(flagged.status.code(), Some(3), "--fail-on-hog exits 3:\n{stdout}");
+    let tolerated = run(false).await.unwrap();
+    assert_eq!(tolerated.status.code(), Some(0), "without --fail-on-hog a verdict is only reported");
+
+    feeder.abort();
+    collector.stop().await.unwrap();
+}

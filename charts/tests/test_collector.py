@@ -69,9 +69,13 @@ def test_service_reaches_the_grpc_port(variants):
 
 
 def test_metrics_port_and_servicemonitor(default, full):
-    assert [p["name"] for p in default.one("Service")["spec"]["ports"]] == ["grpc"]
-    assert flag(collector(default), "metrics") is None
+    # /metrics is on by default; the ServiceMonitor needs the operator's CRDs, so it is opt-in.
+    assert [p["name"] for p in default.one("Service")["spec"]["ports"]] == ["grpc", "metrics"]
+    assert flag(collector(default), "metrics") == "0.0.0.0:9464"
     assert default.all("ServiceMonitor") == []
+    without = chartlib.render({"collector": {"metrics": {"enabled": False}}})
+    assert [p["name"] for p in without.one("Service")["spec"]["ports"]] == ["grpc"]
+    assert flag(collector(without), "metrics") is None
 
     service = full.one("Service")
     ports = {p["name"]: p for p in service["spec"]["ports"]}
@@ -89,7 +93,7 @@ def test_servicemonitor_without_metrics_is_refused():
     from helm_python import HelmRenderError
 
     with pytest.raises(HelmRenderError, match="serviceMonitor.enabled needs collector.metrics.enabled"):
-        chartlib.render({"collector": {"metrics": {"serviceMonitor": {"enabled": True}}}})
+        chartlib.render({"collector": {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}}})
 
 
 def test_otlp_headers_come_from_a_secret_never_the_pod_spec(full):

@@ -30,6 +30,12 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Pauses this test thread (it has no async runtime) between polls of a condition.
+#[allow(clippy::disallowed_methods)]
+fn pause(duration: Duration) {
+    std::thread::sleep(duration);
+}
+
 fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
@@ -37,7 +43,7 @@ fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<
             return value;
         }
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
+        pause(Duration::from_millis(100));
     }
 }
 
@@ -166,7 +172,7 @@ fn root_bytes_pushed_through_a_pod_reach_rotel_and_metrics_as_the_agent_measured
         let now = scraped_rx(metrics, pod.uid()).filter(|rx| *rx >= SENT_BYTES);
         let settled = now.is_some() && now == last;
         last = now;
-        std::thread::sleep(Duration::from_millis(900));
+        pause(Duration::from_millis(900));
         settled.then_some(now).flatten()
     });
     wait_for("rotel to receive the settled value", Duration::from_secs(30), || {

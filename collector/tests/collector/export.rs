@@ -117,12 +117,25 @@ impl Rotel {
             .stderr(Stdio::null())
             .spawn()
             .expect("rotel starts");
-        let rotel = Rotel { _process: Process(child), output, grpc, http };
-        wait_for("rotel to listen", Duration::from_secs(15), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", grpc)).await.is_ok()
-                && tokio::net::TcpStream::connect(("127.0.0.1", http)).await.is_ok()
-        })
-        .await;
+        let mut rotel = Rotel { _process: Process(child), output, grpc, http };
+        let log = dir.join(format!("rotel-{grpc}.log"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !(tokio::net::TcpStream::connect(("127.0.0.1", grpc)).await.is_ok()
+            && tokio::net::TcpStream::connect(("127.0.0.1", http)).await.is_ok())
+        {
+            if let Some(status) = rotel._process.0.try_wait().unwrap() {
+                panic!(
+                    "rotel exited ({status}) before listening:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rotel did not listen within 30 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         rotel
     }
 

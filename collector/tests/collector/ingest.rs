@@ -308,12 +308,14 @@ async fn far_future_and_far_past_timestamps_are_stored_and_the_skew_is_reported(
     behind.wait_ack(1).await;
     let skew_ahead = collector.node("clock-ahead").await.clock_skew_ms;
     let skew_behind = collector.node("clock-behind").await.clock_skew_ms;
-    assert!((-day - 5_000..=-day).contains(&skew_ahead), "receive - sample of a clock a day ahead: {skew_ahead}");
+    // receive time >= the moment the sample was stamped, so the skew is at
+    // least -day, and at most a few seconds more on a loaded machine.
+    assert!((-day..=-day + 5_000).contains(&skew_ahead), "receive - sample of a clock a day ahead: {skew_ahead}");
     assert!((365 * day..365 * day + 5_000).contains(&skew_behind), "a year behind: {skew_behind}");
     let (_dir, report) = collector.stop_and_inspect().await;
     let ahead = node_report(&report, "clock-ahead");
     assert_eq!(ahead.batches, 1, "never dropped for skew");
-    assert!(ahead.clock_skew_ms.unwrap() <= -day);
+    assert!((-day..=-day + 5_000).contains(&ahead.clock_skew_ms.unwrap()));
     assert!(node_report(&report, "clock-behind").clock_skew_ms.unwrap() >= 365 * day);
 }
 

@@ -48,13 +48,16 @@ async fn a_flooding_agent_is_slowed_to_its_limit_while_a_normal_agent_keeps_bein
     let flood_committed = collector.node("flood").await.committed_seq;
     // the burst, the rate, and the first message (read before any token is taken)
     let allowed = MIN_BURST + RATE_MULTIPLIER * elapsed + 1.0;
-    assert!(offered > 250, "the flood offered {offered} batches");
+    // ~100/s for 3 s; a loaded CI machine oversleeps, so ask for at least half.
+    assert!(offered > 150, "the flood offered {offered} batches");
     assert!(
         (flood_committed as f64) <= allowed,
         "the flood got {flood_committed} batches through in {elapsed:.1} s; the limit allows {allowed:.0}"
     );
     assert!(flood_committed >= MIN_BURST as u64, "the burst is accepted at once: {flood_committed}");
-    assert!(worst < Duration::from_secs(1), "the normal agent's slowest ack took {worst:?}");
+    // Commits are every 200 ms; 2 s leaves room for a loaded machine while
+    // still failing if the normal agent waited behind the whole 3 s flood.
+    assert!(worst < Duration::from_secs(2), "the normal agent's slowest ack took {worst:?}");
     // The flood is delayed, not refused: its stream is still open and being acked.
     let acked = flood.wait_ack(flood_committed).await;
     assert!(acked >= flood_committed);

@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod binary;
+mod export;
 mod harness;
 mod ingest;
-mod export;
 mod limits;
 mod query;
 mod root;

@@ -12,7 +12,7 @@ use crate::util::{cargo, exec, is_root};
 const E2E_TEST_THREADS: &str = "4";
 
 pub fn run() -> Result<()> {
-    crate::setup::system_packages()?;
+    crate::setup::ci_tools()?;
     let mut failed = Vec::new();
     let mut step = |name: &str, result: Result<()>| {
         if let Err(error) = result {

@@ -10,13 +10,32 @@ use crate::util::{exec, is_root};
 /// Debian packages and the command each one provides (checked before installing).
 const PACKAGES: &[(&str, &str)] = &[("iproute2", "ip"), ("iptables", "iptables"), ("procps", "ps")];
 
-/// Installs missing packages with apt-get when running as root; otherwise
-/// says what is missing and how to get it.
-pub fn system_packages() -> Result<()> {
-    packages(PACKAGES)
+/// What the end-to-end tests run besides bakery: the demo's reverse proxy,
+/// the TUI's real terminal, the real Prometheus the export is scraped by.
+/// Installed up front so that tests never race each other for the apt lock.
+const TEST_PACKAGES: &[(&str, &str)] = &[("nginx", "nginx"), ("tmux", "tmux"), ("prometheus", "prometheus")];
+
+/// Everything `cargo xtask ci` needs on a fresh machine: the packages above
+/// and oha (from crates.io; compiling it takes a few minutes, once).
+pub fn ci_tools() -> Result<()> {
+    if !is_root() {
+        eprintln!(
+            "xtask: not root: not installing test tools (nginx, tmux, prometheus, oha); the root_* tests need them"
+        );
+        return Ok(());
+    }
+    packages(PACKAGES)?;
+    packages(TEST_PACKAGES)?;
+    let cargo_bin = std::env::var_os("HOME").map(|home| std::path::PathBuf::from(home).join(".cargo/bin/oha"));
+    if !has_command("oha") && !cargo_bin.is_some_and(|path| path.is_file()) {
+        eprintln!("xtask: installing oha with `cargo install oha --locked` (a few minutes on 2 cores, once)");
+        exec(crate::util::cargo(&["install", "oha", "--locked"]))?;
+    }
+    Ok(())
 }
 
-/// Installs those of `wanted` (package, command it provides) whose command is missing.
+/// Installs those of `wanted` with apt-get when running as root (otherwise
+/// says what is missing and how to get it): (package, command it provides) whose command is missing.
 pub fn packages(wanted: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = wanted.iter().filter(|(_, cmd)| !has_command(cmd)).map(|(pkg, _)| *pkg).collect();
     if missing.is_empty() {

@@ -175,8 +175,11 @@ fn root_bytes_pushed_through_a_pod_reach_rotel_and_metrics_as_the_agent_measured
         pause(Duration::from_millis(900));
         settled.then_some(now).flatten()
     });
-    wait_for("rotel to receive the settled value", Duration::from_secs(30), || {
-        (rotel_rx(&rotel_output, pod.uid()) == Some(settled)).then_some(())
+    // A late packet (the FIN's ACK) can still move the counter after it looked settled, and
+    // a loaded machine delays the export: wait until rotel and /metrics show the same value.
+    let settled = wait_for("rotel to receive the value /metrics shows", Duration::from_secs(90), || {
+        let scraped = scraped_rx(metrics, pod.uid()).filter(|rx| *rx >= settled)?;
+        (rotel_rx(&rotel_output, pod.uid()) == Some(scraped)).then_some(scraped)
     });
     let agent = built_binary("bakery-agent", "bakery-agent").unwrap();
     let output = Command::new(agent).args(["--once", "--json", "--node-name", NODE]).output().unwrap();

@@ -23,13 +23,13 @@
 //! Configuration: the `OTEL_EXPORTER_OTLP_[METRICS_]{ENDPOINT,HEADERS,TIMEOUT,COMPRESSION}`
 //! variables are read by `opentelemetry-otlp` itself (nothing is set in code, so they win);
 //! `..._PROTOCOL`, `OTEL_SDK_DISABLED`, `OTEL_METRIC_EXPORT_INTERVAL`, `OTEL_METRIC_EXPORT_TIMEOUT`
-//! and `OTEL_EXPORTER_OTLP_[METRICS_]CERTIFICATE` are resolved in [`otlp::resolve_settings`].
-//! Limits: the certificate is honoured for gRPC only; http/protobuf supports `http://` endpoints
-//! only (refused with a clear error otherwise); `..._CLIENT_KEY`/`..._CLIENT_CERTIFICATE` (mTLS to
-//! the backend) are not supported. Counters are the agents' raw cumulative counters with the
+//! are resolved in [`otlp::resolve_settings`], and `..._{CERTIFICATE,CLIENT_CERTIFICATE,CLIENT_KEY}`
+//! in [`backend_tls`], for both transports (so is `..._TIMEOUT` for http/protobuf, whose client
+//! bakery builds). Counters are the agents' raw cumulative counters with the
 //! start time of the collector's pipeline: a counter that resets (reboot, pod restart) goes down,
 //! which Prometheus-style backends treat as a reset.
 
+pub mod backend_tls;
 #[cfg(test)]
 mod dashboard;
 mod feed;

@@ -1,6 +1,6 @@
 //! OTLP metrics export with `opentelemetry-otlp`: settings from the standard `OTEL_*`
 //! variables (resolved here only where the crate does not: `OTEL_SDK_DISABLED`, the protocol
-//! choice, `OTEL_EXPORTER_OTLP_CERTIFICATE`, the interval), one SDK meter provider per node so
+//! choice, the TLS files (see [`super::backend_tls`]), the interval), one SDK meter provider per node so
 //! each node is its own Resource, and a bounded queue between collecting and sending so a slow or
 //! absent backend never reaches ingest.
 //!
@@ -11,14 +11,13 @@
 //! timeout, compression) stays configured by the environment, never by code.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, MeterProvider as _};
-use opentelemetry_otlp::{MetricExporter, WithTonicConfig};
+use opentelemetry_otlp::{MetricExporter, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
@@ -28,6 +27,7 @@ use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, SdkMete
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use super::backend_tls::BackendTlsFiles;
 use super::model::{ALL, AttrValue, Kind, Point, ResourcePoints};
 use crate::error::{Error, Result};
 
@@ -37,6 +37,8 @@ pub const QUEUE_CAPACITY: usize = 2;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 /// `OTEL_METRIC_EXPORT_TIMEOUT` default (same spec).
 pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(30);
+/// `OTEL_EXPORTER_OTLP_TIMEOUT` default (OTLP exporter spec): one request to the backend.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +64,10 @@ pub struct OtlpSettings {
     pub protocol: Protocol,
     pub interval: Duration,
     pub export_timeout: Duration,
-    /// CA bundle (PEM) to verify the backend with, from `OTEL_EXPORTER_OTLP_[METRICS_]CERTIFICATE`.
-    pub certificate: Option<PathBuf>,
+    /// One request's limit, from `OTEL_EXPORTER_OTLP_[METRICS_]TIMEOUT`.
+    pub request_timeout: Duration,
+    /// Trust roots and client identity for an `https://` backend.
+    pub tls: BackendTlsFiles,
 }
 
 fn env_pair(env: &dyn Fn(&str) -> Option<String>, metrics_var: &str, general_var: &str) -> Option<String> {
@@ -71,7 +75,11 @@ fn env_pair(env: &dyn Fn(&str) -> Option<String>, metrics_var: &str, general_var
 }
 
 fn millis(env: &dyn Fn(&str) -> Option<String>, var: &str, default: Duration) -> Result<Duration> {
-    match env(var).filter(|v| !v.trim().is_empty()) {
+    millis_value(env(var), var, default)
+}
+
+fn millis_value(value: Option<String>, var: &str, default: Duration) -> Result<Duration> {
+    match value.filter(|v| !v.trim().is_empty()) {
         None => Ok(default),
         Some(value) => value
             .trim()
@@ -103,48 +111,33 @@ pub fn resolve_settings(
         Some(value) => value.parse().map_err(Error::Config)?,
         None => flag_protocol.unwrap_or(Protocol::HttpProtobuf),
     };
-    let certificate =
-        env_pair(env, "OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE").map(PathBuf::from);
-    if protocol == Protocol::HttpProtobuf {
-        // The HTTP client is built without TLS (no second TLS stack in the image): say so now
-        // instead of failing every export.
-        if endpoint.as_deref().is_some_and(|e| e.trim_start().starts_with("https://")) || certificate.is_some() {
-            return Err(Error::Config(
-                "OTLP over http/protobuf supports plain http:// endpoints only in this build; \
-                 use OTEL_EXPORTER_OTLP_PROTOCOL=grpc for TLS (it honours OTEL_EXPORTER_OTLP_CERTIFICATE)"
-                    .into(),
-            ));
-        }
-    }
+    let request_timeout = millis_value(
+        env_pair(env, "OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"),
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        DEFAULT_REQUEST_TIMEOUT,
+    )?;
     Ok(Some(OtlpSettings {
         protocol,
         interval: millis(env, "OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_INTERVAL)?,
         export_timeout: millis(env, "OTEL_METRIC_EXPORT_TIMEOUT", DEFAULT_EXPORT_TIMEOUT)?,
-        certificate,
+        request_timeout,
+        tls: BackendTlsFiles::from_env(env)?,
     }))
 }
 
 /// Builds the exporter. Must run inside the tokio runtime (tonic needs its reactor).
 pub fn build_exporter(settings: &OtlpSettings) -> Result<MetricExporter> {
     let built = match settings.protocol {
-        Protocol::Grpc => {
-            let mut builder = MetricExporter::builder().with_tonic();
-            if let Some(path) = &settings.certificate {
-                let pem = std::fs::read(path).map_err(|source| Error::Io {
-                    action: "cannot read OTEL_EXPORTER_OTLP_CERTIFICATE",
-                    path: path.clone(),
-                    source,
-                })?;
-                use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
-                builder = builder.with_tls_config(
-                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)).with_webpki_roots(),
-                );
-            }
-            builder.with_temporality(Temporality::Cumulative).build()
-        }
-        Protocol::HttpProtobuf => {
-            MetricExporter::builder().with_http().with_temporality(Temporality::Cumulative).build()
-        }
+        Protocol::Grpc => MetricExporter::builder()
+            .with_tonic()
+            .with_tls_config(settings.tls.tonic_config()?)
+            .with_temporality(Temporality::Cumulative)
+            .build(),
+        Protocol::HttpProtobuf => MetricExporter::builder()
+            .with_http()
+            .with_http_client(settings.tls.reqwest_client(settings.request_timeout)?)
+            .with_temporality(Temporality::Cumulative)
+            .build(),
     };
     built.map_err(|e| Error::Config(format!("cannot configure the OTLP exporter: {e}")))
 }
@@ -412,6 +405,8 @@ async fn send_batches(
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
@@ -456,16 +451,19 @@ mod tests {
     }
 
     #[test]
-    fn tls_over_http_is_refused_clearly_and_the_certificate_is_kept_for_grpc() {
-        let https = env_of(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example:4318")]);
-        let error = resolve_settings(&https, true, None).unwrap_err().to_string();
-        assert!(error.contains("grpc"), "{error}");
-        let grpc = env_of(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example:4317"),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+    fn the_request_timeout_and_tls_files_come_from_the_exporter_variables() {
+        let vars = env_of(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example:4318"),
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
             ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
         ]);
-        let settings = resolve_settings(&grpc, true, None).unwrap().unwrap();
-        assert_eq!(settings.certificate, Some(PathBuf::from("/etc/ca.pem")));
+        let settings = resolve_settings(&vars, true, None).unwrap().unwrap();
+        assert_eq!(settings.request_timeout, Duration::from_millis(2500));
+        assert_eq!(settings.tls.certificate, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(
+            resolve_settings(&env_of(&[]), true, None).unwrap().unwrap().request_timeout,
+            DEFAULT_REQUEST_TIMEOUT
+        );
+        assert!(resolve_settings(&env_of(&[("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "-1")]), true, None).is_err());
     }
 }

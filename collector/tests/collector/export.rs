@@ -624,3 +624,139 @@ async fn sigterm_sends_the_last_values_before_the_collector_exits() {
     })
     .await;
 }
+
+/// nginx (Debian's, as a real TLS terminator) in front of rotel: one port for OTLP/HTTP, one
+/// for OTLP/gRPC over HTTP/2, both serving the test CA's certificate for `localhost` and
+/// requiring a client certificate that CA signed.
+struct TlsFront {
+    _process: Process,
+    http: u16,
+    grpc: u16,
+}
+
+impl TlsFront {
+    async fn start(dir: &Path, pki: &crate::tls::Pki, rotel: &Rotel) -> TlsFront {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().map(PathBuf::from).find(|p| p.is_file());
+        let nginx =
+            nginx.expect("nginx is needed as the TLS front of this test: apt-get install nginx (cargo xtask ci does)");
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(&prefix).unwrap();
+        let certificate = crate::tls::write(&prefix, "server.crt", &pki.server.0);
+        let key = crate::tls::write(&prefix, "server.key", &pki.server.1);
+        let ca = crate::tls::write(&prefix, "ca.crt", &pki.ca_pem);
+        let (http, grpc) = (free_port(), free_port());
+        // One process (no master), so killing it leaves no worker behind. Bodies stay in memory,
+        // and as root nginx keeps root, so nothing has to be written where `nobody` may not.
+        let user = if running_as_root() { "user root;" } else { "" };
+        let config = format!(
+            "{user}
+master_process off;
+daemon off;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_buffer_size 8m;
+    client_max_body_size 8m;
+    ssl_certificate {certificate};
+    ssl_certificate_key {key};
+    ssl_client_certificate {ca};
+    ssl_verify_client on;
+    server {{
+        listen 127.0.0.1:{http} ssl;
+        location / {{ proxy_pass http://127.0.0.1:{rotel_http}; }}
+    }}
+    server {{
+        listen 127.0.0.1:{grpc} ssl http2;
+        location / {{ grpc_pass grpc://127.0.0.1:{rotel_grpc}; }}
+    }}
+}}
+",
+            prefix = prefix.display(),
+            certificate = certificate.display(),
+            key = key.display(),
+            ca = ca.display(),
+            rotel_http = rotel.http,
+            rotel_grpc = rotel.grpc,
+        );
+        let config_path = crate::tls::write(&prefix, "nginx.conf", &config);
+        let error_log = prefix.join("error.log");
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(&config_path)
+            .arg("-e")
+            .arg(&error_log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx starts");
+        let mut front = TlsFront { _process: Process(child), http, grpc };
+        wait_for("nginx to listen", Duration::from_secs(20), || {
+            if let Some(status) = front._process.0.try_wait().unwrap() {
+                panic!("nginx exited ({status}):\n{}", std::fs::read_to_string(&error_log).unwrap_or_default());
+            }
+            async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", http)).await.is_ok()
+                    && tokio::net::TcpStream::connect(("127.0.0.1", grpc)).await.is_ok()
+            }
+        })
+        .await;
+        front
+    }
+}
+
+/// The TLS variables for a backend that wants the test CA's client certificate.
+fn tls_env(dir: &Path, pki: &crate::tls::Pki, endpoint: String, protocol: &str) -> Vec<(&'static str, String)> {
+    let ca = crate::tls::write(dir, "backend-ca.crt", &pki.ca_pem);
+    let client_certificate = crate::tls::write(dir, "client.crt", &pki.client.0);
+    let client_key = crate::tls::write(dir, "client.key", &pki.client.1);
+    let mut env = otlp_env(endpoint, protocol);
+    env.push(("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.display().to_string()));
+    env.push(("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", client_certificate.display().to_string()));
+    env.push(("OTEL_EXPORTER_OTLP_CLIENT_KEY", client_key.display().to_string()));
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_over_https_with_a_private_ca_and_a_client_certificate_reaches_the_backend_on_both_transports() {
+    let pki = crate::tls::make_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let rotel = Rotel::start(dir.path(), free_port(), free_port()).await;
+    let front = TlsFront::start(dir.path(), &pki, &rotel).await;
+    for (protocol, port) in [("http/protobuf", front.http), ("grpc", front.grpc)] {
+        let run = dir.path().join(protocol.replace('/', "-"));
+        std::fs::create_dir_all(&run).unwrap();
+        let env = tls_env(&run, &pki, format!("https://localhost:{port}"), protocol);
+        let mut collector = RunningCollector::start(&run, &env, &[]).await;
+        assert_rotel_receives_the_known_value(&rotel, &collector).await;
+        collector.assert_alive();
+        drop(collector);
+        // The next transport must bring its own export: forget what this one delivered.
+        std::fs::write(&rotel.output, "").unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_certificate_from_an_unknown_ca_is_refused_and_counted_as_dropped() {
+    let pki = crate::tls::make_pki();
+    let dir = tempfile::tempdir().unwrap();
+    let rotel = Rotel::start(dir.path(), free_port(), free_port()).await;
+    let front = TlsFront::start(dir.path(), &pki, &rotel).await;
+    // The collector trusts only the public roots: the test CA's server certificate must fail.
+    let mut env = tls_env(dir.path(), &pki, format!("https://localhost:{}", front.http), "http/protobuf");
+    env.retain(|(name, _)| *name != "OTEL_EXPORTER_OTLP_CERTIFICATE");
+    let mut collector = RunningCollector::start(dir.path(), &env, &[]).await;
+    let mut agent = TestAgent::connect(&collector.url, hello(NODE)).await;
+    agent.send(pod_batch(1, KNOWN_RX_BYTES)).await;
+    agent.wait_ack(1).await;
+    let _heartbeat = keep_sending(agent, 2, KNOWN_RX_BYTES);
+    wait_for("bakery_export_dropped_total > 0 on /metrics", EXPORT_WAIT, || async {
+        let text = http_get(collector.metrics, "/metrics").await.unwrap_or_default();
+        scraped_value(&text, "bakery_export_dropped_total", &[]).is_some_and(|dropped| dropped > 0.0)
+    })
+    .await;
+    assert!(known_value(&rotel.received(), NODE).is_none(), "nothing may reach a backend that failed verification");
+    collector.assert_alive();
+}

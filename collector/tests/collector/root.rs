@@ -11,13 +11,8 @@ use bakery_proto::v1::{AgentMessage, Batch, Unavailable};
 use crate::harness::*;
 
 fn require_root(test: &str) {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(str::to_owned))
-        .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned));
-    assert_eq!(
-        uid.as_deref(),
-        Some("0"),
+    assert!(
+        running_as_root(),
         "{test} needs root (it mounts a small tmpfs): run it as root, or skip it with `cargo test -- --skip root_`"
     );
 }

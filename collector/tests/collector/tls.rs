@@ -4,24 +4,29 @@
 use std::path::Path;
 
 use bakery_collector::TlsFiles;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 use crate::harness::*;
 
-struct Pki {
-    ca_pem: String,
-    server: (String, String),
-    client: (String, String),
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
+    pub(crate) server: (String, String),
+    pub(crate) client: (String, String),
 }
 
-fn make_pki() -> Pki {
+pub(crate) fn make_pki() -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct subjects: with rcgen's one default name, OpenSSL peers (nginx, curl) take every
+    // leaf for a self-signed certificate.
+    ca_params.distinguished_name.push(DnType::CommonName, "bakery test CA");
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let leaf = |names: Vec<String>| {
         let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names).unwrap().signed_by(&key, &ca).unwrap();
+        let mut params = CertificateParams::new(names.clone()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, names[0].as_str());
+        let cert = params.signed_by(&key, &ca).unwrap();
         (cert.pem(), key.serialize_pem())
     };
     Pki {
@@ -31,7 +36,7 @@ fn make_pki() -> Pki {
     }
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path

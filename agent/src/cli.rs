@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Serialize;
 
+use crate::pods::ScanPolicy;
 use crate::rates::{self, Rates};
 use crate::roots::HostRoots;
 use crate::sampler::{Sample, Sampler};
@@ -111,6 +112,23 @@ pub struct Args {
     #[arg(long, env = "BAKERY_TCP_TABLE_READS_PER_SAMPLE", value_name = "N")]
     pub tcp_table_reads_per_sample: Option<u32>,
 
+    /// Longest time between two walks of /proc for pod processes that started
+    /// or exited. A new pod shows up, and a deleted one disappears, within this
+    /// time; each pod's counters are still read every sample. A walk lists
+    /// every process on the node, the largest fixed cost of a sample on a busy
+    /// node. 0s: walk every sample. --once always walks.
+    #[arg(long, env = "BAKERY_PROCESS_RESCAN_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Streaming")]
+    pub process_rescan_interval: Duration,
+
+    /// Longest a pod's inactive page cache figure (memory.stat) is reused in
+    /// its working set; memory usage itself is read every sample. memory.stat
+    /// is the costliest pod file (the kernel flushes per-CPU statistics and
+    /// prints about 50 counters), and page cache ages over seconds (cAdvisor
+    /// refreshes it every 10 s or more). 0s: every sample. --once reads it
+    /// afresh.
+    #[arg(long, env = "BAKERY_MEMORY_STAT_REFRESH", default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Streaming")]
+    pub memory_stat_refresh: Duration,
+
     /// Most the spool may hold, in memory or on disk: 64MiB keeps 4 to 9
     /// hours of samples at 1s. When full, the oldest samples are dropped
     /// and the collector records the dropped range as a gap. Accepts
@@ -208,8 +226,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     if !args.once {
         return stream_forever(&args, roots, node_name);
     }
-    let table_reads = args.tcp_table_reads_per_sample.unwrap_or(u32::MAX);
-    let output = once(Sampler::new(roots, node_name).with_tcp_table_reads_per_sample(table_reads), args.rate_window);
+    let policy = ScanPolicy {
+        tcp_table_reads_per_sample: args.tcp_table_reads_per_sample.unwrap_or(u32::MAX),
+        ..ScanPolicy::EXACT
+    };
+    let output = once(Sampler::new(roots, node_name).with_scan_policy(policy), args.rate_window);
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &output)?;
@@ -295,8 +316,14 @@ fn stream_forever(args: &Args, roots: HostRoots, node_name: String) -> anyhow::R
             spool_max_bytes = config.spool.max_bytes,
             "streaming"
         );
-        let table_reads = args.tcp_table_reads_per_sample.unwrap_or(crate::pods::DEFAULT_TCP_TABLE_READS_PER_SAMPLE);
-        let sampler = Sampler::new(roots, config.node_name.clone()).with_tcp_table_reads_per_sample(table_reads);
+        let policy = ScanPolicy {
+            tcp_table_reads_per_sample: args
+                .tcp_table_reads_per_sample
+                .unwrap_or(ScanPolicy::STREAMING.tcp_table_reads_per_sample),
+            process_rescan: args.process_rescan_interval,
+            memory_stat_refresh: args.memory_stat_refresh,
+        };
+        let sampler = Sampler::new(roots, config.node_name.clone()).with_scan_policy(policy);
         anyhow::Ok(stream::run(config, sampler, shutdown).await?)
     })?;
     tracing::info!(

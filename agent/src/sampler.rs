@@ -9,7 +9,7 @@ use crate::cpu::{self, CpuStat};
 use crate::cpufreq::{self, CpuFrequency};
 use crate::memory::{self, Memory};
 use crate::net::{self, Interface};
-use crate::pods::{Pod, PodTracker};
+use crate::pods::{Pod, PodTracker, ScanPolicy};
 use crate::pressure::{self, Pressure};
 use crate::roots::HostRoots;
 use crate::signal::{LogOnce, SignalError, SignalResult, Unavailable};
@@ -62,11 +62,10 @@ impl Sampler {
         }
     }
 
-    /// Reads the TCP socket tables of at most `budget` pod network
-    /// namespaces per sample (see [`PodTracker::with_tcp_table_reads_per_sample`]);
-    /// without it, every namespace whose counters moved.
-    pub fn with_tcp_table_reads_per_sample(mut self, budget: u32) -> Self {
-        self.pods = PodTracker::with_tcp_table_reads_per_sample(budget);
+    /// Scans pods with `policy` (see [`ScanPolicy`]); without it, every
+    /// scan reads everything afresh ([`ScanPolicy::EXACT`]).
+    pub fn with_scan_policy(mut self, policy: ScanPolicy) -> Self {
+        self.pods = PodTracker::with_policy(policy);
         self
     }
 

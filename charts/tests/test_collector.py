@@ -114,6 +114,23 @@ def test_otlp_headers_from_an_existing_secret(existing):
     assert existing.all("Secret") == []
 
 
+def test_otlp_tls_files_come_from_the_named_secret(existing, full):
+    c = collector(existing)
+    variables = env(c)
+    directory = "/etc/bakery/otlp-tls"
+    assert variables["OTEL_EXPORTER_OTLP_CERTIFICATE"]["value"] == f"{directory}/ca.crt"
+    assert variables["OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"]["value"] == f"{directory}/tls.crt"
+    assert variables["OTEL_EXPORTER_OTLP_CLIENT_KEY"]["value"] == f"{directory}/tls.key"
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "otlp-tls")
+    assert mount["mountPath"] == directory and mount["readOnly"] is True
+    volume = next(v for v in pod_spec(collector_deployment(existing))["volumes"] if v["name"] == "otlp-tls")
+    assert volume["secret"]["secretName"] == "lab-otlp-tls"
+    assert {item["key"] for item in volume["secret"]["items"]} == {"ca.crt", "tls.crt", "tls.key"}
+    # Without a Secret named, nothing TLS-related is set or mounted.
+    assert not [name for name in env(collector(full)) if "CERTIFICATE" in name or "CLIENT_KEY" in name]
+    assert not [m for m in collector(full)["volumeMounts"] if m["name"] == "otlp-tls"]
+
+
 def test_no_otlp_settings_without_an_endpoint(default):
     assert not [name for name in env(collector(default)) if name.startswith("OTEL_")]
 

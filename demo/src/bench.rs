@@ -117,7 +117,7 @@ pub fn run(args: &BenchArgs) -> Result<ObserverBench> {
     scenario.load.rate = None;
     scenario.load.connections = args.connections;
     let mut demo = Demo::start(scenario, binaries, Options { duration: Some(duration), ..Options::default() })?;
-    let (oha_path, json_flag) = demo.oha()?;
+    let (oha_path, oha_flags) = demo.oha()?;
     let load = demo.plan().scenario.load.clone();
     let url = demo.cluster.target_url();
     let mut rounds = Vec::new();
@@ -130,7 +130,7 @@ pub fn run(args: &BenchArgs) -> Result<ObserverBench> {
         }
         // Let start-up or shutdown settle before measuring.
         interrupt::wait(Duration::from_secs(2)).map_err(|why| Error::Io(why.into()))?;
-        let summary = demo.run_oha(&oha_path, json_flag, &load, &url, || {})?;
+        let summary = demo.run_oha(&oha_path, oha_flags, &load, &url, || {})?;
         eprintln!(
             "bakery-demo bench: round {}/{} agents {}: {:.1} req/s",
             i + 1,

@@ -17,7 +17,7 @@ use crate::launch::EnterSpec;
 use crate::report::render;
 use crate::run::Options;
 use crate::scenario::{DEFAULT_SCENARIO, ProxyKind, SHIPPED, Scenario};
-use crate::{bench, host, interrupt, preflight, run, stand_ins};
+use crate::{bench, host, interrupt, otlp, preflight, run, stand_ins};
 
 /// bakery-demo builds the Bakery on this machine: five nodes (master-01..03, worker-01..02) made
 /// of network, PID and mount namespaces, WordPress and MySQL stand-ins in kubepods cgroups, a
@@ -69,6 +69,49 @@ pub struct RunArgs {
     /// Also write the window's diagnosis report (JSON) to FILE, and its chart to FILE with .svg.
     #[arg(long, value_name = "FILE")]
     pub window_report: Option<PathBuf>,
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
+}
+
+/// OTLP export of the demo's collector (the verdicts as `bakery.hog.active`, the shares, every
+/// node's and pod's series), to a receiver on this machine or beyond.
+#[derive(Debug, Clone, Args)]
+pub struct OtlpArgs {
+    /// Export the collector's metrics, the verdicts among them (bakery.hog.active), over OTLP to
+    /// URL: a plain-text receiver, http://HOST:PORT[/PATH].
+    ///
+    /// For example http://127.0.0.1:4317 with --otlp-protocol grpc for an OpenTelemetry
+    /// Collector's gRPC port. The collector lives in the demo's isolated control namespace; the
+    /// demo relays its connections to URL from this machine. The other standard variables reach
+    /// the collector as they are (OTEL_EXPORTER_OTLP_HEADERS, _COMPRESSION, _TIMEOUT,
+    /// OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME); OTEL_METRIC_EXPORT_INTERVAL defaults to
+    /// 1000 ms here, and every series carries k8s.cluster.name=bakery-demo unless
+    /// BAKERY_CLUSTER_NAME is set. sudo drops the environment: give variables after it (sudo
+    /// OTEL_EXPORTER_OTLP_HEADERS=... bakery-demo ...).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// The OTLP transport to --otlp-endpoint: grpc or http/protobuf (the collector's default when
+    /// unset).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_name = "PROTOCOL")]
+    pub otlp_protocol: Option<otlp::Protocol>,
+}
+
+impl OtlpArgs {
+    /// The export the flags ask for, or why it cannot be done. `metrics_endpoint` is
+    /// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: the demo relays one endpoint, given as
+    /// --otlp-endpoint, so that one is refused rather than silently ignored.
+    pub fn export(&self, metrics_endpoint: Option<String>) -> Result<Option<otlp::Export>, String> {
+        if metrics_endpoint.is_some() {
+            return Err("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is set, but the demo relays one endpoint: \
+                        give it as --otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) and unset the other"
+                .into());
+        }
+        self.otlp_endpoint
+            .as_deref()
+            .map(|endpoint| otlp::Export::parse(endpoint, self.otlp_protocol))
+            .transpose()
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -154,6 +197,8 @@ Examples:
   sudo bakery-demo --scenario local-policy --no-tui  # progress lines and the report
   sudo bakery-demo --scenario keepalive-pinning --json | jq .verdicts
   sudo bakery-demo --scenario-file my-cluster.toml --duration 60s
+  sudo bakery-demo --no-tui --otlp-endpoint http://127.0.0.1:4317 --otlp-protocol grpc
+                                                     # the verdict to your OTLP receiver
   sudo bakery-demo cleanup                           # after a killed run
   cargo xtask demo --scenario balanced               # builds everything first
 
@@ -301,7 +346,11 @@ pub fn prepare(args: &ScenarioArgs) -> Result<(Scenario, Binaries), String> {
 }
 
 fn run_demo(args: RunArgs) -> ExitCode {
-    let (scenario, binaries) = match prepare(&args.scenario) {
+    let prepared = args
+        .otlp
+        .export(std::env::var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").ok())
+        .and_then(|export| Ok((export, prepare(&args.scenario)?)));
+    let (otlp, (scenario, binaries)) = match prepared {
         Ok(prepared) => prepared,
         Err(message) => {
             eprintln!("bakery-demo: {message}");
@@ -320,7 +369,7 @@ fn run_demo(args: RunArgs) -> ExitCode {
         progress: true,
         tui,
         window_report_file: args.window_report.clone(),
-        ..Options::default()
+        cluster: crate::cluster::ClusterOptions { otlp, ..Default::default() },
     };
     match run::run(scenario, binaries, options) {
         Ok(report) => {
@@ -385,6 +434,23 @@ mod tests {
         assert_eq!(args.keeper, Some(7));
         assert_eq!(args.cgroup.len(), 2);
         assert_eq!(args.command, ["ls", "-l"]);
+    }
+
+    #[test]
+    fn the_otlp_flags_become_an_export_and_bad_ones_a_message() {
+        let cli =
+            Cli::try_parse_from(["bakery-demo", "--otlp-endpoint", "http://127.0.0.1:4317", "--otlp-protocol", "grpc"])
+                .unwrap();
+        let export = cli.run.otlp.export(None).unwrap().unwrap();
+        assert_eq!((export.target.as_str(), export.protocol), ("127.0.0.1:4317", Some(otlp::Protocol::Grpc)));
+        let message = cli.run.otlp.export(Some("http://elsewhere:4318/v1/metrics".into())).unwrap_err();
+        assert!(message.contains("--otlp-endpoint"), "{message}");
+        let https = Cli::try_parse_from(["bakery-demo", "--otlp-endpoint", "https://otel.example:4317"]).unwrap();
+        assert!(https.run.otlp.export(None).unwrap_err().contains("https is not relayed"));
+        assert!(
+            Cli::try_parse_from(["bakery-demo", "--otlp-endpoint", "http://h:1", "--otlp-protocol", "http/json"])
+                .is_err()
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::plan::{
     node_cgroup, node_system_cgroup,
 };
 use crate::scenario::{App, Entry, ProxyKind};
-use crate::{Error, Result, kube_proxy, kube_state, nginx, sysfs};
+use crate::{Error, Result, kube_proxy, kube_state, nginx, otlp, sysfs};
 
 /// Where the other bakery binaries are.
 #[derive(Debug, Clone)]
@@ -84,11 +84,13 @@ pub struct ClusterOptions {
     /// Start one agent per node (the observer benchmark also runs without).
     pub agents: bool,
     pub agent_interval: Duration,
+    /// Export the collector's metrics (verdicts too) to this OTLP receiver, through a relay.
+    pub otlp: Option<otlp::Export>,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        Self { agents: true, agent_interval: Duration::from_secs(1) }
+        Self { agents: true, agent_interval: Duration::from_secs(1), otlp: None }
     }
 }
 
@@ -106,6 +108,9 @@ pub struct Cluster {
     extras: Vec<Proc>,
     apiserver: Option<Proc>,
     collector: Option<Proc>,
+    /// Carries the collector's OTLP out of the control namespace; outlives the collector, whose
+    /// last export happens as it stops.
+    otlp_relay: Option<otlp::Relay>,
     agents: BTreeMap<String, Proc>,
     proxy: Option<Proc>,
     /// The lock is released last.
@@ -141,6 +146,7 @@ impl Cluster {
             extras: Vec::new(),
             apiserver: None,
             collector: None,
+            otlp_relay: None,
             agents: BTreeMap::new(),
             proxy: None,
             _lock: lock,
@@ -166,7 +172,7 @@ impl Cluster {
         self.start_pods()?;
         self.start_extras()?;
         progress("starting the control plane (collector) and one agent per node");
-        self.start_control()?;
+        self.start_control(options.otlp.as_ref())?;
         if options.agents {
             self.start_agents(options.agent_interval)?;
         }
@@ -452,7 +458,7 @@ impl Cluster {
         Ok(Some(overlay))
     }
 
-    fn start_control(&mut self) -> Result<()> {
+    fn start_control(&mut self, otlp: Option<&otlp::Export>) -> Result<()> {
         let control = self.plan.control.netns.clone();
         let state_file = self.run_dir.join("kube-state.json");
         let state =
@@ -511,14 +517,21 @@ impl Cluster {
             // The demo opens its own window; an automatic one would split the load.
             command.push("--no-auto-windows".into());
         }
+        if let Some(export) = otlp {
+            let netns = Path::new(host::NETNS_DIR).join(&control);
+            self.otlp_relay = Some(otlp::Relay::start(&netns, &export.target)?);
+        }
+        let relay = otlp.zip(self.otlp_relay.as_ref().map(otlp::Relay::address));
+        let env = otlp::collector_env(relay, |name| std::env::var(name).ok());
         let args = self.keeper(&control)?.enter_args(None, Vec::new(), command);
-        let mut collector = Proc::spawn(
+        let mut collector = Proc::spawn_with_env(
             "bakery-collector",
             &self.binaries.demo,
             &args,
             Output::Log(self.log("collector")),
             false,
             true,
+            &env,
         )?;
         wait_for_file(&mut collector, &ready, Duration::from_secs(20))?;
         self.collector = Some(collector);
@@ -570,6 +583,12 @@ impl Cluster {
     /// Stops the collector with SIGTERM (it commits what it received); true when it stopped so.
     pub fn stop_collector(&mut self) -> bool {
         self.collector.take().is_none_or(|mut collector| collector.stop(Duration::from_secs(15)))
+    }
+
+    /// Stops the OTLP relay (after the collector: its last export goes through it) and says what
+    /// it relayed; `None` without `--otlp-endpoint`.
+    pub fn stop_otlp_relay(&mut self) -> Option<otlp::RelayStats> {
+        self.otlp_relay.take().map(|mut relay| relay.stop())
     }
 
     fn start_proxy(&mut self) -> Result<()> {
@@ -653,6 +672,7 @@ impl Cluster {
         let mut problems = Vec::new();
         self.stop_agents();
         self.stop_collector();
+        self.stop_otlp_relay();
         // Closing every keeper's stdin ends every node at once: the kernel kills each PID
         // namespace's processes. Their launchers (this process's children) then exit and reap them,
         // so nothing is left for the machine's init to reap.

@@ -4,15 +4,14 @@
 //! `CLONE_NEWNET` changes only the calling thread) and runs a single-threaded tokio runtime; every
 //! socket it opens is in that namespace, and nothing is added to the root namespace.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use bakery_proto::v1::query_client::QueryClient;
 use bakery_proto::v1::{
-    HistoryRequest, HistoryResponse, NodeStatus, NodesRequest, PodsRequest, PodsResponse, ReportRequest,
-    ReportResponse, SetIntervalRequest, StartWindowRequest, StopWindowRequest, Window,
+    LiveRequest, LiveResponse, NodeStatus, NodesRequest, PodsRequest, PodsResponse, ReportRequest, ReportResponse,
+    StartWindowRequest, StopWindowRequest, Window,
 };
 use nix::sched::CloneFlags;
 use tonic::transport::Channel;
@@ -121,10 +120,9 @@ impl ControlLink {
         self.call(async |client| Ok(client.nodes(NodesRequest {}).await?.into_inner().nodes))
     }
 
-    /// A node's recent batches received at or after `since_ms`.
-    pub fn history(&self, node: &str, since_ms: i64) -> Result<HistoryResponse> {
-        let node_name = node.to_string();
-        self.call(async move |client| Ok(client.history(HistoryRequest { node_name, since_ms }).await?.into_inner()))
+    /// The collector's live view: the workload's shares per node and the verdicts in force.
+    pub fn live(&self) -> Result<LiveResponse> {
+        self.call(async |client| Ok(client.live(LiveRequest {}).await?.into_inner()))
     }
 
     /// Every pod the collector knows, and whether it knows them from Kubernetes.
@@ -161,21 +159,6 @@ impl ControlLink {
     pub fn report(&self, id: &str) -> Result<ReportResponse> {
         let id = id.to_string();
         self.call(async move |client| Ok(client.report(ReportRequest { id }).await?.into_inner()))
-    }
-
-    /// Asks every node's agent to sample at `interval`; returns which nodes were told now.
-    pub fn set_interval(&self, nodes: &[String], interval: Duration, reason: &str) -> Result<BTreeMap<String, bool>> {
-        let mut delivered = BTreeMap::new();
-        for node in nodes {
-            let request = SetIntervalRequest {
-                node_name: node.clone(),
-                interval_ms: u32::try_from(interval.as_millis()).unwrap_or(u32::MAX),
-                reason: reason.to_string(),
-            };
-            let told = self.call(async move |client| Ok(client.set_interval(request).await?.into_inner().delivered))?;
-            delivered.insert(node.clone(), told);
-        }
-        Ok(delivered)
     }
 }
 

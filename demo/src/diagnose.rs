@@ -1,35 +1,14 @@
-//! From what the agents streamed to bakery's verdict, and whether it is the one the scenario
-//! expects.
-//!
-//! Until the collector runs the diagnosis itself (load-test windows, issue 4), the demo does what
-//! the collector will do: it reads every node's samples of the window from the collector's Query
-//! service (`History`), converts them to the diagnosis input (pure, below), names the pods and the
-//! workload under test from its own plan (what the collector will learn from the Kubernetes API),
-//! and replays the window through [`bakery_diagnosis::WindowReport::build`]. The numbers are the
-//! agents' own, through the collector: nothing here is simulated.
+//! From the report the collector stored for the load-test window (its verdicts and its analysis
+//! of the whole window) to the demo's verdict lines and per-node shares, and whether the verdicts
+//! are the ones the scenario expects. Pure: the diagnosis itself is the collector's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use bakery_diagnosis::{
-    Cause, CpuFrequency, CpuJiffies, NicBytes, NodeMemory, NodeRole, NodeSample, PodSample, PressureTotals, Signal,
-    ThrottleFlags, Tick, WindowReport, WorkloadRef, WorkloadUnderTest,
-};
-use bakery_proto::v1::{PodIdentity, Sample};
+use bakery_diagnosis::{Cause, Signal, WindowReport, WorkloadRef, WorkloadUnderTest};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Plan, PodPlan};
-use crate::scenario::{Expectation, ExpectedNode, Role};
-
-/// Interfaces that are not a node's NIC: loopback and what container networking creates. Their
-/// bytes are counted on the physical interface already or never left the node.
-const VIRTUAL_INTERFACE_PREFIXES: &[&str] = &[
-    "lo", "veth", "cni", "flannel", "cali", "cilium", "lxc", "vxlan", "tunl", "docker", "br-", "virbr", "kube-",
-    "weave", "genev", "tap", "dummy",
-];
-
-pub fn is_physical_interface(name: &str) -> bool {
-    !VIRTUAL_INTERFACE_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
-}
+use crate::plan::Plan;
+use crate::scenario::{Expectation, ExpectedNode};
 
 /// The workload under test: the Service's workload, its ready endpoints per node.
 pub fn workload_under_test(plan: &Plan) -> WorkloadUnderTest {
@@ -48,134 +27,6 @@ fn workload_ref(plan: &Plan, name: &str) -> WorkloadRef {
         spec.map_or("default", |w| w.namespace.as_str()),
         name,
     )
-}
-
-/// One agent sample as the diagnosis reads it. `identities` resolves the sample's pod references
-/// (the collector's pod ids) to UIDs; the plan names the pods.
-pub fn node_sample(plan: &Plan, node: &str, sample: &Sample, identities: &HashMap<u32, PodIdentity>) -> NodeSample {
-    let role = match plan.scenario.node(node).map(|n| n.role) {
-        Some(Role::ControlPlane) => NodeRole::ControlPlane,
-        Some(Role::Worker) => NodeRole::Worker,
-        None => NodeRole::Unknown,
-    };
-    let cpu = sample
-        .cpu_total
-        .as_ref()
-        .map(|c| CpuJiffies {
-            user: c.user,
-            nice: c.nice,
-            system: c.system,
-            idle: c.idle,
-            iowait: c.iowait,
-            irq: c.irq,
-            softirq: c.softirq,
-            steal: c.steal,
-        })
-        .unwrap_or_default();
-    let mut nic = NicBytes::default();
-    for interface in sample.interfaces.iter().filter(|i| is_physical_interface(&i.name)) {
-        if let Some(counters) = &interface.counters {
-            nic.rx_bytes += counters.rx_bytes;
-            nic.tx_bytes += counters.tx_bytes;
-        }
-    }
-    let memory = sample
-        .memory
-        .as_ref()
-        .map(|m| NodeMemory { total_bytes: m.total_bytes, available_bytes: m.available_bytes })
-        .unwrap_or_default();
-    let pressure = (!sample.pressure.is_empty()).then(|| {
-        let mut totals = PressureTotals::default();
-        for p in &sample.pressure {
-            match (p.resource.as_str(), p.kind.as_str()) {
-                ("cpu", "some") => totals.cpu_some_us = p.total_us,
-                ("memory", "some") => totals.memory_some_us = p.total_us,
-                ("memory", "full") => totals.memory_full_us = p.total_us,
-                ("io", "some") => totals.io_some_us = p.total_us,
-                _ => {}
-            }
-        }
-        totals
-    });
-    let temperature_millicelsius = sample.temperatures.iter().map(|t| t.millidegrees_celsius).max();
-    let cpu_frequency = sample.cpu_frequencies.iter().map(|f| f.current_khz).min().map(|current_khz| CpuFrequency {
-        current_khz,
-        max_khz: sample.cpu_frequencies.iter().map(|f| f.max_khz).max().unwrap_or(current_khz),
-    });
-    let throttle = sample.throttle.as_ref().and_then(|t| t.now.as_ref()).map(|now| ThrottleFlags {
-        under_voltage: now.under_voltage,
-        arm_frequency_capped: now.arm_frequency_capped,
-        throttled: now.throttled,
-        soft_temperature_limit: now.soft_temperature_limit,
-    });
-    let by_uid: HashMap<&str, &PodPlan> = plan.pods.iter().map(|p| (p.uid.as_str(), p)).collect();
-    let pods = sample
-        .pods
-        .iter()
-        .filter_map(|pod| {
-            let identity = identities.get(&pod.pod_ref)?;
-            let planned = by_uid.get(identity.uid.as_str());
-            let network = pod.network.unwrap_or_default();
-            Some(PodSample {
-                uid: identity.uid.clone(),
-                name: planned.map_or_else(|| identity.uid.clone(), |p| p.name.clone()),
-                namespace: planned.map(|p| p.namespace.clone()).unwrap_or_default(),
-                workload: planned.map(|p| workload_ref(plan, &p.workload)),
-                ready: planned.is_some(),
-                host_network: identity.host_network,
-                rx_bytes: network.rx_bytes,
-                tx_bytes: network.tx_bytes,
-                established_inbound: pod.tcp.map(|t| t.established_inbound).unwrap_or_default(),
-                cpu_usage_us: pod.cpu_usage_us,
-                memory_working_set_bytes: pod.memory_working_set_bytes,
-            })
-        })
-        .collect();
-    NodeSample {
-        name: node.to_string(),
-        role,
-        timestamp_ms: sample.timestamp_ms,
-        clock_ticks_per_second: 100,
-        cpu,
-        nic,
-        memory,
-        pressure,
-        temperature_millicelsius,
-        cpu_frequency,
-        throttle,
-        pods,
-    }
-}
-
-/// Evaluation ticks every `step_ms` from `from_ms` to `to_ms`: at each, every node's latest sample
-/// taken at or before it (a node with none yet is left out). `samples` per node, in time order.
-pub fn ticks(
-    samples: &BTreeMap<String, Vec<NodeSample>>,
-    workload: &WorkloadUnderTest,
-    from_ms: i64,
-    to_ms: i64,
-    step_ms: i64,
-) -> Vec<Tick> {
-    let mut ticks = Vec::new();
-    let mut cursor: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut t = from_ms;
-    while t <= to_ms {
-        let mut nodes = Vec::new();
-        for (name, series) in samples {
-            let next = cursor.entry(name).or_insert(0);
-            while *next < series.len() && series[*next].timestamp_ms <= t {
-                *next += 1;
-            }
-            if *next > 0 {
-                nodes.push(series[*next - 1].clone());
-            }
-        }
-        if !nodes.is_empty() {
-            ticks.push(Tick { timestamp_ms: t, nodes, workload: Some(workload.clone()) });
-        }
-        t += step_ms.max(1);
-    }
-    ticks
 }
 
 /// One verdict as the demo reports it.
@@ -348,8 +199,6 @@ pub fn matches(expected: &ResolvedExpectation, verdicts: &[ReportedVerdict]) -> 
 
 #[cfg(test)]
 mod tests {
-    use bakery_proto::v1::{CpuTimes, Memory, NetCounters, NetInterface, PodSample as WirePod, TcpConnections};
-
     use super::*;
     use crate::scenario::Scenario;
 
@@ -366,86 +215,6 @@ mod tests {
             next_step: String::new(),
             active_seconds: 5.0,
         }
-    }
-
-    #[test]
-    fn only_the_physical_nic_counts() {
-        for name in ["eth0", "ens18", "wlan0", "end0"] {
-            assert!(is_physical_interface(name), "{name}");
-        }
-        for name in ["lo", "veth1a2b3c4d", "cni0", "flannel.1", "cali0"] {
-            assert!(!is_physical_interface(name), "{name}");
-        }
-    }
-
-    #[test]
-    fn a_sample_becomes_a_node_sample_with_named_pods() {
-        let plan = plan("l2-ingress");
-        let pod = plan.endpoints()[0];
-        let sample = Sample {
-            timestamp_ms: 1_000,
-            cpu_total: Some(CpuTimes { cpu: -1, user: 10, system: 5, idle: 100, softirq: 3, ..Default::default() }),
-            memory: Some(Memory { total_bytes: 8 << 30, available_bytes: 6 << 30, ..Default::default() }),
-            interfaces: vec![
-                NetInterface {
-                    name: "lo".into(),
-                    counters: Some(NetCounters { rx_bytes: 999, tx_bytes: 999, ..Default::default() }),
-                },
-                NetInterface {
-                    name: "eth0".into(),
-                    counters: Some(NetCounters { rx_bytes: 100, tx_bytes: 200, ..Default::default() }),
-                },
-                NetInterface {
-                    name: pod.host_veth.clone(),
-                    counters: Some(NetCounters { rx_bytes: 7, tx_bytes: 7, ..Default::default() }),
-                },
-            ],
-            pods: vec![WirePod {
-                pod_ref: 3,
-                network: Some(NetCounters { rx_bytes: 40, tx_bytes: 4000, ..Default::default() }),
-                tcp: Some(TcpConnections { established_inbound: 6, ..Default::default() }),
-                cpu_usage_us: 1234,
-                memory_working_set_bytes: 55,
-                process_count: 1,
-            }],
-            ..Default::default()
-        };
-        let identities = HashMap::from([(3, PodIdentity { pod_ref: 3, uid: pod.uid.clone(), ..Default::default() })]);
-        let node = node_sample(&plan, "master-02", &sample, &identities);
-        assert_eq!(node.role, NodeRole::ControlPlane);
-        assert_eq!(node.nic, NicBytes { rx_bytes: 100, tx_bytes: 200 });
-        assert_eq!((node.cpu.user, node.cpu.softirq), (10, 3));
-        assert_eq!(node.memory.available_bytes, 6 << 30);
-        let pod_sample = &node.pods[0];
-        assert_eq!(pod_sample.name, pod.name);
-        assert_eq!(pod_sample.workload, Some(WorkloadRef::new("Deployment", "wordpress", "wordpress")));
-        assert_eq!((pod_sample.rx_bytes, pod_sample.tx_bytes, pod_sample.established_inbound), (40, 4000, 6));
-        assert!(pod_sample.ready);
-    }
-
-    #[test]
-    fn ticks_hold_each_nodes_latest_sample() {
-        let plan = plan("balanced");
-        let sample =
-            |t| node_sample(&plan, "master-01", &Sample { timestamp_ms: t, ..Default::default() }, &HashMap::new());
-        let other =
-            |t| node_sample(&plan, "worker-01", &Sample { timestamp_ms: t, ..Default::default() }, &HashMap::new());
-        let samples = BTreeMap::from([
-            ("master-01".to_string(), vec![sample(100), sample(350), sample(600)]),
-            ("worker-01".to_string(), vec![other(300)]),
-        ]);
-        let ticks = ticks(&samples, &workload_under_test(&plan), 250, 750, 250);
-        let seen: Vec<Vec<(String, i64)>> =
-            ticks.iter().map(|t| t.nodes.iter().map(|n| (n.name.clone(), n.timestamp_ms)).collect()).collect();
-        assert_eq!(
-            seen,
-            vec![
-                vec![("master-01".to_string(), 100)],
-                vec![("master-01".to_string(), 350), ("worker-01".to_string(), 300)],
-                vec![("master-01".to_string(), 600), ("worker-01".to_string(), 300)],
-            ]
-        );
-        assert_eq!(ticks[0].workload.as_ref().unwrap().ready_endpoints.len(), 3);
     }
 
     #[test]

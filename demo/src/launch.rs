@@ -258,8 +258,28 @@ impl Proc {
         keep_stdin: bool,
         own_group: bool,
     ) -> Result<Self> {
+        Self::spawn_with_env(name, program, args, output, keep_stdin, own_group, &[])
+    }
+
+    /// [`Proc::spawn`] with changes to the inherited environment: `(name, Some(value))` sets a
+    /// variable, `(name, None)` removes it. What `enter` runs inherits them.
+    pub fn spawn_with_env(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        output: Output,
+        keep_stdin: bool,
+        own_group: bool,
+        env: &[(&str, Option<String>)],
+    ) -> Result<Self> {
         let mut command = Command::new(program);
         command.args(args);
+        for (variable, value) in env {
+            match value {
+                Some(value) => command.env(variable, value),
+                None => command.env_remove(variable),
+            };
+        }
         if own_group {
             command.process_group(0);
         }

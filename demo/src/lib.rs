@@ -52,9 +52,11 @@
 //!
 //! [`run::Demo::start`] builds the cluster ([`cluster`]) and starts bakery, [`run::Demo::run_load`]
 //! opens a load-test window on the collector and runs oha from the client namespace, then the
-//! window's report names the node and the cause ([`diagnose`]); [`run::Demo::finish`] stops bakery,
-//! checks what the collector stored (`inspect`) and removes everything. The scenario's expected
-//! verdict decides the exit code ([`scenario`], [`report`]).
+//! report the collector stored for the window names the node and the cause ([`diagnose`]);
+//! [`run::Demo::finish`] stops bakery, checks what the collector stored (`inspect`) and removes
+//! everything. The scenario's expected verdict decides the exit code ([`scenario`], [`report`]).
+//! With `--otlp-endpoint` the collector also exports over OTLP, through a relay out of the control
+//! namespace ([`otlp`]).
 //!
 //! # What the namespaces cannot simulate
 //!
@@ -76,6 +78,7 @@ pub mod kube_state;
 pub mod launch;
 pub mod nginx;
 pub mod oha;
+pub mod otlp;
 pub mod plan;
 pub mod preflight;
 pub mod report;

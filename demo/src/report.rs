@@ -1,24 +1,15 @@
-//! The demo's final report: the verdicts (node and cause), whether they are what the scenario
-//! expected, per-node shares, oha's summary, per-pod counts and what the collector stored. JSON
-//! (`--json`) through serde, text for people through [`render`].
+//! The demo's final report: the verdicts (node and cause) and per-node shares from the report the
+//! collector stored for the load-test window, whether the verdicts are what the scenario expected,
+//! oha's summary, per-pod counts and what the collector stored. JSON (`--json`) through serde, text
+//! for people through [`render`].
 
 use std::fmt::Write;
 
+use bakery_top::oha::OhaSummary;
 use serde::{Deserialize, Serialize};
 
 use crate::diagnose::{NodeShare, ReportedVerdict, ResolvedExpectation};
-use crate::oha;
-
-/// Who ran the diagnosis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AnalysedBy {
-    /// The collector's load-test window (issue 4).
-    Collector,
-    /// The demo, from the collector's stored samples, with `bakery-diagnosis` (until the collector
-    /// runs it).
-    DemoFromCollectorData,
-}
+use crate::oha::ok_responses;
 
 /// One pod, counted by itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +36,9 @@ pub struct StoredNode {
 /// The load-test window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowTimes {
+    /// The collector's id of the window, whose stored report the verdicts come from.
+    pub collector_window: String,
+    /// When the load started and ended, by the demo's clock.
     pub start_ms: i64,
     pub end_ms: i64,
 }
@@ -59,15 +53,11 @@ pub struct Timings {
 }
 
 /// Everything the demo reports.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub scenario: String,
     pub description: String,
     pub target: String,
-    pub analysed_by: AnalysedBy,
-    /// With the collector's diagnosis: the demo's own replay of the same samples, for comparison.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cross_check: Option<Vec<ReportedVerdict>>,
     pub window: WindowTimes,
     /// Verdicts active for a meaningful part of the window, longest first.
     pub verdicts: Vec<ReportedVerdict>,
@@ -76,7 +66,7 @@ pub struct Report {
     pub matched: bool,
     pub shares: Vec<NodeShare>,
     pub pods: Vec<PodCount>,
-    pub oha: Option<oha::Summary>,
+    pub oha: OhaSummary,
     /// Filled once the collector has stopped.
     pub stored: Vec<StoredNode>,
     pub timings: Timings,
@@ -98,24 +88,22 @@ fn rate(bytes_per_second: Option<f64>) -> String {
 pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "scenario {}: {}", report.scenario, report.description);
-    if let Some(oha) = &report.oha {
-        let ok = oha.ok_responses();
-        let _ = writeln!(
-            out,
-            "load: oha against {} for {:.0} s: {} requests, {:.1} req/s, p50 {}, p99 {}, {} answered 2xx",
-            report.target,
-            oha.duration_seconds,
-            oha.requests,
-            oha.requests_per_second,
-            oha.p50_latency_ms.map_or("-".into(), |m| format!("{m:.0} ms")),
-            oha.p99_latency_ms.map_or("-".into(), |m| format!("{m:.0} ms")),
-            if oha.requests == 0 {
-                "none".to_string()
-            } else {
-                format!("{:.1} %", 100.0 * ok as f64 / oha.requests as f64)
-            },
-        );
-    }
+    let oha = &report.oha;
+    let _ = writeln!(
+        out,
+        "load: oha against {} for {:.0} s: {} requests, {:.1} req/s, p50 {}, p99 {}, {} answered 2xx",
+        report.target,
+        oha.total_seconds,
+        oha.requests,
+        oha.requests_per_second,
+        oha.latency_p50_ms.map_or("-".into(), |m| format!("{m:.0} ms")),
+        oha.latency_p99_ms.map_or("-".into(), |m| format!("{m:.0} ms")),
+        if oha.requests == 0 {
+            "none".to_string()
+        } else {
+            format!("{:.1} %", 100.0 * ok_responses(oha) as f64 / oha.requests as f64)
+        },
+    );
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -150,19 +138,8 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "  {}", verdict.summary);
         let _ = writeln!(out, "  next: {}", verdict.next_step);
     }
-    let by = match report.analysed_by {
-        AnalysedBy::Collector => "the collector's load-test window",
-        AnalysedBy::DemoFromCollectorData => "the demo, from the collector's samples",
-    };
-    let _ = writeln!(out, "diagnosed by {by}");
-    if let Some(cross_check) = &report.cross_check {
-        let same: Vec<String> = cross_check.iter().map(|v| format!("{} {}", v.node, v.cause)).collect();
-        let _ = writeln!(
-            out,
-            "  (the demo's own replay of the same samples: {})",
-            if same.is_empty() { "no hog".to_string() } else { same.join(", ") }
-        );
-    }
+    let _ =
+        writeln!(out, "diagnosed by the collector: its report of load-test window {}", report.window.collector_window);
     let expected = match &report.expected.hog {
         Some((node, cause)) => format!("{node} - {cause}"),
         None => "no hog".to_string(),
@@ -193,17 +170,20 @@ pub fn render(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use bakery_diagnosis::Cause;
+    use bakery_top::oha::parse_summary;
 
     use super::*;
+
+    const OHA: &str = r#"{"summary": {"successRate": 1.0, "total": 12.01, "requestsPerSec": 83.4},
+        "latencyPercentiles": {"p50": 0.0112, "p99": 0.0409},
+        "statusCodeDistribution": {"200": 995, "502": 5}, "errorDistribution": {"aborted due to deadline": 2}}"#;
 
     fn report() -> Report {
         Report {
             scenario: "l2-ingress".into(),
             description: "MetalLB L2".into(),
             target: "http://198.18.0.3/".into(),
-            analysed_by: AnalysedBy::DemoFromCollectorData,
-            cross_check: None,
-            window: WindowTimes { start_ms: 0, end_ms: 30_000 },
+            window: WindowTimes { collector_window: "w-1764070927000".into(), start_ms: 0, end_ms: 30_000 },
             verdicts: vec![ReportedVerdict {
                 node: "master-02".into(),
                 cause: Cause::IngressConcentration,
@@ -228,7 +208,7 @@ mod tests {
                 accepted_connections: 1002,
             }],
             pods: Vec::new(),
-            oha: None,
+            oha: parse_summary(OHA).unwrap(),
             stored: vec![StoredNode { node: "master-02".into(), samples: 90, gaps: 0, unaccounted: 0 }],
             timings: Timings::default(),
         }
@@ -241,6 +221,11 @@ mod tests {
         assert!(text.contains("expected: master-02 - ingress-concentration -> MATCH"), "{text}");
         assert!(text.contains("master-02   control-plane      33 %        34 %   47 %   15.2 MB/s"), "{text}");
         assert!(text.contains("stored: 90 samples from 1 nodes, no gaps"), "{text}");
+        assert!(
+            text.contains("for 12 s: 1002 requests, 83.4 req/s, p50 11 ms, p99 41 ms, 99.3 % answered 2xx"),
+            "{text}"
+        );
+        assert!(text.contains("diagnosed by the collector: its report of load-test window w-1764070927000"), "{text}");
     }
 
     #[test]
@@ -249,6 +234,7 @@ mod tests {
         assert_eq!(json["verdicts"][0]["node"], "master-02");
         assert_eq!(json["verdicts"][0]["cause"], "ingress-concentration");
         assert_eq!(json["matched"], true);
-        assert_eq!(json["analysed_by"], "demo-from-collector-data");
+        assert_eq!(json["window"]["collector_window"], "w-1764070927000");
+        assert_eq!(json["oha"]["requests"], 1002);
     }
 }

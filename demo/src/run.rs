@@ -3,27 +3,22 @@
 //! collector stored and take everything down ([`Demo::finish`]). The CLI runs the three in a row;
 //! the acceptance tests look at the cluster between them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use bakery_diagnosis::{Config, Detector, NodeSample, Signal, Window, WindowReport};
-use bakery_proto::v1::PodIdentity;
+use bakery_diagnosis::WindowReport;
+use bakery_proto::v1::{LiveResponse, ReportResponse};
+use bakery_top::oha::{JsonDestination, OhaFlags, OhaSummary, flags_from_help, parse_summary};
 
 use crate::cluster::{Binaries, Cluster, ClusterOptions};
 use crate::control::ControlLink;
-use crate::diagnose::{self, ReportedVerdict};
+use crate::diagnose;
 use crate::plan::{Plan, PodPlan};
-use crate::report::{AnalysedBy, PodCount, Report, StoredNode, Timings, WindowTimes};
+use crate::report::{PodCount, Report, StoredNode, Timings, WindowTimes};
 use crate::scenario::{App, Scenario};
 use crate::stand_ins::{WebStats, read_stats};
-use crate::{Error, Result, interrupt, oha};
+use crate::{Error, Result, interrupt, oha, otlp};
 
-/// The agents' interval while a window is open (issue 4).
-pub const WINDOW_INTERVAL: Duration = Duration::from_millis(250);
-/// The agents' interval otherwise.
-pub const IDLE_INTERVAL: Duration = Duration::from_secs(1);
-/// Samples before the window that warm the detector up.
-const WARM_UP_MS: i64 = 5_000;
 /// A verdict must hold this long inside the window to be the diagnosis.
 const MIN_ACTIVE_MS: i64 = 3_000;
 
@@ -77,7 +72,7 @@ pub struct Demo {
 #[derive(Debug)]
 pub struct LoadOutcome {
     pub report: Report,
-    pub window_report: Option<WindowReport>,
+    pub window_report: WindowReport,
 }
 
 impl Demo {
@@ -178,25 +173,28 @@ impl Demo {
             .collect()
     }
 
-    /// Opens a window, runs oha through the cluster, closes the window and diagnoses it.
+    /// Opens a load-test window on the collector, runs oha through the cluster, closes the window
+    /// and reads the report the collector stored for it.
     pub fn run_load(&mut self) -> Result<LoadOutcome> {
-        let (oha_path, json_flag) = self.oha()?;
+        if !self.cluster.agents_running() {
+            return Err(Error::Io("the load-test window needs the agents running".into()));
+        }
+        if self.cluster.binaries.apiserver.is_none() {
+            return Err(Error::Io(
+                "bakery-fake-apiserver is missing: the collector learns the pods' workloads and endpoints from it \
+                 (build it with `cargo build -p bakery-tests --bin bakery-fake-apiserver`, or run `cargo xtask demo`)"
+                    .into(),
+            ));
+        }
+        let (oha_path, oha_flags) = self.oha()?;
         let load = self.plan().scenario.load.clone();
         let url = self.cluster.target_url();
-        let nodes = self.node_names();
-        let agents = self.cluster.agents_running();
 
         // The pods write their counters every 200 ms: let the probe's request reach the files
         // before the counts the load is measured against are taken.
         interrupt::wait(Duration::from_millis(500)).map_err(|why| Error::Io(why.into()))?;
         self.pods_before_load = self.web_stats();
-        let mut collector_window = None;
-        if agents {
-            collector_window = self.open_collector_window();
-            if collector_window.is_none() {
-                self.link.set_interval(&nodes, WINDOW_INTERVAL, "bakery-demo load-test window open")?;
-            }
-        }
+        let window_id = self.open_collector_window()?;
         let window_start = now_ms();
         let load_started = Instant::now();
         self.progress(&format!(
@@ -223,14 +221,16 @@ impl Demo {
             ));
             top = Some(self.cluster.spawn_in_control_on_terminal("bakery-top", command)?);
         }
-        let mut live = (agents && top.is_none()).then(|| LiveView::new(self.plan()));
-        let mut next_report = Instant::now() + Duration::from_secs(2);
-        let result = self.run_oha(&oha_path, json_flag, &load, &url, || {
+        let mut live = top.is_none().then(LiveLines::default);
+        let mut next_line = Instant::now() + Duration::from_secs(2);
+        let result = self.run_oha(&oha_path, oha_flags, &load, &url, || {
             if let Some(live) = live.as_mut()
-                && Instant::now() >= next_report
+                && Instant::now() >= next_line
             {
-                next_report += Duration::from_secs(2);
-                if let Some(line) = live.update(&self.link, window_start, load_started.elapsed()) {
+                next_line += Duration::from_secs(2);
+                if let Ok(response) = self.link.live()
+                    && let Some(line) = live.line(&response, load_started.elapsed())
+                {
                     self.progress(&line);
                 }
             }
@@ -238,7 +238,7 @@ impl Demo {
         let window_end = now_ms();
         self.timings.load_seconds = load_started.elapsed().as_secs_f64();
         let summary = match result {
-            Ok(summary) => Some(summary),
+            Ok(summary) => summary,
             Err(error) => {
                 if let Some(mut top) = top.take() {
                     top.stop(Duration::from_secs(2));
@@ -248,33 +248,17 @@ impl Demo {
         };
         let analysis_started = Instant::now();
         let pods_after = self.web_stats();
-        let (window_report, analysed_by, cross_check) = if agents {
-            // Wait for every node's first sample after the window, then close it.
-            self.wait_for_samples_after(window_end)?;
-            let local = self.diagnose(window_start, window_end);
-            match collector_window {
-                Some(_) => {
-                    let report = self.close_collector_window()?;
-                    let cross_check = local.ok().map(|l| diagnose::window_verdicts(&l, MIN_ACTIVE_MS));
-                    (Some(report), AnalysedBy::Collector, cross_check)
-                }
-                None => {
-                    self.link.set_interval(&nodes, IDLE_INTERVAL, "bakery-demo load-test window closed")?;
-                    (Some(local?), AnalysedBy::DemoFromCollectorData, None)
-                }
-            }
-        } else {
-            (None, AnalysedBy::DemoFromCollectorData, None)
-        };
-        if let (Some(path), Some(window_report)) = (&self.options.window_report_file, &window_report) {
-            let json = window_report.to_json().map_err(|e| Error::Io(e.to_string()))?;
-            std::fs::write(path, json).map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
-            std::fs::write(path.with_extension("svg"), window_report.to_svg())
+        // The window covers the whole load: every node samples once more before it closes.
+        self.wait_for_samples_after(window_end)?;
+        let (stored, window_report) = self.close_collector_window()?;
+        if let Some(path) = &self.options.window_report_file {
+            // As the collector serves them (`bakery-top report --json` / `--svg` print the same).
+            std::fs::write(path, &stored.json).map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
+            std::fs::write(path.with_extension("svg"), &stored.svg)
                 .map_err(|e| Error::Io(format!("writing the chart: {e}")))?;
         }
-        let mut report = self.report(window_start, window_end, window_report.as_ref(), summary, &pods_after);
-        report.analysed_by = analysed_by;
-        report.cross_check = cross_check;
+        let times = WindowTimes { collector_window: window_id, start_ms: window_start, end_ms: window_end };
+        let mut report = self.report(times, &window_report, summary, &pods_after);
         self.timings.analysis_seconds = analysis_started.elapsed().as_secs_f64();
         report.timings = self.timings.clone();
         if let Some(mut top) = top {
@@ -289,52 +273,44 @@ impl Demo {
         Ok(LoadOutcome { report, window_report })
     }
 
-    /// Opens the window on the collector when it runs the diagnosis and knows the cluster from
-    /// the Kubernetes API (the pods' workloads and endpoints); `None` otherwise, and the demo
-    /// diagnoses from the collector's samples itself.
-    fn open_collector_window(&self) -> Option<String> {
+    /// Opens the window on the collector once it knows every pod of the plan, with its workload,
+    /// from the Kubernetes API double; returns the window's id.
+    fn open_collector_window(&self) -> Result<String> {
         let uids: Vec<&str> = self.plan().pods.iter().map(|p| p.uid.as_str()).collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match self.link.pods() {
-                Ok(pods) if pods.kubernetes => {
-                    let known =
-                        uids.iter().all(|uid| pods.pods.iter().any(|p| p.uid == *uid && !p.workload_name.is_empty()));
-                    if known {
-                        break;
-                    }
-                }
-                // No diagnosis in this collector build, or no cluster behind it.
-                Ok(_) | Err(_) if Instant::now() >= deadline => return None,
-                Err(e) if e.to_string().contains("nimplemented") => return None,
-                _ => {}
+            let known = self.link.pods().is_ok_and(|pods| {
+                pods.kubernetes
+                    && uids.iter().all(|uid| pods.pods.iter().any(|p| p.uid == *uid && !p.workload_name.is_empty()))
+            });
+            if known {
+                break;
             }
-            if Instant::now() >= deadline || interrupt::wait(Duration::from_millis(200)).is_err() {
-                return None;
+            if Instant::now() >= deadline {
+                return Err(Error::Io(format!(
+                    "the collector does not know the demo's pods from the Kubernetes API double after 10 s (logs in {})",
+                    self.cluster.run_dir.join("logs").display()
+                )));
             }
+            interrupt::wait(Duration::from_millis(200)).map_err(|why| Error::Io(why.into()))?;
         }
         let served = self.plan().scenario.served();
         let name = format!("bakery-demo-{}", self.plan().scenario.name);
-        match self.link.start_window(&name, &format!("{}/{}", served.namespace, served.name)) {
-            Ok(window) => {
-                self.progress(&format!("the collector opened window {}", window.id));
-                Some(window.id)
-            }
-            Err(e) => {
-                self.progress(&format!(
-                    "the collector did not open a window ({e}); the demo diagnoses from its samples"
-                ));
-                None
-            }
-        }
+        let window = self
+            .link
+            .start_window(&name, &format!("{}/{}", served.namespace, served.name))
+            .map_err(|e| Error::Io(format!("the collector did not open a load-test window: {e}")))?;
+        self.progress(&format!("the collector opened window {}", window.id));
+        Ok(window.id)
     }
 
-    /// Closes the collector's window and reads its report.
-    fn close_collector_window(&self) -> Result<WindowReport> {
+    /// Closes the collector's window and reads the report it stored, as served and parsed.
+    fn close_collector_window(&self) -> Result<(ReportResponse, WindowReport)> {
         let window = self.link.stop_window()?;
         let response = self.link.report(&window.id)?;
-        WindowReport::from_json(&response.json)
-            .map_err(|e| Error::Io(format!("the collector's report {}: {e}", window.id)))
+        let report = WindowReport::from_json(&response.json)
+            .map_err(|e| Error::Io(format!("the collector's report {}: {e}", window.id)))?;
+        Ok((response, report))
     }
 
     /// Runs oha once in the client station and returns its summary; `tick` runs every 200 ms
@@ -342,13 +318,17 @@ impl Demo {
     pub fn run_oha(
         &self,
         oha_path: &std::path::Path,
-        json_flag: oha::JsonFlag,
+        oha_flags: OhaFlags,
         load: &crate::scenario::LoadSpec,
         url: &str,
         mut tick: impl FnMut(),
-    ) -> Result<oha::Summary> {
+    ) -> Result<OhaSummary> {
+        let json_file = self.cluster.run_dir.join("oha.json");
+        // A failed run must not be read as the previous run's summary.
+        let _ = std::fs::remove_file(&json_file);
+        let (args, destination) = bakery_top::oha::arguments(&oha::load_args(load, url), oha_flags, &json_file);
         let mut command = vec![oha_path.display().to_string()];
-        command.extend(oha::args(load, url, json_flag));
+        command.extend(args.iter().map(|a| a.to_string_lossy().into_owned()));
         let mut oha_proc = self.cluster.spawn_in_client("oha", command)?;
         let deadline = Instant::now() + load.duration + Duration::from_secs(20);
         while oha_proc.running() {
@@ -363,23 +343,27 @@ impl Demo {
             tick();
         }
         oha_proc.wait_exit(Duration::from_secs(5));
-        let output = oha_proc.lines().join("\n");
-        oha::Summary::parse(&output).map_err(|e| oha_proc.with_log(e))
+        let json = match destination {
+            JsonDestination::File(path) => std::fs::read_to_string(&path)
+                .map_err(|e| oha_proc.with_log(Error::Oha(format!("no JSON in {}: {e}", path.display()))))?,
+            JsonDestination::Stdout => oha_proc.lines().join("\n"),
+        };
+        parse_summary(&json).map_err(|e| oha_proc.with_log(Error::Oha(format!("unreadable JSON: {e}"))))
     }
 
-    /// oha's path and how it prints JSON.
-    pub fn oha(&self) -> Result<(std::path::PathBuf, oha::JsonFlag)> {
+    /// oha's path and the flags the installed version spells.
+    pub fn oha(&self) -> Result<(std::path::PathBuf, OhaFlags)> {
         let oha_path = self
             .cluster
             .binaries
             .oha
             .clone()
-            .ok_or_else(|| Error::Io("oha is not installed (cargo install oha --locked)".into()))?;
+            .ok_or_else(|| Error::Io(format!("oha is not installed ({})", bakery_top::oha::INSTALL_COMMAND)))?;
         let help = std::process::Command::new(&oha_path)
             .arg("--help")
             .output()
             .map_err(|e| Error::Io(format!("running oha: {e}")))?;
-        Ok((oha_path, oha::JsonFlag::from_help(&String::from_utf8_lossy(&help.stdout))))
+        Ok((oha_path, flags_from_help(&String::from_utf8_lossy(&help.stdout))))
     }
 
     fn wait_for_samples_after(&self, t_ms: i64) -> Result<()> {
@@ -396,37 +380,11 @@ impl Demo {
         }
     }
 
-    /// Every node's samples since `since_ms`, converted for the diagnosis, in time order.
-    fn samples_since(&self, since_ms: i64) -> Result<BTreeMap<String, Vec<NodeSample>>> {
-        fetch_samples(&self.link, self.plan(), since_ms)
-    }
-
-    fn diagnose(&self, window_start: i64, window_end: i64) -> Result<WindowReport> {
-        let samples = self.samples_since(window_start - WARM_UP_MS - 2_000)?;
-        let workload = diagnose::workload_under_test(self.plan());
-        let ticks = diagnose::ticks(
-            &samples,
-            &workload,
-            window_start - WARM_UP_MS,
-            window_end,
-            WINDOW_INTERVAL.as_millis() as i64,
-        );
-        let window = Window {
-            name: format!("bakery-demo {}", self.plan().scenario.name),
-            start_ms: window_start,
-            end_ms: window_end,
-            automatic: false,
-            workload: Some(workload.workload.clone()),
-        };
-        WindowReport::build(window, &ticks, &Config::default()).map_err(|e| Error::Io(format!("diagnosis: {e}")))
-    }
-
     fn report(
         &self,
-        window_start: i64,
-        window_end: i64,
-        window_report: Option<&WindowReport>,
-        oha: Option<oha::Summary>,
+        window: WindowTimes,
+        window_report: &WindowReport,
+        oha: OhaSummary,
         pods_after: &BTreeMap<String, WebStats>,
     ) -> Report {
         let plan = self.plan();
@@ -451,24 +409,17 @@ impl Demo {
             *connections_per_node.entry(pod.node.clone()).or_default() += counts.get(&pod.name).map_or(0, |c| c.1);
         }
         let expected = diagnose::resolve(&plan.scenario.expect, plan, &connections_per_node);
-        let verdicts: Vec<ReportedVerdict> =
-            window_report.map(|r| diagnose::window_verdicts(r, MIN_ACTIVE_MS)).unwrap_or_default();
-        let shares = match window_report {
-            Some(r) => diagnose::node_shares(plan, r, &counts),
-            None => Vec::new(),
-        };
-        let matched = window_report.is_some() && diagnose::matches(&expected, &verdicts);
+        let verdicts = diagnose::window_verdicts(window_report, MIN_ACTIVE_MS);
+        let matched = diagnose::matches(&expected, &verdicts);
         Report {
             scenario: plan.scenario.name.clone(),
             description: plan.scenario.description.clone(),
             target: self.cluster.target_url(),
-            analysed_by: AnalysedBy::DemoFromCollectorData,
-            cross_check: None,
-            window: WindowTimes { start_ms: window_start, end_ms: window_end },
+            window,
             verdicts,
             expected,
             matched,
-            shares,
+            shares: diagnose::node_shares(plan, window_report, &counts),
             pods,
             oha,
             stored: Vec::new(),
@@ -502,6 +453,9 @@ impl Demo {
             if agents_clean { "stopped" } else { "killed after 10 s" },
             if collector_clean { "stopped" } else { "killed after 15 s" }
         ));
+        if let (Some(stats), Some(export)) = (self.cluster.stop_otlp_relay(), &self.options.cluster.otlp) {
+            self.progress(&otlp::describe(export, &stats));
+        }
         report.stored = inspect(&self.cluster.binaries.collector, &self.cluster.data_dir())?;
         self.progress("removing namespaces, cgroups and processes");
         let problems = self.cluster.teardown();
@@ -513,89 +467,34 @@ impl Demo {
     }
 }
 
-/// Every node's samples since `since_ms` from the collector's history, converted for the diagnosis.
-pub fn fetch_samples(link: &ControlLink, plan: &Plan, since_ms: i64) -> Result<BTreeMap<String, Vec<NodeSample>>> {
-    let mut all = BTreeMap::new();
-    for node in &plan.nodes {
-        let history = match link.history(&node.name, since_ms) {
-            Ok(history) => history,
-            Err(_) => continue,
-        };
-        let identities: HashMap<u32, PodIdentity> = history.pods.iter().map(|p| (p.pod_ref, p.clone())).collect();
-        let mut samples: Vec<NodeSample> = history
-            .batches
-            .iter()
-            .flat_map(|b| b.samples.iter())
-            .map(|s| diagnose::node_sample(plan, &node.name, s, &identities))
-            .collect();
-        samples.sort_by_key(|s| s.timestamp_ms);
-        samples.dedup_by_key(|s| s.timestamp_ms);
-        all.insert(node.name.clone(), samples);
-    }
-    Ok(all)
+/// The progress lines of `--no-tui` during the load, from the collector's live view (`Live`):
+/// each serving node's share of the workload's traffic, and each verdict once, when raised.
+#[derive(Debug, Default)]
+struct LiveLines {
+    raised: BTreeSet<(String, String)>,
 }
 
-/// Live shares and verdicts during the load, for the progress lines of `--no-tui`.
-#[derive(Debug)]
-struct LiveView {
-    plan: Plan,
-    detector: Detector,
-    last_tick_ms: Option<i64>,
-    raised: std::collections::BTreeSet<(String, bakery_diagnosis::Cause)>,
-}
-
-impl LiveView {
-    fn new(plan: &Plan) -> Self {
-        Self {
-            plan: plan.clone(),
-            detector: Detector::new(Config::default()).expect("the default diagnosis configuration is valid"),
-            last_tick_ms: None,
-            raised: Default::default(),
+impl LiveLines {
+    /// A line for people, or `None` before the collector's first evaluation.
+    fn line(&mut self, live: &LiveResponse, elapsed: Duration) -> Option<String> {
+        if live.evaluated_ms == 0 {
+            return None;
         }
-    }
-
-    /// Feeds the samples since the last update; returns a line for people.
-    fn update(&mut self, link: &ControlLink, window_start: i64, elapsed: Duration) -> Option<String> {
-        let from = self.last_tick_ms.map_or(window_start - WARM_UP_MS, |t| t + WINDOW_INTERVAL.as_millis() as i64);
-        let samples = fetch_samples(link, &self.plan, from - 12_000).ok()?;
-        let workload = diagnose::workload_under_test(&self.plan);
-        let newest = samples.values().filter_map(|s| s.last()).map(|s| s.timestamp_ms).min()?;
-        let ticks = diagnose::ticks(&samples, &workload, from, newest, WINDOW_INTERVAL.as_millis() as i64);
-        let mut evaluation = None;
-        for tick in &ticks {
-            evaluation = self.detector.observe(tick).ok().or(evaluation);
-            self.last_tick_ms = Some(tick.timestamp_ms);
-        }
-        let evaluation = evaluation?;
-        let shares: Vec<String> = evaluation
-            .live
-            .nodes
+        let shares: Vec<String> = live
+            .shares
             .iter()
-            .filter(|n| n.is_serving())
-            .map(|n| {
-                format!(
-                    "{} {}",
-                    n.node,
-                    n.share(Signal::PodTraffic).map_or("-".into(), |s| format!("{:.0}%", s * 100.0))
-                )
+            .filter(|share| share.expected > 0.0)
+            .map(|share| {
+                let observed = share.observed.map_or("-".into(), |s| format!("{:.0}%", s * 100.0));
+                format!("{} {observed}", share.node_name)
             })
             .collect();
-        let nic_total: f64 = evaluation.live.nodes.iter().filter_map(|n| n.value(Signal::Nic)).sum();
-        let busiest_nic = evaluation
-            .live
-            .nodes
-            .iter()
-            .filter_map(|n| Some((n.node.clone(), n.value(Signal::Nic)?)))
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .filter(|_| nic_total > 0.0)
-            .map(|(node, nic)| format!("; busiest NIC {node} {:.0}%", 100.0 * nic / nic_total))
-            .unwrap_or_default();
-        let mut line = format!("{:>3.0} s: pod traffic {}{busiest_nic}", elapsed.as_secs_f64(), shares.join(", "));
-        for verdict in &evaluation.verdicts {
-            if self.raised.insert((verdict.node.clone(), verdict.cause)) {
+        let mut line = format!("{:>3.0} s: pod traffic {}", elapsed.as_secs_f64(), shares.join(", "));
+        for verdict in &live.verdicts {
+            if self.raised.insert((verdict.node_name.clone(), verdict.cause.clone())) {
                 line.push_str(&format!(
                     "\n           verdict raised: {} - {}: {}",
-                    verdict.node, verdict.cause, verdict.summary
+                    verdict.node_name, verdict.cause, verdict.summary
                 ));
             }
         }
@@ -635,4 +534,45 @@ pub fn run(scenario: Scenario, binaries: Binaries, options: Options) -> Result<R
     let mut demo = Demo::start(scenario, binaries, options)?;
     let outcome = demo.run_load()?;
     demo.finish(outcome.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use bakery_proto::v1::{NodeShare, Verdict};
+
+    use super::*;
+
+    fn share(node: &str, observed: Option<f64>, expected: f64) -> NodeShare {
+        NodeShare { node_name: node.into(), observed, expected, role: String::new() }
+    }
+
+    #[test]
+    fn live_lines_show_the_serving_nodes_and_each_verdict_once() {
+        let mut lines = LiveLines::default();
+        let mut live = LiveResponse {
+            workload: "Deployment/wordpress/wordpress".into(),
+            shares: vec![
+                share("master-01", None, 0.0),
+                share("master-02", Some(0.34), 1.0 / 3.0),
+                share("worker-01", None, 1.0 / 3.0),
+            ],
+            verdicts: Vec::new(),
+            evaluated_ms: 0,
+        };
+        assert_eq!(lines.line(&live, Duration::from_secs(2)), None, "nothing before the first evaluation");
+        live.evaluated_ms = 1_000;
+        assert_eq!(lines.line(&live, Duration::from_secs(4)).unwrap(), "  4 s: pod traffic master-02 34%, worker-01 -");
+        live.verdicts.push(Verdict {
+            node_name: "master-02".into(),
+            cause: "ingress-concentration".into(),
+            summary: "master-02 forwards 1.9x".into(),
+            ..Verdict::default()
+        });
+        let raised = lines.line(&live, Duration::from_secs(6)).unwrap();
+        assert!(
+            raised.ends_with("\n           verdict raised: master-02 - ingress-concentration: master-02 forwards 1.9x"),
+            "{raised}"
+        );
+        assert!(!lines.line(&live, Duration::from_secs(8)).unwrap().contains("verdict raised"), "only once");
+    }
 }

@@ -10,6 +10,10 @@
 //! - afterwards nothing of the demo remains (namespaces, cgroups, run directories), and nothing
 //!   was ever configured in the root network namespace (addresses, routes, iptables).
 //!
+//! One more runs l2-ingress with `--otlp-endpoint` pointing at a real OTLP receiver (rotel) on
+//! this machine's loopback: the verdict arrives there as `bakery.hog.active`, for the node and
+//! cause the demo names, beside the node's own resource.
+//!
 //! A last test SIGKILLs a running demo: its processes must die with it, and the next run must
 //! remove what it left and still work.
 
@@ -17,14 +21,17 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bakery_demo::cluster::{Binaries, leftovers};
+use bakery_demo::cluster::{Binaries, ClusterOptions, leftovers};
 use bakery_demo::diagnose::NodeShare;
+use bakery_demo::oha::ok_responses;
+use bakery_demo::otlp::{self, Export};
 use bakery_demo::report::Report;
 use bakery_demo::run::{Demo, Options};
 use bakery_demo::scenario::Scenario;
 use bakery_diagnosis::Cause;
 use bakery_tests::binaries::built_binary;
 use bakery_tests::require_root;
+use bakery_tests::rotel::{ReceivedPoint, ReceivedResource, Rotel};
 
 /// One cluster fits on a machine: the demo tests take turns.
 static ONE_CLUSTER: Mutex<()> = Mutex::new(());
@@ -102,14 +109,22 @@ fn assert_pod_bytes_agree(demo: &Demo) {
 
 /// Runs a shipped scenario end to end and returns its report after the cleanup checks.
 fn run_scenario(name: &str) -> Report {
+    run_scenario_with(name, ClusterOptions::default(), |_| {})
+}
+
+/// [`run_scenario`] with `cluster` options; `after_load` looks at the running demo once the load
+/// is over.
+fn run_scenario_with(name: &str, cluster: ClusterOptions, after_load: impl FnOnce(&Demo)) -> Report {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
     let binaries = binaries();
     let before = root_namespace_state();
     let started = Instant::now();
     let scenario = Scenario::shipped(name).unwrap();
-    let mut demo = Demo::start(scenario, binaries, Options { duration: Some(LOAD), ..Options::default() }).unwrap();
+    let options = Options { duration: Some(LOAD), cluster, ..Options::default() };
+    let mut demo = Demo::start(scenario, binaries, options).unwrap();
     let outcome = demo.run_load().unwrap();
     assert_pod_bytes_agree(&demo);
+    after_load(&demo);
     let report = demo.finish(outcome.report).unwrap();
     eprintln!("{}", bakery_demo::report::render(&report));
     assert!(started.elapsed() < Duration::from_secs(60), "{name} took {:?}", started.elapsed());
@@ -119,8 +134,8 @@ fn run_scenario(name: &str) -> Report {
         assert!(node.samples >= 10, "{node:?}");
         assert_eq!((node.gaps, node.unaccounted), (0, 0), "no sample lost: {node:?}");
     }
-    let oha = report.oha.as_ref().unwrap();
-    assert!(oha.ok_responses() as f64 >= 0.95 * oha.requests as f64, "the pods answered: {oha:?}");
+    let oha = &report.oha;
+    assert!(ok_responses(oha) as f64 >= 0.95 * oha.requests as f64, "the pods answered: {oha:?}");
     assert!(leftovers().is_empty(), "left behind: {:?}", leftovers());
     assert_eq!(root_namespace_state(), before, "nothing is configured in the root network namespace");
     report
@@ -201,6 +216,88 @@ fn root_demo_hot_node_is_named_for_its_thermals() {
     assert!(report.verdicts[0].summary.contains("84.0 C"), "{}", report.verdicts[0].summary);
 }
 
+/// The newest `bakery.hog.active` point rotel received for `node` and `cause` (their OTLP
+/// spelling), with the resource it came in.
+fn exported_verdict(
+    received: &[ReceivedResource],
+    node: &str,
+    cause: &str,
+) -> Option<(ReceivedResource, ReceivedPoint)> {
+    received.iter().rev().find_map(|resource| {
+        let point =
+            resource.metric("bakery.hog.active")?.points.iter().rev().find(|p| {
+                p.attribute("k8s.node.name") == Some(node) && p.attribute("bakery.hog.cause") == Some(cause)
+            })?;
+        Some((resource.clone(), point.clone()))
+    })
+}
+
+#[test]
+fn root_demo_l2_ingress_verdict_reaches_an_otlp_receiver() {
+    require_root("root_demo_l2_ingress_verdict_reaches_an_otlp_receiver");
+    let work = tempfile::tempdir().unwrap();
+    let rotel = Rotel::start(work.path()).unwrap();
+    // As a user gives it: a receiver on this machine's loopback, which the demo's isolated
+    // collector reaches through the demo's relay.
+    let export = Export::parse(&format!("http://127.0.0.1:{}", rotel.grpc), Some(otlp::Protocol::Grpc)).unwrap();
+    let cluster = ClusterOptions { otlp: Some(export), ..ClusterOptions::default() };
+    let (node, cause) = ("master-02", "ingress-concentration");
+    let mut exported = None;
+    let report = run_scenario_with("l2-ingress", cluster, |_demo| {
+        // The collector exports every second while the verdict is in force; rotel prints what it
+        // receives as it arrives.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while exported.is_none() {
+            exported = exported_verdict(&rotel.received(), node, cause);
+            assert!(Instant::now() < deadline, "no {node} {cause} verdict reached rotel within 20 s of the load's end");
+            pause(Duration::from_millis(200));
+        }
+    });
+    assert!(report.matched, "{report:#?}");
+    assert_eq!((report.verdicts[0].node.as_str(), report.verdicts[0].cause), (node, Cause::IngressConcentration));
+
+    let (resource, point) = exported.unwrap();
+    assert_eq!(point.value, Some(1.0), "{point:?}");
+    for (key, expected) in [("k8s.namespace.name", "wordpress"), ("bakery.workload.name", "wordpress")] {
+        assert_eq!(point.attribute(key), Some(expected), "{key} on {point:?}");
+    }
+    let received = rotel.received();
+    let hog = resource.metric("bakery.hog.active").unwrap();
+    assert_eq!((hog.unit.as_str(), hog.data_type.as_str()), ("{verdict}", "Gauge"));
+    // Verdicts are the collector's own series; the node they name has its own resource.
+    for (key, expected) in [
+        ("service.name", "bakery"),
+        ("service.instance.id", "bakery-collector"),
+        ("k8s.cluster.name", otlp::CLUSTER_NAME),
+    ] {
+        assert_eq!(
+            resource.attribute(key),
+            Some(expected),
+            "{key} on the verdict's resource {:?}",
+            resource.attributes
+        );
+    }
+    // A node's first export can precede its first sample: look for one with its series.
+    let node_resource = received
+        .iter()
+        .rev()
+        .find(|r| r.attribute("k8s.node.name") == Some(node) && r.metric("system.cpu.time").is_some())
+        .unwrap_or_else(|| panic!("no resource for {node} with its own series reached rotel"));
+    for (key, expected) in [
+        ("host.name", node),
+        ("service.instance.id", node),
+        ("service.name", "bakery"),
+        ("k8s.cluster.name", otlp::CLUSTER_NAME),
+    ] {
+        assert_eq!(
+            node_resource.attribute(key),
+            Some(expected),
+            "{key} on {node}'s resource {:?}",
+            node_resource.attributes
+        );
+    }
+}
+
 /// Processes still running in any of the demo's namespaces.
 fn processes_in_demo_namespaces() -> Vec<String> {
     let mut found = Vec::new();
@@ -254,7 +351,7 @@ fn root_demo_cleans_up_after_a_sigkilled_run() {
     let scenario = Scenario::shipped("uneven-placement").unwrap();
     let options = Options { duration: Some(Duration::from_secs(5)), ..Options::default() };
     let report = bakery_demo::run::run(scenario, binaries, options).unwrap();
-    assert!(report.oha.as_ref().unwrap().ok_responses() > 0, "{report:#?}");
+    assert!(ok_responses(&report.oha) > 0, "{report:#?}");
     assert!(report.stored.iter().all(|n| n.gaps == 0 && n.samples > 0), "{:?}", report.stored);
     assert!(leftovers().is_empty(), "left behind: {:?}", leftovers());
     assert!(processes_in_demo_namespaces().is_empty());

@@ -1,5 +1,6 @@
 //! `bakery-top loadtest` with real oha against an HTTP server on 127.0.0.1: the report holds
-//! oha's numbers (the RPS is oha's own), a missing oha is a clear error with the install command,
+//! oha's numbers (the RPS is oha's own), the progress shows a live request rate that agrees with
+//! them, a missing oha is a clear error with the install command,
 //! Ctrl-C in the middle still closes the window, another command gets its window without a
 //! summary, and `--fail-on-hog` exits 3 on a flagged node. Also the live collector + agent
 //! harness the tmux test shares: real `bakery-collector` and `bakery-agent` processes, killed on
@@ -227,6 +228,30 @@ fn bakery_top() -> PathBuf {
     built_binary("bakery-top", "bakery-top").unwrap()
 }
 
+/// What one progress line says oha sent: the rate since the line before (none on the first) and
+/// the count so far, from `oha ~2076 req/s, ~6210 sent (tcp segments)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LiveSent {
+    per_second: Option<f64>,
+    sent: u64,
+}
+
+fn live_sent(stderr: &str) -> Vec<LiveSent> {
+    let figure = |token: &str| token.trim_start_matches(['~', '>', '=']).to_string();
+    stderr
+        .lines()
+        .filter(|line| line.starts_with("loadtest "))
+        .filter_map(|line| {
+            let tokens: Vec<&str> = line.split_once("  oha ")?.1.split_whitespace().collect();
+            let after = |word: &str| tokens.windows(2).find(|pair| pair[1] == word).map(|pair| figure(pair[0]));
+            Some(LiveSent {
+                per_second: after("req/s,").map(|n| n.parse().unwrap()),
+                sent: after("sent").unwrap_or_else(|| panic!("no count in {line}")).parse().unwrap(),
+            })
+        })
+        .collect()
+}
+
 #[test]
 fn loadtest_with_oha_merges_oha_s_own_numbers_into_the_window_report() {
     let oha = oha();
@@ -280,6 +305,24 @@ fn loadtest_with_oha_merges_oha_s_own_numbers_into_the_window_report() {
     for second in 0..3 {
         assert!(stderr.contains(&format!("loadtest {second}s / 3s")), "{stderr}");
     }
+    // Each of them says what oha sent so far, and from the second on at what rate. The count is
+    // oha's TCP data segments: one per request on these kept-alive HTTP/1 connections, so it never
+    // runs ahead of the requests oha reports at the end (those in flight at the deadline are in
+    // its count, as aborted), give or take one per connection.
+    let progress = live_sent(&stderr);
+    assert!(progress.len() >= 3, "a live count on every progress line: {progress:?}\n{stderr}");
+    assert!(progress.windows(2).all(|pair| pair[0].sent <= pair[1].sent), "the count only grows: {progress:?}");
+    let last = progress.last().unwrap().sent;
+    assert!(last <= own_requests + 4, "no more sent than oha made: {last} vs {own_requests}\n{stderr}");
+    assert!(last >= own_requests / 4, "most requests were counted while running: {last} of {own_requests}\n{stderr}");
+    // The rate is a 1 s window of a moving load on a shared 2-core machine, oha's a 3 s average:
+    // the busiest second agrees with oha's figure within a factor of 4 either way.
+    let busiest = progress.iter().filter_map(|l| l.per_second).reduce(f64::max);
+    let busiest = busiest.unwrap_or_else(|| panic!("a live rate while oha ran:\n{stderr}"));
+    assert!(
+        busiest >= own_rps / 4.0 && busiest <= own_rps * 4.0,
+        "the live rate {busiest:.0} req/s is not near oha's {own_rps:.0} req/s:\n{stderr}"
+    );
     assert!(!stdout.contains('\x1b') && !stderr.contains('\x1b'), "no escape codes into a pipe");
 
     let windows = live.windows();
@@ -298,7 +341,10 @@ fn loadtest_with_another_command_gets_a_window_and_report_without_a_summary() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "a failed command fails the run:\n{stdout}");
+    assert!(stderr.contains("loadtest 0s"), "progress for any command: {stderr}");
+    assert!(!stderr.contains("req/s") && !stderr.contains("  oha "), "no request rate for another command: {stderr}");
     assert!(stdout.contains("loading\n"), "the command's own output is shown: {stdout}");
     assert!(stdout.contains("window w-") && stdout.contains("\"e2e-sh\""), "{stdout}");
     assert!(stdout.contains("(failed: exit 4)"), "{stdout}");

@@ -6,6 +6,12 @@
 //! seconds per sample against CPU seconds per scrape, RSS of both, and
 //! protobuf bytes per sample against the scrape's bytes — as ratios, because
 //! absolute timings on a shared machine are noise.
+//!
+//! Both sides are measured over the same window after a warm-up, the way a
+//! long-running agent and exporter cost: the agent's samples are those the
+//! collector received in the window (Query `History`), node_exporter's the
+//! scrapes made in it. The agent's warm-up CPU (process start, the first read
+//! of every pod's socket tables) is printed on its own line.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -31,7 +37,10 @@ pub struct AgentBench {
     /// Connections each pod's client holds open.
     pub connections_per_pod: u32,
     pub interval: Duration,
+    /// The measured window.
     pub duration: Duration,
+    /// Running time before the window.
+    pub warmup: Duration,
 }
 
 /// One side's cost.
@@ -52,6 +61,9 @@ pub struct AgentBenchResult {
     pub agent: Cost,
     /// Bytes of the first batch on a stream, which also declares every pod once.
     pub agent_first_batch_bytes: u64,
+    /// The agent's CPU from its start to the window (not in the per-sample figure).
+    pub agent_warmup_cpu_seconds: f64,
+    pub warmup_seconds: f64,
     pub node_exporter: Cost,
     pub cpu_ratio: f64,
     pub rss_ratio: f64,
@@ -98,13 +110,15 @@ impl AgentBenchResult {
             GOALS.2,
         );
         out += &format!(
-            "\n{} pods, {} samples and {} scrapes every {:.0} ms over {:.0} s; the first batch of a stream (declaring every pod) is {} B.\n",
+            "\n{} pods, {} samples and {} scrapes every {:.0} ms over {:.0} s after a {:.0} s warm-up; the first batch of a stream (declaring every pod) is {} B.\nThe agent's warm-up (start-up and the first read of every pod's socket tables) took {:.0} ms of CPU, not counted above.\n",
             self.pods,
             self.agent.samples,
             self.node_exporter.samples,
             self.interval_seconds * 1e3,
             self.duration_seconds,
-            self.agent_first_batch_bytes
+            self.warmup_seconds,
+            self.agent_first_batch_bytes,
+            self.agent_warmup_cpu_seconds * 1e3,
         );
         out
     }
@@ -255,35 +269,40 @@ pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
     );
     let agent_pid = agent.0.id();
     let exporter_pid = exporter.0.id();
+    // Both sides run through the warm-up at the same rate; nothing of it is counted.
+    let mut next = Instant::now();
+    scrape_for(exporter_port, config.warmup, config.interval, &mut next)?;
+    let window_start_ms = epoch_ms();
+    let agent_cpu_before = measure::cpu_seconds(agent_pid)?;
     let exporter_cpu_before = measure::cpu_seconds(exporter_pid)?;
-    let started = Instant::now();
-    let mut scrapes = 0u64;
-    let mut scrape_bytes = 0u64;
-    let mut next = started;
-    while started.elapsed() < config.duration {
-        scrape_bytes += scrape(exporter_port)?;
-        scrapes += 1;
-        next += config.interval;
-        if let Some(wait) = next.checked_duration_since(Instant::now()) {
-            #[allow(clippy::disallowed_methods)] // a synchronous driver keeping a scrape rate
-            std::thread::sleep(wait);
-        }
+    // The collector keeps about 256 KiB of recent batches per node: read them
+    // every few seconds so none of the window's samples is missed.
+    let mut received = ReceivedSamples::default();
+    let (mut scrapes, mut scrape_bytes) = (0, 0);
+    let window = Instant::now();
+    while window.elapsed() < config.duration {
+        let part = (config.duration - window.elapsed()).min(HISTORY_POLL);
+        let (part_scrapes, part_bytes) = scrape_for(exporter_port, part, config.interval, &mut next)?;
+        (scrapes, scrape_bytes) = (scrapes + part_scrapes, scrape_bytes + part_bytes);
+        received.poll(collector_port, "bench-node", window_start_ms)?;
     }
-    let agent_cpu = measure::cpu_seconds(agent_pid)?;
-    let agent_rss = measure::rss(agent_pid)?;
+    let agent_cpu = measure::cpu_seconds(agent_pid)? - agent_cpu_before;
     let exporter_cpu = measure::cpu_seconds(exporter_pid)? - exporter_cpu_before;
+    let window_end_ms = epoch_ms();
+    let agent_rss = measure::rss(agent_pid)?;
     let exporter_rss = measure::rss(exporter_pid)?;
+    received.poll(collector_port, "bench-node", window_start_ms)?;
+    let samples = received.taken_in(window_start_ms, window_end_ms);
 
-    progress("stopping the agent and the collector, counting stored samples");
+    progress("stopping the agent and the collector");
     signal(agent_pid, "TERM")?;
     let _ = agent.0.wait();
     let mut collector = collector;
     signal(collector.0.id(), "TERM")?;
     let _ = collector.0.wait();
     drop(exporter);
-    let samples = stored_samples(&collector_bin, data_dir.path(), "bench-node")?;
     if samples == 0 {
-        bail!("the collector stored no sample of the agent");
+        bail!("the collector received no sample of the agent in the measured window");
     }
     // Measured while the pods still exist, so the sample carries them.
     let (bytes_per_sample, first_batch_bytes) = wire_bytes();
@@ -310,18 +329,62 @@ pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
         bytes_ratio: agent_cost.bytes_per_sample as f64 / exporter_cost.bytes_per_sample as f64,
         agent: agent_cost,
         agent_first_batch_bytes: first_batch_bytes,
+        agent_warmup_cpu_seconds: agent_cpu_before,
+        warmup_seconds: config.warmup.as_secs_f64(),
         node_exporter: exporter_cost,
     })
 }
 
-/// Samples the stopped collector holds for `node`, from `inspect --json`.
-fn stored_samples(collector_bin: &Path, data_dir: &Path, node: &str) -> anyhow::Result<u64> {
-    let output = Command::new(collector_bin).args(["inspect", "--json", "--data-dir"]).arg(data_dir).output()?;
-    if !output.status.success() {
-        bail!("inspect failed: {}", String::from_utf8_lossy(&output.stderr));
+/// Scrapes node_exporter every `interval` for `duration`, keeping the rate
+/// from `next`; returns the scrapes and their body bytes.
+fn scrape_for(port: u16, duration: Duration, interval: Duration, next: &mut Instant) -> anyhow::Result<(u64, u64)> {
+    let started = Instant::now();
+    let (mut scrapes, mut bytes) = (0u64, 0u64);
+    while started.elapsed() < duration {
+        bytes += scrape(port)?;
+        scrapes += 1;
+        *next += interval;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            #[allow(clippy::disallowed_methods)] // a synchronous driver keeping a scrape rate
+            std::thread::sleep(wait);
+        }
     }
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-    let nodes = report["nodes"].as_array().context("inspect --json has no nodes array")?;
-    let entry = nodes.iter().find(|n| n["node"] == node).with_context(|| format!("inspect lists no node {node}"))?;
-    entry["samples"].as_u64().context("inspect gives no sample count")
+    Ok((scrapes, bytes))
+}
+
+fn epoch_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// How often the collector's recent batches are read during the window.
+const HISTORY_POLL: Duration = Duration::from_secs(5);
+
+/// The sample timestamps of the agent's batches, by sequence number.
+#[derive(Debug, Default)]
+struct ReceivedSamples {
+    by_seq: std::collections::BTreeMap<u64, Vec<i64>>,
+}
+
+impl ReceivedSamples {
+    /// Adds the batches of `node` the running collector received since `since_ms`.
+    fn poll(&mut self, port: u16, node: &str, since_ms: i64) -> anyhow::Result<()> {
+        use bakery_proto::v1::HistoryRequest;
+        use bakery_proto::v1::query_client::QueryClient;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let history = runtime.block_on(async {
+            let mut client = QueryClient::connect(format!("http://127.0.0.1:{port}")).await?;
+            let request = HistoryRequest { node_name: node.to_string(), since_ms };
+            anyhow::Ok(client.history(request).await.context("Query.History")?.into_inner())
+        })?;
+        for batch in history.batches {
+            self.by_seq.insert(batch.seq, batch.samples.iter().map(|sample| sample.timestamp_ms).collect());
+        }
+        Ok(())
+    }
+
+    /// Samples taken in `[from_ms, to_ms]`.
+    fn taken_in(&self, from_ms: i64, to_ms: i64) -> u64 {
+        self.by_seq.values().flatten().filter(|ms| (from_ms..=to_ms).contains(*ms)).count() as u64
+    }
 }

@@ -1,11 +1,12 @@
 //! The harness bakery's end-to-end tests share: root checks, network
-//! namespaces, kubepods-style cgroups and the built binaries.
+//! namespaces, kubepods-style cgroups, the built binaries and an OTLP receiver.
 
 pub mod bench_agent;
 pub mod binaries;
 pub mod kube_double;
 pub mod measure;
 pub mod netns;
+pub mod rotel;
 
 /// Fails the calling test with a clear message when not run as root.
 /// Tests that need root are named `root_*` so that `cargo test -- --skip root_`

@@ -1,7 +1,9 @@
 //! oha, the HTTP load generator `bakery-top loadtest` wraps: which flags the installed version
 //! spells how (from its `--help`), the command line to run it without its TUI and with JSON
-//! output, its `-z` duration, and its JSON summary. All pure; the IO is in
-//! [`crate::commands::loadtest`]. Field guide, section 4.
+//! output, its `-z` duration, and its JSON summary; [`sent`] counts what it sends while it runs.
+//! All pure; the IO is in [`crate::commands::loadtest`]. Field guide, section 4.
+
+pub mod sent;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};

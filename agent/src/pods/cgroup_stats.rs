@@ -11,8 +11,16 @@
 //! The working set is usage minus inactive file cache, as the kubelet and
 //! cAdvisor compute it (cAdvisor `container/libcontainer/handler.go`,
 //! `setMemoryStats`): what `kubectl top pod` shows and what eviction uses.
+//! Usage is read every sample; the inactive file figure comes from
+//! `memory.stat`, the costliest file of a pod scan (the kernel prints some 50
+//! counters and flushes the cgroup's per-CPU statistics first), so it may be
+//! reused for up to the reader's refresh interval: page cache ages over
+//! seconds, and cAdvisor itself refreshes it only every housekeeping pass
+//! (10 s or more).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::pods::cgroup_path::{CgroupVersion, PodCgroup};
 use crate::pods::kept_files::KeptFiles;
@@ -43,30 +51,52 @@ pub struct CgroupReader {
     v1_cpuacct: usize,
     v1_memory: usize,
     v2: usize,
+    /// Longest a pod's inactive file figure is reused (zero: read every time).
+    inactive_refresh: Duration,
+    /// The last inactive file figure of each pod, by its `memory.stat` path.
+    inactive: HashMap<PathBuf, InactiveFile>,
+    sample: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InactiveFile {
+    bytes: u64,
+    read_at: Instant,
+    used_in_sample: u64,
 }
 
 impl CgroupReader {
+    /// A reader that reuses a pod's `memory.stat` figure for up to `refresh`.
+    pub fn with_inactive_refresh(refresh: Duration) -> Self {
+        Self { inactive_refresh: refresh, ..Self::default() }
+    }
+
     /// Starts a sample; see [`KeptFiles::begin_sample`].
     pub fn begin_sample(&mut self) {
+        self.sample += 1;
         self.files.begin_sample();
     }
 
-    /// Ends a sample, closing the files of pods that were not read.
+    /// Ends a sample, closing the files (and forgetting the figures) of pods
+    /// that were not read.
     pub fn end_sample(&mut self) {
         self.files.end_sample();
+        let sample = self.sample;
+        self.inactive.retain(|_, figure| figure.used_in_sample == sample);
     }
 
-    /// Reads one pod's CPU and memory under the cgroup root `root`. Missing
-    /// files (a pod being torn down) give `None` quietly; malformed ones are
-    /// pushed to `errors`.
-    pub fn read(&mut self, root: &Path, pod: &PodCgroup, errors: &mut Vec<SignalError>) -> PodUsage {
+    /// Reads one pod's CPU and memory under the cgroup root `root` at `now`.
+    /// Missing files (a pod being torn down) give `None` quietly; malformed
+    /// ones are pushed to `errors`.
+    pub fn read(&mut self, root: &Path, pod: &PodCgroup, now: Instant, errors: &mut Vec<SignalError>) -> PodUsage {
         let relative = pod.pod_path.trim_start_matches('/');
         match pod.version {
             CgroupVersion::V2 => {
                 let cpu = self.read_file(root, Mount::V2, relative, "cpu.stat", errors).and_then(|(path, text)| {
                     keep(flat_keyed_value(text, "usage_usec").map_err(|e| e.at(&path)), errors)
                 });
-                let memory = self.working_set(root, Mount::V2, relative, "memory.current", "inactive_file", errors);
+                let memory =
+                    self.working_set(root, Mount::V2, relative, ["memory.current", "inactive_file"], now, errors);
                 PodUsage { cpu_usage_us: cpu, memory_working_set_bytes: memory }
             }
             CgroupVersion::V1 => {
@@ -74,32 +104,44 @@ impl CgroupReader {
                     .read_file(root, Mount::V1Cpuacct, relative, "cpuacct.usage", errors)
                     .and_then(|(path, text)| keep(parse_single_u64(text).map_err(|e| e.at(&path)), errors))
                     .map(|nanoseconds| nanoseconds / 1000);
-                let memory = self.working_set(
-                    root,
-                    Mount::V1Memory,
-                    relative,
-                    "memory.usage_in_bytes",
-                    "total_inactive_file",
-                    errors,
-                );
+                let files = ["memory.usage_in_bytes", "total_inactive_file"];
+                let memory = self.working_set(root, Mount::V1Memory, relative, files, now, errors);
                 PodUsage { cpu_usage_us: cpu, memory_working_set_bytes: memory }
             }
         }
     }
 
+    /// Usage (read now) minus the inactive file figure (read now, or reused
+    /// while younger than the refresh interval).
     fn working_set(
         &mut self,
         root: &Path,
         mount: Mount,
         relative: &str,
-        usage_file: &str,
-        inactive_key: &str,
+        [usage_file, inactive_key]: [&str; 2],
+        now: Instant,
         errors: &mut Vec<SignalError>,
     ) -> Option<u64> {
         let (path, text) = self.read_file(root, mount, relative, usage_file, errors)?;
         let usage = keep(parse_single_u64(text).map_err(|e| e.at(&path)), errors)?;
-        let (path, text) = self.read_file(root, mount, relative, "memory.stat", errors)?;
-        let inactive = keep(flat_keyed_value(text, inactive_key).map_err(|e| e.at(&path)), errors)?;
+        let stat_path = path.with_file_name("memory.stat");
+        let fresh = self
+            .inactive
+            .get(&stat_path)
+            .filter(|figure| now.saturating_duration_since(figure.read_at) < self.inactive_refresh)
+            .map(|figure| figure.bytes);
+        let inactive = match fresh {
+            Some(bytes) => bytes,
+            None => {
+                let (path, text) = self.read_file(root, mount, relative, "memory.stat", errors)?;
+                let bytes = keep(flat_keyed_value(text, inactive_key).map_err(|e| e.at(&path)), errors)?;
+                self.inactive.insert(path, InactiveFile { bytes, read_at: now, used_in_sample: 0 });
+                bytes
+            }
+        };
+        if let Some(figure) = self.inactive.get_mut(&stat_path) {
+            figure.used_in_sample = self.sample;
+        }
         Some(working_set(usage, inactive))
     }
 
@@ -252,6 +294,7 @@ mod tests {
             let usage = CgroupReader::default().read(
                 root.path(),
                 &pod("/kubepods/besteffort/podu", CgroupVersion::V2),
+                Instant::now(),
                 &mut errors,
             );
             assert_eq!(usage, PodUsage { cpu_usage_us: Some(123_456_789), memory_working_set_bytes: Some(67_108_864) });
@@ -267,8 +310,12 @@ mod tests {
             write(root.path(), "memory/kubepods/podu/memory.usage_in_bytes", "134217728\n");
             write(root.path(), "memory/kubepods/podu/memory.stat", MEMORY_STAT_V1);
             let mut errors = Vec::new();
-            let usage =
-                CgroupReader::default().read(root.path(), &pod("/kubepods/podu", CgroupVersion::V1), &mut errors);
+            let usage = CgroupReader::default().read(
+                root.path(),
+                &pod("/kubepods/podu", CgroupVersion::V1),
+                Instant::now(),
+                &mut errors,
+            );
             // Nanoseconds become microseconds.
             assert_eq!(usage, PodUsage { cpu_usage_us: Some(5_000_000), memory_working_set_bytes: Some(67_108_864) });
             assert!(errors.is_empty(), "{errors:?}");
@@ -281,7 +328,7 @@ mod tests {
         let mut reader = CgroupReader::default();
         let mut errors = Vec::new();
         assert_eq!(
-            reader.read(root.path(), &pod("/kubepods/podgone", CgroupVersion::V2), &mut errors),
+            reader.read(root.path(), &pod("/kubepods/podgone", CgroupVersion::V2), Instant::now(), &mut errors),
             PodUsage::default()
         );
         assert!(errors.is_empty(), "{errors:?}");
@@ -289,7 +336,7 @@ mod tests {
         write(root.path(), "kubepods/podbad/cpu.stat", "usage_usec lots\n");
         write(root.path(), "kubepods/podbad/memory.current", "134217728\n");
         write(root.path(), "kubepods/podbad/memory.stat", MEMORY_STAT_V2);
-        let usage = reader.read(root.path(), &pod("/kubepods/podbad", CgroupVersion::V2), &mut errors);
+        let usage = reader.read(root.path(), &pod("/kubepods/podbad", CgroupVersion::V2), Instant::now(), &mut errors);
         assert_eq!(usage, PodUsage { cpu_usage_us: None, memory_working_set_bytes: Some(67_108_864) });
         assert_eq!(errors.len(), 1);
         assert!(errors[0].is_malformed() && errors[0].to_string().contains("cpu.stat"), "{}", errors[0]);
@@ -302,5 +349,43 @@ mod tests {
             let _ = flat_keyed_value(&text, "usage_usec");
             let _ = parse_single_u64(&text);
         }
+    }
+
+    #[test]
+    fn the_inactive_file_figure_is_reused_until_it_is_older_than_the_refresh() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "kubepods/podm/cpu.stat", "usage_usec 1\n");
+        write(root.path(), "kubepods/podm/memory.current", "1000\n");
+        write(root.path(), "kubepods/podm/memory.stat", "inactive_file 100\n");
+        let pod = pod("/kubepods/podm", CgroupVersion::V2);
+        let mut reader = CgroupReader::with_inactive_refresh(Duration::from_secs(2));
+        let mut errors = Vec::new();
+        let start = Instant::now();
+        let mut sample = |reader: &mut CgroupReader, at: Duration| {
+            reader.begin_sample();
+            let usage = reader.read(root.path(), &pod, start + at, &mut errors);
+            reader.end_sample();
+            usage.memory_working_set_bytes
+        };
+        assert_eq!(sample(&mut reader, Duration::ZERO), Some(900));
+        write(root.path(), "kubepods/podm/memory.current", "1500\n");
+        write(root.path(), "kubepods/podm/memory.stat", "inactive_file 400\n");
+        // Usage is always current; the inactive figure is the one read at 0 s.
+        assert_eq!(sample(&mut reader, Duration::from_millis(1900)), Some(1400));
+        assert_eq!(sample(&mut reader, Duration::from_secs(2)), Some(1100));
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn without_a_refresh_interval_memory_stat_is_read_every_time() {
+        let root = tempfile::tempdir().unwrap();
+        write(root.path(), "kubepods/podm/memory.current", "1000\n");
+        write(root.path(), "kubepods/podm/memory.stat", "inactive_file 100\n");
+        let pod = pod("/kubepods/podm", CgroupVersion::V2);
+        let mut reader = CgroupReader::default();
+        let now = Instant::now();
+        assert_eq!(reader.read(root.path(), &pod, now, &mut Vec::new()).memory_working_set_bytes, Some(900));
+        write(root.path(), "kubepods/podm/memory.stat", "inactive_file 300\n");
+        assert_eq!(reader.read(root.path(), &pod, now, &mut Vec::new()).memory_working_set_bytes, Some(700));
     }
 }

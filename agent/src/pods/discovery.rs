@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::pods::cgroup_path::{PodCgroup, parse_pod_cgroup};
 use crate::pods::kept_files::read_whole;
@@ -49,9 +50,37 @@ pub struct PidCache {
     buffer: Vec<u8>,
     /// This scan's pod processes, sorted by pod UID then pid.
     members: Vec<(Arc<PodCgroup>, u32)>,
+    last_walk: Option<Instant>,
+    walk_next_scan: bool,
 }
 
 impl PidCache {
+    /// Walks `<proc-root>` ([`Self::scan`]) when the last walk is `rescan`
+    /// old or more, or one was asked for; otherwise keeps the last walk's
+    /// pods. Returns whether it walked.
+    pub fn scan_if_due(
+        &mut self,
+        proc_root: &Path,
+        now: Instant,
+        rescan: Duration,
+        errors: &mut Vec<SignalError>,
+    ) -> Result<bool, SignalError> {
+        let due =
+            self.walk_next_scan || self.last_walk.is_none_or(|last| now.saturating_duration_since(last) >= rescan);
+        if due {
+            self.scan(proc_root, errors)?;
+            self.last_walk = Some(now);
+            self.walk_next_scan = false;
+        }
+        Ok(due)
+    }
+
+    /// Makes the next [`Self::scan_if_due`] walk, whatever the time: a pod's
+    /// processes were found gone.
+    pub fn walk_next_scan(&mut self) {
+        self.walk_next_scan = true;
+    }
+
     /// Lists `<proc-root>`, reads the cgroup file of pids not seen before,
     /// forgets pids that are gone. Fails only when `<proc-root>` itself
     /// cannot be listed; a malformed cgroup file is pushed to `errors` (once:
@@ -198,5 +227,27 @@ mod tests {
         let mut cache = PidCache::default();
         let error = cache.scan(Path::new("/nonexistent/bakery/proc"), &mut Vec::new()).unwrap_err();
         assert!(matches!(error, SignalError::Absent { .. }), "{error}");
+    }
+
+    #[test]
+    fn between_walks_the_last_walk_is_kept_unless_a_walk_is_asked_for() {
+        let proc = tempfile::tempdir().unwrap();
+        write(proc.path(), "10/cgroup", "0::/kubepods/besteffort/podbb/c1\n");
+        let mut cache = PidCache::default();
+        let mut errors = Vec::new();
+        let start = Instant::now();
+        let rescan = Duration::from_secs(2);
+        assert!(cache.scan_if_due(proc.path(), start, rescan, &mut errors).unwrap());
+        write(proc.path(), "11/cgroup", "0::/kubepods/podaa/c2\n");
+        assert!(!cache.scan_if_due(proc.path(), start + Duration::from_secs(1), rescan, &mut errors).unwrap());
+        assert_eq!(uids_and_pids(&cache), vec![("bb".into(), vec![10])]);
+        assert!(cache.scan_if_due(proc.path(), start + rescan, rescan, &mut errors).unwrap());
+        assert_eq!(uids_and_pids(&cache), vec![("aa".into(), vec![11]), ("bb".into(), vec![10])]);
+
+        std::fs::remove_dir_all(proc.path().join("10")).unwrap();
+        cache.walk_next_scan();
+        assert!(cache.scan_if_due(proc.path(), start + rescan, rescan, &mut errors).unwrap());
+        assert_eq!(uids_and_pids(&cache), vec![("aa".into(), vec![11])]);
+        assert!(errors.is_empty(), "{errors:?}");
     }
 }

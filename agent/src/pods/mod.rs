@@ -19,7 +19,7 @@ pub mod tcp_refresh;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -46,6 +46,40 @@ use tcp_refresh::TableRefresh;
 /// connections keep changing gets a fresh tally every (changing pods / 2)
 /// samples; quiet pods cost no table read at all.
 pub const DEFAULT_TCP_TABLE_READS_PER_SAMPLE: u32 = 2;
+
+/// How much of a pod scan is redone every sample, and how much may be
+/// reused for a while. The counters the collector turns into rates (network,
+/// TCP, CPU, memory usage) are read every sample whatever the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanPolicy {
+    /// Most network namespaces whose TCP socket tables are read per sample
+    /// (see [`tcp_refresh`]).
+    pub tcp_table_reads_per_sample: u32,
+    /// Longest time between two walks of `/proc` for new and exited
+    /// processes. Between walks the pods and their network namespaces are
+    /// the last walk's: a new pod appears, and a pod whose processes all
+    /// exited disappears, within this time. Zero: walk every sample.
+    pub process_rescan: Duration,
+    /// Longest a pod's inactive file figure (`memory.stat`) is reused in its
+    /// working set; see [`cgroup_stats`]. Zero: read every sample.
+    pub memory_stat_refresh: Duration,
+}
+
+impl ScanPolicy {
+    /// Everything read afresh on every scan: for one-off reads (`--once`).
+    pub const EXACT: ScanPolicy = ScanPolicy {
+        tcp_table_reads_per_sample: u32::MAX,
+        process_rescan: Duration::ZERO,
+        memory_stat_refresh: Duration::ZERO,
+    };
+
+    /// The streaming agent's defaults.
+    pub const STREAMING: ScanPolicy = ScanPolicy {
+        tcp_table_reads_per_sample: DEFAULT_TCP_TABLE_READS_PER_SAMPLE,
+        process_rescan: Duration::from_secs(2),
+        memory_stat_refresh: Duration::from_secs(2),
+    };
+}
 
 /// Kubernetes QoS class, from the kubepods cgroup level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -193,6 +227,9 @@ pub struct PodsReading {
 pub struct PodTracker {
     pids: PidCache,
     measure: Measure,
+    process_rescan: Duration,
+    /// The node's own network namespace (that of pid 1), as of the last walk.
+    host_namespace: Option<u64>,
 }
 
 impl Default for PodTracker {
@@ -207,6 +244,9 @@ struct Measure {
     cgroups: CgroupReader,
     /// A namespace's files, by its inode.
     files: KeptFiles<(u64, NamespaceFile)>,
+    /// The network namespace of each pod process read since the last walk
+    /// (`None`: not allowed to look), so `ns/net` is read once per walk.
+    namespace_of: HashMap<u32, Option<u64>>,
     buffer: Vec<u8>,
     /// `net/sockstat6`, read into its own buffer while `buffer` holds sockstat.
     buffer6: Vec<u8>,
@@ -282,28 +322,29 @@ enum Network {
 }
 
 impl PodTracker {
-    /// A tracker that reads every namespace's socket tables whenever its
-    /// counters moved (no budget): exact, for one-off reads.
+    /// A tracker that reads everything afresh on every scan
+    /// ([`ScanPolicy::EXACT`]): for one-off reads.
     pub fn new() -> Self {
-        Self::with_tcp_table_reads_per_sample(u32::MAX)
+        Self::with_policy(ScanPolicy::EXACT)
     }
 
-    /// A tracker that reads the socket tables of at most `budget`
-    /// namespaces per scan (0: never; the counters are still read).
-    pub fn with_tcp_table_reads_per_sample(budget: u32) -> Self {
+    pub fn with_policy(policy: ScanPolicy) -> Self {
         Self {
             pids: PidCache::default(),
             measure: Measure {
-                cgroups: CgroupReader::default(),
+                cgroups: CgroupReader::with_inactive_refresh(policy.memory_stat_refresh),
                 files: KeptFiles::default(),
+                namespace_of: HashMap::new(),
                 buffer: Vec::new(),
                 buffer6: Vec::new(),
                 snmp_buffer: Vec::new(),
                 tcp: TcpTally::default(),
                 namespaces: HashMap::new(),
                 tables: TableRefresh::default(),
-                tcp_table_reads_per_sample: budget,
+                tcp_table_reads_per_sample: policy.tcp_table_reads_per_sample,
             },
+            process_rescan: policy.process_rescan,
+            host_namespace: None,
         }
     }
 
@@ -319,13 +360,18 @@ impl PodTracker {
     /// [`Self::read`], with the time the tallies' ages are counted from.
     pub fn read_at(&mut self, roots: &HostRoots, now: Instant) -> Result<PodsReading, SignalError> {
         let mut errors = Vec::new();
-        self.pids.scan(&roots.proc, &mut errors)?;
+        if self.pids.scan_if_due(&roots.proc, now, self.process_rescan, &mut errors)? {
+            self.host_namespace = namespace_inode(&roots.proc("1/ns/net"));
+            // A walk is when exited processes are noticed: look again.
+            self.measure.namespace_of.clear();
+        }
         let cgroup_root = roots.cgroup();
-        let host_namespace = namespace_inode(&roots.proc("1/ns/net"));
+        let host_namespace = self.host_namespace;
         self.measure.begin_sample();
 
         let mut pods = Vec::new();
         let mut pod_namespaces = Vec::new();
+        let mut pods_gone = false;
         for (cgroup, pids) in self.pids.pods() {
             // Any live process of the pod shows the pod's namespace; `None`
             // inside for a pod in the node's namespace.
@@ -336,9 +382,13 @@ impl PodTracker {
                     Network::Own(key) => Some(Some(key)),
                 }
             });
-            // Every process exited since the scan: the pod is going away.
-            let Some(namespace) = network else { continue };
-            let usage = self.measure.cgroups.read(&cgroup_root, cgroup, &mut errors);
+            // Every process exited since the walk: the pod is going away,
+            // and the next scan walks again to see what else changed.
+            let Some(namespace) = network else {
+                pods_gone = true;
+                continue;
+            };
+            let usage = self.measure.cgroups.read(&cgroup_root, cgroup, now, &mut errors);
             pods.push(Pod {
                 identity: PodIdentity {
                     uid: cgroup.uid.clone(),
@@ -353,6 +403,9 @@ impl PodTracker {
                 process_count: u32::try_from(pids.len()).unwrap_or(u32::MAX),
             });
             pod_namespaces.push(namespace);
+        }
+        if pods_gone {
+            self.pids.walk_next_scan();
         }
         let tcp_table_reads = self.measure.refresh_tables(now, &mut errors);
         for (pod, namespace) in pods.iter_mut().zip(pod_namespaces) {
@@ -400,12 +453,19 @@ impl Measure {
     /// namespace this sample.
     fn network(&mut self, proc_root: &Path, pid: u32, host: Option<u64>, errors: &mut Vec<SignalError>) -> Network {
         let process = proc_root.join(pid.to_string());
-        let inode = match std::fs::read_link(process.join("ns/net")) {
-            Ok(link) => parse_namespace_link(&link),
-            Err(error) if process_gone(&error) => return Network::ProcessGone,
-            // Not allowed to look (an agent without CAP_SYS_PTRACE): the
-            // counters can still be read, only not deduplicated.
-            Err(_) => None,
+        let inode = match self.namespace_of.get(&pid) {
+            Some(&known) => known,
+            None => {
+                let inode = match std::fs::read_link(process.join("ns/net")) {
+                    Ok(link) => parse_namespace_link(&link),
+                    Err(error) if process_gone(&error) => return Network::ProcessGone,
+                    // Not allowed to look (an agent without CAP_SYS_PTRACE): the
+                    // counters can still be read, only not deduplicated.
+                    Err(_) => None,
+                };
+                self.namespace_of.insert(pid, inode);
+                inode
+            }
         };
         if inode.is_some() && inode == host {
             return Network::Host;
@@ -592,6 +652,11 @@ pub fn sum_without_loopback(interfaces: &[Interface]) -> NetCounters {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    /// Everything afresh every scan, with at most `budget` table reads.
+    fn budgeted(budget: u32) -> PodTracker {
+        PodTracker::with_policy(ScanPolicy { tcp_table_reads_per_sample: budget, ..ScanPolicy::EXACT })
+    }
 
     fn fixture(name: &str) -> HostRoots {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
@@ -945,7 +1010,7 @@ mod tests {
         let at = |seconds: u64| start + std::time::Duration::from_secs(seconds);
         let ages =
             |reading: &PodsReading| reading.pods.iter().map(|p| p.tcp.unwrap().detail_age_ms).collect::<Vec<_>>();
-        let mut tracker = PodTracker::with_tcp_table_reads_per_sample(2);
+        let mut tracker = budgeted(2);
 
         let reading = tracker.read_at(&tree.roots(), at(1)).unwrap();
         assert_eq!(reading.tcp_table_reads, 2);
@@ -959,7 +1024,7 @@ mod tests {
         assert_eq!(ages(&reading), [Some(0), Some(0), Some(0)]);
         assert_eq!(reading.pods[0].tcp.unwrap().established_inbound, 1, "budget left for the changed pod");
 
-        let mut tracker = PodTracker::with_tcp_table_reads_per_sample(0);
+        let mut tracker = budgeted(0);
         tree.sockets(10, &[LISTEN_80], (0, 0, 1), 1);
         let reading = tracker.read_at(&tree.roots(), at(3)).unwrap();
         assert_eq!(ages(&reading), [None, None, None], "budget 0: counters only");
@@ -972,7 +1037,7 @@ mod tests {
         tree.process(20, "bb", 1002);
         let start = Instant::now();
         let at = |millis: u64| start + std::time::Duration::from_millis(millis);
-        let mut tracker = PodTracker::with_tcp_table_reads_per_sample(1);
+        let mut tracker = budgeted(1);
         tracker.read_at(&tree.roots(), at(0)).unwrap();
         tracker.read_at(&tree.roots(), at(1000)).unwrap();
         // Both pods change; one read per sample.
@@ -1057,6 +1122,30 @@ mod tests {
         std::fs::remove_dir_all(tree.path("proc/20")).unwrap();
         let pods = tracker.read(&tree.roots()).unwrap().pods;
         assert_eq!(pods.iter().map(|p| p.identity.uid.as_str()).collect::<Vec<_>>(), ["aa"]);
+    }
+
+    #[test]
+    fn while_streaming_pods_come_and_go_at_the_next_walk_and_counters_move_every_sample() {
+        let tree = Tree::new();
+        tree.process(10, "aa", 1001);
+        let mut tracker = PodTracker::with_policy(ScanPolicy::STREAMING);
+        let start = Instant::now();
+        let uids = |tracker: &mut PodTracker, at: Duration| -> Vec<String> {
+            let reading = tracker.read_at(&tree.roots(), start + at).unwrap();
+            reading.pods.iter().map(|p| p.identity.uid.clone()).collect()
+        };
+        assert_eq!(uids(&mut tracker, Duration::ZERO), ["aa"]);
+        tree.process(20, "bb", 1002);
+        assert_eq!(uids(&mut tracker, Duration::from_secs(1)), ["aa"], "no walk before the rescan interval");
+        assert_eq!(uids(&mut tracker, ScanPolicy::STREAMING.process_rescan), ["aa", "bb"]);
+
+        // Counters are read every sample, walk or not.
+        tree.write("proc/10/net/dev", &NET_DEV.replace(" 5000 ", " 777 "));
+        let reading = tracker.read_at(&tree.roots(), start + Duration::from_millis(2100)).unwrap();
+        assert_eq!(reading.pods[0].network.map(|n| n.rx_bytes), Some(777));
+
+        std::fs::remove_dir_all(tree.path("proc/20")).unwrap();
+        assert_eq!(uids(&mut tracker, Duration::from_secs(4)), ["aa"], "gone at the next walk");
     }
 
     #[test]

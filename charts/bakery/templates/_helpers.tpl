@@ -109,3 +109,6 @@ dnsPolicy ClusterFirstWithHostNet). */}}
 {{/* Where the token and TLS files are mounted, in both pods. */}}
 {{- define "bakery.tokenDir" -}}/etc/bakery/token{{- end }}
 {{- define "bakery.tlsDir" -}}/etc/bakery/tls{{- end }}
+
+{{/* Where the OTLP backend's CA and client certificate are mounted. */}}
+{{- define "bakery.otlpTlsDir" -}}/etc/bakery/otlp-tls{{- end }}

@@ -26,8 +26,14 @@ enum Bench {
         connections_per_pod: u32,
         #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
         interval: Duration,
+        /// The measured window, after the warm-up.
         #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         duration: Duration,
+        /// Running time before the measured window (start-up, the first reads
+        /// of every pod's TCP tables, node_exporter's first scrapes); its agent
+        /// CPU is reported on its own line.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -36,9 +42,9 @@ enum Bench {
 
 fn main() -> ExitCode {
     match Cli::parse().bench {
-        Bench::Agent { bin_dir, pods, connections_per_pod, interval, duration, json } => {
+        Bench::Agent { bin_dir, pods, connections_per_pod, interval, duration, warmup, json } => {
             let config =
-                bakery_tests::bench_agent::AgentBench { bin_dir, pods, connections_per_pod, interval, duration };
+                bakery_tests::bench_agent::AgentBench { bin_dir, pods, connections_per_pod, interval, duration, warmup };
             match bakery_tests::bench_agent::run(&config) {
                 Ok(result) => {
                     if json {

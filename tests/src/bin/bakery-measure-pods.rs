@@ -3,12 +3,15 @@
 //! connections; needs root).
 //!
 //! `bakery-measure-pods [--pods 30] [--held 7] [--samples 200] [--interval-ms 100]
-//! [--churn-ms 0] [--tcp-table-reads N]` creates the pods, has a client hold
+//! [--churn-ms 0] [--tcp-table-reads N] [--streaming 0|1]` creates the pods, has a client hold
 //! `--held` connections to each, and with `--churn-ms P > 0` also runs a
 //! client per pod that opens and closes a connection every P ms (so every
 //! sample sees new connections when P < the interval). It then reads the
 //! pods `--samples` times, `--interval-ms` apart, and prints the CPU time
-//! (user + system, of the reading thread only) one pod scan took.
+//! (user + system, of the reading thread only) one pod scan took. The scans
+//! read everything afresh (`ScanPolicy::EXACT`), or with `--streaming 1` use
+//! the streaming agent's policy (`ScanPolicy::STREAMING`: /proc walked and
+//! memory.stat read every 2 s, 2 table reads per sample).
 //!
 //! `churn <addr:port> <period-ms>` is the churning client itself, run by the
 //! measurement inside a client network namespace; it exits when its stdin
@@ -20,7 +23,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use bakery_agent::pods::{PodTracker, QosClass};
+use bakery_agent::pods::{PodTracker, QosClass, ScanPolicy};
 use bakery_agent::roots::HostRoots;
 use bakery_tests::netns::SimPod;
 
@@ -50,6 +53,7 @@ struct Settings {
     interval: Duration,
     churn: Option<Duration>,
     tcp_table_reads: Option<u32>,
+    streaming: bool,
 }
 
 impl Settings {
@@ -61,6 +65,7 @@ impl Settings {
             interval: Duration::from_millis(100),
             churn: None,
             tcp_table_reads: None,
+            streaming: false,
         };
         let mut words = args.iter();
         while let Some(flag) = words.next() {
@@ -77,6 +82,7 @@ impl Settings {
                 "--interval-ms" => settings.interval = Duration::from_millis(value),
                 "--churn-ms" => settings.churn = (value > 0).then(|| Duration::from_millis(value)),
                 "--tcp-table-reads" => settings.tcp_table_reads = Some(small()?),
+                "--streaming" => settings.streaming = value != 0,
                 other => bail!("unknown flag {other}; see the source's header for the flags"),
             }
         }
@@ -97,10 +103,11 @@ fn measure(settings: Settings) -> anyhow::Result<()> {
     };
 
     let roots = HostRoots::host();
-    let mut tracker = match settings.tcp_table_reads {
-        Some(budget) => PodTracker::with_tcp_table_reads_per_sample(budget),
-        None => PodTracker::new(),
-    };
+    let mut policy = if settings.streaming { ScanPolicy::STREAMING } else { ScanPolicy::EXACT };
+    if let Some(budget) = settings.tcp_table_reads {
+        policy.tcp_table_reads_per_sample = budget;
+    }
+    let mut tracker = PodTracker::with_policy(policy);
     // The first readings open files and tally every new namespace (as the
     // budget allows): not the state being measured.
     for _ in 0..2 + settings.pods {

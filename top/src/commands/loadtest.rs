@@ -1,9 +1,12 @@
 //! `bakery-top loadtest [--workload NS/NAME] [--name N] [--report FILE] [--fail-on-hog] -- <command...>`:
 //! opens a window, runs the load command (showing elapsed time, traffic and live node shares at
 //! least once a second), closes the window and prints its report. When the command is oha, it is
-//! run without its TUI and with JSON output, and its summary joins the report. Ctrl-C is passed on
-//! to the command, and the window is closed all the same.
+//! run without its TUI and with JSON output, its summary joins the report, and the progress line
+//! also shows its request rate as the TCP segments its sockets send (oha prints nothing before it
+//! ends: see [`crate::oha::sent`]). Ctrl-C is passed on to the command, and the window is closed
+//! all the same.
 
+use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,6 +21,7 @@ use serde::Serialize;
 use crate::commands::report::to_text;
 use crate::commands::{call, connect};
 use crate::model::Snapshot;
+use crate::oha::sent::{self, Sending, SentCount, SocketSegments};
 use crate::oha::{self, JsonDestination, OhaSummary};
 use crate::source::{GrpcConfig, GrpcSource, Source};
 
@@ -83,12 +87,22 @@ pub fn missing_oha_message() -> String {
     format!("oha is not installed (not found on PATH); install it with `{}`", oha::INSTALL_COMMAND)
 }
 
-/// One progress line: elapsed against the `-z` duration, the nodes' NIC traffic, live shares.
-pub fn progress_line(elapsed: Duration, duration: Option<Duration>, snapshot: Option<&Snapshot>) -> String {
+/// One progress line: elapsed against the `-z` duration, what oha sent (for oha), the nodes' NIC
+/// traffic, live shares.
+pub fn progress_line(
+    elapsed: Duration,
+    duration: Option<Duration>,
+    sending: Option<&Sending>,
+    snapshot: Option<&Snapshot>,
+) -> String {
     let mut line = match duration {
         Some(total) => format!("loadtest {}s / {}s", elapsed.as_secs(), total.as_secs()),
         None => format!("loadtest {}s", elapsed.as_secs()),
     };
+    if let Some(sending) = sending {
+        line.push_str("  ");
+        line.push_str(&sending.text());
+    }
     let Some(snapshot) = snapshot else {
         line.push_str("  collector: no data");
         return line;
@@ -227,7 +241,7 @@ pub async fn run(args: LoadtestArgs, config: GrpcConfig, out: &mut impl Write) -
     // (oha stops at the first SIGINT and still prints its summary).
     std::os::unix::process::CommandExt::process_group(&mut child_command, 0);
     let run_result = match child_command.spawn() {
-        Ok(child) => supervise(child, duration, &config).await,
+        Ok(child) => supervise(child, duration, plan.is_some(), &config).await,
         Err(error) => Err(anyhow::anyhow!("cannot start {}: {error}", program.to_string_lossy())),
     };
 
@@ -279,10 +293,33 @@ pub async fn run(args: LoadtestArgs, config: GrpcConfig, out: &mut impl Write) -
 
 type Supervised = (std::process::ExitStatus, bool, Option<String>);
 
-/// Waits for the command, printing progress and passing Ctrl-C (and SIGTERM) on to it.
+/// oha's open sockets (their inodes, from /proc/PID/fd) and every TCP socket `ss` lists, read now.
+fn read_sockets(pid: u32) -> Result<(BTreeSet<u64>, Vec<SocketSegments>), String> {
+    let fd_dir = PathBuf::from(format!("/proc/{pid}/fd"));
+    let entries = std::fs::read_dir(&fd_dir).map_err(|e| format!("cannot list {}: {e}", fd_dir.display()))?;
+    let own = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .filter_map(|target| sent::socket_inode(&target.to_string_lossy()))
+        .collect();
+    let output = match std::process::Command::new("ss").args(sent::SS_ARGS).stdin(Stdio::null()).output() {
+        Ok(output) => output,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("ss (iproute2) is not installed".into()),
+        Err(e) => return Err(format!("cannot run ss: {e}")),
+    };
+    if !output.status.success() {
+        return Err(format!("ss failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    let listed = sent::parse_ss(&String::from_utf8_lossy(&output.stdout)).map_err(|e| e.to_string())?;
+    Ok((own, listed))
+}
+
+/// Waits for the command, printing progress and passing Ctrl-C (and SIGTERM) on to it. For oha,
+/// the progress also counts what its sockets sent.
 async fn supervise(
     mut child: std::process::Child,
     duration: Option<Duration>,
+    is_oha: bool,
     config: &GrpcConfig,
 ) -> anyhow::Result<Supervised> {
     use nix::sys::signal::Signal;
@@ -300,6 +337,7 @@ async fn supervise(
     let started = Instant::now();
     let mut next_progress = started;
     let mut interrupted = false;
+    let mut sent_count = is_oha.then(SentCount::default);
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let status = loop {
         if let Some(status) = child.try_wait().context("cannot wait for the command")? {
@@ -313,7 +351,20 @@ async fn supervise(
                 }
                 None => None,
             };
-            let line = progress_line(started.elapsed(), duration, snapshot.as_ref());
+            let sending = match sent_count.as_mut() {
+                Some(count) => {
+                    let child_pid = child.id();
+                    let reading = tokio::task::spawn_blocking(move || read_sockets(child_pid))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("the reader of oha's sockets failed: {e}")));
+                    Some(match reading {
+                        Ok((own, listed)) => count.record(started.elapsed(), &own, &listed),
+                        Err(reason) => Sending::Unavailable(reason),
+                    })
+                }
+                None => None,
+            };
+            let line = progress_line(started.elapsed(), duration, sending.as_ref(), snapshot.as_ref());
             if terminal {
                 eprint!("\r\x1b[2K{line}");
             } else {
@@ -397,12 +448,32 @@ mod tests {
             ..NodeView::default()
         };
         let snapshot = Snapshot { nodes: vec![node("pi-1", 0.7), node("pi-2", 0.3)], ..Snapshot::default() };
-        let line = progress_line(Duration::from_millis(3400), Some(Duration::from_secs(30)), Some(&snapshot));
+        let line = progress_line(Duration::from_millis(3400), Some(Duration::from_secs(30)), None, Some(&snapshot));
         assert_eq!(
             line,
             "loadtest 3s / 30s  nic rx 4.0 MB/s tx 2.0 MB/s  shares: pi-1 70% (exp 50%), pi-2 30% (exp 50%)"
         );
-        assert_eq!(progress_line(Duration::from_secs(1), None, None), "loadtest 1s  collector: no data");
+        assert_eq!(progress_line(Duration::from_secs(1), None, None, None), "loadtest 1s  collector: no data");
+    }
+
+    #[test]
+    fn progress_for_oha_shows_its_request_rate_before_the_traffic() {
+        let sending = Sending::Counted {
+            segments: 6210,
+            per_second: Some(2076.4),
+            rate_undercounted: false,
+            total_undercounted: false,
+        };
+        let snapshot = Snapshot::default();
+        assert_eq!(
+            progress_line(Duration::from_secs(3), Some(Duration::from_secs(30)), Some(&sending), Some(&snapshot)),
+            "loadtest 3s / 30s  oha ~2076 req/s, ~6210 sent (tcp segments)  nic rx 0.0 MB/s tx 0.0 MB/s"
+        );
+        let unavailable = Sending::Unavailable("ss (iproute2) is not installed".into());
+        assert_eq!(
+            progress_line(Duration::from_secs(1), None, Some(&unavailable), None),
+            "loadtest 1s  oha req/s n/a: ss (iproute2) is not installed  collector: no data"
+        );
     }
 
     #[test]

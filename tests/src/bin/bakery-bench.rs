@@ -43,8 +43,14 @@ enum Bench {
 fn main() -> ExitCode {
     match Cli::parse().bench {
         Bench::Agent { bin_dir, pods, connections_per_pod, interval, duration, warmup, json } => {
-            let config =
-                bakery_tests::bench_agent::AgentBench { bin_dir, pods, connections_per_pod, interval, duration, warmup };
+            let config = bakery_tests::bench_agent::AgentBench {
+                bin_dir,
+                pods,
+                connections_per_pod,
+                interval,
+                duration,
+                warmup,
+            };
             match bakery_tests::bench_agent::run(&config) {
                 Ok(result) => {
                     if json {

@@ -4,17 +4,16 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bakery_tests::binaries::built_binary;
 use bakery_tests::netns::{STEP_TIMEOUT, SimPod};
 use bakery_tests::require_root;
+use bakery_tests::rotel::Rotel;
 
 const SENT_BYTES: u64 = 3_000_000;
 const NODE: &str = "e2e-export";
-const ROTEL_REQUIREMENT: &str = "rotel==0.0.1a15";
 
 /// Kills and reaps a child when dropped (also when the test fails).
 struct Process(Child);
@@ -47,32 +46,6 @@ fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<
     }
 }
 
-/// rotel from the project venv, pip-installed there once when missing.
-fn rotel_binary() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join(".venv");
-    let find = || {
-        std::fs::read_dir(venv.join("lib"))
-            .ok()?
-            .flatten()
-            .map(|python| python.path().join("site-packages/rotel/rotel-agent"))
-            .find(|path| path.is_file())
-    };
-    if let Some(found) = find() {
-        return found;
-    }
-    eprintln!("export e2e: installing {ROTEL_REQUIREMENT} into {} (once)", venv.display());
-    if !venv.join("bin/python").is_file() {
-        let _ = Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&venv).status();
-    }
-    let status = Command::new("python3")
-        .args(["-m", "pip", "--python"])
-        .arg(venv.join("bin/python"))
-        .args(["install", "--quiet", ROTEL_REQUIREMENT])
-        .status();
-    assert!(status.is_ok_and(|s| s.success()), "cannot pip-install {ROTEL_REQUIREMENT} into {}", venv.display());
-    find().expect("rotel-agent after installing rotel")
-}
-
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -95,14 +68,13 @@ fn scraped_rx(port: u16, uid: &str) -> Option<u64> {
 }
 
 /// The pod's received bytes in rotel's last print of `k8s.pod.network.io` for the pod.
-fn rotel_rx(output: &Path, uid: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(output).ok()?;
+fn rotel_rx(rotel: &Rotel, uid: &str) -> Option<u64> {
+    let received = rotel.received();
+    let points = received.iter().filter_map(|resource| resource.metric("k8s.pod.network.io")).flat_map(|m| &m.points);
     let mut value = None;
-    for metric in text.split("Metric #").skip(1).filter(|m| m.contains("-> Name: k8s.pod.network.io\n")) {
-        for point in metric.split("NumberDataPoints #").skip(1) {
-            if point.contains(uid) && point.contains("Str(receive)") {
-                value = point.lines().find_map(|l| l.trim().strip_prefix("Value: ")?.parse::<f64>().ok()).or(value);
-            }
+    for point in points {
+        if point.attribute("k8s.pod.uid") == Some(uid) && point.attribute("network.io.direction") == Some("receive") {
+            value = point.value.or(value);
         }
     }
     value.map(|v| v as u64)
@@ -112,24 +84,9 @@ fn rotel_rx(output: &Path, uid: &str) -> Option<u64> {
 fn root_bytes_pushed_through_a_pod_reach_rotel_and_metrics_as_the_agent_measured_them() {
     require_root("root_bytes_pushed_through_a_pod_reach_rotel_and_metrics_as_the_agent_measured_them");
     let work = tempfile::tempdir().unwrap();
-    let (grpc, http, metrics, listen) = (free_port(), free_port(), free_port(), free_port());
-    let rotel_output = work.path().join("rotel.out");
-    let _rotel = Process(
-        Command::new(rotel_binary())
-            .arg("start")
-            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
-            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
-            .args(["--exporter", "blackhole", "--debug-log", "metrics", "--debug-log-verbosity", "detailed"])
-            .arg("--pid-file")
-            .arg(work.path().join("rotel.pid"))
-            .arg("--log-file")
-            .arg(work.path().join("rotel.log"))
-            .stdout(std::fs::File::create(&rotel_output).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("rotel to listen", Duration::from_secs(15), || TcpStream::connect(("127.0.0.1", grpc)).ok());
+    let (metrics, listen) = (free_port(), free_port());
+    let rotel = Rotel::start(work.path()).expect("rotel starts and listens");
+    let grpc = rotel.grpc;
 
     let ready = work.path().join("ready");
     let _collector = Process(
@@ -179,7 +136,7 @@ fn root_bytes_pushed_through_a_pod_reach_rotel_and_metrics_as_the_agent_measured
     // a loaded machine delays the export: wait until rotel and /metrics show the same value.
     let settled = wait_for("rotel to receive the value /metrics shows", Duration::from_secs(90), || {
         let scraped = scraped_rx(metrics, pod.uid()).filter(|rx| *rx >= settled)?;
-        (rotel_rx(&rotel_output, pod.uid()) == Some(scraped)).then_some(scraped)
+        (rotel_rx(&rotel, pod.uid()) == Some(scraped)).then_some(scraped)
     });
     let agent = built_binary("bakery-agent", "bakery-agent").unwrap();
     let output = Command::new(agent).args(["--once", "--json", "--node-name", NODE]).output().unwrap();

@@ -106,9 +106,9 @@ pub struct Args {
     /// and tcp6) are read per sample, stalest first; the others keep their
     /// last by-state tally and report its age. Each read walks the node-wide
     /// TCP hash twice (6.8 ms of CPU with 262144 buckets; the kernel sizes
-    /// the hash by RAM). The per-pod TCP counters are read every sample
-    /// regardless, and a namespace whose counters did not move is not read
-    /// again. Default: 2 while streaming, every table with --once.
+    /// the hash by RAM). A namespace whose TCP counters (net/snmp,
+    /// net/sockstat) did not move is not read again. Default: 2 while
+    /// streaming, every table with --once.
     #[arg(long, env = "BAKERY_TCP_TABLE_READS_PER_SAMPLE", value_name = "N")]
     pub tcp_table_reads_per_sample: Option<u32>,
 
@@ -128,6 +128,15 @@ pub struct Args {
     /// afresh.
     #[arg(long, env = "BAKERY_MEMORY_STAT_REFRESH", default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Streaming")]
     pub memory_stat_refresh: Duration,
+
+    /// Longest a pod network namespace that moved no packet keeps its last TCP
+    /// counters (net/snmp, net/sockstat) instead of reading them again. Those
+    /// counters move only with a segment, so an idle pod's figures stay exact;
+    /// what changes without one (a TIME_WAIT socket expiring, a new listener, a
+    /// connect timing out) shows up within this time. Idle pods then cost one
+    /// small file (net/dev) per sample. 0s: every sample. --once reads afresh.
+    #[arg(long, env = "BAKERY_QUIET_TCP_REFRESH", default_value = "2s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Streaming")]
+    pub quiet_tcp_refresh: Duration,
 
     /// Most the spool may hold, in memory or on disk: 64MiB keeps 4 to 9
     /// hours of samples at 1s. When full, the oldest samples are dropped
@@ -322,6 +331,7 @@ fn stream_forever(args: &Args, roots: HostRoots, node_name: String) -> anyhow::R
                 .unwrap_or(ScanPolicy::STREAMING.tcp_table_reads_per_sample),
             process_rescan: args.process_rescan_interval,
             memory_stat_refresh: args.memory_stat_refresh,
+            quiet_tcp_counters_refresh: args.quiet_tcp_refresh,
         };
         let sampler = Sampler::new(roots, config.node_name.clone()).with_scan_policy(policy);
         anyhow::Ok(stream::run(config, sampler, shutdown).await?)

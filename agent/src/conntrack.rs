@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
 use crate::signal::{SignalError, SignalResult, parse_u64};
 
@@ -21,17 +22,17 @@ const NOT_LOADED: &str = "nf_conntrack module not loaded";
 
 /// Reads `<proc-root>/sys/net/netfilter/nf_conntrack_{count,max}`; absent
 /// when the conntrack module is not loaded.
-pub fn read(roots: &HostRoots) -> SignalResult<Conntrack> {
-    let count = read_counter(&roots.proc("sys/net/netfilter/nf_conntrack_count"))?;
-    let max = read_counter(&roots.proc("sys/net/netfilter/nf_conntrack_max"))?;
+pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Conntrack> {
+    let count = read_counter(&roots.proc("sys/net/netfilter/nf_conntrack_count"), files)?;
+    let max = read_counter(&roots.proc("sys/net/netfilter/nf_conntrack_max"), files)?;
     Ok(Conntrack { count, max })
 }
 
 /// One decimal counter file. Bytes that are not UTF-8 are decoded lossily so
 /// that they fail as malformed content, not as an IO error.
-fn read_counter(path: &Path) -> SignalResult<u64> {
-    let bytes = std::fs::read(path).map_err(|e| SignalError::from_io(path, e, NOT_LOADED))?;
-    parse_u64(&String::from_utf8_lossy(&bytes)).map_err(|e| e.at(path))
+fn read_counter(path: &Path, files: &mut NodeFiles) -> SignalResult<u64> {
+    let bytes = files.read(path).map_err(|e| SignalError::from_io(path, e, NOT_LOADED))?;
+    parse_u64(&String::from_utf8_lossy(bytes)).map_err(|e| e.at(path))
 }
 
 #[cfg(test)]
@@ -66,7 +67,7 @@ mod tests {
         ];
         for (count, max, expected) in cases {
             let dir = tree_with(count, max);
-            match (read(&HostRoots::new(dir.path(), dir.path())), expected) {
+            match (read(&HostRoots::new(dir.path(), dir.path()), &mut NodeFiles::new()), expected) {
                 (Ok(got), Ok(want)) => assert_eq!(got, *want),
                 (Err(error), Err(message)) => {
                     assert!(error.is_malformed(), "{error}");
@@ -91,13 +92,19 @@ mod tests {
 
     #[test]
     fn reads_the_fixture_trees() {
-        assert_eq!(read(&fixture("pi5")).expect("pi5 conntrack"), Conntrack { count: 21873, max: 131072 });
-        assert_eq!(read(&fixture("cgroup-v1")).expect("x86 conntrack"), Conntrack { count: 412, max: 131072 });
+        assert_eq!(
+            read(&fixture("pi5"), &mut NodeFiles::new()).expect("pi5 conntrack"),
+            Conntrack { count: 21873, max: 131072 }
+        );
+        assert_eq!(
+            read(&fixture("cgroup-v1"), &mut NodeFiles::new()).expect("x86 conntrack"),
+            Conntrack { count: 412, max: 131072 }
+        );
     }
 
     #[test]
     fn without_the_module_it_is_absent_with_the_reason() {
-        match read(&fixture("bare")) {
+        match read(&fixture("bare"), &mut NodeFiles::new()) {
             Err(SignalError::Absent { path, why }) => {
                 assert!(path.ends_with("nf_conntrack_count"), "{}", path.display());
                 assert_eq!(why, "nf_conntrack module not loaded");

@@ -10,6 +10,7 @@ use std::io::BufRead;
 
 use serde::Serialize;
 
+use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult};
 
@@ -141,11 +142,12 @@ fn parse_cpu_line(line: &str) -> Result<(Option<u32>, CpuTimes), ParseError> {
 }
 
 /// Reads `<proc-root>/stat`.
-pub fn read(roots: &HostRoots) -> SignalResult<CpuStat> {
+pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<CpuStat> {
     let path = roots.proc("stat");
-    let bytes = std::fs::read(&path)
+    let bytes = files
+        .read(&path)
         .map_err(|e| SignalError::from_io(&path, e, "no stat file: is --proc-root a procfs mount?"))?;
-    parse_stat(bytes.as_slice()).map_err(|e| e.at(&path))
+    parse_stat(bytes).map_err(|e| e.at(&path))
 }
 
 /// Inputs for the signal parsers' property tests: a valid file with random
@@ -347,25 +349,25 @@ ctxt 1990473
 
     #[test]
     fn reads_the_fixture_trees() {
-        let pi5 = read(&fixture("pi5")).expect("pi5 stat");
+        let pi5 = read(&fixture("pi5"), &mut NodeFiles::new()).expect("pi5 stat");
         assert_eq!(pi5.cores.iter().map(|c| c.cpu).collect::<Vec<_>>(), [0, 1, 2, 3]);
         assert_eq!(pi5.total, times([39429748, 4124, 12479748, 50839974, 186980, 0, 2415202, 0]));
         assert_eq!(pi5.cores[0].times.softirq, 1502110, "the NAT-busy core 0");
         let summed: u64 = pi5.cores.iter().map(|c| c.times.total_jiffies()).sum();
         assert_eq!(summed, pi5.total.total_jiffies(), "the fixture's total line is the sum of its cores");
 
-        assert_eq!(read(&fixture("cgroup-v1")).expect("x86 stat").cores.len(), 2);
-        assert_eq!(read(&fixture("bare")).expect("bare stat").cores.len(), 1);
+        assert_eq!(read(&fixture("cgroup-v1"), &mut NodeFiles::new()).expect("x86 stat").cores.len(), 2);
+        assert_eq!(read(&fixture("bare"), &mut NodeFiles::new()).expect("bare stat").cores.len(), 1);
     }
 
     #[test]
     fn a_missing_file_is_absent_and_a_malformed_one_is_malformed() {
         let dir = tempfile::tempdir().expect("temp dir");
         let roots = HostRoots::new(dir.path(), dir.path());
-        assert!(matches!(read(&roots), Err(SignalError::Absent { .. })));
+        assert!(matches!(read(&roots, &mut NodeFiles::new()), Err(SignalError::Absent { .. })));
 
         std::fs::write(dir.path().join("stat"), "cpu  1 2\n").expect("write stat");
-        let error = read(&roots).expect_err("two columns must not parse");
+        let error = read(&roots, &mut NodeFiles::new()).expect_err("two columns must not parse");
         assert!(error.is_malformed(), "{error}");
         assert!(error.to_string().contains("stat is malformed: line 1: cpu: 2 columns"), "{error}");
     }

@@ -6,10 +6,11 @@
 //! `cpuinfo_max_freq` the highest the CPU can run at, all in kHz.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult, parse_u64};
 
@@ -29,19 +30,21 @@ const EBUSY: i32 = 16;
 
 /// Reads `<sys-root>/devices/system/cpu/cpu*/cpufreq`; absent without cpufreq.
 /// Cores come in CPU-number order; an offline core is left out.
-pub fn read(roots: &HostRoots) -> SignalResult<Vec<CpuFrequency>> {
+pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Vec<CpuFrequency>> {
     let cpu_dir = roots.sys("devices/system/cpu");
-    let entries = match std::fs::read_dir(&cpu_dir) {
-        Ok(entries) => entries,
-        Err(e) => return Err(SignalError::from_io(&cpu_dir, e, NO_CPUFREQ)),
-    };
+    let absent = || SignalError::from_io(&cpu_dir, io::ErrorKind::NotFound.into(), NO_CPUFREQ);
+    let listed = files.list(&cpu_dir).map_err(|e| SignalError::from_io(&cpu_dir, e, NO_CPUFREQ))?;
+    let numbered: Vec<(u32, PathBuf)> =
+        listed.ok_or_else(absent)?.iter().filter_map(|name| Some((core_number(name)?, cpu_dir.join(name)))).collect();
     let mut cores = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| SignalError::Io { path: cpu_dir.clone(), source })?;
-        let name = entry.file_name();
-        let Some(cpu) = name.to_str().and_then(core_number) else { continue };
-        let cpufreq = entry.path().join("cpufreq");
-        if let Some(frequency) = read_core(cpu, &cpufreq)? {
+    for (cpu, core_dir) in numbered {
+        // A core without a cpufreq policy (no driver: most virtual machines)
+        // is told by the cached listing, without trying its files.
+        let listed = files.list(&core_dir).map_err(|source| SignalError::Io { path: core_dir.clone(), source })?;
+        if !listed.is_some_and(|names| names.iter().any(|name| name == "cpufreq")) {
+            continue;
+        }
+        if let Some(frequency) = read_core(cpu, &core_dir.join("cpufreq"), files)? {
             cores.push(frequency);
         }
     }
@@ -63,16 +66,16 @@ fn core_number(name: &str) -> Option<u32> {
 
 /// One core's frequencies, or `None` when it has no cpufreq, is offline, or
 /// has no current reading we may read.
-fn read_core(cpu: u32, cpufreq: &Path) -> SignalResult<Option<CpuFrequency>> {
-    let current = match read_khz(&cpufreq.join("scaling_cur_freq"))? {
+fn read_core(cpu: u32, cpufreq: &Path, files: &mut NodeFiles) -> SignalResult<Option<CpuFrequency>> {
+    let current = match read_khz(&cpufreq.join("scaling_cur_freq"), files)? {
         Some(khz) => Some(khz),
         // cpuinfo_cur_freq is mode 0400: an agent without root may not read it.
-        None => match read_khz(&cpufreq.join("cpuinfo_cur_freq")) {
+        None => match read_khz(&cpufreq.join("cpuinfo_cur_freq"), files) {
             Err(SignalError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => None,
             other => other?,
         },
     };
-    let max = read_khz(&cpufreq.join("cpuinfo_max_freq"))?;
+    let max = read_khz(&cpufreq.join("cpuinfo_max_freq"), files)?;
     Ok(match (current, max) {
         (Some(current_khz), Some(max_khz)) => Some(CpuFrequency { cpu, current_khz, max_khz }),
         _ => None,
@@ -82,9 +85,9 @@ fn read_core(cpu: u32, cpufreq: &Path) -> SignalResult<Option<CpuFrequency>> {
 /// A kHz attribute; `None` when it is missing, its core is offline, or the
 /// driver cannot tell (`<unknown>`, `show_cpuinfo_cur_freq` in
 /// drivers/cpufreq/cpufreq.c).
-fn read_khz(path: &Path) -> SignalResult<Option<u64>> {
-    match std::fs::read(path) {
-        Ok(bytes) => parse_khz(&String::from_utf8_lossy(&bytes)).map_err(|e| e.at(path)),
+fn read_khz(path: &Path, files: &mut NodeFiles) -> SignalResult<Option<u64>> {
+    match files.read(path) {
+        Ok(bytes) => parse_khz(&String::from_utf8_lossy(bytes)).map_err(|e| e.at(path)),
         Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(EBUSY) => Ok(None),
         Err(source) => Err(SignalError::Io { path: path.to_path_buf(), source }),
     }
@@ -146,7 +149,7 @@ mod tests {
 
     #[test]
     fn reads_the_pi5_fixture_below_its_maximum() {
-        let cores = read(&fixture("pi5")).expect("pi5 cpufreq");
+        let cores = read(&fixture("pi5"), &mut NodeFiles::new()).expect("pi5 cpufreq");
         let expected: Vec<_> =
             (0..4).map(|cpu| CpuFrequency { cpu, current_khz: 1_500_000, max_khz: 2_400_000 }).collect();
         assert_eq!(cores, expected);
@@ -155,7 +158,7 @@ mod tests {
     #[test]
     fn without_cpufreq_it_is_absent_with_the_reason() {
         for tree in ["bare", "cgroup-v1"] {
-            match read(&fixture(tree)) {
+            match read(&fixture(tree), &mut NodeFiles::new()) {
                 Err(SignalError::Absent { why, .. }) => assert!(why.contains("no cpufreq driver"), "{tree}: {why}"),
                 other => panic!("{tree}: expected absent, got {other:?}"),
             }
@@ -163,7 +166,10 @@ mod tests {
         // A VM: the cpu directories exist but have no cpufreq.
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("devices/system/cpu/cpu0/cpuidle")).expect("cpu0");
-        assert!(matches!(read(&HostRoots::new(dir.path(), dir.path())), Err(SignalError::Absent { .. })));
+        assert!(matches!(
+            read(&HostRoots::new(dir.path(), dir.path()), &mut NodeFiles::new()),
+            Err(SignalError::Absent { .. })
+        ));
     }
 
     fn write_core(sys: &Path, cpu: u32, files: &[(&str, &str)]) {
@@ -182,7 +188,7 @@ mod tests {
         write_core(sys, 2, &[("cpuinfo_cur_freq", "1200000\n"), ("cpuinfo_max_freq", "1800000\n")]);
         // No current frequency at all: left out rather than reported as 0.
         write_core(sys, 3, &[("cpuinfo_max_freq", "1800000\n")]);
-        let cores = read(&HostRoots::new(sys, sys)).expect("cpufreq");
+        let cores = read(&HostRoots::new(sys, sys), &mut NodeFiles::new()).expect("cpufreq");
         assert_eq!(
             cores,
             [
@@ -196,7 +202,7 @@ mod tests {
     fn a_malformed_attribute_is_malformed() {
         let dir = tempfile::tempdir().expect("temp dir");
         write_core(dir.path(), 0, &[("scaling_cur_freq", "fast\n"), ("cpuinfo_max_freq", "1800000\n")]);
-        let error = read(&HostRoots::new(dir.path(), dir.path())).expect_err("not a number");
+        let error = read(&HostRoots::new(dir.path(), dir.path()), &mut NodeFiles::new()).expect_err("not a number");
         assert!(error.is_malformed(), "{error}");
         assert!(error.to_string().contains("scaling_cur_freq is malformed"), "{error}");
     }

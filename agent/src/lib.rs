@@ -3,14 +3,17 @@
 //!
 //! One module per signal (`cpu`, `memory`, `pressure`, `thermal`, `cpufreq`,
 //! `throttle`, `net`, `conntrack`, `pods`), each a pure parser plus a
-//! `read(&HostRoots)`; [`sampler`] assembles them into a [`sampler::Sample`].
+//! `read(&HostRoots, &mut NodeFiles)` ([`node_files`] keeps their files open
+//! between samples); [`sampler`] assembles them into a [`sampler::Sample`].
 
 pub mod cli;
 pub mod conntrack;
 pub mod cpu;
 pub mod cpufreq;
+pub mod kept_files;
 pub mod memory;
 pub mod net;
+pub mod node_files;
 pub mod pods;
 pub mod pressure;
 pub mod rates;

@@ -12,6 +12,7 @@ use std::io::BufRead;
 
 use serde::Serialize;
 
+use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult};
 
@@ -87,11 +88,12 @@ fn parse_kib_value(rest: &[u8]) -> Result<u64, ParseError> {
 }
 
 /// Reads `<proc-root>/meminfo`.
-pub fn read(roots: &HostRoots) -> SignalResult<Memory> {
+pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Memory> {
     let path = roots.proc("meminfo");
-    let bytes = std::fs::read(&path)
+    let bytes = files
+        .read(&path)
         .map_err(|e| SignalError::from_io(&path, e, "no meminfo file: is --proc-root a procfs mount?"))?;
-    parse_meminfo(bytes.as_slice()).map_err(|e| e.at(&path))
+    parse_meminfo(bytes).map_err(|e| e.at(&path))
 }
 
 #[cfg(test)]
@@ -253,22 +255,22 @@ SwapFree:        2064376 kB
 
     #[test]
     fn reads_the_fixture_trees() {
-        let pi5 = read(&fixture("pi5")).expect("pi5 meminfo");
+        let pi5 = read(&fixture("pi5"), &mut NodeFiles::new()).expect("pi5 meminfo");
         assert_eq!(pi5.total_bytes, 8245488 * KIB, "an 8 GiB Pi 5");
         assert_eq!(pi5.available_bytes, 1893440 * KIB);
         assert_eq!(pi5.swap_total_bytes, 524272 * KIB);
-        assert_eq!(read(&fixture("cgroup-v1")).expect("x86 meminfo").total_bytes, 4030340 * KIB);
-        assert_eq!(read(&fixture("bare")).expect("bare meminfo").available_bytes, 771204 * KIB);
+        assert_eq!(read(&fixture("cgroup-v1"), &mut NodeFiles::new()).expect("x86 meminfo").total_bytes, 4030340 * KIB);
+        assert_eq!(read(&fixture("bare"), &mut NodeFiles::new()).expect("bare meminfo").available_bytes, 771204 * KIB);
     }
 
     #[test]
     fn a_missing_file_is_absent_and_a_malformed_one_is_malformed() {
         let dir = tempfile::tempdir().expect("temp dir");
         let roots = HostRoots::new(dir.path(), dir.path());
-        assert!(matches!(read(&roots), Err(SignalError::Absent { .. })));
+        assert!(matches!(read(&roots, &mut NodeFiles::new()), Err(SignalError::Absent { .. })));
 
         std::fs::write(dir.path().join("meminfo"), "MemFree: 1 kB\n").expect("write meminfo");
-        let error = read(&roots).expect_err("no MemTotal");
+        let error = read(&roots, &mut NodeFiles::new()).expect_err("no MemTotal");
         assert!(error.is_malformed(), "{error}");
         assert!(error.to_string().ends_with("meminfo is malformed: no MemTotal line"), "{error}");
     }

@@ -11,6 +11,7 @@ use std::io::BufRead;
 
 use serde::Serialize;
 
+use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult};
 
@@ -126,11 +127,12 @@ fn parse_interface_line(line: &[u8]) -> Result<Interface, ParseError> {
 
 /// Reads the node's interfaces from `<proc-root>/net/dev` (the agent's own
 /// network namespace, which is the host's under hostNetwork).
-pub fn read(roots: &HostRoots) -> SignalResult<Vec<Interface>> {
+pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Vec<Interface>> {
     let path = roots.proc("net/dev");
-    let bytes = std::fs::read(&path)
+    let bytes = files
+        .read(&path)
         .map_err(|e| SignalError::from_io(&path, e, "no net/dev file: is --proc-root a procfs mount?"))?;
-    parse_net_dev(bytes.as_slice()).map_err(|e| e.at(&path))
+    parse_net_dev(bytes).map_err(|e| e.at(&path))
 }
 
 #[cfg(test)]
@@ -281,28 +283,28 @@ veth3a1f9c2e: 9123987123 11233870    0    0    0     0          0         0 2011
 
     #[test]
     fn reads_the_fixture_trees_with_lo() {
-        let pi5 = read(&fixture("pi5")).expect("pi5 net/dev");
+        let pi5 = read(&fixture("pi5"), &mut NodeFiles::new()).expect("pi5 net/dev");
         let names: Vec<&str> = pi5.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["lo", "eth0", "wlan0", "flannel.1", "cni0", "veth3a1f9c2e", "vethb71e04d5", "veth0c9d2a61"]);
         assert_eq!(pi5[1], interface("eth0", [48211987433, 61233419, 0, 112], [97664120937, 70120334, 0, 0]));
 
-        let worker = read(&fixture("cgroup-v1")).expect("x86 net/dev");
+        let worker = read(&fixture("cgroup-v1"), &mut NodeFiles::new()).expect("x86 net/dev");
         assert_eq!(
             worker.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
             ["lo", "ens18", "flannel.1", "cni0", "veth5d2c81aa"]
         );
-        assert_eq!(read(&fixture("bare")).expect("bare net/dev").len(), 2);
+        assert_eq!(read(&fixture("bare"), &mut NodeFiles::new()).expect("bare net/dev").len(), 2);
     }
 
     #[test]
     fn a_missing_file_is_absent_and_a_malformed_one_is_malformed() {
         let dir = tempfile::tempdir().expect("temp dir");
         let roots = HostRoots::new(dir.path(), dir.path());
-        assert!(matches!(read(&roots), Err(SignalError::Absent { .. })));
+        assert!(matches!(read(&roots, &mut NodeFiles::new()), Err(SignalError::Absent { .. })));
 
         std::fs::create_dir(dir.path().join("net")).expect("net dir");
         std::fs::write(dir.path().join("net/dev"), format!("{HEADER}  eth0: 1 2 3\n")).expect("write net/dev");
-        let error = read(&roots).expect_err("three counters");
+        let error = read(&roots, &mut NodeFiles::new()).expect_err("three counters");
         assert!(error.is_malformed(), "{error}");
         assert!(error.to_string().contains("net/dev is malformed: line 3: eth0: 3 counters"), "{error}");
     }

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult};
 
@@ -136,14 +137,14 @@ fn parse_average(key: &str, value: &str) -> Result<f32, ParseError> {
 
 /// Reads all three pressure files; absent when the kernel has no PSI.
 /// A missing file leaves out that resource only.
-pub fn read(roots: &HostRoots) -> SignalResult<Vec<Pressure>> {
+pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Vec<Pressure>> {
     let dir = roots.proc("pressure");
     let mut readings = Vec::with_capacity(6);
     let mut disabled = false;
     for (resource, name) in Resource::ALL {
         let path = dir.join(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => readings.extend(parse_pressure(resource, bytes.as_slice()).map_err(|e| e.at(&path))?),
+        match files.read(&path) {
+            Ok(bytes) => readings.extend(parse_pressure(resource, bytes).map_err(|e| e.at(&path))?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) if e.raw_os_error() == Some(EOPNOTSUPP) => disabled = true,
             Err(source) => return Err(SignalError::Io { path, source }),
@@ -268,7 +269,7 @@ mod tests {
 
     #[test]
     fn reads_the_pi5_fixture() {
-        let readings = read(&fixture("pi5")).expect("pi5 pressure");
+        let readings = read(&fixture("pi5"), &mut NodeFiles::new()).expect("pi5 pressure");
         let kinds: Vec<_> = readings.iter().map(|r| (r.resource, r.stall)).collect();
         use Resource::*;
         use Stall::*;
@@ -280,7 +281,7 @@ mod tests {
     #[test]
     fn a_kernel_without_psi_is_absent_with_the_reason() {
         for tree in ["bare", "cgroup-v1"] {
-            match read(&fixture(tree)) {
+            match read(&fixture(tree), &mut NodeFiles::new()) {
                 Err(SignalError::Absent { path, why }) => {
                     assert!(path.ends_with("proc/pressure"), "{tree}: {}", path.display());
                     assert!(why.contains("kernel without PSI (CONFIG_PSI)"), "{tree}: {why}");
@@ -296,15 +297,18 @@ mod tests {
         let pressure = dir.path().join("pressure");
         std::fs::create_dir(&pressure).expect("pressure dir");
         let roots = HostRoots::new(dir.path(), dir.path());
-        assert!(matches!(read(&roots), Err(SignalError::Absent { .. })), "an empty directory has no readings");
+        assert!(
+            matches!(read(&roots, &mut NodeFiles::new()), Err(SignalError::Absent { .. })),
+            "an empty directory has no readings"
+        );
 
         std::fs::write(pressure.join("memory"), "some avg10=1.00 avg60=2.00 avg300=3.00 total=4\n").expect("memory");
         std::fs::write(pressure.join("io"), "some avg10=0.00 avg60=0.00 avg300=0.00 total=9\n").expect("io");
-        let readings = read(&roots).expect("memory and io without cpu");
+        let readings = read(&roots, &mut NodeFiles::new()).expect("memory and io without cpu");
         assert_eq!(readings.iter().map(|r| r.resource).collect::<Vec<_>>(), [Resource::Memory, Resource::Io]);
 
         std::fs::write(pressure.join("cpu"), "some avg10=1.00\n").expect("cpu");
-        let error = read(&roots).expect_err("a truncated cpu file");
+        let error = read(&roots, &mut NodeFiles::new()).expect_err("a truncated cpu file");
         assert!(error.is_malformed(), "{error}");
         assert!(error.to_string().contains("pressure/cpu is malformed: line 1: no avg60="), "{error}");
     }

@@ -2,6 +2,8 @@
 //! listed as unavailable (and logged once per cause); it never aborts the
 //! sample.
 
+use std::time::Instant;
+
 use serde::Serialize;
 
 use crate::conntrack::{self, Conntrack};
@@ -9,6 +11,7 @@ use crate::cpu::{self, CpuStat};
 use crate::cpufreq::{self, CpuFrequency};
 use crate::memory::{self, Memory};
 use crate::net::{self, Interface};
+use crate::node_files::NodeFiles;
 use crate::pods::{Pod, PodTracker, ScanPolicy};
 use crate::pressure::{self, Pressure};
 use crate::roots::HostRoots;
@@ -47,6 +50,7 @@ pub struct Sampler {
     roots: HostRoots,
     node_name: String,
     pods: PodTracker,
+    node_files: NodeFiles,
     logged: LogOnce,
     parse_errors_total: u64,
 }
@@ -57,6 +61,7 @@ impl Sampler {
             roots,
             node_name: node_name.into(),
             pods: PodTracker::new(),
+            node_files: NodeFiles::new(),
             logged: LogOnce::default(),
             parse_errors_total: 0,
         }
@@ -64,8 +69,11 @@ impl Sampler {
 
     /// Scans pods with `policy` (see [`ScanPolicy`]); without it, every
     /// scan reads everything afresh ([`ScanPolicy::EXACT`]).
+    /// The node's directories (thermal zones, hwmon, CPUs) are then listed
+    /// again as often as `/proc` is walked for pods.
     pub fn with_scan_policy(mut self, policy: ScanPolicy) -> Self {
         self.pods = PodTracker::with_policy(policy);
+        self.node_files = NodeFiles::with_relist(policy.process_rescan);
         self
     }
 
@@ -82,15 +90,28 @@ impl Sampler {
         let mut unavailable = Vec::new();
         let roots = self.roots.clone();
         let mut sample = Sample { node_name: self.node_name.clone(), timestamp_ms, ..Sample::default() };
-        sample.cpu = self.keep("cpu", cpu::read(&roots), &mut unavailable);
-        sample.memory = self.keep("memory", memory::read(&roots), &mut unavailable);
-        sample.pressure = self.keep("pressure", pressure::read(&roots), &mut unavailable).unwrap_or_default();
-        sample.thermals = self.keep("thermal", thermal::read(&roots), &mut unavailable).unwrap_or_default();
-        sample.cpu_frequencies = self.keep("cpufreq", cpufreq::read(&roots), &mut unavailable).unwrap_or_default();
-        sample.throttle = self.keep("throttle", throttle::read(&roots), &mut unavailable);
-        sample.interfaces = self.keep("network", net::read(&roots), &mut unavailable).unwrap_or_default();
-        sample.conntrack = self.keep("conntrack", conntrack::read(&roots), &mut unavailable);
-        let pods = self.pods.read(&roots);
+        let files = &mut self.node_files;
+        files.begin_sample(Instant::now());
+        let cpu = cpu::read(&roots, files);
+        let memory = memory::read(&roots, files);
+        let pressure = pressure::read(&roots, files);
+        let thermals = thermal::read(&roots, files);
+        let cpu_frequencies = cpufreq::read(&roots, files);
+        let throttle = throttle::read(&roots, files);
+        let interfaces = net::read(&roots, files);
+        let conntrack = conntrack::read(&roots, files);
+        files.end_sample();
+        sample.cpu = self.keep("cpu", cpu, &mut unavailable);
+        sample.memory = self.keep("memory", memory, &mut unavailable);
+        sample.pressure = self.keep("pressure", pressure, &mut unavailable).unwrap_or_default();
+        sample.thermals = self.keep("thermal", thermals, &mut unavailable).unwrap_or_default();
+        sample.cpu_frequencies = self.keep("cpufreq", cpu_frequencies, &mut unavailable).unwrap_or_default();
+        sample.throttle = self.keep("throttle", throttle, &mut unavailable);
+        let interfaces_read = interfaces.is_ok();
+        sample.interfaces = self.keep("network", interfaces, &mut unavailable).unwrap_or_default();
+        sample.conntrack = self.keep("conntrack", conntrack, &mut unavailable);
+        let node_interfaces = sample.interfaces.as_slice();
+        let pods = self.pods.read_with_node(&roots, interfaces_read.then_some(node_interfaces), Instant::now());
         if let Some(reading) = self.keep("pods", pods, &mut unavailable) {
             for error in reading.errors {
                 self.note_failure("pods", &error);

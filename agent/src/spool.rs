@@ -198,6 +198,9 @@ pub struct Spool {
     overflow_dropped: u64,
     disk: Option<DiskLog>,
     replayed_pods: Vec<pb::PodIdentity>,
+    /// The batch pushed last, while it is still held: the stream usually
+    /// sends exactly it next, which then needs no decoding of its payload.
+    fresh: Option<(u64, pb::Batch)>,
 }
 
 impl Spool {
@@ -213,6 +216,7 @@ impl Spool {
             overflow_dropped: 0,
             disk: None,
             replayed_pods: Vec::new(),
+            fresh: None,
         }
     }
 
@@ -232,14 +236,14 @@ impl Spool {
     }
 
     /// Adds a batch (its `seq` is ignored) and returns the sequence number it got.
-    pub fn push(&mut self, batch: &pb::Batch) -> u64 {
+    pub fn push(&mut self, mut batch: pb::Batch) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.note_seqs();
         // The number lives in the entry, not in the payload, so that a
         // renumbering never has to rewrite a payload.
-        let payload =
-            if batch.seq == 0 { batch.encode_to_vec() } else { pb::Batch { seq: 0, ..batch.clone() }.encode_to_vec() };
+        batch.seq = 0;
+        let payload = batch.encode_to_vec();
         let held = match &mut self.disk {
             Some(disk) => match disk.append(&Record::Batch { seq, payload: &payload }) {
                 Ok((segment, body_offset)) => {
@@ -255,6 +259,7 @@ impl Spool {
             None => Held::Memory(payload),
         };
         self.insert(seq, Entry { last: seq, kind: EntryKind::Batch, held });
+        self.fresh = Some((seq, batch));
         self.enforce_limit();
         if let Some(disk) = &mut self.disk {
             disk.maybe_sync();
@@ -331,6 +336,11 @@ impl Spool {
                     last_seq: entry.last,
                     reason: cause.reason(entry.last - first + 1),
                 }))
+            }
+            EntryKind::Batch if self.fresh.as_ref().is_some_and(|(seq, _)| *seq == key) => {
+                let (_, mut batch) = self.fresh.take()?;
+                batch.seq = key;
+                Some(pb::agent_message::Kind::Batch(batch))
             }
             EntryKind::Batch => match read_batch(key, &entry.held, self.disk.as_mut()) {
                 Ok(mut batch) => {
@@ -459,6 +469,7 @@ impl Spool {
 
     /// Shifts every entry numbered `from` or later to start at `to`.
     fn renumber(&mut self, from: u64, to: u64) {
+        self.fresh = None;
         tracing::info!(
             from,
             to,
@@ -1113,10 +1124,22 @@ mod tests {
     }
 
     #[test]
+    fn the_batch_pushed_last_is_sent_as_pushed_and_the_others_as_decoded() {
+        let mut spool = Spool::in_memory(1 << 20);
+        spool.push(batch(1, 10));
+        spool.push(batch(2, 10));
+        let expected = |stamp, seq| Some(pb::agent_message::Kind::Batch(pb::Batch { seq, ..batch(stamp, 10) }));
+        // The second is the fresh one, handed over without decoding, once.
+        assert_eq!(spool.next_after(1), expected(2, 2));
+        assert_eq!(spool.next_after(1), expected(2, 2), "sent again (a new stream): decoded");
+        assert_eq!(spool.next_after(0), expected(1, 1));
+    }
+
+    #[test]
     fn batches_get_growing_numbers_and_leave_only_when_acknowledged() {
         let mut spool = Spool::in_memory(DEFAULT_MAX_BYTES);
         for stamp in 1..=4 {
-            assert_eq!(spool.push(&batch(stamp * 10, 10)), stamp as u64);
+            assert_eq!(spool.push(batch(stamp * 10, 10)), stamp as u64);
         }
         assert_eq!(seen(&drain(&mut spool, 0)), [Seen::B(1, 10), Seen::B(2, 20), Seen::B(3, 30), Seen::B(4, 40)]);
         assert_eq!(seen(&drain(&mut spool, 2)), [Seen::B(3, 30), Seen::B(4, 40)], "resume after what was sent");
@@ -1135,7 +1158,7 @@ mod tests {
     fn a_batch_keeps_its_pods_and_samples_through_the_spool() {
         let mut spool = Spool::in_memory(DEFAULT_MAX_BYTES);
         let original = batch(7, 100);
-        spool.push(&pb::Batch { seq: 99, ..original.clone() });
+        spool.push(pb::Batch { seq: 99, ..original.clone() });
         let Some(Kind::Batch(sent)) = spool.next_after(0) else { panic!("expected a batch") };
         assert_eq!(sent, pb::Batch { seq: 1, ..original }, "the spool's number replaces the caller's");
     }
@@ -1146,7 +1169,7 @@ mod tests {
         let limit = per_entry * 5 + 10;
         let mut spool = Spool::in_memory(limit);
         for stamp in 1..=8 {
-            spool.push(&batch(stamp, 1000));
+            spool.push(batch(stamp, 1000));
             assert!(spool.bytes() <= limit, "the limit holds after every push");
         }
         // 8 batches, room for 5 minus the gap's own bookkeeping: 1..=4 went.
@@ -1164,7 +1187,7 @@ mod tests {
         let limit = per_entry * 3 + 10;
         let mut spool = Spool::in_memory(limit);
         for stamp in 1..=6 {
-            spool.push(&batch(stamp, 1000));
+            spool.push(batch(stamp, 1000));
         }
         let all = seen(&drain(&mut spool, 0));
         let Seen::G(1, last, _) = all[0] else { panic!("expected a leading gap, got {all:?}") };
@@ -1181,7 +1204,7 @@ mod tests {
         let per_entry = batch(0, 1000).encoded_len() as u64 + ENTRY_OVERHEAD_BYTES;
         let mut spool = Spool::in_memory(per_entry * 2 + 10);
         for stamp in 1..=20 {
-            spool.push(&batch(stamp, 1000));
+            spool.push(batch(stamp, 1000));
         }
         let all = seen(&drain(&mut spool, 0));
         assert_eq!(all.len(), 2, "{all:?}");
@@ -1193,14 +1216,14 @@ mod tests {
     #[test]
     fn numbers_handed_out_before_the_first_welcome_move_after_what_the_collector_has() {
         let mut spool = Spool::in_memory(DEFAULT_MAX_BYTES);
-        spool.push(&batch(1, 10));
-        spool.push(&batch(2, 10));
+        spool.push(batch(1, 10));
+        spool.push(batch(2, 10));
         spool.welcome(41);
         assert_eq!(seen(&drain(&mut spool, 41)), [Seen::B(42, 1), Seen::B(43, 2)]);
-        assert_eq!(spool.push(&batch(3, 10)), 44);
+        assert_eq!(spool.push(batch(3, 10)), 44);
         spool.ack(44);
         spool.welcome(0);
-        assert_eq!(spool.push(&batch(4, 10)), 45, "after the first welcome numbers never move back");
+        assert_eq!(spool.push(batch(4, 10)), 45, "after the first welcome numbers never move back");
     }
 
     #[test]
@@ -1210,11 +1233,11 @@ mod tests {
         {
             let mut spool = Spool::open(&config).unwrap();
             for stamp in 1..=3 {
-                spool.push(&batch(stamp, 10));
+                spool.push(batch(stamp, 10));
             }
         }
         let mut spool = Spool::open(&config).unwrap();
-        spool.push(&batch(4, 10));
+        spool.push(batch(4, 10));
         // The earlier run sent 1 and 2 but was killed before their ack arrived.
         spool.welcome(2);
         assert_eq!(seen(&drain(&mut spool, 2)), [Seen::B(3, 3), Seen::B(4, 4)]);
@@ -1227,7 +1250,7 @@ mod tests {
         {
             let mut spool = Spool::open(&config).unwrap();
             for stamp in 1..=5 {
-                spool.push(&batch(stamp, 100));
+                spool.push(batch(stamp, 100));
             }
             spool.ack(2);
             // Dropped without sync, as after kill -9: the page cache has it.
@@ -1236,7 +1259,7 @@ mod tests {
         assert!(spool.is_on_disk());
         assert_eq!(spool.acked_seq(), 2);
         assert_eq!(seen(&drain(&mut spool, 0)), [Seen::B(3, 3), Seen::B(4, 4), Seen::B(5, 5)]);
-        assert_eq!(spool.push(&batch(6, 100)), 6, "numbering continues after the restart");
+        assert_eq!(spool.push(batch(6, 100)), 6, "numbering continues after the restart");
         let pods: Vec<String> = spool.take_replayed_pods().into_iter().map(|p| p.uid).collect();
         assert!(pods.contains(&"uid-5".to_string()), "replayed pod identities are offered for adoption: {pods:?}");
     }
@@ -1248,14 +1271,14 @@ mod tests {
         {
             let mut spool = Spool::open(&config).unwrap();
             for stamp in 1..=50 {
-                let seq = spool.push(&batch(stamp, 500));
+                let seq = spool.push(batch(stamp, 500));
                 spool.ack(seq);
             }
         }
         assert_eq!(segment_files(dir.path()).len(), 1, "fully acknowledged segments are deleted");
         let mut spool = Spool::open(&config).unwrap();
         assert!(spool.is_empty());
-        assert_eq!(spool.push(&batch(51, 10)), 51);
+        assert_eq!(spool.push(batch(51, 10)), 51);
     }
 
     #[test]
@@ -1264,7 +1287,7 @@ mod tests {
         let config = disk_config(dir.path(), 64 * 1024); // 4 KiB segments
         let mut spool = Spool::open(&config).unwrap();
         for stamp in 1..=40 {
-            spool.push(&batch(stamp, 1000));
+            spool.push(batch(stamp, 1000));
         }
         let before = segment_files(dir.path()).len();
         assert!(before >= 8, "about 4 batches per 4 KiB segment: {before}");
@@ -1284,7 +1307,7 @@ mod tests {
         {
             let mut spool = Spool::open(&config).unwrap();
             for stamp in 1..=3 {
-                spool.push(&batch(stamp, 100));
+                spool.push(batch(stamp, 100));
             }
         }
         let last = segment_files(dir.path()).pop().unwrap();
@@ -1314,12 +1337,12 @@ mod tests {
         {
             let mut spool = Spool::open(&config).unwrap();
             for stamp in 1..=3 {
-                spool.push(&batch(stamp, 100));
+                spool.push(batch(stamp, 100));
             }
             // A later segment holds 4 and 5.
             spool.disk.as_mut().unwrap().rotate();
-            spool.push(&batch(4, 100));
-            spool.push(&batch(5, 100));
+            spool.push(batch(4, 100));
+            spool.push(batch(5, 100));
         }
         let files = segment_files(dir.path());
         let first = &files[0];
@@ -1347,7 +1370,7 @@ mod tests {
         {
             let mut spool = Spool::open(&config).unwrap();
             for stamp in 1..=200 {
-                spool.push(&batch(stamp, 1000));
+                spool.push(batch(stamp, 1000));
                 let on_disk: u64 = segment_files(dir.path()).iter().map(|f| f.metadata().unwrap().len()).sum();
                 assert!(on_disk <= limit, "{on_disk} bytes on disk after push {stamp}");
             }
@@ -1368,13 +1391,13 @@ mod tests {
         let config = disk_config(dir.path(), DEFAULT_MAX_BYTES);
         {
             let mut spool = Spool::open(&config).unwrap();
-            spool.push(&batch(1, 10));
-            spool.push(&batch(2, 10));
+            spool.push(batch(1, 10));
+            spool.push(batch(2, 10));
             spool.welcome(100);
         }
         let mut spool = Spool::open(&config).unwrap();
         assert_eq!(seen(&drain(&mut spool, 0)), [Seen::B(101, 1), Seen::B(102, 2)]);
-        assert_eq!(spool.push(&batch(3, 10)), 103);
+        assert_eq!(spool.push(batch(3, 10)), 103);
     }
 
     #[test]
@@ -1463,7 +1486,7 @@ mod tests {
                     match op {
                         Op::Push(size) => {
                             stamp += 1;
-                            let seq = spool.push(&batch(stamp, size));
+                            let seq = spool.push(batch(stamp, size));
                             pushed.insert(seq, stamp);
                             prop_assert!(spool.bytes() <= limit + 4096, "{} bytes", spool.bytes());
                         }

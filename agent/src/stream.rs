@@ -352,7 +352,7 @@ async fn sample_loop<S: SampleSource>(
         let batch = wire::batch(std::slice::from_ref(&sample), &mut refs);
         let (seq, stats) = {
             let mut spool = shared.lock_spool();
-            (spool.push(&batch), spool.stats())
+            (spool.push(batch), spool.stats())
         };
         shared.last_seq.send_replace(seq);
         shared.publish_spool(stats);

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult, parse_i64, parse_u64};
 
@@ -98,27 +99,27 @@ pub fn parse_alarm(text: &str) -> Result<bool, ParseError> {
 }
 
 /// Reads every thermal zone and hwmon device; absent when the node has neither.
-pub fn read(roots: &HostRoots) -> SignalResult<Thermals> {
-    let zones = numbered_entries(&roots.sys("class/thermal"), "thermal_zone")?;
-    let hwmons = numbered_entries(&roots.sys("class/hwmon"), "hwmon")?;
+pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Thermals> {
+    let zones = numbered_entries(&roots.sys("class/thermal"), "thermal_zone", files)?;
+    let hwmons = numbered_entries(&roots.sys("class/hwmon"), "hwmon", files)?;
     if zones.is_empty() && hwmons.is_empty() {
         return Err(SignalError::Absent { path: roots.sys("class/thermal"), why: NO_SENSORS.to_string() });
     }
     let mut thermals = Thermals::default();
     for (name, zone) in &zones {
-        read_zone(name, zone, &mut thermals)?;
+        read_zone(name, zone, files, &mut thermals)?;
     }
     for (name, hwmon) in &hwmons {
-        read_hwmon(name, hwmon, &mut thermals)?;
+        read_hwmon(name, hwmon, files, &mut thermals)?;
     }
     Ok(thermals)
 }
 
 /// `thermal_zone<N>`: its `type` names the sensor, `temp` is the reading.
-fn read_zone(name: &str, zone: &Path, thermals: &mut Thermals) -> SignalResult<()> {
-    let Some(kind) = read_attribute(&zone.join("type"))? else { return Ok(()) };
+fn read_zone(name: &str, zone: &Path, files: &mut NodeFiles, thermals: &mut Thermals) -> SignalResult<()> {
+    let Some(kind) = read_attribute(&zone.join("type"), files)? else { return Ok(()) };
     let temp_path = zone.join("temp");
-    let Some(temp) = read_attribute(&temp_path)? else { return Ok(()) };
+    let Some(temp) = read_attribute(&temp_path, files)? else { return Ok(()) };
     let millidegrees_celsius = parse_i64(&temp).map_err(|e| e.at(&temp_path))?;
     thermals.temperatures.push(Temperature { sensor: format!("{name}/{}", kind.trim()), millidegrees_celsius });
     Ok(())
@@ -127,36 +128,28 @@ fn read_zone(name: &str, zone: &Path, thermals: &mut Thermals) -> SignalResult<(
 /// `hwmon<N>`: attributes sit in its own directory, or, for drivers that
 /// predate `hwmon_device_register_with_groups` (Linux 3.13), on the parent
 /// device, reached through `device/`.
-fn read_hwmon(name: &str, hwmon: &Path, thermals: &mut Thermals) -> SignalResult<()> {
-    let (dir, device_name) = match read_attribute(&hwmon.join("name"))? {
+fn read_hwmon(name: &str, hwmon: &Path, files: &mut NodeFiles, thermals: &mut Thermals) -> SignalResult<()> {
+    let (dir, device_name) = match read_attribute(&hwmon.join("name"), files)? {
         Some(device_name) => (hwmon.to_path_buf(), device_name),
         None => {
             let legacy = hwmon.join("device");
-            match read_attribute(&legacy.join("name"))? {
+            match read_attribute(&legacy.join("name"), files)? {
                 Some(device_name) => (legacy, device_name),
                 None => return Ok(()),
             }
         }
     };
     let device_name = device_name.trim();
-    let mut attributes = Vec::new();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(SignalError::Io { path: dir, source }),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|source| SignalError::Io { path: dir.clone(), source })?;
-        let file_name = entry.file_name();
-        let Some(file_name) = file_name.to_str() else { continue };
-        if let Some(attribute) = hwmon_attribute(file_name) {
-            attributes.push((attribute, file_name.to_string()));
-        }
-    }
+    let listed = files.list(&dir).map_err(|source| SignalError::Io { path: dir.clone(), source })?;
+    let mut attributes: Vec<(HwmonAttribute, String)> = listed
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|file_name| Some((hwmon_attribute(file_name)?, file_name.clone())))
+        .collect();
     attributes.sort();
     for (attribute, file_name) in attributes {
         let path = dir.join(&file_name);
-        let Some(text) = read_attribute(&path)? else { continue };
+        let Some(text) = read_attribute(&path, files)? else { continue };
         match attribute {
             HwmonAttribute::Temperature(index) => thermals.temperatures.push(Temperature {
                 sensor: format!("{name}/{device_name}/temp{index}"),
@@ -177,21 +170,13 @@ fn read_hwmon(name: &str, hwmon: &Path, thermals: &mut Thermals) -> SignalResult
 
 /// Entries `<prefix><N>` of a class directory, in number order (so
 /// `thermal_zone10` comes after `thermal_zone2`); none if it is missing.
-fn numbered_entries(dir: &Path, prefix: &str) -> SignalResult<Vec<(String, PathBuf)>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => return Err(SignalError::Io { path: dir.to_path_buf(), source }),
-    };
-    let mut numbered = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| SignalError::Io { path: dir.to_path_buf(), source })?;
-        let file_name = entry.file_name();
-        let Some(name) = file_name.to_str() else { continue };
-        if let Some(index) = name.strip_prefix(prefix).and_then(number) {
-            numbered.push((index, name.to_string(), entry.path()));
-        }
-    }
+fn numbered_entries(dir: &Path, prefix: &str, files: &mut NodeFiles) -> SignalResult<Vec<(String, PathBuf)>> {
+    let listed = files.list(dir).map_err(|source| SignalError::Io { path: dir.to_path_buf(), source })?;
+    let mut numbered: Vec<(u32, String, PathBuf)> = listed
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|name| Some((name.strip_prefix(prefix).and_then(number)?, name.clone(), dir.join(name))))
+        .collect();
     numbered.sort();
     Ok(numbered.into_iter().map(|(_, name, path)| (name, path)).collect())
 }
@@ -199,9 +184,9 @@ fn numbered_entries(dir: &Path, prefix: &str) -> SignalResult<Vec<(String, PathB
 /// A sensor attribute, or `None` when the sensor has no reading now (the
 /// file vanished, or the driver answered one of [`NO_READING_ERRNOS`]).
 /// Bytes that are not UTF-8 are decoded lossily and then fail to parse.
-fn read_attribute(path: &Path) -> SignalResult<Option<String>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+fn read_attribute(path: &Path, files: &mut NodeFiles) -> SignalResult<Option<String>> {
+    match files.read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(bytes).into_owned())),
         Err(e) if means_no_reading(&e) => Ok(None),
         Err(source) => Err(SignalError::Io { path: path.to_path_buf(), source }),
     }
@@ -298,7 +283,7 @@ mod tests {
 
     #[test]
     fn reads_the_pi5_fixture() {
-        let thermals = read(&fixture("pi5")).expect("pi5 thermals");
+        let thermals = read(&fixture("pi5"), &mut NodeFiles::new()).expect("pi5 thermals");
         assert_eq!(
             thermals,
             Thermals {
@@ -319,7 +304,7 @@ mod tests {
     #[test]
     fn a_node_without_sensors_is_absent_with_the_reason() {
         for tree in ["bare", "cgroup-v1"] {
-            match read(&fixture(tree)) {
+            match read(&fixture(tree), &mut NodeFiles::new()) {
                 Err(SignalError::Absent { why, .. }) => {
                     assert!(why.contains("no thermal zone and no hwmon"), "{tree}: {why}")
                 }
@@ -329,7 +314,10 @@ mod tests {
         // Like this VM: /sys/class/thermal exists, holds no zone, and there is no hwmon class.
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("class/thermal/cooling_device0")).expect("a cooling device only");
-        assert!(matches!(read(&HostRoots::new(dir.path(), dir.path())), Err(SignalError::Absent { .. })));
+        assert!(matches!(
+            read(&HostRoots::new(dir.path(), dir.path()), &mut NodeFiles::new()),
+            Err(SignalError::Absent { .. })
+        ));
     }
 
     fn write(root: &Path, rel: &str, content: &str) {
@@ -352,7 +340,7 @@ mod tests {
         write(sys, "class/hwmon/hwmon0/device/temp2_input", "39000\n");
         write(sys, "class/hwmon/hwmon0/device/temp10_input", "41000\n");
         write(sys, "class/hwmon/hwmon0/device/fan2_input", "0\n");
-        let thermals = read(&HostRoots::new(sys, sys)).expect("thermals");
+        let thermals = read(&HostRoots::new(sys, sys), &mut NodeFiles::new()).expect("thermals");
         assert_eq!(
             thermals.temperatures,
             [
@@ -377,7 +365,7 @@ mod tests {
             write(dir.path(), "class/thermal/thermal_zone0/type", "cpu-thermal\n");
             write(dir.path(), "class/hwmon/hwmon0/name", "rpi_volt\n");
             write(dir.path(), rel, content);
-            let error = read(&HostRoots::new(dir.path(), dir.path())).expect_err(rel);
+            let error = read(&HostRoots::new(dir.path(), dir.path()), &mut NodeFiles::new()).expect_err(rel);
             assert!(error.is_malformed(), "{rel}: {error}");
             assert!(error.to_string().contains(message), "{rel}: {error}");
         }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult};
 
@@ -69,47 +70,33 @@ const NOT_A_PI: &str =
 /// SoC node is `soc` on a Pi 4 and `soc@107c000000` on a Pi 5, and the
 /// firmware node is named after it, hence the two wildcards. The first
 /// match in name order wins.
-fn find_get_throttled(sys_root: &Path) -> SignalResult<Option<PathBuf>> {
+fn find_get_throttled(sys_root: &Path, files: &mut NodeFiles) -> SignalResult<Option<PathBuf>> {
     let platform = sys_root.join("devices/platform");
-    for soc in sorted_entries(&platform, |name| name.starts_with("soc"))? {
-        for firmware in sorted_entries(&soc, |name| name.contains("firmware"))? {
-            let candidate = firmware.join("get_throttled");
-            if candidate.exists() {
-                return Ok(Some(candidate));
+    for soc in sorted_entries(&platform, files, |name| name.starts_with("soc"))? {
+        for firmware in sorted_entries(&soc, files, |name| name.contains("firmware"))? {
+            if sorted_entries(&firmware, files, |name| name == "get_throttled")?.is_empty() {
+                continue;
             }
+            return Ok(Some(firmware.join("get_throttled")));
         }
     }
     Ok(None)
 }
 
 /// Entries of `dir` whose name passes `keep`, sorted; none if `dir` is missing.
-fn sorted_entries(dir: &Path, keep: impl Fn(&str) -> bool) -> SignalResult<Vec<PathBuf>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory) => {
-            return Ok(Vec::new());
-        }
-        Err(source) => return Err(SignalError::Io { path: dir.to_path_buf(), source }),
-    };
-    let mut kept = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| SignalError::Io { path: dir.to_path_buf(), source })?;
-        if entry.file_name().to_str().is_some_and(&keep) {
-            kept.push(entry.path());
-        }
-    }
-    kept.sort();
-    Ok(kept)
+fn sorted_entries(dir: &Path, files: &mut NodeFiles, keep: impl Fn(&str) -> bool) -> SignalResult<Vec<PathBuf>> {
+    let names = files.list(dir).map_err(|source| SignalError::Io { path: dir.to_path_buf(), source })?;
+    Ok(names.unwrap_or_default().iter().filter(|name| keep(name)).map(|name| dir.join(name)).collect())
 }
 
 /// Reads the firmware's `get_throttled`; absent on anything but a Pi.
-pub fn read(roots: &HostRoots) -> SignalResult<Throttle> {
-    let path = find_get_throttled(&roots.sys)?.ok_or_else(|| SignalError::Absent {
+pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Throttle> {
+    let path = find_get_throttled(&roots.sys, files)?.ok_or_else(|| SignalError::Absent {
         path: roots.sys("devices/platform/soc*/*firmware*/get_throttled"),
         why: NOT_A_PI.to_string(),
     })?;
-    let bytes = std::fs::read(&path).map_err(|e| SignalError::from_io(&path, e, NOT_A_PI))?;
-    parse_get_throttled(&String::from_utf8_lossy(&bytes)).map(decode).map_err(|e| e.at(&path))
+    let bytes = files.read(&path).map_err(|e| SignalError::from_io(&path, e, NOT_A_PI))?;
+    parse_get_throttled(&String::from_utf8_lossy(bytes)).map(decode).map_err(|e| e.at(&path))
 }
 
 #[cfg(test)]
@@ -207,7 +194,7 @@ mod tests {
 
     #[test]
     fn reads_the_pi5_fixture_through_the_glob() {
-        let throttle = read(&fixture("pi5")).expect("pi5 get_throttled");
+        let throttle = read(&fixture("pi5"), &mut NodeFiles::new()).expect("pi5 get_throttled");
         let under_voltage_and_throttled = flags(true, false, true, false);
         assert_eq!(
             throttle,
@@ -222,7 +209,7 @@ mod tests {
         std::fs::create_dir_all(&firmware).expect("firmware dir");
         std::fs::create_dir_all(dir.path().join("devices/platform/serial8250")).expect("another device");
         std::fs::write(firmware.join("get_throttled"), "e0000\n").expect("get_throttled");
-        let throttle = read(&HostRoots::new(dir.path(), dir.path())).expect("pi4 get_throttled");
+        let throttle = read(&HostRoots::new(dir.path(), dir.path()), &mut NodeFiles::new()).expect("pi4 get_throttled");
         assert_eq!(throttle.raw, 0xe0000);
         assert_eq!(throttle.now, NONE);
     }
@@ -230,14 +217,17 @@ mod tests {
     #[test]
     fn anything_but_a_pi_is_absent_with_the_reason() {
         for tree in ["bare", "cgroup-v1"] {
-            match read(&fixture(tree)) {
+            match read(&fixture(tree), &mut NodeFiles::new()) {
                 Err(SignalError::Absent { why, .. }) => assert!(why.contains("not a Raspberry Pi"), "{tree}: {why}"),
                 other => panic!("{tree}: expected absent, got {other:?}"),
             }
         }
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("devices/platform/soc/soc:gpu")).expect("a soc without firmware");
-        assert!(matches!(read(&HostRoots::new(dir.path(), dir.path())), Err(SignalError::Absent { .. })));
+        assert!(matches!(
+            read(&HostRoots::new(dir.path(), dir.path()), &mut NodeFiles::new()),
+            Err(SignalError::Absent { .. })
+        ));
     }
 
     #[test]
@@ -246,7 +236,7 @@ mod tests {
         let firmware = dir.path().join("devices/platform/soc@107c000000/soc@107c000000:firmware");
         std::fs::create_dir_all(&firmware).expect("firmware dir");
         std::fs::write(firmware.join("get_throttled"), "throttled=maybe\n").expect("get_throttled");
-        let error = read(&HostRoots::new(dir.path(), dir.path())).expect_err("not hex");
+        let error = read(&HostRoots::new(dir.path(), dir.path()), &mut NodeFiles::new()).expect_err("not hex");
         assert!(error.is_malformed(), "{error}");
         assert!(error.to_string().contains("get_throttled is malformed: expected a hexadecimal"), "{error}");
     }

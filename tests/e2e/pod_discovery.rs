@@ -7,7 +7,7 @@ use std::process::Command;
 use bakery_agent::pods::{Pod, PodTracker, QosClass};
 use bakery_agent::roots::HostRoots;
 use bakery_tests::binaries::built_binary;
-use bakery_tests::netns::{STEP_TIMEOUT, SimPod};
+use bakery_tests::netns::{STEP_TIMEOUT, SimNode, SimPod};
 use bakery_tests::require_root;
 use serde_json::Value;
 
@@ -103,4 +103,48 @@ fn root_a_pod_is_one_row_however_many_processes_and_goes_when_they_exit() {
     drop(pod);
     let reading = tracker.read(&roots).unwrap();
     assert!(rows(&reading.pods, &uid).is_empty(), "a pod whose processes exited is no longer reported");
+}
+
+/// On a node, a pod's traffic is read from the node's end of its veth (no
+/// file read per pod), and it is exactly what the pod's own `net/dev` says.
+#[test]
+fn root_a_pods_traffic_from_its_nodes_veth_end_equals_its_own_counters() {
+    require_root("root_a_pods_traffic_from_its_nodes_veth_end_equals_its_own_counters");
+    let node = SimNode::create("veth").unwrap();
+    let pod = SimPod::create_on("veth", &node).unwrap();
+    let _client = pod.client(SENT_BYTES, 2).unwrap();
+    pod.wait_for_server("the bytes and the held connections", STEP_TIMEOUT, |server| {
+        server.bytes_received >= SENT_BYTES && server.open_connections() == 2
+    })
+    .unwrap();
+    let uid = pod.uid().to_string();
+    // The agent runs in the node's namespace, as a hostNetwork pod does;
+    // only this thread enters it.
+    let (from_veth, from_files, veth_pods) = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                node.enter().unwrap();
+                let roots = HostRoots::host();
+                // `/proc/net` is the namespace of the process's main thread;
+                // the agent's is the node's, this thread's too.
+                let node_dev = std::fs::read("/proc/thread-self/net/dev").unwrap();
+                let node_interfaces = bakery_agent::net::parse_net_dev(node_dev.as_slice()).unwrap();
+                let now = std::time::Instant::now();
+                let on_node = PodTracker::new().read_with_node(&roots, Some(&node_interfaces), now).unwrap();
+                let own_files = PodTracker::new().read(&roots).unwrap();
+                let network = |reading: &bakery_agent::pods::PodsReading| {
+                    rows(&reading.pods, &uid).first().and_then(|pod| pod.network).expect("the pod and its counters")
+                };
+                (network(&on_node), network(&own_files), on_node.network_from_node_veths)
+            })
+            .join()
+            .unwrap()
+    });
+    assert!(veth_pods >= 1, "no pod was read from a veth");
+    assert!(from_veth.rx_bytes >= SENT_BYTES, "{from_veth:?}");
+    // The connections are idle: nothing moves between the two readings.
+    assert_eq!(
+        (from_veth.rx_bytes, from_veth.rx_packets, from_veth.tx_bytes, from_veth.tx_packets),
+        (from_files.rx_bytes, from_files.rx_packets, from_files.tx_bytes, from_files.tx_packets)
+    );
 }

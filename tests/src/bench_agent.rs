@@ -1,7 +1,9 @@
 //! `cargo xtask bench agent`: the agent against Debian's prometheus-node-exporter, side by side in one run.
 //!
 //! Setup: N live simulated pods (network namespaces, kubepods cgroups, held
-//! connections), a real collector on loopback, the agent streaming to it at a
+//! connections) joined by veth pairs to a node (a network namespace, where
+//! the benchmark then runs, as a hostNetwork DaemonSet does), a real
+//! collector on the node's loopback, the agent streaming to it at a
 //! fixed interval, and node_exporter scraped at the same rate. Printed: CPU
 //! seconds per sample against CPU seconds per scrape, RSS of both, and
 //! protobuf bytes per sample against the scrape's bytes — as ratios, because
@@ -26,7 +28,7 @@ use prost::Message;
 use serde::Serialize;
 
 use crate::measure;
-use crate::netns::SimPod;
+use crate::netns::{SimNode, SimPod};
 
 /// What the benchmark is asked to do.
 #[derive(Debug, Clone)]
@@ -217,13 +219,17 @@ pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
     let exporter_bin = node_exporter_binary()?;
 
     progress(&format!("creating {} pods with {} held connections each", config.pods, config.connections_per_pod));
+    let node = SimNode::create("bench")?;
     let mut pods = Vec::with_capacity(config.pods);
     let mut clients = Vec::with_capacity(config.pods);
     for i in 0..config.pods {
-        let pod = SimPod::create(&format!("b{i}"))?;
+        let pod = SimPod::create_on(&format!("b{i}"), &node)?;
         clients.push(pod.client(64 * 1024, config.connections_per_pod)?);
         pods.push(pod);
     }
+    // Everything from here runs on the node, as a hostNetwork DaemonSet
+    // does: the agent, node_exporter and the collector see its interfaces.
+    node.enter()?;
 
     let data_dir = tempfile::tempdir()?;
     let collector_port = free_port()?;

@@ -10,6 +10,11 @@
 //! no QoS level for Guaranteed) in the cpuacct and memory controllers on
 //! cgroup v1, or in the unified hierarchy on cgroup v2.
 //!
+//! A pod made on a [`SimNode`] is joined to that node the way a CNI joins a
+//! pod to a Kubernetes node: the veth's other end (`veth<n>`, with the
+//! client address) is in the node's network namespace, and the client runs
+//! there, as kubelet probes and ingress traffic do on a real node.
+//!
 //! Names carry the creating process's pid (`bkt<pid>-<n>-<name>-pod`, and
 //! the UID's first group), so parallel tests and parallel test runs never
 //! collide, and the first pod a process creates removes what a killed
@@ -87,6 +92,11 @@ pub struct SimPod {
     client_address: Ipv4Addr,
     pod_netns: String,
     client_netns: String,
+    /// The client's end of the veth: `eth0` in the pod's own client
+    /// namespace, `veth<n>` on a node.
+    client_interface: String,
+    /// The client namespace is a [`SimNode`]'s, shared and not this pod's.
+    on_node: bool,
     container_id: String,
     binary: PathBuf,
     layout: CgroupLayout,
@@ -107,6 +117,15 @@ impl SimPod {
     /// few lowercase letters, digits or dashes) only helps a person tell
     /// the namespaces apart.
     pub fn create_with(name: &str, qos: QosClass, port: u16) -> anyhow::Result<Self> {
+        Self::create_in(name, qos, port, None)
+    }
+
+    /// A BestEffort pod on port 80 joined to `node`.
+    pub fn create_on(name: &str, node: &SimNode) -> anyhow::Result<Self> {
+        Self::create_in(name, QosClass::BestEffort, 80, Some(node))
+    }
+
+    fn create_in(name: &str, qos: QosClass, port: u16, node: Option<&SimNode>) -> anyhow::Result<Self> {
         let valid = !name.is_empty()
             && name.len() <= 20
             && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -130,7 +149,10 @@ impl SimPod {
             client_address: Ipv4Addr::from(base + 1),
             pod_address: Ipv4Addr::from(base + 2),
             pod_netns: format!("{NETNS_PREFIX}{owner}-{n}-{name}-pod"),
-            client_netns: format!("{NETNS_PREFIX}{owner}-{n}-{name}-cli"),
+            client_netns: node
+                .map_or_else(|| format!("{NETNS_PREFIX}{owner}-{n}-{name}-cli"), |node| node.netns.clone()),
+            client_interface: if node.is_some() { format!("veth{n}") } else { "eth0".to_string() },
+            on_node: node.is_some(),
             container_id: format!("{:08x}{:08x}{:048x}", owner, n, nanos),
             binary,
             layout,
@@ -250,18 +272,23 @@ impl SimPod {
     }
 
     fn make_network(&mut self) -> anyhow::Result<()> {
-        for netns in [self.pod_netns.clone(), self.client_netns.clone()] {
+        let mut made = vec![self.pod_netns.clone()];
+        if !self.on_node {
+            made.push(self.client_netns.clone());
+        }
+        for netns in made {
             ip(&["netns", "add", &netns])?;
             self.made_netns.push(netns);
         }
         // Both ends are created straight inside the namespaces: nothing
-        // appears in the root namespace, not even for a moment.
+        // appears in the root namespace, not even for a moment. On a node,
+        // the node's end goes when the pod's namespace does.
         ip(&[
             "-n",
             &self.client_netns,
             "link",
             "add",
-            "eth0",
+            &self.client_interface,
             "type",
             "veth",
             "peer",
@@ -270,10 +297,14 @@ impl SimPod {
             "netns",
             &self.pod_netns,
         ])?;
-        for (netns, address) in [(&self.client_netns, self.client_address), (&self.pod_netns, self.pod_address)] {
-            ip(&["-n", netns, "addr", "add", &format!("{address}/30"), "dev", "eth0"])?;
+        let ends = [
+            (&self.client_netns, self.client_address, &self.client_interface),
+            (&self.pod_netns, self.pod_address, &"eth0".to_string()),
+        ];
+        for (netns, address, interface) in ends {
+            ip(&["-n", netns, "addr", "add", &format!("{address}/30"), "dev", interface])?;
             ip(&["-n", netns, "link", "set", "lo", "up"])?;
-            ip(&["-n", netns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", netns, "link", "set", interface, "up"])?;
         }
         Ok(())
     }
@@ -334,6 +365,48 @@ impl Drop for SimPod {
             if let Err(error) = remove_cgroup(&dir) {
                 eprintln!("bakery-tests: could not remove cgroup {}: {error:#}", dir.display());
             }
+        }
+    }
+}
+
+/// A network namespace standing for a Kubernetes node: pods made on it
+/// ([`SimPod::create_on`]) have the node's end of their veth in it, as a CNI
+/// leaves it. Removed on drop, after its pods (which borrow it).
+#[derive(Debug)]
+pub struct SimNode {
+    netns: String,
+}
+
+impl SimNode {
+    pub fn create(name: &str) -> anyhow::Result<Self> {
+        LEFTOVERS_REMOVED.call_once(remove_leftovers);
+        let n = NEXT_POD.fetch_add(1, Ordering::Relaxed);
+        let netns = format!("{NETNS_PREFIX}{}-{n}-{name}-node", std::process::id());
+        ip(&["netns", "add", &netns])?;
+        let node = Self { netns };
+        ip(&["-n", &node.netns, "link", "set", "lo", "up"])?;
+        Ok(node)
+    }
+
+    pub fn netns(&self) -> &str {
+        &self.netns
+    }
+
+    /// Moves the calling thread into the node's network namespace, as an
+    /// agent with hostNetwork runs; threads and processes it starts
+    /// afterwards are there too.
+    pub fn enter(&self) -> anyhow::Result<()> {
+        let namespace = std::fs::File::open(Path::new(NETNS_DIR).join(&self.netns))
+            .with_context(|| format!("opening network namespace {}", self.netns))?;
+        nix::sched::setns(namespace, nix::sched::CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("entering network namespace {}", self.netns))
+    }
+}
+
+impl Drop for SimNode {
+    fn drop(&mut self) {
+        if let Err(error) = remove_netns(&self.netns) {
+            eprintln!("bakery-tests: could not remove network namespace {}: {error:#}", self.netns);
         }
     }
 }
@@ -504,7 +577,10 @@ fn kill(pid: &str) {
 /// end goes with it).
 fn remove_netns(netns: &str) -> anyhow::Result<()> {
     if let Ok(pids) = ip(&["netns", "pids", netns]) {
-        pids.split_whitespace().for_each(kill);
+        // A test that entered a node's namespace ([`SimNode::enter`]) is
+        // listed too.
+        let own = std::process::id().to_string();
+        pids.split_whitespace().filter(|pid| *pid != own).for_each(kill);
     }
     ip(&["netns", "del", netns]).map(drop)
 }

@@ -22,8 +22,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::kept_files::KeptFiles;
 use crate::pods::cgroup_path::{CgroupVersion, PodCgroup};
-use crate::pods::kept_files::KeptFiles;
 use crate::signal::{ParseError, SignalError};
 
 /// Where a v1 controller's hierarchy may be mounted under the cgroup root.
@@ -46,23 +46,63 @@ pub struct PodUsage {
 /// remembering which mount name worked so the next pods try it first.
 #[derive(Debug, Default)]
 pub struct CgroupReader {
-    files: KeptFiles<PathBuf>,
+    /// Open files by (pod id, file, mount name index): small keys, so a
+    /// kept file is found without building or hashing its path.
+    files: KeptFiles<(u32, CgroupFile, usize)>,
     buffer: Vec<u8>,
     v1_cpuacct: usize,
     v1_memory: usize,
     v2: usize,
     /// Longest a pod's inactive file figure is reused (zero: read every time).
     inactive_refresh: Duration,
-    /// The last inactive file figure of each pod, by its `memory.stat` path.
-    inactive: HashMap<PathBuf, InactiveFile>,
+    /// The pods read recently, by pod cgroup path.
+    pods: HashMap<String, PodState>,
+    next_id: u32,
     sample: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
-struct InactiveFile {
-    bytes: u64,
-    read_at: Instant,
+struct PodState {
+    id: u32,
+    /// The last inactive file figure, and when it was read.
+    inactive: Option<(u64, Instant)>,
     used_in_sample: u64,
+}
+
+/// The files of a pod cgroup that are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum CgroupFile {
+    CpuStat,
+    CpuacctUsage,
+    MemoryCurrent,
+    MemoryUsageInBytes,
+    MemoryStat,
+}
+
+impl CgroupFile {
+    fn name(self) -> &'static str {
+        match self {
+            Self::CpuStat => "cpu.stat",
+            Self::CpuacctUsage => "cpuacct.usage",
+            Self::MemoryCurrent => "memory.current",
+            Self::MemoryUsageInBytes => "memory.usage_in_bytes",
+            Self::MemoryStat => "memory.stat",
+        }
+    }
+}
+
+/// Where a file that was read lives, to name it in an error.
+struct FileAt<'a> {
+    root: &'a Path,
+    mount: &'static str,
+    relative: &'a str,
+    file: CgroupFile,
+}
+
+impl FileAt<'_> {
+    fn path(&self) -> PathBuf {
+        self.root.join(self.mount).join(self.relative).join(self.file.name())
+    }
 }
 
 impl CgroupReader {
@@ -82,33 +122,44 @@ impl CgroupReader {
     pub fn end_sample(&mut self) {
         self.files.end_sample();
         let sample = self.sample;
-        self.inactive.retain(|_, figure| figure.used_in_sample == sample);
+        self.pods.retain(|_, pod| pod.used_in_sample == sample);
     }
 
     /// Reads one pod's CPU and memory under the cgroup root `root` at `now`.
     /// Missing files (a pod being torn down) give `None` quietly; malformed
     /// ones are pushed to `errors`.
     pub fn read(&mut self, root: &Path, pod: &PodCgroup, now: Instant, errors: &mut Vec<SignalError>) -> PodUsage {
+        let id = self.pod_id(&pod.pod_path);
         let relative = pod.pod_path.trim_start_matches('/');
-        match pod.version {
-            CgroupVersion::V2 => {
-                let cpu = self.read_file(root, Mount::V2, relative, "cpu.stat", errors).and_then(|(path, text)| {
-                    keep(flat_keyed_value(text, "usage_usec").map_err(|e| e.at(&path)), errors)
-                });
-                let memory =
-                    self.working_set(root, Mount::V2, relative, ["memory.current", "inactive_file"], now, errors);
-                PodUsage { cpu_usage_us: cpu, memory_working_set_bytes: memory }
-            }
+        let (mount, cpu_file, usage_file, inactive_key) = match pod.version {
+            CgroupVersion::V2 => (Mount::V2, CgroupFile::CpuStat, CgroupFile::MemoryCurrent, "inactive_file"),
             CgroupVersion::V1 => {
-                let cpu = self
-                    .read_file(root, Mount::V1Cpuacct, relative, "cpuacct.usage", errors)
-                    .and_then(|(path, text)| keep(parse_single_u64(text).map_err(|e| e.at(&path)), errors))
-                    .map(|nanoseconds| nanoseconds / 1000);
-                let files = ["memory.usage_in_bytes", "total_inactive_file"];
-                let memory = self.working_set(root, Mount::V1Memory, relative, files, now, errors);
-                PodUsage { cpu_usage_us: cpu, memory_working_set_bytes: memory }
+                (Mount::V1Cpuacct, CgroupFile::CpuacctUsage, CgroupFile::MemoryUsageInBytes, "total_inactive_file")
             }
+        };
+        let cpu = self.read_file(root, mount, id, relative, cpu_file, errors).and_then(|(at, text)| {
+            let parsed = match pod.version {
+                CgroupVersion::V2 => flat_keyed_value(text, "usage_usec"),
+                CgroupVersion::V1 => parse_single_u64(text).map(|nanoseconds| nanoseconds / 1000),
+            };
+            keep(parsed.map_err(|e| e.at(&at.path())), errors)
+        });
+        let memory_mount = if pod.version == CgroupVersion::V1 { Mount::V1Memory } else { Mount::V2 };
+        let memory = self.working_set(root, memory_mount, (id, &pod.pod_path), (usage_file, inactive_key), now, errors);
+        PodUsage { cpu_usage_us: cpu, memory_working_set_bytes: memory }
+    }
+
+    /// The pod's small id, marking it read in this sample.
+    fn pod_id(&mut self, pod_path: &str) -> u32 {
+        let sample = self.sample;
+        if let Some(state) = self.pods.get_mut(pod_path) {
+            state.used_in_sample = sample;
+            return state.id;
         }
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        self.pods.insert(pod_path.to_string(), PodState { id, inactive: None, used_in_sample: sample });
+        id
     }
 
     /// Usage (read now) minus the inactive file figure (read now, or reused
@@ -117,63 +168,70 @@ impl CgroupReader {
         &mut self,
         root: &Path,
         mount: Mount,
-        relative: &str,
-        [usage_file, inactive_key]: [&str; 2],
+        (id, pod_path): (u32, &str),
+        (usage_file, inactive_key): (CgroupFile, &str),
         now: Instant,
         errors: &mut Vec<SignalError>,
     ) -> Option<u64> {
-        let (path, text) = self.read_file(root, mount, relative, usage_file, errors)?;
-        let usage = keep(parse_single_u64(text).map_err(|e| e.at(&path)), errors)?;
-        let stat_path = path.with_file_name("memory.stat");
+        let relative = pod_path.trim_start_matches('/');
+        let (at, text) = self.read_file(root, mount, id, relative, usage_file, errors)?;
+        let usage = keep(parse_single_u64(text).map_err(|e| e.at(&at.path())), errors)?;
+        let refresh = self.inactive_refresh;
         let fresh = self
-            .inactive
-            .get(&stat_path)
-            .filter(|figure| now.saturating_duration_since(figure.read_at) < self.inactive_refresh)
-            .map(|figure| figure.bytes);
+            .pods
+            .get(pod_path)
+            .and_then(|pod| pod.inactive)
+            .filter(|&(_, read_at)| now.saturating_duration_since(read_at) < refresh)
+            .map(|(bytes, _)| bytes);
         let inactive = match fresh {
             Some(bytes) => bytes,
             None => {
-                let (path, text) = self.read_file(root, mount, relative, "memory.stat", errors)?;
-                let bytes = keep(flat_keyed_value(text, inactive_key).map_err(|e| e.at(&path)), errors)?;
-                self.inactive.insert(path, InactiveFile { bytes, read_at: now, used_in_sample: 0 });
+                let (at, text) = self.read_file(root, mount, id, relative, CgroupFile::MemoryStat, errors)?;
+                let bytes = keep(flat_keyed_value(text, inactive_key).map_err(|e| e.at(&at.path())), errors)?;
+                if let Some(pod) = self.pods.get_mut(pod_path) {
+                    pod.inactive = Some((bytes, now));
+                }
                 bytes
             }
         };
-        if let Some(figure) = self.inactive.get_mut(&stat_path) {
-            figure.used_in_sample = self.sample;
+        if fresh.is_some() {
+            // Not read this sample, but needed again at the next refresh.
+            let index = *self.preferred(mount);
+            self.files.keep(&(id, CgroupFile::MemoryStat, index));
         }
         Some(working_set(usage, inactive))
     }
 
     /// Reads `<root>/<mount>/<relative>/<file>` for the first mount name
     /// under which it exists, trying the one that worked last time first.
-    fn read_file(
+    fn read_file<'a>(
         &mut self,
-        root: &Path,
+        root: &'a Path,
         which: Mount,
-        relative: &str,
-        file: &str,
+        id: u32,
+        relative: &'a str,
+        file: CgroupFile,
         errors: &mut Vec<SignalError>,
-    ) -> Option<(PathBuf, &str)> {
+    ) -> Option<(FileAt<'a>, &str)> {
         let mounts = which.candidates();
         let preferred = *self.preferred(which);
         let order = std::iter::once(preferred).chain((0..mounts.len()).filter(|&i| i != preferred));
         for index in order {
-            let path = root.join(mounts[index]).join(relative).join(file);
-            match self.files.read(path.clone(), &path, &mut self.buffer) {
+            let at = FileAt { root, mount: mounts[index], relative, file };
+            match self.files.read_lazily((id, file, index), || at.path(), &mut self.buffer) {
                 Ok(true) => {
                     *self.preferred(which) = index;
                     return match std::str::from_utf8(&self.buffer) {
-                        Ok(text) => Some((path, text)),
+                        Ok(text) => Some((at, text)),
                         Err(_) => {
-                            errors.push(SignalError::malformed(path, "not UTF-8 text"));
+                            errors.push(SignalError::malformed(at.path(), "not UTF-8 text"));
                             None
                         }
                     };
                 }
                 Ok(false) => continue,
                 Err(error) => {
-                    errors.push(SignalError::Io { path, source: error });
+                    errors.push(SignalError::Io { path: at.path(), source: error });
                     return None;
                 }
             }

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::kept_files::read_whole;
 use crate::pods::cgroup_path::{PodCgroup, parse_pod_cgroup};
-use crate::pods::kept_files::read_whole;
 use crate::signal::SignalError;
 
 /// `ESRCH` from `include/uapi/asm-generic/errno-base.h`: procfs answers it

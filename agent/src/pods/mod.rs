@@ -5,16 +5,17 @@
 //! (the `/proc` scan and pid cache), [`tcp`] (sockets by state, from the
 //! socket tables), [`tcp_counters`] (the cheap per-namespace TCP counters),
 //! [`tcp_refresh`] (which namespaces' socket tables are read this sample),
-//! [`cgroup_stats`] (pod CPU and memory), [`kept_files`] (files kept open
-//! between samples); this file measures each pod.
+//! [`cgroup_stats`] (pod CPU and memory), [`veth`] (pod traffic from the
+//! node's ends of its veth pairs); this file measures each pod, with
+//! the files it reads every sample kept open ([`crate::kept_files`]).
 
 pub mod cgroup_path;
 pub mod cgroup_stats;
 pub mod discovery;
-pub mod kept_files;
 pub mod tcp;
 pub mod tcp_counters;
 pub mod tcp_refresh;
+pub mod veth;
 
 use std::collections::HashMap;
 use std::io;
@@ -27,12 +28,13 @@ use crate::net::{Interface, NetCounters};
 use crate::roots::HostRoots;
 use crate::signal::SignalError;
 
+use crate::kept_files::KeptFiles;
 use cgroup_stats::CgroupReader;
 use discovery::{PidCache, process_gone, read_proc_file};
-use kept_files::KeptFiles;
 use tcp::{TcpStates, TcpTally};
 use tcp_counters::TcpCounters;
 use tcp_refresh::TableRefresh;
+use veth::VethPeers;
 
 /// How many namespaces' socket tables the streaming agent reads per sample
 /// at most (`--tcp-table-reads-per-sample`). Measured with
@@ -63,6 +65,11 @@ pub struct ScanPolicy {
     /// Longest a pod's inactive file figure (`memory.stat`) is reused in its
     /// working set; see [`cgroup_stats`]. Zero: read every sample.
     pub memory_stat_refresh: Duration,
+    /// Longest a network namespace whose interfaces moved no packet since
+    /// its TCP counters were read keeps them instead of reading `net/snmp`
+    /// and `net/sockstat{,6}` again (see [`Measure::network`]). Zero: read
+    /// every sample.
+    pub quiet_tcp_counters_refresh: Duration,
 }
 
 impl ScanPolicy {
@@ -71,6 +78,7 @@ impl ScanPolicy {
         tcp_table_reads_per_sample: u32::MAX,
         process_rescan: Duration::ZERO,
         memory_stat_refresh: Duration::ZERO,
+        quiet_tcp_counters_refresh: Duration::ZERO,
     };
 
     /// The streaming agent's defaults.
@@ -78,6 +86,7 @@ impl ScanPolicy {
         tcp_table_reads_per_sample: DEFAULT_TCP_TABLE_READS_PER_SAMPLE,
         process_rescan: Duration::from_secs(2),
         memory_stat_refresh: Duration::from_secs(2),
+        quiet_tcp_counters_refresh: Duration::from_secs(2),
     };
 }
 
@@ -217,6 +226,9 @@ pub struct PodsReading {
     pub errors: Vec<SignalError>,
     /// Network namespaces whose socket tables were read in this scan.
     pub tcp_table_reads: u32,
+    /// Pods whose traffic came from the node's ends of their veth pairs
+    /// (the others' from their own `net/dev`).
+    pub network_from_node_veths: u32,
 }
 
 /// Keeps what does not change between samples (which pid belongs to which
@@ -258,6 +270,23 @@ struct Measure {
     namespaces: HashMap<NamespaceKey, NamespaceReading>,
     tables: TableRefresh<NamespaceKey>,
     tcp_table_reads_per_sample: u32,
+    veths: VethPeers,
+    /// Namespaces read from their veth peers this sample.
+    from_veths: u32,
+    /// Each namespace's TCP counters as last read, reused while it is quiet.
+    last_counters: HashMap<NamespaceKey, CountersRead>,
+    quiet_tcp_counters_refresh: Duration,
+    sample: u64,
+}
+
+/// A namespace's TCP counters as last read, with the packets its interfaces
+/// (loopback included) had moved then.
+#[derive(Debug, Clone, Copy)]
+struct CountersRead {
+    counters: TcpCounters,
+    packets: u64,
+    read_at: Instant,
+    used_in_sample: u64,
 }
 
 /// A network namespace across samples: its inode, or, when the agent may
@@ -342,6 +371,11 @@ impl PodTracker {
                 namespaces: HashMap::new(),
                 tables: TableRefresh::default(),
                 tcp_table_reads_per_sample: policy.tcp_table_reads_per_sample,
+                veths: VethPeers::default(),
+                from_veths: 0,
+                last_counters: HashMap::new(),
+                quiet_tcp_counters_refresh: policy.quiet_tcp_counters_refresh,
+                sample: 0,
             },
             process_rescan: policy.process_rescan,
             host_namespace: None,
@@ -359,12 +393,35 @@ impl PodTracker {
 
     /// [`Self::read`], with the time the tallies' ages are counted from.
     pub fn read_at(&mut self, roots: &HostRoots, now: Instant) -> Result<PodsReading, SignalError> {
+        self.read_with_node(roots, None, now)
+    }
+
+    /// [`Self::read_at`], given this sample's node interfaces (from the
+    /// node's `net/dev`): a pod joined to the node by veth pairs then has
+    /// its traffic from the node's ends of them (see [`veth`]) instead of
+    /// from a read of its own `net/dev`.
+    pub fn read_with_node(
+        &mut self,
+        roots: &HostRoots,
+        node_interfaces: Option<&[Interface]>,
+        now: Instant,
+    ) -> Result<PodsReading, SignalError> {
         let mut errors = Vec::new();
         if self.pids.scan_if_due(&roots.proc, now, self.process_rescan, &mut errors)? {
             self.host_namespace = namespace_inode(&roots.proc("1/ns/net"));
             // A walk is when exited processes are noticed: look again.
             self.measure.namespace_of.clear();
+            // rtnetlink answers for the agent's own namespace, and so does
+            // `<proc-root>/net/dev` (it is `self/net/dev`) on a real procfs.
+            // On a fixture tree a pod's `ns/net` cannot be opened, so no pod
+            // is mapped and each is read from its own files.
+            if node_interfaces.is_some() {
+                self.refresh_veths(&roots.proc, &mut errors);
+            } else {
+                self.measure.veths.forget();
+            }
         }
+        let node_interfaces = veth::by_name(node_interfaces.unwrap_or_default());
         let cgroup_root = roots.cgroup();
         let host_namespace = self.host_namespace;
         self.measure.begin_sample();
@@ -376,7 +433,7 @@ impl PodTracker {
             // Any live process of the pod shows the pod's namespace; `None`
             // inside for a pod in the node's namespace.
             let network = pids.iter().find_map(|&pid| {
-                match self.measure.network(&roots.proc, pid, host_namespace, &mut errors) {
+                match self.measure.network(&roots.proc, pid, host_namespace, &node_interfaces, now, &mut errors) {
                     Network::ProcessGone => None,
                     Network::Host => Some(None),
                     Network::Own(key) => Some(Some(key)),
@@ -412,12 +469,61 @@ impl PodTracker {
             pod.tcp = namespace.and_then(|key| self.measure.tcp_connections(key, now));
         }
         self.measure.end_sample();
-        Ok(PodsReading { pods, errors, tcp_table_reads })
+        let network_from_node_veths = self.measure.from_veths;
+        Ok(PodsReading { pods, errors, tcp_table_reads, network_from_node_veths })
+    }
+}
+
+impl PodTracker {
+    /// Maps every pod namespace to its veth peers on the node, keeping only
+    /// namespaces whose every interface but loopback is such a veth.
+    fn refresh_veths(&mut self, proc_root: &Path, errors: &mut Vec<SignalError>) {
+        let mut namespaces = Vec::new();
+        for (_, pids) in self.pids.pods() {
+            let Some(&pid) = pids.first() else { continue };
+            let process = proc_root.join(pid.to_string());
+            let Some(inode) = self.measure.namespace_inode(&process, pid) else { continue };
+            if Some(inode) != self.host_namespace {
+                namespaces.push((inode, process));
+            }
+        }
+        let measure = &mut self.measure;
+        let links: Vec<(u64, PathBuf)> =
+            namespaces.iter().map(|(inode, process)| (*inode, process.join("ns/net"))).collect();
+        if let Err(source) = measure.veths.refresh(links.iter().map(|(inode, path)| (*inode, path.as_path()))) {
+            let path = PathBuf::from("rtnetlink (RTM_GETLINK, RTM_GETNSID)");
+            errors.push(SignalError::Io { path, source });
+            measure.veths.forget();
+            return;
+        }
+        for (inode, process) in &namespaces {
+            let Some(peers) = measure.veths.of(*inode).map(<[String]>::len) else { continue };
+            let own = read_proc_file(&process.join("net/dev"), &mut measure.buffer).ok().and_then(|_| {
+                let interfaces = crate::net::parse_net_dev(measure.buffer.as_slice()).ok()?;
+                Some(interfaces.iter().filter(|interface| interface.name != "lo").count())
+            });
+            if own != Some(peers) {
+                measure.veths.drop_namespace(*inode);
+            }
+        }
     }
 }
 
 impl Measure {
+    /// The network namespace of `pid` (`None`: not allowed to look, or the
+    /// process exited), read once per walk.
+    fn namespace_inode(&mut self, process: &Path, pid: u32) -> Option<u64> {
+        if let Some(&known) = self.namespace_of.get(&pid) {
+            return known;
+        }
+        let inode = std::fs::read_link(process.join("ns/net")).ok().as_deref().and_then(parse_namespace_link);
+        self.namespace_of.insert(pid, inode);
+        inode
+    }
+
     fn begin_sample(&mut self) {
+        self.sample += 1;
+        self.from_veths = 0;
         self.namespaces.clear();
         self.files.begin_sample();
         self.cgroups.begin_sample();
@@ -425,6 +531,8 @@ impl Measure {
     }
 
     fn end_sample(&mut self) {
+        let sample = self.sample;
+        self.last_counters.retain(|_, read| read.used_in_sample == sample);
         self.files.end_sample();
         self.cgroups.end_sample();
         self.tables.end_sample();
@@ -448,10 +556,27 @@ impl Measure {
         (path, read)
     }
 
-    /// Reads the cheap files of the network namespace `pid` is in (every
-    /// sample), or recalls them when another pod already read the same
-    /// namespace this sample.
-    fn network(&mut self, proc_root: &Path, pid: u32, host: Option<u64>, errors: &mut Vec<SignalError>) -> Network {
+    /// Reads the network namespace `pid` is in, or recalls it when another
+    /// pod already read the same namespace this sample.
+    ///
+    /// `net/dev` is read every sample. The TCP counters are read again only
+    /// when the namespace's interfaces, loopback included, moved a packet
+    /// since they were last read, or when that read is older than the quiet
+    /// refresh: every counter of `net/snmp` and most of `net/sockstat` move
+    /// only with a segment sent or received, so a quiet namespace's figures
+    /// are still exact. What moves without a packet is seen at the next
+    /// refresh: a TIME_WAIT socket expiring, a socket bound or listened on,
+    /// and a connect or retransmission that gives up after its last timeout.
+    /// Idle pods, most of a node's, then cost one small file each.
+    fn network(
+        &mut self,
+        proc_root: &Path,
+        pid: u32,
+        host: Option<u64>,
+        node_interfaces: &HashMap<&str, &NetCounters>,
+        now: Instant,
+        errors: &mut Vec<SignalError>,
+    ) -> Network {
         let process = proc_root.join(pid.to_string());
         let inode = match self.namespace_of.get(&pid) {
             Some(&known) => known,
@@ -475,31 +600,70 @@ impl Measure {
             return Network::Own(key);
         }
 
-        let (path, read) =
-            Self::read_namespace_file(&mut self.files, inode, &process, NamespaceFile::Dev, &mut self.buffer);
-        let network = match read {
-            Ok(false) => return Network::ProcessGone,
-            Ok(true) => match crate::net::parse_net_dev(self.buffer.as_slice()) {
-                Ok(interfaces) => Some(sum_without_loopback(&interfaces)),
+        let from_veths = inode.and_then(|inode| veth::pod_counters(node_interfaces, self.veths.of(inode)?));
+        let (network, packets) = match from_veths {
+            // Loopback is not in the node's counters: a pod talking only to
+            // itself is seen by the quiet refresh.
+            Some(counters) => {
+                self.from_veths += 1;
+                (Some(counters), Some(counters.rx_packets.wrapping_add(counters.tx_packets)))
+            }
+            None => {
+                let (path, read) =
+                    Self::read_namespace_file(&mut self.files, inode, &process, NamespaceFile::Dev, &mut self.buffer);
+                let interfaces = match read {
+                    Ok(false) => return Network::ProcessGone,
+                    Ok(true) => match crate::net::parse_net_dev(self.buffer.as_slice()) {
+                        Ok(interfaces) => Some(interfaces),
+                        Err(error) => {
+                            errors.push(error.at(&path));
+                            None
+                        }
+                    },
+                    Err(error) => {
+                        errors.push(SignalError::Io { path, source: error });
+                        None
+                    }
+                };
+                (interfaces.as_deref().map(sum_without_loopback), interfaces.as_deref().map(packets_moved))
+            }
+        };
+        let tcp_counters = match self.quiet_counters(key, packets, now) {
+            Some(counters) => Some(counters),
+            None => match self.tcp_counters(inode, &process) {
+                Ok(counters) => {
+                    if let Some(packets) = packets {
+                        let read = CountersRead { counters, packets, read_at: now, used_in_sample: self.sample };
+                        self.last_counters.insert(key, read);
+                    }
+                    Some(counters)
+                }
                 Err(error) => {
-                    errors.push(error.at(&path));
+                    errors.push(error);
                     None
                 }
             },
-            Err(error) => {
-                errors.push(SignalError::Io { path, source: error });
-                None
-            }
-        };
-        let tcp_counters = match self.tcp_counters(inode, &process) {
-            Ok(counters) => Some(counters),
-            Err(error) => {
-                errors.push(error);
-                None
-            }
         };
         self.namespaces.insert(key, NamespaceReading { network, tcp_counters, process });
         Network::Own(key)
+    }
+
+    /// The namespace's last TCP counters, if it moved no packet since they
+    /// were read and they are younger than the quiet refresh.
+    fn quiet_counters(&mut self, key: NamespaceKey, packets: Option<u64>, now: Instant) -> Option<TcpCounters> {
+        let refresh = self.quiet_tcp_counters_refresh;
+        let last = self.last_counters.get_mut(&key)?;
+        let quiet = packets == Some(last.packets) && now.saturating_duration_since(last.read_at) < refresh;
+        if !quiet {
+            return None;
+        }
+        last.used_in_sample = self.sample;
+        if let NamespaceKey::Inode(inode) = key {
+            for file in [NamespaceFile::Snmp, NamespaceFile::Sockstat, NamespaceFile::Sockstat6] {
+                self.files.keep(&(inode, file));
+            }
+        }
+        Some(last.counters)
     }
 
     /// Reads `net/snmp`, `net/sockstat` and `net/sockstat6` (missing
@@ -628,6 +792,14 @@ fn parse_namespace_link(link: &Path) -> Option<u64> {
 
 fn namespace_inode(link: &Path) -> Option<u64> {
     std::fs::read_link(link).ok().as_deref().and_then(parse_namespace_link)
+}
+
+/// Packets sent and received on every interface, loopback included: every
+/// TCP segment of the namespace moves one of these.
+fn packets_moved(interfaces: &[Interface]) -> u64 {
+    interfaces.iter().fold(0u64, |sum, interface| {
+        sum.wrapping_add(interface.counters.rx_packets).wrapping_add(interface.counters.tx_packets)
+    })
 }
 
 /// The pod's traffic: every interface but loopback (which never leaves the
@@ -1146,6 +1318,39 @@ mod tests {
 
         std::fs::remove_dir_all(tree.path("proc/20")).unwrap();
         assert_eq!(uids(&mut tracker, Duration::from_secs(4)), ["aa"], "gone at the next walk");
+    }
+
+    #[test]
+    fn a_namespace_that_moved_no_packet_keeps_its_tcp_counters_until_the_quiet_refresh() {
+        let tree = Tree::new();
+        tree.process(10, "aa", 1001);
+        let refresh = Duration::from_secs(2);
+        let mut tracker =
+            PodTracker::with_policy(ScanPolicy { quiet_tcp_counters_refresh: refresh, ..ScanPolicy::EXACT });
+        let start = Instant::now();
+        let time_wait = |tracker: &mut PodTracker, at: Duration| {
+            let reading = tracker.read_at(&tree.roots(), start + at).unwrap();
+            reading.pods[0].tcp.expect("TCP figures").time_wait_now
+        };
+        assert_eq!(time_wait(&mut tracker, Duration::ZERO), 0);
+
+        // A closed connection leaves a TIME_WAIT socket: that took packets.
+        tree.write("proc/10/net/sockstat", &sockstat(1, 1));
+        tree.write("proc/10/net/dev", &NET_DEV.replace(" 5000      50 ", " 5060      51 "));
+        assert_eq!(time_wait(&mut tracker, Duration::from_millis(500)), 1, "packets moved: counters read");
+
+        // The socket expires 60 s later with no packet: seen at the refresh, 2 s
+        // after the last read.
+        tree.write("proc/10/net/sockstat", &sockstat(1, 0));
+        assert_eq!(time_wait(&mut tracker, Duration::from_millis(1000)), 1, "quiet: the last counters are kept");
+        assert_eq!(time_wait(&mut tracker, Duration::from_millis(2600)), 0, "the refresh is due: read again");
+
+        // Without the policy every sample reads them.
+        let mut exact = PodTracker::new();
+        tree.write("proc/10/net/sockstat", &sockstat(1, 3));
+        assert_eq!(time_wait(&mut exact, Duration::from_millis(2700)), 3);
+        tree.write("proc/10/net/sockstat", &sockstat(1, 4));
+        assert_eq!(time_wait(&mut exact, Duration::from_millis(2800)), 4);
     }
 
     #[test]

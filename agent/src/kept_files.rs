@@ -16,7 +16,7 @@ use std::fs::File;
 use std::hash::Hash;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::pods::discovery::process_gone;
 
@@ -56,11 +56,27 @@ impl<K: Hash + Eq> KeptFiles<K> {
     /// when none is kept. `Ok(false)` when it is gone (the file vanished, or
     /// an exiting process gave an empty read).
     pub fn read(&mut self, key: K, path: &Path, buffer: &mut Vec<u8>) -> io::Result<bool> {
+        self.read_lazily(key, || path.to_path_buf(), buffer)
+    }
+
+    /// [`Self::read`], building the path only when the file must be opened.
+    pub fn read_lazily(&mut self, key: K, path: impl FnOnce() -> PathBuf, buffer: &mut Vec<u8>) -> io::Result<bool> {
+        match self.read_file(key, path, buffer) {
+            Ok(length) => Ok(length > 0),
+            Err(error) if process_gone(&error) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Reads the whole file kept under `key` into `buffer` and returns its
+    /// length, opening `path` when none is kept (or the kept one fails).
+    /// Errors and empty reads are those of opening and reading it afresh.
+    pub fn read_file(&mut self, key: K, path: impl FnOnce() -> PathBuf, buffer: &mut Vec<u8>) -> io::Result<usize> {
         if let Some(kept) = self.files.get_mut(&key) {
             match read_whole(&kept.file, buffer) {
                 Ok(length) if length > 0 => {
                     kept.read_in_sample = self.sample;
-                    return Ok(true);
+                    return Ok(length);
                 }
                 // The object behind it went away (a removed cgroup answers
                 // ENODEV): forget the file and look at the path afresh.
@@ -69,19 +85,19 @@ impl<K: Hash + Eq> KeptFiles<K> {
                 }
             }
         }
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(error) if process_gone(&error) => return Ok(false),
-            Err(error) => return Err(error),
-        };
-        match read_whole(&file, buffer) {
-            Ok(0) => Ok(false),
-            Ok(_) => {
-                self.files.insert(key, Kept { file, read_in_sample: self.sample });
-                Ok(true)
-            }
-            Err(error) if process_gone(&error) => Ok(false),
-            Err(error) => Err(error),
+        let file = File::open(path())?;
+        let length = read_whole(&file, buffer)?;
+        if length > 0 {
+            self.files.insert(key, Kept { file, read_in_sample: self.sample });
+        }
+        Ok(length)
+    }
+
+    /// Keeps the file under `key` (if open) past this sample without reading
+    /// it, for a file that is read only now and then but read again soon.
+    pub fn keep(&mut self, key: &K) {
+        if let Some(kept) = self.files.get_mut(key) {
+            kept.read_in_sample = self.sample;
         }
     }
 
@@ -97,6 +113,15 @@ impl<K: Hash + Eq> KeptFiles<K> {
 
 /// Reads a whole file from offset 0 with positional reads (no seek, no
 /// stat), reusing `buffer`'s allocation; returns the length.
+///
+/// A read that returns less than half a chunk has reached the end, so the
+/// usual second read (the one that returns 0) is skipped: for a regular
+/// file a short read is the end; a `seq_file` read (`seq_read_iter`) stops
+/// short of the buffer only at the end or when the next record does not fit
+/// in the rest of its page-sized buffer, and every record of the files read
+/// here is a line of at most a few hundred bytes, or the whole file
+/// (`single_open`); a sysfs attribute is at most one page, returned whole.
+/// That halves the syscalls of a sample.
 pub fn read_whole(file: &File, buffer: &mut Vec<u8>) -> io::Result<usize> {
     const CHUNK: usize = 4096;
     let mut filled = 0;
@@ -104,12 +129,13 @@ pub fn read_whole(file: &File, buffer: &mut Vec<u8>) -> io::Result<usize> {
         if buffer.len() < filled + CHUNK {
             buffer.resize(filled + CHUNK, 0);
         }
+        let requested = buffer.len() - filled;
         let read = file.read_at(&mut buffer[filled..], filled as u64)?;
-        if read == 0 {
+        filled += read;
+        if read == 0 || read < requested.min(CHUNK) / 2 {
             buffer.truncate(filled);
             return Ok(filled);
         }
-        filled += read;
     }
 }
 
@@ -162,6 +188,12 @@ mod tests {
         files.read(2, &b, &mut buffer).unwrap();
         files.end_sample();
         assert_eq!(files.len(), 1);
+
+        // A file kept without being read stays open.
+        files.begin_sample();
+        files.keep(&2);
+        files.end_sample();
+        assert_eq!(files.len(), 1);
     }
 
     #[test]
@@ -173,5 +205,27 @@ mod tests {
         let mut buffer = vec![b'x'; 20_000];
         assert_eq!(read_whole(&File::open(&path).unwrap(), &mut buffer).unwrap(), 10_000);
         assert_eq!(buffer, content);
+    }
+
+    /// The early end must hold for the kernel's files too: multi-record
+    /// seq_files that span several pages, and single-record ones.
+    #[test]
+    fn kernel_files_read_whole_match_a_plain_read() {
+        for path in ["/proc/self/mountinfo", "/proc/self/status", "/proc/meminfo", "/proc/self/net/snmp"] {
+            let mut buffer = Vec::new();
+            let file = File::open(path).unwrap();
+            let length = read_whole(&file, &mut buffer).unwrap();
+            let plain = std::fs::read(path).unwrap();
+            assert_eq!(length, buffer.len());
+            // The files move between two reads; their shape does not.
+            assert_eq!(buffer.split(|b| *b == b'\n').count(), plain.split(|b| *b == b'\n').count(), "{path}");
+        }
+        // Megabytes of short records that do not move between two reads.
+        let mut buffer = Vec::new();
+        let file = File::open("/proc/kallsyms").expect("/proc/kallsyms (a kernel built with CONFIG_KALLSYMS)");
+        read_whole(&file, &mut buffer).unwrap();
+        let plain = std::fs::read("/proc/kallsyms").unwrap();
+        assert!(plain.len() > 64 * 1024, "{} bytes", plain.len());
+        assert!(buffer == plain, "{} bytes against {}", buffer.len(), plain.len());
     }
 }

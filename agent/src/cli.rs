@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Serialize;
 
+use crate::node_cgroup::NodeCgroup;
 use crate::pods::ScanPolicy;
 use crate::rates::{self, Rates};
 use crate::roots::HostRoots;
@@ -33,6 +34,32 @@ pub struct Args {
     /// Where the host's sysfs is mounted (cgroups are read under <DIR>/fs/cgroup).
     #[arg(long, env = "BAKERY_SYS_ROOT", default_value = "/sys", value_name = "DIR")]
     pub sys_root: PathBuf,
+
+    /// Read the node's CPU, memory and pressure from this cgroup instead of
+    /// the machine's /proc: for nodes that are containers (kind, k3d, LXC).
+    ///
+    /// /proc/stat, /proc/meminfo and /proc/pressure are not namespaced: in a
+    /// container they show the whole host, so every such node would look the
+    /// same. PATH is relative to the cgroup root (<sys-root>/fs/cgroup; on
+    /// cgroup v1, to the cpuacct and memory mounts below it), as
+    /// /proc/<pid>/cgroup of a process on the node names its cgroup, e.g.
+    /// /docker/<id> or /lxc.payload.node1; / when a cgroup namespace makes the
+    /// node's own cgroup the root (kind and k3d on cgroup v2).
+    ///
+    /// What changes: CPU user and system time are the cgroup's (its user time
+    /// includes niced tasks, so nice is 0), idle is the rest of the host's time, so the modes still add up to wall
+    /// time x cores; per-core CPU lines are left out (a cgroup has no per-core
+    /// split). Memory total is the cgroup's limit where that is below the
+    /// host's, used is the cgroup's usage minus its inactive file cache, and
+    /// available is the rest. On cgroup v2, pressure is the cgroup's
+    /// (cpu.pressure, memory.pressure, io.pressure).
+    ///
+    /// What stays the host's: the CPU time base, iowait, irq, softirq and
+    /// steal; swap; pressure on cgroup v1; thermals, frequencies, NICs and
+    /// conntrack. Pods are found as without it. --once names the cgroup the
+    /// figures came from.
+    #[arg(long, env = "BAKERY_NODE_CGROUP", value_name = "PATH", value_parser = parse_node_cgroup)]
+    pub node_cgroup: Option<String>,
 
     /// This node's name as Kubernetes knows it. Defaults to the host name
     /// read from <proc-root>/sys/kernel/hostname.
@@ -169,6 +196,18 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(interval)
 }
 
+/// Parses `--node-cgroup`: a cgroup below the cgroup root, so `..` is
+/// refused (it would read another tree than the one the flag names).
+fn parse_node_cgroup(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err("an empty cgroup path; pass / for the cgroup root itself".to_string());
+    }
+    if text.split('/').any(|segment| segment == "..") {
+        return Err(format!("{text:?} leaves the cgroup root; pass a path below it, e.g. /docker/<id>"));
+    }
+    Ok(text.to_string())
+}
+
 /// Smallest `--spool-max-bytes`: a few samples.
 const MIN_SPOOL_BYTES: u64 = 16 * 1024;
 
@@ -239,7 +278,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         tcp_table_reads_per_sample: args.tcp_table_reads_per_sample.unwrap_or(u32::MAX),
         ..ScanPolicy::EXACT
     };
-    let output = once(Sampler::new(roots, node_name).with_scan_policy(policy), args.rate_window);
+    let output = once(sampler(&args, roots, node_name, policy), args.rate_window);
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &output)?;
@@ -248,6 +287,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         write!(stdout, "{}", crate::summary::render(&output.sample, &output.rates))?;
     }
     Ok(())
+}
+
+/// The sampler the flags describe.
+fn sampler(args: &Args, roots: HostRoots, node_name: String, policy: ScanPolicy) -> Sampler {
+    let sampler = Sampler::new(roots, node_name).with_scan_policy(policy);
+    match &args.node_cgroup {
+        Some(path) => sampler.with_node_cgroup(NodeCgroup::new(path)),
+        None => sampler,
+    }
 }
 
 /// Two readings `window` apart, and the rates between them.
@@ -333,7 +381,7 @@ fn stream_forever(args: &Args, roots: HostRoots, node_name: String) -> anyhow::R
             memory_stat_refresh: args.memory_stat_refresh,
             quiet_tcp_counters_refresh: args.quiet_tcp_refresh,
         };
-        let sampler = Sampler::new(roots, config.node_name.clone()).with_scan_policy(policy);
+        let sampler = sampler(args, roots, config.node_name.clone(), policy);
         anyhow::Ok(stream::run(config, sampler, shutdown).await?)
     })?;
     tracing::info!(
@@ -441,6 +489,23 @@ mod tests {
         assert!(parse_interval("10ms").is_err());
         assert!(parse_interval("2h").is_err());
         assert!(parse_interval("soon").is_err());
+    }
+
+    #[test]
+    fn a_node_cgroup_must_stay_below_the_cgroup_root() {
+        for (flag, expected) in [
+            ("/docker/3f2a", Some("/docker/3f2a")),
+            ("bakery-demo/master-01", Some("bakery-demo/master-01")),
+            ("/", Some("/")),
+            ("lxc.payload.node1", Some("lxc.payload.node1")),
+            ("", None),
+            ("../escape", None),
+            ("/docker/../../etc", None),
+        ] {
+            let parsed = Args::try_parse_from(["a", "--once", "--node-cgroup", flag]).map(|a| a.node_cgroup);
+            assert_eq!(parsed.ok().flatten().as_deref(), expected, "{flag:?}");
+        }
+        assert_eq!(args(&["--once"]).node_cgroup, None, "the host's /proc without the flag");
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //! `throttle`, `net`, `conntrack`, `pods`), each a pure parser plus a
 //! `read(&HostRoots, &mut NodeFiles)` ([`node_files`] keeps their files open
 //! between samples); [`sampler`] assembles them into a [`sampler::Sample`].
+//! With `--node-cgroup`, [`node_cgroup`] reads the node's CPU, memory and
+//! pressure from its cgroup instead (nodes that are containers).
 
+pub mod cgroup_mounts;
 pub mod cli;
 pub mod conntrack;
 pub mod cpu;
@@ -13,6 +16,7 @@ pub mod cpufreq;
 pub mod kept_files;
 pub mod memory;
 pub mod net;
+pub mod node_cgroup;
 pub mod node_files;
 pub mod pods;
 pub mod pressure;

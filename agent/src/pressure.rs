@@ -7,7 +7,7 @@
 //! Linux 5.13.
 
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -139,10 +139,23 @@ fn parse_average(key: &str, value: &str) -> Result<f32, ParseError> {
 /// A missing file leaves out that resource only.
 pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Vec<Pressure>> {
     let dir = roots.proc("pressure");
+    read_files(files, &dir, |name| dir.join(name), NO_PSI)
+}
+
+/// Reads the pressure file `path_of(name)` of every resource: the host's
+/// `/proc/pressure/<name>`, or a v2 cgroup's `<name>.pressure` (same format,
+/// Documentation/accounting/psi.rst, "Cgroup2 interface"). Absent, with
+/// `why_absent` (or the boot-time switch), when none of them can be read.
+pub fn read_files(
+    files: &mut NodeFiles,
+    dir: &Path,
+    path_of: impl Fn(&str) -> PathBuf,
+    why_absent: &str,
+) -> SignalResult<Vec<Pressure>> {
     let mut readings = Vec::with_capacity(6);
     let mut disabled = false;
     for (resource, name) in Resource::ALL {
-        let path = dir.join(name);
+        let path = path_of(name);
         match files.read(&path) {
             Ok(bytes) => readings.extend(parse_pressure(resource, bytes).map_err(|e| e.at(&path))?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -152,8 +165,8 @@ pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Vec<Pressu
     }
     if readings.is_empty() {
         return Err(absent(
-            &dir,
-            if disabled { "PSI disabled at boot (psi=0 on the kernel command line)" } else { NO_PSI },
+            dir,
+            if disabled { "PSI disabled at boot (psi=0 on the kernel command line)" } else { why_absent },
         ));
     }
     Ok(readings)

@@ -11,6 +11,7 @@ use crate::cpu::{self, CpuStat};
 use crate::cpufreq::{self, CpuFrequency};
 use crate::memory::{self, Memory};
 use crate::net::{self, Interface};
+use crate::node_cgroup::{NodeCgroup, NodeCgroupSource};
 use crate::node_files::NodeFiles;
 use crate::pods::{Pod, PodTracker, ScanPolicy};
 use crate::pressure::{self, Pressure};
@@ -28,6 +29,10 @@ pub struct Sample {
     pub cpu: Option<CpuStat>,
     pub memory: Option<Memory>,
     pub pressure: Vec<Pressure>,
+    /// Where `cpu`, `memory` and `pressure` came from when they are a
+    /// cgroup's (`--node-cgroup`); left out when they are the host's `/proc`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_cgroup: Option<NodeCgroupSource>,
     pub thermals: Thermals,
     pub cpu_frequencies: Vec<CpuFrequency>,
     pub throttle: Option<Throttle>,
@@ -51,6 +56,8 @@ pub struct Sampler {
     node_name: String,
     pods: PodTracker,
     node_files: NodeFiles,
+    /// `--node-cgroup`: the node's CPU, memory and pressure come from it.
+    node_cgroup: Option<NodeCgroup>,
     logged: LogOnce,
     parse_errors_total: u64,
 }
@@ -62,6 +69,7 @@ impl Sampler {
             node_name: node_name.into(),
             pods: PodTracker::new(),
             node_files: NodeFiles::new(),
+            node_cgroup: None,
             logged: LogOnce::default(),
             parse_errors_total: 0,
         }
@@ -74,6 +82,13 @@ impl Sampler {
     pub fn with_scan_policy(mut self, policy: ScanPolicy) -> Self {
         self.pods = PodTracker::with_policy(policy);
         self.node_files = NodeFiles::with_relist(policy.process_rescan);
+        self
+    }
+
+    /// Reads the node's CPU, memory and pressure from `cgroup` instead of
+    /// the host's `/proc` (see [`crate::node_cgroup`]).
+    pub fn with_node_cgroup(mut self, cgroup: NodeCgroup) -> Self {
+        self.node_cgroup = Some(cgroup);
         self
     }
 
@@ -92,9 +107,14 @@ impl Sampler {
         let mut sample = Sample { node_name: self.node_name.clone(), timestamp_ms, ..Sample::default() };
         let files = &mut self.node_files;
         files.begin_sample(Instant::now());
-        let cpu = cpu::read(&roots, files);
-        let memory = memory::read(&roots, files);
-        let pressure = pressure::read(&roots, files);
+        let (cpu, memory, pressure) = match self.node_cgroup.as_mut() {
+            Some(node_cgroup) => {
+                let reading = node_cgroup.read(&roots, files);
+                sample.node_cgroup = Some(reading.source);
+                (reading.cpu, reading.memory, reading.pressure)
+            }
+            None => (cpu::read(&roots, files), memory::read(&roots, files), pressure::read(&roots, files)),
+        };
         let thermals = thermal::read(&roots, files);
         let cpu_frequencies = cpufreq::read(&roots, files);
         let throttle = throttle::read(&roots, files);

@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use crate::node_cgroup::PressureFrom;
+use crate::pods::cgroup_path::CgroupVersion;
 use crate::rates::Rates;
 use crate::sampler::Sample;
 
@@ -9,14 +11,30 @@ use crate::sampler::Sample;
 pub fn render(sample: &Sample, rates: &Rates) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "node {} ({} s between readings)", sample.node_name, rates.interval_seconds);
-    if let Some(cpu) = &rates.cpu {
+    if let Some(source) = &sample.node_cgroup {
+        let version = match source.version {
+            Some(CgroupVersion::V1) => "v1",
+            Some(CgroupVersion::V2) => "v2",
+            None => "not found",
+        };
+        let pressure = match source.pressure_from {
+            Some(PressureFrom::Cgroup) => "the cgroup's",
+            Some(PressureFrom::Host) => "the host's",
+            None => "none",
+        };
         let _ = writeln!(
             out,
-            "cpu      {:5.1}% busy ({:.1}% softirq), {} cores",
-            cpu.busy * 100.0,
-            cpu.softirq * 100.0,
-            sample.cpu.as_ref().map_or(0, |c| c.cores.len())
+            "node     cgroup {} ({version}): cpu user/system and memory are the cgroup's, pressure {pressure}",
+            source.path
         );
+    }
+    if let Some(cpu) = &rates.cpu {
+        // A node cgroup has no per-core split: say so rather than "0 cores".
+        let cores = match sample.cpu.as_ref().map_or(0, |c| c.cores.len()) {
+            0 => "no per-core figures".to_string(),
+            n => format!("{n} cores"),
+        };
+        let _ = writeln!(out, "cpu      {:5.1}% busy ({:.1}% softirq), {cores}", cpu.busy * 100.0, cpu.softirq * 100.0);
     }
     if let Some(mem) = &sample.memory {
         let _ = writeln!(out, "memory   {} MiB available of {} MiB", mem.available_bytes >> 20, mem.total_bytes >> 20);

@@ -178,6 +178,9 @@ pub fn sample_to_wire(sample: &Sample, refs: &mut PodRefs) -> pb::Sample {
         cpu,
         memory,
         pressure,
+        // For people reading `--once`: the figures themselves are the
+        // node's either way, and the collector needs no more.
+        node_cgroup: _,
         thermals,
         cpu_frequencies,
         throttle,
@@ -445,6 +448,8 @@ mod tests {
                 swap_total_bytes: 512_000_000,
                 swap_free_bytes: 256_000_000,
             }),
+            // Not on the wire: see sample_to_wire.
+            node_cgroup: None,
             pressure: vec![
                 Pressure {
                     resource: Resource::Cpu,
@@ -628,6 +633,7 @@ mod tests {
                 swap_total_bytes: m.swap_total_bytes,
                 swap_free_bytes: m.swap_free_bytes,
             }),
+            node_cgroup: None,
             pressure: s
                 .pressure
                 .iter()

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bakery_agent::node_cgroup::{NodeCgroup, PressureFrom};
 use bakery_agent::roots::HostRoots;
 use bakery_agent::sampler::{Sample, Sampler};
 
@@ -18,11 +19,18 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
+/// Samples a fixture tree. A tree that is a container node (kind, k3d) names its node cgroup in
+/// a `node-cgroup` file, as its agent would be given it with `--node-cgroup`.
 fn sample_fixture(name: &str) -> Sample {
     let dir = fixture(name);
     let roots = HostRoots::new(dir.join("proc"), dir.join("sys"));
     let node = bakery_agent::node_name_from(&roots).expect("every fixture names its node in proc/sys/kernel/hostname");
-    Sampler::new(roots, node).sample(FIXED_TIMESTAMP_MS)
+    let sampler = Sampler::new(roots, node);
+    let mut sampler = match std::fs::read_to_string(dir.join("node-cgroup")) {
+        Ok(path) => sampler.with_node_cgroup(NodeCgroup::new(path.trim())),
+        Err(_) => sampler,
+    };
+    sampler.sample(FIXED_TIMESTAMP_MS)
 }
 
 fn check_golden(name: &str) {
@@ -57,6 +65,61 @@ fn cgroup_v1_node_matches_its_golden() {
 #[test]
 fn bare_node_matches_its_golden() {
     check_golden("bare");
+}
+
+#[test]
+fn kind_node_on_cgroup_v1_matches_its_golden() {
+    check_golden("kind-v1");
+}
+
+#[test]
+fn k3d_node_on_cgroup_v2_matches_its_golden() {
+    check_golden("k3d-v2");
+}
+
+/// What a user of a container node relies on: the node's own figures, not the host's, and the
+/// sample saying where they came from.
+#[test]
+fn a_container_node_reports_its_cgroup_not_the_host() {
+    const MIB: u64 = 1 << 20;
+    // The node's working set: its usage minus its inactive file cache (1536 - 350 MiB, 2048 - 416 MiB).
+    for (name, version, limit, used, pressure_from) in [
+        ("kind-v1", "v1", Some(4096 * MIB), 1186 * MIB, PressureFrom::Host),
+        ("k3d-v2", "v2", None, 1632 * MIB, PressureFrom::Cgroup),
+    ] {
+        let sample = sample_fixture(name);
+        assert!(
+            sample.unavailable.iter().all(|u| !["cpu", "memory", "pressure"].contains(&u.signal.as_str())),
+            "{name}: {:?}",
+            sample.unavailable
+        );
+        let dir = fixture(name);
+        let host = HostRoots::new(dir.join("proc"), dir.join("sys"));
+        let host = Sampler::new(host, "host").sample(FIXED_TIMESTAMP_MS);
+        let (node_cpu, host_cpu) = (sample.cpu.clone().unwrap(), host.cpu.unwrap());
+        assert_eq!(node_cpu.total.total_jiffies(), host_cpu.total.total_jiffies(), "{name}: the host's time base");
+        let process = |t: bakery_agent::cpu::CpuTimes| t.user + t.nice + t.system;
+        assert!(process(node_cpu.total) < process(host_cpu.total) / 2, "{name}: the node's share of the host");
+        let pod_jiffies: u64 = sample.pods.iter().map(|p| p.cpu_usage_us.unwrap() / 10_000).sum();
+        assert!(!sample.pods.is_empty() && pod_jiffies < process(node_cpu.total), "{name}: pods inside the node");
+        assert!(node_cpu.cores.is_empty(), "{name}: no per-core split in a cgroup");
+
+        let memory = sample.memory.unwrap();
+        let host_memory = host.memory.unwrap();
+        assert_eq!(memory.total_bytes, limit.unwrap_or(host_memory.total_bytes), "{name}");
+        assert_eq!(memory.total_bytes - memory.available_bytes, used, "{name}: used is the node's, not the host's");
+        assert_eq!(memory.swap_total_bytes, host_memory.swap_total_bytes, "{name}: swap stays the host's");
+
+        let source = sample.node_cgroup.as_ref().expect("the sample names its cgroup");
+        assert_eq!((source.memory_limit_bytes, source.pressure_from), (limit, Some(pressure_from)), "{name}");
+        let json = serde_json::to_value(&sample).unwrap();
+        assert_eq!(json["node_cgroup"]["version"], version, "{name}");
+        let host_psi = host.pressure[0].total_us;
+        let expected_psi = if pressure_from == PressureFrom::Host { host_psi } else { 20_334_871 };
+        assert_eq!(sample.pressure[0].total_us, expected_psi, "{name}");
+    }
+    // Without the flag nothing says "cgroup": the key is left out of the JSON.
+    assert!(serde_json::to_value(sample_fixture("pi5")).unwrap().get("node_cgroup").is_none());
 }
 
 #[test]

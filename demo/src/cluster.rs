@@ -318,8 +318,13 @@ impl Cluster {
 
     fn make_cgroups(&mut self) -> Result<()> {
         self.made_cgroups = true;
-        for node in &self.plan.nodes {
+        for (node, spec) in self.plan.nodes.iter().zip(&self.plan.scenario.nodes) {
             self.layout.create(&node_system_cgroup(&node.name))?;
+            // The node's memory: its agent reads the limit as the node's MemTotal, and the hog and
+            // pods below the node cgroup are held to it.
+            if let Some(mib) = spec.memory_mib {
+                self.layout.set_memory_limit(&node_cgroup(&node.name), mib << 20)?;
+            }
         }
         for pod in &self.plan.pods {
             self.layout.create(&pod.container_cgroup())?;
@@ -556,6 +561,10 @@ impl Cluster {
                 humantime::format_duration(interval).to_string(),
                 "--node-name".into(),
                 node.name.clone(),
+                // /proc/stat, /proc/meminfo and /proc/pressure are the machine's in every node's
+                // PID namespace; the node's own CPU and memory are in its cgroup subtree.
+                "--node-cgroup".into(),
+                node_cgroup(&node.name),
             ];
             if let Some(sys_root) = self.sys_root(&node.name)? {
                 command.extend(["--sys-root".into(), sys_root.display().to_string()]);

@@ -129,6 +129,21 @@ impl CgroupLayout {
         Ok(())
     }
 
+    /// Limits the memory of the cgroup `relative` (made by [`Self::create`]) to `bytes`: v1
+    /// `memory.limit_in_bytes` in the memory hierarchy, v2 `memory.max`. Set before any process
+    /// joins, so nothing is reclaimed or killed by setting it.
+    pub fn set_memory_limit(&self, relative: &str, bytes: u64) -> Result<()> {
+        let file = match self {
+            Self::V1 { .. } => "memory.limit_in_bytes",
+            Self::V2 { .. } => "memory.max",
+        };
+        let limit =
+            self.dirs(relative).into_iter().map(|dir| dir.join(file)).find(|path| path.is_file()).ok_or_else(|| {
+                Error::Io(format!("no {file} for cgroup {relative}: is the memory controller enabled?"))
+            })?;
+        std::fs::write(&limit, bytes.to_string()).map_err(|e| Error::Io(format!("writing {}: {e}", limit.display())))
+    }
+
     /// Kills every process in the demo's cgroup tree and removes it, deepest first.
     pub fn remove_tree(&self) -> Vec<String> {
         let mut problems = Vec::new();

@@ -39,9 +39,10 @@
 //! * **Control**: the collector (and the Kubernetes API double, serving the cluster as the API
 //!   would, [`kube_state`]) in `bkd-control`, on the LAN only; the demo talks to it from a thread
 //!   inside that namespace ([`control`]), so nothing listens on or is added to the root namespace.
-//! * **Per-node extras**: CPU burned and memory held by processes outside every pod, and a sysfs
-//!   overlay ([`sysfs`]) with a hot, throttled Pi 5's thermal zone, frequencies and `get_throttled`
-//!   for that node's agent (`--sys-root`).
+//! * **Per-node extras**: CPU burned and memory held by processes outside every pod (in the node's
+//!   `system` cgroup), and a sysfs overlay ([`sysfs`]) with a hot, throttled Pi 5's thermal zone,
+//!   frequencies and `get_throttled` for that node's agent (`--sys-root`).
+//! * **Node memory**: a node's `memory_mib` is the memory limit of its cgroup `bakery-demo/<node>`.
 //!
 //! Every address is in 198.18.0.0/15 and lives only in namespaces the demo made; every name starts
 //! with `bkd-` (cgroups live under `bakery-demo/`), which is how a killed run's leftovers are found
@@ -58,12 +59,27 @@
 //! With `--otlp-endpoint` the collector also exports over OTLP, through a relay out of the control
 //! namespace ([`otlp`]).
 //!
+//! # Node CPU and memory: the node's cgroup
+//!
+//! `/proc/stat`, `/proc/meminfo` and `/proc/pressure` are not namespaced: in every node's PID
+//! namespace they show the whole machine, as they do inside a kind, k3d or LXC node. So each
+//! node's agent runs with `--node-cgroup bakery-demo/<node>` (bakery-agent's `node_cgroup`
+//! module): node CPU user and system time, memory usage and the memory limit come from the node's
+//! cgroup subtree, which holds its pods and its other processes (agent, extras). A scenario node's
+//! `memory_mib` is set as that cgroup's memory limit, and so becomes the node's memory. The burn
+//! extra then shows as unattributed CPU on its node only (scenario `nfs-neighbour`) and the memory
+//! hog as that node's memory pressure (`memory-squeeze`).
+//!
 //! # What the namespaces cannot simulate
 //!
-//! `/proc/stat`, `/proc/meminfo` and `/proc/pressure` are not namespaced: every node's agent reads
-//! the whole machine's CPU, memory and pressure. Pod CPU and memory (cgroups), NICs, connections and
-//! thermals (the overlay) are per node; node CPU, unattributed CPU and memory pressure are not, so
-//! the burn and memory-hog extras run, but no per-node verdict can come from them here.
+//! What the agent keeps from the machine even with `--node-cgroup`: the CPU time base (wall time x
+//! the machine's cores, the same on every node), iowait, irq and softirq (packet forwarding and NAT
+//! land there, so every node shows the whole machine's), steal, swap, and per-core CPU figures (left
+//! out: a cgroup has no per-core split). Pressure stall information is per node only on cgroup v2
+//! (`cpu.pressure`, ... in the node's cgroup); on a machine whose cpuacct and memory controllers are
+//! on cgroup v1 (as on the hybrid layout the demo was built on) every node reports the machine's,
+//! so memory pressure comes from a node's available memory there, not from stalls. NICs,
+//! connections, pod accounting and thermals (the overlay) are per node.
 #![forbid(unsafe_code)]
 
 pub mod bench;

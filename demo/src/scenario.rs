@@ -22,6 +22,8 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("balanced", include_str!("../scenarios/balanced.toml")),
     ("uneven-placement", include_str!("../scenarios/uneven-placement.toml")),
     ("hot-node", include_str!("../scenarios/hot-node.toml")),
+    ("nfs-neighbour", include_str!("../scenarios/nfs-neighbour.toml")),
+    ("memory-squeeze", include_str!("../scenarios/memory-squeeze.toml")),
 ];
 
 /// The scenario run when none is named: the field guide's story (master-02 takes the traffic).
@@ -51,9 +53,22 @@ pub struct Scenario {
 pub struct NodeSpec {
     pub name: String,
     pub role: Role,
+    /// The node's memory, MiB: the demo sets it as the memory limit of the node's cgroup, which its
+    /// agent reads as the node's MemTotal (`--node-cgroup`). Absent: no limit, the machine's memory.
+    #[serde(default)]
+    pub memory_mib: Option<u64>,
     #[serde(default)]
     pub extras: Extras,
 }
+
+/// Memory a node needs besides the memory hog, MiB: its agent, its pods' stand-ins and its keeper
+/// took 8 MiB together on a node with one WordPress pod (scenario `memory-squeeze`), so this leaves
+/// room for more pods and for page cache. A hog that leaves less gets the node's processes
+/// OOM-killed inside its memory limit instead of showing memory pressure.
+pub const NODE_MEMORY_RESERVE_MIB: u64 = 48;
+
+/// The smallest `memory_mib`: the reserve and a hog of the same size.
+pub const MIN_NODE_MEMORY_MIB: u64 = 2 * NODE_MEMORY_RESERVE_MIB;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -426,6 +441,21 @@ impl Scenario {
             if extras.memory_hog_mib > 16 * 1024 {
                 return fail(format!("{}: memory_hog_mib above 16384", node.name));
             }
+            if let Some(memory) = node.memory_mib {
+                if !(MIN_NODE_MEMORY_MIB..=1 << 20).contains(&memory) {
+                    return fail(format!(
+                        "{}: memory_mib {memory} is outside {MIN_NODE_MEMORY_MIB} to 1048576 (1 TiB)",
+                        node.name
+                    ));
+                }
+                if extras.memory_hog_mib + NODE_MEMORY_RESERVE_MIB > memory {
+                    return fail(format!(
+                        "{}: memory_hog_mib {} leaves less than {NODE_MEMORY_RESERVE_MIB} MiB of memory_mib {memory} for \
+                         the node's agent and pods; the kernel would kill them within the node's memory limit",
+                        node.name, extras.memory_hog_mib
+                    ));
+                }
+            }
             if let Some(thermal) = &extras.thermal {
                 if !thermal.throttled.is_empty() && parse_hex(&thermal.throttled).is_none() {
                     return fail(format!("{}: throttled {:?} is not hex like 0x50005", node.name, thermal.throttled));
@@ -615,11 +645,30 @@ mod tests {
             (format!("{MINIMAL}\n[load]\nrate = 0"), "rate"),
             (MINIMAL.replace("app = \"web\"", "app = \"web\"\ndatabase = \"web\""), "not a database"),
             (MINIMAL.replace("role = \"worker\"", "role = \"worker\"\nextras = { burn_cores = 99.0 }"), "burn_cores"),
+            (MINIMAL.replace("role = \"worker\"", "role = \"worker\"\nmemory_mib = 32"), "memory_mib 32 is outside"),
+            (
+                MINIMAL.replace(
+                    "role = \"worker\"",
+                    "role = \"worker\"\nmemory_mib = 512\nextras = { memory_hog_mib = 480 }",
+                ),
+                "memory_hog_mib 480 leaves less than 48 MiB of memory_mib 512",
+            ),
         ];
         for (text, expected) in cases {
             let error = Scenario::parse(&text).unwrap_err().to_string();
             assert!(error.contains(expected), "expected {expected:?} in {error:?}");
         }
+    }
+
+    #[test]
+    fn a_node_memory_holds_its_hog_and_the_reserve_and_defaults_to_no_limit() {
+        let scenario = Scenario::parse(MINIMAL).unwrap();
+        assert_eq!(scenario.node("b").unwrap().memory_mib, None, "no limit: the machine's memory");
+        let squeezed = MINIMAL
+            .replace("role = \"worker\"", "role = \"worker\"\nmemory_mib = 512\nextras = { memory_hog_mib = 464 }");
+        let scenario = Scenario::parse(&squeezed).unwrap();
+        let node = scenario.node("b").unwrap();
+        assert_eq!((node.memory_mib, node.extras.memory_hog_mib), (Some(512), 464));
     }
 
     #[test]

@@ -22,18 +22,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::cgroup_mounts::Hierarchy;
 use crate::kept_files::KeptFiles;
 use crate::pods::cgroup_path::{CgroupVersion, PodCgroup};
 use crate::signal::{ParseError, SignalError};
-
-/// Where a v1 controller's hierarchy may be mounted under the cgroup root.
-/// `cpuacct` is often co-mounted with `cpu` as `cpu,cpuacct` (with `cpu`
-/// and `cpuacct` symlinks to it), or mounted on its own; the mount table is
-/// not part of a fixture tree, so the known names are tried in turn.
-const V1_CPUACCT_MOUNTS: &[&str] = &["cpuacct", "cpu,cpuacct", "cpuacct,cpu", "cpu"];
-const V1_MEMORY_MOUNTS: &[&str] = &["memory"];
-/// v2 is the cgroup root itself, or `unified` on a hybrid layout.
-const V2_MOUNTS: &[&str] = &["", "unified"];
 
 /// One pod's accounting; `None` where a file is missing or malformed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -132,9 +124,9 @@ impl CgroupReader {
         let id = self.pod_id(&pod.pod_path);
         let relative = pod.pod_path.trim_start_matches('/');
         let (mount, cpu_file, usage_file, inactive_key) = match pod.version {
-            CgroupVersion::V2 => (Mount::V2, CgroupFile::CpuStat, CgroupFile::MemoryCurrent, "inactive_file"),
+            CgroupVersion::V2 => (Hierarchy::V2, CgroupFile::CpuStat, CgroupFile::MemoryCurrent, "inactive_file"),
             CgroupVersion::V1 => {
-                (Mount::V1Cpuacct, CgroupFile::CpuacctUsage, CgroupFile::MemoryUsageInBytes, "total_inactive_file")
+                (Hierarchy::V1Cpuacct, CgroupFile::CpuacctUsage, CgroupFile::MemoryUsageInBytes, "total_inactive_file")
             }
         };
         let cpu = self.read_file(root, mount, id, relative, cpu_file, errors).and_then(|(at, text)| {
@@ -144,7 +136,7 @@ impl CgroupReader {
             };
             keep(parsed.map_err(|e| e.at(&at.path())), errors)
         });
-        let memory_mount = if pod.version == CgroupVersion::V1 { Mount::V1Memory } else { Mount::V2 };
+        let memory_mount = if pod.version == CgroupVersion::V1 { Hierarchy::V1Memory } else { Hierarchy::V2 };
         let memory = self.working_set(root, memory_mount, (id, &pod.pod_path), (usage_file, inactive_key), now, errors);
         PodUsage { cpu_usage_us: cpu, memory_working_set_bytes: memory }
     }
@@ -167,7 +159,7 @@ impl CgroupReader {
     fn working_set(
         &mut self,
         root: &Path,
-        mount: Mount,
+        mount: Hierarchy,
         (id, pod_path): (u32, &str),
         (usage_file, inactive_key): (CgroupFile, &str),
         now: Instant,
@@ -207,13 +199,13 @@ impl CgroupReader {
     fn read_file<'a>(
         &mut self,
         root: &'a Path,
-        which: Mount,
+        which: Hierarchy,
         id: u32,
         relative: &'a str,
         file: CgroupFile,
         errors: &mut Vec<SignalError>,
     ) -> Option<(FileAt<'a>, &str)> {
-        let mounts = which.candidates();
+        let mounts = which.mount_names();
         let preferred = *self.preferred(which);
         let order = std::iter::once(preferred).chain((0..mounts.len()).filter(|&i| i != preferred));
         for index in order {
@@ -239,28 +231,11 @@ impl CgroupReader {
         None
     }
 
-    fn preferred(&mut self, which: Mount) -> &mut usize {
+    fn preferred(&mut self, which: Hierarchy) -> &mut usize {
         match which {
-            Mount::V1Cpuacct => &mut self.v1_cpuacct,
-            Mount::V1Memory => &mut self.v1_memory,
-            Mount::V2 => &mut self.v2,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Mount {
-    V1Cpuacct,
-    V1Memory,
-    V2,
-}
-
-impl Mount {
-    fn candidates(self) -> &'static [&'static str] {
-        match self {
-            Mount::V1Cpuacct => V1_CPUACCT_MOUNTS,
-            Mount::V1Memory => V1_MEMORY_MOUNTS,
-            Mount::V2 => V2_MOUNTS,
+            Hierarchy::V1Cpuacct => &mut self.v1_cpuacct,
+            Hierarchy::V1Memory => &mut self.v1_memory,
+            Hierarchy::V2 => &mut self.v2,
         }
     }
 }

@@ -139,6 +139,18 @@ pub struct Args {
     #[arg(long, env = "BAKERY_TCP_TABLE_READS_PER_SAMPLE", value_name = "N")]
     pub tcp_table_reads_per_sample: Option<u32>,
 
+    /// Shortest time between two reads of one pod's TCP socket tables while
+    /// streaming. A pod under load moves its TCP counters every sample; its
+    /// by-state tally (inbound and outbound established, listening,
+    /// time-wait, ...) is then re-read at most this often and reports its age
+    /// meanwhile, while its counters (established now, opens, resets) stay
+    /// live every sample. Without it, an agent under load spent most of its
+    /// CPU walking the TCP hash. A new pod's first tally is not delayed.
+    /// 0s: whenever the counters moved (within the per-sample budget). --once
+    /// reads every table.
+    #[arg(long, env = "BAKERY_TCP_TABLE_MIN_AGE", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Streaming")]
+    pub tcp_table_min_age: Duration,
+
     /// Longest time between two walks of /proc for pod processes that started
     /// or exited. A new pod shows up, and a deleted one disappears, within this
     /// time; each pod's counters are still read every sample. A walk lists
@@ -379,6 +391,7 @@ fn stream_forever(args: &Args, roots: HostRoots, node_name: String) -> anyhow::R
                 .unwrap_or(ScanPolicy::STREAMING.tcp_table_reads_per_sample),
             process_rescan: args.process_rescan_interval,
             memory_stat_refresh: args.memory_stat_refresh,
+            tcp_table_min_age: args.tcp_table_min_age,
             quiet_tcp_counters_refresh: args.quiet_tcp_refresh,
         };
         let sampler = sampler(args, roots, config.node_name.clone(), policy);

@@ -65,6 +65,9 @@ pub struct ScanPolicy {
     /// Longest a pod's inactive file figure (`memory.stat`) is reused in its
     /// working set; see [`cgroup_stats`]. Zero: read every sample.
     pub memory_stat_refresh: Duration,
+    /// Shortest time between two reads of one namespace's socket tables
+    /// (see [`tcp_refresh`]); zero: whenever its counters moved.
+    pub tcp_table_min_age: Duration,
     /// Longest a network namespace whose interfaces moved no packet since
     /// its TCP counters were read keeps them instead of reading `net/snmp`
     /// and `net/sockstat{,6}` again (see [`Measure::network`]). Zero: read
@@ -78,6 +81,7 @@ impl ScanPolicy {
         tcp_table_reads_per_sample: u32::MAX,
         process_rescan: Duration::ZERO,
         memory_stat_refresh: Duration::ZERO,
+        tcp_table_min_age: Duration::ZERO,
         quiet_tcp_counters_refresh: Duration::ZERO,
     };
 
@@ -86,6 +90,7 @@ impl ScanPolicy {
         tcp_table_reads_per_sample: DEFAULT_TCP_TABLE_READS_PER_SAMPLE,
         process_rescan: Duration::from_secs(2),
         memory_stat_refresh: Duration::from_secs(2),
+        tcp_table_min_age: Duration::from_secs(5),
         quiet_tcp_counters_refresh: Duration::from_secs(2),
     };
 }
@@ -270,6 +275,7 @@ struct Measure {
     namespaces: HashMap<NamespaceKey, NamespaceReading>,
     tables: TableRefresh<NamespaceKey>,
     tcp_table_reads_per_sample: u32,
+    tcp_table_min_age: Duration,
     veths: VethPeers,
     /// Namespaces read from their veth peers this sample.
     from_veths: u32,
@@ -371,6 +377,7 @@ impl PodTracker {
                 namespaces: HashMap::new(),
                 tables: TableRefresh::default(),
                 tcp_table_reads_per_sample: policy.tcp_table_reads_per_sample,
+                tcp_table_min_age: policy.tcp_table_min_age,
                 veths: VethPeers::default(),
                 from_veths: 0,
                 last_counters: HashMap::new(),
@@ -416,7 +423,7 @@ impl PodTracker {
             // On a fixture tree a pod's `ns/net` cannot be opened, so no pod
             // is mapped and each is read from its own files.
             if node_interfaces.is_some() {
-                self.refresh_veths(&roots.proc, &mut errors);
+                self.refresh_veths(&roots.proc, now, &mut errors);
             } else {
                 self.measure.veths.forget();
             }
@@ -476,8 +483,11 @@ impl PodTracker {
 
 impl PodTracker {
     /// Maps every pod namespace to its veth peers on the node, keeping only
-    /// namespaces whose every interface but loopback is such a veth.
-    fn refresh_veths(&mut self, proc_root: &Path, errors: &mut Vec<SignalError>) {
+    /// namespaces whose every interface but loopback is such a veth. The
+    /// mapping of the last walk is kept while the pods' namespaces are the
+    /// same (see [`veth::REMAP_INTERVAL`]): a link dump and a file per pod,
+    /// every walk, were a tenth of an idle agent's CPU.
+    fn refresh_veths(&mut self, proc_root: &Path, now: Instant, errors: &mut Vec<SignalError>) {
         let mut namespaces = Vec::new();
         for (_, pids) in self.pids.pods() {
             let Some(&pid) = pids.first() else { continue };
@@ -487,10 +497,16 @@ impl PodTracker {
                 namespaces.push((inode, process));
             }
         }
+        let mut inodes: Vec<u64> = namespaces.iter().map(|(inode, _)| *inode).collect();
+        inodes.sort_unstable();
+        inodes.dedup();
+        if self.measure.veths.is_current_for(&inodes, now) {
+            return;
+        }
         let measure = &mut self.measure;
         let links: Vec<(u64, PathBuf)> =
             namespaces.iter().map(|(inode, process)| (*inode, process.join("ns/net"))).collect();
-        if let Err(source) = measure.veths.refresh(links.iter().map(|(inode, path)| (*inode, path.as_path()))) {
+        if let Err(source) = measure.veths.refresh(links.iter().map(|(inode, path)| (*inode, path.as_path())), now) {
             let path = PathBuf::from("rtnetlink (RTM_GETLINK, RTM_GETNSID)");
             errors.push(SignalError::Io { path, source });
             measure.veths.forget();
@@ -720,7 +736,7 @@ impl Measure {
             }
         }
         let mut reads = 0;
-        for key in self.tables.due(self.tcp_table_reads_per_sample) {
+        for key in self.tables.due(self.tcp_table_reads_per_sample, now, self.tcp_table_min_age) {
             let Some(reading) = self.namespaces.get(&key) else { continue };
             let Some(counters) = reading.tcp_counters else { continue };
             let process = reading.process.clone();

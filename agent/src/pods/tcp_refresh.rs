@@ -6,12 +6,13 @@
 //! when its counter signature ([`TcpSignature`]) moved since they were last
 //! read, and at most a budget of namespaces per sample: those never read
 //! first (a new pod gets its first tally as soon as the budget allows),
-//! then the stalest. Pure bookkeeping: the caller does the reads and passes
+//! then the stalest, and a namespace already read not again before a
+//! minimum age (`--tcp-table-min-age`). Pure bookkeeping: the caller does the reads and passes
 //! the time.
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::pods::tcp::TcpStates;
 use crate::pods::tcp_counters::TcpSignature;
@@ -85,15 +86,21 @@ impl<K: Hash + Eq + Ord + Copy> TableRefresh<K> {
         }
     }
 
-    /// The namespaces observed this sample whose tables are due, at most
-    /// `budget`: never tried ones first (longest waiting first), then the
-    /// others by when they were last current or tried, oldest first.
-    pub fn due(&self, budget: u32) -> Vec<K> {
+    /// The namespaces observed this sample whose tables are due at `now`,
+    /// at most `budget`: never tried ones first (longest waiting first), then
+    /// the others by when they were last current or tried, oldest first. A
+    /// namespace that has a tally is read again only when its counters moved
+    /// and its last read was at least `min_age` ago: a busy pod's counters
+    /// move every sample, and re-reading its tables every sample is most of
+    /// what an agent costs under load.
+    pub fn due(&self, budget: u32, now: Instant, min_age: Duration) -> Vec<K> {
+        let old_enough =
+            |namespace: &Namespace| namespace.tried_at.is_none_or(|at| now.saturating_duration_since(at) >= min_age);
         let mut due: Vec<(&K, &Namespace)> = self
             .namespaces
             .iter()
             .filter(|(_, namespace)| namespace.seen_in_sample == self.sample)
-            .filter(|(_, namespace)| namespace.read.is_none() || namespace.stale)
+            .filter(|(_, namespace)| namespace.read.is_none() || (namespace.stale && old_enough(namespace)))
             .collect();
         // `None` (never current nor tried) sorts before any time; the key
         // breaks ties so that the order does not depend on the hash map's.
@@ -137,7 +144,6 @@ impl<K: Hash + Eq + Ord + Copy> TableRefresh<K> {
 mod tests {
     use super::*;
     use crate::pods::tcp_counters::TcpCounters;
-    use std::time::Duration;
 
     fn signature(curr_estab: u64, passive_opens: u64) -> TcpSignature {
         TcpCounters { curr_estab, passive_opens, ..TcpCounters::default() }.signature()
@@ -152,11 +158,12 @@ mod tests {
         refresh: TableRefresh<u32>,
         start: Instant,
         second: u64,
+        min_age: Duration,
     }
 
     impl Run {
         fn new() -> Self {
-            Self { refresh: TableRefresh::default(), start: Instant::now(), second: 0 }
+            Self { refresh: TableRefresh::default(), start: Instant::now(), second: 0, min_age: Duration::ZERO }
         }
 
         fn now(&self) -> Instant {
@@ -177,7 +184,7 @@ mod tests {
             for (key, signature, _) in namespaces {
                 self.refresh.observe(*key, *signature, now);
             }
-            let due = self.refresh.due(budget);
+            let due = self.refresh.due(budget, now, self.min_age);
             for key in &due {
                 self.refresh.tried(*key, now);
                 let (_, signature, inbound) = namespaces.iter().find(|(k, ..)| k == key).unwrap();
@@ -221,6 +228,25 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_namespace_is_read_again_only_after_the_minimum_age_and_a_new_one_at_once() {
+        let mut run = Run { min_age: Duration::from_secs(5), ..Run::new() };
+        let busy = |second: u64| (1, signature(7, second), 7 + second as u32);
+        let (read, _) = run.sample(4, &[busy(0)]);
+        assert_eq!(read, [1]);
+        for _ in 0..4 {
+            let second = run.second + 1;
+            let (read, tallies) = run.sample(4, &[busy(second), (2, signature(2, 2), 2)]);
+            let expected_read: &[u32] = if second == 2 { &[2] } else { &[] };
+            assert_eq!(read, expected_read, "second {second}: only the new namespace is read");
+            let age = tallies[0].expect("the first tally").1;
+            assert_eq!(age, (second - 1) * 1000, "second {second}: the tally says how old it is");
+        }
+        let (read, tallies) = run.sample(4, &[busy(6), (2, signature(2, 2), 2)]);
+        assert_eq!(read, [1], "five seconds after its last read");
+        assert_eq!(tallies[0], Some((states(13), 0)));
+    }
+
+    #[test]
     fn the_budget_goes_to_new_namespaces_first_then_the_stalest() {
         let mut run = Run::new();
         let (read, _) = run.sample(2, &[(1, signature(1, 1), 1), (2, signature(2, 2), 2)]);
@@ -249,7 +275,7 @@ mod tests {
             for key in [1, 2, 3] {
                 run.refresh.observe(key, signature(key.into(), 1), now);
             }
-            let due = run.refresh.due(1);
+            let due = run.refresh.due(1, now, Duration::ZERO);
             for key in &due {
                 run.refresh.tried(*key, now);
                 if *key != 1 {

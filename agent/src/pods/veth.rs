@@ -29,6 +29,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::RouteNetlinkMessage;
@@ -192,19 +193,34 @@ impl Rtnetlink {
     }
 }
 
+/// Longest a mapping is kept while the set of pod namespaces stays the
+/// same. A pod's veth is made with its sandbox and lives as long as it, so a
+/// new mapping is needed when a namespace comes or goes; this bounds how
+/// long a rarer change (an interface added to a running pod) goes unseen.
+/// A veth that disappears is noticed at once: [`pod_counters`] then gives
+/// `None` and the pod is read from its own files.
+pub const REMAP_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The pods' node-side veth names, by network namespace inode, as of the
-/// last walk.
+/// last mapping.
 #[derive(Debug, Default)]
 pub struct VethPeers {
     rtnetlink: Option<Rtnetlink>,
     peers: HashMap<u64, Vec<String>>,
+    /// The namespaces the last mapping was made for (sorted), and when.
+    mapped: Option<(Vec<u64>, Instant)>,
 }
 
 impl VethPeers {
     /// Finds the veth peers of `namespaces` (inode, and the `ns/net` of a
     /// process in it). Namespaces it cannot map keep no peers.
-    pub fn refresh<'a>(&mut self, namespaces: impl IntoIterator<Item = (u64, &'a Path)>) -> io::Result<()> {
+    pub fn refresh<'a>(
+        &mut self,
+        namespaces: impl IntoIterator<Item = (u64, &'a Path)>,
+        now: Instant,
+    ) -> io::Result<()> {
         self.peers.clear();
+        self.mapped = None;
         let rtnetlink = match &mut self.rtnetlink {
             Some(rtnetlink) => rtnetlink,
             None => self.rtnetlink.insert(Rtnetlink::open()?),
@@ -224,11 +240,23 @@ impl VethPeers {
                 self.peers.insert(inode, names.clone());
             }
         }
+        let mut inodes: Vec<u64> = seen.into_iter().collect();
+        inodes.sort_unstable();
+        self.mapped = Some((inodes, now));
         Ok(())
+    }
+
+    /// Whether the last mapping was made for exactly these namespaces
+    /// (`inodes` sorted) less than [`REMAP_INTERVAL`] before `now`.
+    pub fn is_current_for(&self, inodes: &[u64], now: Instant) -> bool {
+        self.mapped
+            .as_ref()
+            .is_some_and(|(mapped, at)| mapped == inodes && now.saturating_duration_since(*at) < REMAP_INTERVAL)
     }
 
     pub fn forget(&mut self) {
         self.peers.clear();
+        self.mapped = None;
     }
 
     pub fn drop_namespace(&mut self, inode: u64) {
@@ -252,6 +280,19 @@ mod tests {
             link.attributes.push(LinkAttribute::LinkNetNsId(id));
         }
         link
+    }
+
+    #[test]
+    fn a_mapping_is_kept_for_the_same_namespaces_until_the_remap_interval() {
+        let mut peers = VethPeers::default();
+        let now = Instant::now();
+        assert!(!peers.is_current_for(&[], now), "never mapped");
+        peers.refresh(std::iter::empty(), now).expect("a link dump of this namespace over rtnetlink");
+        assert!(peers.is_current_for(&[], now + REMAP_INTERVAL - Duration::from_millis(1)));
+        assert!(!peers.is_current_for(&[], now + REMAP_INTERVAL), "mapped again every so often");
+        assert!(!peers.is_current_for(&[7], now), "a pod namespace came");
+        peers.forget();
+        assert!(!peers.is_current_for(&[], now), "forgotten");
     }
 
     #[test]

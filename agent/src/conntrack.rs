@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
-use crate::signal::{SignalError, SignalResult, parse_u64};
+use crate::signal::{SignalResult, parse_u64};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Conntrack {
@@ -28,11 +28,9 @@ pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Conntrack>
     Ok(Conntrack { count, max })
 }
 
-/// One decimal counter file. Bytes that are not UTF-8 are decoded lossily so
-/// that they fail as malformed content, not as an IO error.
+/// One decimal counter file.
 fn read_counter(path: &Path, files: &mut NodeFiles) -> SignalResult<u64> {
-    let bytes = files.read(path).map_err(|e| SignalError::from_io(path, e, NOT_LOADED))?;
-    parse_u64(&String::from_utf8_lossy(bytes)).map_err(|e| e.at(path))
+    files.read_parsed(path, NOT_LOADED, parse_u64)
 }
 
 #[cfg(test)]
@@ -40,6 +38,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::signal::SignalError;
 
     fn tree_with(count: &[u8], max: &[u8]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().expect("temp dir");

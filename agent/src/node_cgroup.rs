@@ -182,8 +182,7 @@ pub enum PressureFrom {
 
 fn version_name<S: Serializer>(version: &Option<CgroupVersion>, serializer: S) -> Result<S::Ok, S::Error> {
     match version {
-        Some(CgroupVersion::V1) => serializer.serialize_str("v1"),
-        Some(CgroupVersion::V2) => serializer.serialize_str("v2"),
+        Some(version) => serializer.serialize_str(version.name()),
         None => serializer.serialize_none(),
     }
 }
@@ -294,8 +293,8 @@ impl NodeCgroup {
             .as_deref()
             .ok_or_else(|| not_in_hierarchy(&roots.cgroup(), Hierarchy::V1Cpuacct, &self.relative, "cpuacct"))?;
         let cgroup = match located.version {
-            CgroupVersion::V1 => read_parsed(files, &dir.join("cpuacct.stat"), CGROUP_FILE_GONE, parse_cpuacct_stat)?,
-            CgroupVersion::V2 => read_parsed(files, &dir.join("cpu.stat"), CGROUP_FILE_GONE, parse_cpu_stat)?,
+            CgroupVersion::V1 => files.read_parsed(&dir.join("cpuacct.stat"), CGROUP_FILE_GONE, parse_cpuacct_stat)?,
+            CgroupVersion::V2 => files.read_parsed(&dir.join("cpu.stat"), CGROUP_FILE_GONE, parse_cpu_stat)?,
         };
         let total = node_cpu(&host.total, cgroup, self.last_idle);
         self.last_idle = Some(total.idle);
@@ -340,25 +339,13 @@ fn read_memory(
         CgroupVersion::V2 => ("memory.max", "memory.current", V2_MEMORY_OFF),
     };
     let limit = match version {
-        CgroupVersion::V1 => read_parsed(files, &dir.join(limit_file), why, parse_limit_in_bytes)?,
-        CgroupVersion::V2 => read_parsed(files, &dir.join(limit_file), why, parse_memory_max)?,
+        CgroupVersion::V1 => files.read_parsed(&dir.join(limit_file), why, parse_limit_in_bytes)?,
+        CgroupVersion::V2 => files.read_parsed(&dir.join(limit_file), why, parse_memory_max)?,
     };
-    let usage = read_parsed(files, &dir.join(usage_file), why, signal::parse_u64)?;
+    let usage = files.read_parsed(&dir.join(usage_file), why, signal::parse_u64)?;
     let (inactive_file, file) =
-        read_parsed(files, &dir.join("memory.stat"), why, |text| parse_memory_stat(text, version))?;
+        files.read_parsed(&dir.join("memory.stat"), why, |text| parse_memory_stat(text, version))?;
     Ok((node_memory(&host, CgroupMemory { limit, usage, inactive_file, file }), limit))
-}
-
-/// Reads the text file at `path` and parses it.
-fn read_parsed<T>(
-    files: &mut NodeFiles,
-    path: &Path,
-    why_absent: &str,
-    parse: impl FnOnce(&str) -> Result<T, ParseError>,
-) -> SignalResult<T> {
-    let bytes = files.read(path).map_err(|e| SignalError::from_io(path, e, why_absent))?;
-    let text = std::str::from_utf8(bytes).map_err(|_| SignalError::malformed(path, "not UTF-8 text"))?;
-    parse(text).map_err(|e| e.at(path))
 }
 
 /// A v1 node cgroup that one of the two hierarchies lacks.

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::kept_files::KeptFiles;
+use crate::signal::{ParseError, SignalError, SignalResult};
 
 /// Open node files and recent directory listings.
 #[derive(Debug)]
@@ -70,6 +71,20 @@ impl NodeFiles {
     pub fn read(&mut self, path: &Path) -> io::Result<&[u8]> {
         self.files.read_file(path.to_path_buf(), || path.to_path_buf(), &mut self.buffer)?;
         Ok(&self.buffer)
+    }
+
+    /// Reads the text file at `path` and parses it: absent (with
+    /// `why_absent`) when it does not exist, malformed when `parse` refuses
+    /// it. Bytes that are not UTF-8 are decoded lossily, so they fail as
+    /// malformed content that the error shows, not as an IO error.
+    pub fn read_parsed<T>(
+        &mut self,
+        path: &Path,
+        why_absent: &str,
+        parse: impl FnOnce(&str) -> Result<T, ParseError>,
+    ) -> SignalResult<T> {
+        let bytes = self.read(path).map_err(|e| SignalError::from_io(path, e, why_absent))?;
+        parse(&String::from_utf8_lossy(bytes)).map_err(|e| e.at(path))
     }
 
     /// The UTF-8 names in directory `dir`, sorted; `None` when it does not

@@ -12,11 +12,7 @@ pub fn render(sample: &Sample, rates: &Rates) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "node {} ({} s between readings)", sample.node_name, rates.interval_seconds);
     if let Some(source) = &sample.node_cgroup {
-        let version = match source.version {
-            Some(CgroupVersion::V1) => "v1",
-            Some(CgroupVersion::V2) => "v2",
-            None => "not found",
-        };
+        let version = source.version.map_or("not found", CgroupVersion::name);
         let pressure = match source.pressure_from {
             Some(PressureFrom::Cgroup) => "the cgroup's",
             Some(PressureFrom::Host) => "the host's",

@@ -95,8 +95,7 @@ pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Throttle> 
         path: roots.sys("devices/platform/soc*/*firmware*/get_throttled"),
         why: NOT_A_PI.to_string(),
     })?;
-    let bytes = files.read(&path).map_err(|e| SignalError::from_io(&path, e, NOT_A_PI))?;
-    parse_get_throttled(&String::from_utf8_lossy(bytes)).map(decode).map_err(|e| e.at(&path))
+    files.read_parsed(&path, NOT_A_PI, parse_get_throttled).map(decode)
 }
 
 #[cfg(test)]

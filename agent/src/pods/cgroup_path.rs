@@ -29,6 +29,16 @@ pub enum CgroupVersion {
     V2,
 }
 
+impl CgroupVersion {
+    /// `v1` or `v2`, as people write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+}
+
 /// The pod a process is in, as named by its cgroup.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PodCgroup {

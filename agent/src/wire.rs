@@ -303,7 +303,7 @@ fn throttle_flags(flags: ThrottleFlags) -> pb::ThrottleFlags {
 
 fn interface(interface: &Interface) -> pb::NetInterface {
     let Interface { name, counters } = interface;
-    pb::NetInterface { name: name.clone(), counters: Some(net_counters(counters)) }
+    pb::NetInterface { name: name.clone(), counters: Some(net_counters(counters)), ..pb::NetInterface::default() }
 }
 
 fn net_counters(counters: &NetCounters) -> pb::NetCounters {
@@ -395,6 +395,7 @@ fn tcp_connections(tcp: &TcpConnections) -> pb::TcpConnections {
         in_segments_total,
         out_segments_total,
         retransmitted_segments_total,
+        inbound_peers: 0,
     }
 }
 

@@ -115,7 +115,11 @@ fn sample(timestamp_ms: i64, pods: usize, tick: u64) -> (Sample, u64) {
         interfaces: ["eth0", "cni0", "flannel.1", "lo"]
             .iter()
             .enumerate()
-            .map(|(i, name)| NetInterface { name: name.to_string(), counters: Some(net(i as u64 * 1000)) })
+            .map(|(i, name)| NetInterface {
+                name: name.to_string(),
+                counters: Some(net(i as u64 * 1000)),
+                ..NetInterface::default()
+            })
             .collect(),
         conntrack: Some(Conntrack { count: 300, max: 65536 }),
         pods: (0..pods)

@@ -12,7 +12,7 @@ use bakery_diagnosis::{
     Config, CpuFrequency, CpuJiffies, Detector, Evaluation, NicBytes, NodeMemory, NodeRole, NodeSample, PodSample,
     PressureTotals, ThrottleFlags, Tick, Window, WindowReport, WorkloadRef, WorkloadUnderTest,
 };
-use bakery_proto::v1::Sample;
+use bakery_proto::v1::{InterfaceKind, NetInterface, Sample};
 use prost::Message;
 use tokio::sync::{Mutex, watch};
 
@@ -147,7 +147,7 @@ impl Diagnosis {
         if last_ms == Some(timestamp_ms) {
             return Ok(()); // nothing new since the last tick
         }
-        let mut tick = Tick { timestamp_ms, nodes, workload: None };
+        let mut tick = Tick { timestamp_ms, nodes, workload: None, window_open: engine.window.is_some() };
         self.choose_workload(&mut engine, &tick);
         tick.workload = engine.workload.as_ref().map(|w| under_test(w, &tick, &view));
         let evaluation = engine.detector.observe(&tick).map_err(|e| Error::Config(format!("diagnosis: {e}")))?;
@@ -355,7 +355,12 @@ fn rates_before(ticks: &VecDeque<Tick>, start_ms: i64) -> BTreeMap<WorkloadRef, 
 /// The workload's ready endpoints from its EndpointSlices, else from its ready pods.
 fn under_test(workload: &WorkloadRef, tick: &Tick, view: &ClusterView) -> WorkloadUnderTest {
     match view.endpoints.get(workload) {
-        Some(endpoints) => WorkloadUnderTest { workload: workload.clone(), ready_endpoints: endpoints.clone() },
+        Some(endpoints) => WorkloadUnderTest {
+            workload: workload.clone(),
+            ready_endpoints: endpoints.clone(),
+            service: None,
+            relay: None,
+        },
         None => WorkloadUnderTest::from_ready_pods(workload.clone(), &tick.nodes),
     }
 }
@@ -378,8 +383,9 @@ fn current_nodes(shared: &Shared, view: &ClusterView) -> Vec<NodeSample> {
     nodes
 }
 
-/// Interfaces that are not the node's own wire: loopback, pod veths, bridges and overlays. Their
-/// bytes are pod or forwarded traffic counted elsewhere (or twice).
+/// Interfaces that are not the node's own wire, by name: loopback, pod veths, bridges and
+/// overlays. Their bytes are pod or forwarded traffic counted elsewhere (or twice). Used only for
+/// samples from agents that do not classify their interfaces ([`node_wire`]).
 pub fn is_physical_interface(name: &str) -> bool {
     const VIRTUAL: [&str; 14] = [
         "lo",
@@ -398,6 +404,49 @@ pub fn is_physical_interface(name: &str) -> bool {
         "tailscale",
     ];
     !VIRTUAL.iter().any(|prefix| name.starts_with(prefix))
+}
+
+/// The node's own wire among its interfaces, each counted once: the physical interfaces, with a
+/// bond counted instead of its slaves (its counters are theirs summed); bridges, VLANs, tunnels
+/// and pod veths are left out because their bytes also cross one of those. A node without any
+/// physical interface is a container (kind, k3d, LXC, the demo): its wire is its veths that lead
+/// to no pod. Samples whose agent did not classify any interface fall back to the names.
+pub fn node_wire(interfaces: &[NetInterface]) -> Vec<&NetInterface> {
+    let kind = |i: &NetInterface| InterfaceKind::try_from(i.kind).unwrap_or(InterfaceKind::Unspecified);
+    if interfaces.iter().all(|i| kind(i) == InterfaceKind::Unspecified) {
+        return interfaces.iter().filter(|i| is_physical_interface(&i.name)).collect();
+    }
+    let bonds: std::collections::HashSet<&str> =
+        interfaces.iter().filter(|i| kind(i) == InterfaceKind::Bond).map(|i| i.name.as_str()).collect();
+    let physical: Vec<&NetInterface> = interfaces
+        .iter()
+        .filter(|i| match kind(i) {
+            InterfaceKind::Bond => true,
+            InterfaceKind::Physical => !bonds.contains(i.master.as_str()),
+            _ => false,
+        })
+        .collect();
+    if !physical.is_empty() {
+        return physical;
+    }
+    interfaces
+        .iter()
+        .filter(|i| match kind(i) {
+            InterfaceKind::Veth => true,
+            InterfaceKind::Unspecified => is_physical_interface(&i.name),
+            _ => false,
+        })
+        .collect()
+}
+
+/// Whether a temperature sensor measures the CPU or SoC (`thermal_zone*/<type>` or
+/// `hwmon*/<name>/temp*`, as the agent names them). A drive, Wi-Fi card or GPU at 80 C says
+/// nothing about the CPU throttling, so only these count as the node's temperature.
+pub fn is_cpu_sensor(sensor: &str) -> bool {
+    const CPU: [&str; 8] = ["cpu", "soc", "x86_pkg_temp", "coretemp", "k10temp", "k8temp", "zenpower", "tctl"];
+    let mut parts = sensor.split('/');
+    let kind = parts.nth(1).unwrap_or(sensor).to_ascii_lowercase();
+    CPU.iter().any(|needle| kind.contains(needle))
 }
 
 /// One agent sample as diagnosis input: node counters, and each pod with the identity the
@@ -424,13 +473,10 @@ pub fn node_sample(
             steal: c.steal,
         })
         .unwrap_or_default();
-    let mut nic = NicBytes::default();
-    for interface in sample.interfaces.iter().filter(|i| is_physical_interface(&i.name)) {
-        if let Some(counters) = &interface.counters {
-            nic.rx_bytes += counters.rx_bytes;
-            nic.tx_bytes += counters.tx_bytes;
-        }
-    }
+    let nics = node_wire(&sample.interfaces)
+        .into_iter()
+        .filter_map(|i| i.counters.as_ref().map(|c| NicBytes::new(i.name.clone(), c.rx_bytes, c.tx_bytes)))
+        .collect();
     let memory = sample
         .memory
         .as_ref()
@@ -447,7 +493,8 @@ pub fn node_sample(
             io_some_us: total("io", "some"),
         }
     });
-    let temperature_millicelsius = sample.temperatures.iter().map(|t| t.millidegrees_celsius).max();
+    let temperature_millicelsius =
+        sample.temperatures.iter().filter(|t| is_cpu_sensor(&t.sensor)).map(|t| t.millidegrees_celsius).max();
     let cpu_frequency = (!sample.cpu_frequencies.is_empty()).then(|| CpuFrequency {
         current_khz: sample.cpu_frequencies.iter().map(|f| f.current_khz).min().unwrap_or_default(),
         max_khz: sample.cpu_frequencies.iter().map(|f| f.max_khz).max().unwrap_or_default(),
@@ -479,6 +526,9 @@ pub fn node_sample(
                 rx_bytes: network.rx_bytes,
                 tx_bytes: network.tx_bytes,
                 established_inbound: pod.tcp.as_ref().map_or(0, |t| t.established_inbound),
+                passive_opens: pod.tcp.as_ref().map_or(0, |t| t.passive_opens_total),
+                // Known once the agent has read the pod's socket tables.
+                inbound_peers: pod.tcp.as_ref().filter(|t| t.detail_age_ms.is_some()).map(|t| t.inbound_peers),
                 cpu_usage_us: pod.cpu_usage_us,
                 memory_working_set_bytes: pod.memory_working_set_bytes,
             })
@@ -490,7 +540,7 @@ pub fn node_sample(
         timestamp_ms: sample.timestamp_ms,
         clock_ticks_per_second: 100,
         cpu,
-        nic,
+        nics,
         memory,
         pressure,
         temperature_millicelsius,
@@ -515,14 +565,15 @@ mod tests {
             timestamp_ms: 1_000,
             cpu_total: Some(CpuTimes { cpu: -1, user: 10, softirq: 3, idle: 90, ..CpuTimes::default() }),
             interfaces: vec![
-                NetInterface { name: "eth0".into(), counters: counters(1000, 500) },
-                NetInterface { name: "lo".into(), counters: counters(7, 7) },
-                NetInterface { name: "veth12ab".into(), counters: counters(300, 300) },
-                NetInterface { name: "cni0".into(), counters: counters(300, 300) },
+                NetInterface { name: "eth0".into(), counters: counters(1000, 500), ..NetInterface::default() },
+                NetInterface { name: "lo".into(), counters: counters(7, 7), ..NetInterface::default() },
+                NetInterface { name: "veth12ab".into(), counters: counters(300, 300), ..NetInterface::default() },
+                NetInterface { name: "cni0".into(), counters: counters(300, 300), ..NetInterface::default() },
             ],
             temperatures: vec![
-                Temperature { sensor: "a".into(), millidegrees_celsius: 61_000 },
-                Temperature { sensor: "b".into(), millidegrees_celsius: 82_500 },
+                Temperature { sensor: "thermal_zone0/cpu-thermal".into(), millidegrees_celsius: 61_000 },
+                Temperature { sensor: "hwmon1/coretemp/temp2".into(), millidegrees_celsius: 82_500 },
+                Temperature { sensor: "hwmon3/nvme/temp1".into(), millidegrees_celsius: 84_000 },
             ],
             pods: vec![
                 WirePod {
@@ -544,7 +595,7 @@ mod tests {
 
     #[test]
     fn thinning_halves_the_ticks_and_keeps_the_newest() {
-        let tick = |t: i64| Tick { timestamp_ms: t, nodes: vec![], workload: None };
+        let tick = |t: i64| Tick { timestamp_ms: t, nodes: vec![], workload: None, window_open: false };
         let mut ticks: VecDeque<Tick> = (0..5).map(tick).collect();
         thin(&mut ticks);
         assert_eq!(ticks.iter().map(|t| t.timestamp_ms).collect::<Vec<_>>(), [0, 2, 4]);
@@ -556,9 +607,9 @@ mod tests {
     #[test]
     fn only_physical_interfaces_count_as_nic_bytes() {
         let node = node_sample("pi-1", NodeRole::Worker, &sample(), &records(), &ClusterView::default());
-        assert_eq!(node.nic, NicBytes { rx_bytes: 1000, tx_bytes: 500 });
+        assert_eq!(node.nics, [NicBytes::new("eth0", 1000, 500)]);
         assert_eq!(node.cpu.softirq, 3);
-        assert_eq!(node.temperature_millicelsius, Some(82_500), "the hottest zone");
+        assert_eq!(node.temperature_millicelsius, Some(82_500), "the hottest CPU sensor, not the drive");
     }
 
     #[test]

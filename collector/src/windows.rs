@@ -82,8 +82,9 @@ pub fn total_traffic(earlier: &Tick, later: &Tick) -> Option<f64> {
     if pods > 0.0 {
         return Some(pods);
     }
-    let nic =
-        |tick: &Tick, name: &str| tick.nodes.iter().find(|n| n.name == name).map(|n| n.nic.rx_bytes + n.nic.tx_bytes);
+    let nic = |tick: &Tick, name: &str| {
+        tick.nodes.iter().find(|n| n.name == name).map(|n| n.nics.iter().map(|i| i.rx_bytes + i.tx_bytes).sum::<u64>())
+    };
     let bytes: u64 =
         later.nodes.iter().filter_map(|n| Some(nic(later, &n.name)?.saturating_sub(nic(earlier, &n.name)?))).sum();
     Some(bytes as f64 / seconds)
@@ -225,7 +226,7 @@ fn send(live: &crate::nodes::LiveState, interval_ms: u32, reason: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakery_diagnosis::{CpuJiffies, NicBytes, NodeMemory, NodeRole, NodeSample, PodSample};
+    use bakery_diagnosis::{CpuJiffies, NodeMemory, NodeRole, NodeSample, PodSample};
 
     fn pod(uid: &str, workload: &WorkloadRef, bytes: u64) -> PodSample {
         PodSample {
@@ -238,6 +239,8 @@ mod tests {
             rx_bytes: bytes,
             tx_bytes: 0,
             established_inbound: 0,
+            passive_opens: 0,
+            inbound_peers: None,
             cpu_usage_us: 0,
             memory_working_set_bytes: 0,
         }
@@ -250,7 +253,7 @@ mod tests {
             timestamp_ms: at_ms,
             clock_ticks_per_second: 100,
             cpu: CpuJiffies::default(),
-            nic: NicBytes::default(),
+            nics: Vec::new(),
             memory: NodeMemory::default(),
             pressure: None,
             temperature_millicelsius: None,
@@ -258,7 +261,7 @@ mod tests {
             throttle: None,
             pods,
         };
-        Tick { timestamp_ms: at_ms, nodes: vec![node], workload: None }
+        Tick { timestamp_ms: at_ms, nodes: vec![node], workload: None, window_open: false }
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub fn workload_under_test(plan: &Plan) -> WorkloadUnderTest {
     for pod in plan.endpoints() {
         *ready_endpoints.entry(pod.node.clone()).or_insert(0u32) += 1;
     }
-    WorkloadUnderTest { workload: workload_ref(plan, &served.name), ready_endpoints }
+    WorkloadUnderTest { workload: workload_ref(plan, &served.name), ready_endpoints, service: None, relay: None }
 }
 
 fn workload_ref(plan: &Plan, name: &str) -> WorkloadRef {

@@ -36,6 +36,11 @@ pub(crate) struct PodPoint {
     raw_rx_bytes: u64,
     raw_tx_bytes: u64,
     raw_cpu_us: u64,
+    /// Connections accepted, reset-corrected (cumulative).
+    pub passive_opens: u64,
+    raw_passive_opens: u64,
+    /// Distinct client addresses at this sample, when the agent knew them.
+    pub inbound_peers: Option<u32>,
     /// Sum of `established_inbound` over every sample since the pod was first seen.
     pub connections_sum: u64,
     /// Samples since the pod was first seen (the divisor of `connections_sum`).
@@ -50,8 +55,10 @@ pub(crate) struct NodePoint {
     pub clock_ticks_per_second: u32,
     pub cpu: CpuJiffies,
     raw_cpu: CpuJiffies,
+    /// The node's interfaces summed, each reset-corrected on its own (no name).
     pub nic: NicBytes,
-    raw_nic: NicBytes,
+    /// Each interface's raw counters, sorted by name.
+    raw_nics: Vec<NicBytes>,
     pub pressure: Option<PressureTotals>,
     raw_pressure: Option<PressureTotals>,
     pub memory: NodeMemory,
@@ -135,6 +142,21 @@ fn advance(previous_corrected: u64, previous_raw: u64, raw: u64) -> u64 {
     previous_corrected.saturating_add(increase)
 }
 
+/// The corrected sum over interfaces: each interface's increase since the previous point (its new
+/// value after a reset), so one interface restarting does not read as the node's total going back.
+/// An interface that is new at this point adds nothing yet (what it carried before is unknown); one
+/// that is gone adds nothing. Both lists are sorted by name.
+fn advance_nics(prev: &NicBytes, prev_raw: &[NicBytes], raw: &[NicBytes]) -> NicBytes {
+    let mut sum = NicBytes { name: String::new(), rx_bytes: prev.rx_bytes, tx_bytes: prev.tx_bytes };
+    for interface in raw {
+        let Ok(i) = prev_raw.binary_search_by(|p| p.name.cmp(&interface.name)) else { continue };
+        let before = &prev_raw[i];
+        sum.rx_bytes = advance(sum.rx_bytes, before.rx_bytes, interface.rx_bytes);
+        sum.tx_bytes = advance(sum.tx_bytes, before.tx_bytes, interface.tx_bytes);
+    }
+    sum
+}
+
 fn advance_cpu(prev: &CpuJiffies, prev_raw: &CpuJiffies, raw: &CpuJiffies) -> CpuJiffies {
     // A reset of /proc/stat means a reboot: every mode restarts together, so one test decides for all.
     let reset = raw.busy() + raw.idle + raw.iowait < prev_raw.busy() + prev_raw.idle + prev_raw.iowait;
@@ -189,6 +211,9 @@ fn pod_point(sample: &PodSample, previous: Option<&PodPoint>) -> PodPoint {
             raw_rx_bytes: sample.rx_bytes,
             raw_tx_bytes: sample.tx_bytes,
             raw_cpu_us: sample.cpu_usage_us,
+            passive_opens: advance(prev.passive_opens, prev.raw_passive_opens, sample.passive_opens),
+            raw_passive_opens: sample.passive_opens,
+            inbound_peers: sample.inbound_peers,
             connections_sum: prev.connections_sum + u64::from(sample.established_inbound),
             samples: prev.samples + 1,
             memory_working_set_bytes: sample.memory_working_set_bytes,
@@ -209,6 +234,9 @@ fn pod_point(sample: &PodSample, previous: Option<&PodPoint>) -> PodPoint {
             raw_rx_bytes: sample.rx_bytes,
             raw_tx_bytes: sample.tx_bytes,
             raw_cpu_us: sample.cpu_usage_us,
+            passive_opens: 0,
+            raw_passive_opens: sample.passive_opens,
+            inbound_peers: sample.inbound_peers,
             connections_sum: u64::from(sample.established_inbound),
             samples: 1,
             memory_working_set_bytes: sample.memory_working_set_bytes,
@@ -230,13 +258,12 @@ fn node_point(sample: &NodeSample, incoming: Vec<&PodSample>, previous: Option<&
             pod_point(pod, prev)
         })
         .collect();
+    let mut raw_nics = sample.nics.clone();
+    raw_nics.sort_by(|a, b| a.name.cmp(&b.name));
     let (cpu, nic, pressure) = match previous {
         Some(prev) => (
             advance_cpu(&prev.cpu, &prev.raw_cpu, &sample.cpu),
-            NicBytes {
-                rx_bytes: advance(prev.nic.rx_bytes, prev.raw_nic.rx_bytes, sample.nic.rx_bytes),
-                tx_bytes: advance(prev.nic.tx_bytes, prev.raw_nic.tx_bytes, sample.nic.tx_bytes),
-            },
+            advance_nics(&prev.nic, &prev.raw_nics, &raw_nics),
             match (prev.pressure, prev.raw_pressure, sample.pressure) {
                 (Some(p), Some(pr), Some(r)) => Some(advance_pressure(&p, &pr, &r)),
                 (_, _, Some(_)) => Some(PressureTotals::default()),
@@ -251,7 +278,7 @@ fn node_point(sample: &NodeSample, incoming: Vec<&PodSample>, previous: Option<&
         cpu,
         raw_cpu: sample.cpu,
         nic,
-        raw_nic: sample.nic,
+        raw_nics,
         pressure,
         raw_pressure: sample.pressure,
         memory: sample.memory,
@@ -328,7 +355,7 @@ mod tests {
             timestamp_ms: t,
             clock_ticks_per_second: 100,
             cpu: CpuJiffies::default(),
-            nic: NicBytes { rx_bytes: rx, tx_bytes: 0 },
+            nics: vec![NicBytes::new("eth0", rx, 0)],
             memory: NodeMemory::default(),
             pressure: None,
             temperature_millicelsius: None,
@@ -344,6 +371,8 @@ mod tests {
                 rx_bytes: pod_rx,
                 tx_bytes: 0,
                 established_inbound: 2,
+                passive_opens: 0,
+                inbound_peers: None,
                 cpu_usage_us: 0,
                 memory_working_set_bytes: 0,
             }],
@@ -361,6 +390,22 @@ mod tests {
         let pod = span.last().pod("u").expect("the pod");
         assert_eq!(pod.rx_bytes, 100 + 20 + 50);
         assert_eq!((pod.connections_sum, pod.samples), (8, 4));
+    }
+
+    #[test]
+    fn one_interface_resetting_costs_only_its_own_bytes() {
+        let mut history = History::default();
+        let with = |t: i64, eth0: u64, eth1: u64| {
+            let mut sample = node(t, 0, 0);
+            sample.nics = vec![NicBytes::new("eth1", eth1, 0), NicBytes::new("eth0", eth0, 0)];
+            sample
+        };
+        // eth1 restarts from zero at 500 ms (a driver reload) while eth0 keeps counting.
+        for (t, eth0, eth1) in [(0, 50_000, 9_000), (250, 51_000, 9_500), (500, 52_000, 100), (750, 53_000, 300)] {
+            history.ingest(&[with(t, eth0, eth1)], 10_000).expect("well-formed");
+        }
+        let span = history.span("n", 10_000, 750).expect("points");
+        assert_eq!(span.last().nic.rx_bytes - span.first().nic.rx_bytes, 3_000 + 500 + 100 + 200);
     }
 
     #[test]

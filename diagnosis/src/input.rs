@@ -9,7 +9,7 @@
 //! Pods are nested in the node that sampled them: they share the node's sample timestamp, so a node's
 //! pod counters and node counters always cover the same interval.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,10 @@ pub struct Tick {
     /// only node-level causes are diagnosed and every node is a peer.
     #[serde(default)]
     pub workload: Option<WorkloadUnderTest>,
+    /// A load-test window is open at this tick. A node's own baseline (unattributed CPU) learns only
+    /// outside windows, so that the load under test never becomes its own reference.
+    #[serde(default)]
+    pub window_open: bool,
 }
 
 /// The role a node carries in the cluster.
@@ -63,8 +67,11 @@ pub struct NodeSample {
     pub clock_ticks_per_second: u32,
     /// `/proc/stat` "cpu" line: jiffies per mode summed over all cores, cumulative.
     pub cpu: CpuJiffies,
-    /// Physical interfaces only (not `lo`, veths, `cni0`, `flannel.1`), summed, cumulative.
-    pub nic: NicBytes,
+    /// The node's own wire: its physical interfaces (a bond instead of its slaves; on a node that is a
+    /// container, its uplink), each cumulative. Not `lo`, pod veths, bridges, VLANs or tunnels, whose
+    /// bytes cross the wire too. Each interface is reset-corrected on its own before they are summed,
+    /// so one interface restarting from zero does not look like the whole node resetting.
+    pub nics: Vec<NicBytes>,
     /// `/proc/meminfo` MemTotal and MemAvailable (gauges).
     pub memory: NodeMemory,
     /// `/proc/pressure/*` cumulative stall totals; `None` on kernels without PSI.
@@ -120,11 +127,19 @@ impl CpuJiffies {
     }
 }
 
-/// Bytes through the node's physical interfaces, cumulative.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Bytes through one of the node's own interfaces, cumulative.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NicBytes {
+    #[serde(default)]
+    pub name: String,
     pub rx_bytes: u64,
     pub tx_bytes: u64,
+}
+
+impl NicBytes {
+    pub fn new(name: impl Into<String>, rx_bytes: u64, tx_bytes: u64) -> Self {
+        Self { name: name.into(), rx_bytes, tx_bytes }
+    }
 }
 
 /// Memory gauges from `/proc/meminfo`.
@@ -232,6 +247,14 @@ pub struct PodSample {
     /// Established TCP connections on a listening port of the pod (gauge).
     #[serde(default)]
     pub established_inbound: u32,
+    /// Connections the pod accepted, cumulative (`net/snmp` Tcp PassiveOpens of its namespace): with
+    /// short-lived connections each one is a balancing decision of its own.
+    #[serde(default)]
+    pub passive_opens: u64,
+    /// Distinct remote addresses of its established inbound connections, when known: how many client
+    /// addresses reach it (after any source NAT on the way).
+    #[serde(default)]
+    pub inbound_peers: Option<u32>,
     /// Cumulative CPU time of the pod cgroup, microseconds (`cpu.stat` usage_usec).
     pub cpu_usage_us: u64,
     #[serde(default)]
@@ -244,6 +267,114 @@ pub struct WorkloadUnderTest {
     pub workload: WorkloadRef,
     /// Ready endpoints per node name. Nodes absent or at zero host no endpoint.
     pub ready_endpoints: BTreeMap<String, u32>,
+    /// The Service the load enters through and how the cluster declares its entry; `None` when no
+    /// Service is known (no cluster knowledge, or none selects the workload): ingress is then judged
+    /// without an entry model (see [`crate::entry`]).
+    #[serde(default)]
+    pub service: Option<ServiceEntry>,
+    /// When `service` selects another workload that relays to this one (an in-cluster reverse proxy
+    /// such as Nginx Proxy Manager): that workload, and its ready endpoints per node, which are where
+    /// the entry nodes forward client traffic to.
+    #[serde(default)]
+    pub relay: Option<Relay>,
+}
+
+/// A workload between the entry Service and the workload under test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Relay {
+    pub workload: WorkloadRef,
+    pub ready_endpoints: BTreeMap<String, u32>,
+}
+
+/// How a Service lets client traffic in, as the cluster declares it: the Service's own fields and,
+/// with MetalLB, the status objects its speakers write. Read from the API, never inferred from
+/// traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceEntry {
+    /// `namespace/name` of the Service.
+    pub service: String,
+    pub service_type: ServiceType,
+    /// `spec.externalTrafficPolicy`: with `Local` an entry node serves only from its own endpoints.
+    #[serde(default)]
+    pub external_traffic_policy: TrafficPolicy,
+    /// `spec.internalTrafficPolicy` (traffic from inside the cluster, such as an in-cluster proxy).
+    #[serde(default)]
+    pub internal_traffic_policy: TrafficPolicy,
+    /// `spec.sessionAffinity: ClientIP` with `sessionAffinityConfig.clientIP.timeoutSeconds`;
+    /// `None` for `sessionAffinity: None`.
+    #[serde(default)]
+    pub session_affinity: Option<SessionAffinity>,
+    /// `status.loadBalancer.ingress[].ip` (and hostnames).
+    #[serde(default)]
+    pub load_balancer_ips: Vec<String>,
+    /// Which nodes announce the Service's address, and from what object that was read.
+    pub announcement: Announcement,
+    /// The nodes allowed to announce (the advertisements' `nodeSelectors` evaluated against the
+    /// nodes' labels); `None` when every node may.
+    #[serde(default)]
+    pub eligible_nodes: Option<BTreeSet<String>>,
+}
+
+/// `spec.type` of a Service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ServiceType {
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+    ExternalName,
+}
+
+impl ServiceType {
+    /// Client traffic from outside the cluster enters through this Service's own address or ports.
+    pub fn is_entry(self) -> bool {
+        matches!(self, Self::NodePort | Self::LoadBalancer)
+    }
+}
+
+/// `externalTrafficPolicy` / `internalTrafficPolicy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TrafficPolicy {
+    /// Any node forwards to any ready endpoint (source-NATed to the entry node).
+    #[default]
+    Cluster,
+    /// A node serves only from its own ready endpoints (client address kept).
+    Local,
+}
+
+/// `sessionAffinity: ClientIP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionAffinity {
+    /// `sessionAffinityConfig.clientIP.timeoutSeconds` (10800 when not set).
+    pub timeout_seconds: u32,
+}
+
+/// Which nodes take the Service's client traffic in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case")]
+pub enum Announcement {
+    /// MetalLB layer 2: one node answers ARP (NDP) for the address, so every client connection
+    /// enters there. `source` names the object it was read from, e.g. `ServiceL2Status
+    /// metallb-system/l2-x7k2p`.
+    L2 { node: String, source: String },
+    /// MetalLB BGP: these nodes announce the address and the router spreads connections over them
+    /// (ECMP). `source` names the ServiceBGPStatus objects it was read from.
+    Bgp { nodes: BTreeSet<String>, source: String },
+    /// Every node takes client traffic on the Service's ports: a NodePort Service, or K3s ServiceLB
+    /// (klipper-lb) whose pods hold the ports on every node.
+    EveryNode { source: String },
+    /// The Service is known but not who announces it (MetalLB not installed, or no status yet).
+    Unknown { reason: String },
+}
+
+impl Announcement {
+    /// The nodes this announcement names (none for every-node or unknown).
+    pub fn nodes(&self) -> BTreeSet<String> {
+        match self {
+            Self::L2 { node, .. } => BTreeSet::from([node.clone()]),
+            Self::Bgp { nodes, .. } => nodes.clone(),
+            Self::EveryNode { .. } | Self::Unknown { .. } => BTreeSet::new(),
+        }
+    }
 }
 
 impl WorkloadUnderTest {
@@ -257,7 +388,7 @@ impl WorkloadUnderTest {
                 ready_endpoints.insert(node.name.clone(), u32::try_from(ready).unwrap_or(u32::MAX));
             }
         }
-        Self { workload, ready_endpoints }
+        Self { workload, ready_endpoints, service: None, relay: None }
     }
 
     pub fn endpoints_on(&self, node: &str) -> u32 {

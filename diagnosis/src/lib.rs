@@ -90,8 +90,9 @@ pub use analysis::{Analysis, NodeAnalysis, Signal, SignalKind, SignalSummary, Si
 pub use config::Config;
 pub use detector::{Detector, Evaluation};
 pub use input::{
-    CpuFrequency, CpuJiffies, NicBytes, NodeMemory, NodeRole, NodeSample, PodSample, PressureTotals, ThrottleFlags,
-    Tick, WorkloadRef, WorkloadUnderTest,
+    Announcement, CpuFrequency, CpuJiffies, NicBytes, NodeMemory, NodeRole, NodeSample, PodSample, PressureTotals,
+    Relay, ServiceEntry, ServiceType, SessionAffinity, ThrottleFlags, Tick, TrafficPolicy, WorkloadRef,
+    WorkloadUnderTest,
 };
 pub use report::{Window, WindowReport};
 pub use verdict::{Cause, ChangeKind, Evidence, Verdict, VerdictChange};

@@ -740,7 +740,7 @@ impl ScenarioRun {
                         softirq: c.softirq as u64,
                         ..CpuJiffies::default()
                     },
-                    nic: NicBytes { rx_bytes: c.rx as u64, tx_bytes: c.tx as u64 },
+                    nics: vec![NicBytes::new("eth0", c.rx as u64, c.tx as u64)],
                     memory: NodeMemory { total_bytes: total as u64, available_bytes: available as u64 },
                     pressure: Some(PressureTotals {
                         cpu_some_us: c.cpu_stall_us as u64,
@@ -769,12 +769,14 @@ impl ScenarioRun {
                 rx_bytes: counters.rx as u64,
                 tx_bytes: counters.tx as u64,
                 established_inbound: connections[p],
+                passive_opens: 0,
+                inbound_peers: None,
                 cpu_usage_us: counters.cpu_us as u64,
                 memory_working_set_bytes: (spec.memory_mib * MIB) as u64,
             });
         }
         let workload = self.workload.clone().filter(|_| known).map(|w| WorkloadUnderTest::from_ready_pods(w, &nodes));
-        Tick { timestamp_ms, nodes, workload }
+        Tick { timestamp_ms, nodes, workload, window_open: false }
     }
 }
 

@@ -512,7 +512,7 @@ pub(crate) mod tests {
                 now: Some(ThrottleFlags { throttled: true, ..Default::default() }),
                 since_boot: Some(ThrottleFlags::default()),
             }),
-            interfaces: vec![NetInterface { name: "eth0".into(), counters: Some(counters) }],
+            interfaces: vec![NetInterface { name: "eth0".into(), counters: Some(counters), ..NetInterface::default() }],
             conntrack: Some(Conntrack { count: 42, max: 65536 }),
             pods: vec![PodSample {
                 pod_ref: 3,

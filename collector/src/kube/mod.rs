@@ -9,7 +9,7 @@ pub mod watch;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use bakery_diagnosis::{NodeRole, WorkloadRef};
+use bakery_diagnosis::{NodeRole, ServiceEntry, WorkloadRef};
 
 pub use mapping::PodMeta;
 pub use watch::KubeWatch;
@@ -34,11 +34,29 @@ pub struct ClusterView {
     pub roles: BTreeMap<String, NodeRole>,
     /// Workload -> node -> ready endpoints.
     pub endpoints: BTreeMap<WorkloadRef, BTreeMap<String, u32>>,
+    /// Workload -> the Services that select it (through their EndpointSlices), each with how the
+    /// cluster declares its entry (type, policies, affinity, MetalLB announcement).
+    pub services: BTreeMap<WorkloadRef, Vec<ServiceEntry>>,
+    /// What the collector could not read and why (for example "MetalLB is not installed"), for
+    /// reports: each says what the diagnosis assumes instead.
+    pub notes: Vec<String>,
 }
 
 impl ClusterView {
     pub fn role(&self, node: &str) -> NodeRole {
         self.roles.get(node).copied().unwrap_or_default()
+    }
+
+    /// The Service client traffic enters `workload` through: a LoadBalancer Service first, then a
+    /// NodePort one, then any (by name, so the choice is stable).
+    pub fn entry_service(&self, workload: &WorkloadRef) -> Option<&ServiceEntry> {
+        let services = self.services.get(workload)?;
+        let rank = |s: &ServiceEntry| match s.service_type {
+            bakery_diagnosis::ServiceType::LoadBalancer => 0,
+            bakery_diagnosis::ServiceType::NodePort => 1,
+            _ => 2,
+        };
+        services.iter().min_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.service.cmp(&b.service)))
     }
 
     /// The workload called `namespace/name` (any kind), if a pod of it is known.

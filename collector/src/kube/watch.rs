@@ -79,7 +79,7 @@ impl KubeWatch {
             .collect();
         let slices: Vec<EndpointSlice> = self.slices.state().iter().map(|s| (**s).clone()).collect();
         let endpoints = ready_endpoints(&slices, &pods_by_uid);
-        ClusterView { pods_by_uid, roles, endpoints }
+        ClusterView { pods_by_uid, roles, endpoints, ..ClusterView::default() }
     }
 }
 

@@ -174,6 +174,7 @@ fn nic_batch(seq: u64, timestamp_ms: i64, eth0_bytes: u64) -> AgentMessage {
     sample.interfaces = vec![bakery_proto::v1::NetInterface {
         name: "eth0".into(),
         counters: Some(bakery_proto::v1::NetCounters { rx_bytes: eth0_bytes, ..Default::default() }),
+        ..Default::default()
     }];
     AgentMessage {
         kind: Some(bakery_proto::v1::agent_message::Kind::Batch(Batch {

@@ -275,8 +275,10 @@ fn scale(ticks: &[Tick], k: u64) -> Vec<Tick> {
         .map(|t| {
             let mut t = t.clone();
             for node in &mut t.nodes {
-                node.nic.rx_bytes *= k;
-                node.nic.tx_bytes *= k;
+                for nic in &mut node.nics {
+                    nic.rx_bytes *= k;
+                    nic.tx_bytes *= k;
+                }
                 for pod in &mut node.pods {
                     pod.rx_bytes *= k;
                     pod.tx_bytes *= k;
@@ -301,7 +303,7 @@ fn add_idle_node(ticks: &[Tick], at: usize) -> Vec<Tick> {
                 timestamp_ms: t.timestamp_ms,
                 clock_ticks_per_second: 100,
                 cpu: CpuJiffies { user: 3 * n, system: 2 * n, idle: 95 * n, softirq: n / 4, ..CpuJiffies::default() },
-                nic: NicBytes { rx_bytes: 600 * n, tx_bytes: 400 * n },
+                nics: vec![NicBytes::new("eth0", 600 * n, 400 * n)],
                 memory: NodeMemory { total_bytes: 8 << 30, available_bytes: 7 << 30 },
                 pressure: Some(PressureTotals::default()),
                 temperature_millicelsius: Some(45_000),
@@ -317,6 +319,8 @@ fn add_idle_node(ticks: &[Tick], at: usize) -> Vec<Tick> {
                     rx_bytes: 100 * n,
                     tx_bytes: 100 * n,
                     established_inbound: 0,
+                    passive_opens: 0,
+                    inbound_peers: None,
                     cpu_usage_us: 5_000 * n,
                     memory_working_set_bytes: 40 << 20,
                 }],

@@ -260,6 +260,16 @@ pub struct NetInterface {
     pub name: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "2")]
     pub counters: ::core::option::Option<NetCounters>,
+    /// What the interface is, so that the receiver counts the node's own wire
+    /// once (a bond and its slaves, a bridge and its ports, a VLAN and its
+    /// parent carry the same bytes). UNSPECIFIED from older agents and where
+    /// the agent could not tell; the receiver then decides by name.
+    #[prost(enumeration = "InterfaceKind", tag = "3")]
+    pub kind: i32,
+    /// The bond or bridge this interface is enslaved to (IFLA_MASTER,
+    /// /sys/class/net/<name>/master); empty when none.
+    #[prost(string, tag = "4")]
+    pub master: ::prost::alloc::string::String,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct NetCounters {
@@ -384,6 +394,11 @@ pub struct TcpConnections {
     pub out_segments_total: u64,
     #[prost(uint64, tag = "18")]
     pub retransmitted_segments_total: u64,
+    /// Distinct remote addresses of the ESTABLISHED inbound sockets, from the
+    /// socket tables (as old as fields 1-7): how many clients the pod's
+    /// listeners see (after any source NAT on the way).
+    #[prost(uint32, tag = "19")]
+    pub inbound_peers: u32,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Unavailable {
@@ -646,6 +661,67 @@ pub struct ReportResponse {
     pub svg: ::prost::alloc::string::String,
     #[prost(string, tag = "4")]
     pub text: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum InterfaceKind {
+    Unspecified = 0,
+    /// A device on a bus: Ethernet, Wi-Fi, USB (/sys/class/net/<name>/device;
+    /// no rtnetlink link kind).
+    Physical = 1,
+    /// A bonding master: its counters are the sum of its slaves'.
+    Bond = 2,
+    Bridge = 3,
+    /// Stacked on another interface: VLAN, macvlan, ipvlan.
+    Stacked = 4,
+    Loopback = 5,
+    /// The node's end of a pod's veth pair (its peer is in a pod's network
+    /// namespace).
+    PodVeth = 6,
+    /// Any other veth: on a node that is itself a container (kind, k3d, LXC)
+    /// this is the node's uplink.
+    Veth = 7,
+    /// Encapsulating tunnels and overlays: vxlan (flannel), WireGuard,
+    /// tun/tap, ipip, gre, geneve. Their bytes also cross a wire below.
+    Tunnel = 8,
+    /// Other virtual interfaces (dummy, ifb, ...).
+    Virtual = 9,
+}
+impl InterfaceKind {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "INTERFACE_KIND_UNSPECIFIED",
+            Self::Physical => "INTERFACE_KIND_PHYSICAL",
+            Self::Bond => "INTERFACE_KIND_BOND",
+            Self::Bridge => "INTERFACE_KIND_BRIDGE",
+            Self::Stacked => "INTERFACE_KIND_STACKED",
+            Self::Loopback => "INTERFACE_KIND_LOOPBACK",
+            Self::PodVeth => "INTERFACE_KIND_POD_VETH",
+            Self::Veth => "INTERFACE_KIND_VETH",
+            Self::Tunnel => "INTERFACE_KIND_TUNNEL",
+            Self::Virtual => "INTERFACE_KIND_VIRTUAL",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "INTERFACE_KIND_UNSPECIFIED" => Some(Self::Unspecified),
+            "INTERFACE_KIND_PHYSICAL" => Some(Self::Physical),
+            "INTERFACE_KIND_BOND" => Some(Self::Bond),
+            "INTERFACE_KIND_BRIDGE" => Some(Self::Bridge),
+            "INTERFACE_KIND_STACKED" => Some(Self::Stacked),
+            "INTERFACE_KIND_LOOPBACK" => Some(Self::Loopback),
+            "INTERFACE_KIND_POD_VETH" => Some(Self::PodVeth),
+            "INTERFACE_KIND_VETH" => Some(Self::Veth),
+            "INTERFACE_KIND_TUNNEL" => Some(Self::Tunnel),
+            "INTERFACE_KIND_VIRTUAL" => Some(Self::Virtual),
+            _ => None,
+        }
+    }
 }
 /// Generated client implementations.
 pub mod ingest_client {

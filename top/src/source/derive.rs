@@ -331,6 +331,7 @@ mod tests {
         NetInterface {
             name: name.into(),
             counters: Some(NetCounters { rx_bytes: rx, tx_bytes: tx, ..NetCounters::default() }),
+            ..NetInterface::default()
         }
     }
 

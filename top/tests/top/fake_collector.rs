@@ -27,8 +27,16 @@ pub fn sample_at(second: i64) -> Sample {
         timestamp_ms: 1_790_000_000_000 + second * 1000,
         cpu_total: Some(CpuTimes { cpu: -1, user: 40 * s, softirq: 10 * s, idle: 50 * s, ..CpuTimes::default() }),
         interfaces: vec![
-            NetInterface { name: "eth0".into(), counters: Some(counters(1_000_000 * s, 500_000 * s)) },
-            NetInterface { name: "veth0a".into(), counters: Some(counters(9_000_000 * s, 9_000_000 * s)) },
+            NetInterface {
+                name: "eth0".into(),
+                counters: Some(counters(1_000_000 * s, 500_000 * s)),
+                ..NetInterface::default()
+            },
+            NetInterface {
+                name: "veth0a".into(),
+                counters: Some(counters(9_000_000 * s, 9_000_000 * s)),
+                ..NetInterface::default()
+            },
         ],
         pods: vec![PodSample {
             pod_ref: 7,

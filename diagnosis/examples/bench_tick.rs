@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use bakery_diagnosis::scenario::{Entry, Expectation, Load, NodeSpec, PodSpec, Scenario, SplitMix64};
+use bakery_diagnosis::scenario::{Connections, Entry, Expectation, Load, NodeSpec, PodSpec, Scenario, SplitMix64};
 use bakery_diagnosis::{Config, Detector, NodeRole};
 
 /// The 5 ms budget of issue 4.
@@ -52,11 +52,6 @@ fn cluster(nodes: usize, pods_per_node: usize, ticks: usize) -> Scenario {
             });
         }
     }
-    // 400 keep-alive connections spread at random over the 100 replicas.
-    let mut connections = vec![0_u32; nodes];
-    for _ in 0..400 {
-        connections[rng.below(nodes as u64) as usize] += 1;
-    }
     Scenario {
         name: "bench".to_string(),
         description: format!("{nodes} nodes x {pods_per_node} pods"),
@@ -67,6 +62,7 @@ fn cluster(nodes: usize, pods_per_node: usize, ticks: usize) -> Scenario {
         jitter: 0.03,
         workload: Some("Deployment/shop/web".to_string()),
         cluster_knowledge: true,
+        service: None,
         nodes: node_specs,
         pods,
         load: Some(Load {
@@ -74,10 +70,12 @@ fn cluster(nodes: usize, pods_per_node: usize, ticks: usize) -> Scenario {
             request_bytes: 600.0,
             response_bytes: 45_000.0,
             cpu_seconds_per_request: 0.01,
-            connections: Some(connections),
-            entry: Entry::Spread,
+            // 400 keep-alive connections, placed at random over the replicas as kube-proxy does.
+            connections: Some(Connections::Count(400)),
+            entry: Some(Entry::Spread),
             softirq_seconds_per_forwarded_mb: 0.03,
             backend: None,
+            affinity_pod: None,
         }),
         phases: Vec::new(),
         host_work: Vec::new(),

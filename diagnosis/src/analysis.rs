@@ -24,6 +24,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::entry::EntryModel;
 use crate::history::{History, PodMeta, SpanView, join};
 use crate::input::{NodeRole, ThrottleFlags, WorkloadRef, WorkloadUnderTest};
 use crate::stats::{jain_index, max_over_mean, median, ordered_sum};
@@ -47,9 +48,10 @@ pub enum Signal {
     NicTx,
     /// NIC rx + tx.
     Nic,
-    /// NIC bytes that the node's own pods do not account for (NIC rx + tx minus every non-hostNetwork
-    /// pod's rx + tx): traffic forwarded for pods elsewhere, NFS, host processes. The ingress flag is
-    /// raised on this.
+    /// NIC bytes forwarded for pods elsewhere: in each direction, NIC bytes minus every non-hostNetwork
+    /// pod's bytes; twice the smaller direction, because a forwarded byte goes in and out again while
+    /// a node's own one-way traffic (NFS, host processes) does not. The ingress flag is raised on
+    /// this.
     ForwardedNic,
     /// Busy CPU including irq and softirq, cores.
     Cpu,
@@ -207,6 +209,16 @@ pub struct PodFigures {
     pub memory_working_set_bytes: u64,
     /// Fraction of the workload's traffic (workload pods only).
     pub traffic_share: Option<f64>,
+    /// Connections it accepted in the span.
+    #[serde(default)]
+    pub accepted: f64,
+    /// Distinct client addresses of its inbound connections at the end of the span, when known.
+    #[serde(default)]
+    pub inbound_peers: Option<u32>,
+    #[serde(default)]
+    pub host_network: bool,
+    #[serde(default)]
+    pub ready: bool,
 }
 
 /// One node over the span.
@@ -228,6 +240,13 @@ pub struct NodeAnalysis {
     pub busy_other_pods: Vec<PodFigures>,
     /// CPU of the hottest pod of another workload, cores (0 without one).
     pub hottest_other_pod_cores: f64,
+    /// Balancing decisions that placed the workload's connections on this node's pods, counted as
+    /// [`Analysis::decisions`] counts them.
+    #[serde(default)]
+    pub decisions: f64,
+    /// Connections the workload's pods here accepted in the span.
+    #[serde(default)]
+    pub accepted: f64,
 }
 
 impl NodeAnalysis {
@@ -277,6 +296,41 @@ pub struct Analysis {
     pub summary: BTreeMap<Signal, SignalSummary>,
     /// For each DaemonSet with a busy pod: its pods' CPU per serving node (the hot-pod peer group).
     pub daemon_set_cpu: BTreeMap<String, BTreeMap<String, f64>>,
+    /// The balancing decisions behind the workload's spread over the span. While keep-alive
+    /// connections carry the load (the pods accepted fewer connections in the span than they held),
+    /// the connections held on average, each placed once (connection-seconds, as the bytes they
+    /// carry); once connections are short-lived, the connections accepted in the span, each placed
+    /// by kube-proxy on its own. Node figures are counted the same way, so a node's count and the
+    /// total compare like with like, also while connections are being replaced.
+    #[serde(default)]
+    pub decisions: f64,
+    /// Connections the workload's pods accepted in the span.
+    #[serde(default)]
+    pub accepted: f64,
+    /// The balancing decisions of the client connections at the entry nodes: the relay's decisions
+    /// when an in-cluster proxy sits between the Service and the workload, else [`Self::decisions`].
+    #[serde(default)]
+    pub entry_decisions: f64,
+    /// How client traffic enters, when a workload is under test.
+    #[serde(default)]
+    pub entry: Option<EntryModel>,
+    /// Ready endpoints that got almost nothing while their siblings were busy.
+    #[serde(default)]
+    pub starved: Vec<StarvedPod>,
+    /// Causes that cannot be judged in this span, each with why.
+    #[serde(default)]
+    pub unavailable: Vec<String>,
+}
+
+/// A ready endpoint that the balancing passed over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StarvedPod {
+    pub pod: String,
+    pub node: String,
+    /// Its share of the workload's traffic.
+    pub share: f64,
+    /// The share one endpoint should carry (1 / ready endpoints).
+    pub expected: f64,
 }
 
 impl Analysis {
@@ -303,13 +357,32 @@ struct Raw {
     hottest_other_pod_cores: f64,
     /// Every DaemonSet pod on the node, with its CPU.
     daemon_set_pods: Vec<(Arc<PodMeta>, f64)>,
+    /// Connections the workload's pods here accepted in the span.
+    accepted: f64,
+    /// Connections the relay's pods here accepted in the span and held on average (an in-cluster
+    /// proxy between the Service and the workload): the client connections the entry nodes placed.
+    relay_accepted: u64,
+    relay_held: f64,
+}
+
+/// Balancing decisions from connections accepted in a span and held on average over it (see
+/// [`Analysis::decisions`]).
+fn decisions(accepted: f64, held: f64) -> f64 {
+    if accepted > held { accepted } else { held }
 }
 
 fn per_second(increase: u64, seconds: f64) -> f64 {
     increase as f64 / seconds
 }
 
-fn raw_figures(name: &str, view: SpanView<'_>, endpoints: u32, workload: Option<&WorkloadRef>, config: &Config) -> Raw {
+fn raw_figures(
+    name: &str,
+    view: SpanView<'_>,
+    endpoints: u32,
+    workload: Option<&WorkloadRef>,
+    relay: Option<&WorkloadRef>,
+    config: &Config,
+) -> Raw {
     let first = view.first();
     let last = view.last();
     let seconds = view.seconds();
@@ -334,9 +407,10 @@ fn raw_figures(name: &str, view: SpanView<'_>, endpoints: u32, workload: Option<
     let mut daemon_set_pods = Vec::new();
     // CPU and bytes are summed as integers: exact, whatever order the pods come in.
     let mut all_pods_cpu_us = 0_u64;
-    let (mut w_rx, mut w_tx, mut w_cpu_us, mut w_conns) = (0_u64, 0_u64, 0_u64, Vec::new());
-    let mut all_pods_bytes = 0_u64;
+    let (mut w_rx, mut w_tx, mut w_cpu_us, mut w_conns, mut w_accepted) = (0_u64, 0_u64, 0_u64, Vec::new(), 0_u64);
+    let (mut all_pods_rx, mut all_pods_tx) = (0_u64, 0_u64);
     let mut hottest_other_pod_cores = 0.0_f64;
+    let (mut relay_accepted, mut relay_held) = (0_u64, 0.0_f64);
     for (pod, before) in join(&first.pods, &last.pods) {
         let rx = pod.rx_bytes - before.map_or(0, |b| b.rx_bytes.min(pod.rx_bytes));
         let tx = pod.tx_bytes - before.map_or(0, |b| b.tx_bytes.min(pod.tx_bytes));
@@ -347,9 +421,11 @@ fn raw_figures(name: &str, view: SpanView<'_>, endpoints: u32, workload: Option<
             None => (pod.connections_sum, pod.samples),
         };
         let connections = if samples == 0 { 0.0 } else { sum as f64 / samples as f64 };
+        let accepted = pod.passive_opens - before.map_or(0, |b| b.passive_opens.min(pod.passive_opens));
         all_pods_cpu_us += cpu_us;
         let (rx, tx) = if pod.meta.host_network { (0, 0) } else { (rx, tx) };
-        all_pods_bytes += rx + tx;
+        all_pods_rx += rx;
+        all_pods_tx += tx;
         let figures = || PodFigures {
             uid: pod.meta.uid.to_string(),
             name: pod.meta.name.clone(),
@@ -360,13 +436,22 @@ fn raw_figures(name: &str, view: SpanView<'_>, endpoints: u32, workload: Option<
             cpu_cores: cpu,
             memory_working_set_bytes: pod.memory_working_set_bytes,
             traffic_share: None,
+            accepted: accepted as f64,
+            inbound_peers: pod.inbound_peers,
+            host_network: pod.meta.host_network,
+            ready: pod.meta.ready,
         };
         let of_workload = workload.is_some() && pod.meta.workload.as_ref() == workload;
+        if relay.is_some() && pod.meta.workload.as_ref() == relay {
+            relay_accepted += accepted;
+            relay_held += connections;
+        }
         if of_workload {
             w_rx += rx;
             w_tx += tx;
             w_cpu_us += cpu_us;
             w_conns.push(connections);
+            w_accepted += accepted;
             workload_pods.push(figures());
         } else {
             if pod.meta.workload.as_ref().is_some_and(WorkloadRef::is_daemon_set) {
@@ -388,8 +473,12 @@ fn raw_figures(name: &str, view: SpanView<'_>, endpoints: u32, workload: Option<
         values.insert(Signal::PodCpu, w_cpu_us as f64 / 1e6 / seconds);
     }
     values.insert(Signal::UnattributedCpu, (process - all_pods_cpu_us as f64 / 1e6 / seconds).max(0.0));
-    let nic_bytes = (last.nic.rx_bytes + last.nic.tx_bytes).saturating_sub(first.nic.rx_bytes + first.nic.tx_bytes);
-    values.insert(Signal::ForwardedNic, per_second(nic_bytes.saturating_sub(all_pods_bytes), seconds));
+    // A forwarded byte crosses the NIC twice, once in and once out: what the pods do not account for
+    // in each direction, the smaller of the two, twice. Traffic of the node's own that flows one way
+    // (an NFS client reading, an NFS server sending) is then not taken for forwarding.
+    let unaccounted_rx = last.nic.rx_bytes.saturating_sub(first.nic.rx_bytes).saturating_sub(all_pods_rx);
+    let unaccounted_tx = last.nic.tx_bytes.saturating_sub(first.nic.tx_bytes).saturating_sub(all_pods_tx);
+    values.insert(Signal::ForwardedNic, per_second(2 * unaccounted_rx.min(unaccounted_tx), seconds));
 
     // Memory.
     let used_growth = (last.memory.used_bytes() as f64 - first.memory.used_bytes() as f64) / seconds;
@@ -448,6 +537,9 @@ fn raw_figures(name: &str, view: SpanView<'_>, endpoints: u32, workload: Option<
         busy_other_pods,
         hottest_other_pod_cores,
         daemon_set_pods,
+        accepted: w_accepted as f64,
+        relay_accepted,
+        relay_held,
     }
 }
 
@@ -461,13 +553,14 @@ pub(crate) fn analyse(
     config: &Config,
 ) -> Analysis {
     let workload_ref = workload.map(|w| &w.workload);
+    let relay_ref = workload.and_then(|w| w.relay.as_ref()).map(|r| &r.workload);
     let raws: Vec<Raw> = history
         .nodes
         .keys()
         .filter_map(|name| {
             let view = history.span(name, span_ms, end_ms)?;
             let endpoints = workload.map_or(1, |w| w.endpoints_on(name));
-            Some(raw_figures(name, view, endpoints, workload_ref, config))
+            Some(raw_figures(name, view, endpoints, workload_ref, relay_ref, config))
         })
         .filter(|raw| raw.seconds > 0.0)
         .collect();
@@ -506,6 +599,8 @@ pub(crate) fn analyse(
         }
     }
 
+    let relay_accepted: u64 = raws.iter().map(|r| r.relay_accepted).sum();
+    let relay_held = ordered_sum(raws.iter().map(|r| r.relay_held));
     let mut nodes: Vec<NodeAnalysis> = raws
         .into_iter()
         .map(|raw| {
@@ -546,6 +641,8 @@ pub(crate) fn analyse(
                 workload_pods,
                 busy_other_pods: raw.busy_other_pods,
                 hottest_other_pod_cores: raw.hottest_other_pod_cores,
+                decisions: 0.0,
+                accepted: raw.accepted,
             }
         })
         .collect();
@@ -569,6 +666,26 @@ pub(crate) fn analyse(
         })
         .collect();
     let connections = ordered_sum(nodes.iter().filter_map(|n| n.value(Signal::Connections)));
+    let accepted = ordered_sum(nodes.iter().filter(|n| n.is_serving()).map(|n| n.accepted));
+    let decisions = decisions(accepted, connections);
+    let short_lived = accepted > connections;
+    for node in &mut nodes {
+        node.decisions = if short_lived { node.accepted } else { node.value(Signal::Connections).unwrap_or(0.0) };
+    }
+    let entry_decisions =
+        if relay_ref.is_some() { self::decisions(relay_accepted as f64, relay_held) } else { decisions };
+    let present: BTreeSet<&str> = nodes.iter().map(|n| n.node.as_str()).collect();
+    let entry = workload.map(|w| EntryModel::build(w, &present));
+    let starved = starved_pods(&nodes, total_endpoints, workload_traffic, config);
+    let mut unavailable = Vec::new();
+    if let Some(w) = workload_ref
+        && nodes.iter().flat_map(|n| &n.workload_pods).any(|p| p.host_network)
+    {
+        unavailable.push(format!(
+            "traffic causes (pod-concentration, connection-pinning, ingress-concentration): pods of {w} use \
+             hostNetwork, so their bytes are the node's and cannot be told apart"
+        ));
+    }
     let from_ms = end_ms - span_ms;
     Analysis {
         from_ms,
@@ -580,7 +697,38 @@ pub(crate) fn analyse(
         nodes,
         summary,
         daemon_set_cpu,
+        decisions,
+        accepted,
+        entry_decisions,
+        entry,
+        starved,
+        unavailable,
     }
+}
+
+/// Ready endpoints of the workload that carry less than `starved_fraction` of one endpoint's share
+/// while the workload is busy and some sibling carries at least its share.
+fn starved_pods(nodes: &[NodeAnalysis], total_endpoints: u32, traffic: f64, config: &Config) -> Vec<StarvedPod> {
+    if total_endpoints < 2 || traffic < config.traffic.min_workload_bps {
+        return Vec::new();
+    }
+    let expected = 1.0 / f64::from(total_endpoints);
+    let pods = nodes.iter().flat_map(|n| n.workload_pods.iter().map(move |p| (n, p)));
+    let busiest = pods.clone().filter_map(|(_, p)| p.traffic_share).fold(0.0, f64::max);
+    if busiest < expected {
+        return Vec::new();
+    }
+    pods.filter(|(n, p)| n.is_serving() && p.ready && !p.host_network)
+        .filter_map(|(n, p)| {
+            let share = p.traffic_share?;
+            (share < config.traffic.starved_fraction * expected).then(|| StarvedPod {
+                pod: if p.namespace.is_empty() { p.name.clone() } else { format!("{}/{}", p.namespace, p.name) },
+                node: n.node.clone(),
+                share,
+                expected,
+            })
+        })
+        .collect()
 }
 
 /// The median of a DaemonSet's pod CPU on the serving nodes other than `node`.

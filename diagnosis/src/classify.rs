@@ -1,48 +1,56 @@
-//! Per node and per family of causes: is the condition above its enter threshold, below its exit
-//! threshold, and which cause explains it; and for a raised verdict, the evidence, confidence and next
-//! step.
+//! Per node and family of causes: is the condition above its enter threshold, below its exit
+//! threshold, and which cause explains it. The facts each family decides on are computed here and
+//! shared with [`crate::explain`], which turns a raised verdict's facts into words.
 //!
 //! Families (each has its own hysteresis state in [`crate::detector`]):
 //!
 //! | family | value | enter | exit | causes |
 //! |---|---|---|---|---|
-//! | traffic | normalised pod traffic `s` | `s >= T(c, q)` ([`crate::noise`]) | `s < X` | connection-pinning, pod-concentration |
-//! | ingress | NIC bytes its pods do not account for, `f` (x the workload's pod traffic), and `f` over the next node's | `f >= 0.5` and `>= 2x` any other node | `f < 0.3` or `< 1.5x` | ingress-concentration |
-//! | unattributed | unattributed cores `u` minus the serving peers' median | `>= 0.5` cores and `u >= 2 x` median | `< 0.3` cores | unattributed-cpu |
+//! | traffic | normalised pod traffic `s` | `s >= T(d, q)` ([`crate::noise`]) | `s < X` | connection-pinning, pod-concentration |
+//! | ingress | the node's entry part `e` (from its forwarded bytes) over its fair part `f` | `e / f >= T(d, f)` and forwarded `>= 0.5x` the workload's traffic | `< X` or `< 0.3x` | ingress-concentration |
+//! | unattributed | unattributed cores `u` over the serving peers' median and over the node's own baseline | `>= 0.5` cores above both and `u >= 2 x` median | `< 0.3` cores above either | unattributed-cpu |
 //! | hot pod | CPU of the hottest pod of another workload | `>= 0.5` cores | `< 0.35` cores | colocated-hot-pod |
 //! | thermal | temperature, frequency, throttle bits | soft limit bit, or `>= 80 C` and capped | no soft limit and `< 77 C` | thermal-throttling |
 //! | memory | PSI memory stall fraction, MemAvailable | stall `>= 10 %` or available `<= 10 %` | stall `< 5 %` and available `> 15 %` | memory-pressure |
 //!
-//! Traffic causes: the flagged skew *follows the connections* when the connection excess covers most of
-//! the traffic excess, `(k - 1) >= 0.7 (s - 1)` (k: the node's normalised connection count). Then
-//! * follows, and the node's connection count is below the binomial bound `m` (chance could have
-//!   placed them so): `connection-pinning`, the skew is what random pinning of keep-alive connections
-//!   produces (fingerprint 0.8 when the node carries nearly everything, >= 80 %: with so few
-//!   connections affinity cannot be excluded yet; 1 otherwise);
-//! * anything else is `pod-concentration`: connections beyond chance mean placement was decided
-//!   (session affinity, `externalTrafficPolicy: Local`); fingerprint 1 when the node carries nearly
-//!   everything, 0.7 when connections are beyond chance but the node does not take nearly all, 0.5 when
-//!   the connection counts do not explain the traffic at all.
+//! `d` is the number of balancing decisions behind the spread ([`crate::Analysis::decisions`]):
+//! connections accepted in the span plus connections held. Traffic and ingress are judged only once
+//! the workload carries `min_workload_bps`, and not at all when its pods use hostNetwork (their bytes
+//! are the node's).
 //!
-//! Ingress (NIC skew without pod skew) is measured on the NIC bytes that the node's own pods do not
-//! account for: an entry node forwards every request for pods elsewhere in and out again, so it alone
-//! carries such bytes in proportion to the workload's traffic. With ingress spread over nodes
-//! (BGP/ECMP) every node forwards a little and none dominates.
+//! Traffic causes: the flagged skew *follows the decisions* when the node's excess of decisions covers
+//! most of its traffic excess, `(k - 1) >= 0.7 (s - 1)` (k: the node's normalised decision count).
+//! * A Service with `sessionAffinity: ClientIP` decided the placement: `pod-concentration`.
+//! * Follows, and the node's decision count is below the binomial bound `m` (chance could have placed
+//!   them so): `connection-pinning`, what random pinning of keep-alive connections produces.
+//! * Anything else is `pod-concentration`: decisions beyond chance mean placement was decided (a Local
+//!   policy sending every connection to the entry node's pods), or the traffic does not follow them.
 //!
-//! Ingress is judged only when the workload's pod bytes are at least a fifth of the serving nodes' NIC
-//! bytes; otherwise NIC bytes are dominated by other traffic (an idle cluster's etcd). Unattributed CPU that is itself flagged
-//! takes precedence over ingress on the same node: an NFS server's NIC skew is explained by the
-//! server's work (see [`crate::detector`]).
+//! Ingress, with a Service read ([`crate::entry`]): the node's entry part is estimated from the NIC
+//! bytes its own pods do not account for, `e = forwarded / (2 (1 - s) x traffic)` (s: the node's
+//! share of the traffic, so that what enters and stays is not expected to leave), and compared with
+//! its fair part `f` (even entry over the nodes that may announce), with the same binomial band as
+//! the pod traffic over the entry decisions (each client connection picks its entry node). The
+//! concentration must also be one the cluster declares (the layer-2 announcer) or beyond what
+//! chance gives: ECMP hashing a handful of connections lands unevenly by itself. A node
+//! below its fair part is never flagged, however it compares with a runner-up: with every node an
+//! entry, a node without endpoints forwards twice what a node with one does, by construction.
+//! Without a Service, today's rule: forwarded bytes `>= 0.5x` the workload's traffic and `>= 2x` any
+//! other node's. Ingress is judged only when the workload's pod bytes are at least a fifth of the
+//! serving nodes' NIC bytes (otherwise an idle cluster's etcd dominates them).
 //!
-//! Confidence = `level x fingerprint`. `level` rises linearly from 0.3 at the exit threshold through 0.6
-//! at the enter threshold to 0.9 one enter-exit gap above it; `fingerprint` is 1 when every mark of the
-//! cause's fingerprint is present and lower when one is missing (stated per cause below).
+//! Unattributed CPU that is itself flagged takes precedence over ingress on the same node (an NFS
+//! server's NIC bytes are not forwarding), unless the cluster declares that node the sole entry (the
+//! layer-2 announcer): then both are reported.
+
+use std::collections::BTreeMap;
 
 use crate::analysis::{Analysis, NodeAnalysis, PodFigures, Signal, daemon_set_peer_median};
 use crate::config::Config;
+use crate::input::{SessionAffinity, TrafficPolicy};
 use crate::noise::{TrafficBand, traffic_band};
 use crate::stats::median_of_sorted_without;
-use crate::verdict::{Cause, Evidence, format_number};
+use crate::verdict::Cause;
 
 /// A family of causes sharing one hysteresis state per node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,16 +69,6 @@ pub(crate) struct Assessment {
     pub enter: bool,
     pub exit: bool,
     pub cause: Cause,
-}
-
-/// What a raised verdict reports.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Explanation {
-    pub confidence: f64,
-    pub subject: Option<String>,
-    pub summary: String,
-    pub evidence: Vec<Evidence>,
-    pub next_step: String,
 }
 
 /// Values ranked once per evaluation, so that each node's "peers without me" statistic costs O(1)
@@ -96,10 +94,22 @@ impl Ranked {
     fn median_without(&self, index: usize) -> Option<f64> {
         median_of_sorted_without(&self.sorted, self.rank.get(index).copied().flatten())
     }
+
+    /// Largest of the members other than node `index`.
+    fn max_without(&self, index: usize) -> Option<f64> {
+        let skip = self.rank.get(index).copied().flatten();
+        let last = self.sorted.len().checked_sub(1)?;
+        if skip == Some(last) { last.checked_sub(1).map(|i| self.sorted[i]) } else { Some(self.sorted[last]) }
+    }
 }
 
-/// Per-evaluation peer references (see [`crate::analysis`] for who the peers are).
-pub(crate) struct Peers {
+/// One evaluation's analysis with what every node is compared with: the peer references (see
+/// [`crate::analysis`] for who the peers are) and each node's own baseline.
+pub(crate) struct Context<'a> {
+    pub analysis: &'a Analysis,
+    pub config: &'a Config,
+    /// Each node's own unattributed-CPU baseline, where it has learnt long enough.
+    pub baselines: &'a BTreeMap<String, f64>,
     /// Unattributed CPU of the serving nodes.
     unattributed: Ranked,
     /// Hottest pod of another workload, every node (used without a workload under test).
@@ -108,8 +118,8 @@ pub(crate) struct Peers {
     forwarded_top: [(f64, Option<usize>); 2],
 }
 
-impl Peers {
-    pub fn new(analysis: &Analysis) -> Self {
+impl<'a> Context<'a> {
+    pub fn new(analysis: &'a Analysis, config: &'a Config, baselines: &'a BTreeMap<String, f64>) -> Self {
         let n = analysis.nodes.len();
         let nodes = analysis.nodes.iter().enumerate();
         let unattributed = Ranked::new(
@@ -130,7 +140,11 @@ impl Peers {
                 forwarded_top[1] = (f, Some(i));
             }
         }
-        Self { unattributed, hottest_pod, forwarded_top }
+        Self { analysis, config, baselines, unattributed, hottest_pod, forwarded_top }
+    }
+
+    pub fn node(&self, index: usize) -> Option<&'a NodeAnalysis> {
+        self.analysis.nodes.get(index)
     }
 
     /// The largest forwarded-byte rate of the nodes other than `index` (0 without any).
@@ -138,58 +152,63 @@ impl Peers {
         let [first, second] = self.forwarded_top;
         if first.1 == Some(index) { second.0 } else { first.0 }
     }
-}
 
-/// 0.3 at the exit threshold, 0.6 at the enter threshold, 0.9 one gap above it.
-fn level(value: f64, enter: f64, exit: f64) -> f64 {
-    let gap = enter - exit;
-    if gap <= 0.0 {
-        return if value >= enter { 0.9 } else { 0.3 };
+    /// The workload's pod traffic, when traffic causes can be judged at all: a workload under test,
+    /// none of its pods on hostNetwork, and at least the floor of traffic.
+    fn judgeable_traffic(&self) -> Option<f64> {
+        self.analysis.workload.as_ref()?;
+        if self.analysis.nodes.iter().flat_map(|n| &n.workload_pods).any(|p| p.host_network) {
+            return None;
+        }
+        let traffic = self.analysis.summary.get(&Signal::PodTraffic)?.total;
+        (traffic >= self.config.traffic.min_workload_bps).then_some(traffic)
     }
-    0.3 + 0.3 * ((value - exit) / gap).clamp(0.0, 2.0)
-}
 
-fn pct(fraction: f64) -> String {
-    if fraction.abs() < 0.1 { format!("{:.1} %", fraction * 100.0) } else { format!("{:.0} %", fraction * 100.0) }
+    /// `sessionAffinity: ClientIP` of the Service the workload is reached through, with its name.
+    pub fn affinity(&self) -> Option<(&'a str, SessionAffinity)> {
+        let service = self.analysis.entry.as_ref()?.service.as_ref()?;
+        Some((service.service.as_str(), service.session_affinity?))
+    }
 }
 
 /// Everything the traffic family decides on.
-struct TrafficFacts<'a> {
-    normalised: f64,
-    share: f64,
-    connection_normalised: Option<f64>,
-    node_connections: f64,
-    band: TrafficBand,
-    follows: bool,
-    beyond_chance: bool,
-    nearly_all: bool,
-    top_pod: Option<&'a PodFigures>,
+pub(crate) struct TrafficFacts<'a> {
+    pub normalised: f64,
+    pub share: f64,
+    /// The node's decisions over its expected share of them.
+    pub decisions_normalised: Option<f64>,
+    pub node_decisions: f64,
+    pub node_connections: f64,
+    pub band: TrafficBand,
+    pub follows: bool,
+    pub beyond_chance: bool,
+    pub nearly_all: bool,
+    pub top_pod: Option<&'a PodFigures>,
 }
 
-fn traffic_facts<'a>(analysis: &Analysis, node: &'a NodeAnalysis, config: &Config) -> Option<TrafficFacts<'a>> {
-    if analysis.workload.is_none() || !node.is_serving() || analysis.serving_nodes < 2 {
+pub(crate) fn traffic_facts<'a>(ctx: &Context<'a>, node: &'a NodeAnalysis) -> Option<TrafficFacts<'a>> {
+    let analysis = ctx.analysis;
+    if !node.is_serving() || analysis.serving_nodes < 2 {
         return None;
     }
+    ctx.judgeable_traffic()?;
+    let config = ctx.config;
     let normalised = node.normalised(Signal::PodTraffic)?;
     let share = node.share(Signal::PodTraffic)?;
-    let total_connections = analysis.connections.round().max(0.0) as u32;
-    let band = traffic_band(
-        total_connections,
-        node.endpoints,
-        analysis.total_endpoints,
-        analysis.serving_nodes,
-        &config.traffic,
-    );
-    let connection_normalised = node.normalised(Signal::Connections).filter(|_| total_connections >= 1);
-    let node_connections = node.value(Signal::Connections).unwrap_or(0.0);
-    let follows = connection_normalised.is_some_and(|k| k - 1.0 >= config.traffic.explained * (normalised - 1.0));
-    let beyond_chance = band.noise_count.is_some_and(|m| node_connections.round() >= f64::from(m));
+    let decisions = analysis.decisions.round().max(0.0) as u32;
+    let band =
+        traffic_band(decisions, node.endpoints, analysis.total_endpoints, analysis.serving_nodes, &config.traffic);
+    let decisions_normalised = (analysis.decisions >= 1.0 && band.expected_share > 0.0)
+        .then(|| node.decisions / (analysis.decisions * band.expected_share));
+    let follows = decisions_normalised.is_some_and(|k| k - 1.0 >= config.traffic.explained * (normalised - 1.0));
+    let beyond_chance = band.noise_count.is_some_and(|m| node.decisions.round() >= f64::from(m));
     let top_pod = node.workload_pods.iter().max_by(|a, b| a.traffic_bps.total_cmp(&b.traffic_bps));
     Some(TrafficFacts {
         normalised,
         share,
-        connection_normalised,
-        node_connections,
+        decisions_normalised,
+        node_decisions: node.decisions,
+        node_connections: node.value(Signal::Connections).unwrap_or(0.0),
         band,
         follows,
         beyond_chance,
@@ -199,74 +218,157 @@ fn traffic_facts<'a>(analysis: &Analysis, node: &'a NodeAnalysis, config: &Confi
 }
 
 impl TrafficFacts<'_> {
-    /// Pinning when the connections explain the skew and chance could have placed them so; anything
-    /// else is placement that is not random (affinity, Local policy) or traffic the connections do not
-    /// explain.
-    fn cause(&self) -> Cause {
-        if self.follows && !self.beyond_chance { Cause::ConnectionPinning } else { Cause::PodConcentration }
+    /// Affinity decided the placement; otherwise pinning when the decisions explain the skew and
+    /// chance could have placed them so; anything else is placement that is not random (a Local
+    /// policy) or traffic the decisions do not explain.
+    pub fn cause(&self, affinity: bool) -> Cause {
+        if !affinity && self.follows && !self.beyond_chance {
+            Cause::ConnectionPinning
+        } else {
+            Cause::PodConcentration
+        }
     }
 }
 
-struct IngressFacts {
-    /// Forwarded bytes / the workload's pod traffic.
-    forwarded: f64,
-    /// Forwarded bytes / the largest other node's forwarded bytes (infinite when no other forwards).
-    dominance: f64,
-    nic: Option<f64>,
-    pod: f64,
-    softirq: Option<f64>,
-    workload_fraction: f64,
+/// What the ingress family decides on.
+pub(crate) enum IngressFacts {
+    /// With a Service read: the node's entry part against its fair part.
+    Model {
+        /// Forwarded bytes / the workload's pod traffic.
+        forwarded: f64,
+        /// The node's entry part, estimated from its forwarded bytes.
+        entry: f64,
+        /// Its fair part.
+        fair: f64,
+        /// `entry / fair`.
+        normalised: f64,
+        band: TrafficBand,
+        /// Its part as the cluster declares it, when it does.
+        declared: Option<f64>,
+        /// Its entry count is beyond what random picks of the entry decisions give (ECMP hashing a
+        /// few connections lands unevenly by chance, as kube-proxy does over endpoints).
+        beyond_chance: bool,
+        common: IngressCommon,
+    },
+    /// Without a Service: the node's forwarded bytes against the next node's.
+    RunnerUp {
+        forwarded: f64,
+        /// Forwarded bytes / the largest other node's forwarded bytes (infinite when no other forwards).
+        dominance: f64,
+        common: IngressCommon,
+    },
 }
 
-fn ingress_facts(analysis: &Analysis, peers: &Peers, index: usize) -> Option<IngressFacts> {
-    analysis.workload.as_ref()?;
-    let node = analysis.nodes.get(index)?;
+/// Figures both ingress rules report.
+pub(crate) struct IngressCommon {
+    pub forwarded_bps: f64,
+    pub nic: Option<f64>,
+    pub pod: f64,
+    pub softirq: Option<f64>,
+    /// The workload's pod bytes / the serving nodes' NIC bytes.
+    pub workload_fraction: f64,
+}
+
+impl IngressFacts {
+    pub fn common(&self) -> &IngressCommon {
+        match self {
+            Self::Model { common, .. } | Self::RunnerUp { common, .. } => common,
+        }
+    }
+
+    pub fn forwarded(&self) -> f64 {
+        match self {
+            Self::Model { forwarded, .. } | Self::RunnerUp { forwarded, .. } => *forwarded,
+        }
+    }
+}
+
+pub(crate) fn ingress_facts(ctx: &Context<'_>, index: usize) -> Option<IngressFacts> {
+    let analysis = ctx.analysis;
+    let traffic = ctx.judgeable_traffic()?;
+    let node = ctx.node(index)?;
     let nic_total = analysis.summary.get(&Signal::Nic)?.total;
-    let pod_total = analysis.summary.get(&Signal::PodTraffic)?.total;
-    if nic_total <= 0.0 || pod_total <= 0.0 {
+    if nic_total <= 0.0 {
         return None;
     }
-    let forwarded = node.value(Signal::ForwardedNic)?;
-    let largest_other = peers.largest_other_forwarded(index);
-    Some(IngressFacts {
-        forwarded: forwarded / pod_total,
-        dominance: if largest_other > 0.0 { forwarded / largest_other } else { f64::INFINITY },
+    let forwarded_bps = node.value(Signal::ForwardedNic)?;
+    let common = IngressCommon {
+        forwarded_bps,
         nic: node.normalised(Signal::Nic),
         pod: node.normalised(Signal::PodTraffic).unwrap_or(0.0),
         softirq: node.normalised(Signal::Softirq),
-        workload_fraction: pod_total / nic_total,
+        workload_fraction: traffic / nic_total,
+    };
+    let forwarded = forwarded_bps / traffic;
+    let model = analysis.entry.as_ref().filter(|m| m.service.is_some());
+    let Some(model) = model else {
+        let largest_other = ctx.largest_other_forwarded(index);
+        let dominance = if largest_other > 0.0 { forwarded_bps / largest_other } else { f64::INFINITY };
+        return Some(IngressFacts::RunnerUp { forwarded, dominance, common });
+    };
+    // Under a Local policy no node forwards; what a node's pods do not account for is not ingress.
+    if model.policy() == TrafficPolicy::Local {
+        return None;
+    }
+    // The part of what enters here that leaves for another node: with the connections' endpoints
+    // picked independently of their entry (Cluster policy), one minus the node's observed share of
+    // the traffic (the endpoint share when a relay sits in between, whose shares are not measured
+    // here). The observed share keeps the estimate right when the pods' spread is itself skewed.
+    let leaves = match (&model.relay, node.share(Signal::PodTraffic)) {
+        (None, Some(share)) => Some(1.0 - share.clamp(0.0, 1.0)),
+        _ => model.forwarded_part(&node.node),
+    }
+    .filter(|&p| p > 0.05)?;
+    let fair = model.fair_part(&node.node);
+    if fair <= 0.0 {
+        return None;
+    }
+    let entry = forwarded / (2.0 * leaves);
+    let candidates = u32::try_from(model.candidates()).unwrap_or(u32::MAX);
+    let decisions = analysis.entry_decisions.round().max(0.0) as u32;
+    let band = traffic_band(decisions, 1, candidates, candidates, &ctx.config.traffic);
+    let beyond_chance = band.noise_count.is_some_and(|m| (entry * f64::from(decisions)).round() >= f64::from(m));
+    Some(IngressFacts::Model {
+        forwarded,
+        entry,
+        fair,
+        normalised: entry / fair,
+        band,
+        declared: model.declared_part(&node.node),
+        beyond_chance,
+        common,
     })
 }
 
-struct UnattributedFacts {
-    cores: f64,
-    peer_median: f64,
-    excess: f64,
+pub(crate) struct UnattributedFacts {
+    pub cores: f64,
+    pub peer_median: f64,
+    pub excess: f64,
+    /// The node's own baseline, when it has learnt one.
+    pub baseline: Option<f64>,
 }
 
-fn unattributed_facts(node: &NodeAnalysis, peers: &Peers, index: usize) -> Option<UnattributedFacts> {
+pub(crate) fn unattributed_facts(ctx: &Context<'_>, index: usize) -> Option<UnattributedFacts> {
+    let node = ctx.node(index)?;
     let cores = node.value(Signal::UnattributedCpu)?;
-    let peer_median = peers.unattributed.median_without(index).unwrap_or(0.0);
-    Some(UnattributedFacts { cores, peer_median, excess: cores - peer_median })
+    let peer_median = ctx.unattributed.median_without(index).unwrap_or(0.0);
+    let baseline = ctx.baselines.get(&node.node).copied();
+    Some(UnattributedFacts { cores, peer_median, excess: cores - peer_median, baseline })
 }
 
 /// The hottest pod of another workload that counts, with the peer median it was compared against.
 ///
 /// A DaemonSet pod counts only when it outburns its siblings on the serving nodes (a DaemonSet busy
 /// everywhere makes no node a hog). Without a workload under test every pod is "another workload's",
-/// so a pod counts only when it outburns the hottest pod of the other nodes likewise: the serving
-/// replicas, equally busy everywhere, are then not reported.
-fn hot_pod<'a>(
-    analysis: &'a Analysis,
-    peers: &Peers,
-    index: usize,
-    config: &Config,
-) -> Option<(&'a PodFigures, Option<f64>)> {
-    let ratio = config.hot_pod.daemon_set_ratio;
-    let node = analysis.nodes.get(index)?;
+/// so a pod counts only when it outburns the hottest pod of every other node likewise: the serving
+/// replicas, about equally busy wherever they run, are then not reported.
+pub(crate) fn hot_pod<'a>(ctx: &Context<'a>, index: usize) -> Option<(&'a PodFigures, Option<f64>)> {
+    let analysis = ctx.analysis;
+    let ratio = ctx.config.hot_pod.daemon_set_ratio;
+    let node = ctx.node(index)?;
     if analysis.workload.is_none() {
         let pod = node.busy_other_pods.first()?;
-        let peers = peers.hottest_pod.median_without(index);
+        let peers = ctx.hottest_pod.max_without(index);
         return match peers {
             Some(m) if pod.cpu_cores < ratio * m => None,
             _ => Some((pod, peers)),
@@ -284,55 +386,61 @@ fn hot_pod<'a>(
     })
 }
 
-fn pod_label(pod: &PodFigures) -> String {
-    match &pod.workload {
-        Some(w) => format!("{}/{} ({w})", pod.namespace, pod.name),
-        None if pod.namespace.is_empty() => pod.name.clone(),
-        None => format!("{}/{}", pod.namespace, pod.name),
-    }
-}
-
-/// Assesses one family on node `index` of `analysis`; `None` when the family does not apply (treated
-/// as "below exit").
-pub(crate) fn assess(
-    analysis: &Analysis,
-    peers: &Peers,
-    index: usize,
-    family: Family,
-    config: &Config,
-) -> Option<Assessment> {
-    let node = analysis.nodes.get(index)?;
+/// Assesses one family on node `index`; `None` when the family does not apply (treated as "below
+/// exit").
+pub(crate) fn assess(ctx: &Context<'_>, index: usize, family: Family) -> Option<Assessment> {
+    let node = ctx.node(index)?;
+    let config = ctx.config;
     match family {
         Family::Traffic => {
-            let facts = traffic_facts(analysis, node, config)?;
+            let facts = traffic_facts(ctx, node)?;
             Some(Assessment {
                 enter: facts.normalised >= facts.band.enter,
                 exit: facts.normalised < facts.band.exit,
-                cause: facts.cause(),
+                cause: facts.cause(ctx.affinity().is_some()),
             })
         }
         Family::Ingress => {
             let t = &config.ingress;
-            let facts = ingress_facts(analysis, peers, index)?;
-            let gated = facts.workload_fraction >= t.min_workload_fraction;
+            let facts = ingress_facts(ctx, index)?;
+            let gated = facts.common().workload_fraction >= t.min_workload_fraction;
+            let forwarded = facts.forwarded();
+            let (enter, exit) = match &facts {
+                IngressFacts::Model { normalised, band, declared, fair, beyond_chance, .. } => {
+                    // A concentration the cluster declares (the layer-2 announcer) needs no statistics;
+                    // otherwise only one beyond chance counts.
+                    let declared_more = declared.is_some_and(|d| d >= fair * config.traffic.floor);
+                    let explained = declared_more || *beyond_chance;
+                    (
+                        explained && *normalised >= band.enter && forwarded >= t.enter_forwarded,
+                        !explained || *normalised < band.exit,
+                    )
+                }
+                IngressFacts::RunnerUp { dominance, .. } => {
+                    (*dominance >= t.dominance && forwarded >= t.enter_forwarded, *dominance < t.exit_dominance)
+                }
+            };
             Some(Assessment {
-                enter: gated && facts.forwarded >= t.enter_forwarded && facts.dominance >= t.dominance,
-                exit: !gated || facts.forwarded < t.exit_forwarded || facts.dominance < t.exit_dominance,
+                enter: gated && enter,
+                exit: !gated || exit || forwarded < t.exit_forwarded,
                 cause: Cause::IngressConcentration,
             })
         }
         Family::Unattributed => {
             let t = &config.unattributed;
-            let facts = unattributed_facts(node, peers, index)?;
+            let facts = unattributed_facts(ctx, index)?;
+            let over_baseline = facts.baseline.map(|b| facts.cores - b);
             Some(Assessment {
-                enter: facts.excess >= t.enter_excess_cores && facts.cores >= t.min_ratio * facts.peer_median,
-                exit: facts.excess < t.exit_excess_cores,
+                enter: facts.excess >= t.enter_excess_cores
+                    && facts.cores >= t.min_ratio * facts.peer_median
+                    && over_baseline.is_none_or(|o| o >= t.enter_excess_cores),
+                exit: facts.excess < t.exit_excess_cores || over_baseline.is_some_and(|o| o < t.exit_excess_cores),
                 cause: Cause::UnattributedCpu,
             })
         }
         Family::HotPod => {
             let t = &config.hot_pod;
-            let cpu = hot_pod(analysis, peers, index, config).map_or(0.0, |(pod, _)| pod.cpu_cores);
+            let cpu = hot_pod(ctx, index).map_or(0.0, |(pod, _)| pod.cpu_cores);
             Some(Assessment { enter: cpu >= t.enter_cores, exit: cpu < t.exit_cores, cause: Cause::ColocatedHotPod })
         }
         Family::Thermal => {
@@ -358,310 +466,5 @@ pub(crate) fn assess(
                 cause: Cause::MemoryPressure,
             })
         }
-    }
-}
-
-const PINNING_NEXT: &str = "Run the load test again with `oha --disable-keepalive` (or with far more connections \
-than endpoints, e.g. -c 200): if the skew vanishes or moves to another node, it was keep-alive pinning. kube-proxy \
-balances connections, not requests; for an even spread use many connections, or a per-request (L7) balancer in front.";
-
-const CONCENTRATION_NEXT: &str = "Check the Service (`kubectl get svc -o yaml`): `sessionAffinity: ClientIP` sends \
-every request from one source IP (all of them, behind a proxy) to one pod, and `externalTrafficPolicy: Local` sends \
-everything to the entry node's pods. Set sessionAffinity: None, or use the Cluster policy, or run a replica on every \
-node that can announce the IP.";
-
-const INGRESS_NEXT: &str = "All ingress enters this node and is forwarded from there: with MetalLB in L2 mode one \
-speaker answers ARP for the service IP (`kubectl describe svc` and the speaker's events show which). Use BGP mode so \
-ECMP spreads ingress over nodes, or set externalTrafficPolicy: Local with a replica on each announcing node.";
-
-const UNATTRIBUTED_NEXT: &str = "Find the work outside pods on this node: kernel nfsd threads (an NFS server) or the \
-k3s server and etcd (`top -H` or `ps -eo pid,comm,%cpu --sort=-%cpu` on the node). Move the NFS server off the \
-serving nodes, or keep the workload off control-plane nodes (taint them).";
-
-const THERMAL_NEXT: &str = "Cool the board: the Pi 5 throttles between 80 and 85 C. Fit an active cooler or improve \
-case airflow, and confirm with `vcgencmd measure_temp` and `vcgencmd get_throttled`.";
-
-const MEMORY_NEXT: &str = "Lower memory use on this node (fewer PHP/worker processes, memory limits on the hot \
-pods), move pods away, or add memory or zram; `cat /proc/pressure/memory` shows the stalls live.";
-
-/// Evidence, confidence and next step of a raised verdict on node `index` (called only for raised
-/// verdicts).
-pub(crate) fn explain(analysis: &Analysis, peers: &Peers, index: usize, cause: Cause, config: &Config) -> Explanation {
-    let Some(node) = analysis.nodes.get(index) else {
-        return Explanation {
-            confidence: 0.0,
-            subject: None,
-            summary: "the node has no figures in this span".to_string(),
-            evidence: Vec::new(),
-            next_step: String::new(),
-        };
-    };
-    let name = &node.node;
-    match cause {
-        Cause::ConnectionPinning | Cause::PodConcentration => {
-            let Some(f) = traffic_facts(analysis, node, config) else {
-                return Explanation {
-                    confidence: 0.3,
-                    subject: None,
-                    summary: format!("{name} no longer serves the workload"),
-                    evidence: Vec::new(),
-                    next_step: String::new(),
-                };
-            };
-            let mut evidence = vec![
-                Evidence::new("pod-traffic-share", f.share, "share"),
-                Evidence::new("expected-share", f.band.expected_share, "share"),
-                Evidence::new("pod-traffic-normalised", f.normalised, "x expected"),
-                Evidence::new("enter-threshold", f.band.enter, "x expected"),
-                Evidence::new("node-connections", f.node_connections, "conns"),
-                Evidence::new("connections", analysis.connections, "conns"),
-            ];
-            if let Some(k) = f.connection_normalised {
-                evidence.push(Evidence::new("connections-normalised", k, "x expected"));
-            }
-            if let Some(b) = f.band.noise_bound {
-                evidence.push(Evidence::new("random-spread-bound", b, "x expected"));
-            }
-            if let Some(top) = f.top_pod.and_then(|p| p.traffic_share) {
-                evidence.push(Evidence::new("top-pod-share", top, "share"));
-            }
-            let level = level(f.normalised, f.band.enter, f.band.exit);
-            let c = f.band.connections;
-            if cause == Cause::ConnectionPinning {
-                let (fingerprint, caveat) = if f.nearly_all {
-                    (0.8, " With so few connections, session affinity or a Local policy cannot be excluded yet.")
-                } else {
-                    (1.0, "")
-                };
-                Explanation {
-                    confidence: level * fingerprint,
-                    subject: None,
-                    summary: format!(
-                        "{name} carries {} of the workload's traffic against an expected {} ({:.2}x), and its \
-                         pods hold {:.0} of the {c} keep-alive connections: traffic follows connections pinned \
-                         at connect time.{caveat}",
-                        pct(f.share),
-                        pct(f.band.expected_share),
-                        f.normalised,
-                        f.node_connections,
-                    ),
-                    evidence,
-                    next_step: PINNING_NEXT.to_string(),
-                }
-            } else {
-                let fingerprint = match (f.nearly_all, f.follows) {
-                    (true, _) => 1.0,
-                    (false, true) => 0.7,
-                    (false, false) => 0.5,
-                };
-                let how = match (f.follows, f.band.noise_count) {
-                    (true, Some(m)) => format!(
-                        "its pods hold {:.0} of {c} connections where chance places at most {}",
-                        f.node_connections,
-                        m - 1
-                    ),
-                    _ => "the connection counts do not explain it".to_string(),
-                };
-                Explanation {
-                    confidence: level * fingerprint,
-                    subject: f.top_pod.map(pod_label),
-                    summary: format!(
-                        "{name}'s pods take {} of the workload's traffic against an expected {} ({:.2}x); {how}.",
-                        pct(f.share),
-                        pct(f.band.expected_share),
-                        f.normalised,
-                    ),
-                    evidence,
-                    next_step: CONCENTRATION_NEXT.to_string(),
-                }
-            }
-        }
-        Cause::IngressConcentration => {
-            let t = &config.ingress;
-            let Some(f) = ingress_facts(analysis, peers, index) else {
-                return Explanation {
-                    confidence: 0.3,
-                    subject: None,
-                    summary: format!("{name}: the workload carries no traffic now"),
-                    evidence: Vec::new(),
-                    next_step: INGRESS_NEXT.to_string(),
-                };
-            };
-            let mut evidence = vec![
-                Evidence::new("forwarded-fraction", f.forwarded, "x workload traffic"),
-                Evidence::new("forwarded-dominance", f.dominance.min(1e6), "x next node"),
-                Evidence::new("forwarded-bytes", node.value(Signal::ForwardedNic).unwrap_or(0.0), "B/s"),
-                Evidence::new("pod-traffic-normalised", f.pod, "x expected"),
-                Evidence::new("expected-share", node.expected_share, "share"),
-            ];
-            if let Some(n) = f.nic {
-                evidence.push(Evidence::new("nic-normalised", n, "x expected"));
-            }
-            if let Some(s) = f.softirq {
-                evidence.push(Evidence::new("softirq-normalised", s, "x expected"));
-            }
-            // The announcer's NAT and conntrack work shows as softirq: the last mark of the fingerprint.
-            let fingerprint = if f.softirq.is_some_and(|s| s >= 1.25) { 1.0 } else { 0.8 };
-            Explanation {
-                confidence: level(f.forwarded, t.enter_forwarded, t.exit_forwarded) * fingerprint,
-                subject: None,
-                summary: format!(
-                    "{name}'s NICs carry {} of the workload's traffic beyond what its own pods send and receive \
-                     ({} as much as any other node) while its pods carry {:.2}x their expected share: traffic \
-                     enters here and is forwarded to the other nodes{}.",
-                    pct(f.forwarded),
-                    if f.dominance.is_finite() { format!("{:.1}x", f.dominance) } else { "far more".to_string() },
-                    f.pod,
-                    f.softirq.map_or(String::new(), |s| format!(" (softirq {s:.2}x expected)"))
-                ),
-                evidence,
-                next_step: INGRESS_NEXT.to_string(),
-            }
-        }
-        Cause::UnattributedCpu => {
-            let t = &config.unattributed;
-            let f = unattributed_facts(node, peers, index).unwrap_or(UnattributedFacts {
-                cores: 0.0,
-                peer_median: 0.0,
-                excess: 0.0,
-            });
-            let nic = node.normalised(Signal::Nic);
-            let mut evidence = vec![
-                Evidence::new("unattributed-cpu", f.cores, "cores"),
-                Evidence::new("peer-median", f.peer_median, "cores"),
-                Evidence::new("excess", f.excess, "cores"),
-                Evidence::new("cpu", node.value(Signal::Cpu).unwrap_or(0.0), "cores"),
-            ];
-            if let Some(n) = nic {
-                evidence.push(Evidence::new("nic-normalised", n, "x expected"));
-            }
-            Explanation {
-                confidence: level(f.excess, t.enter_excess_cores, t.exit_excess_cores),
-                subject: None,
-                summary: format!(
-                    "{name} spends {} cores in processes outside every pod, {} more than the serving nodes' median \
-                     of {}.",
-                    format_number(f.cores),
-                    format_number(f.excess),
-                    format_number(f.peer_median)
-                ),
-                evidence,
-                next_step: UNATTRIBUTED_NEXT.to_string(),
-            }
-        }
-        Cause::ColocatedHotPod => {
-            let t = &config.hot_pod;
-            let found = hot_pod(analysis, peers, index, config);
-            let cpu = found.map_or(0.0, |(p, _)| p.cpu_cores);
-            let mut evidence = vec![
-                Evidence::new("pod-cpu", cpu, "cores"),
-                Evidence::new("node-cpu", node.value(Signal::Cpu).unwrap_or(0.0), "cores"),
-            ];
-            if let Some(n) = node.normalised(Signal::Cpu) {
-                evidence.push(Evidence::new("node-cpu-normalised", n, "x expected"));
-            }
-            if let Some(m) = found.and_then(|(_, m)| m) {
-                evidence.push(Evidence::new("peer-median", m, "cores"));
-            }
-            let label = found.map(|(p, _)| pod_label(p));
-            Explanation {
-                confidence: level(cpu, t.enter_cores, t.exit_cores),
-                subject: label.clone(),
-                summary: format!(
-                    "{} burns {} cores on {name}, {}.",
-                    label.as_deref().unwrap_or("a pod of another workload"),
-                    format_number(cpu),
-                    if analysis.workload.is_some() {
-                        "next to the workload under test"
-                    } else {
-                        "far more than the hottest pod of the other nodes"
-                    }
-                ),
-                evidence,
-                next_step: format!(
-                    "Move {} to another node (nodeAffinity or podAntiAffinity) or cap it with CPU limits; if it is \
-                     the database, more web replicas will not raise the ceiling.",
-                    label.as_deref().unwrap_or("the pod")
-                ),
-            }
-        }
-        Cause::ThermalThrottling => {
-            let temperature = node.value(Signal::Temperature);
-            let frequency = node.value(Signal::Frequency);
-            let seen = node.throttle_seen;
-            let mut evidence = Vec::new();
-            if let Some(c) = temperature {
-                evidence.push(Evidence::new("temperature", c, "C"));
-            }
-            if let Some(f) = frequency {
-                evidence.push(Evidence::new("frequency-ratio", f, "fraction"));
-            }
-            if let Some(t) = node.value(Signal::Throttled) {
-                evidence.push(Evidence::new("throttled-samples", t, "fraction"));
-            }
-            if let Some(n) = node.normalised(Signal::Cpu) {
-                evidence.push(Evidence::new("node-cpu-normalised", n, "x expected"));
-            }
-            let bits = seen.throttled || seen.soft_temperature_limit || seen.arm_frequency_capped;
-            let hot = temperature.is_some_and(|c| c >= config.thermal.enter_celsius);
-            let confidence = match (bits, hot) {
-                (true, true) => 0.9,
-                (true, false) | (false, true) => 0.7,
-                (false, false) => 0.4,
-            };
-            Explanation {
-                confidence,
-                subject: None,
-                summary: format!(
-                    "{name} runs at {} with the CPU at {} of its maximum frequency{}.",
-                    temperature.map_or("an unknown temperature".to_string(), |c| format!("{c:.1} C")),
-                    frequency.map_or("an unknown fraction".to_string(), pct),
-                    if bits { " and the firmware reports throttling" } else { "" }
-                ),
-                evidence,
-                next_step: THERMAL_NEXT.to_string(),
-            }
-        }
-        Cause::MemoryPressure => {
-            let t = &config.memory;
-            let stall = node.value(Signal::MemoryPressure);
-            let available = node.value(Signal::MemoryUsed).map(|u| 1.0 - u);
-            let mut evidence = Vec::new();
-            if let Some(s) = stall {
-                evidence.push(Evidence::new("memory-stall", s, "fraction"));
-            }
-            if let Some(a) = available {
-                evidence.push(Evidence::new("memory-available", a, "fraction"));
-            }
-            if let Some(g) = node.value(Signal::MemoryGrowth) {
-                evidence.push(Evidence::new("memory-growth", g, "B/s"));
-            }
-            let stalled = stall.is_some_and(|s| s >= t.enter_stall);
-            let low = available.is_some_and(|a| a <= t.enter_available);
-            Explanation {
-                confidence: if stalled && low { 0.9 } else { 0.7 },
-                subject: None,
-                summary: format!(
-                    "Tasks on {name} stall on memory {} of the time with {} of memory available.",
-                    stall.map_or("an unknown part".to_string(), pct),
-                    available.map_or("an unknown part".to_string(), pct)
-                ),
-                evidence,
-                next_step: MEMORY_NEXT.to_string(),
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn level_rises_through_the_thresholds() {
-        assert!((level(1.5, 2.0, 1.5) - 0.3).abs() < 1e-12);
-        assert!((level(2.0, 2.0, 1.5) - 0.6).abs() < 1e-12);
-        assert!((level(2.5, 2.0, 1.5) - 0.9).abs() < 1e-12);
-        assert!((level(9.0, 2.0, 1.5) - 0.9).abs() < 1e-12);
     }
 }

@@ -9,15 +9,21 @@
 //! below the (lower) exit threshold. Between the two thresholds an active verdict stays and the exit
 //! count restarts. A node that leaves the cluster clears at once. Within the traffic family, the cause
 //! of an active verdict changes only when the new cause has held for `enter_after` evaluations.
+//!
+//! Each node also keeps its own baseline of unattributed CPU: an exponential mean of the detection
+//! span's figure, learnt at ticks outside load-test windows while the node has no such verdict
+//! pending or active, so that neither the load under test nor the hog becomes its own reference.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::analysis::Signal;
 use crate::analysis::{Analysis, analyse};
-use crate::classify::{Family, Peers, assess, explain};
+use crate::classify::{Context, Family, assess};
 use crate::config::Config;
+use crate::explain::explain;
 use crate::history::History;
 use crate::input::Tick;
 use crate::verdict::{Cause, ChangeKind, Verdict, VerdictChange};
@@ -54,12 +60,23 @@ pub struct Evaluation {
     pub changes: Vec<VerdictChange>,
 }
 
+/// A node's own baseline of unattributed CPU.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Baseline {
+    cores: f64,
+    /// How long it has learnt, ms.
+    learnt_ms: i64,
+    /// The tick it last learnt at.
+    at_ms: i64,
+}
+
 /// Keeps the history and the hysteresis states between ticks.
 #[derive(Debug, Clone)]
 pub struct Detector {
     config: Config,
     history: History,
     states: BTreeMap<(String, Family), FamilyState>,
+    baselines: BTreeMap<String, Baseline>,
     last_tick_ms: Option<i64>,
 }
 
@@ -71,7 +88,13 @@ impl Detector {
         if config.enter_after == 0 || config.exit_after == 0 {
             return Err(Error::Config("enter_after and exit_after must be at least 1".into()));
         }
-        Ok(Self { config, history: History::default(), states: BTreeMap::new(), last_tick_ms: None })
+        Ok(Self {
+            config,
+            history: History::default(),
+            states: BTreeMap::new(),
+            baselines: BTreeMap::new(),
+            last_tick_ms: None,
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -116,10 +139,20 @@ impl Detector {
             }
         }
 
-        let peers = Peers::new(&detection);
+        self.baselines.retain(|name, _| names.contains(name.as_str()));
+        let baselines: BTreeMap<String, f64> = self
+            .baselines
+            .iter()
+            .filter(|(_, b)| b.learnt_ms >= self.config.unattributed.baseline_min_ms)
+            .map(|(name, b)| (name.clone(), b.cores))
+            .collect();
+        let config = self.config.clone();
+        let ctx = Context::new(&detection, &config, &baselines);
+        let sole_entry = detection.entry.as_ref().and_then(|m| m.sole_entry()).map(str::to_string);
         for name in &names {
             let index = detection.index_of(name);
-            // Unattributed CPU goes first: when it holds, it explains the node's NIC excess too.
+            // Unattributed CPU goes first: when it holds, it explains the node's NIC excess too, unless
+            // the cluster declares the node the sole entry (then both are reported).
             let mut unattributed_holds = false;
             for family in [
                 Family::Unattributed,
@@ -129,13 +162,14 @@ impl Detector {
                 Family::Thermal,
                 Family::Memory,
             ] {
-                let mut assessment = index.and_then(|i| assess(&detection, &peers, i, family, &self.config));
+                let mut assessment = index.and_then(|i| assess(&ctx, i, family));
                 if family == Family::Unattributed {
                     unattributed_holds = assessment.is_some_and(|a| a.enter)
                         || self.states.contains_key(&(name.to_string(), Family::Unattributed));
                 }
                 if family == Family::Ingress
                     && unattributed_holds
+                    && sole_entry.as_deref() != Some(*name)
                     && let Some(a) = assessment.as_mut()
                 {
                     a.enter = false;
@@ -151,7 +185,7 @@ impl Detector {
                 continue;
             }
             let Some(index) = detection.index_of(name) else { continue };
-            let explanation = explain(&detection, &peers, index, state.cause, &self.config);
+            let explanation = explain(&ctx, index, state.cause);
             verdicts.push(Verdict {
                 node: name.clone(),
                 cause: state.cause,
@@ -162,13 +196,40 @@ impl Detector {
                 summary: explanation.summary,
                 evidence: explanation.evidence,
                 next_step: explanation.next_step,
+                remedy: explanation.remedy,
+                read: explanation.read,
             });
         }
+        drop(ctx);
+        self.learn_baselines(&detection, tick);
         verdicts.sort_by(|a, b| a.node.cmp(&b.node).then(a.cause.cmp(&b.cause)));
         changes.sort_by(|a, b| {
             a.node.cmp(&b.node).then(a.cause.cmp(&b.cause)).then((a.change as u8).cmp(&(b.change as u8)))
         });
         Ok(Evaluation { timestamp_ms: now, live, detection, verdicts, changes })
+    }
+
+    /// Moves each node's baseline towards its unattributed CPU over the detection span, outside
+    /// windows and while the node has no such verdict pending or active.
+    fn learn_baselines(&mut self, detection: &Analysis, tick: &Tick) {
+        if tick.window_open {
+            return;
+        }
+        let tau = self.config.unattributed.baseline_time_constant_ms.max(1) as f64;
+        for node in &detection.nodes {
+            let Some(cores) = node.value(Signal::UnattributedCpu) else { continue };
+            if self.states.contains_key(&(node.node.clone(), Family::Unattributed)) {
+                continue;
+            }
+            let now = tick.timestamp_ms;
+            let baseline =
+                self.baselines.entry(node.node.clone()).or_insert(Baseline { cores, learnt_ms: 0, at_ms: now });
+            let dt = (now - baseline.at_ms).max(0);
+            let weight = 1.0 - (-(dt as f64) / tau).exp();
+            baseline.cores += weight * (cores - baseline.cores);
+            baseline.learnt_ms += dt;
+            baseline.at_ms = now;
+        }
     }
 
     /// Advances one (node, family) state; `None` assessment counts as below the exit threshold.

@@ -77,6 +77,8 @@ pub mod analysis;
 pub mod classify;
 pub mod config;
 pub mod detector;
+pub mod entry;
+pub(crate) mod explain;
 pub(crate) mod history;
 pub mod input;
 pub mod noise;
@@ -95,7 +97,7 @@ pub use input::{
     WorkloadUnderTest,
 };
 pub use report::{Window, WindowReport};
-pub use verdict::{Cause, ChangeKind, Evidence, Verdict, VerdictChange};
+pub use verdict::{Cause, ChangeKind, Evidence, Remedy, Verdict, VerdictChange};
 
 /// What can go wrong when feeding the diagnosis.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -98,6 +98,57 @@ pub fn format_number(value: f64) -> String {
     }
 }
 
+/// What a verdict's next step asks for, as data: what a tool (or a person following a runbook)
+/// changes in the cluster. The prose of the next step says the same for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Remedy {
+    /// Let client traffic enter at every node instead of one: announce the Service's address over
+    /// BGP so the router spreads connections (ECMP), instead of one layer-2 announcer.
+    SpreadEntry { service: String },
+    /// `externalTrafficPolicy: Local` on the Service, with a replica on every node that announces it,
+    /// so that no entry node forwards.
+    LocalPolicyWithReplicas { service: String },
+    /// `externalTrafficPolicy: Cluster`, so that every entry node balances over every endpoint.
+    ClusterPolicy { service: String },
+    /// `sessionAffinity: None` on the Service.
+    DropSessionAffinity { service: String },
+    /// Balance per request rather than per connection: keep-alive off between the client (or the
+    /// proxy) and the Service, or far more connections than endpoints.
+    SpreadConnections,
+    /// Run a replica of the workload on `node` (or move one there from `from`).
+    PlaceReplica { workload: String, node: String, from: Option<String> },
+    /// Move a pod of another workload off the node.
+    MovePod { pod: String, node: String },
+    /// Stop or move the work outside pods on the node (an NFS server, a noisy neighbour).
+    StopHostWork { node: String },
+    /// Cool the board.
+    Cool { node: String },
+    /// Free memory on the node or give it more.
+    RelieveMemory { node: String },
+    /// Nothing specific can be changed from what was read: look at what the text says.
+    Investigate,
+}
+
+impl Remedy {
+    /// The action's kebab-case name (`spread-entry`, ...).
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::SpreadEntry { .. } => "spread-entry",
+            Self::LocalPolicyWithReplicas { .. } => "local-policy-with-replicas",
+            Self::ClusterPolicy { .. } => "cluster-policy",
+            Self::DropSessionAffinity { .. } => "drop-session-affinity",
+            Self::SpreadConnections => "spread-connections",
+            Self::PlaceReplica { .. } => "place-replica",
+            Self::MovePod { .. } => "move-pod",
+            Self::StopHostWork { .. } => "stop-host-work",
+            Self::Cool { .. } => "cool",
+            Self::RelieveMemory { .. } => "relieve-memory",
+            Self::Investigate => "investigate",
+        }
+    }
+}
+
 /// A diagnosis of one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -117,6 +168,17 @@ pub struct Verdict {
     pub evidence: Vec<Evidence>,
     /// What to do or check next, in plain words.
     pub next_step: String,
+    /// The next step as data.
+    #[serde(default = "investigate")]
+    pub remedy: Remedy,
+    /// What the explanation and the next step rest on, as read from the cluster (the Service, the
+    /// MetalLB status that names the announcer, ...), one line each.
+    #[serde(default)]
+    pub read: Vec<String>,
+}
+
+fn investigate() -> Remedy {
+    Remedy::Investigate
 }
 
 impl fmt::Display for Verdict {
@@ -129,6 +191,9 @@ impl fmt::Display for Verdict {
         writeln!(f, "  why: {}", self.summary)?;
         let evidence: Vec<String> = self.evidence.iter().map(ToString::to_string).collect();
         writeln!(f, "  evidence: {}", evidence.join("; "))?;
+        if !self.read.is_empty() {
+            writeln!(f, "  read: {}", self.read.join("; "))?;
+        }
         write!(f, "  next step: {}", self.next_step)
     }
 }

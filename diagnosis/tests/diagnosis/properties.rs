@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use bakery_diagnosis::scenario::{
-    Entry, Expectation, HostWork, Load, MemoryEvent, NodeSpec, Phase, PodSpec, PodWork, Scenario, SplitMix64,
-    ThermalEvent,
+    Connections, Entry, Expectation, HostWork, Load, MemoryEvent, NodeSpec, Phase, PodSpec, PodWork, Scenario,
+    SplitMix64, ThermalEvent,
 };
 use bakery_diagnosis::{
     Cause, Config, CpuFrequency, CpuJiffies, Evaluation, NicBytes, NodeMemory, NodeRole, NodeSample, PodSample,
@@ -133,6 +133,7 @@ fn scenario(p: &Params) -> Scenario {
         jitter: 0.03,
         workload: Some(WORDPRESS.to_string()),
         cluster_knowledge: true,
+        service: None,
         nodes,
         pods,
         load: Some(Load {
@@ -140,10 +141,11 @@ fn scenario(p: &Params) -> Scenario {
             request_bytes: 600.0,
             response_bytes: 45_000.0,
             cpu_seconds_per_request: 0.02,
-            connections: p.connections.clone(),
-            entry,
+            connections: p.connections.clone().map(Connections::Placed),
+            entry: Some(entry),
             softirq_seconds_per_forwarded_mb: 0.03,
             backend: None,
+            affinity_pod: None,
         }),
         phases: Vec::new(),
         host_work: Vec::new(),
@@ -182,7 +184,14 @@ fn scenario(p: &Params) -> Scenario {
         5 => {
             let mut rng = SplitMix64::new(p.seed);
             let connections = p.placement.iter().map(|_| rng.below(40) as u32).collect();
-            s.phases.push(Phase { from_s, until_s, requests_per_s: None, connections: Some(connections), entry: None });
+            s.phases.push(Phase {
+                from_s,
+                until_s,
+                requests_per_s: None,
+                connections: Some(Connections::Placed(connections)),
+                entry: None,
+                announcement: None,
+            });
         }
         6 => s.phases.push(Phase {
             from_s,
@@ -190,6 +199,7 @@ fn scenario(p: &Params) -> Scenario {
             requests_per_s: None,
             connections: None,
             entry: Some(Entry::Node(hog_node)),
+            announcement: None,
         }),
         _ => {}
     }

@@ -1,371 +1,21 @@
-//! Synthetic cluster series from a scenario definition: the fixtures of the scenario tests, the
-//! benchmark, and demos.
-//!
-//! A scenario describes a cluster under load in physical terms (nodes, pods, the load generator's
-//! connections, where client traffic enters, work outside pods, heat, memory) rather than in terms of
-//! the causes the diagnosis should find; [`Scenario::run`] expands it into a deterministic series of
-//! [`Tick`]s with raw cumulative counters, as the agents would ship them. Definitions are serde types,
-//! written as TOML files under `tests/scenarios/`.
-//!
-//! The traffic model (field guide, section 2):
-//! * with keep-alive, each serving pod gets requests in proportion to the connections pinned to it
-//!   (a closed loop per connection); without, in proportion 1 each (per-request balancing), with a
-//!   few in-flight connections;
-//! * client bytes enter at the entry node(s). Traffic for a pod on another node is forwarded: the entry
-//!   NIC carries it in and out again, and the forwarding costs softirq there;
-//! * a backend pod (the database) gets work and bytes for every request; bytes between nodes cross
-//!   both NICs;
-//! * work outside pods (an NFS server, the control plane) adds process CPU and NIC bytes that no pod
-//!   accounts for;
-//! * a throttled node runs its pods' work at a lower frequency: the same requests cost more CPU.
-//!
-//! Noise: each rate is multiplied by `1 + jitter * u` with `u` uniform in [-1, 1), drawn from a
-//! SplitMix64 generator seeded by the scenario (no system randomness: runs are reproducible).
+//! Expands a scenario into ticks: places each client connection on an entry node and an endpoint as
+//! kube-proxy would, draws the requests each connection sends, and accumulates the counters every
+//! node and pod would show.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
+use super::{Connections, Entry, Scenario, SplitMix64, WindowSpec, parse_workload};
 use crate::input::{
-    CpuFrequency, CpuJiffies, NicBytes, NodeMemory, NodeRole, NodeSample, PodSample, PressureTotals, ThrottleFlags,
-    Tick, WorkloadRef, WorkloadUnderTest,
+    Announcement, CpuFrequency, CpuJiffies, NicBytes, NodeMemory, NodeRole, NodeSample, PodSample, PressureTotals,
+    ThrottleFlags, Tick, TrafficPolicy, WorkloadRef, WorkloadUnderTest,
 };
 use crate::{Error, Result};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
-
-fn default_duration() -> f64 {
-    30.0
-}
-fn default_sample_ms() -> i64 {
-    250
-}
-fn default_start_ms() -> i64 {
-    1_790_000_000_000
-}
-fn default_jitter() -> f64 {
-    0.03
-}
-fn default_cores() -> u32 {
-    4
-}
-fn default_memory_gib() -> f64 {
-    8.0
-}
-fn default_temperature() -> f64 {
-    55.0
-}
-fn default_max_khz() -> u64 {
-    2_400_000
-}
-fn default_pod_cpu() -> f64 {
-    0.02
-}
-fn default_pod_memory_mib() -> f64 {
-    120.0
-}
-fn default_true() -> bool {
-    true
-}
-fn default_request_bytes() -> f64 {
-    700.0
-}
-fn default_response_bytes() -> f64 {
-    40_000.0
-}
-fn default_cpu_per_request() -> f64 {
-    0.012
-}
-fn default_softirq_per_mb() -> f64 {
-    0.03
-}
-fn forever() -> f64 {
-    f64::INFINITY
-}
-
-/// A whole scenario file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Scenario {
-    pub name: String,
-    pub description: String,
-    #[serde(default = "default_duration")]
-    pub duration_s: f64,
-    #[serde(default = "default_sample_ms")]
-    pub sample_ms: i64,
-    #[serde(default)]
-    pub seed: u64,
-    /// Epoch ms of the first sample.
-    #[serde(default = "default_start_ms")]
-    pub start_ms: i64,
-    /// Relative amplitude of the per-sample noise.
-    #[serde(default = "default_jitter")]
-    pub jitter: f64,
-    /// The workload under test, `Kind/namespace/name` (it drives the load model).
-    #[serde(default)]
-    pub workload: Option<String>,
-    /// Whether the ticks carry cluster knowledge. Without it (no Kubernetes API), pods are named by
-    /// their UID, workloads are unknown and no workload under test is given.
-    #[serde(default = "default_true")]
-    pub cluster_knowledge: bool,
-    pub nodes: Vec<NodeSpec>,
-    #[serde(default)]
-    pub pods: Vec<PodSpec>,
-    #[serde(default)]
-    pub load: Option<Load>,
-    /// Time-bounded changes of the load.
-    #[serde(default)]
-    pub phases: Vec<Phase>,
-    #[serde(default)]
-    pub host_work: Vec<HostWork>,
-    #[serde(default)]
-    pub pod_work: Vec<PodWork>,
-    #[serde(default)]
-    pub thermal: Vec<ThermalEvent>,
-    #[serde(default)]
-    pub memory_pressure: Vec<MemoryEvent>,
-    #[serde(default)]
-    pub expect: Expectation,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeSpec {
-    pub name: String,
-    pub role: NodeRole,
-    #[serde(default = "default_cores")]
-    pub cores: u32,
-    #[serde(default = "default_memory_gib")]
-    pub memory_gib: f64,
-    /// Process CPU outside pods (k3s server and etcd on control-plane nodes); default 0.35 cores on
-    /// control-plane nodes, 0.08 on workers.
-    #[serde(default)]
-    pub base_cpu_cores: Option<f64>,
-    /// NIC bytes per second outside the workload (etcd, kubelet); default 150 kB/s on control-plane
-    /// nodes, 20 kB/s on workers.
-    #[serde(default)]
-    pub background_nic_bps: Option<f64>,
-    #[serde(default = "default_temperature")]
-    pub temperature_c: f64,
-    #[serde(default = "default_max_khz")]
-    pub max_khz: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PodSpec {
-    pub name: String,
-    pub node: String,
-    #[serde(default = "default_namespace")]
-    pub namespace: String,
-    /// `Kind/namespace/name`.
-    #[serde(default)]
-    pub workload: Option<String>,
-    /// Idle CPU.
-    #[serde(default = "default_pod_cpu")]
-    pub cpu_cores: f64,
-    #[serde(default = "default_pod_memory_mib")]
-    pub memory_mib: f64,
-    #[serde(default = "default_true")]
-    pub ready: bool,
-    #[serde(default)]
-    pub host_network: bool,
-}
-
-fn default_namespace() -> String {
-    "default".to_string()
-}
-
-/// Where client traffic enters the cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Entry {
-    /// At the serving pod's own node (no forwarding).
-    Direct,
-    /// Evenly over every node, each forwarding to pods elsewhere (BGP with ECMP, Cluster policy).
-    Spread,
-    /// At one node, which forwards to pods elsewhere (MetalLB L2 announcer, Cluster policy).
-    Node(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Load {
-    pub requests_per_s: f64,
-    #[serde(default = "default_request_bytes")]
-    pub request_bytes: f64,
-    #[serde(default = "default_response_bytes")]
-    pub response_bytes: f64,
-    /// CPU seconds a serving pod spends per request at full frequency.
-    #[serde(default = "default_cpu_per_request")]
-    pub cpu_seconds_per_request: f64,
-    /// Keep-alive connections pinned to each serving pod, in the order the pods are listed; absent:
-    /// no keep-alive (per-request balancing).
-    #[serde(default)]
-    pub connections: Option<Vec<u32>>,
-    pub entry: Entry,
-    /// Softirq CPU seconds per MB forwarded by an entry node.
-    #[serde(default = "default_softirq_per_mb")]
-    pub softirq_seconds_per_forwarded_mb: f64,
-    #[serde(default)]
-    pub backend: Option<Backend>,
-}
-
-/// A pod every request also calls (the database).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Backend {
-    pub pod: String,
-    pub cpu_seconds_per_request: f64,
-    pub bytes_per_request: f64,
-}
-
-/// Overrides of the load between `from_s` and `until_s`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Phase {
-    pub from_s: f64,
-    #[serde(default = "forever")]
-    pub until_s: f64,
-    #[serde(default)]
-    pub requests_per_s: Option<f64>,
-    #[serde(default)]
-    pub connections: Option<Vec<u32>>,
-    #[serde(default)]
-    pub entry: Option<Entry>,
-}
-
-/// Work on a node outside every pod (kernel nfsd, the k3s server).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HostWork {
-    pub node: String,
-    #[serde(default)]
-    pub cpu_cores: f64,
-    #[serde(default)]
-    pub softirq_cores: f64,
-    #[serde(default)]
-    pub nic_rx_bps: f64,
-    #[serde(default)]
-    pub nic_tx_bps: f64,
-    #[serde(default)]
-    pub from_s: f64,
-    #[serde(default = "forever")]
-    pub until_s: f64,
-}
-
-/// Extra CPU burnt by one pod.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PodWork {
-    pub pod: String,
-    pub cpu_cores: f64,
-    #[serde(default)]
-    pub from_s: f64,
-    #[serde(default = "forever")]
-    pub until_s: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ThermalEvent {
-    pub node: String,
-    pub temperature_c: f64,
-    pub frequency_khz: u64,
-    #[serde(default)]
-    pub throttled: bool,
-    #[serde(default)]
-    pub soft_temperature_limit: bool,
-    #[serde(default)]
-    pub from_s: f64,
-    #[serde(default = "forever")]
-    pub until_s: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemoryEvent {
-    pub node: String,
-    /// Fraction of time some task stalls on memory (PSI "some").
-    pub stall_fraction: f64,
-    /// MemAvailable / MemTotal.
-    pub available_fraction: f64,
-    #[serde(default)]
-    pub from_s: f64,
-    #[serde(default = "forever")]
-    pub until_s: f64,
-}
-
-/// What the diagnosis must say about the scenario.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Expectation {
-    /// Exactly these verdicts while the hog runs; none is the control case.
-    #[serde(default)]
-    pub verdicts: Vec<ExpectedVerdict>,
-    /// The load-test window, seconds from the first sample; default the whole series.
-    #[serde(default)]
-    pub window: Option<WindowSpec>,
-    /// When the hog starts and ends, seconds from the first sample; default the whole series.
-    #[serde(default)]
-    pub hog_start_s: Option<f64>,
-    #[serde(default)]
-    pub hog_end_s: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExpectedVerdict {
-    pub node: String,
-    pub cause: crate::verdict::Cause,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WindowSpec {
-    pub start_s: f64,
-    pub end_s: f64,
-}
-
-/// Parses `Kind/namespace/name`.
-pub fn parse_workload(text: &str) -> Result<WorkloadRef> {
-    let mut parts = text.splitn(3, '/');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(kind), Some(ns), Some(name)) if !kind.is_empty() && !ns.is_empty() && !name.is_empty() => {
-            Ok(WorkloadRef::new(kind, ns, name))
-        }
-        _ => Err(Error::Scenario(format!("workload {text:?} is not Kind/namespace/name"))),
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny deterministic generator for the fixture noise.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1_u64 << 53) as f64
-    }
-
-    /// Uniform in [0, n).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-}
+/// Without keep-alive a request holds its connection for about this long (a few round trips and the
+/// page): the connections a pod shows open at a sample.
+const REQUEST_SECONDS: f64 = 0.05;
 
 fn active(from_s: f64, until_s: f64, t: f64) -> bool {
     t >= from_s && t < until_s
@@ -389,6 +39,24 @@ struct PodCounters {
     rx: f64,
     tx: f64,
     cpu_us: f64,
+    passive_opens: u64,
+}
+
+/// One keep-alive connection: where it entered and the pod it was given (`None`: dropped, as a
+/// Local-policy entry without an endpoint drops it).
+#[derive(Debug, Clone, Copy)]
+struct Connection {
+    entry: Option<usize>,
+    pod: Option<usize>,
+}
+
+/// Where connections enter at one instant.
+#[derive(Debug, Clone, PartialEq)]
+enum EntryNow {
+    /// At the chosen pod's own node.
+    Direct,
+    /// At one of these nodes, picked at random per connection.
+    Over(Vec<usize>),
 }
 
 /// An expanded scenario: yields one [`Tick`] per sample.
@@ -402,8 +70,14 @@ pub struct ScenarioRun {
     node_index: BTreeMap<String, usize>,
     pod_node: Vec<usize>,
     backend_pod: Option<usize>,
+    affinity_pod: Option<usize>,
     nodes: Vec<NodeCounters>,
     pods: Vec<PodCounters>,
+    /// The keep-alive connections and what they were placed for.
+    connections: Vec<Connection>,
+    placed_for: Option<(Connections, EntryNow)>,
+    /// Under session affinity: the endpoint each entry node's kube-proxy pinned the client to.
+    pinned: BTreeMap<Option<usize>, Option<usize>>,
     rng: SplitMix64,
     step: i64,
     steps: i64,
@@ -443,26 +117,37 @@ impl Scenario {
         let serving: Vec<usize> = (0..self.pods.len())
             .filter(|&i| workload.is_some() && pod_workloads[i] == workload && self.pods[i].ready)
             .collect();
-        let check_connections = |c: &Option<Vec<u32>>| match c {
-            Some(c) if c.len() != serving.len() => {
+        let check_connections = |c: &Option<Connections>| match c {
+            Some(Connections::Placed(c)) if c.len() != serving.len() => {
                 Err(Error::Scenario(format!("{} connection counts for {} serving pods", c.len(), serving.len())))
             }
             _ => Ok(()),
         };
+        let check_announcement = |a: &Announcement| a.nodes().iter().try_for_each(|n| find_node(n).map(|_| ()));
         let mut backend_pod = None;
+        let mut affinity_pod = None;
         if let Some(load) = &self.load {
             check_connections(&load.connections)?;
-            if let Entry::Node(n) = &load.entry {
+            if let Some(Entry::Node(n)) = &load.entry {
                 find_node(n)?;
             }
             if let Some(b) = &load.backend {
                 backend_pod = Some(find_pod(&b.pod)?);
             }
+            if let Some(p) = &load.affinity_pod {
+                affinity_pod = Some(find_pod(p)?);
+            }
+        }
+        if let Some(service) = &self.service {
+            check_announcement(&service.announcement)?;
         }
         for phase in &self.phases {
             check_connections(&phase.connections)?;
             if let Some(Entry::Node(n)) = &phase.entry {
                 find_node(n)?;
+            }
+            if let Some(a) = &phase.announcement {
+                check_announcement(a)?;
             }
         }
         for w in &self.host_work {
@@ -491,8 +176,12 @@ impl Scenario {
             node_index,
             pod_node,
             backend_pod,
+            affinity_pod,
             nodes,
             pods,
+            connections: Vec::new(),
+            placed_for: None,
+            pinned: BTreeMap::new(),
             rng,
             step: 0,
             steps,
@@ -520,10 +209,29 @@ impl Scenario {
 
 /// What the load looks like at one instant.
 struct LoadNow {
-    load: Load,
     requests_per_s: f64,
-    connections: Option<Vec<u32>>,
-    entry: Entry,
+    connections: Option<Connections>,
+    entry: EntryNow,
+}
+
+/// Requests of one sample interval: per serving pod, and the part of them that entered at another
+/// node (forwarded), per entry node and pod.
+#[derive(Default)]
+struct Requests {
+    per_pod: BTreeMap<usize, u64>,
+    forwarded: BTreeMap<(usize, usize), u64>,
+}
+
+impl Requests {
+    fn add(&mut self, entry: Option<usize>, pod: usize, home: usize, count: u64) {
+        if count == 0 {
+            return;
+        }
+        *self.per_pod.entry(pod).or_default() += count;
+        if let Some(entry) = entry.filter(|&e| e != home) {
+            *self.forwarded.entry((entry, pod)).or_default() += count;
+        }
+    }
 }
 
 impl ScenarioRun {
@@ -531,13 +239,36 @@ impl ScenarioRun {
         1.0 + self.scenario.jitter * (2.0 * self.rng.next_f64() - 1.0)
     }
 
+    fn policy(&self) -> TrafficPolicy {
+        self.scenario.service.as_ref().map_or(TrafficPolicy::Cluster, |s| s.external_traffic_policy)
+    }
+
+    fn affinity(&self) -> bool {
+        self.scenario.service.as_ref().is_some_and(|s| s.session_affinity.is_some())
+    }
+
+    /// The node indices an announcement lets connections in at.
+    fn entry_of(&self, announcement: Option<&Announcement>) -> EntryNow {
+        let all = || (0..self.scenario.nodes.len()).collect();
+        match announcement {
+            Some(Announcement::L2 { node, .. }) => {
+                EntryNow::Over(self.node_index.get(node).copied().into_iter().collect())
+            }
+            Some(Announcement::Bgp { nodes, .. }) => {
+                EntryNow::Over(nodes.iter().filter_map(|n| self.node_index.get(n).copied()).collect())
+            }
+            _ => EntryNow::Over(all()),
+        }
+    }
+
     fn load_at(&self, t: f64) -> Option<LoadNow> {
         let load = self.scenario.load.as_ref()?;
+        let mut announcement = self.scenario.service.as_ref().map(|s| &s.announcement);
+        let mut entry = load.entry.clone();
         let mut now = LoadNow {
-            load: load.clone(),
             requests_per_s: load.requests_per_s,
             connections: load.connections.clone(),
-            entry: load.entry.clone(),
+            entry: EntryNow::Direct,
         };
         for phase in self.scenario.phases.iter().filter(|p| active(p.from_s, p.until_s, t)) {
             if let Some(r) = phase.requests_per_s {
@@ -547,10 +278,132 @@ impl ScenarioRun {
                 now.connections = Some(c.clone());
             }
             if let Some(e) = &phase.entry {
-                now.entry = e.clone();
+                entry = Some(e.clone());
+            }
+            if let Some(a) = &phase.announcement {
+                announcement = Some(a);
             }
         }
+        now.entry = match entry {
+            Some(Entry::Direct) => EntryNow::Direct,
+            Some(Entry::Spread) => EntryNow::Over((0..self.scenario.nodes.len()).collect()),
+            Some(Entry::Node(n)) => EntryNow::Over(self.node_index.get(&n).copied().into_iter().collect()),
+            None => self.entry_of(announcement),
+        };
+        // Under a Local policy MetalLB announces only from nodes with a ready endpoint.
+        if self.policy() == TrafficPolicy::Local
+            && let EntryNow::Over(nodes) = &mut now.entry
+        {
+            let with_endpoint: Vec<usize> = self.serving.iter().map(|&p| self.pod_node[p]).collect();
+            nodes.retain(|n| with_endpoint.contains(n));
+        }
         Some(now)
+    }
+
+    /// kube-proxy's choice for a new connection: its entry node and its endpoint.
+    fn place(&mut self, entry: &EntryNow) -> Connection {
+        if self.serving.is_empty() {
+            return Connection { entry: None, pod: None };
+        }
+        let entry = match entry {
+            EntryNow::Direct => None,
+            EntryNow::Over(nodes) if nodes.is_empty() => return Connection { entry: None, pod: None },
+            EntryNow::Over(nodes) => Some(nodes[self.rng.below(nodes.len() as u64) as usize]),
+        };
+        let allowed: Vec<usize> = match (self.policy(), entry) {
+            (TrafficPolicy::Local, Some(e)) => {
+                self.serving.iter().copied().filter(|&p| self.pod_node[p] == e).collect()
+            }
+            _ => self.serving.clone(),
+        };
+        if allowed.is_empty() {
+            return Connection { entry, pod: None };
+        }
+        let pod = if self.affinity() {
+            if let Some(&pinned) = self.pinned.get(&entry) {
+                pinned
+            } else {
+                let first = self
+                    .affinity_pod
+                    .filter(|p| allowed.contains(p))
+                    .unwrap_or_else(|| allowed[self.rng.below(allowed.len() as u64) as usize]);
+                self.pinned.insert(entry, Some(first));
+                Some(first)
+            }
+        } else {
+            Some(allowed[self.rng.below(allowed.len() as u64) as usize])
+        };
+        // A pinned endpoint on another node's local list is not allowed under Local.
+        let pod = pod.filter(|p| allowed.contains(p));
+        Connection { entry: entry.or_else(|| pod.map(|p| self.pod_node[p])), pod }
+    }
+
+    /// (Re)places the keep-alive connections when what they are placed for changed.
+    fn place_keepalive(&mut self, connections: &Connections, entry: &EntryNow) {
+        if self.placed_for.as_ref().is_some_and(|(c, e)| c == connections && e == entry) {
+            return;
+        }
+        self.connections.clear();
+        match connections {
+            Connections::Count(c) => {
+                for _ in 0..*c {
+                    let connection = self.place(entry);
+                    self.connections.push(connection);
+                }
+            }
+            Connections::Placed(counts) => {
+                for (slot, &count) in counts.iter().enumerate() {
+                    let pod = self.serving[slot];
+                    for _ in 0..count {
+                        let entry = match entry {
+                            EntryNow::Direct => Some(self.pod_node[pod]),
+                            EntryNow::Over(nodes) if nodes.is_empty() => None,
+                            EntryNow::Over(nodes) => Some(nodes[self.rng.below(nodes.len() as u64) as usize]),
+                        };
+                        self.connections.push(Connection { entry, pod: Some(pod) });
+                    }
+                }
+            }
+        }
+        for connection in &self.connections {
+            if let Some(pod) = connection.pod {
+                self.pods[pod].passive_opens += 1;
+            }
+        }
+        self.placed_for = Some((connections.clone(), entry.clone()));
+    }
+
+    /// The requests of one interval of `dt` seconds, and the connections each pod holds at its end.
+    fn requests(&mut self, now: &LoadNow, dt: f64, held: &mut [u32]) -> Requests {
+        let mut requests = Requests::default();
+        match &now.connections {
+            Some(connections) => {
+                self.place_keepalive(connections, &now.entry);
+                let count = self.connections.len().max(1) as f64;
+                let per_connection = now.requests_per_s / count * dt;
+                for i in 0..self.connections.len() {
+                    let Connection { entry, pod } = self.connections[i];
+                    let Some(pod) = pod else { continue };
+                    held[pod] += 1;
+                    let n = self.rng.poisson(per_connection);
+                    requests.add(entry, pod, self.pod_node[pod], n);
+                }
+            }
+            None => {
+                self.placed_for = None;
+                let n = self.rng.poisson(now.requests_per_s * dt);
+                for _ in 0..n {
+                    let Connection { entry, pod } = self.place(&now.entry);
+                    let Some(pod) = pod else { continue };
+                    self.pods[pod].passive_opens += 1;
+                    requests.add(entry, pod, self.pod_node[pod], 1);
+                }
+                for (&pod, &n) in &requests.per_pod {
+                    held[pod] = (n as f64 / dt * REQUEST_SECONDS).ceil() as u32;
+                }
+            }
+        }
+        requests
     }
 
     /// Advances every counter over one interval of `dt` seconds ending at `t`; returns the connections
@@ -564,7 +417,7 @@ impl ScenarioRun {
         let mut pod_cpu: Vec<f64> = self.scenario.pods.iter().map(|p| p.cpu_cores).collect();
         let mut pod_rx = vec![0.0_f64; self.scenario.pods.len()];
         let mut pod_tx = vec![0.0_f64; self.scenario.pods.len()];
-        let mut connections = vec![0_u32; self.scenario.pods.len()];
+        let mut held = vec![0_u32; self.scenario.pods.len()];
 
         for (i, node) in self.scenario.nodes.iter().enumerate() {
             let control_plane = node.role == NodeRole::ControlPlane;
@@ -588,62 +441,36 @@ impl ScenarioRun {
             })
             .collect();
 
-        if let Some(now) = self.load_at(t) {
-            let n_serving = self.serving.len();
-            let weights: Vec<f64> = match &now.connections {
-                Some(c) if c.iter().sum::<u32>() > 0 => {
-                    let total = f64::from(c.iter().sum::<u32>());
-                    c.iter().map(|&k| f64::from(k) / total).collect()
-                }
-                _ => vec![1.0 / n_serving.max(1) as f64; n_serving],
-            };
-            let load = &now.load;
-            let entry_nodes: Vec<(usize, f64)> = match &now.entry {
-                Entry::Direct => Vec::new(),
-                Entry::Spread => (0..n_nodes).map(|i| (i, 1.0 / n_nodes as f64)).collect(),
-                Entry::Node(name) => self.node_index.get(name).map(|&i| vec![(i, 1.0)]).unwrap_or_default(),
-            };
-            let serving = self.serving.clone();
-            for (slot, &pod) in serving.iter().enumerate() {
-                let requests = now.requests_per_s * weights[slot] * self.jitter();
-                connections[pod] = match &now.connections {
-                    Some(c) => c[slot],
-                    // In flight without keep-alive: about 50 ms per request.
-                    None => (requests * 0.05).ceil() as u32,
-                };
+        if let (Some(now), Some(load)) = (self.load_at(t), self.scenario.load.clone()) {
+            let requests = self.requests(&now, dt, &mut held);
+            // Rates over the interval, per second.
+            for (&pod, &n) in &requests.per_pod {
+                let rate = n as f64 / dt;
                 let home = self.pod_node[pod];
-                let (bytes_in, bytes_out) = (requests * load.request_bytes, requests * load.response_bytes);
+                let (bytes_in, bytes_out) = (rate * load.request_bytes, rate * load.response_bytes);
                 pod_rx[pod] += bytes_in;
                 pod_tx[pod] += bytes_out;
-                pod_cpu[pod] += requests * load.cpu_seconds_per_request * slowdown[home];
+                pod_cpu[pod] += rate * load.cpu_seconds_per_request * slowdown[home];
                 nic_rx[home] += bytes_in;
                 nic_tx[home] += bytes_out;
-                if entry_nodes.is_empty() {
-                    continue;
-                }
-                // Client bytes of requests entering elsewhere are forwarded: in and out at the entry.
-                for &(entry, fraction) in &entry_nodes {
-                    if entry == home {
-                        continue;
-                    }
-                    let forwarded = (bytes_in + bytes_out) * fraction;
-                    nic_rx[entry] += forwarded;
-                    nic_tx[entry] += forwarded;
-                    softirq[entry] += forwarded / 1e6 * load.softirq_seconds_per_forwarded_mb;
-                }
-                if let Some(backend) = &load.backend
-                    && let Some(db) = self.backend_pod
-                {
-                    let bytes = requests * backend.bytes_per_request;
+                if let (Some(backend), Some(db)) = (&load.backend, self.backend_pod) {
+                    let bytes = rate * backend.bytes_per_request;
                     pod_tx[db] += bytes;
                     pod_rx[pod] += bytes;
-                    pod_cpu[db] += requests * backend.cpu_seconds_per_request * slowdown[self.pod_node[db]];
+                    pod_cpu[db] += rate * backend.cpu_seconds_per_request * slowdown[self.pod_node[db]];
                     let db_home = self.pod_node[db];
                     if db_home != home {
                         nic_tx[db_home] += bytes;
                         nic_rx[home] += bytes;
                     }
                 }
+            }
+            // Client bytes of requests entering elsewhere are forwarded: in and out at the entry.
+            for (&(entry, _), &n) in &requests.forwarded {
+                let forwarded = n as f64 / dt * (load.request_bytes + load.response_bytes);
+                nic_rx[entry] += forwarded;
+                nic_tx[entry] += forwarded;
+                softirq[entry] += forwarded / 1e6 * load.softirq_seconds_per_forwarded_mb;
             }
         }
         for work in self.scenario.pod_work.iter().filter(|w| active(w.from_s, w.until_s, t)) {
@@ -660,13 +487,13 @@ impl ScenarioRun {
         }
 
         // Accumulate, with noise.
-        for (p, counters) in pod_cpu.iter().enumerate() {
+        for (p, cores) in pod_cpu.iter().enumerate() {
             let j = self.jitter();
             let pod = &mut self.pods[p];
-            pod.cpu_us += counters * j * dt * 1e6;
+            pod.cpu_us += cores * j * dt * 1e6;
             pod.rx += pod_rx[p] * dt;
             pod.tx += pod_tx[p] * dt;
-            process[self.pod_node[p]] += counters * j;
+            process[self.pod_node[p]] += cores * j;
         }
         for (i, spec) in self.scenario.nodes.iter().enumerate() {
             let j = 1.0 + self.scenario.jitter * (2.0 * self.rng.next_f64() - 1.0);
@@ -692,7 +519,7 @@ impl ScenarioRun {
                 .fold(0.0, f64::max);
             counters.memory_stall_us += stall * dt * 1e6;
         }
-        connections
+        held
     }
 
     fn sample(&self, t: f64, timestamp_ms: i64, connections: &[u32]) -> Tick {
@@ -756,9 +583,14 @@ impl ScenarioRun {
             })
             .collect();
         let known = scenario.cluster_knowledge;
+        // Under affinity behind one proxy there is one client address; with the Cluster policy each
+        // entry node's source NAT makes it that node's address, so a pod sees one address per entry
+        // node pinned to it.
+        let local = self.policy() == TrafficPolicy::Local;
         for (p, spec) in scenario.pods.iter().enumerate() {
             let counters = &self.pods[p];
             let uid = format!("uid-{}-{}", spec.namespace, spec.name);
+            let serving = self.serving.contains(&p);
             nodes[self.pod_node[p]].pods.push(PodSample {
                 name: if known { spec.name.clone() } else { uid.clone() },
                 namespace: if known { spec.namespace.clone() } else { String::new() },
@@ -769,13 +601,30 @@ impl ScenarioRun {
                 rx_bytes: counters.rx as u64,
                 tx_bytes: counters.tx as u64,
                 established_inbound: connections[p],
-                passive_opens: 0,
-                inbound_peers: None,
+                passive_opens: counters.passive_opens,
+                inbound_peers: (self.affinity() && serving && connections[p] > 0).then(|| {
+                    if local { 1 } else { self.pinned.values().filter(|v| **v == Some(p)).count().max(1) as u32 }
+                }),
                 cpu_usage_us: counters.cpu_us as u64,
                 memory_working_set_bytes: (spec.memory_mib * MIB) as u64,
             });
         }
-        let workload = self.workload.clone().filter(|_| known).map(|w| WorkloadUnderTest::from_ready_pods(w, &nodes));
+        let workload = self.workload.clone().filter(|_| known).map(|w| {
+            let mut under_test = WorkloadUnderTest::from_ready_pods(w, &nodes);
+            under_test.service = scenario.service.clone().map(|mut service| {
+                if let Some(a) = scenario
+                    .phases
+                    .iter()
+                    .rev()
+                    .filter(|p| active(p.from_s, p.until_s, t))
+                    .find_map(|p| p.announcement.clone())
+                {
+                    service.announcement = a;
+                }
+                service
+            });
+            under_test
+        });
         Tick { timestamp_ms, nodes, workload, window_open: false }
     }
 }

@@ -8,7 +8,7 @@
 //! |---|---|---|---|---|
 //! | traffic | normalised pod traffic `s` | `s >= T(d, q)` ([`crate::noise`]) | `s < X` | connection-pinning, pod-concentration |
 //! | ingress | the node's entry part `e` (from its forwarded bytes) over its fair part `f` | `e / f >= T(d, f)` and forwarded `>= 0.5x` the workload's traffic | `< X` or `< 0.3x` | ingress-concentration |
-//! | unattributed | unattributed cores `u` over the serving peers' median and over the node's own baseline | `>= 0.5` cores above both and `u >= 2 x` median | `< 0.3` cores above either | unattributed-cpu |
+//! | unattributed | unattributed cores `u` over the serving peers' median and over the node's own baseline (learnt for 4 s at least) | `>= 0.5` cores above both and `u >= 2 x` median | `< 0.3` cores above either | unattributed-cpu |
 //! | hot pod | CPU of the hottest pod of another workload | `>= 0.5` cores | `< 0.35` cores | colocated-hot-pod |
 //! | thermal | temperature, frequency, throttle bits | soft limit bit, or `>= 80 C` and capped | no soft limit and `< 77 C` | thermal-throttling |
 //! | memory | PSI memory stall fraction, MemAvailable | stall `>= 10 %` or available `<= 10 %` | stall `< 5 %` and available `> 15 %` | memory-pressure |
@@ -154,9 +154,15 @@ impl<'a> Context<'a> {
     }
 
     /// The workload's pod traffic, when traffic causes can be judged at all: a workload under test,
-    /// none of its pods on hostNetwork, and at least the floor of traffic.
+    /// none of its pods on hostNetwork, at least the floor of traffic, and a full detection span of
+    /// history (a shorter span holds too few requests for the spread to mean anything; a collector
+    /// that just started waits that long).
     fn judgeable_traffic(&self) -> Option<f64> {
         self.analysis.workload.as_ref()?;
+        let full = self.config.detect_span_ms as f64 / 1000.0 * 0.9;
+        if self.analysis.nodes.iter().any(|n| n.is_serving() && n.span_seconds < full) {
+            return None;
+        }
         if self.analysis.nodes.iter().flat_map(|n| &n.workload_pods).any(|p| p.host_network) {
             return None;
         }
@@ -391,6 +397,14 @@ pub(crate) fn hot_pod<'a>(ctx: &Context<'a>, index: usize) -> Option<(&'a PodFig
 pub(crate) fn assess(ctx: &Context<'_>, index: usize, family: Family) -> Option<Assessment> {
     let node = ctx.node(index)?;
     let config = ctx.config;
+    // Rates over less than a full detection span (a node that just joined, a collector that just
+    // started) hold too little to judge on; levels (heat, memory) are judged at once.
+    let full = config.detect_span_ms as f64 / 1000.0 * 0.9;
+    if matches!(family, Family::Traffic | Family::Ingress | Family::Unattributed | Family::HotPod)
+        && node.span_seconds < full
+    {
+        return None;
+    }
     match family {
         Family::Traffic => {
             let facts = traffic_facts(ctx, node)?;
@@ -429,11 +443,13 @@ pub(crate) fn assess(ctx: &Context<'_>, index: usize, family: Family) -> Option<
         Family::Unattributed => {
             let t = &config.unattributed;
             let facts = unattributed_facts(ctx, index)?;
+            // Without a learnt baseline nothing is raised: a server's control plane next to idle
+            // workers looks like a hog to the peers alone.
             let over_baseline = facts.baseline.map(|b| facts.cores - b);
             Some(Assessment {
                 enter: facts.excess >= t.enter_excess_cores
                     && facts.cores >= t.min_ratio * facts.peer_median
-                    && over_baseline.is_none_or(|o| o >= t.enter_excess_cores),
+                    && over_baseline.is_some_and(|o| o >= t.enter_excess_cores),
                 exit: facts.excess < t.exit_excess_cores || over_baseline.is_some_and(|o| o < t.exit_excess_cores),
                 cause: Cause::UnattributedCpu,
             })

@@ -51,10 +51,11 @@ impl Default for Config {
 pub struct TrafficThresholds {
     /// Family-wise false-alarm rate of the spread bound at one evaluation: the chance that ordinary
     /// random spread of the balancing decisions puts any node of a balanced cluster above its bound
-    /// (Bonferroni over the nodes compared). 1e-4 rather than the customary 1 %: evaluations repeat
+    /// (Bonferroni over the nodes compared). 1e-5 rather than the customary 1 %: evaluations repeat
     /// every 250 ms on overlapping spans, so over a 30 s load test a cluster meets about fifteen
-    /// independent chances, and a tool that a user runs again and again must not cry wolf once in a
-    /// few runs. At 200 decisions over 3 endpoints the bound is then 1.40x; a real hog sits far above.
+    /// independent chances on each node, and a tool that a user runs again and again must not cry
+    /// wolf once in a few hundred runs. At 200 decisions over 3 endpoints the bound is then 1.44x; a
+    /// real hog sits far above.
     pub alpha: f64,
     /// Materiality floor: a normalised share below this is never reported, however significant.
     pub floor: f64,
@@ -80,7 +81,7 @@ pub struct TrafficThresholds {
 impl Default for TrafficThresholds {
     fn default() -> Self {
         Self {
-            alpha: 1e-4,
+            alpha: 1e-5,
             floor: 1.25,
             ceiling: 2.0,
             exit_fraction: 0.5,
@@ -144,10 +145,13 @@ pub struct UnattributedThresholds {
     pub exit_excess_cores: f64,
     /// The node's unattributed CPU must also be at least this multiple of the peers' median.
     pub min_ratio: f64,
-    /// Time constant of the node's own baseline (an exponential mean of its unattributed CPU, learnt
-    /// outside load-test windows and while no such verdict is pending or active).
-    pub baseline_time_constant_ms: i64,
-    /// The baseline is used once it has learnt this long; before that, only the peers judge.
+    /// The node's own baseline is the lowest unattributed CPU it showed over a detection span outside
+    /// load-test windows; it follows a lower value at once and a higher one only slowly, with this
+    /// time constant, and not while the node has such a verdict pending or active: a node's normal
+    /// may change over the day, a hog must not become its own reference.
+    pub baseline_rise_time_constant_ms: i64,
+    /// How long the baseline must have learnt before the cause can be raised on the node: until then
+    /// a server's usual control-plane work would look like a hog next to the workers.
     pub baseline_min_ms: i64,
 }
 
@@ -157,8 +161,8 @@ impl Default for UnattributedThresholds {
             enter_excess_cores: 0.5,
             exit_excess_cores: 0.3,
             min_ratio: 2.0,
-            baseline_time_constant_ms: 60_000,
-            baseline_min_ms: 10_000,
+            baseline_rise_time_constant_ms: 600_000,
+            baseline_min_ms: 4_000,
         }
     }
 }

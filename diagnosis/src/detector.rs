@@ -10,8 +10,8 @@
 //! count restarts. A node that leaves the cluster clears at once. Within the traffic family, the cause
 //! of an active verdict changes only when the new cause has held for `enter_after` evaluations.
 //!
-//! Each node also keeps its own baseline of unattributed CPU: an exponential mean of the detection
-//! span's figure, learnt at ticks outside load-test windows while the node has no such verdict
+//! Each node also keeps its own baseline of unattributed CPU: the lowest detection-span figure seen
+//! at ticks outside load-test windows, rising only slowly and not while the node has such a verdict
 //! pending or active, so that neither the load under test nor the hog becomes its own reference.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -209,24 +209,28 @@ impl Detector {
         Ok(Evaluation { timestamp_ms: now, live, detection, verdicts, changes })
     }
 
-    /// Moves each node's baseline towards its unattributed CPU over the detection span, outside
-    /// windows and while the node has no such verdict pending or active.
+    /// Moves each node's baseline with its unattributed CPU over the detection span, outside windows:
+    /// down at once, up slowly and only while the node has no such verdict pending or active.
     fn learn_baselines(&mut self, detection: &Analysis, tick: &Tick) {
         if tick.window_open {
             return;
         }
-        let tau = self.config.unattributed.baseline_time_constant_ms.max(1) as f64;
+        let tau = self.config.unattributed.baseline_rise_time_constant_ms.max(1) as f64;
+        let full = self.config.detect_span_ms as f64 / 1000.0 * 0.9;
         for node in &detection.nodes {
-            let Some(cores) = node.value(Signal::UnattributedCpu) else { continue };
-            if self.states.contains_key(&(node.node.clone(), Family::Unattributed)) {
+            let Some(cores) = node.value(Signal::UnattributedCpu).filter(|_| node.span_seconds >= full) else {
                 continue;
-            }
+            };
             let now = tick.timestamp_ms;
+            let flagged = self.states.contains_key(&(node.node.clone(), Family::Unattributed));
             let baseline =
                 self.baselines.entry(node.node.clone()).or_insert(Baseline { cores, learnt_ms: 0, at_ms: now });
             let dt = (now - baseline.at_ms).max(0);
-            let weight = 1.0 - (-(dt as f64) / tau).exp();
-            baseline.cores += weight * (cores - baseline.cores);
+            if cores < baseline.cores {
+                baseline.cores = cores;
+            } else if !flagged {
+                baseline.cores += (1.0 - (-(dt as f64) / tau).exp()) * (cores - baseline.cores);
+            }
             baseline.learnt_ms += dt;
             baseline.at_ms = now;
         }

@@ -76,6 +76,10 @@ pub struct WindowReport {
     pub verdicts: Vec<ReportedVerdict>,
     /// Every raise and clear seen during the replay.
     pub changes: Vec<VerdictChange>,
+    /// What the collector could not read and what the diagnosis assumed instead (for example
+    /// "MetalLB is not installed").
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl WindowReport {
@@ -167,7 +171,14 @@ impl WindowReport {
             series: series.into_iter().map(|(node, points)| NodeSeries { node, points }).collect(),
             verdicts: reported,
             changes,
+            notes: Vec::new(),
         })
+    }
+
+    /// The report with the collector's notes on what it could not read.
+    pub fn with_notes(mut self, notes: Vec<String>) -> Self {
+        self.notes = notes;
+        self
     }
 
     pub fn to_json(&self) -> serde_json::Result<String> {
@@ -250,6 +261,30 @@ impl fmt::Display for WindowReport {
                     }
                 }
             }
+        }
+        if let Some(overall) = &self.overall {
+            if let Some(entry) = &overall.entry {
+                writeln!(f, "Entry model (read from the cluster):")?;
+                for line in entry.read() {
+                    writeln!(f, "  {line}")?;
+                }
+            }
+            for starved in &overall.starved {
+                writeln!(
+                    f,
+                    "Starved: {} on {} carried {} of the traffic against {} for one endpoint.",
+                    starved.pod,
+                    starved.node,
+                    format_number(starved.share),
+                    format_number(starved.expected)
+                )?;
+            }
+            for unavailable in &overall.unavailable {
+                writeln!(f, "Unavailable: {unavailable}")?;
+            }
+        }
+        for note in &self.notes {
+            writeln!(f, "Note: {note}")?;
         }
         if self.verdicts.is_empty() {
             write!(f, "No verdict: no node took more than its share beyond noise.")?;

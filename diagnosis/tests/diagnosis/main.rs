@@ -1,5 +1,6 @@
 //! Integration tests of the diagnosis core: one test binary, one module per concern.
 
+mod guards;
 mod inputs;
 mod noise_model;
 mod properties;
@@ -7,3 +8,4 @@ mod reports;
 mod scenarios;
 mod support;
 mod timing;
+mod topologies;

@@ -62,9 +62,9 @@ fn at_four_connections_three_or_four_on_one_pod_are_flagged_two_never() {
 #[test]
 fn at_200_connections_a_moderate_skew_is_not_hidden_by_noise() {
     let band = traffic_band(200, 1, 3, 3, &Config::default().traffic);
-    assert!(band.enter < 1.45, "{band:?}");
+    assert!(band.enter < 1.5, "{band:?}");
     // 100 of 200 on one pod (1.50x) is beyond chance; 72 of 200 (1.08x) is ordinary.
-    assert!(100.0 / (200.0 / 3.0) >= band.enter);
+    assert!(100.0 / (200.0 / 3.0) >= band.enter, "{band:?}");
     assert!(72.0 / (200.0 / 3.0) < band.enter);
 }
 

@@ -25,7 +25,9 @@ fn every_fixture_report_lists_exactly_its_expected_verdicts() {
         assert_eq!(listed, expected, "{name}:\n{report}");
         for r in &report.verdicts {
             assert!((0.0..=1.0).contains(&r.verdict.confidence), "{name}");
-            assert!(r.cleared_ms.is_some(), "{name}: the hog ends inside the replay, so its verdict clears");
+            if scenario.expect.hog_end_s.is_some() {
+                assert!(r.cleared_ms.is_some(), "{name}: the hog ends inside the replay, so its verdict clears");
+            }
             assert!(!r.verdict.evidence.is_empty() && !r.verdict.next_step.is_empty(), "{name}");
         }
     }

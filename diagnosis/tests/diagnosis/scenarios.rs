@@ -119,6 +119,10 @@ fixture_tests! {
     hot_database_is_colocated_hot_pod => "colocated-hot-pod",
     hot_board_is_thermal_throttling => "thermal-throttling",
     memory_stalls_are_memory_pressure => "memory-pressure",
+    two_nodes_one_replica_every_node_an_entry_raise_nothing => "balanced-2-node",
+    three_nodes_the_database_node_forwarding_twice_raises_nothing => "balanced-3-node",
+    an_announcer_that_serves_nfs_is_both_hogs => "announcer-with-nfs-7-node",
+    affinity_over_nine_nodes_is_pod_concentration => "affinity-9-node",
 }
 
 #[test]
@@ -136,13 +140,65 @@ fn every_cause_has_a_fixture() {
 }
 
 #[test]
-fn fixtures_are_realistic_series() {
-    // Five nodes master-01..03 and worker-01..02, 250 ms samples, 20-40 s.
+fn fixtures_are_realistic_series_of_clusters_of_every_size() {
+    let mut sizes = BTreeSet::new();
     for name in fixture_names() {
         let s = load(&name);
-        let nodes: Vec<&str> = s.nodes.iter().map(|n| n.name.as_str()).collect();
-        assert_eq!(nodes, ["master-01", "master-02", "master-03", "worker-01", "worker-02"], "{name}");
+        sizes.insert(s.nodes.len());
         assert_eq!(s.sample_ms, 250, "{name}");
         assert!((20.0..=40.0).contains(&s.duration_s), "{name}");
     }
+    for size in [2, 3, 5, 7, 9] {
+        assert!(sizes.contains(&size), "no fixture with {size} nodes: {sizes:?}");
+    }
+}
+
+/// The verdicts raised over a replay of `scenario`, as each read when first raised.
+fn raised(scenario: &Scenario) -> Vec<bakery_diagnosis::Verdict> {
+    let ticks = scenario.ticks().expect("scenario expands");
+    let mut last: std::collections::BTreeMap<(String, Cause), bakery_diagnosis::Verdict> = Default::default();
+    for e in replay(&ticks, &Config::default()) {
+        for v in e.verdicts {
+            last.entry((v.node.clone(), v.cause)).or_insert(v);
+        }
+    }
+    last.into_values().collect()
+}
+
+#[test]
+fn without_the_declared_entry_the_runner_up_rule_flags_the_three_node_database_node() {
+    // The same cluster with no Service read falls back to comparing each node with the next: pi-3
+    // forwards twice what the others do, which is what the entry model explains away.
+    let mut scenario = load("balanced-3-node");
+    scenario.service = None;
+    let verdicts = raised(&scenario);
+    assert!(
+        verdicts.iter().any(|v| v.node == "pi-3" && v.cause == Cause::IngressConcentration),
+        "the fallback is today's rule, which this topology defeats: {verdicts:#?}"
+    );
+    let fallback = verdicts.iter().find(|v| v.node == "pi-3").expect("pi-3");
+    assert!(fallback.read.iter().any(|l| l.contains("runner-up")), "{:?}", fallback.read);
+}
+
+#[test]
+fn affinity_is_named_with_the_client_addresses_and_the_starved_pods() {
+    let verdicts = raised(&load("affinity-9-node"));
+    let v = verdicts.iter().find(|v| v.cause == Cause::PodConcentration).expect("pod-concentration");
+    assert!(v.summary.contains("sessionAffinity: ClientIP"), "{}", v.summary);
+    assert!(v.summary.contains("starved"), "{}", v.summary);
+    let evidence = |name: &str| v.evidence.iter().find(|e| e.name == name).map(|e| e.value);
+    assert_eq!(evidence("session-affinity-timeout"), Some(10_800.0));
+    assert_eq!(evidence("starved-endpoints"), Some(2.0));
+    assert!(evidence("client-addresses").is_some(), "{:?}", v.evidence);
+    assert_eq!(v.remedy, bakery_diagnosis::Remedy::DropSessionAffinity { service: "wordpress/wordpress".into() });
+    assert!(v.read.iter().any(|l| l.contains("sessionAffinity ClientIP (10800 s)")), "{:?}", v.read);
+}
+
+#[test]
+fn the_announcers_next_step_names_the_status_it_read() {
+    let verdicts = raised(&load("announcer-with-nfs-7-node"));
+    let v = verdicts.iter().find(|v| v.cause == Cause::IngressConcentration).expect("ingress");
+    assert!(v.summary.contains("ServiceL2Status metallb-system/l2-w8t4k"), "{}", v.summary);
+    assert!(v.next_step.contains("BGP"), "{}", v.next_step);
+    assert_eq!(v.remedy, bakery_diagnosis::Remedy::SpreadEntry { service: "wordpress/wordpress".into() });
 }

@@ -7,12 +7,14 @@
 //! between samples); [`sampler`] assembles them into a [`sampler::Sample`].
 //! With `--node-cgroup`, [`node_cgroup`] reads the node's CPU, memory and
 //! pressure from its cgroup instead (nodes that are containers).
+//! [`iface_kind`] says what each of the node's interfaces is.
 
 pub mod cgroup_mounts;
 pub mod cli;
 pub mod conntrack;
 pub mod cpu;
 pub mod cpufreq;
+pub mod iface_kind;
 pub mod kept_files;
 pub mod memory;
 pub mod net;
@@ -22,6 +24,7 @@ pub mod pods;
 pub mod pressure;
 pub mod rates;
 pub mod roots;
+pub mod rtnetlink;
 pub mod sampler;
 pub mod signal;
 pub mod spool;

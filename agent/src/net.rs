@@ -8,9 +8,11 @@
 //! kernel's interface order.
 
 use std::io::BufRead;
+use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
+use crate::iface_kind::InterfaceKind;
 use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult};
@@ -27,10 +29,46 @@ pub struct NetCounters {
     pub tx_dropped: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Interface {
     pub name: String,
+    /// What the interface is; set for the node's interfaces by
+    /// [`crate::iface_kind::InterfaceKinds`], unspecified for a pod's.
+    pub kind: InterfaceKind,
+    /// The bond or bridge it is enslaved to.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "shared_name")]
+    pub master: Option<Arc<str>>,
     pub counters: NetCounters,
+}
+
+fn shared_name<S: Serializer>(name: &Option<Arc<str>>, serializer: S) -> Result<S::Ok, S::Error> {
+    match name {
+        Some(name) => serializer.serialize_str(name),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// The names a set of interfaces had, to notice one come or go without
+/// allocating every sample.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceNames {
+    /// Sorted.
+    names: Vec<String>,
+}
+
+impl InterfaceNames {
+    /// Whether `interfaces` have exactly these names, in any order
+    /// (`net/dev` lists each name once).
+    pub fn same_as(&self, interfaces: &[Interface]) -> bool {
+        interfaces.len() == self.names.len()
+            && interfaces.iter().all(|interface| self.names.binary_search(&interface.name).is_ok())
+    }
+
+    pub fn set(&mut self, interfaces: &[Interface]) {
+        self.names.clear();
+        self.names.extend(interfaces.iter().map(|interface| interface.name.clone()));
+        self.names.sort_unstable();
+    }
 }
 
 /// Counters per interface line: 8 receive (bytes packets errs drop fifo
@@ -112,6 +150,8 @@ fn parse_interface_line(line: &[u8]) -> Result<Interface, ParseError> {
         columns;
     Ok(Interface {
         name: name.into_owned(),
+        kind: InterfaceKind::Unspecified,
+        master: None,
         counters: NetCounters {
             rx_bytes,
             rx_packets,
@@ -165,7 +205,7 @@ veth3a1f9c2e: 9123987123 11233870    0    0    0     0          0         0 2011
     }
 
     fn interface(name: &str, rx: [u64; 4], tx: [u64; 4]) -> Interface {
-        Interface { name: name.to_string(), counters: counters(rx, tx) }
+        Interface { name: name.to_string(), counters: counters(rx, tx), ..Interface::default() }
     }
 
     #[test]
@@ -274,6 +314,21 @@ veth3a1f9c2e: 9123987123 11233870    0    0    0     0          0         0 2011
                 prop_assert!(interfaces.iter().all(|i| !i.name.is_empty() && !i.name.contains(':')));
             }
         }
+    }
+
+    #[test]
+    fn interface_names_change_when_one_comes_goes_or_is_renamed_but_not_with_their_order() {
+        let named = |names: &[&str]| -> Vec<Interface> {
+            names.iter().map(|name| Interface { name: name.to_string(), ..Interface::default() }).collect()
+        };
+        let mut names = InterfaceNames::default();
+        assert!(names.same_as(&[]), "nothing yet");
+        assert!(!names.same_as(&named(&["lo"])));
+        names.set(&named(&["lo", "eth0", "veth1"]));
+        assert!(names.same_as(&named(&["veth1", "lo", "eth0"])));
+        assert!(!names.same_as(&named(&["lo", "eth0"])), "one went");
+        assert!(!names.same_as(&named(&["lo", "eth0", "veth1", "veth2"])), "one came");
+        assert!(!names.same_as(&named(&["lo", "eth0", "veth2"])), "one replaced by another");
     }
 
     fn fixture(tree: &str) -> HostRoots {

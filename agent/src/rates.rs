@@ -163,6 +163,7 @@ mod tests {
             interfaces: vec![Interface {
                 name: "eth0".into(),
                 counters: NetCounters { rx_bytes: rx, ..NetCounters::default() },
+                ..Interface::default()
             }],
             ..Sample::default()
         }

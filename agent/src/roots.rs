@@ -36,4 +36,11 @@ impl HostRoots {
     pub fn cgroup(&self) -> PathBuf {
         self.sys.join("fs/cgroup")
     }
+
+    /// The network namespace of the calling thread, in the agent's own `/proc` whatever the
+    /// host root: the namespace an rtnetlink socket the thread opens answers for. Not a host
+    /// path; only compared with one (see [`crate::iface_kind::proc_root_is_this_namespace`]).
+    pub fn own_network_namespace() -> &'static Path {
+        Path::new("/proc/thread-self/ns/net")
+    }
 }

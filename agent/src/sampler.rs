@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::conntrack::{self, Conntrack};
 use crate::cpu::{self, CpuStat};
 use crate::cpufreq::{self, CpuFrequency};
+use crate::iface_kind::InterfaceKinds;
 use crate::memory::{self, Memory};
 use crate::net::{self, Interface};
 use crate::node_cgroup::{NodeCgroup, NodeCgroupSource};
@@ -56,6 +57,7 @@ pub struct Sampler {
     node_name: String,
     pods: PodTracker,
     node_files: NodeFiles,
+    interface_kinds: InterfaceKinds,
     /// `--node-cgroup`: the node's CPU, memory and pressure come from it.
     node_cgroup: Option<NodeCgroup>,
     logged: LogOnce,
@@ -69,6 +71,7 @@ impl Sampler {
             node_name: node_name.into(),
             pods: PodTracker::new(),
             node_files: NodeFiles::new(),
+            interface_kinds: InterfaceKinds::new(ScanPolicy::EXACT.process_rescan),
             node_cgroup: None,
             logged: LogOnce::default(),
             parse_errors_total: 0,
@@ -77,11 +80,13 @@ impl Sampler {
 
     /// Scans pods with `policy` (see [`ScanPolicy`]); without it, every
     /// scan reads everything afresh ([`ScanPolicy::EXACT`]).
-    /// The node's directories (thermal zones, hwmon, CPUs) are then listed
-    /// again as often as `/proc` is walked for pods.
+    /// The node's directories (thermal zones, hwmon, CPUs), and the sysfs
+    /// entries of its interfaces when their kinds come from there, are then
+    /// read again as often as `/proc` is walked for pods.
     pub fn with_scan_policy(mut self, policy: ScanPolicy) -> Self {
         self.pods = PodTracker::with_policy(policy);
         self.node_files = NodeFiles::with_relist(policy.process_rescan);
+        self.interface_kinds = InterfaceKinds::new(policy.process_rescan);
         self
     }
 
@@ -131,12 +136,21 @@ impl Sampler {
         sample.interfaces = self.keep("network", interfaces, &mut unavailable).unwrap_or_default();
         sample.conntrack = self.keep("conntrack", conntrack, &mut unavailable);
         let node_interfaces = sample.interfaces.as_slice();
-        let pods = self.pods.read_with_node(&roots, interfaces_read.then_some(node_interfaces), Instant::now());
+        let now = Instant::now();
+        let pods = self.pods.read_with_node(&roots, interfaces_read.then_some(node_interfaces), now);
         if let Some(reading) = self.keep("pods", pods, &mut unavailable) {
             for error in reading.errors {
                 self.note_failure("pods", &error);
             }
             sample.pods = reading.pods;
+        }
+        // After the pods: the link dump their veth mapping makes is where a
+        // live node's interface kinds come from.
+        let mut errors = Vec::new();
+        let links = self.pods.link_kinds();
+        self.interface_kinds.apply(&roots, &mut sample.interfaces, links, now, &mut errors);
+        for error in errors {
+            self.note_failure("interface kinds", &error);
         }
         sample.unavailable = unavailable;
         sample.parse_errors_total = self.parse_errors_total;

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::iface_kind::InterfaceKind;
 use crate::node_cgroup::PressureFrom;
 use crate::pods::cgroup_path::CgroupVersion;
 use crate::rates::Rates;
@@ -46,10 +47,13 @@ pub fn render(sample: &Sample, rates: &Rates) -> String {
         );
     }
     for iface in &rates.interfaces {
+        let interface = sample.interfaces.iter().find(|i| i.name == iface.name);
+        let kind = interface.map_or(InterfaceKind::Unspecified, |i| i.kind).name();
+        let master = interface.and_then(|i| i.master.as_deref()).map(|m| format!(" in {m}")).unwrap_or_default();
         let _ = writeln!(
             out,
-            "nic      {:<12} rx {:>12.0} B/s  tx {:>12.0} B/s",
-            iface.name, iface.rates.rx_bytes_per_second, iface.rates.tx_bytes_per_second
+            "nic      {:<12} {:<11} rx {:>12.0} B/s  tx {:>12.0} B/s{master}",
+            iface.name, kind, iface.rates.rx_bytes_per_second, iface.rates.tx_bytes_per_second
         );
     }
     let _ = writeln!(out, "pods     {}", sample.pods.len());
@@ -68,4 +72,41 @@ pub fn render(sample: &Sample, rates: &Rates) -> String {
         let _ = writeln!(out, "unavailable {}: {}", missing.signal, missing.reason);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::{Interface, NetCounters};
+    use crate::rates;
+
+    #[test]
+    fn each_nic_line_says_what_the_interface_is_and_what_it_is_enslaved_to() {
+        let at = |timestamp_ms: i64, rx_bytes: u64| Sample {
+            timestamp_ms,
+            interfaces: vec![
+                Interface {
+                    name: "eth0".into(),
+                    kind: InterfaceKind::Physical,
+                    counters: NetCounters { rx_bytes, ..NetCounters::default() },
+                    ..Interface::default()
+                },
+                Interface {
+                    name: "veth3a1f9c2e".into(),
+                    kind: InterfaceKind::PodVeth,
+                    master: Some("cni0".into()),
+                    ..Interface::default()
+                },
+                Interface { name: "eth9".into(), ..Interface::default() },
+            ],
+            ..Sample::default()
+        };
+        let after = at(1000, 5000);
+        let text = render(&after, &rates::between(&at(0, 0), &after));
+        let nics: Vec<&str> = text.lines().filter(|line| line.starts_with("nic")).collect();
+        assert_eq!(nics.len(), 3, "{text}");
+        assert!(nics[0].starts_with("nic      eth0         physical    rx         5000 B/s"), "{text}");
+        assert!(nics[1].contains("veth3a1f9c2e pod veth") && nics[1].ends_with(" in cni0"), "{text}");
+        assert!(nics[2].contains("eth9         unspecified"), "{text}");
+    }
 }

@@ -16,6 +16,7 @@ use bakery_proto::v1 as pb;
 use crate::conntrack::Conntrack;
 use crate::cpu::{CoreTimes, CpuStat, CpuTimes};
 use crate::cpufreq::CpuFrequency;
+use crate::iface_kind::InterfaceKind;
 use crate::memory::Memory;
 use crate::net::{Interface, NetCounters};
 use crate::pods::{Pod, PodIdentity, QosClass, TcpConnections};
@@ -302,8 +303,29 @@ fn throttle_flags(flags: ThrottleFlags) -> pb::ThrottleFlags {
 }
 
 fn interface(interface: &Interface) -> pb::NetInterface {
-    let Interface { name, counters } = interface;
-    pb::NetInterface { name: name.clone(), counters: Some(net_counters(counters)), ..pb::NetInterface::default() }
+    let Interface { name, kind, master, counters } = interface;
+    pb::NetInterface {
+        name: name.clone(),
+        counters: Some(net_counters(counters)),
+        kind: interface_kind(*kind).into(),
+        master: master.as_deref().unwrap_or_default().to_string(),
+    }
+}
+
+/// The wire's name for each kind (the proto documents them).
+pub fn interface_kind(kind: InterfaceKind) -> pb::InterfaceKind {
+    match kind {
+        InterfaceKind::Unspecified => pb::InterfaceKind::Unspecified,
+        InterfaceKind::Physical => pb::InterfaceKind::Physical,
+        InterfaceKind::Bond => pb::InterfaceKind::Bond,
+        InterfaceKind::Bridge => pb::InterfaceKind::Bridge,
+        InterfaceKind::Stacked => pb::InterfaceKind::Stacked,
+        InterfaceKind::Loopback => pb::InterfaceKind::Loopback,
+        InterfaceKind::PodVeth => pb::InterfaceKind::PodVeth,
+        InterfaceKind::Veth => pb::InterfaceKind::Veth,
+        InterfaceKind::Tunnel => pb::InterfaceKind::Tunnel,
+        InterfaceKind::Virtual => pb::InterfaceKind::Virtual,
+    }
 }
 
 fn net_counters(counters: &NetCounters) -> pb::NetCounters {
@@ -364,6 +386,7 @@ fn tcp_connections(tcp: &TcpConnections) -> pb::TcpConnections {
         close_wait,
         syn_recv,
         other,
+        inbound_peers,
         detail_age_ms,
         established,
         in_use,
@@ -395,7 +418,7 @@ fn tcp_connections(tcp: &TcpConnections) -> pb::TcpConnections {
         in_segments_total,
         out_segments_total,
         retransmitted_segments_total,
-        inbound_peers: 0,
+        inbound_peers,
     }
 }
 
@@ -501,7 +524,15 @@ mod tests {
                     soft_temperature_limit: true,
                 },
             }),
-            interfaces: vec![Interface { name: "eth0".into(), counters: counters(10_000) }],
+            interfaces: vec![
+                Interface {
+                    name: "eth0".into(),
+                    kind: InterfaceKind::Physical,
+                    master: Some("bond0".into()),
+                    counters: counters(10_000),
+                },
+                Interface { name: "bond0".into(), kind: InterfaceKind::Bond, master: None, counters: counters(20_000) },
+            ],
             conntrack: Some(Conntrack { count: 1_234, max: 65_536 }),
             pods: vec![
                 Pod {
@@ -520,6 +551,7 @@ mod tests {
                         close_wait: 15,
                         syn_recv: 16,
                         other: 17,
+                        inbound_peers: 29,
                         detail_age_ms: Some(18),
                         established: 19,
                         in_use: 20,
@@ -599,6 +631,23 @@ mod tests {
         }
     }
 
+    /// Written out, not derived from [`interface_kind`], so that a kind
+    /// mapped to the wrong variant fails the round trip.
+    fn kind_back(kind: pb::InterfaceKind) -> InterfaceKind {
+        match kind {
+            pb::InterfaceKind::Unspecified => InterfaceKind::Unspecified,
+            pb::InterfaceKind::Physical => InterfaceKind::Physical,
+            pb::InterfaceKind::Bond => InterfaceKind::Bond,
+            pb::InterfaceKind::Bridge => InterfaceKind::Bridge,
+            pb::InterfaceKind::Stacked => InterfaceKind::Stacked,
+            pb::InterfaceKind::Loopback => InterfaceKind::Loopback,
+            pb::InterfaceKind::PodVeth => InterfaceKind::PodVeth,
+            pb::InterfaceKind::Veth => InterfaceKind::Veth,
+            pb::InterfaceKind::Tunnel => InterfaceKind::Tunnel,
+            pb::InterfaceKind::Virtual => InterfaceKind::Virtual,
+        }
+    }
+
     fn flags_back(f: &pb::ThrottleFlags) -> ThrottleFlags {
         ThrottleFlags {
             under_voltage: f.under_voltage,
@@ -673,7 +722,12 @@ mod tests {
             interfaces: s
                 .interfaces
                 .iter()
-                .map(|i| Interface { name: i.name.clone(), counters: counters_back(i.counters.as_ref().unwrap()) })
+                .map(|i| Interface {
+                    name: i.name.clone(),
+                    kind: kind_back(i.kind()),
+                    master: Some(i.master.as_str()).filter(|master| !master.is_empty()).map(Into::into),
+                    counters: counters_back(i.counters.as_ref().unwrap()),
+                })
                 .collect(),
             conntrack: s.conntrack.as_ref().map(|c| Conntrack { count: c.count, max: c.max }),
             pods: s
@@ -697,6 +751,7 @@ mod tests {
                             close_wait: t.close_wait,
                             syn_recv: t.syn_recv,
                             other: t.other,
+                            inbound_peers: t.inbound_peers,
                             detail_age_ms: t.detail_age_ms,
                             established: t.established,
                             in_use: t.in_use,
@@ -754,12 +809,35 @@ mod tests {
         assert!(throttle.now.as_ref().unwrap().under_voltage);
         assert!(throttle.since_boot.as_ref().unwrap().soft_temperature_limit);
         assert_eq!(wire.interfaces[0].counters.as_ref().unwrap().tx_dropped, 10_008);
+        let kinds: Vec<(i32, &str)> = wire.interfaces.iter().map(|i| (i.kind, i.master.as_str())).collect();
+        // INTERFACE_KIND_PHYSICAL = 1, INTERFACE_KIND_BOND = 2; no master is "".
+        assert_eq!(kinds, [(1, "bond0"), (2, "")]);
         assert_eq!(wire.conntrack, Some(pb::Conntrack { count: 1_234, max: 65_536 }));
         assert_eq!(wire.pods[0].tcp.as_ref().unwrap().syn_recv, 16);
+        assert_eq!(wire.pods[0].tcp.as_ref().unwrap().inbound_peers, 29);
         assert_eq!(wire.pods[0].cpu_usage_us, 9_876_543);
         assert_eq!(wire.pods[1].network, None, "a hostNetwork pod has no network of its own");
         assert_eq!(wire.unavailable[0].signal, "conntrack");
         assert_eq!(wire.parse_errors_total, 3);
+    }
+
+    #[test]
+    fn each_interface_kind_has_the_number_the_proto_gives_it() {
+        let numbers = [
+            (InterfaceKind::Unspecified, 0),
+            (InterfaceKind::Physical, 1),
+            (InterfaceKind::Bond, 2),
+            (InterfaceKind::Bridge, 3),
+            (InterfaceKind::Stacked, 4),
+            (InterfaceKind::Loopback, 5),
+            (InterfaceKind::PodVeth, 6),
+            (InterfaceKind::Veth, 7),
+            (InterfaceKind::Tunnel, 8),
+            (InterfaceKind::Virtual, 9),
+        ];
+        for (kind, number) in numbers {
+            assert_eq!(interface_kind(kind) as i32, number, "{kind:?}");
+        }
     }
 
     #[test]

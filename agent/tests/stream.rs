@@ -284,7 +284,11 @@ fn synthetic(node: &str) -> impl FnMut(i64) -> Sample + Send + 'static {
         Sample {
             node_name: node.clone(),
             timestamp_ms: counter,
-            interfaces: vec![Interface { name: "eth0".into(), counters: NetCounters::default() }],
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                counters: NetCounters::default(),
+                ..Interface::default()
+            }],
             pods: vec![pod(1), pod(2)],
             ..Sample::default()
         }

@@ -120,9 +120,10 @@ pub struct PodIdentity {
 /// TCP of the pod's network namespace (IPv4 and IPv6).
 ///
 /// Two kinds of figures: the sockets by state (`established_inbound` to
-/// `other`) come from the socket tables, which are expensive to read and
-/// so are re-read only when the counters show a change, within a budget
-/// per sample: they describe the namespace as it was `detail_age_ms` ago.
+/// `other`) and `inbound_peers` come from the socket tables, which are
+/// expensive to read and so are re-read only when the counters show a
+/// change, within a budget per sample: they describe the namespace as it
+/// was `detail_age_ms` ago.
 /// The others come from the namespace's counters and are read every sample.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TcpConnections {
@@ -134,6 +135,10 @@ pub struct TcpConnections {
     pub close_wait: u32,
     pub syn_recv: u32,
     pub other: u32,
+    /// Distinct remote addresses of the `established_inbound` sockets (an
+    /// IPv4-mapped IPv6 address counts as its IPv4 address); from the same
+    /// reading of the tables as the by-state figures.
+    pub inbound_peers: u32,
     /// How long ago the by-state figures above were last known to describe
     /// the namespace, milliseconds: 0 when its tables were read this sample
     /// or its counters have not moved since they were. `None` until the
@@ -169,8 +174,16 @@ impl TcpConnections {
             Some((states, age_ms)) => (states, Some(age_ms)),
             None => (TcpStates::default(), None),
         };
-        let TcpStates { established_inbound, established_outbound, listen, time_wait, close_wait, syn_recv, other } =
-            states;
+        let TcpStates {
+            established_inbound,
+            established_outbound,
+            listen,
+            time_wait,
+            close_wait,
+            syn_recv,
+            other,
+            inbound_peers,
+        } = states;
         Self {
             established_inbound,
             established_outbound,
@@ -179,6 +192,7 @@ impl TcpConnections {
             close_wait,
             syn_recv,
             other,
+            inbound_peers,
             detail_age_ms,
             established: gauge(counters.curr_estab),
             in_use: gauge(counters.in_use_v4.saturating_add(counters.in_use_v6)),
@@ -203,6 +217,7 @@ impl TcpConnections {
             close_wait: self.close_wait,
             syn_recv: self.syn_recv,
             other: self.other,
+            inbound_peers: self.inbound_peers,
         }
     }
 }
@@ -414,6 +429,13 @@ impl PodTracker {
         now: Instant,
     ) -> Result<PodsReading, SignalError> {
         let mut errors = Vec::new();
+        // An interface came or went: most likely a pod's veth, made with
+        // its sandbox (whose processes are already there) or gone with it.
+        // Walk now, so that the mapping and the interface kinds include it.
+        let names_changed = node_interfaces.is_some_and(|interfaces| self.measure.veths.names_changed(interfaces));
+        if names_changed {
+            self.pids.walk_next_scan();
+        }
         if self.pids.scan_if_due(&roots.proc, now, self.process_rescan, &mut errors)? {
             self.host_namespace = namespace_inode(&roots.proc("1/ns/net"));
             // A walk is when exited processes are noticed: look again.
@@ -422,10 +444,9 @@ impl PodTracker {
             // `<proc-root>/net/dev` (it is `self/net/dev`) on a real procfs.
             // On a fixture tree a pod's `ns/net` cannot be opened, so no pod
             // is mapped and each is read from its own files.
-            if node_interfaces.is_some() {
-                self.refresh_veths(&roots.proc, now, &mut errors);
-            } else {
-                self.measure.veths.forget();
+            match node_interfaces {
+                Some(interfaces) => self.refresh_veths(&roots.proc, interfaces, names_changed, now, &mut errors),
+                None => self.measure.veths.forget(),
             }
         }
         let node_interfaces = veth::by_name(node_interfaces.unwrap_or_default());
@@ -482,17 +503,36 @@ impl PodTracker {
 }
 
 impl PodTracker {
+    /// The node's interfaces classified from the last rtnetlink link dump
+    /// (see [`veth`] and [`crate::iface_kind`]); `None` before one, when it
+    /// failed, or without the node's interfaces.
+    pub fn link_kinds(&self) -> Option<&crate::iface_kind::LinkKinds> {
+        self.measure.veths.link_kinds()
+    }
+
     /// Maps every pod namespace to its veth peers on the node, keeping only
     /// namespaces whose every interface but loopback is such a veth. The
     /// mapping of the last walk is kept while the pods' namespaces are the
-    /// same (see [`veth::REMAP_INTERVAL`]): a link dump and a file per pod,
-    /// every walk, were a tenth of an idle agent's CPU.
-    fn refresh_veths(&mut self, proc_root: &Path, now: Instant, errors: &mut Vec<SignalError>) {
+    /// same (see [`veth::REMAP_INTERVAL`]) and no node interface came or
+    /// went: a link dump and a file per pod, every walk, were a tenth of an
+    /// idle agent's CPU.
+    fn refresh_veths(
+        &mut self,
+        proc_root: &Path,
+        node_interfaces: &[Interface],
+        names_changed: bool,
+        now: Instant,
+        errors: &mut Vec<SignalError>,
+    ) {
         let mut namespaces = Vec::new();
+        let mut every_pod_listed = true;
         for (_, pids) in self.pids.pods() {
             let Some(&pid) = pids.first() else { continue };
             let process = proc_root.join(pid.to_string());
-            let Some(inode) = self.measure.namespace_inode(&process, pid) else { continue };
+            let Some(inode) = self.measure.namespace_inode(&process, pid) else {
+                every_pod_listed = false;
+                continue;
+            };
             if Some(inode) != self.host_namespace {
                 namespaces.push((inode, process));
             }
@@ -500,15 +540,20 @@ impl PodTracker {
         let mut inodes: Vec<u64> = namespaces.iter().map(|(inode, _)| *inode).collect();
         inodes.sort_unstable();
         inodes.dedup();
-        if self.measure.veths.is_current_for(&inodes, now) {
+        if !names_changed && self.measure.veths.is_current_for(&inodes, now) {
             return;
         }
         let measure = &mut self.measure;
         let links: Vec<(u64, PathBuf)> =
             namespaces.iter().map(|(inode, process)| (*inode, process.join("ns/net"))).collect();
-        if let Err(source) = measure.veths.refresh(links.iter().map(|(inode, path)| (*inode, path.as_path())), now) {
+        let namespaces_to_map = links.iter().map(|(inode, path)| (*inode, path.as_path()));
+        if let Err(source) = measure.veths.refresh(namespaces_to_map, every_pod_listed, node_interfaces, now) {
             let path = PathBuf::from("rtnetlink (RTM_GETLINK, RTM_GETNSID)");
-            errors.push(SignalError::Io { path, source });
+            // An answer that does not parse is malformed input, counted.
+            errors.push(match source.kind() {
+                io::ErrorKind::InvalidData => SignalError::malformed(path, source.to_string()),
+                _ => SignalError::Io { path, source },
+            });
             measure.veths.forget();
             return;
         }
@@ -911,6 +956,8 @@ mod tests {
                     close_wait: 1,
                     syn_recv: 0,
                     other: 0,
+                    // The five inbound sockets come from 3 clients (tcp6, v4-mapped).
+                    inbound_peers: 3,
                     detail_age_ms: Some(0),
                     established: 7,
                     in_use: 8,
@@ -953,6 +1000,8 @@ mod tests {
                 // The pending handshake is in no counter; the tables show it.
                 tcp: Some(TcpConnections {
                     established_inbound: 2,
+                    // WordPress and one other client.
+                    inbound_peers: 2,
                     listen: 2,
                     syn_recv: 1,
                     ..counted(2, 4, 0, [0, 18_230, 3, 7], [12_654_331, 10_988_231, 912])
@@ -994,6 +1043,8 @@ mod tests {
                 network: counters(9_120_331_876, 9_877_231, 7_812_334_412, 9_120_331),
                 tcp: Some(TcpConnections {
                     established_inbound: 2,
+                    // Both from one client (two source ports).
+                    inbound_peers: 1,
                     listen: 2,
                     time_wait: 1,
                     other: 1,
@@ -1233,12 +1284,14 @@ mod tests {
         tree.sockets(20, &[LISTEN_80, INBOUND_80], (1, 0, 1), 2);
         let reading = tracker.read_at(&tree.roots(), at(1500)).unwrap();
         let tallies = |reading: &PodsReading| {
-            reading.pods.iter().map(|p| p.tcp.map(|t| (t.established_inbound, t.detail_age_ms))).collect::<Vec<_>>()
+            let tally = |t: TcpConnections| (t.established_inbound, t.inbound_peers, t.detail_age_ms);
+            reading.pods.iter().map(|p| p.tcp.map(tally)).collect::<Vec<_>>()
         };
-        // aa was read first (both were current at 1000 ms; then by key).
-        assert_eq!(tallies(&reading), [Some((1, Some(0))), Some((0, Some(500)))]);
+        // aa was read first (both were current at 1000 ms; then by key). The
+        // client count is as old as the rest of the tally.
+        assert_eq!(tallies(&reading), [Some((1, 1, Some(0))), Some((0, 0, Some(500)))]);
         let reading = tracker.read_at(&tree.roots(), at(2500)).unwrap();
-        assert_eq!(tallies(&reading), [Some((1, Some(0))), Some((1, Some(0)))]);
+        assert_eq!(tallies(&reading), [Some((1, 1, Some(0))), Some((1, 1, Some(0)))]);
     }
 
     #[test]
@@ -1337,6 +1390,30 @@ mod tests {
     }
 
     #[test]
+    fn a_node_interface_coming_or_going_makes_the_next_scan_walk_at_once() {
+        let tree = Tree::new();
+        tree.process(10, "aa", 1001);
+        let mut tracker = PodTracker::with_policy(ScanPolicy::STREAMING);
+        let start = Instant::now();
+        let node = |names: &[&str]| -> Vec<Interface> {
+            names.iter().map(|name| Interface { name: name.to_string(), ..Interface::default() }).collect()
+        };
+        let mut uids = |names: &[&str], millis: u64| -> Vec<String> {
+            let interfaces = node(names);
+            let at = start + Duration::from_millis(millis);
+            let reading = tracker.read_with_node(&tree.roots(), Some(&interfaces), at).unwrap();
+            reading.pods.iter().map(|p| p.identity.uid.clone()).collect()
+        };
+        assert_eq!(uids(&["lo", "eth0"], 0), ["aa"]);
+        // A pod's sandbox and its veth on the node.
+        tree.process(20, "bb", 1002);
+        assert_eq!(uids(&["eth0", "lo"], 1000), ["aa"], "the same interfaces (in another order): no walk yet");
+        assert_eq!(uids(&["lo", "eth0", "veth1"], 1100), ["aa", "bb"], "a new interface: walked at once");
+        std::fs::remove_dir_all(tree.path("proc/20")).unwrap();
+        assert_eq!(uids(&["lo", "eth0"], 1200), ["aa"], "gone with its interface");
+    }
+
+    #[test]
     fn a_namespace_that_moved_no_packet_keeps_its_tcp_counters_until_the_quiet_refresh() {
         let tree = Tree::new();
         tree.process(10, "aa", 1001);
@@ -1387,6 +1464,7 @@ mod tests {
         let interface = |name: &str, rx_bytes| Interface {
             name: name.into(),
             counters: NetCounters { rx_bytes, tx_bytes: rx_bytes * 2, ..NetCounters::default() },
+            ..Interface::default()
         };
         let sum = sum_without_loopback(&[interface("lo", 1000), interface("eth0", 10), interface("net1", 5)]);
         assert_eq!((sum.rx_bytes, sum.tx_bytes), (15, 30));

@@ -5,7 +5,11 @@
 //! with 32-digit addresses): a header line, then one line per socket,
 //! `sl local_address rem_address st ...`, where an address is
 //! `<hex address>:<hex port>` (the port already in host order, so `0050` is
-//! 80) and `st` is the hex state from `include/net/tcp_states.h`.
+//! 80) and `st` is the hex state from `include/net/tcp_states.h`. The
+//! address is printed as 32-bit words with `%08X`, each word the address's
+//! bytes read as a native integer (`tcp4_seq_show` prints the `__be32`
+//! `inet_rcv_saddr`, `get_tcp6_sock` in `net/ipv6/tcp_ipv6.c` the four
+//! `s6_addr32` words), so `0100007F` is 127.0.0.1 on a little-endian host.
 
 use serde::Serialize;
 
@@ -31,25 +35,41 @@ pub struct TcpStates {
     pub syn_recv: u32,
     /// Every other state (SYN_SENT, FIN_WAIT1/2, CLOSING, LAST_ACK, ...).
     pub other: u32,
+    /// Distinct remote addresses of the `established_inbound` sockets: how
+    /// many clients the namespace's listeners serve (an IPv4 client of an
+    /// IPv6 listener, `::ffff:a.b.c.d`, counts as its IPv4 address).
+    pub inbound_peers: u32,
 }
 
 /// Tallies the sockets of one namespace over its `tcp` and `tcp6` tables.
 /// Whether an ESTABLISHED socket is inbound is only known once every
-/// listening port is, so local ports are kept until [`Self::finish`]; the
-/// buffers are reused from one namespace to the next.
+/// listening port is, so local ports and remote addresses are kept until
+/// [`Self::finish`]; the buffers are reused from one namespace to the next.
 #[derive(Debug, Default)]
 pub struct TcpTally {
     listening_ports: Vec<u16>,
-    established_local_ports: Vec<u16>,
+    /// Each ESTABLISHED socket's local port and remote address.
+    established: Vec<(u16, PeerAddress)>,
+    /// The remote addresses of the inbound ones, while counting them.
+    inbound_peers: Vec<PeerAddress>,
     counts: TcpStates,
 }
+
+/// A remote address as its four IPv6 words, as the table prints them; an
+/// IPv4 address is stored as its IPv4-mapped form (`::ffff:a.b.c.d`), so
+/// that one client seen by an IPv4 and an IPv6 listener is one peer.
+type PeerAddress = [u32; 4];
+
+/// The third word of an IPv4-mapped address, `00 00 ff ff` (RFC 4291
+/// section 2.5.5.2) read as a native integer, as the table prints it.
+const MAPPED_WORD: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
 
 impl TcpTally {
     /// Adds one table (`tcp` or `tcp6` content) to the tally.
     pub fn add_table(&mut self, content: &str) -> Result<(), ParseError> {
         for line in content.lines() {
             let mut fields = line.split_ascii_whitespace();
-            let (Some(slot), Some(local), Some(_remote), Some(state)) =
+            let (Some(slot), Some(local), Some(remote), Some(state)) =
                 (fields.next(), fields.next(), fields.next(), fields.next())
             else {
                 if line.trim().is_empty() {
@@ -66,7 +86,13 @@ impl TcpTally {
                 .filter(|_| state.len() == 2)
                 .ok_or_else(|| ParseError::new(format!("bad tcp state {state:?}")))?;
             match state {
-                ESTABLISHED => self.established_local_ports.push(local_port),
+                ESTABLISHED => {
+                    // Only an ESTABLISHED socket's peer is counted, so only
+                    // its remote address is parsed.
+                    let peer =
+                        peer_of(remote).ok_or_else(|| ParseError::new(format!("bad remote address {remote:?}")))?;
+                    self.established.push((local_port, peer));
+                }
                 LISTEN => {
                     self.counts.listen += 1;
                     self.listening_ports.push(local_port);
@@ -89,21 +115,28 @@ impl TcpTally {
     pub fn clear(&mut self) {
         self.counts = TcpStates::default();
         self.listening_ports.clear();
-        self.established_local_ports.clear();
+        self.established.clear();
     }
 
     /// The namespace's tally; the tally is empty again afterwards.
     pub fn finish(&mut self) -> TcpStates {
         let mut counts = std::mem::take(&mut self.counts);
-        for port in &self.established_local_ports {
+        self.inbound_peers.clear();
+        for (port, peer) in &self.established {
             if self.listening_ports.contains(port) {
                 counts.established_inbound += 1;
+                self.inbound_peers.push(*peer);
             } else {
                 counts.established_outbound += 1;
             }
         }
+        // Sorting the reused buffer counts distinct peers without a set
+        // allocated per namespace.
+        self.inbound_peers.sort_unstable();
+        self.inbound_peers.dedup();
+        counts.inbound_peers = u32::try_from(self.inbound_peers.len()).unwrap_or(u32::MAX);
         self.listening_ports.clear();
-        self.established_local_ports.clear();
+        self.established.clear();
         counts
     }
 }
@@ -115,6 +148,25 @@ fn port_of(address: &str) -> Option<u16> {
         return None;
     }
     u16::from_str_radix(port, 16).ok()
+}
+
+/// The address of `<hex address>:<hex port>`: 8 hex digits (`tcp`) or 32
+/// (`tcp6`), as [`PeerAddress`].
+fn peer_of(address: &str) -> Option<PeerAddress> {
+    let (host, port) = address.rsplit_once(':')?;
+    if port.len() != 4 || !port.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    // Checked digit by digit: `from_str_radix` would also take a sign.
+    if !host.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let word = |at: usize| host.get(at..at + 8).and_then(|digits| u32::from_str_radix(digits, 16).ok());
+    match host.len() {
+        8 => Some([0, 0, MAPPED_WORD, word(0)?]),
+        32 => Some([word(0)?, word(8)?, word(16)?, word(24)?]),
+        _ => None,
+    }
 }
 
 /// Tallies whole tables at once (for tests and one-off reads).
@@ -177,6 +229,8 @@ mod tests {
                 close_wait: 1,
                 syn_recv: 1,
                 other: 2,
+                // One client, 0B2A0005, twice on port 80 and once, v4-mapped, on 8443.
+                inbound_peers: 1,
             })
         );
     }
@@ -191,9 +245,61 @@ mod tests {
             tcp_line(0, "00000000000000000000000000000000:0050", "00000000000000000000000000000000:0000", "0A"),
         ]
         .concat();
-        let expected = TcpStates { established_inbound: 1, listen: 1, ..TcpStates::default() };
+        let expected = TcpStates { established_inbound: 1, listen: 1, inbound_peers: 1, ..TcpStates::default() };
         assert_eq!(tally(&[&tcp, &tcp6]), Ok(expected));
         assert_eq!(tally(&[&tcp6, &tcp]), Ok(expected));
+    }
+
+    #[test]
+    fn inbound_peers_are_the_distinct_addresses_of_the_clients_of_listening_ports() {
+        // As a little-endian kernel (x86_64, arm64) prints them: 10.42.0.5,
+        // the bytes 0A 2A 00 05, read as a little-endian word is 0x05002A0A.
+        let client_a = "05002A0A"; // 10.42.0.5
+        let client_b = "06002A0A"; // 10.42.0.6
+        let tcp = [
+            TCP_HEADER.to_string(),
+            tcp_line(0, "00000000:0050", "00000000:0000", "0A"),
+            // Client A twice and client B once on port 80.
+            tcp_line(1, "0A002A0A:0050", &format!("{client_a}:D431"), "01"),
+            tcp_line(2, "0A002A0A:0050", &format!("{client_a}:D432"), "01"),
+            tcp_line(3, "0A002A0A:0050", &format!("{client_b}:D433"), "01"),
+            // Not inbound: the pod's own connection out, and a closed one.
+            tcp_line(4, "0A002A0A:A1B2", "07002A0A:0CEA", "01"),
+            tcp_line(5, "0A002A0A:0050", "08002A0A:D434", "06"),
+        ]
+        .concat();
+        // fd00::1:2 is fd 00 00 00 .. 00 01 00 02: words 000000FD,
+        // 00000000, 00000000, 02000100.
+        let ipv6_client = "000000FD000000000000000002000100";
+        let tcp6 = [
+            TCP6_HEADER.to_string(),
+            tcp_line(0, "00000000000000000000000000000000:01BB", "00000000000000000000000000000000:0000", "0A"),
+            // A native IPv6 client twice on 443, and client A again, v4-mapped.
+            tcp_line(1, "000000FD000000000000000001000100:01BB", &format!("{ipv6_client}:C000"), "01"),
+            tcp_line(2, "000000FD000000000000000001000100:01BB", &format!("{ipv6_client}:C001"), "01"),
+            tcp_line(
+                3,
+                "0000000000000000FFFF00000A002A0A:01BB",
+                &format!("0000000000000000FFFF0000{client_a}:C002"),
+                "01",
+            ),
+        ]
+        .concat();
+        let states = tally(&[&tcp, &tcp6]).unwrap();
+        assert_eq!((states.established_inbound, states.established_outbound), (6, 1));
+        assert_eq!(states.inbound_peers, 3, "10.42.0.5, 10.42.0.6 and fd00::1:2");
+    }
+
+    #[test]
+    fn a_mapped_address_is_its_ipv4_address_and_others_are_not() {
+        let a = peer_of("05002A0A:D431").unwrap();
+        assert_eq!(peer_of("0000000000000000FFFF000005002A0A:D431"), Some(a));
+        // The same 32 bits in an IPv4-compatible (::a.b.c.d) or a native
+        // IPv6 address are another host.
+        assert_ne!(peer_of("00000000000000000000000005002A0A:D431"), Some(a));
+        assert_ne!(peer_of("000000FD00000000FFFF000005002A0A:D431"), Some(a));
+        let bytes: Vec<u8> = a.iter().flat_map(|word| word.to_ne_bytes()).collect();
+        assert_eq!(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).unwrap()).to_string(), "::ffff:10.42.0.5");
     }
 
     #[test]
@@ -221,6 +327,13 @@ mod tests {
             "   0: 00000000:ZZZZ 00000000:0000 0A\n",
             "   0: 00000000:0050 00000000:0000 A\n",
             "   0: 00000000:0050 00000000:0000 XY\n",
+            // An ESTABLISHED socket's remote address is read for its peer.
+            "   0: 00000000:0050 0000000:0000 01\n",
+            "   0: 00000000:0050 +0000000:0000 01\n",
+            "   0: 00000000:0050 0000000000000000FFFF00000A2A005:0000 01\n",
+            "   0: 00000000:0050 0000000G:0000 01\n",
+            "   0: 00000000:0050 00000000:000 01\n",
+            "   0: 00000000:0050 00000000 01\n",
         ] {
             assert!(tally(&[line]).is_err(), "{line:?}");
         }
@@ -230,6 +343,42 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = tally(&[&String::from_utf8_lossy(&bytes)]);
+        }
+
+        #[test]
+        fn arbitrary_remote_addresses_never_panic(
+            remote in "[0-9A-Fa-f:+-]{0,40}",
+            bytes in proptest::collection::vec(any::<u8>(), 0..48),
+        ) {
+            let listener = tcp_line(0, "00000000:0050", "00000000:0000", "0A");
+            for remote in [remote, String::from_utf8_lossy(&bytes).replace(char::is_whitespace, "")] {
+                let established = tcp_line(1, "0A2A0005:0050", &remote, "01");
+                if let Ok(states) = tally(&[&listener, &established]) {
+                    prop_assert_eq!((states.established_inbound, states.inbound_peers), (1, 1));
+                }
+            }
+        }
+
+        #[test]
+        fn inbound_peers_count_each_client_once_over_both_tables(
+            clients in proptest::collection::vec((0u8..6, any::<bool>()), 0..40),
+        ) {
+            // Client i is 10.42.0.i; `true`: it reaches the IPv6 listener
+            // (port 443, v4-mapped), `false` the IPv4 one (port 80).
+            let mut tcp = tcp_line(0, "00000000:0050", "00000000:0000", "0A");
+            let mut tcp6 = tcp_line(0, "00000000000000000000000000000000:01BB", "00000000000000000000000000000000:0000", "0A");
+            for (slot, (client, over_ipv6)) in (1u32..).zip(&clients) {
+                let address = format!("{client:02X}002A0A");
+                if *over_ipv6 {
+                    tcp6 += &tcp_line(slot, "0000000000000000FFFF00000A002A0A:01BB", &format!("0000000000000000FFFF0000{address}:{slot:04X}"), "01");
+                } else {
+                    tcp += &tcp_line(slot, "0A002A0A:0050", &format!("{address}:{slot:04X}"), "01");
+                }
+            }
+            let states = tally(&[&tcp, &tcp6]).unwrap();
+            let distinct: std::collections::HashSet<u8> = clients.iter().map(|(client, _)| *client).collect();
+            prop_assert_eq!(states.established_inbound as usize, clients.len());
+            prop_assert_eq!(states.inbound_peers as usize, distinct.len());
         }
 
         #[test]

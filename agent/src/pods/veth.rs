@@ -16,7 +16,10 @@
 //! `IFLA_LINK_NETNSID` (the id, in the node's namespace, of the namespace
 //! its peer is in), and `RTM_GETNSID` on a pod process's `ns/net` gives
 //! that id for the pod. Neither needs a capability; opening `ns/net` needs
-//! the same ptrace access as reading its link.
+//! the same ptrace access as reading its link. The same dump, with the
+//! pods' namespace ids, gives the node's interface kinds
+//! ([`crate::iface_kind::from_links`]), so it is also made again as soon as
+//! an interface comes or goes (a pod's veth comes with its sandbox).
 //!
 //! A pod is read this way only when its veth peers are all of its
 //! interfaces (loopback aside), so a pod with a macvlan, ipvlan or SR-IOV
@@ -25,20 +28,15 @@
 //! leaves the pod, and pod traffic leaves loopback out anyway.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
-use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
-use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
-use netlink_sys::protocols::NETLINK_ROUTE;
-use netlink_sys::{Socket, SocketAddr};
 
-use crate::net::{Interface, NetCounters};
+use crate::iface_kind::{self, LinkKinds, PodNamespaces};
+use crate::net::{Interface, InterfaceNames, NetCounters};
+use crate::rtnetlink::Rtnetlink;
 
 /// Node interfaces by the namespace id of their peer: the veths (and any
 /// other link with a peer in another namespace) of a link dump.
@@ -91,108 +89,6 @@ pub fn pod_counters(node_interfaces: &HashMap<&str, &NetCounters>, peers: &[Stri
     Some(sum)
 }
 
-/// An rtnetlink socket in the agent's network namespace.
-pub struct Rtnetlink {
-    socket: Socket,
-    sequence: u32,
-    buffer: Vec<u8>,
-}
-
-impl std::fmt::Debug for Rtnetlink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rtnetlink").field("sequence", &self.sequence).finish_non_exhaustive()
-    }
-}
-
-impl Rtnetlink {
-    pub fn open() -> io::Result<Self> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Self { socket, sequence: 0, buffer: vec![0; 64 * 1024] })
-    }
-
-    /// Every link of the namespace.
-    pub fn links(&mut self) -> io::Result<Vec<LinkMessage>> {
-        let replies = self.request(RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_REQUEST | NLM_F_DUMP)?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|reply| match reply {
-                RouteNetlinkMessage::NewLink(link) => Some(link),
-                _ => None,
-            })
-            .collect())
-    }
-
-    /// The id the agent's namespace gives the namespace at `ns_net` (a
-    /// `/proc/<pid>/ns/net`); `None` when it has none (no link of the
-    /// agent's namespace has a peer there).
-    pub fn namespace_id(&mut self, ns_net: &Path) -> io::Result<Option<i32>> {
-        let namespace = File::open(ns_net)?;
-        let fd = u32::try_from(namespace.as_raw_fd()).map_err(|_| io::Error::other("negative file descriptor"))?;
-        let mut message = NsidMessage::default();
-        message.attributes.push(NsidAttribute::Fd(fd));
-        let replies = self.request(RouteNetlinkMessage::GetNsId(message), NLM_F_REQUEST)?;
-        for reply in replies {
-            if let RouteNetlinkMessage::NewNsId(reply) = reply {
-                for attribute in reply.attributes {
-                    if let NsidAttribute::Id(id) = attribute {
-                        // NETNSA_NSID_NOT_ASSIGNED
-                        return Ok((id >= 0).then_some(id));
-                    }
-                }
-            }
-        }
-        Ok(None)
-    }
-
-    /// Sends `message` and collects the replies: one, or a dump's parts up
-    /// to its end.
-    fn request(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
-        self.sequence = self.sequence.wrapping_add(1);
-        let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(message));
-        packet.header.flags = flags;
-        packet.header.sequence_number = self.sequence;
-        packet.finalize();
-        let mut request = vec![0; packet.buffer_len()];
-        packet.serialize(&mut request);
-        self.socket.send(&request, 0)?;
-
-        let dump = flags & NLM_F_DUMP != 0;
-        let mut replies = Vec::new();
-        loop {
-            let size = self.socket.recv(&mut &mut self.buffer[..], 0)?;
-            let mut offset = 0;
-            while offset < size {
-                let reply: NetlinkMessage<RouteNetlinkMessage> =
-                    NetlinkMessage::deserialize(&self.buffer[offset..size])
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let length = reply.header.length as usize;
-                let ours = reply.header.sequence_number == self.sequence;
-                match reply.payload {
-                    _ if !ours => {}
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::Error(error) => match error.code {
-                        None => return Ok(replies),
-                        Some(code) => return Err(io::Error::from_raw_os_error(-code.get())),
-                    },
-                    NetlinkPayload::InnerMessage(inner) => {
-                        replies.push(inner);
-                        if !dump {
-                            return Ok(replies);
-                        }
-                    }
-                    _ => {}
-                }
-                if length == 0 {
-                    break;
-                }
-                offset += length;
-            }
-        }
-    }
-}
-
 /// Longest a mapping is kept while the set of pod namespaces stays the
 /// same. A pod's veth is made with its sandbox and lives as long as it, so a
 /// new mapping is needed when a namespace comes or goes; this bounds how
@@ -201,45 +97,67 @@ impl Rtnetlink {
 /// `None` and the pod is read from its own files.
 pub const REMAP_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The pods' node-side veth names, by network namespace inode, as of the
-/// last mapping.
+/// The pods' node-side veth names, by network namespace inode, and the
+/// node's interface kinds, as of the last mapping.
 #[derive(Debug, Default)]
 pub struct VethPeers {
     rtnetlink: Option<Rtnetlink>,
     peers: HashMap<u64, Vec<String>>,
     /// The namespaces the last mapping was made for (sorted), and when.
     mapped: Option<(Vec<u64>, Instant)>,
+    /// The node's interfaces when the last mapping was tried, whether it
+    /// worked or not (so a failing rtnetlink is not tried every sample).
+    names: InterfaceNames,
+    kinds: Option<LinkKinds>,
 }
 
 impl VethPeers {
     /// Finds the veth peers of `namespaces` (inode, and the `ns/net` of a
-    /// process in it). Namespaces it cannot map keep no peers.
+    /// process in it) and classifies the node's links. Namespaces it cannot
+    /// map keep no peers. `every_pod_listed`: `namespaces` holds every pod
+    /// not in the node's namespace (none was left out because its `ns/net`
+    /// could not be read), so a veth leading elsewhere is no pod's.
+    /// `node_interfaces`: the node's `net/dev`, remembered for
+    /// [`Self::names_changed`].
     pub fn refresh<'a>(
         &mut self,
         namespaces: impl IntoIterator<Item = (u64, &'a Path)>,
+        every_pod_listed: bool,
+        node_interfaces: &[Interface],
         now: Instant,
     ) -> io::Result<()> {
-        self.peers.clear();
-        self.mapped = None;
+        self.forget();
+        self.names.set(node_interfaces);
         let rtnetlink = match &mut self.rtnetlink {
             Some(rtnetlink) => rtnetlink,
             None => self.rtnetlink.insert(Rtnetlink::open()?),
         };
         // Dumping the links first gives every peer namespace its id, which
         // the kernel assigns the first time it reports one.
-        let by_id = peers_by_namespace_id(&rtnetlink.links()?);
+        let links = rtnetlink.links()?;
+        let by_id = peers_by_namespace_id(&links);
+        let mut pods = PodNamespaces { ids: HashSet::new(), complete: every_pod_listed };
         let mut seen = HashSet::new();
         for (inode, ns_net) in namespaces {
             if !seen.insert(inode) {
                 continue;
             }
-            // A process that exited since the walk: its pod is read from
-            // `net/dev` until the next one.
-            let Ok(Some(id)) = rtnetlink.namespace_id(ns_net) else { continue };
-            if let Some(names) = by_id.get(&id) {
-                self.peers.insert(inode, names.clone());
+            match rtnetlink.namespace_id(ns_net) {
+                Ok(Some(id)) => {
+                    pods.ids.insert(id);
+                    if let Some(names) = by_id.get(&id) {
+                        self.peers.insert(inode, names.clone());
+                    }
+                }
+                // No id: no link of the node's namespace leads there.
+                Ok(None) => {}
+                // A process that exited since the walk (its pod is read
+                // from `net/dev` until the next one), or one the agent may
+                // not look into: a veth may lead to it unseen.
+                Err(_) => pods.complete = false,
             }
         }
+        self.kinds = Some(iface_kind::from_links(&links, &pods));
         let mut inodes: Vec<u64> = seen.into_iter().collect();
         inodes.sort_unstable();
         self.mapped = Some((inodes, now));
@@ -254,9 +172,22 @@ impl VethPeers {
             .is_some_and(|(mapped, at)| mapped == inodes && now.saturating_duration_since(*at) < REMAP_INTERVAL)
     }
 
+    /// Whether the node's interfaces are not those of the last mapping
+    /// tried: one came or went.
+    pub fn names_changed(&self, node_interfaces: &[Interface]) -> bool {
+        !self.names.same_as(node_interfaces)
+    }
+
     pub fn forget(&mut self) {
         self.peers.clear();
         self.mapped = None;
+        self.kinds = None;
+    }
+
+    /// The node's interfaces classified from the last link dump; `None`
+    /// before one or when it failed.
+    pub fn link_kinds(&self) -> Option<&LinkKinds> {
+        self.kinds.as_ref()
     }
 
     pub fn drop_namespace(&mut self, inode: u64) {
@@ -287,7 +218,8 @@ mod tests {
         let mut peers = VethPeers::default();
         let now = Instant::now();
         assert!(!peers.is_current_for(&[], now), "never mapped");
-        peers.refresh(std::iter::empty(), now).expect("a link dump of this namespace over rtnetlink");
+        peers.refresh(std::iter::empty(), true, &[], now).expect("a link dump of this namespace over rtnetlink");
+        assert!(peers.link_kinds().is_some_and(|kinds| !kinds.is_empty()), "this namespace has at least lo");
         assert!(peers.is_current_for(&[], now + REMAP_INTERVAL - Duration::from_millis(1)));
         assert!(!peers.is_current_for(&[], now + REMAP_INTERVAL), "mapped again every so often");
         assert!(!peers.is_current_for(&[7], now), "a pod namespace came");
@@ -315,6 +247,7 @@ mod tests {
         let interface = |name: &str, rx_bytes, tx_bytes| Interface {
             name: name.into(),
             counters: NetCounters { rx_bytes, rx_packets: 1, tx_bytes, tx_packets: 2, ..NetCounters::default() },
+            ..Interface::default()
         };
         let node = [interface("eth0", 1, 1), interface("veth1a", 100, 5000), interface("veth1b", 10, 7)];
         let node = by_name(&node);

@@ -4,13 +4,13 @@
 //! windows (explicit or on a surge), and at a window's end builds its [`WindowReport`] and stores
 //! it durably. [`node_sample`] (wire sample -> diagnosis input) is pure and tested with data.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bakery_diagnosis::{
     Config, CpuFrequency, CpuJiffies, Detector, Evaluation, NicBytes, NodeMemory, NodeRole, NodeSample, PodSample,
-    PressureTotals, ThrottleFlags, Tick, Window, WindowReport, WorkloadRef, WorkloadUnderTest,
+    PressureTotals, Relay, ThrottleFlags, Tick, Window, WindowReport, WorkloadRef, WorkloadUnderTest,
 };
 use bakery_proto::v1::{InterfaceKind, NetInterface, Sample};
 use prost::Message;
@@ -22,8 +22,8 @@ use crate::kube::{ClusterView, KubeMode, KubeWatch};
 use crate::store::reports::{ReportStore, StoredReport};
 use crate::store::{PodRecord, StoredBatch};
 use crate::windows::{
-    DEFAULT_WINDOW_INTERVAL_MS, IntervalOverride, OpenWindow, SurgeDetector, SurgeEvent, total_traffic,
-    traffic_by_workload, workload_that_rose_most,
+    DEFAULT_WINDOW_INTERVAL_MS, IntervalOverride, OpenWindow, SurgeDetector, SurgeEvent, Traffic, UnderTest,
+    total_traffic, traffic_by_workload, workload_under_test,
 };
 
 /// Memory budget of the kept ticks, in pod samples (a few hundred bytes each: about 50 MiB).
@@ -73,7 +73,7 @@ struct Engine {
     detector: Detector,
     ticks: VecDeque<Tick>,
     evaluation: Option<Evaluation>,
-    workload: Option<WorkloadRef>,
+    workload: Option<UnderTest>,
     window: Option<OpenWindow>,
     overrides: IntervalOverride,
     surge: SurgeDetector,
@@ -127,7 +127,7 @@ impl Diagnosis {
         let engine = self.engine.lock().await;
         LiveSnapshot {
             evaluation: engine.evaluation.clone(),
-            workload: engine.workload.clone(),
+            workload: engine.workload.as_ref().map(|w| w.workload.clone()),
             window: engine.window.clone(),
         }
     }
@@ -148,7 +148,7 @@ impl Diagnosis {
             return Ok(()); // nothing new since the last tick
         }
         let mut tick = Tick { timestamp_ms, nodes, workload: None, window_open: engine.window.is_some() };
-        self.choose_workload(&mut engine, &tick);
+        self.choose_workload(&mut engine, &tick, &view);
         tick.workload = engine.workload.as_ref().map(|w| under_test(w, &tick, &view));
         let evaluation = engine.detector.observe(&tick).map_err(|e| Error::Config(format!("diagnosis: {e}")))?;
         engine.evaluation = Some(evaluation);
@@ -171,31 +171,30 @@ impl Diagnosis {
     }
 
     /// The workload under test: the window's (given, or inferred once traffic shows which rose
-    /// most), else the workload with the most traffic now (kept until another has twice as much).
-    fn choose_workload(&self, engine: &mut Engine, tick: &Tick) {
+    /// most behind an entry Service, through any in-cluster proxy), else the one behind an entry
+    /// Service with the most traffic now (kept until another has twice as much).
+    fn choose_workload(&self, engine: &mut Engine, tick: &Tick, view: &ClusterView) {
         let Some(earlier) = tick_before(&engine.ticks, tick.timestamp_ms - RATE_SPAN_MS) else { return };
         let now = traffic_by_workload(earlier, tick);
+        let entries = entry_workloads(view);
         if let Some(window) = &mut engine.window {
             if !window.workload_given && tick.timestamp_ms - window.start_ms >= RATE_SPAN_MS {
                 let before = rates_before(&engine.ticks, window.start_ms);
-                if let Some(rose) = workload_that_rose_most(&before, &now) {
-                    window.workload = Some(rose);
+                if let Some(choice) = workload_under_test(&before, &now, &entries) {
+                    window.workload = Some(choice.workload);
+                    window.relay = choice.relay;
                 }
             }
-            if window.workload.is_some() {
-                engine.workload = window.workload.clone();
+            if let Some(workload) = window.workload.clone() {
+                engine.workload = Some(UnderTest { workload, relay: window.relay.clone() });
                 return;
             }
         }
-        let busiest = now
-            .iter()
-            .filter(|(w, rate)| !w.is_daemon_set() && **rate > 0.0)
-            .max_by(|a, b| a.1.total_cmp(b.1).then_with(|| b.0.cmp(a.0)));
-        let current_rate = engine.workload.as_ref().and_then(|w| now.get(w)).copied().unwrap_or(0.0);
-        if let Some((workload, rate)) = busiest
-            && (engine.workload.is_none() || *rate > 2.0 * current_rate)
-        {
-            engine.workload = Some(workload.clone());
+        let Some(busiest) = workload_under_test(&BTreeMap::new(), &now, &entries) else { return };
+        let rate = |w: &WorkloadRef| now.get(w).map_or(0.0, |t| t.total());
+        let current = engine.workload.as_ref().map_or(0.0, |w| rate(&w.workload));
+        if engine.workload.is_none() || rate(&busiest.workload) > 2.0 * current {
+            engine.workload = Some(busiest);
         }
     }
 
@@ -240,10 +239,12 @@ impl Diagnosis {
         };
         let ticks: Vec<Tick> = engine.ticks.iter().cloned().collect();
         let config = self.config.detector.clone();
+        let notes = self.cluster().notes;
         let reports = self.reports.clone();
         let id = window.id.clone();
         let stored = tokio::task::spawn_blocking(move || -> Result<StoredReport> {
-            let report = WindowReport::build(spec, &ticks, &config).map_err(|e| Error::Config(e.to_string()))?;
+            let report =
+                WindowReport::build(spec, &ticks, &config).map_err(|e| Error::Config(e.to_string()))?.with_notes(notes);
             let stored = StoredReport { id, report };
             reports.put(&stored)?;
             Ok(stored)
@@ -267,8 +268,8 @@ impl Diagnosis {
         }
         let start_ms = engine.ticks.back().map_or_else(crate::now_ms, |t| t.timestamp_ms);
         let window = OpenWindow::new(name, workload, false, start_ms);
-        if window.workload.is_some() {
-            engine.workload = window.workload.clone();
+        if let Some(workload) = window.workload.clone() {
+            engine.workload = Some(UnderTest { workload, relay: None });
         }
         tracing::info!(window = %window.id, name = %window.name, "window opened");
         self.open(&mut engine, window.clone());
@@ -345,23 +346,42 @@ fn tick_before(ticks: &VecDeque<Tick>, at_ms: i64) -> Option<&Tick> {
 }
 
 /// Per-workload traffic over the `RATE_SPAN_MS` before `start_ms`.
-fn rates_before(ticks: &VecDeque<Tick>, start_ms: i64) -> BTreeMap<WorkloadRef, f64> {
+fn rates_before(ticks: &VecDeque<Tick>, start_ms: i64) -> BTreeMap<WorkloadRef, Traffic> {
     match (tick_before(ticks, start_ms - RATE_SPAN_MS), tick_before(ticks, start_ms)) {
         (Some(a), Some(b)) => traffic_by_workload(a, b),
         _ => BTreeMap::new(),
     }
 }
 
-/// The workload's ready endpoints from its EndpointSlices, else from its ready pods.
-fn under_test(workload: &WorkloadRef, tick: &Tick, view: &ClusterView) -> WorkloadUnderTest {
+/// The workloads a load test can come in through: those a LoadBalancer or NodePort Service selects.
+fn entry_workloads(view: &ClusterView) -> BTreeSet<WorkloadRef> {
+    view.services
+        .iter()
+        .filter(|(_, services)| services.iter().any(|s| s.service_type.is_entry()))
+        .map(|(w, _)| w.clone())
+        .collect()
+}
+
+/// A workload's ready endpoints per node from its EndpointSlices, else from its ready pods.
+fn endpoints_of(workload: &WorkloadRef, tick: &Tick, view: &ClusterView) -> BTreeMap<String, u32> {
     match view.endpoints.get(workload) {
-        Some(endpoints) => WorkloadUnderTest {
-            workload: workload.clone(),
-            ready_endpoints: endpoints.clone(),
-            service: None,
-            relay: None,
-        },
-        None => WorkloadUnderTest::from_ready_pods(workload.clone(), &tick.nodes),
+        Some(endpoints) => endpoints.clone(),
+        None => WorkloadUnderTest::from_ready_pods(workload.clone(), &tick.nodes).ready_endpoints,
+    }
+}
+
+/// The workload under test with its endpoints, the Service the load enters through (the relay's
+/// when an in-cluster proxy sits in front) and the relay.
+fn under_test(choice: &UnderTest, tick: &Tick, view: &ClusterView) -> WorkloadUnderTest {
+    let entry = choice.relay.as_ref().unwrap_or(&choice.workload);
+    WorkloadUnderTest {
+        workload: choice.workload.clone(),
+        ready_endpoints: endpoints_of(&choice.workload, tick, view),
+        service: view.entry_service(entry).cloned(),
+        relay: choice
+            .relay
+            .as_ref()
+            .map(|r| Relay { workload: r.clone(), ready_endpoints: endpoints_of(r, tick, view) }),
     }
 }
 

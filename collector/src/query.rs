@@ -132,8 +132,10 @@ impl Query for QueryService {
 
     async fn live(&self, request: Request<LiveRequest>) -> Result<Response<LiveResponse>, Status> {
         self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.Live")?;
-        let live = self.diagnosis()?.live().await;
+        let diagnosis = self.diagnosis()?;
+        let live = diagnosis.live().await;
         let Some(evaluation) = &live.evaluation else { return Ok(Response::new(LiveResponse::default())) };
+        let notes = live_notes(&evaluation.detection, &diagnosis.cluster().notes);
         let shares = evaluation
             .live
             .nodes
@@ -157,6 +159,7 @@ impl Query for QueryService {
             shares,
             verdicts: evaluation.verdicts.iter().map(wire_verdict).collect(),
             evaluated_ms: evaluation.timestamp_ms,
+            notes,
         }))
     }
 
@@ -372,7 +375,25 @@ pub fn wire_verdict(verdict: &bakery_diagnosis::Verdict) -> WireVerdict {
         since_ms: verdict.since_ms,
         summary: verdict.summary.clone(),
         subject: verdict.subject.clone().unwrap_or_default(),
+        remedy: verdict.remedy.action().to_string(),
+        read: verdict.read.clone(),
     }
+}
+
+/// What the live view cannot judge or could not read, for people.
+fn live_notes(analysis: &bakery_diagnosis::Analysis, cluster_notes: &[String]) -> Vec<String> {
+    let mut notes: Vec<String> = analysis.unavailable.iter().map(|u| format!("unavailable: {u}")).collect();
+    notes.extend(analysis.starved.iter().map(|s| {
+        format!(
+            "starved: {} on {} carries {:.1} % of the traffic (one endpoint's share: {:.1} %)",
+            s.pod,
+            s.node,
+            s.share * 100.0,
+            s.expected * 100.0
+        )
+    }));
+    notes.extend(cluster_notes.iter().cloned());
+    notes
 }
 
 fn wire_window(stored: &crate::store::reports::StoredReport) -> WireWindow {

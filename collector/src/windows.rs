@@ -1,10 +1,11 @@
 //! Load-test windows: the open window (explicit from `StartWindow`, or automatic on a traffic
-//! surge), which workload is under test (given, or the one whose traffic rose most), and the
+//! surge), which workload is under test (given, or the one behind the entry Service whose traffic
+//! rose most, followed through an in-cluster proxy that relays to it), and the
 //! faster sampling the agents are asked for while a window is open (restored afterwards).
 //! The decisions are pure functions of ticks; [`IntervalOverride`] is the one piece that talks to
 //! the agents' streams.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bakery_diagnosis::{Tick, WorkloadRef};
 
@@ -22,6 +23,8 @@ pub struct OpenWindow {
     pub start_ms: i64,
     /// Given at start, or inferred once traffic shows which workload rose most.
     pub workload: Option<WorkloadRef>,
+    /// The in-cluster proxy in front of it, when the inference followed one.
+    pub relay: Option<WorkloadRef>,
     /// The workload was given (never re-inferred).
     pub workload_given: bool,
 }
@@ -32,44 +35,103 @@ impl OpenWindow {
         let name = name
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| if automatic { format!("auto-{start_ms}") } else { format!("window-{start_ms}") });
-        OpenWindow { id, name, automatic, start_ms, workload_given: workload.is_some(), workload }
+        OpenWindow { id, name, automatic, start_ms, workload_given: workload.is_some(), workload, relay: None }
     }
 }
 
-/// Pod traffic (rx + tx bytes per second) per workload between two ticks, from the pods present
-/// in both (matched by UID; a counter that went down restarted and counts from zero).
-/// hostNetwork pods are left out: their counters are the node's.
-pub fn traffic_by_workload(earlier: &Tick, later: &Tick) -> BTreeMap<WorkloadRef, f64> {
+/// Pod traffic per workload between two ticks, received and sent, bytes per second.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Traffic {
+    pub rx_bps: f64,
+    pub tx_bps: f64,
+}
+
+impl Traffic {
+    pub fn total(self) -> f64 {
+        self.rx_bps + self.tx_bps
+    }
+
+    fn minus(self, before: Option<&Traffic>) -> Traffic {
+        let before = before.copied().unwrap_or_default();
+        Traffic { rx_bps: self.rx_bps - before.rx_bps, tx_bps: self.tx_bps - before.tx_bps }
+    }
+}
+
+/// Pod traffic per workload between two ticks, from the pods present in both (matched by UID; a
+/// counter that went down restarted and counts from zero). hostNetwork pods are left out: their
+/// counters are the node's.
+pub fn traffic_by_workload(earlier: &Tick, later: &Tick) -> BTreeMap<WorkloadRef, Traffic> {
     let seconds = (later.timestamp_ms - earlier.timestamp_ms) as f64 / 1000.0;
-    let mut out = BTreeMap::new();
+    let mut out: BTreeMap<WorkloadRef, Traffic> = BTreeMap::new();
     if seconds <= 0.0 {
         return out;
     }
-    let before: HashMap<&str, u64> =
-        earlier.nodes.iter().flat_map(|n| n.pods.iter()).map(|p| (p.uid.as_str(), p.rx_bytes + p.tx_bytes)).collect();
+    let before: HashMap<&str, (u64, u64)> =
+        earlier.nodes.iter().flat_map(|n| n.pods.iter()).map(|p| (p.uid.as_str(), (p.rx_bytes, p.tx_bytes))).collect();
+    let increase = |now: u64, then: u64| if now >= then { now - then } else { now };
     for pod in later.nodes.iter().flat_map(|n| n.pods.iter()) {
         let (Some(workload), false) = (&pod.workload, pod.host_network) else { continue };
-        let Some(&then) = before.get(pod.uid.as_str()) else { continue };
-        let now = pod.rx_bytes + pod.tx_bytes;
-        let bytes = if now >= then { now - then } else { now };
-        *out.entry(workload.clone()).or_insert(0.0) += bytes as f64 / seconds;
+        let Some(&(rx, tx)) = before.get(pod.uid.as_str()) else { continue };
+        let traffic = out.entry(workload.clone()).or_default();
+        traffic.rx_bps += increase(pod.rx_bytes, rx) as f64 / seconds;
+        traffic.tx_bps += increase(pod.tx_bytes, tx) as f64 / seconds;
     }
     out
 }
 
-/// The workload whose traffic rose most from `before` (rates before the window) to `during`;
-/// DaemonSets are left out (their pods run everywhere by construction: not a service under test).
-pub fn workload_that_rose_most(
-    before: &BTreeMap<WorkloadRef, f64>,
-    during: &BTreeMap<WorkloadRef, f64>,
-) -> Option<WorkloadRef> {
-    during
+/// The workload a load test exercises, and the relay in front of it, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnderTest {
+    pub workload: WorkloadRef,
+    /// The workload the entry Service selects, when it only relays to `workload` (an in-cluster
+    /// reverse proxy such as Nginx Proxy Manager).
+    pub relay: Option<WorkloadRef>,
+}
+
+/// A relay receives about as much as it sends (requests in and out, responses in and out), and
+/// another workload sends about as much as it does (the responses it relays): these are the
+/// fractions "about" stands for. A web server receives far less than it sends (small requests,
+/// large pages), and its database sends far less than it does.
+const RELAY_SYMMETRY: f64 = 0.6;
+
+/// The workload under test from the traffic's rise (`now` minus `before`): among the workloads
+/// behind an entry Service (LoadBalancer or NodePort: where a load test comes in) the one whose
+/// traffic rose most, else among all of them (DaemonSets aside: their pods run everywhere by
+/// construction); then, while that workload only relays to another, the one it relays to.
+pub fn workload_under_test(
+    before: &BTreeMap<WorkloadRef, Traffic>,
+    now: &BTreeMap<WorkloadRef, Traffic>,
+    entries: &BTreeSet<WorkloadRef>,
+) -> Option<UnderTest> {
+    let rises: BTreeMap<&WorkloadRef, Traffic> = now
         .iter()
         .filter(|(w, _)| !w.is_daemon_set())
-        .map(|(w, rate)| (w, rate - before.get(w).copied().unwrap_or(0.0)))
-        .filter(|(_, rise)| *rise > 0.0)
-        .max_by(|a, b| a.1.total_cmp(&b.1).then_with(|| b.0.cmp(a.0)))
-        .map(|(w, _)| w.clone())
+        .map(|(w, t)| (w, t.minus(before.get(w))))
+        .filter(|(_, rise)| rise.total() > 0.0)
+        .collect();
+    let most = |candidates: &mut dyn Iterator<Item = (&&WorkloadRef, &Traffic)>| {
+        candidates
+            .max_by(|a, b| a.1.total().total_cmp(&b.1.total()).then_with(|| b.0.cmp(a.0)))
+            .map(|(w, _)| (*w).clone())
+    };
+    let mut chosen =
+        most(&mut rises.iter().filter(|(w, _)| entries.contains(**w))).or_else(|| most(&mut rises.iter()))?;
+    let mut relay = None;
+    // Follow relays a few hops at most (a proxy in front of a proxy); a cycle cannot form.
+    for _ in 0..3 {
+        let rise = rises[&chosen];
+        let symmetric = rise.rx_bps >= RELAY_SYMMETRY * rise.tx_bps && rise.tx_bps > 0.0;
+        if !symmetric {
+            break;
+        }
+        let upstream = most(&mut rises.iter().filter(|(w, t)| {
+            ***w != chosen && t.tx_bps >= RELAY_SYMMETRY * rise.tx_bps && relay.as_ref() != Some(**w)
+        }));
+        let Some(upstream) = upstream else { break };
+        relay.get_or_insert_with(|| chosen.clone());
+        chosen = upstream;
+    }
+    Some(UnderTest { workload: chosen, relay })
 }
 
 /// Total traffic rate of a tick pair: pod traffic when there is any, else the nodes' NIC bytes.
@@ -78,7 +140,7 @@ pub fn total_traffic(earlier: &Tick, later: &Tick) -> Option<f64> {
     if seconds <= 0.0 {
         return None;
     }
-    let pods: f64 = traffic_by_workload(earlier, later).values().sum();
+    let pods: f64 = traffic_by_workload(earlier, later).values().map(|t| t.total()).sum();
     if pods > 0.0 {
         return Some(pods);
     }
@@ -264,6 +326,14 @@ mod tests {
         Tick { timestamp_ms: at_ms, nodes: vec![node], workload: None, window_open: false }
     }
 
+    fn pod_rx_tx(uid: &str, workload: &WorkloadRef, rx: u64, tx: u64) -> PodSample {
+        PodSample { tx_bytes: tx, ..pod(uid, workload, rx) }
+    }
+
+    fn chosen(choice: Option<UnderTest>) -> (Option<WorkloadRef>, Option<WorkloadRef>) {
+        choice.map_or((None, None), |c| (Some(c.workload), c.relay))
+    }
+
     #[test]
     fn the_workload_whose_traffic_rose_most_is_under_test() {
         let web = WorkloadRef::new("Deployment", "shop", "web");
@@ -278,16 +348,54 @@ mod tests {
             &tick(10_000, vec![pod("w", &web, 0), pod("d", &db, 0), pod("l", &logs, 0)]),
             &tick(12_000, vec![pod("w", &web, 6_000_000), pod("d", &db, 10_000_000), pod("l", &logs, 18_000_000)]),
         );
-        assert_eq!(during[&web], 3_000_000.0);
-        assert_eq!(workload_that_rose_most(&before, &during), Some(web));
-        assert_eq!(workload_that_rose_most(&during, &during), None, "nothing rose");
+        assert_eq!(during[&web].total(), 3_000_000.0);
+        let none = BTreeSet::new();
+        assert_eq!(chosen(workload_under_test(&before, &during, &none)), (Some(web), None));
+        assert_eq!(workload_under_test(&during, &during, &none), None, "nothing rose");
+    }
+
+    #[test]
+    fn an_in_cluster_proxy_in_front_is_followed_to_the_workload_it_relays_to() {
+        let proxy = WorkloadRef::new("Deployment", "npm", "nginx-proxy-manager");
+        let web = WorkloadRef::new("Deployment", "wordpress", "wordpress");
+        let db = WorkloadRef::new("StatefulSet", "wordpress", "mysql");
+        // Per second: clients send 60 kB of requests to the proxy and get 3 MB of pages from it;
+        // the proxy sends the requests on to WordPress and gets the pages back; WordPress asks the
+        // database for 480 kB.
+        let quiet = tick(0, vec![pod_rx_tx("p", &proxy, 0, 0), pod_rx_tx("w", &web, 0, 0), pod_rx_tx("d", &db, 0, 0)]);
+        let busy = tick(
+            1000,
+            vec![
+                pod_rx_tx("p", &proxy, 60_000 + 3_000_000, 3_000_000 + 60_000),
+                pod_rx_tx("w", &web, 60_000 + 480_000, 3_000_000 + 24_000),
+                pod_rx_tx("d", &db, 24_000, 480_000),
+            ],
+        );
+        let before = BTreeMap::new();
+        let during = traffic_by_workload(&quiet, &busy);
+        assert!(during[&proxy].total() > during[&web].total(), "the proxy carries more pod bytes");
+        let entries = BTreeSet::from([proxy.clone()]);
+        assert_eq!(chosen(workload_under_test(&before, &during, &entries)), (Some(web.clone()), Some(proxy.clone())));
+        // Without Services known the proxy still rose most, and is still followed.
+        assert_eq!(chosen(workload_under_test(&before, &during, &BTreeSet::new())), (Some(web), Some(proxy)));
+    }
+
+    #[test]
+    fn the_entry_services_workload_wins_over_a_busier_one_behind_no_entry() {
+        let web = WorkloadRef::new("Deployment", "shop", "web");
+        let backup = WorkloadRef::new("Deployment", "ops", "backup");
+        let quiet = tick(0, vec![pod_rx_tx("w", &web, 0, 0), pod_rx_tx("b", &backup, 0, 0)]);
+        let busy = tick(1000, vec![pod_rx_tx("w", &web, 50_000, 2_000_000), pod_rx_tx("b", &backup, 9_000_000, 0)]);
+        let during = traffic_by_workload(&quiet, &busy);
+        let entries = BTreeSet::from([web.clone()]);
+        assert_eq!(chosen(workload_under_test(&BTreeMap::new(), &during, &entries)), (Some(web), None));
     }
 
     #[test]
     fn a_restarted_pod_counts_from_zero() {
         let web = WorkloadRef::new("Deployment", "shop", "web");
         let rates = traffic_by_workload(&tick(0, vec![pod("w", &web, 9_000)]), &tick(1000, vec![pod("w", &web, 500)]));
-        assert_eq!(rates[&web], 500.0);
+        assert_eq!(rates[&web].total(), 500.0);
     }
 
     #[test]

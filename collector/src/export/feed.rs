@@ -105,6 +105,8 @@ mod tests {
             workload_pods: vec![],
             busy_other_pods: vec![],
             hottest_other_pod_cores: 0.0,
+            decisions: 0.0,
+            accepted: 0.0,
         }
     }
 
@@ -121,6 +123,12 @@ mod tests {
             nodes: vec![node("master-01", 0.2, 1.0 / 3.0), node("master-02", 0.6, 1.0 / 3.0)],
             summary: BTreeMap::from([(Signal::PodTraffic, summary)]),
             daemon_set_cpu: BTreeMap::new(),
+            decisions: 16.0,
+            accepted: 0.0,
+            entry_decisions: 16.0,
+            entry: None,
+            starved: Vec::new(),
+            unavailable: Vec::new(),
         };
         let verdict = Verdict {
             node: "master-02".into(),
@@ -132,6 +140,8 @@ mod tests {
             summary: String::new(),
             evidence: vec![],
             next_step: String::new(),
+            remedy: bakery_diagnosis::Remedy::Investigate,
+            read: vec![],
         };
         Evaluation {
             timestamp_ms: 10_000,

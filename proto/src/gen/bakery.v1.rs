@@ -552,6 +552,11 @@ pub struct LiveResponse {
     /// Sample time of the evaluation, Unix epoch ms (0 before the first).
     #[prost(int64, tag = "4")]
     pub evaluated_ms: i64,
+    /// What the diagnosis cannot judge now, ready endpoints that get almost
+    /// nothing, and what the collector could not read from the cluster, for
+    /// people.
+    #[prost(string, repeated, tag = "5")]
+    pub notes: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct NodeShare {
@@ -588,6 +593,16 @@ pub struct Verdict {
     pub summary: ::prost::alloc::string::String,
     #[prost(string, tag = "8")]
     pub subject: ::prost::alloc::string::String,
+    /// The next step as data: its action in kebab case (spread-entry,
+    /// local-policy-with-replicas, cluster-policy, drop-session-affinity,
+    /// spread-connections, place-replica, move-pod, stop-host-work, cool,
+    /// relieve-memory, investigate).
+    #[prost(string, tag = "9")]
+    pub remedy: ::prost::alloc::string::String,
+    /// What the explanation and next step rest on, as read from the cluster
+    /// (the Service, the MetalLB status naming the announcer), one line each.
+    #[prost(string, repeated, tag = "10")]
+    pub read: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AlertsRequest {}

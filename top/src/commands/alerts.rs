@@ -20,6 +20,8 @@ pub fn verdict_json(verdict: &Verdict) -> Value {
         "summary": verdict.summary,
         "evidence": verdict.evidence,
         "next_step": verdict.next_step,
+        "remedy": (!verdict.remedy.is_empty()).then_some(&verdict.remedy),
+        "read": verdict.read,
     })
 }
 
@@ -43,6 +45,9 @@ pub fn verdict_text(verdict: &Verdict) -> String {
     }
     if !verdict.evidence.is_empty() {
         text.push_str(&format!("\n  evidence: {}", verdict.evidence.join("; ")));
+    }
+    if !verdict.read.is_empty() {
+        text.push_str(&format!("\n  read: {}", verdict.read.join("; ")));
     }
     text.push_str(&format!("\n  next step: {}", verdict.next_step));
     text
@@ -85,6 +90,8 @@ mod tests {
             since_ms: 1_764_070_927_000,
             summary: "pod traffic follows the connection counts".into(),
             subject: String::new(),
+            remedy: "spread-connections".into(),
+            read: vec!["Service shop/web: type LoadBalancer".into()],
         }
     }
 
@@ -96,6 +103,7 @@ mod tests {
             "pi-2: connection-pinning (confidence 0.72)\n  since: 2025-11-25 11:42:07 UTC\n  \
              why: pod traffic follows the connection counts\n  \
              evidence: pod traffic share=2.25x expected; connections=3 of 4\n  \
+             read: Service shop/web: type LoadBalancer\n  \
              next step: rerun with oha --disable-keepalive\n"
         );
         assert!(to_text(&AlertsResponse::default()).starts_with("no live alerts"));
@@ -108,5 +116,7 @@ mod tests {
         assert_eq!(value["alerts"][0]["cause"], "connection-pinning");
         assert_eq!(value["alerts"][0]["subject"], Value::Null);
         assert_eq!(value["alerts"][0]["evidence"][1], "connections=3 of 4");
+        assert_eq!(value["alerts"][0]["remedy"], "spread-connections");
+        assert_eq!(value["alerts"][0]["read"][0], "Service shop/web: type LoadBalancer");
     }
 }

@@ -406,6 +406,7 @@ mod tests {
                 ..Verdict::default()
             }],
             evaluated_ms: 5,
+            notes: vec![],
         };
         let windows = WindowsResponse {
             windows: vec![Window { id: "w-1".into(), name: "run".into(), start_ms: 1, end_ms: 0, ..Window::default() }],

@@ -1,6 +1,6 @@
 //! Per node and family of causes: is the condition above its enter threshold, below its exit
 //! threshold, and which cause explains it. The facts each family decides on are computed here and
-//! shared with [`crate::explain`], which turns a raised verdict's facts into words.
+//! shared with `explain`, which turns a raised verdict's facts into words.
 //!
 //! Families (each has its own hysteresis state in [`crate::detector`]):
 //!

@@ -4,10 +4,10 @@
 //! A scenario describes a cluster under load in physical terms (nodes, pods, the Service and how the
 //! cluster declares its entry, the load generator's connections, work outside pods, heat, memory)
 //! rather than in terms of the causes the diagnosis should find; [`Scenario::run`] expands it into a
-//! deterministic series of [`Tick`]s with raw cumulative counters, as the agents would ship them.
+//! deterministic series of [`crate::Tick`]s with raw cumulative counters, as the agents would ship them.
 //! Definitions are serde types, written as TOML files under `tests/scenarios/`.
 //!
-//! The traffic is simulated request by request ([`simulate`]), not split by weights: each client
+//! The traffic is simulated request by request (`simulate`), not split by weights: each client
 //! connection picks its entry node (the layer-2 announcer, or one of the ECMP next hops at random) and
 //! kube-proxy picks its endpoint at random among those the policy allows (or the one a client address
 //! is pinned to under session affinity); with keep-alive the connection keeps both for the run and

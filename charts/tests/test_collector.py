@@ -165,9 +165,13 @@ def test_tls_without_a_secret_is_refused():
 # --- RBAC ---------------------------------------------------------------------
 
 EXPECTED_RULES = [
-    {"apiGroups": [""], "resources": ["pods", "nodes"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods", "nodes", "services"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
     {"apiGroups": ["apps"], "resources": ["replicasets", "deployments", "statefulsets", "daemonsets"],
+     "verbs": ["get", "list", "watch"]},
+    # MetalLB's status and advertisements: which nodes announce a LoadBalancer address.
+    {"apiGroups": ["metallb.io"],
+     "resources": ["servicel2statuses", "servicebgpstatuses", "l2advertisements", "bgpadvertisements"],
      "verbs": ["get", "list", "watch"]},
 ]
 

@@ -1,6 +1,8 @@
 //! The collector's cluster knowledge against the Kubernetes API test double: the real `kube`
 //! watchers list and watch over HTTP, and the pod -> name/node/workload mapping, node roles and
-//! ready endpoints stay right while pods appear, disappear and move, and after a 410 relist.
+//! ready endpoints stay right while pods appear, disappear and move, and after a 410 relist. And
+//! the double itself against the real `kubectl`: discovery, tables, JSON, jsonpath, a MetalLB
+//! custom resource, a watch, and a cluster without MetalLB answer as a real API server would.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,18 +12,18 @@ use bakery_diagnosis::{NodeRole, WorkloadRef};
 use bakery_tests::kube_double::{ClusterState, Kind, KubeDouble};
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(15);
+pub(crate) const WAIT: Duration = Duration::from_secs(15);
 
-fn node(name: &str, control_plane: bool) -> Value {
+pub(crate) fn node(name: &str, control_plane: bool) -> Value {
     let labels = if control_plane {
         json!({"kubernetes.io/hostname": name, "node-role.kubernetes.io/control-plane": ""})
     } else {
         json!({"kubernetes.io/hostname": name})
     };
-    json!({"metadata": {"name": name, "labels": labels}})
+    json!({"metadata": {"name": name, "labels": labels}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
 }
 
-fn web_pod(uid: &str, node: &str) -> Value {
+pub(crate) fn web_pod(uid: &str, node: &str) -> Value {
     json!({
         "metadata": {"name": format!("web-6b7c9d8f5-{uid}"), "namespace": "shop", "uid": uid,
                      "labels": {"app": "web", "pod-template-hash": "6b7c9d8f5"},
@@ -32,7 +34,7 @@ fn web_pod(uid: &str, node: &str) -> Value {
     })
 }
 
-fn endpoints(pods: &[(&str, &str)]) -> Value {
+pub(crate) fn endpoints(pods: &[(&str, &str)]) -> Value {
     let endpoints: Vec<Value> = pods
         .iter()
         .map(|(uid, node)| {
@@ -46,12 +48,12 @@ fn endpoints(pods: &[(&str, &str)]) -> Value {
 
 /// The state with these web pods (uid, node), all ready endpoints, and nodes pi-1 (control
 /// plane), pi-2 and pi-3.
-fn state(pods: &[(&str, &str)]) -> ClusterState {
+pub(crate) fn state(pods: &[(&str, &str)]) -> ClusterState {
     ClusterState {
         nodes: vec![node("pi-1", true), node("pi-2", false), node("pi-3", false)],
         pods: pods.iter().map(|(uid, node)| web_pod(uid, node)).collect(),
         endpointslices: vec![endpoints(pods)],
-        replicasets: vec![],
+        ..ClusterState::default()
     }
 }
 
@@ -69,7 +71,7 @@ fn web_endpoints(view: &ClusterView) -> BTreeMap<String, u32> {
     view.endpoints.get(&WorkloadRef::new("Deployment", "shop", "web")).cloned().unwrap_or_default()
 }
 
-async fn until(watch: &KubeWatch, what: &str, check: impl Fn(&ClusterView) -> bool) {
+pub(crate) async fn until(watch: &KubeWatch, what: &str, check: impl Fn(&ClusterView) -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let view = watch.view();
@@ -256,4 +258,243 @@ async fn the_collector_names_agent_pods_and_expects_shares_from_endpoints() {
 
     drop((pi1, pi2));
     collector.stop().await.unwrap();
+}
+
+// --- the double against the real kubectl -----------------------------------------------------
+
+/// How long one kubectl command may take before it is killed.
+const KUBECTL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// `kubectl` pointed at one double, with a discovery cache of its own.
+struct Kubectl {
+    kubeconfig: std::path::PathBuf,
+    cache: std::path::PathBuf,
+}
+
+impl Kubectl {
+    fn new(dir: &std::path::Path, double: &KubeDouble) -> Kubectl {
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, double.kubeconfig()).unwrap();
+        Kubectl { kubeconfig, cache: dir.join("kube-cache") }
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new("kubectl");
+        command
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command
+    }
+
+    /// Runs one command with `--request-timeout`, killed if it outlives [`KUBECTL_DEADLINE`].
+    async fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut with_timeout = vec!["--request-timeout=10s"];
+        with_timeout.extend_from_slice(args);
+        let command = self.command(&with_timeout);
+        let what = format!("kubectl {}", args.join(" "));
+        tokio::task::spawn_blocking(move || run_bounded(command, &what)).await.unwrap()
+    }
+
+    /// Runs one command that must succeed; its stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kubectl {} failed: {stderr}", args.join(" "));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// `kubectl get pods -A --watch --output-watch-events -o json`, its events parsed as they come.
+    fn watch_pods(&self, dir: &std::path::Path) -> KubectlWatch {
+        let mut command = self.command(&["get", "pods", "-A", "--watch", "--output-watch-events", "-o", "json"]);
+        let stderr_path = dir.join("kubectl-watch.err");
+        command.stderr(std::fs::File::create(&stderr_path).unwrap());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("{}", no_kubectl(&e)));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for value in serde_json::Deserializer::from_reader(stdout).into_iter::<Value>() {
+                let Ok(value) = value else { break };
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        KubectlWatch { child, events, seen: Vec::new(), stderr_path }
+    }
+}
+
+fn no_kubectl(error: &std::io::Error) -> String {
+    format!(
+        "cannot run kubectl ({error}): put one on PATH (`cargo xtask ci` as root installs Debian's kubernetes-client)"
+    )
+}
+
+fn run_bounded(mut command: std::process::Command, what: &str) -> std::process::Output {
+    let child = command.spawn().unwrap_or_else(|e| panic!("{}", no_kubectl(&e)));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(KUBECTL_DEADLINE) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("{what} did not finish within {KUBECTL_DEADLINE:?}; killed it");
+        }
+    }
+}
+
+/// A running `kubectl --watch`; killed when dropped.
+struct KubectlWatch {
+    child: std::process::Child,
+    events: std::sync::mpsc::Receiver<Value>,
+    seen: Vec<Value>,
+    stderr_path: std::path::PathBuf,
+}
+
+impl Drop for KubectlWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl KubectlWatch {
+    /// Waits until the events seen so far satisfy `check`.
+    async fn until(&mut self, what: &str, check: impl Fn(&[Value]) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            while let Ok(event) = self.events.try_recv() {
+                self.seen.push(event);
+            }
+            if check(&self.seen) {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+                panic!(
+                    "kubectl's watch did not show {what} within {WAIT:?}; it showed {:#?}\nstderr: {stderr}",
+                    self.seen
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap()
+}
+
+/// Whether `events` hold a `change` event of pod `name` on `node`.
+fn saw(events: &[Value], change: &str, name: &str, node: &str) -> bool {
+    events.iter().any(|e| {
+        e["type"] == change && e["object"]["metadata"]["name"] == name && e["object"]["spec"]["nodeName"] == node
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_reads_the_double_as_it_reads_a_real_api_server() {
+    use crate::kube_services::{l2_status, metallb_state};
+
+    let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let problems =
+        double.set_state(&metallb_state(&[("a", "pi-1"), ("b", "pi-2")], vec![l2_status("l2-x7k2p", "pi-2")]));
+    assert!(problems.is_empty(), "{problems:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = Kubectl::new(dir.path(), &double);
+
+    // A server-side Table with the node printer's columns.
+    let nodes = kubectl.ok(&["get", "nodes"]).await;
+    let rows: Vec<Vec<&str>> = nodes.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0][..4], ["NAME", "STATUS", "ROLES", "AGE"], "{nodes}");
+    assert_eq!(rows.len(), 4, "three nodes: {nodes}");
+    assert_eq!(rows[1][..3], ["pi-1", "Ready", "control-plane"], "{nodes}");
+
+    // Plain JSON, as `kubectl get -o json` builds it from the list.
+    let pods: Value = serde_json::from_str(&kubectl.ok(&["get", "pods", "-A", "-o", "json"]).await).unwrap();
+    let placed: BTreeMap<&str, (&str, &str)> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (text(&p["metadata"]["name"]), (text(&p["metadata"]["namespace"]), text(&p["spec"]["nodeName"]))))
+        .collect();
+    assert_eq!(placed, BTreeMap::from([("web-6b7c9d8f5-a", ("shop", "pi-1")), ("web-6b7c9d8f5-b", ("shop", "pi-2"))]));
+
+    // One object by its short name, read with jsonpath.
+    let jsonpath = "jsonpath={.spec.type},{.spec.externalTrafficPolicy},{.spec.sessionAffinity},\
+                    {.spec.sessionAffinityConfig.clientIP.timeoutSeconds},{.status.loadBalancer.ingress[0].ip}";
+    let fields = kubectl.ok(&["get", "svc", "-n", "shop", "web", "-o", jsonpath]).await;
+    assert_eq!(fields, "LoadBalancer,Local,ClientIP,600,192.168.1.240");
+    let missing = kubectl.run(&["get", "svc", "-n", "shop", "nope"]).await;
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success() && stderr.contains(r#"services "nope" not found"#), "{stderr}");
+
+    // MetalLB's custom resource, with the printer columns of its CRD.
+    let statuses = kubectl.ok(&["get", "servicel2statuses", "-n", "metallb-system"]).await;
+    let rows: Vec<Vec<&str>> = statuses.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["NAME", "ALLOCATED", "NODE", "SERVICE", "NAME", "SERVICE", "NAMESPACE"], "{statuses}");
+    assert_eq!(rows[1..], [vec!["l2-x7k2p", "pi-2", "web", "shop"]], "{statuses}");
+
+    // A watch sees what changes after it started: a pod added, a pod moved.
+    let mut watch = kubectl.watch_pods(dir.path());
+    watch
+        .until("the current pods", |e| {
+            saw(e, "ADDED", "web-6b7c9d8f5-a", "pi-1") && saw(e, "ADDED", "web-6b7c9d8f5-b", "pi-2")
+        })
+        .await;
+    double
+        .set_state(&metallb_state(&[("a", "pi-3"), ("b", "pi-2"), ("c", "pi-2")], vec![l2_status("l2-x7k2p", "pi-2")]));
+    watch
+        .until("pod c added and pod a moved", |e| {
+            saw(e, "ADDED", "web-6b7c9d8f5-c", "pi-2") && saw(e, "MODIFIED", "web-6b7c9d8f5-a", "pi-3")
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_finds_no_metallb_kinds_on_a_cluster_without_them_and_the_rest_still_works() {
+    use crate::kube_services::{l2_status, metallb_state};
+
+    let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut cluster = metallb_state(&[("a", "pi-1"), ("b", "pi-2")], vec![l2_status("l2-x7k2p", "pi-2")]);
+    cluster.apis.clear();
+    let problems = double.set_state(&cluster);
+    assert_eq!(problems.len(), 1, "one line for the ignored MetalLB objects: {problems:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = Kubectl::new(dir.path(), &double);
+
+    let statuses = kubectl.run(&["get", "servicel2statuses", "-A"]).await;
+    let stderr = String::from_utf8_lossy(&statuses.stderr);
+    assert!(!statuses.status.success(), "{stderr}");
+    assert!(stderr.contains(r#"the server doesn't have a resource type "servicel2statuses""#), "{stderr}");
+
+    let services = kubectl.ok(&["get", "svc", "-A"]).await;
+    let row = ["shop", "web", "LoadBalancer", "10.43.0.10"];
+    assert!(services.lines().any(|l| l.split_whitespace().take(4).eq(row)), "{services}");
+    let pods: Value = serde_json::from_str(&kubectl.ok(&["get", "pods", "-n", "shop", "-o", "json"]).await).unwrap();
+    assert_eq!(pods["items"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn every_demo_scenarios_state_file_is_served_whole() {
+    use bakery_demo::plan::Plan;
+    use bakery_demo::scenario::{SHIPPED, Scenario};
+
+    let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    for (name, _) in SHIPPED {
+        let plan = Plan::new(Scenario::shipped(name).unwrap(), 0xabc);
+        let text = serde_json::to_string(&bakery_demo::kube_state::state(&plan)).unwrap();
+        assert_eq!(ClusterState::unknown_keys(&text), Vec::<String>::new(), "{name}");
+        let problems = double.set_state(&ClusterState::parse(&text).unwrap());
+        assert!(problems.is_empty(), "the double skips part of scenario {name}'s state: {problems:#?}");
+    }
 }

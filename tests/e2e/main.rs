@@ -7,6 +7,7 @@ mod demo;
 mod export;
 mod host_readings;
 mod kube;
+mod kube_services;
 mod loadtest;
 mod pod_discovery;
 mod streaming;

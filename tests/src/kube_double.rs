@@ -1,31 +1,70 @@
-//! A Kubernetes API server test double that speaks the real list/watch HTTP protocol, so the
-//! real `kube` client (the collector's watchers) runs against it: lists with a resourceVersion,
+//! A Kubernetes API server test double that speaks the real HTTP protocol, so the real `kube`
+//! client (the collector's watchers) and the real `kubectl` run against it: discovery, lists with
+//! a resourceVersion, GET of one object, label and field selectors, server-side Tables, and
 //! `?watch=true&resourceVersion=N` streams of JSON WatchEvents (ADDED, MODIFIED, DELETED, and
-//! BOOKMARK when `allowWatchBookmarks=true`), and `410 Gone` (an `ERROR` event carrying a
+//! BOOKMARK when `allowWatchBookmarks=true`), with `410 Gone` (an `ERROR` event carrying a
 //! `Status` with code 410, as the real API server sends when the resourceVersion is too old) to
-//! force a relist. Plain HTTP, no authentication.
+//! force a relist. Plain HTTP, no authentication, read-only (any other method: 405).
 //!
-//! Served collections (cluster-wide only, what bakery's collector watches):
+//! # Served paths
 //!
-//! | path | kind |
+//! | path | answer |
 //! |---|---|
-//! | `/api/v1/nodes` | Node |
-//! | `/api/v1/pods` | Pod |
-//! | `/apis/discovery.k8s.io/v1/endpointslices` | EndpointSlice |
-//! | `/apis/apps/v1/replicasets` | ReplicaSet |
+//! | `/version` | version info (`v1.33.0`) |
+//! | `/api`, `/apis` | `APIVersions`, `APIGroupList` (plain discovery; a client asking for aggregated discovery gets these too, and falls back as it does with any server without it) |
+//! | `/api/v1`, `/apis/{group}`, `/apis/{group}/{version}` | `APIResourceList` / `APIGroup` of the served kinds, with short names (`svc`, `po`, ...) |
+//! | `{prefix}/{plural}` | list or watch of the kind in every namespace |
+//! | `{prefix}/namespaces/{ns}/{plural}` | list or watch in one namespace (namespaced kinds) |
+//! | `{prefix}/{plural}/{name}`, `{prefix}/namespaces/{ns}/{plural}/{name}` | one object, or `404` with a `NotFound` Status |
+//! | anything else | `404` with a `NotFound` Status ("the server could not find the requested resource") |
+//!
+//! | kind | prefix | plural | scope | short names |
+//! |---|---|---|---|---|
+//! | Namespace | `/api/v1` | `namespaces` | cluster | `ns` |
+//! | Node | `/api/v1` | `nodes` | cluster | `no` |
+//! | Pod | `/api/v1` | `pods` | namespaced | `po` |
+//! | Service | `/api/v1` | `services` | namespaced | `svc` |
+//! | EndpointSlice | `/apis/discovery.k8s.io/v1` | `endpointslices` | namespaced | |
+//! | ReplicaSet | `/apis/apps/v1` | `replicasets` | namespaced | `rs` |
+//! | ServiceL2Status | `/apis/metallb.io/v1beta1` | `servicel2statuses` | namespaced | |
+//! | ServiceBGPStatus | `/apis/metallb.io/v1beta1` | `servicebgpstatuses` | namespaced | |
+//! | L2Advertisement | `/apis/metallb.io/v1beta1` | `l2advertisements` | namespaced | |
+//! | BGPAdvertisement | `/apis/metallb.io/v1beta1` | `bgpadvertisements` | namespaced | |
+//! | IPAddressPool | `/apis/metallb.io/v1beta1` | `ipaddresspools` | namespaced | |
+//!
+//! MetalLB's kinds are custom resources: they are served only while the state installs their
+//! CRDs (`"apis": ["metallb.io/v1beta1"]` for all of them, or CRD names such as
+//! `"servicel2statuses.metallb.io"` one by one, as an older MetalLB without some kinds). Without
+//! them every `/apis/metallb.io/...` path answers `404` and discovery does not list the group,
+//! exactly as a cluster without MetalLB's CRDs; removing a CRD ends open watches of its kind, and
+//! the next request gets the 404.
+//!
+//! Lists and watches take `labelSelector` (`=`, `==`, `!=`, `in`, `notin`, `KEY`, `!KEY`) and
+//! `fieldSelector` (`metadata.name`, `metadata.namespace`; for pods also `spec.nodeName` and
+//! `status.phase`; others: `400`, as a real server). A watch with a selector sees an object that
+//! starts or stops matching as ADDED or DELETED. A watch without a resourceVersion (or `0`) first
+//! gets every current object as ADDED, then the changes. `Accept: ...;as=Table;...` (what
+//! `kubectl get` sends) gets a `meta.k8s.io/v1` Table, also for watch events ([`tables`]).
 //!
 //! Control endpoint: `POST /bakery/expire` forgets the event history and ends every open watch
 //! with a 410 ERROR event; clients relist (what happens on a real cluster after etcd compaction).
 //!
 //! # The state file (`bakery-fake-apiserver --state FILE`)
 //!
-//! One JSON object with up to four arrays of Kubernetes objects in their ordinary API JSON
-//! (what `kubectl get -o json` prints for one item); `apiVersion`, `kind` and
-//! `metadata.resourceVersion` may be left out (the double fills them in), and a missing
-//! `metadata.uid` is derived from kind/namespace/name:
+//! One JSON object: `"apis"` (the CRDs installed: `"metallb.io/v1beta1"` for all of MetalLB's, or
+//! their names, `"servicel2statuses.metallb.io"`) and one array of Kubernetes objects per kind, keyed by the kind's plural
+//! (`namespaces`, `nodes`, `pods`, `services`, `endpointslices`, `replicasets`, `servicel2statuses`,
+//! `servicebgpstatuses`, `l2advertisements`, `bgpadvertisements`, `ipaddresspools`), each in its
+//! ordinary API JSON (what `kubectl get -o json` prints for one item). `apiVersion`, `kind`,
+//! `metadata.resourceVersion` and `metadata.creationTimestamp` may be left out (the double fills
+//! them in; an object keeps its creation time while it exists), a missing `metadata.uid` is
+//! derived from kind/namespace/name, and a namespaced object without a namespace is in `default`.
+//! Every namespace an object is in exists (as do `default`, `kube-system`, `kube-public` and
+//! `kube-node-lease`); list a namespace only to give it labels:
 //!
 //! ```json
 //! {
+//!   "apis": ["metallb.io/v1beta1"],
 //!   "nodes": [{"metadata": {"name": "pi-1", "labels": {"node-role.kubernetes.io/control-plane": ""}}}],
 //!   "pods": [{
 //!     "metadata": {"name": "web-7d9f8c6b5d-x2x9q", "namespace": "shop", "uid": "6f1c...",
@@ -35,102 +74,237 @@
 //!     "spec": {"nodeName": "pi-2", "containers": []},
 //!     "status": {"conditions": [{"type": "Ready", "status": "True"}]}
 //!   }],
+//!   "services": [{
+//!     "metadata": {"name": "web", "namespace": "shop"},
+//!     "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "externalTrafficPolicy": "Local",
+//!              "ports": [{"port": 80, "protocol": "TCP"}]},
+//!     "status": {"loadBalancer": {"ingress": [{"ip": "192.168.1.240"}]}}
+//!   }],
 //!   "endpointslices": [{
 //!     "metadata": {"name": "web-abcde", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web"}},
 //!     "addressType": "IPv4",
 //!     "endpoints": [{"addresses": ["10.42.1.7"], "nodeName": "pi-2", "conditions": {"ready": true},
 //!                    "targetRef": {"kind": "Pod", "namespace": "shop", "name": "web-7d9f8c6b5d-x2x9q", "uid": "6f1c..."}}]
 //!   }],
-//!   "replicasets": []
+//!   "replicasets": [],
+//!   "servicel2statuses": [{
+//!     "metadata": {"name": "l2-x7k2p", "namespace": "metallb-system"},
+//!     "status": {"node": "pi-3", "serviceName": "web", "serviceNamespace": "shop"}
+//!   }]
 //! }
 //! ```
 //!
 //! The file is re-read when its contents change; the difference to the previous state becomes
 //! watch events (a new object ADDED, a changed one MODIFIED, a missing one DELETED), each with
 //! the next resourceVersion. Write it atomically (write a temp file, then rename) so a half-written
-//! file is never read; an unparsable file is reported on stderr and ignored until it changes.
+//! file is never read; an unparsable file is reported on stderr and ignored until it changes. An
+//! object the API server would refuse (not a JSON object, no `metadata.name`, another `kind`,
+//! non-object `metadata`, `spec` or `status`) is skipped with a line on stderr, and so are the
+//! objects of a CRD kind whose API the state does not install (one line for all of them); the
+//! rest is served.
 
-use std::collections::BTreeMap;
+mod selectors;
+pub mod tables;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State as AxumState};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+pub use selectors::{FieldSelector, LabelSelector};
+use tables::Include;
+
 /// How often an idle watch gets a BOOKMARK (when it asked for them).
 const BOOKMARK_EVERY: Duration = Duration::from_secs(1);
 
+/// MetalLB's API group-version (its CRDs), the one installable API the double knows.
+pub const METALLB_API: &str = "metallb.io/v1beta1";
+
+/// The namespaces every cluster has.
+const DEFAULT_NAMESPACES: [&str; 4] = ["default", "kube-node-lease", "kube-public", "kube-system"];
+
+/// What a real server answers for a path it does not serve (an API group that is not installed).
+const NOT_FOUND_MESSAGE: &str = "the server could not find the requested resource";
+
 /// A kind the double serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
+    Namespace,
     Node,
     Pod,
+    Service,
     EndpointSlice,
     ReplicaSet,
+    ServiceL2Status,
+    ServiceBGPStatus,
+    L2Advertisement,
+    BGPAdvertisement,
+    IPAddressPool,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Node, Kind::Pod, Kind::EndpointSlice, Kind::ReplicaSet];
+    pub const ALL: [Kind; 11] = [
+        Kind::Namespace,
+        Kind::Node,
+        Kind::Pod,
+        Kind::Service,
+        Kind::EndpointSlice,
+        Kind::ReplicaSet,
+        Kind::ServiceL2Status,
+        Kind::ServiceBGPStatus,
+        Kind::L2Advertisement,
+        Kind::BGPAdvertisement,
+        Kind::IPAddressPool,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
+            Kind::Namespace => "Namespace",
             Kind::Node => "Node",
             Kind::Pod => "Pod",
+            Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::ReplicaSet => "ReplicaSet",
+            Kind::ServiceL2Status => "ServiceL2Status",
+            Kind::ServiceBGPStatus => "ServiceBGPStatus",
+            Kind::L2Advertisement => "L2Advertisement",
+            Kind::BGPAdvertisement => "BGPAdvertisement",
+            Kind::IPAddressPool => "IPAddressPool",
         }
+    }
+
+    /// The API group (empty for the core group).
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::Namespace | Kind::Node | Kind::Pod | Kind::Service => "",
+            Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::ReplicaSet => "apps",
+            _ => "metallb.io",
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        if self.group() == "metallb.io" { "v1beta1" } else { "v1" }
     }
 
     pub fn api_version(self) -> &'static str {
-        match self {
-            Kind::Node | Kind::Pod => "v1",
-            Kind::EndpointSlice => "discovery.k8s.io/v1",
-            Kind::ReplicaSet => "apps/v1",
+        match self.group() {
+            "" => "v1",
+            "discovery.k8s.io" => "discovery.k8s.io/v1",
+            "apps" => "apps/v1",
+            _ => METALLB_API,
         }
     }
 
-    pub fn path(self) -> &'static str {
+    /// The resource name in paths, and the key of the kind's array in the state file.
+    pub fn plural(self) -> &'static str {
         match self {
-            Kind::Node => "/api/v1/nodes",
-            Kind::Pod => "/api/v1/pods",
-            Kind::EndpointSlice => "/apis/discovery.k8s.io/v1/endpointslices",
-            Kind::ReplicaSet => "/apis/apps/v1/replicasets",
+            Kind::Namespace => "namespaces",
+            Kind::Node => "nodes",
+            Kind::Pod => "pods",
+            Kind::Service => "services",
+            Kind::EndpointSlice => "endpointslices",
+            Kind::ReplicaSet => "replicasets",
+            Kind::ServiceL2Status => "servicel2statuses",
+            Kind::ServiceBGPStatus => "servicebgpstatuses",
+            Kind::L2Advertisement => "l2advertisements",
+            Kind::BGPAdvertisement => "bgpadvertisements",
+            Kind::IPAddressPool => "ipaddresspools",
+        }
+    }
+
+    pub fn namespaced(self) -> bool {
+        !matches!(self, Kind::Namespace | Kind::Node)
+    }
+
+    pub fn short_names(self) -> &'static [&'static str] {
+        match self {
+            Kind::Namespace => &["ns"],
+            Kind::Node => &["no"],
+            Kind::Pod => &["po"],
+            Kind::Service => &["svc"],
+            Kind::ReplicaSet => &["rs"],
+            _ => &[],
+        }
+    }
+
+    /// `kubectl get all` lists the kinds in category `all`.
+    fn categories(self) -> &'static [&'static str] {
+        match self {
+            Kind::Pod | Kind::Service | Kind::ReplicaSet => &["all"],
+            _ => &[],
+        }
+    }
+
+    /// The CRD API that must be installed for the kind to be served; `None` for built-in kinds.
+    pub fn crd_api(self) -> Option<&'static str> {
+        (self.group() == "metallb.io").then_some(METALLB_API)
+    }
+
+    /// The name of its CRD (`servicel2statuses.metallb.io`); `None` for built-in kinds.
+    pub fn crd_name(self) -> Option<String> {
+        self.crd_api().map(|_| format!("{}.{}", self.plural(), self.group()))
+    }
+
+    /// The collection in every namespace, e.g. `/api/v1/pods`.
+    pub fn path(self) -> String {
+        match self.group() {
+            "" => format!("/api/v1/{}", self.plural()),
+            _ => format!("/apis/{}/{}", self.api_version(), self.plural()),
         }
     }
 
     /// The key of its array in the state file.
     pub fn state_key(self) -> &'static str {
+        self.plural()
+    }
+
+    /// What `fieldSelector` may name (the real server's field label conversions).
+    fn selectable_fields(self) -> &'static [&'static str] {
         match self {
-            Kind::Node => "nodes",
-            Kind::Pod => "pods",
-            Kind::EndpointSlice => "endpointslices",
-            Kind::ReplicaSet => "replicasets",
+            Kind::Pod => &["metadata.name", "metadata.namespace", "spec.nodeName", "status.phase"],
+            _ => &["metadata.name", "metadata.namespace"],
         }
+    }
+
+    fn find(group: &str, version: &str, plural: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.group() == group && k.version() == version && k.plural() == plural)
     }
 }
 
 /// The cluster as the state file describes it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
 pub struct ClusterState {
-    #[serde(default)]
+    /// The CRDs installed: `"metallb.io/v1beta1"` (all of MetalLB's) or CRD names
+    /// (`"servicel2statuses.metallb.io"`).
+    pub apis: Vec<String>,
+    /// Namespaces with labels or annotations; every namespace an object uses exists anyway.
+    pub namespaces: Vec<Value>,
     pub nodes: Vec<Value>,
-    #[serde(default)]
     pub pods: Vec<Value>,
-    #[serde(default)]
+    pub services: Vec<Value>,
     pub endpointslices: Vec<Value>,
-    #[serde(default)]
     pub replicasets: Vec<Value>,
+    pub servicel2statuses: Vec<Value>,
+    pub servicebgpstatuses: Vec<Value>,
+    pub l2advertisements: Vec<Value>,
+    pub bgpadvertisements: Vec<Value>,
+    pub ipaddresspools: Vec<Value>,
 }
 
 impl ClusterState {
@@ -138,12 +312,27 @@ impl ClusterState {
         serde_json::from_str(text)
     }
 
+    /// The top-level keys of a state file that the double does not know (ignored when served).
+    pub fn unknown_keys(text: &str) -> Vec<String> {
+        let known = |key: &str| key == "apis" || Kind::ALL.iter().any(|k| k.state_key() == key);
+        serde_json::from_str::<serde_json::Map<String, Value>>(text)
+            .map(|map| map.keys().filter(|k| !known(k)).cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn of(&self, kind: Kind) -> &[Value] {
         match kind {
+            Kind::Namespace => &self.namespaces,
             Kind::Node => &self.nodes,
             Kind::Pod => &self.pods,
+            Kind::Service => &self.services,
             Kind::EndpointSlice => &self.endpointslices,
             Kind::ReplicaSet => &self.replicasets,
+            Kind::ServiceL2Status => &self.servicel2statuses,
+            Kind::ServiceBGPStatus => &self.servicebgpstatuses,
+            Kind::L2Advertisement => &self.l2advertisements,
+            Kind::BGPAdvertisement => &self.bgpadvertisements,
+            Kind::IPAddressPool => &self.ipaddresspools,
         }
     }
 }
@@ -156,6 +345,9 @@ struct Event {
     kind: Kind,
     kind_of_change: &'static str,
     object: Value,
+    /// The object before a MODIFIED change (a filtered watch turns it into ADDED or DELETED when
+    /// the object starts or stops matching).
+    previous: Option<Value>,
 }
 
 #[derive(Debug, Default)]
@@ -167,6 +359,14 @@ struct Inner {
     oldest_watchable_rv: u64,
     /// Lists served per kind (a relist after 410 shows up here).
     lists: BTreeMap<Kind, u64>,
+    /// The kinds whose CRDs are installed.
+    crds: BTreeSet<Kind>,
+}
+
+impl Inner {
+    fn serves(&self, kind: Kind) -> bool {
+        kind.crd_api().is_none() || self.crds.contains(&kind)
+    }
 }
 
 /// The shared server state.
@@ -209,14 +409,8 @@ impl KubeDouble {
             changed: watch::channel(1).0,
             expired: watch::channel(0).0,
         };
-        let mut router = Router::new().route("/bakery/expire", post(expire_handler));
-        for kind in Kind::ALL {
-            router = router.route(
-                kind.path(),
-                get(move |state: AxumState<Shared>, query: Query<ListParams>| collection(state, query, kind)),
-            );
-        }
-        let app = router.fallback(not_found).with_state(shared.clone());
+        let app =
+            Router::new().route("/bakery/expire", post(expire_handler)).fallback(handle).with_state(shared.clone());
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 eprintln!("bakery-fake-apiserver: {error}");
@@ -250,38 +444,114 @@ impl KubeDouble {
         self.shared.lock().lists.get(&kind).copied().unwrap_or(0)
     }
 
-    /// Makes the cluster look like `state`: the difference becomes watch events.
-    pub fn set_state(&self, state: &ClusterState) {
-        let mut inner = self.shared.lock();
+    /// Makes the cluster look like `state`: the difference becomes watch events. Objects the
+    /// double cannot serve are skipped; what was skipped and why is printed on stderr and
+    /// returned, one line per problem.
+    pub fn set_state(&self, state: &ClusterState) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut crds = BTreeSet::new();
+        for api in &state.apis {
+            let kinds: Vec<Kind> = Kind::ALL
+                .into_iter()
+                .filter(|k| k.crd_api() == Some(api.as_str()) || k.crd_name().as_deref() == Some(api.as_str()))
+                .collect();
+            if kinds.is_empty() {
+                problems.push(format!(
+                    "unknown API {api:?} in \"apis\" ignored (the double knows {METALLB_API} and its CRDs by name, \
+                     such as servicel2statuses.metallb.io)"
+                ));
+            }
+            crds.extend(kinds);
+        }
         let mut wanted: BTreeMap<ObjectKey, Value> = BTreeMap::new();
+        let mut not_installed = Vec::new();
         for kind in Kind::ALL {
-            for object in state.of(kind) {
-                let object = normalise(kind, object.clone());
-                wanted.insert(key_of(kind, &object), object);
+            let objects = state.of(kind);
+            if kind.crd_api().is_some() && !crds.contains(&kind) {
+                if !objects.is_empty() {
+                    not_installed.push(format!("{} {}", objects.len(), kind.state_key()));
+                }
+                continue;
+            }
+            for (index, object) in objects.iter().enumerate() {
+                match normalise(kind, object.clone()) {
+                    Ok(object) => {
+                        let key = key_of(kind, &object);
+                        if wanted.insert(key.clone(), object).is_some() {
+                            problems.push(format!(
+                                "{}: {}/{} appears more than once; the last one is served",
+                                kind.state_key(),
+                                key.1,
+                                key.2
+                            ));
+                        }
+                    }
+                    Err(why) => problems.push(format!("{}[{index}] skipped: {why}", kind.state_key())),
+                }
             }
         }
+        // A real cluster has these namespaces, and every object is in an existing one (kubectl
+        // looks the namespace up when an object is not found, to say which is missing).
+        let used: BTreeSet<String> = wanted
+            .keys()
+            .map(|k| k.1.clone())
+            .filter(|ns| !ns.is_empty())
+            .chain(DEFAULT_NAMESPACES.iter().map(|ns| ns.to_string()))
+            .collect();
+        for namespace in used {
+            let key = (Kind::Namespace, String::new(), namespace.clone());
+            if let std::collections::btree_map::Entry::Vacant(entry) = wanted.entry(key) {
+                let object = json!({"metadata": {"name": namespace}, "spec": {"finalizers": ["kubernetes"]},
+                                    "status": {"phase": "Active"}});
+                if let Ok(object) = normalise(Kind::Namespace, object) {
+                    entry.insert(object);
+                }
+            }
+        }
+        if !not_installed.is_empty() {
+            problems.push(format!(
+                "{} ignored: their CRD is not installed (add \"apis\": [\"{METALLB_API}\"] to serve them)",
+                not_installed.join(", ")
+            ));
+        }
+
+        let mut inner = self.shared.lock();
+        inner.crds = crds;
         let gone: Vec<ObjectKey> = inner.objects.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
         for key in gone {
             if let Some(object) = inner.objects.remove(&key) {
                 let rv = next_rv(&mut inner);
                 let object = with_rv(object, rv);
-                inner.events.push(Event { rv, kind: key.0, kind_of_change: "DELETED", object });
+                inner.events.push(Event { rv, kind: key.0, kind_of_change: "DELETED", object, previous: None });
             }
         }
-        for (key, object) in wanted {
-            let change = match inner.objects.get(&key) {
+        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        for (key, mut object) in wanted {
+            let old = inner.objects.get(&key);
+            let created = old.and_then(|o| o["metadata"]["creationTimestamp"].as_str()).unwrap_or(&now);
+            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                metadata.entry("creationTimestamp").or_insert_with(|| json!(created));
+            }
+            let change = match old {
                 None => "ADDED",
-                Some(old) if without_rv(old) != without_rv(&object) => "MODIFIED",
+                Some(old) if without_rv(old) != object => "MODIFIED",
                 Some(_) => continue,
             };
+            let previous = old.cloned();
             let rv = next_rv(&mut inner);
             let object = with_rv(object, rv);
             inner.objects.insert(key.clone(), object.clone());
-            inner.events.push(Event { rv, kind: key.0, kind_of_change: change, object });
+            inner.events.push(Event { rv, kind: key.0, kind_of_change: change, object, previous });
         }
         let rv = inner.rv;
         drop(inner);
+        // Also wakes watches when only the installed APIs changed: a watch of a kind no longer
+        // served ends.
         self.shared.changed.send_replace(rv);
+        for problem in &problems {
+            eprintln!("bakery-fake-apiserver: {problem}");
+        }
+        problems
     }
 
     /// Forgets the event history and ends every open watch with `410 Gone`, so every client
@@ -335,7 +605,13 @@ fn apply_file(double: &KubeDouble, path: &Path, last: Option<String>) -> Option<
         return last;
     }
     match ClusterState::parse(&text) {
-        Ok(state) => double.set_state(&state),
+        Ok(state) => {
+            let unknown = ClusterState::unknown_keys(&text);
+            if !unknown.is_empty() {
+                eprintln!("bakery-fake-apiserver: {}: unknown keys {unknown:?} ignored", path.display());
+            }
+            double.set_state(&state);
+        }
         Err(error) => eprintln!("bakery-fake-apiserver: {} is not a valid state file: {error}", path.display()),
     }
     Some(text)
@@ -346,21 +622,51 @@ fn next_rv(inner: &mut Inner) -> u64 {
     inner.rv
 }
 
-fn normalise(kind: Kind, mut object: Value) -> Value {
-    if let Some(map) = object.as_object_mut() {
-        map.insert("apiVersion".into(), json!(kind.api_version()));
-        map.insert("kind".into(), json!(kind.name()));
-        let metadata = map.entry("metadata").or_insert_with(|| json!({}));
-        if let Some(metadata) = metadata.as_object_mut() {
-            if !metadata.contains_key("uid") {
-                let namespace = metadata.get("namespace").and_then(Value::as_str).unwrap_or_default();
-                let name = metadata.get("name").and_then(Value::as_str).unwrap_or_default();
-                metadata.insert("uid".into(), json!(format!("{}-{namespace}-{name}", kind.state_key())));
-            }
-            metadata.remove("resourceVersion");
+/// The object as the API server would store it, or why it would refuse it.
+fn normalise(kind: Kind, object: Value) -> Result<Value, String> {
+    let Value::Object(mut map) = object else { return Err("not a JSON object".into()) };
+    for (field, expected) in [("kind", kind.name()), ("apiVersion", kind.api_version())] {
+        if let Some(given) = map.get(field)
+            && given != expected
+        {
+            return Err(format!("{field} is {given}, not {expected:?}"));
         }
     }
-    object
+    for field in ["spec", "status"] {
+        if map.get(field).is_some_and(|v| !v.is_object()) {
+            return Err(format!("{field} is not an object"));
+        }
+    }
+    map.insert("apiVersion".into(), json!(kind.api_version()));
+    map.insert("kind".into(), json!(kind.name()));
+    let metadata = map.entry("metadata").or_insert_with(|| json!({}));
+    let Some(metadata) = metadata.as_object_mut() else { return Err("metadata is not an object".into()) };
+    let name = match metadata.get("name") {
+        Some(Value::String(name)) if !name.is_empty() => name.clone(),
+        _ => return Err("no metadata.name".into()),
+    };
+    if let Some(labels) = metadata.get("labels")
+        && !labels.as_object().is_some_and(|l| l.values().all(Value::is_string))
+    {
+        return Err(format!("{name}: metadata.labels must map strings to strings"));
+    }
+    if kind.namespaced() {
+        match metadata.get("namespace") {
+            None => {
+                metadata.insert("namespace".into(), json!("default"));
+            }
+            Some(Value::String(ns)) if !ns.is_empty() => {}
+            Some(_) => return Err(format!("{name}: metadata.namespace is not a name")),
+        }
+    } else {
+        metadata.remove("namespace");
+    }
+    if !metadata.contains_key("uid") {
+        let namespace = metadata.get("namespace").and_then(Value::as_str).unwrap_or_default();
+        metadata.insert("uid".into(), json!(format!("{}-{namespace}-{name}", kind.state_key())));
+    }
+    metadata.remove("resourceVersion");
+    Ok(Value::Object(map))
 }
 
 fn key_of(kind: Kind, object: &Value) -> ObjectKey {
@@ -394,31 +700,280 @@ struct ListParams {
     allow_watch_bookmarks: Option<String>,
     #[serde(rename = "timeoutSeconds")]
     timeout_seconds: Option<u64>,
+    #[serde(rename = "labelSelector")]
+    label_selector: Option<String>,
+    #[serde(rename = "fieldSelector")]
+    field_selector: Option<String>,
+    #[serde(rename = "includeObject")]
+    include_object: Option<String>,
 }
 
 fn is_true(value: &Option<String>) -> bool {
     matches!(value.as_deref(), Some("true" | "1"))
 }
 
-async fn collection(AxumState(shared): AxumState<Shared>, Query(params): Query<ListParams>, kind: Kind) -> Response {
-    if is_true(&params.watch) { watch_response(shared, params, kind) } else { list_response(&shared, kind) }
+/// What a request path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route<'a> {
+    Version,
+    CoreVersions,
+    Groups,
+    Group(&'a str),
+    /// `/api/v1` (group "") or `/apis/{group}/{version}`.
+    Resources(&'a str, &'a str),
+    Objects {
+        group: &'a str,
+        version: &'a str,
+        namespace: Option<&'a str>,
+        plural: &'a str,
+        name: Option<&'a str>,
+    },
+    Unknown,
 }
 
-fn list_response(shared: &Shared, kind: Kind) -> Response {
+fn route(path: &str) -> Route<'_> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["version"] => Route::Version,
+        ["api"] => Route::CoreVersions,
+        ["api", "v1"] => Route::Resources("", "v1"),
+        ["api", "v1", rest @ ..] => objects("", "v1", rest),
+        ["apis"] => Route::Groups,
+        ["apis", group] => Route::Group(group),
+        ["apis", group, version] => Route::Resources(group, version),
+        ["apis", group, version, rest @ ..] => objects(group, version, rest),
+        _ => Route::Unknown,
+    }
+}
+
+/// The part of a path after the group-version prefix.
+fn objects<'a>(group: &'a str, version: &'a str, rest: &[&'a str]) -> Route<'a> {
+    let (namespace, plural, name) = match *rest {
+        [plural] => (None, plural, None),
+        ["namespaces", ns, plural] => (Some(ns), plural, None),
+        ["namespaces", ns, plural, name] => (Some(ns), plural, Some(name)),
+        [plural, name] => (None, plural, Some(name)),
+        _ => return Route::Unknown,
+    };
+    Route::Objects { group, version, namespace, plural, name }
+}
+
+async fn handle(
+    AxumState(shared): AxumState<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    query: Result<Query<ListParams>, QueryRejection>,
+) -> Response {
+    if method != Method::GET {
+        let message = format!("the fake API server is read-only: {method} is not served");
+        return status_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message);
+    }
+    let params = match query {
+        Ok(Query(params)) => params,
+        Err(rejection) => return status_response(StatusCode::BAD_REQUEST, "BadRequest", &rejection.body_text()),
+    };
+    let table = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains("as=Table")))
+        .then(|| Include::parse(params.include_object.as_deref()));
+    let served: Vec<Kind> = {
+        let inner = shared.lock();
+        Kind::ALL.into_iter().filter(|k| inner.serves(*k)).collect()
+    };
+    let group_versions = served_group_versions(&served);
+    let not_found = || status_response(StatusCode::NOT_FOUND, "NotFound", NOT_FOUND_MESSAGE);
+    match route(uri.path()) {
+        Route::Version => json_response(StatusCode::OK, &version_info()),
+        Route::CoreVersions => {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+            json_response(
+                StatusCode::OK,
+                &json!({"kind": "APIVersions", "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}]}),
+            )
+        }
+        Route::Groups => {
+            let groups: Vec<Value> = group_versions.iter().map(|(g, v)| api_group(g, v)).collect();
+            json_response(StatusCode::OK, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+        }
+        Route::Group(group) => match group_versions.iter().find(|(g, _)| *g == group) {
+            Some((g, v)) => {
+                let mut body = api_group(g, v);
+                body["kind"] = json!("APIGroup");
+                body["apiVersion"] = json!("v1");
+                json_response(StatusCode::OK, &body)
+            }
+            None => not_found(),
+        },
+        Route::Resources(group, version) => {
+            let kinds: Vec<Kind> =
+                served.iter().copied().filter(|k| k.group() == group && k.version() == version).collect();
+            if kinds.is_empty() {
+                return not_found();
+            }
+            let group_version = kinds[0].api_version();
+            let resources: Vec<Value> = kinds.iter().map(|k| api_resource(*k)).collect();
+            json_response(
+                StatusCode::OK,
+                &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+                        "resources": resources}),
+            )
+        }
+        Route::Objects { group, version, namespace, plural, name } => {
+            let Some(kind) = Kind::find(group, version, plural).filter(|k| served.contains(k)) else {
+                return not_found();
+            };
+            // Namespaced kinds are named inside a namespace only; cluster kinds never are.
+            if (namespace.is_some() && !kind.namespaced())
+                || (name.is_some() && namespace.is_none() && kind.namespaced())
+            {
+                return not_found();
+            }
+            match name {
+                Some(name) => get_object(&shared, kind, namespace.unwrap_or_default(), name, table),
+                None => match Filter::new(kind, namespace, &params) {
+                    Ok(filter) if is_true(&params.watch) => watch_response(shared, &params, kind, filter, table),
+                    Ok(filter) => list_response(&shared, kind, &filter, table),
+                    Err(message) => status_response(StatusCode::BAD_REQUEST, "BadRequest", &message),
+                },
+            }
+        }
+        Route::Unknown => not_found(),
+    }
+}
+
+fn version_info() -> Value {
+    json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0", "gitCommit": "bakery-fake-apiserver",
+           "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24.0",
+           "compiler": "gc", "platform": "linux/amd64"})
+}
+
+/// The served API groups (not the core group), each with its one version, in a stable order.
+fn served_group_versions(served: &[Kind]) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for kind in served.iter().filter(|k| !k.group().is_empty()) {
+        if !out.contains(&(kind.group(), kind.version())) {
+            out.push((kind.group(), kind.version()));
+        }
+    }
+    out
+}
+
+fn api_group(group: &str, version: &str) -> Value {
+    let group_version = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+    json!({"name": group, "versions": [group_version], "preferredVersion": group_version})
+}
+
+fn api_resource(kind: Kind) -> Value {
+    let mut resource = json!({
+        "name": kind.plural(),
+        "singularName": kind.name().to_ascii_lowercase(),
+        "namespaced": kind.namespaced(),
+        "kind": kind.name(),
+        "verbs": ["get", "list", "watch"],
+    });
+    if !kind.short_names().is_empty() {
+        resource["shortNames"] = json!(kind.short_names());
+    }
+    if !kind.categories().is_empty() {
+        resource["categories"] = json!(kind.categories());
+    }
+    resource
+}
+
+/// Which objects of a collection a list or watch selects.
+#[derive(Debug, Clone)]
+struct Filter {
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    fn new(kind: Kind, namespace: Option<&str>, params: &ListParams) -> Result<Filter, String> {
+        let labels = LabelSelector::parse(params.label_selector.as_deref().unwrap_or_default())
+            .map_err(|e| format!("unable to parse requirement: {e}"))?;
+        let fields =
+            FieldSelector::parse(params.field_selector.as_deref().unwrap_or_default(), kind.selectable_fields())?;
+        Ok(Filter { namespace: namespace.map(str::to_string), labels, fields })
+    }
+
+    fn matches(&self, object: &Value) -> bool {
+        let metadata = &object["metadata"];
+        self.namespace.as_deref().is_none_or(|ns| metadata["namespace"].as_str() == Some(ns))
+            && self.labels.matches(metadata["labels"].as_object())
+            && self.fields.matches(object)
+    }
+
+    /// How `event` reads through this filter: an object that starts matching is ADDED, one that
+    /// stops matching is DELETED (what the real server's filtered watch sends).
+    fn event<'a>(&self, event: &'a Event) -> Option<(&'static str, &'a Value)> {
+        let now = self.matches(&event.object);
+        if event.kind_of_change == "MODIFIED" {
+            let before = event.previous.as_ref().is_some_and(|p| self.matches(p));
+            return match (before, now) {
+                (true, true) => Some(("MODIFIED", &event.object)),
+                (false, true) => Some(("ADDED", &event.object)),
+                (true, false) => Some(("DELETED", &event.object)),
+                (false, false) => None,
+            };
+        }
+        now.then_some((event.kind_of_change, &event.object))
+    }
+}
+
+fn list_response(shared: &Shared, kind: Kind, filter: &Filter, table: Option<Include>) -> Response {
     let mut inner = shared.lock();
     *inner.lists.entry(kind).or_default() += 1;
-    let items: Vec<&Value> = inner.objects.iter().filter(|(k, _)| k.0 == kind).map(|(_, v)| v).collect();
-    let body = json!({
-        "apiVersion": kind.api_version(),
-        "kind": format!("{}List", kind.name()),
-        "metadata": {"resourceVersion": inner.rv.to_string()},
-        "items": items,
-    });
+    let items: Vec<&Value> =
+        inner.objects.iter().filter(|(k, v)| k.0 == kind && filter.matches(v)).map(|(_, v)| v).collect();
+    let body = match table {
+        Some(include) => tables::table(kind, &items, inner.rv, include, SystemTime::now()),
+        None => json!({
+            "apiVersion": kind.api_version(),
+            "kind": format!("{}List", kind.name()),
+            "metadata": {"resourceVersion": inner.rv.to_string()},
+            "items": items,
+        }),
+    };
     json_response(StatusCode::OK, &body)
+}
+
+fn get_object(shared: &Shared, kind: Kind, namespace: &str, name: &str, table: Option<Include>) -> Response {
+    let inner = shared.lock();
+    match inner.objects.get(&(kind, namespace.to_string(), name.to_string())) {
+        Some(object) => match table {
+            Some(include) => {
+                json_response(StatusCode::OK, &tables::table(kind, &[object], inner.rv, include, SystemTime::now()))
+            }
+            None => json_response(StatusCode::OK, object),
+        },
+        None => {
+            let resource = if kind.group().is_empty() {
+                kind.plural().to_string()
+            } else {
+                format!("{}.{}", kind.plural(), kind.group())
+            };
+            let mut body = status_body(StatusCode::NOT_FOUND, "NotFound", &format!("{resource} \"{name}\" not found"));
+            body["details"] = json!({"name": name, "group": kind.group(), "kind": kind.plural()});
+            json_response(StatusCode::NOT_FOUND, &body)
+        }
+    }
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn status_body(code: StatusCode, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "details": {}, "code": code.as_u16()})
+}
+
+fn status_response(code: StatusCode, reason: &str, message: &str) -> Response {
+    json_response(code, &status_body(code, reason, message))
 }
 
 fn gone_status(message: &str) -> Value {
@@ -432,7 +987,15 @@ fn event_line(kind_of_change: &str, object: &Value) -> Bytes {
     Bytes::from(line)
 }
 
-fn watch_response(shared: Shared, params: ListParams, kind: Kind) -> Response {
+/// One watch event's line: the object, or a one-row Table when the client asked for Tables.
+fn object_event(kind: Kind, kind_of_change: &str, object: &Value, rv: u64, table: Option<Include>) -> Bytes {
+    match table {
+        Some(include) => event_line(kind_of_change, &tables::table(kind, &[object], rv, include, SystemTime::now())),
+        None => event_line(kind_of_change, object),
+    }
+}
+
+fn watch_response(shared: Shared, params: &ListParams, kind: Kind, filter: Filter, table: Option<Include>) -> Response {
     let from_rv: u64 = params.resource_version.as_deref().and_then(|rv| rv.parse().ok()).unwrap_or(0);
     let bookmarks = is_true(&params.allow_watch_bookmarks);
     let timeout = Duration::from_secs(params.timeout_seconds.unwrap_or(290).clamp(1, 3600));
@@ -442,27 +1005,52 @@ fn watch_response(shared: Shared, params: ListParams, kind: Kind) -> Response {
         let mut changed = shared.changed.subscribe();
         let mut expired = shared.expired.subscribe();
         expired.mark_unchanged();
-        // resourceVersion 0 (or none) means "from now on" here; the real server would first send
-        // the current objects as ADDED, which the kube watcher never asks for (it lists first).
-        let mut sent_through = if from_rv == 0 { shared.lock().rv } else { from_rv };
-        loop {
-            let (pending, too_old, rv) = {
+        // No resourceVersion (or 0) means "the current state, then changes": every object that
+        // matches arrives first as ADDED, as from a real server.
+        let mut sent_through = from_rv;
+        if from_rv == 0 {
+            let (current, rv) = {
                 let inner = shared.lock();
-                let too_old = sent_through != 0 && sent_through + 1 < inner.oldest_watchable_rv;
+                let current: Vec<Value> = inner
+                    .objects
+                    .iter()
+                    .filter(|(k, v)| k.0 == kind && filter.matches(v))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                (current, inner.rv)
+            };
+            for object in current {
+                if tx.send(Ok(object_event(kind, "ADDED", &object, rv, table))).await.is_err() {
+                    return;
+                }
+            }
+            sent_through = rv;
+        }
+        loop {
+            let (pending, too_old, rv, served) = {
+                let inner = shared.lock();
+                let too_old = sent_through + 1 < inner.oldest_watchable_rv;
                 let pending: Vec<Event> =
                     inner.events.iter().filter(|e| e.kind == kind && e.rv > sent_through).cloned().collect();
-                (pending, too_old, inner.rv)
+                (pending, too_old, inner.rv, inner.serves(kind))
             };
             if too_old {
                 let message = format!("too old resource version: {sent_through} ({rv})");
                 let _ = tx.send(Ok(event_line("ERROR", &gone_status(&message)))).await;
                 return;
             }
-            for event in pending {
+            for event in &pending {
                 sent_through = event.rv;
-                if tx.send(Ok(event_line(event.kind_of_change, &event.object))).await.is_err() {
+                if let Some((change, object)) = filter.event(event)
+                    && tx.send(Ok(object_event(kind, change, object, event.rv, table))).await.is_err()
+                {
                     return;
                 }
+            }
+            if !served {
+                // The API was removed (its CRD deleted): the server ends the watch, and the
+                // client's next request gets 404.
+                return;
             }
             tokio::select! {
                 _ = changed.changed() => {}
@@ -496,41 +1084,55 @@ async fn expire_handler(AxumState(shared): AxumState<Shared>) -> Response {
     json_response(StatusCode::OK, &json!({"expired": true}))
 }
 
-async fn not_found() -> Response {
-    json_response(
-        StatusCode::NOT_FOUND,
-        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": "the fake API server does not serve this path", "reason": "NotFound", "code": 404}),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
     #[test]
     fn changes_become_added_modified_and_deleted_events_with_rising_versions() {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
+        runtime().block_on(async {
             let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
             let pod = |node: &str| json!({"metadata": {"name": "p", "namespace": "n", "uid": "u"}, "spec": {"nodeName": node}});
             double.set_state(&ClusterState { pods: vec![pod("a")], ..ClusterState::default() });
+            let after_first = double.shared.lock().events.len();
             double.set_state(&ClusterState { pods: vec![pod("a")], ..ClusterState::default() });
+            assert_eq!(double.shared.lock().events.len(), after_first, "an unchanged state adds nothing");
             double.set_state(&ClusterState { pods: vec![pod("b")], ..ClusterState::default() });
             double.set_state(&ClusterState::default());
             let inner = double.shared.lock();
-            let changes: Vec<(&str, u64)> = inner.events.iter().map(|e| (e.kind_of_change, e.rv)).collect();
-            assert_eq!(changes, [("ADDED", 2), ("MODIFIED", 3), ("DELETED", 4)], "an unchanged state adds nothing");
-            assert_eq!(inner.events[1].object["metadata"]["resourceVersion"], "3");
-            assert_eq!(inner.events[1].object["kind"], "Pod");
+            let namespaces: Vec<&str> = inner
+                .events
+                .iter()
+                .filter(|e| e.kind == Kind::Namespace && e.kind_of_change == "ADDED")
+                .map(|e| e.object["metadata"]["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(namespaces, ["default", "kube-node-lease", "kube-public", "kube-system", "n"], "the pod's namespace exists");
+            let pod_events: Vec<&Event> = inner.events.iter().filter(|e| e.kind == Kind::Pod).collect();
+            let changes: Vec<&str> = pod_events.iter().map(|e| e.kind_of_change).collect();
+            assert_eq!(changes, ["ADDED", "MODIFIED", "DELETED"]);
+            assert!(pod_events.windows(2).all(|w| w[0].rv < w[1].rv), "versions rise");
+            assert!(inner.events.windows(2).all(|w| w[0].rv < w[1].rv), "versions rise");
+            assert_eq!(pod_events[1].object["metadata"]["resourceVersion"], pod_events[1].rv.to_string());
+            assert_eq!(pod_events[1].object["kind"], "Pod");
+            let created = &pod_events[0].object["metadata"]["creationTimestamp"];
+            assert!(created.as_str().is_some_and(|t| humantime::parse_rfc3339(t).is_ok()), "{created}");
+            assert_eq!(&pod_events[1].object["metadata"]["creationTimestamp"], created, "kept across changes");
         });
     }
 
     /// Sends a raw HTTP/1.1 GET and returns what arrives until `done` holds or 5 s pass.
     async fn get_until(addr: SocketAddr, path: &str, done: impl Fn(&str) -> bool) -> String {
+        request(addr, path, "application/json", done).await
+    }
+
+    async fn request(addr: SocketAddr, path: &str, accept: &str, done: impl Fn(&str) -> bool) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: fake\r\nConnection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: fake\r\nAccept: {accept}\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut received = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -545,26 +1147,272 @@ mod tests {
         String::from_utf8_lossy(&received).into_owned()
     }
 
+    /// GET `path` (a complete, non-streaming answer): the status code and the JSON body.
+    async fn get_json(addr: SocketAddr, path: &str, accept: &str) -> (u16, Value) {
+        let text = request(addr, path, accept, |_| false).await;
+        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, body)| body).unwrap();
+        (code, serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}")))
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, Value) {
+        get_json(addr, path, "application/json").await
+    }
+
+    fn names(list: &Value) -> Vec<&str> {
+        list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap()).collect()
+    }
+
     #[test]
     fn a_watch_streams_events_then_bookmarks_and_an_old_version_gets_410() {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
+        runtime().block_on(async {
             let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
             let node = |name: &str| json!({"metadata": {"name": name}});
             double.set_state(&ClusterState { nodes: vec![node("pi-1")], ..ClusterState::default() });
+            let seen = double.resource_version();
             double.set_state(&ClusterState { nodes: vec![node("pi-1"), node("pi-2")], ..ClusterState::default() });
             let addr = double.addr();
-            let watch = "/api/v1/nodes?watch=true&resourceVersion=2&allowWatchBookmarks=true";
-            let text = get_until(addr, watch, |t| t.contains("BOOKMARK")).await;
+            let watch = format!("/api/v1/nodes?watch=true&resourceVersion={seen}&allowWatchBookmarks=true");
+            let text = get_until(addr, &watch, |t| t.contains("BOOKMARK")).await;
             assert!(text.contains(r#""type":"ADDED""#) && text.contains(r#""name":"pi-2""#), "{text}");
-            assert!(!text.contains(r#""name":"pi-1""#), "pi-1 is at version 2, already seen: {text}");
-            assert!(text.contains(r#""resourceVersion":"3""#), "{text}");
+            assert!(!text.contains(r#""name":"pi-1""#), "pi-1 is at version {seen}, already seen: {text}");
+            assert!(text.contains(&format!(r#""resourceVersion":"{}""#, seen + 1)), "{text}");
+
+            let text = get_until(addr, "/api/v1/nodes?watch=true", |t| t.contains("pi-1") && t.contains("pi-2")).await;
+            assert!(
+                text.contains(r#""type":"ADDED""#),
+                "a watch without a version starts with the current objects: {text}"
+            );
 
             double.expire_watches();
-            let text = get_until(addr, "/api/v1/nodes?watch=true&resourceVersion=2", |t| t.contains("ERROR")).await;
+            let text = get_until(addr, &watch, |t| t.contains("ERROR")).await;
             assert!(text.contains(r#""code":410"#), "{text}");
-            let list = get_until(addr, "/api/v1/nodes", |t| t.contains("NodeList")).await;
-            assert!(list.contains(r#""resourceVersion":"3""#), "{list}");
+            let (code, list) = get(addr, "/api/v1/nodes").await;
+            let newest = json!((seen + 1).to_string());
+            assert_eq!(
+                (code, list["kind"].as_str(), &list["metadata"]["resourceVersion"]),
+                (200, Some("NodeList"), &newest)
+            );
+        });
+    }
+
+    #[test]
+    fn paths_name_collections_namespaces_and_objects() {
+        assert_eq!(
+            route("/api/v1/pods"),
+            Route::Objects { group: "", version: "v1", namespace: None, plural: "pods", name: None }
+        );
+        assert_eq!(
+            route("/apis/metallb.io/v1beta1/namespaces/metallb-system/servicel2statuses/l2-x"),
+            Route::Objects {
+                group: "metallb.io",
+                version: "v1beta1",
+                namespace: Some("metallb-system"),
+                plural: "servicel2statuses",
+                name: Some("l2-x")
+            }
+        );
+        assert_eq!(
+            route("/api/v1/nodes/pi-1"),
+            Route::Objects { group: "", version: "v1", namespace: None, plural: "nodes", name: Some("pi-1") }
+        );
+        assert_eq!(route("/apis/apps/v1"), Route::Resources("apps", "v1"));
+        assert_eq!(
+            (route("/api"), route("/apis"), route("/version")),
+            (Route::CoreVersions, Route::Groups, Route::Version)
+        );
+        assert_eq!(route("/api/v1/namespaces/shop/pods/web/log"), Route::Unknown);
+        assert_eq!(route("/healthz"), Route::Unknown);
+    }
+
+    fn shop_state() -> ClusterState {
+        let pod = |name: &str, ns: &str, app: &str, node: &str| json!({"metadata": {"name": name, "namespace": ns, "labels": {"app": app}}, "spec": {"nodeName": node}});
+        ClusterState {
+            nodes: vec![json!({"metadata": {"name": "pi-1"}})],
+            pods: vec![
+                pod("web-1", "shop", "web", "pi-1"),
+                pod("web-2", "shop", "web", "pi-2"),
+                pod("db-0", "data", "db", "pi-2"),
+            ],
+            services: vec![json!({"metadata": {"name": "web", "namespace": "shop"}, "spec": {"type": "LoadBalancer"}})],
+            servicel2statuses: vec![json!({"metadata": {"name": "l2-x", "namespace": "metallb-system"},
+                                           "status": {"node": "pi-1", "serviceName": "web", "serviceNamespace": "shop"}})],
+            ..ClusterState::default()
+        }
+    }
+
+    #[test]
+    fn namespaced_lists_single_objects_and_selectors_answer_as_a_real_server() {
+        runtime().block_on(async {
+            let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            double.set_state(&shop_state());
+            let addr = double.addr();
+            assert_eq!(names(&get(addr, "/api/v1/pods").await.1), ["db-0", "web-1", "web-2"]);
+            assert_eq!(names(&get(addr, "/api/v1/namespaces/shop/pods").await.1), ["web-1", "web-2"]);
+            assert_eq!(names(&get(addr, "/api/v1/pods?labelSelector=app%3Ddb").await.1), ["db-0"]);
+            assert_eq!(names(&get(addr, "/api/v1/pods?labelSelector=app+in+%28web%29").await.1), ["web-1", "web-2"]);
+            assert_eq!(names(&get(addr, "/api/v1/pods?fieldSelector=spec.nodeName%3Dpi-2").await.1), ["db-0", "web-2"]);
+            assert_eq!(
+                names(&get(addr, "/api/v1/namespaces/shop/pods?fieldSelector=metadata.name%3Dweb-2").await.1),
+                ["web-2"]
+            );
+            let (code, status) = get(addr, "/api/v1/pods?fieldSelector=spec.restartPolicy%3DAlways").await;
+            assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")), "{status}");
+
+            let (code, svc) = get(addr, "/api/v1/namespaces/shop/services/web").await;
+            assert_eq!(
+                (code, svc["kind"].as_str(), svc["spec"]["type"].as_str()),
+                (200, Some("Service"), Some("LoadBalancer"))
+            );
+            let (code, status) = get(addr, "/api/v1/namespaces/shop/services/nope").await;
+            assert_eq!((code, status["message"].as_str()), (404, Some(r#"services "nope" not found"#)));
+            assert_eq!(get(addr, "/api/v1/nodes/pi-1").await.0, 200);
+            assert_eq!(get(addr, "/api/v1/namespaces/shop/nodes").await.0, 404, "nodes are not namespaced");
+
+            // The state does not install MetalLB: its objects are ignored and its paths are 404.
+            for path in [
+                "/apis/metallb.io/v1beta1/servicel2statuses",
+                "/apis/metallb.io/v1beta1/namespaces/metallb-system/servicel2statuses",
+                "/apis/metallb.io/v1beta1",
+                "/apis/metallb.io",
+            ] {
+                let (code, status) = get(addr, path).await;
+                assert_eq!(
+                    (code, status["kind"].as_str(), status["reason"].as_str()),
+                    (404, Some("Status"), Some("NotFound")),
+                    "{path}"
+                );
+            }
+            let groups = get(addr, "/apis").await.1;
+            let group_names: Vec<&str> =
+                groups["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+            assert_eq!(group_names, ["discovery.k8s.io", "apps"]);
+
+            let problems = double.set_state(&ClusterState { apis: vec![METALLB_API.into()], ..shop_state() });
+            assert!(problems.is_empty(), "{problems:?}");
+            let statuses = get(addr, "/apis/metallb.io/v1beta1/namespaces/metallb-system/servicel2statuses").await.1;
+            assert_eq!((statuses["kind"].as_str(), names(&statuses)), (Some("ServiceL2StatusList"), vec!["l2-x"]));
+            let groups = get(addr, "/apis").await.1;
+            assert_eq!(groups["groups"][2]["preferredVersion"]["groupVersion"], "metallb.io/v1beta1");
+            let resources = get(addr, "/apis/metallb.io/v1beta1").await.1;
+            let plurals: Vec<&str> =
+                resources["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+            assert_eq!(
+                plurals,
+                ["servicel2statuses", "servicebgpstatuses", "l2advertisements", "bgpadvertisements", "ipaddresspools"]
+            );
+            let core = get(addr, "/api/v1").await.1;
+            let services = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "services").unwrap();
+            assert_eq!((&services["shortNames"], &services["namespaced"]), (&json!(["svc"]), &json!(true)));
+        });
+    }
+
+    #[test]
+    fn crds_installed_one_by_one_serve_only_their_kinds() {
+        runtime().block_on(async {
+            let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let apis = vec!["servicel2statuses.metallb.io".into(), "l2advertisements.metallb.io".into()];
+            let problems = double.set_state(&ClusterState { apis, ..shop_state() });
+            assert!(problems.is_empty(), "{problems:?}");
+            let addr = double.addr();
+            assert_eq!(get(addr, "/apis/metallb.io/v1beta1/servicel2statuses").await.0, 200);
+            assert_eq!(get(addr, "/apis/metallb.io/v1beta1/servicebgpstatuses").await.0, 404);
+            let resources = get(addr, "/apis/metallb.io/v1beta1").await.1;
+            let plurals: Vec<&str> =
+                resources["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+            assert_eq!(plurals, ["servicel2statuses", "l2advertisements"]);
+            let problems = double.set_state(&ClusterState { apis: vec!["metallb.io/v2".into()], ..shop_state() });
+            assert!(problems[0].contains("unknown API \"metallb.io/v2\""), "{problems:?}");
+        });
+    }
+
+    #[test]
+    fn tables_are_served_to_clients_that_ask_for_them() {
+        runtime().block_on(async {
+            let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            double.set_state(&shop_state());
+            let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+            let (code, table) = get_json(double.addr(), "/api/v1/namespaces/shop/pods", accept).await;
+            assert_eq!((code, table["kind"].as_str()), (200, Some("Table")));
+            assert_eq!(table["rows"].as_array().unwrap().len(), 2);
+            assert_eq!(table["rows"][0]["cells"][0], "web-1");
+            assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+            let (_, table) = get_json(double.addr(), "/api/v1/namespaces/shop/pods?includeObject=Object", accept).await;
+            assert_eq!(table["rows"][0]["object"]["kind"], "Pod");
+            let text = request(double.addr(), "/api/v1/pods?watch=true", accept, |t| {
+                t.matches(r#""kind":"Table""#).count() >= 3
+            })
+            .await;
+            let events: Vec<Value> = text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+            assert_eq!(events.len(), 3, "{text}");
+            assert!(
+                events.iter().all(|e| e["type"] == "ADDED" && e["object"]["rows"].as_array().unwrap().len() == 1),
+                "{text}"
+            );
+        });
+    }
+
+    #[test]
+    fn a_filtered_watch_sees_objects_enter_and_leave_its_selection() {
+        runtime().block_on(async {
+            let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            double.set_state(&shop_state());
+            let rv = double.resource_version();
+            let mut moved = shop_state();
+            moved.pods[0]["metadata"]["labels"]["app"] = json!("old");
+            moved.pods[2]["metadata"]["labels"]["app"] = json!("web");
+            double.set_state(&moved);
+            let path = format!("/api/v1/pods?watch=true&resourceVersion={rv}&labelSelector=app%3Dweb");
+            let text = get_until(double.addr(), &path, |t| t.contains("DELETED") && t.contains("ADDED")).await;
+            assert!(text.contains(r#""type":"DELETED""#) && text.contains("web-1"), "web-1 left the selection: {text}");
+            assert!(text.contains(r#""type":"ADDED""#) && text.contains("db-0"), "db-0 entered it: {text}");
+        });
+    }
+
+    #[test]
+    fn removing_an_api_ends_its_watches_and_its_paths_answer_404() {
+        runtime().block_on(async {
+            let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            double.set_state(&ClusterState { apis: vec![METALLB_API.into()], ..shop_state() });
+            let addr = double.addr();
+            let rv = double.resource_version();
+            let path = format!("/apis/metallb.io/v1beta1/servicel2statuses?watch=true&resourceVersion={rv}");
+            let watch = tokio::spawn(async move { get_until(addr, &path, |_| false).await });
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let problems = double.set_state(&shop_state());
+            assert_eq!(problems.len(), 1, "one line for the ignored objects: {problems:?}");
+            assert!(problems[0].contains("1 servicel2statuses ignored"), "{problems:?}");
+            let text = tokio::time::timeout(Duration::from_secs(5), watch).await.expect("the watch ends").unwrap();
+            assert!(text.contains(r#""type":"DELETED""#), "{text}");
+            assert_eq!(get(addr, "/apis/metallb.io/v1beta1/servicel2statuses").await.0, 404);
+        });
+    }
+
+    #[test]
+    fn objects_a_server_would_refuse_are_skipped_with_a_reason_and_the_rest_is_served() {
+        runtime().block_on(async {
+            let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let state = ClusterState {
+                apis: vec!["example.com/v1".into()],
+                pods: vec![
+                    json!("web-1"),
+                    json!({"metadata": {"namespace": "shop"}}),
+                    json!({"kind": "Service", "metadata": {"name": "x"}}),
+                    json!({"metadata": {"name": "y", "labels": {"n": 1}}}),
+                    json!({"metadata": {"name": "z"}, "spec": []}),
+                    json!({"metadata": {"name": "ok"}}),
+                ],
+                ..ClusterState::default()
+            };
+            let problems = double.set_state(&state);
+            assert_eq!(problems.len(), 6, "{problems:#?}");
+            assert!(problems[0].contains("example.com/v1"));
+            assert!(problems[1].contains("pods[0] skipped: not a JSON object"), "{problems:#?}");
+            assert!(problems[2].contains("no metadata.name"), "{problems:#?}");
+            let (_, pods) = get(double.addr(), "/api/v1/pods").await;
+            assert_eq!(names(&pods), ["ok"]);
+            assert_eq!(pods["items"][0]["metadata"]["namespace"], "default");
+            assert_eq!(ClusterState::unknown_keys(r#"{"pods": [], "deployments": [], "apis": []}"#), ["deployments"]);
         });
     }
 }

@@ -11,16 +11,20 @@ use crate::util::{exec, is_root};
 const PACKAGES: &[(&str, &str)] = &[("iproute2", "ip"), ("iptables", "iptables"), ("procps", "ps")];
 
 /// What the end-to-end tests run besides bakery: the demo's reverse proxy,
-/// the TUI's real terminal, the real Prometheus the export is scraped by.
+/// the TUI's real terminal, the real Prometheus the export is scraped by, and
+/// the real `kubectl` the Kubernetes API double is checked with (any `kubectl`
+/// on PATH will do; Debian's `kubernetes-client` when there is none).
 /// Installed up front so that tests never race each other for the apt lock.
-const TEST_PACKAGES: &[(&str, &str)] = &[("nginx", "nginx"), ("tmux", "tmux"), ("prometheus", "prometheus")];
+const TEST_PACKAGES: &[(&str, &str)] =
+    &[("nginx", "nginx"), ("tmux", "tmux"), ("prometheus", "prometheus"), ("kubernetes-client", "kubectl")];
 
 /// Everything `cargo xtask ci` needs on a fresh machine: the packages above
 /// and oha (from crates.io; compiling it takes a few minutes, once).
 pub fn ci_tools() -> Result<()> {
     if !is_root() {
         eprintln!(
-            "xtask: not root: not installing test tools (nginx, tmux, prometheus, oha); the root_* tests need them"
+            "xtask: not root: not installing test tools (nginx, tmux, prometheus, kubectl, oha); the root_* tests \
+             and the kubectl tests need them"
         );
         return Ok(());
     }

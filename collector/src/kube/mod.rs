@@ -1,9 +1,12 @@
-//! Cluster knowledge: the collector's one watch per kind (Pods, Nodes, EndpointSlices) for the
-//! whole cluster, so agents stay free of Kubernetes and the Pi control plane serves one client.
-//! [`mapping`] turns objects into pod identities, roles and ready endpoints (pure); [`watch`]
-//! runs the `kube` watchers into reflector stores; [`ClusterView`] is one consistent look at them.
+//! Cluster knowledge: the collector's one watch per kind (Pods, Nodes, EndpointSlices, Services,
+//! and MetalLB's status and advertisement kinds when installed) for the whole cluster, so agents
+//! stay free of Kubernetes and the Pi control plane serves one client. [`mapping`] turns objects
+//! into pod identities, roles and ready endpoints, [`services`] into each Service's declared entry
+//! (both pure); [`watch`] runs the `kube` watchers into reflector stores; [`ClusterView`] is one
+//! consistent look at them.
 
 pub mod mapping;
+pub mod services;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,7 +15,7 @@ use std::path::PathBuf;
 use bakery_diagnosis::{NodeRole, ServiceEntry, WorkloadRef};
 
 pub use mapping::PodMeta;
-pub use watch::KubeWatch;
+pub use watch::{KubeWatch, WatchOptions};
 
 /// Where the cluster's API server is found (`--kubeconfig`, `--no-kubernetes`, or inferred).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! `bakery-fake-apiserver`: the Kubernetes API test double ([`bakery_tests::kube_double`]) as a
-//! process, for demos and end-to-end runs without a cluster. Serves Nodes, Pods, EndpointSlices
-//! and ReplicaSets from a JSON state file (format in the module docs), re-read when it changes.
+//! process, for demos and end-to-end runs without a cluster, and for `kubectl`. Serves Namespaces,
+//! Nodes, Pods, Services, EndpointSlices, ReplicaSets and (when the state installs them) MetalLB's
+//! kinds from a JSON state file (format in the module docs), re-read when it changes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,8 +10,9 @@ use std::sync::Arc;
 use bakery_tests::kube_double::{KubeDouble, follow_state_file};
 use clap::Parser;
 
-/// A fake Kubernetes API server (list/watch with resourceVersion, bookmarks and 410 Gone) whose
-/// objects come from a JSON state file. POST /bakery/expire forces every watcher to relist.
+/// A fake Kubernetes API server (discovery, list/watch with resourceVersion, bookmarks and 410
+/// Gone, selectors, server-side tables; kubectl works against it) whose objects come from a JSON
+/// state file. POST /bakery/expire forces every watcher to relist.
 #[derive(Debug, Parser)]
 #[command(name = "bakery-fake-apiserver", version, about)]
 struct Cli {
@@ -18,7 +20,9 @@ struct Cli {
     #[arg(long, default_value = "127.0.0.1:6443", value_name = "ADDR")]
     listen: SocketAddr,
 
-    /// The cluster state: {"nodes": [...], "pods": [...], "endpointslices": [...], "replicasets": [...]}.
+    /// The cluster state: {"apis": ["metallb.io/v1beta1"], "nodes": [...], "pods": [...],
+    /// "services": [...], "endpointslices": [...], "servicel2statuses": [...], ...}, one array per
+    /// kind keyed by its plural.
     #[arg(long, value_name = "FILE")]
     state: PathBuf,
 

@@ -116,7 +116,9 @@ pub fn run(args: &BenchArgs) -> Result<ObserverBench> {
     scenario.load.duration = duration;
     scenario.load.rate = None;
     scenario.load.connections = args.connections;
-    let mut demo = Demo::start(scenario, binaries, Options { duration: Some(duration), ..Options::default() })?;
+    // No diagnosis here: oha's rate is measured, so bakery need not learn the idle cluster first.
+    let options = Options { duration: Some(duration), warm_up: Duration::ZERO, ..Options::default() };
+    let mut demo = Demo::start(scenario, binaries, options)?;
     let (oha_path, oha_flags) = demo.oha()?;
     let load = demo.plan().scenario.load.clone();
     let url = demo.cluster.target_url();

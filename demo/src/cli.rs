@@ -19,11 +19,12 @@ use crate::run::Options;
 use crate::scenario::{DEFAULT_SCENARIO, ProxyKind, SHIPPED, Scenario};
 use crate::{bench, host, interrupt, otlp, preflight, run, stand_ins};
 
-/// bakery-demo builds the Bakery on this machine: five nodes (master-01..03, worker-01..02) made
-/// of network, PID and mount namespaces, WordPress and MySQL stand-ins in kubepods cgroups, a
-/// LoadBalancer IP with kube-proxy's iptables rules, nginx in front, and oha as the load. Then it
-/// runs bakery (one agent per node, the collector), opens a load-test window and reports which
-/// node takes more than its share and why.
+/// bakery-demo builds the Bakery on this machine: the scenario's nodes (five in most: master-01..03,
+/// worker-01..02) made of network, PID and mount namespaces, WordPress and MySQL stand-ins in
+/// kubepods cgroups, a LoadBalancer IP with kube-proxy's iptables rules, nginx in front (or in the
+/// cluster, as Nginx Proxy Manager), and oha as the load. Then it runs bakery (one agent per node,
+/// the collector), opens a load-test window, lets the collector choose the workload under test and
+/// reports which node takes more than its share and why.
 ///
 /// It needs root (namespaces, veth pairs, cgroups, iptables inside its own namespaces). Nothing is
 /// configured in the root network namespace; every address is in 198.18.0.0/15; everything is
@@ -69,6 +70,11 @@ pub struct RunArgs {
     /// Also write the window's diagnosis report (JSON) to FILE, and its chart to FILE with .svg.
     #[arg(long, value_name = "FILE")]
     pub window_report: Option<PathBuf>,
+    /// Name the load-test window's workload (NAMESPACE/NAME) instead of letting the collector
+    /// choose it, for debugging the diagnosis apart from that choice. The verdict still matches
+    /// only when it is the Service's web workload.
+    #[arg(long, value_name = "NS/NAME")]
+    pub workload: Option<String>,
     #[command(flatten)]
     pub otlp: OtlpArgs,
 }
@@ -197,12 +203,15 @@ Examples:
   sudo bakery-demo --scenario local-policy --no-tui  # progress lines and the report
   sudo bakery-demo --scenario keepalive-pinning --json | jq .verdicts
   sudo bakery-demo --scenario-file my-cluster.toml --duration 60s
+  sudo bakery-demo --scenario in-cluster-proxy --no-tui --workload wordpress/wordpress
+                                                     # name the workload instead of the collector
   sudo bakery-demo --no-tui --otlp-endpoint http://127.0.0.1:4317 --otlp-protocol grpc
                                                      # the verdict to your OTLP receiver
   sudo bakery-demo cleanup                           # after a killed run
   cargo xtask demo --scenario balanced               # builds everything first
 
-Exit codes: 0 the verdict matched the scenario's expectation, 1 it did not, 2 the demo could not run.";
+Exit codes: 0 the verdict matched the scenario's expectation (exactly the expected verdicts active for 3 s
+or more, about the Service's web workload), 1 it did not, 2 the demo could not run.";
 
 fn millis(ms: f64) -> Duration {
     Duration::from_secs_f64(ms.max(0.0) / 1000.0)
@@ -369,6 +378,8 @@ fn run_demo(args: RunArgs) -> ExitCode {
         progress: true,
         tui,
         window_report_file: args.window_report.clone(),
+        workload: args.workload.clone(),
+        warm_up: run::warm_up(),
         cluster: crate::cluster::ClusterOptions { otlp, ..Default::default() },
     };
     match run::run(scenario, binaries, options) {
@@ -411,6 +422,9 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.run.scenario.scenario.as_deref(), Some("balanced"));
         assert_eq!(cli.run.scenario.duration, Some(Duration::from_secs(12)));
+        assert_eq!(cli.run.workload, None, "the collector chooses the workload unless one is named");
+        let named = Cli::try_parse_from(["bakery-demo", "--workload", "wordpress/wordpress"]).unwrap();
+        assert_eq!(named.run.workload.as_deref(), Some("wordpress/wordpress"));
         assert!(Cli::try_parse_from(["bakery-demo", "--scenario", "a", "--scenario-file", "b"]).is_err());
     }
 

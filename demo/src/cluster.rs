@@ -1,6 +1,8 @@
 //! Building the planned cluster on this machine, and taking it down again: namespaces, the LAN,
-//! routes, kube-proxy rules, cgroups, keepers, pods, per-node extras, the control plane (API double
-//! and collector), the agents and the proxy.
+//! routes, kube-proxy rules, cgroups, keepers, pods (the stand-ins, and nginx for an in-cluster
+//! proxy workload), per-node extras (burners that start with the load wait for
+//! [`Cluster::start_load_extras`]), the control plane (API double and collector), the agents and the
+//! outside proxy.
 //!
 //! The [`Cluster`] value owns everything it made; dropping it (normal exit, error, Ctrl-C) stops the
 //! processes in order (agents and collector with SIGTERM so the last samples are stored), deletes
@@ -18,7 +20,7 @@ use crate::plan::{
     APISERVER_PORT, COLLECTOR_PORT, LAN_BRIDGE, LAN_NETNS, LAN_PREFIX_LEN, NODE_NIC, Plan, PodPlan, Station,
     node_cgroup, node_system_cgroup,
 };
-use crate::scenario::{App, Entry, ProxyKind};
+use crate::scenario::{App, BurnStart, Entry, ProxyKind, WorkloadSpec};
 use crate::{Error, Result, kube_proxy, kube_state, nginx, otlp, sysfs};
 
 /// Where the other bakery binaries are.
@@ -106,6 +108,7 @@ pub struct Cluster {
     keepers: BTreeMap<String, Keeper>,
     pods: Vec<Proc>,
     extras: Vec<Proc>,
+    load_extras_started: bool,
     apiserver: Option<Proc>,
     collector: Option<Proc>,
     /// Carries the collector's OTLP out of the control namespace; outlives the collector, whose
@@ -144,6 +147,7 @@ impl Cluster {
             keepers: BTreeMap::new(),
             pods: Vec::new(),
             extras: Vec::new(),
+            load_extras_started: false,
             apiserver: None,
             collector: None,
             otlp_relay: None,
@@ -168,9 +172,13 @@ impl Cluster {
         self.make_network()?;
         self.make_cgroups()?;
         self.start_keepers()?;
-        progress("starting the pods (WordPress and MySQL stand-ins)");
+        progress(if self.plan.scenario.relay().is_some() {
+            "starting the pods (WordPress and MySQL stand-ins, nginx as the in-cluster proxy)"
+        } else {
+            "starting the pods (WordPress and MySQL stand-ins)"
+        });
         self.start_pods()?;
-        self.start_extras()?;
+        self.start_extras(false)?;
         progress("starting the control plane (collector) and one agent per node");
         self.start_control(options.otlp.as_ref())?;
         if options.agents {
@@ -359,74 +367,161 @@ impl Cluster {
     fn start_pods(&mut self) -> Result<()> {
         let plan = self.plan.clone();
         let demo = self.binaries.demo.display().to_string();
-        // Databases first: web pods query them from their first request.
+        // Databases first: web pods query them from their first request; proxies last.
         let mut order: Vec<&PodPlan> = plan.pods.iter().collect();
-        order.sort_by_key(|p| p.app != App::Database);
+        order.sort_by_key(|p| match p.app {
+            App::Database => 0,
+            App::Web => 1,
+            App::Proxy => 2,
+        });
         for pod in order {
             let Some(spec) = plan.scenario.workload(&pod.workload) else { continue };
-            let mut command = vec![demo.clone()];
-            match pod.app {
-                App::Web => {
-                    command.extend(["web".into(), "--listen".into(), format!("0.0.0.0:{}", pod.port)]);
-                    command.extend([
-                        "--cpu-ms".into(),
-                        spec.cpu_ms.to_string(),
-                        "--response-bytes".into(),
-                        spec.response_bytes.to_string(),
-                    ]);
-                    command.extend(["--pod-name".into(), pod.name.clone()]);
-                    command.extend(["--stats".into(), self.stats_file(pod).display().to_string()]);
-                    if let Some(database) = spec.database.as_ref().and_then(|d| plan.service(d)) {
-                        command.extend(["--database".into(), format!("{}:{}", database.cluster_ip, database.port)]);
-                        command.extend(["--queries".into(), spec.queries_per_request.to_string()]);
-                    }
-                }
-                App::Database => {
-                    command.extend(["database".into(), "--listen".into(), format!("0.0.0.0:{}", pod.port)]);
-                    command.extend([
-                        "--cpu-ms".into(),
-                        spec.cpu_ms.to_string(),
-                        "--wait-ms".into(),
-                        spec.query_wait_ms.to_string(),
-                    ]);
-                    command.extend(["--response-bytes".into(), spec.response_bytes.to_string()]);
-                }
-            }
             let node = &plan.nodes[pod.node_index];
-            let args = self.keeper(&node.netns)?.enter_args(
-                Some(&pod.netns),
-                self.layout.dirs(&pod.container_cgroup()),
-                command,
-            );
-            let proc = Proc::spawn(
-                &pod.name,
-                &self.binaries.demo,
-                &args,
-                Output::Lines { log: self.log(&pod.name) },
-                false,
-                true,
-            )?;
-            proc.wait_for_line(&format!("{} to listen", pod.name), Duration::from_secs(10), |l| {
-                l.starts_with("listening")
-            })?;
+            let cgroups = self.layout.dirs(&pod.container_cgroup());
+            let proc = match pod.app {
+                App::Proxy => {
+                    // Nginx Proxy Manager's proxy host: nginx in the pod, relaying to the upstream
+                    // workload's ClusterIP, so kube-proxy on this pod's node picks a web pod.
+                    let upstream = spec
+                        .upstream
+                        .as_ref()
+                        .and_then(|u| plan.service(u))
+                        .ok_or_else(|| Error::Io(format!("{}: no Service for its upstream", pod.name)))?;
+                    let dir = self.run_dir.join("nginx").join(&pod.name);
+                    let config = nginx::config(
+                        &dir,
+                        std::net::SocketAddrV4::new(pod.address, pod.port),
+                        std::net::SocketAddrV4::new(upstream.cluster_ip, upstream.port),
+                        spec.upstream_keepalive,
+                    );
+                    self.start_nginx(&pod.name, &dir, &config, &node.netns, Some(&pod.netns), cgroups)?
+                }
+                App::Web | App::Database => {
+                    let mut command = vec![demo.clone()];
+                    command.extend(self.stand_in_args(pod, spec));
+                    let args = self.keeper(&node.netns)?.enter_args(Some(&pod.netns), cgroups, command);
+                    let proc = Proc::spawn(
+                        &pod.name,
+                        &self.binaries.demo,
+                        &args,
+                        Output::Lines { log: self.log(&pod.name) },
+                        false,
+                        true,
+                    )?;
+                    proc.wait_for_line(&format!("{} to listen", pod.name), Duration::from_secs(10), |l| {
+                        l.starts_with("listening")
+                    })?;
+                    proc
+                }
+            };
             self.pods.push(proc);
         }
         Ok(())
     }
 
-    fn start_extras(&mut self) -> Result<()> {
+    /// The `bakery-demo` subcommand and flags of a web or database pod's stand-in.
+    fn stand_in_args(&self, pod: &PodPlan, spec: &WorkloadSpec) -> Vec<String> {
+        let listen = format!("0.0.0.0:{}", pod.port);
+        let mut args: Vec<String> = Vec::new();
+        if pod.app == App::Database {
+            args.extend(["database".into(), "--listen".into(), listen]);
+            args.extend([
+                "--cpu-ms".into(),
+                spec.cpu_ms.to_string(),
+                "--wait-ms".into(),
+                spec.query_wait_ms.to_string(),
+            ]);
+            args.extend(["--response-bytes".into(), spec.response_bytes.to_string()]);
+            return args;
+        }
+        args.extend(["web".into(), "--listen".into(), listen]);
+        args.extend([
+            "--cpu-ms".into(),
+            spec.cpu_ms.to_string(),
+            "--response-bytes".into(),
+            spec.response_bytes.to_string(),
+        ]);
+        args.extend(["--pod-name".into(), pod.name.clone()]);
+        args.extend(["--stats".into(), self.stats_file(pod).display().to_string()]);
+        if let Some(database) = spec.database.as_ref().and_then(|d| self.plan.service(d)) {
+            args.extend(["--database".into(), format!("{}:{}", database.cluster_ip, database.port)]);
+            args.extend(["--queries".into(), spec.queries_per_request.to_string()]);
+        }
+        args
+    }
+
+    /// Starts Debian's nginx with `config` (written to `dir`, where it keeps everything) in
+    /// `netns`'s keeper (the node's, or the proxy station's), inside `pod_netns` and `cgroups` for a
+    /// pod; returns once it has written its pid file, which nginx does after opening its listening
+    /// sockets.
+    fn start_nginx(
+        &self,
+        name: &str,
+        dir: &Path,
+        config: &str,
+        netns: &str,
+        pod_netns: Option<&str>,
+        cgroups: Vec<PathBuf>,
+    ) -> Result<Proc> {
+        let nginx = self
+            .binaries
+            .nginx
+            .clone()
+            .ok_or_else(|| Error::Io("nginx is not installed (apt-get install nginx)".into()))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+        let config_path = dir.join("nginx.conf");
+        std::fs::write(&config_path, config)
+            .map_err(|e| Error::Io(format!("writing {}: {e}", config_path.display())))?;
+        let command = vec![
+            nginx.display().to_string(),
+            "-c".into(),
+            config_path.display().to_string(),
+            "-p".into(),
+            format!("{}/", dir.display()),
+            "-e".into(),
+            dir.join("nginx-error.log").display().to_string(),
+        ];
+        let args = self.keeper(netns)?.enter_args(pod_netns, cgroups, command);
+        let mut proxy = Proc::spawn(name, &self.binaries.demo, &args, Output::Log(self.log(name)), false, true)?;
+        let pid_file = dir.join("nginx.pid");
+        let started = Instant::now();
+        while !pid_file.is_file() {
+            if !proxy.running() || started.elapsed() > Duration::from_secs(10) {
+                let error_log = std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
+                return Err(proxy.with_log(Error::Io(format!("{name} (nginx) did not start: {}", error_log.trim()))));
+            }
+            host::pause(Duration::from_millis(20));
+        }
+        Ok(proxy)
+    }
+
+    /// Starts the burners that wait for the load (`burn_starts = "with-load"`, the default);
+    /// returns what it started. Once: a second call starts nothing.
+    pub fn start_load_extras(&mut self) -> Result<Vec<String>> {
+        if self.load_extras_started {
+            return Ok(Vec::new());
+        }
+        self.load_extras_started = true;
+        self.start_extras(true)
+    }
+
+    /// Starts the per-node extras that start at boot (`with_load` false) or with the load (true);
+    /// returns their names.
+    fn start_extras(&mut self, with_load: bool) -> Result<Vec<String>> {
         let plan = self.plan.clone();
         let demo = self.binaries.demo.display().to_string();
+        let mut started = Vec::new();
         for (node, spec) in plan.nodes.iter().zip(&plan.scenario.nodes) {
             let cgroups = self.layout.dirs(&node_system_cgroup(&node.name));
             let mut commands = Vec::new();
-            if spec.extras.burn_cores > 0.0 {
+            let burner_now = (spec.extras.burn_starts == BurnStart::WithLoad) == with_load;
+            if spec.extras.burn_cores > 0.0 && burner_now {
                 commands.push((
                     "burn",
                     vec![demo.clone(), "burn".into(), "--cores".into(), spec.extras.burn_cores.to_string()],
                 ));
             }
-            if spec.extras.memory_hog_mib > 0 {
+            if spec.extras.memory_hog_mib > 0 && !with_load {
                 commands.push((
                     "hog",
                     vec![demo.clone(), "hog".into(), "--mib".into(), spec.extras.memory_hog_mib.to_string()],
@@ -447,9 +542,10 @@ impl Cluster {
                     l.starts_with("burning") || l.starts_with("holding")
                 })?;
                 self.extras.push(proc);
+                started.push(name);
             }
         }
-        Ok(())
+        Ok(started)
     }
 
     /// The sys root of a node's agent: the real `/sys`, or an overlay with the node's thermals.
@@ -601,44 +697,16 @@ impl Cluster {
     }
 
     fn start_proxy(&mut self) -> Result<()> {
-        let nginx = self
-            .binaries
-            .nginx
-            .clone()
-            .ok_or_else(|| Error::Io("nginx is not installed (apt-get install nginx)".into()))?;
-        let dir = self.run_dir.join("nginx");
-        let served = self.plan.scenario.served();
+        let dir = self.run_dir.join("nginx").join("outside");
+        let entry = self.plan.scenario.entry_workload();
         let config = nginx::config(
             &dir,
-            self.plan.proxy.address,
-            self.plan.load_balancer_ip,
-            served.port(),
+            std::net::SocketAddrV4::new(self.plan.proxy.address, 80),
+            std::net::SocketAddrV4::new(self.plan.load_balancer_ip, entry.port()),
             self.plan.scenario.proxy.upstream_keepalive,
         );
-        let config_path = dir.join("nginx.conf");
-        std::fs::write(&config_path, config)
-            .map_err(|e| Error::Io(format!("writing {}: {e}", config_path.display())))?;
-        let command = vec![
-            nginx.display().to_string(),
-            "-c".into(),
-            config_path.display().to_string(),
-            "-p".into(),
-            format!("{}/", dir.display()),
-            "-e".into(),
-            dir.join("nginx-error.log").display().to_string(),
-        ];
-        let args = self.keeper(&self.plan.proxy.netns)?.enter_args(None, Vec::new(), command);
-        let mut proxy = Proc::spawn("nginx", &self.binaries.demo, &args, Output::Log(self.log("nginx")), false, true)?;
-        let pid_file = dir.join("nginx.pid");
-        let started = Instant::now();
-        while !pid_file.is_file() {
-            if !proxy.running() || started.elapsed() > Duration::from_secs(10) {
-                let error_log = std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
-                return Err(proxy.with_log(Error::Io(format!("nginx did not start: {}", error_log.trim()))));
-            }
-            host::pause(Duration::from_millis(20));
-        }
-        self.proxy = Some(proxy);
+        let netns = self.plan.proxy.netns.clone();
+        self.proxy = Some(self.start_nginx("nginx", &dir, &config, &netns, None, Vec::new())?);
         Ok(())
     }
 
@@ -658,7 +726,9 @@ impl Cluster {
     pub fn target_url(&self) -> String {
         match self.plan.scenario.proxy.kind {
             ProxyKind::Nginx => format!("http://{}/", self.plan.proxy.address),
-            ProxyKind::None => format!("http://{}:{}/", self.plan.load_balancer_ip, self.plan.scenario.served().port()),
+            ProxyKind::None => {
+                format!("http://{}:{}/", self.plan.load_balancer_ip, self.plan.scenario.entry_workload().port())
+            }
         }
     }
 
@@ -763,8 +833,8 @@ fn wait_for_file(process: &mut Proc, file: &Path, timeout: Duration) -> Result<(
     Ok(())
 }
 
-/// The flags this collector build's `serve` accepts (the Kubernetes watch and the windows came
-/// with issue 4), from its help.
+/// The flags this collector build's `serve` accepts (older builds lack the Kubernetes watch and
+/// the windows), from its help.
 fn collector_flags(collector: &Path) -> String {
     std::process::Command::new(collector)
         .args(["serve", "--help"])

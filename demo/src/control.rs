@@ -130,7 +130,8 @@ impl ControlLink {
         self.call(async |client| Ok(client.pods(PodsRequest {}).await?.into_inner()))
     }
 
-    /// Opens a load-test window on the collector (issue 4); `workload` is `namespace/name`.
+    /// Opens a load-test window on the collector; `workload` is `namespace/name`, or empty to let the
+    /// collector choose the workload under test.
     pub fn start_window(&self, name: &str, workload: &str) -> Result<Window> {
         let request = StartWindowRequest { name: name.to_string(), workload: workload.to_string() };
         self.call(async move |client| {

@@ -1,32 +1,61 @@
-//! From the report the collector stored for the load-test window (its verdicts and its analysis
-//! of the whole window) to the demo's verdict lines and per-node shares, and whether the verdicts
-//! are the ones the scenario expects. Pure: the diagnosis itself is the collector's.
+//! From the report the collector stored for the load-test window (its verdicts, its analysis of the
+//! whole window and the workload it put under test) to the demo's verdict lines and per-node shares,
+//! and whether the run matches the scenario's expectation. Pure: the diagnosis itself is the
+//! collector's.
+//!
+//! MATCH is strict: the collector chose the Service's web workload, and the set of (node, cause)
+//! verdicts active for at least [`MIN_ACTIVE_MS`] of the window is exactly the expected set. Shorter
+//! verdicts are reported apart and do not count either way. What the demo expects is worked out
+//! from the plan and from the web pods' own counts, never from the diagnosis crate's model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use bakery_diagnosis::{Cause, Signal, WindowReport, WorkloadRef, WorkloadUnderTest};
+use bakery_diagnosis::{Cause, Signal, WindowReport};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::Plan;
 use crate::scenario::{Expectation, ExpectedNode};
 
-/// The workload under test: the Service's workload, its ready endpoints per node.
-pub fn workload_under_test(plan: &Plan) -> WorkloadUnderTest {
-    let served = plan.scenario.served();
-    let mut ready_endpoints = BTreeMap::new();
-    for pod in plan.endpoints() {
-        *ready_endpoints.entry(pod.node.clone()).or_insert(0u32) += 1;
+/// A verdict must hold this long inside the window to be the diagnosis: the detector raises one
+/// after 3 consecutive evaluations, so this is one that was raised and stayed for as long again.
+pub const MIN_ACTIVE_MS: i64 = 3_000;
+
+/// A node holding at least this multiple of its expected share of the connections is the one they
+/// pinned to.
+pub const PINNED_RATIO: f64 = 2.0;
+
+/// The web workload's ready endpoints per node, as the plan places them (every pod is ready once the
+/// demo starts the load).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoints(BTreeMap<String, u32>);
+
+impl Endpoints {
+    pub fn of(plan: &Plan) -> Self {
+        let mut endpoints = BTreeMap::new();
+        for pod in plan.endpoints() {
+            *endpoints.entry(pod.node.clone()).or_insert(0u32) += 1;
+        }
+        Self(endpoints)
     }
-    WorkloadUnderTest { workload: workload_ref(plan, &served.name), ready_endpoints, service: None, relay: None }
+
+    pub fn on(&self, node: &str) -> u32 {
+        self.0.get(node).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u32 {
+        self.0.values().sum()
+    }
+
+    /// A node's expected share of the load: its endpoints over all.
+    pub fn share(&self, node: &str) -> f64 {
+        f64::from(self.on(node)) / f64::from(self.total().max(1))
+    }
 }
 
-fn workload_ref(plan: &Plan, name: &str) -> WorkloadRef {
-    let spec = plan.scenario.workload(name);
-    WorkloadRef::new(
-        spec.map_or("Deployment", |w| w.kind.name()),
-        spec.map_or("default", |w| w.namespace.as_str()),
-        name,
-    )
+/// The web workload the load is for, as the collector names workloads (`Kind/namespace/name`).
+pub fn expected_workload(plan: &Plan) -> String {
+    let served = plan.scenario.served();
+    format!("{}/{}/{}", served.kind.name(), served.namespace, served.name)
 }
 
 /// One verdict as the demo reports it.
@@ -36,36 +65,65 @@ pub struct ReportedVerdict {
     pub cause: Cause,
     pub confidence: f64,
     pub summary: String,
+    /// The verdict's evidence, one `name = value unit` each.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// What the verdict rests on, as the collector read it from the cluster (the Service, the
+    /// MetalLB status naming the announcer, ...), one line each.
+    #[serde(default)]
+    pub read: Vec<String>,
     pub next_step: String,
-    /// Seconds the verdict was active inside the window.
+    /// Seconds the verdict was active inside the window (over all the times it was raised).
     pub active_seconds: f64,
 }
 
-/// The verdicts of a window report that were active for at least `min_active_ms` inside the
-/// window: a verdict that flickers for a second while the load ramps up is not the diagnosis.
-pub fn window_verdicts(report: &WindowReport, min_active_ms: i64) -> Vec<ReportedVerdict> {
-    let mut verdicts: Vec<ReportedVerdict> = report
-        .verdicts
-        .iter()
-        .map(|v| {
-            let end = v.cleared_ms.unwrap_or(v.last_active_ms).min(report.window.end_ms);
-            let start = v.raised_ms.max(report.window.start_ms);
-            ReportedVerdict {
-                node: v.verdict.node.clone(),
-                cause: v.verdict.cause,
-                confidence: v.peak_confidence,
-                summary: v.verdict.summary.clone(),
-                next_step: v.verdict.next_step.clone(),
-                active_seconds: (end - start).max(0) as f64 / 1000.0,
-            }
+/// A window's verdicts, split at [`MIN_ACTIVE_MS`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowVerdicts {
+    /// Active for at least the minimum: the diagnosis. Longest first.
+    pub counted: Vec<ReportedVerdict>,
+    /// Active for less (a flicker while the load ramps up, say): reported, never counted.
+    pub brief: Vec<ReportedVerdict>,
+}
+
+/// The verdicts of a window report, one per (node, cause) with the time it was active inside the
+/// window summed over its raises, the longest-lived raise's words, and the highest confidence;
+/// split into those active for at least `min_active_ms` and the rest.
+pub fn window_verdicts(report: &WindowReport, min_active_ms: i64) -> WindowVerdicts {
+    let mut by_key: BTreeMap<(String, Cause), (i64, i64, ReportedVerdict)> = BTreeMap::new();
+    for v in &report.verdicts {
+        let end = v.cleared_ms.unwrap_or(v.last_active_ms).min(report.window.end_ms);
+        let start = v.raised_ms.max(report.window.start_ms);
+        let active_ms = (end - start).max(0);
+        let verdict = ReportedVerdict {
+            node: v.verdict.node.clone(),
+            cause: v.verdict.cause,
+            confidence: v.peak_confidence,
+            summary: v.verdict.summary.clone(),
+            evidence: v.verdict.evidence.iter().map(ToString::to_string).collect(),
+            read: v.verdict.read.clone(),
+            next_step: v.verdict.next_step.clone(),
+            active_seconds: 0.0,
+        };
+        let entry = by_key.entry((verdict.node.clone(), verdict.cause)).or_insert((0, -1, verdict.clone()));
+        entry.0 += active_ms;
+        let peak = entry.2.confidence.max(verdict.confidence);
+        if active_ms > entry.1 {
+            entry.1 = active_ms;
+            entry.2 = verdict;
+        }
+        entry.2.confidence = peak;
+    }
+    let mut all: Vec<ReportedVerdict> = by_key
+        .into_values()
+        .map(|(total_ms, _, mut verdict)| {
+            verdict.active_seconds = total_ms as f64 / 1000.0;
+            verdict
         })
-        .filter(|v| v.active_seconds * 1000.0 >= min_active_ms as f64)
         .collect();
-    // One line per node and cause, the longest-lived first.
-    verdicts.sort_by(|a, b| b.active_seconds.total_cmp(&a.active_seconds));
-    let mut seen = std::collections::BTreeSet::new();
-    verdicts.retain(|v| seen.insert((v.node.clone(), v.cause)));
-    verdicts
+    all.sort_by(|a, b| b.active_seconds.total_cmp(&a.active_seconds));
+    let (counted, brief) = all.into_iter().partition(|v| v.active_seconds * 1000.0 >= min_active_ms as f64);
+    WindowVerdicts { counted, brief }
 }
 
 /// One node's share of the load over the window.
@@ -75,14 +133,14 @@ pub struct NodeShare {
     pub role: String,
     /// Its share of the web workload's ready endpoints.
     pub expected_share: f64,
-    /// Its web pods' share of the workload's pod traffic (bytes), from the agents.
+    /// Its share of the pod traffic of the workload the collector put under test, from the agents.
     pub pod_traffic_share: Option<f64>,
     /// Its NIC's share of all nodes' NIC bytes, from the agents.
     pub nic_share: Option<f64>,
     pub nic_bytes_per_second: Option<f64>,
     /// NIC bytes its own pods do not account for (traffic forwarded for pods elsewhere).
     pub forwarded_bytes_per_second: Option<f64>,
-    /// Mean established inbound connections to its web pods.
+    /// Mean established inbound connections to the pods under test.
     pub connections: Option<f64>,
     pub pod_cpu_cores: Option<f64>,
     /// Requests its web pods answered, counted by the pods themselves.
@@ -91,10 +149,10 @@ pub struct NodeShare {
     pub accepted_connections: u64,
 }
 
-/// Per-node shares from the window's overall analysis and the pods' own counts.
+/// Per-node shares from the window's overall analysis and the web pods' own counts
+/// (`pod_counts`: requests and accepted connections per pod name).
 pub fn node_shares(plan: &Plan, report: &WindowReport, pod_counts: &BTreeMap<String, (u64, u64)>) -> Vec<NodeShare> {
-    let workload = workload_under_test(plan);
-    let total_endpoints = workload.total_endpoints().max(1) as f64;
+    let endpoints = Endpoints::of(plan);
     let overall = report.overall.as_ref();
     let nic_total: f64 = overall.map(|a| a.nodes.iter().filter_map(|n| n.value(Signal::Nic)).sum()).unwrap_or(0.0);
     plan.nodes
@@ -115,7 +173,7 @@ pub fn node_shares(plan: &Plan, report: &WindowReport, pod_counts: &BTreeMap<Str
             NodeShare {
                 node: node.name.clone(),
                 role: crate::plan::role_label(node.role).to_string(),
-                expected_share: f64::from(workload.endpoints_on(&node.name)) / total_endpoints,
+                expected_share: endpoints.share(&node.name),
                 pod_traffic_share,
                 nic_share: nic.filter(|_| nic_total > 0.0).map(|n| n / nic_total),
                 nic_bytes_per_second: nic,
@@ -129,76 +187,111 @@ pub fn node_shares(plan: &Plan, report: &WindowReport, pod_counts: &BTreeMap<Str
         .collect()
 }
 
+/// A verdict by what identifies it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct VerdictKey {
+    pub node: String,
+    pub cause: Cause,
+}
+
+impl std::fmt::Display for VerdictKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} - {}", self.node, self.cause)
+    }
+}
+
 /// What the scenario expected, resolved for this run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResolvedExpectation {
-    /// `None`: no hog.
-    pub hog: Option<(String, Cause)>,
+    /// Exactly these verdicts; none for "no hog".
+    pub verdicts: Vec<VerdictKey>,
     /// How a `pinned` node was resolved, for the report.
-    pub note: Option<String>,
+    pub notes: Vec<String>,
 }
 
 /// Resolves `expect` for this run. `pinned` needs the web pods' accepted connections during the
-/// load, per node: the node holding at least twice its expected share of them is the one the
-/// connections pinned to; when none does, the spread was too even to be a hog.
+/// load, per node: the node holding at least [`PINNED_RATIO`] times its expected share of them is
+/// the one the connections pinned to; when none does, the spread was too even to be a hog and
+/// the `pinned` verdicts are not expected.
 pub fn resolve(
     expect: &Expectation,
     plan: &Plan,
     load_connections_per_node: &BTreeMap<String, u64>,
 ) -> ResolvedExpectation {
-    match expect {
-        Expectation::NoHog(_) => ResolvedExpectation { hog: None, note: None },
-        Expectation::Hog { node: ExpectedNode::Named(node), cause } => {
-            ResolvedExpectation { hog: Some((node.clone(), *cause)), note: None }
-        }
-        Expectation::Hog { node: ExpectedNode::Pinned(_), cause } => {
-            let workload = workload_under_test(plan);
-            let total: u64 = load_connections_per_node.values().sum();
-            let total_endpoints = workload.total_endpoints().max(1) as f64;
-            let spread: Vec<String> = load_connections_per_node.iter().map(|(node, n)| format!("{node} {n}")).collect();
-            let pinned = load_connections_per_node
-                .iter()
-                .filter(|(_, n)| total > 0 && **n > 0)
-                .map(|(node, n)| {
-                    let expected = f64::from(workload.endpoints_on(node)) / total_endpoints;
-                    let share = *n as f64 / total as f64;
-                    (node, if expected > 0.0 { share / expected } else { f64::INFINITY })
-                })
-                .filter(|(_, ratio)| *ratio >= 2.0)
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            match pinned {
-                Some((node, ratio)) => ResolvedExpectation {
-                    hog: Some((node.clone(), *cause)),
-                    note: Some(format!(
-                        "connections pinned this run: {} ({node} holds {ratio:.2}x its expected share)",
-                        spread.join(", ")
-                    )),
-                },
-                None => ResolvedExpectation {
-                    hog: None,
-                    note: Some(format!(
-                        "connections spread this run: {}; no node holds twice its share, so no hog is expected (run again to re-roll)",
-                        spread.join(", ")
-                    )),
-                },
-            }
+    let mut resolved = ResolvedExpectation::default();
+    let mut pinned_node = None;
+    if expect.verdicts.iter().any(|v| matches!(v.node, ExpectedNode::Pinned(_))) {
+        let endpoints = Endpoints::of(plan);
+        let total: u64 = load_connections_per_node.values().sum();
+        let spread: Vec<String> = load_connections_per_node.iter().map(|(node, n)| format!("{node} {n}")).collect();
+        let pinned = load_connections_per_node
+            .iter()
+            .filter(|(_, n)| total > 0 && **n > 0)
+            .map(|(node, n)| {
+                let expected = endpoints.share(node);
+                let share = *n as f64 / total as f64;
+                (node, if expected > 0.0 { share / expected } else { f64::INFINITY })
+            })
+            .filter(|(_, ratio)| *ratio >= PINNED_RATIO)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        resolved.notes.push(match pinned {
+            Some((node, ratio)) => format!(
+                "connections pinned this run: {} ({node} holds {ratio:.2}x its expected share)",
+                spread.join(", ")
+            ),
+            None => format!(
+                "connections spread this run: {}; no node holds twice its share, so no pinned hog is expected (run again to re-roll)",
+                spread.join(", ")
+            ),
+        });
+        pinned_node = pinned.map(|(node, _)| node.clone());
+    }
+    let mut verdicts = BTreeSet::new();
+    for expected in &expect.verdicts {
+        let node = match &expected.node {
+            ExpectedNode::Named(node) => Some(node.clone()),
+            ExpectedNode::Pinned(_) => pinned_node.clone(),
+        };
+        if let Some(node) = node {
+            verdicts.insert(VerdictKey { node, cause: expected.cause });
         }
     }
+    resolved.verdicts = verdicts.into_iter().collect();
+    resolved
 }
 
-/// Whether the verdicts match: the expected (node, cause) is among them and every verdict is about
-/// that node; or, with no hog expected, there is no verdict.
-pub fn matches(expected: &ResolvedExpectation, verdicts: &[ReportedVerdict]) -> bool {
-    match &expected.hog {
-        None => verdicts.is_empty(),
-        Some((node, cause)) => {
-            verdicts.iter().any(|v| &v.node == node && v.cause == *cause) && verdicts.iter().all(|v| &v.node == node)
+/// Why a run does not match, one line each; empty when it matches: the collector put
+/// `expected_workload` under test (`chosen`), and the counted verdicts are exactly the expected set.
+pub fn differences(
+    expected: &ResolvedExpectation,
+    counted: &[ReportedVerdict],
+    chosen: Option<&str>,
+    expected_workload: &str,
+) -> Vec<String> {
+    let mut differences = Vec::new();
+    match chosen {
+        Some(chosen) if chosen == expected_workload => {}
+        Some(chosen) => {
+            differences.push(format!("the collector put {chosen} under test, not the Service's {expected_workload}"))
         }
+        None => differences.push(format!("the collector put no workload under test (expected {expected_workload})")),
     }
+    let wanted: BTreeSet<&VerdictKey> = expected.verdicts.iter().collect();
+    let got: BTreeSet<VerdictKey> =
+        counted.iter().map(|v| VerdictKey { node: v.node.clone(), cause: v.cause }).collect();
+    for missing in wanted.iter().filter(|k| !got.contains(**k)) {
+        differences.push(format!("missing: {missing}"));
+    }
+    for extra in got.iter().filter(|k| !wanted.contains(k)) {
+        differences.push(format!("not expected: {extra}"));
+    }
+    differences
 }
 
 #[cfg(test)]
 mod tests {
+    use bakery_diagnosis::report::ReportedVerdict as StoredVerdict;
+
     use super::*;
     use crate::scenario::Scenario;
 
@@ -212,24 +305,54 @@ mod tests {
             cause,
             confidence: 0.8,
             summary: String::new(),
+            evidence: Vec::new(),
+            read: Vec::new(),
             next_step: String::new(),
             active_seconds: 5.0,
         }
     }
 
+    fn key(node: &str, cause: Cause) -> VerdictKey {
+        VerdictKey { node: node.into(), cause }
+    }
+
+    const WORDPRESS: &str = "Deployment/wordpress/wordpress";
+
     #[test]
-    fn expectations_match_only_the_named_node() {
-        let expected = ResolvedExpectation { hog: Some(("master-02".into(), Cause::IngressConcentration)), note: None };
-        assert!(matches(&expected, &[verdict("master-02", Cause::IngressConcentration)]));
-        assert!(!matches(&expected, &[verdict("master-01", Cause::IngressConcentration)]));
-        assert!(!matches(&expected, &[]));
-        assert!(!matches(
-            &expected,
-            &[verdict("master-02", Cause::IngressConcentration), verdict("worker-01", Cause::ConnectionPinning)]
-        ));
-        let none = ResolvedExpectation { hog: None, note: None };
-        assert!(matches(&none, &[]));
-        assert!(!matches(&none, &[verdict("worker-01", Cause::PodConcentration)]));
+    fn a_match_is_exactly_the_expected_set_and_the_expected_workload() {
+        let expected =
+            ResolvedExpectation { verdicts: vec![key("master-02", Cause::IngressConcentration)], notes: vec![] };
+        let matches = |verdicts: &[ReportedVerdict], chosen: Option<&str>| {
+            differences(&expected, verdicts, chosen, WORDPRESS).is_empty()
+        };
+        let right = [verdict("master-02", Cause::IngressConcentration)];
+        assert!(matches(&right, Some(WORDPRESS)));
+        assert!(!matches(&right, Some("Deployment/npm/nginx-proxy-manager")), "another workload under test");
+        assert!(!matches(&right, None));
+        assert!(!matches(&[verdict("master-01", Cause::IngressConcentration)], Some(WORDPRESS)));
+        assert!(!matches(&[], Some(WORDPRESS)));
+        let extra = [verdict("master-02", Cause::IngressConcentration), verdict("master-02", Cause::UnattributedCpu)];
+        assert_eq!(
+            differences(&expected, &extra, Some(WORDPRESS), WORDPRESS),
+            ["not expected: master-02 - unattributed-cpu"],
+            "another cause on the same node is a mismatch too"
+        );
+        let none = ResolvedExpectation::default();
+        assert!(differences(&none, &[], Some(WORDPRESS), WORDPRESS).is_empty());
+        assert_eq!(
+            differences(&none, &[verdict("worker-01", Cause::PodConcentration)], Some(WORDPRESS), WORDPRESS),
+            ["not expected: worker-01 - pod-concentration"]
+        );
+        let two = ResolvedExpectation {
+            verdicts: vec![key("master-03", Cause::IngressConcentration), key("worker-01", Cause::PodConcentration)],
+            notes: vec![],
+        };
+        let both = [verdict("worker-01", Cause::PodConcentration), verdict("master-03", Cause::IngressConcentration)];
+        assert!(differences(&two, &both, Some(WORDPRESS), WORDPRESS).is_empty(), "order does not matter");
+        assert_eq!(
+            differences(&two, &both[..1], Some(WORDPRESS), WORDPRESS),
+            ["missing: master-03 - ingress-concentration"]
+        );
     }
 
     #[test]
@@ -239,13 +362,65 @@ mod tests {
             BTreeMap::from([("master-02".to_string(), a), ("worker-01".to_string(), b), ("worker-02".to_string(), c)])
         };
         let resolved = resolve(&plan.scenario.expect, &plan, &spread(3, 1, 0));
-        assert_eq!(resolved.hog, Some(("master-02".to_string(), Cause::ConnectionPinning)));
+        assert_eq!(resolved.verdicts, [key("master-02", Cause::ConnectionPinning)]);
         let resolved = resolve(&plan.scenario.expect, &plan, &spread(0, 0, 4));
-        assert_eq!(resolved.hog, Some(("worker-02".to_string(), Cause::ConnectionPinning)));
+        assert_eq!(resolved.verdicts, [key("worker-02", Cause::ConnectionPinning)]);
         for even in [spread(2, 1, 1), spread(2, 2, 0)] {
             let resolved = resolve(&plan.scenario.expect, &plan, &even);
-            assert_eq!(resolved.hog, None, "{even:?}");
-            assert!(resolved.note.unwrap().contains("re-roll"));
+            assert_eq!(resolved.verdicts, [], "{even:?}");
+            assert!(resolved.notes[0].contains("re-roll"));
         }
+    }
+
+    #[test]
+    fn pinned_and_named_verdicts_resolve_together() {
+        let plan = plan("session-affinity");
+        let announcer = plan.scenario.announcer().unwrap().to_string();
+        let web: Vec<String> = plan.endpoints().iter().map(|p| p.node.clone()).collect();
+        let mut connections: BTreeMap<String, u64> = web.iter().map(|n| (n.clone(), 0)).collect();
+        connections.insert(web[1].clone(), 1_200);
+        let resolved = resolve(&plan.scenario.expect, &plan, &connections);
+        let mut wanted = vec![key(&announcer, Cause::IngressConcentration), key(&web[1], Cause::PodConcentration)];
+        wanted.sort();
+        assert_eq!(resolved.verdicts, wanted);
+    }
+
+    /// A verdict as the collector stores it, read from its JSON so that fields the diagnosis adds
+    /// take their defaults.
+    fn stored(node: &str, cause: Cause, raised_ms: i64, cleared_ms: Option<i64>) -> StoredVerdict {
+        serde_json::from_value(serde_json::json!({
+            "verdict": {
+                "node": node, "cause": cause, "confidence": 0.5, "since_ms": raised_ms, "first_seen_ms": raised_ms,
+                "subject": null, "summary": format!("{node} {cause} from {raised_ms}"), "evidence": [], "next_step": "",
+            },
+            "peak_confidence": 0.5,
+            "raised_ms": raised_ms,
+            "last_active_ms": cleared_ms.unwrap_or(30_000),
+            "cleared_ms": cleared_ms,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn short_verdicts_are_kept_apart_and_raises_of_one_verdict_add_up() {
+        let mut report: WindowReport = serde_json::from_value(serde_json::json!({
+            "window": { "name": "w", "start_ms": 10_000, "end_ms": 22_000 },
+            "signal": "pod-traffic", "overall": null, "series": [], "verdicts": [], "changes": []
+        }))
+        .unwrap();
+        report.verdicts = vec![
+            // Raised before the window: only its time inside counts (12 s).
+            stored("master-02", Cause::IngressConcentration, 5_000, None),
+            // A flicker while the load ramps up.
+            stored("worker-01", Cause::PodConcentration, 11_000, Some(12_500)),
+            // Raised twice for 2 s: 4 s in all.
+            stored("worker-02", Cause::UnattributedCpu, 12_000, Some(14_000)),
+            stored("worker-02", Cause::UnattributedCpu, 18_000, Some(20_000)),
+        ];
+        let verdicts = window_verdicts(&report, MIN_ACTIVE_MS);
+        let counted: Vec<(&str, f64)> = verdicts.counted.iter().map(|v| (v.node.as_str(), v.active_seconds)).collect();
+        assert_eq!(counted, [("master-02", 12.0), ("worker-02", 4.0)]);
+        let brief: Vec<(&str, f64)> = verdicts.brief.iter().map(|v| (v.node.as_str(), v.active_seconds)).collect();
+        assert_eq!(brief, [("worker-01", 1.5)]);
     }
 }

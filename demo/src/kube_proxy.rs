@@ -8,6 +8,8 @@
 //! * `KUBE-SEP-<id>-<n>` DNATs to one endpoint; with `sessionAffinity: ClientIP`, `-m recent --set`
 //!   records the client there and `KUBE-SVC` first sends a client seen within `timeoutSeconds`
 //!   (10800) back to the same endpoint (`--rcheck --reap`);
+//! * `KUBE-NODEPORTS` (the last rule of `KUBE-SERVICES`, for the node's own addresses) sends the
+//!   LoadBalancer Service's node port to its `KUBE-EXT` chain, as for the LoadBalancer IP;
 //! * `KUBE-EXT-<id>` handles external (LoadBalancer) traffic: with `externalTrafficPolicy: Cluster`
 //!   it marks the packet for masquerade and goes to `KUBE-SVC` (any endpoint, on any node); with
 //!   `Local` it goes to `KUBE-SVL-<id>` (this node's endpoints only, client address kept), or drops
@@ -31,7 +33,7 @@ const DROP_MARK: &str = "0x8000/0x8000";
 pub const AFFINITY_TIMEOUT_SECONDS: u32 = 10_800;
 
 /// The id in a workload's chain names: up to 12 characters, upper case.
-fn chain_id(workload: &str) -> String {
+pub fn chain_id(workload: &str) -> String {
     workload.chars().filter(char::is_ascii_alphanumeric).take(12).collect::<String>().to_ascii_uppercase()
 }
 
@@ -44,7 +46,10 @@ fn probability(endpoints_left: usize) -> String {
 pub fn rules(plan: &Plan, node: &NodePlan) -> String {
     let mut nat = String::new();
     let mut chains: Vec<String> =
-        ["KUBE-SERVICES", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", "KUBE-MARK-DROP"].map(String::from).to_vec();
+        ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", "KUBE-MARK-DROP"]
+            .map(String::from)
+            .to_vec();
+    let mut node_ports = String::new();
     let mut body = String::new();
     let _ = writeln!(body, "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
     let _ = writeln!(body, "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES");
@@ -55,7 +60,6 @@ pub fn rules(plan: &Plan, node: &NodePlan) -> String {
     let _ = writeln!(body, "-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000");
     let _ = writeln!(body, "-A KUBE-POSTROUTING -j MASQUERADE --random-fully");
 
-    let served = &plan.scenario.service.workload;
     let affinity = plan.scenario.service.session_affinity == SessionAffinity::ClientIp;
     for service in &plan.services {
         let id = chain_id(&service.workload);
@@ -69,7 +73,7 @@ pub fn rules(plan: &Plan, node: &NodePlan) -> String {
             service.cluster_ip, service.port
         );
         let sep_names: Vec<String> = (0..endpoints.len()).map(|n| format!("KUBE-SEP-{id}-{n}")).collect();
-        let is_served = &service.workload == served;
+        let is_served = service.load_balancer;
         let with_affinity = is_served && affinity;
         for (pod, sep) in endpoints.iter().zip(&sep_names) {
             chains.push(sep.clone());
@@ -97,6 +101,12 @@ pub fn rules(plan: &Plan, node: &NodePlan) -> String {
                 "-A KUBE-SERVICES -d {}/32 -p tcp -m comment --comment \"{name} loadbalancer IP\" -m tcp --dport {} -j {ext}",
                 plan.load_balancer_ip, service.port
             );
+            if let Some(node_port) = service.node_port {
+                let _ = writeln!(
+                    node_ports,
+                    "-A KUBE-NODEPORTS -p tcp -m comment --comment \"{name}\" -m tcp --dport {node_port} -j {ext}"
+                );
+            }
             match plan.scenario.service.external_traffic_policy {
                 TrafficPolicy::Cluster => {
                     let _ = writeln!(
@@ -123,6 +133,11 @@ pub fn rules(plan: &Plan, node: &NodePlan) -> String {
             }
         }
     }
+    let _ = writeln!(
+        body,
+        "-A KUBE-SERVICES -m comment --comment \"kubernetes service nodeports; NOTE: this must be the last rule in this chain\" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS"
+    );
+    body.push_str(&node_ports);
     nat.push_str("*nat\n");
     for chain in &chains {
         let _ = writeln!(nat, ":{chain} - [0:0]");
@@ -208,6 +223,26 @@ mod tests {
     }
 
     #[test]
+    fn the_node_port_leads_where_the_load_balancer_ip_does_on_every_node() {
+        let plan = plan("l2-ingress");
+        let node_port = plan.load_balancer().unwrap().node_port.unwrap();
+        for node in &plan.nodes {
+            let rules = rules(&plan, node);
+            let services = lines_of(&rules, "KUBE-SERVICES");
+            assert!(
+                services.last().unwrap().ends_with("--dst-type LOCAL -j KUBE-NODEPORTS"),
+                "the last rule: {services:?}"
+            );
+            assert_eq!(
+                lines_of(&rules, "KUBE-NODEPORTS"),
+                [format!(
+                    "-A KUBE-NODEPORTS -p tcp -m comment --comment \"wordpress/wordpress\" -m tcp --dport {node_port} -j KUBE-EXT-WORDPRESS"
+                )]
+            );
+        }
+    }
+
+    #[test]
     fn local_policy_serves_only_local_endpoints_and_drops_elsewhere() {
         let plan = plan("local-policy");
         let master_02 = plan.node("master-02").unwrap();
@@ -245,17 +280,39 @@ mod tests {
     }
 
     #[test]
+    fn behind_an_in_cluster_proxy_the_load_balancer_ip_leads_to_the_proxy_and_wordpress_has_a_cluster_ip() {
+        let plan = plan("in-cluster-proxy");
+        let relay = plan.scenario.relay().unwrap();
+        let id = chain_id(&relay.name);
+        let rules = rules(&plan, &plan.nodes[0]);
+        let lb = format!("-d {}/32 -p tcp", plan.load_balancer_ip);
+        let to_lb: Vec<&str> = lines_of(&rules, "KUBE-SERVICES").into_iter().filter(|l| l.contains(&lb)).collect();
+        assert_eq!(to_lb.len(), 1);
+        assert!(to_lb[0].ends_with(&format!("-j KUBE-EXT-{id}")), "{to_lb:?}");
+        let wordpress = plan.service("wordpress").unwrap();
+        assert!(!wordpress.load_balancer);
+        assert!(rules.contains(&format!("-d {}/32 -p tcp", wordpress.cluster_ip)));
+        assert!(!rules.contains(":KUBE-EXT-WORDPRESS "), "WordPress is reached through its ClusterIP only");
+    }
+
+    #[test]
     fn the_database_gets_a_cluster_ip_and_every_chain_is_declared() {
         let plan = plan("balanced");
         let rules = rules(&plan, &plan.nodes[3]);
         let mysql = plan.service("mysql").unwrap();
         assert!(rules.contains(&format!("-d {}/32 -p tcp", mysql.cluster_ip)));
-        for line in rules.lines().filter(|l| l.starts_with("-A ")) {
-            let chain = line.split_whitespace().nth(1).unwrap();
-            let builtin = ["PREROUTING", "OUTPUT", "POSTROUTING", "INPUT", "FORWARD"].contains(&chain);
-            assert!(builtin || rules.contains(&format!(":{chain} - [0:0]")), "{chain} is not declared");
-            assert!(chain.len() <= 28, "{chain}");
+        for (name, _) in crate::scenario::SHIPPED {
+            let plan = self::plan(name);
+            for node in &plan.nodes {
+                let rules = super::rules(&plan, node);
+                for line in rules.lines().filter(|l| l.starts_with("-A ")) {
+                    let chain = line.split_whitespace().nth(1).unwrap();
+                    let builtin = ["PREROUTING", "OUTPUT", "POSTROUTING", "INPUT", "FORWARD"].contains(&chain);
+                    assert!(builtin || rules.contains(&format!(":{chain} - [0:0]")), "{name}: {chain} is not declared");
+                    assert!(chain.len() <= 28, "{chain}");
+                }
+                assert_eq!(rules.matches("COMMIT").count(), 2);
+            }
         }
-        assert_eq!(rules.matches("COMMIT").count(), 2);
     }
 }

@@ -1,7 +1,7 @@
-//! bakery-demo: the mini-bakery, a five-node cluster made of kernel namespaces on one machine, with
-//! real processes, real packets, kube-proxy-style iptables load balancing, a real nginx and real
-//! oha, and bakery (one agent per node, the collector, bakery-top) finding the node that takes more
-//! than its share.
+//! bakery-demo: the mini-bakery, a cluster of 1 to 12 nodes (five in most scenarios) made of kernel
+//! namespaces on one machine, with real processes, real packets, kube-proxy-style iptables load
+//! balancing, a real nginx and real oha, and bakery (one agent per node, the collector, bakery-top)
+//! finding the node that takes more than its share.
 //!
 //! # The cluster
 //!
@@ -11,7 +11,7 @@
 //!  control ───────┘         ├── master-02 (.12)   pods 198.19.2.0/24   LoadBalancer IP .100 (L2)
 //!  (collector, API double)  ├── master-03 (.13)   ...
 //!                           ├── worker-01 (.14)   (node k in scenario order: .11 + k,
-//!                           └── worker-02 (.15)    pods 198.19.(k + 1).0/24)
+//!                           └── worker-02 (.15)    pods 198.19.(k + 1).0/24; up to 12 nodes)
 //! ```
 //!
 //! * **A node** is a network namespace (`bkd-n-<node>`) with a veth `eth0` on the LAN bridge, IP
@@ -25,23 +25,32 @@
 //!   (`eth0` in the pod, `veth<8 hex>` on the node, Calico style: a /32 and a route each way), its
 //!   process in the node's PID namespace and in a kubepods cgroup under the node's own subtree,
 //!   `bakery-demo/<node>/kubepods/besteffort/pod<uid>/<container>`, which the agent recognises
-//!   because it finds the kubepods level anywhere in a cgroup path. The WordPress stand-in burns
-//!   real CPU per request, queries the MySQL stand-in through its ClusterIP, and returns a ~50 KB
-//!   page ([`stand_ins`]).
-//! * **The Service**: a ClusterIP per workload and a LoadBalancer IP for the web workload, with
-//!   kube-proxy's DNAT chains on every node (random per connection, `-m recent` for ClientIP
-//!   affinity, Local or Cluster external traffic policy with masquerade). MetalLB L2 is the
-//!   LoadBalancer IP as a secondary address of the announcer's `eth0` (it answers ARP); MetalLB BGP
-//!   is an ECMP route in the proxy's and client's namespaces over the entry nodes, hashing the
-//!   5-tuple, so each connection picks a node.
-//! * **The proxy**: Debian's nginx in `bkd-proxy`, configured in the run directory ([`nginx`]),
-//!   without upstream keep-alive unless the scenario asks.
-//! * **Control**: the collector (and the Kubernetes API double, serving the cluster as the API
-//!   would, [`kube_state`]) in `bkd-control`, on the LAN only; the demo talks to it from a thread
-//!   inside that namespace ([`control`]), so nothing listens on or is added to the root namespace.
-//! * **Per-node extras**: CPU burned and memory held by processes outside every pod (in the node's
-//!   `system` cgroup), and a sysfs overlay ([`sysfs`]) with a hot, throttled Pi 5's thermal zone,
-//!   frequencies and `get_throttled` for that node's agent (`--sys-root`).
+//!   because it finds the kubepods level anywhere in a cgroup path. A node may run several replicas
+//!   of a workload. The WordPress stand-in burns real CPU per request, queries the MySQL stand-in
+//!   through its ClusterIP, and returns a ~50 KB page ([`stand_ins`]). A proxy workload (as Nginx
+//!   Proxy Manager runs in the reference cluster) is Debian's nginx in its pod, relaying every
+//!   request to its upstream web workload's ClusterIP ([`nginx`]).
+//! * **The Services**: a ClusterIP Service per workload, and `[service]` as the LoadBalancer
+//!   Service of the web workload or of the in-cluster proxy in front of it, with kube-proxy's DNAT
+//!   chains on every node (random per connection, `-m recent` for ClientIP affinity, Local or
+//!   Cluster external traffic policy with masquerade, the node port). MetalLB L2 is the
+//!   LoadBalancer IP as a secondary address of the named announcer's `eth0` (it answers ARP);
+//!   MetalLB BGP is an ECMP route in the proxy's and client's namespaces over the entry nodes,
+//!   hashing the 5-tuple, so each connection picks a node.
+//! * **The outside proxy**: Debian's nginx in `bkd-proxy`, configured in the run directory
+//!   ([`nginx`]), without upstream keep-alive unless the scenario asks; or none, and oha goes
+//!   straight at the LoadBalancer IP.
+//! * **Control**: the collector and the Kubernetes API double in `bkd-control`, on the LAN only;
+//!   the double serves the cluster exactly as the API would ([`kube_state`]): Nodes, Pods,
+//!   ReplicaSets, EndpointSlices, the Services with every field the API server sets, and MetalLB's
+//!   objects (address pool, advertisement, and the status objects naming the nodes that announce
+//!   the IP) unless the scenario says MetalLB is not installed. The demo talks to the collector from
+//!   a thread inside that namespace ([`control`]), so nothing listens on or is added to the root
+//!   namespace.
+//! * **Per-node extras**: CPU burned (from the load's start, or from boot) and memory held (from
+//!   boot) by processes outside every pod (in the node's `system` cgroup), and a sysfs overlay
+//!   ([`sysfs`]) with a hot, throttled Pi 5's thermal zone, frequencies and `get_throttled` for
+//!   that node's agent (`--sys-root`).
 //! * **Node memory**: a node's `memory_mib` is the memory limit of its cgroup `bakery-demo/<node>`.
 //!
 //! Every address is in 198.18.0.0/15 and lives only in namespaces the demo made; every name starts
@@ -51,11 +60,17 @@
 //!
 //! # A run
 //!
-//! [`run::Demo::start`] builds the cluster ([`cluster`]) and starts bakery, [`run::Demo::run_load`]
-//! opens a load-test window on the collector and runs oha from the client namespace, then the
-//! report the collector stored for the window names the node and the cause ([`diagnose`]);
-//! [`run::Demo::finish`] stops bakery, checks what the collector stored (`inspect`) and removes
-//! everything. The scenario's expected verdict decides the exit code ([`scenario`], [`report`]).
+//! [`run::Demo::start`] builds the cluster ([`cluster`]), starts bakery and lets it watch the idle
+//! cluster for [`run::warm_up`] (the diagnosis learns each node's own baseline outside windows, as a
+//! collector in a real cluster has long done). [`run::Demo::run_load`] opens a load-test window on
+//! the collector without naming a workload (the collector chooses the workload under test, as for a
+//! user's `bakery-top loadtest`), starts the burners that wait for the load and runs oha from the
+//! client namespace; then the report the collector stored for the window names the workload, the
+//! nodes and the causes ([`diagnose`]). [`run::Demo::finish`] stops bakery, checks what the
+//! collector stored (`inspect`) and removes everything. The run matches the scenario ([`scenario`],
+//! [`report`]) when the collector chose the Service's web workload and the verdicts active for 3 s
+//! or more of the window are exactly the expected set; shorter ones are listed apart and do not
+//! count. That decides the exit code.
 //! With `--otlp-endpoint` the collector also exports over OTLP, through a relay out of the control
 //! namespace ([`otlp`]).
 //!

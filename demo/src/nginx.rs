@@ -1,5 +1,7 @@
-//! The reverse proxy's configuration: a real Debian nginx in front of the LoadBalancer IP, as Nginx
-//! Proxy Manager runs in the reference cluster. Pure: returns the file's text.
+//! The reverse proxies' configuration: a real Debian nginx, as Nginx Proxy Manager runs in the
+//! reference cluster, either outside the cluster in front of the LoadBalancer IP (`[proxy]`) or in a
+//! pod of its own, relaying to a web workload's ClusterIP (a workload with `app = "proxy"`). Pure:
+//! returns the file's text.
 //!
 //! Every path nginx writes (pid file, logs, temp directories) is under the run's own directory, and
 //! the file includes nothing from `/etc/nginx`, so the system's nginx and its default site are never
@@ -12,14 +14,15 @@
 //! upstream block, HTTP/1.1 and an empty `Connection` header, as the nginx docs for
 //! `ngx_http_upstream_module` require) and requests follow the few pooled connections.
 
-use std::net::Ipv4Addr;
+use std::net::SocketAddrV4;
 use std::path::Path;
 
 /// Idle upstream connections kept per worker with keep-alive on.
 pub const UPSTREAM_POOL: u32 = 8;
 
-/// The nginx configuration for a proxy listening on `listen:80` and forwarding to `upstream:port`.
-pub fn config(run_dir: &Path, listen: Ipv4Addr, upstream: Ipv4Addr, port: u16, upstream_keepalive: bool) -> String {
+/// The nginx configuration for a proxy listening on `listen` and forwarding every request to
+/// `upstream`; everything it writes goes to `run_dir`.
+pub fn config(run_dir: &Path, listen: SocketAddrV4, upstream: SocketAddrV4, upstream_keepalive: bool) -> String {
     let dir = run_dir.display();
     let (pool, protocol) = if upstream_keepalive {
         (
@@ -50,14 +53,14 @@ http {{
     scgi_temp_path {dir}/scgi;
     keepalive_requests 100000;
 
-    upstream wordpress {{
-        server {upstream}:{port};
+    upstream backend {{
+        server {upstream};
 {pool}    }}
 
     server {{
-        listen {listen}:80;
+        listen {listen};
         location / {{
-            proxy_pass http://wordpress;
+            proxy_pass http://backend;
 {protocol}            proxy_set_header Host $host;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_set_header X-Forwarded-Proto $scheme;
@@ -72,10 +75,13 @@ http {{
 mod tests {
     use super::*;
 
+    fn at(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddrV4 {
+        SocketAddrV4::new(std::net::Ipv4Addr::new(a, b, c, d), port)
+    }
+
     #[test]
     fn without_upstream_keepalive_each_request_opens_a_connection() {
-        let text =
-            config(Path::new("/run/bkd"), Ipv4Addr::new(198, 18, 0, 3), Ipv4Addr::new(198, 18, 0, 100), 80, false);
+        let text = config(Path::new("/run/bkd"), at(198, 18, 0, 3, 80), at(198, 18, 0, 100, 80), false);
         assert!(text.contains("listen 198.18.0.3:80;"));
         assert!(text.contains("server 198.18.0.100:80;"));
         assert!(text.contains("proxy_http_version 1.0;"));
@@ -86,15 +92,22 @@ mod tests {
 
     #[test]
     fn with_upstream_keepalive_a_pool_is_kept_over_http_1_1() {
-        let text = config(Path::new("/r"), Ipv4Addr::new(198, 18, 0, 3), Ipv4Addr::new(198, 18, 0, 100), 80, true);
+        let text = config(Path::new("/r"), at(198, 18, 0, 3, 80), at(198, 18, 0, 100, 80), true);
         assert!(text.contains("keepalive 8;"));
         assert!(text.contains("proxy_http_version 1.1;") && text.contains("proxy_set_header Connection \"\";"));
     }
 
     #[test]
+    fn an_in_cluster_proxy_listens_on_its_pod_address_and_relays_to_a_cluster_ip() {
+        let text = config(Path::new("/r/npm"), at(198, 19, 5, 10, 81), at(198, 18, 1, 10, 8080), false);
+        assert!(text.contains("listen 198.19.5.10:81;") && text.contains("server 198.18.1.10:8080;"), "{text}");
+        assert!(text.contains("pid /r/npm/nginx.pid;"));
+    }
+
+    #[test]
     fn braces_balance() {
         for keepalive in [false, true] {
-            let text = config(Path::new("/r"), Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 80, keepalive);
+            let text = config(Path::new("/r"), at(127, 0, 0, 1, 80), at(127, 0, 0, 1, 8080), keepalive);
             assert_eq!(text.matches('{').count(), text.matches('}').count());
         }
     }

@@ -13,10 +13,13 @@
 //! | the Service's LoadBalancer IP | .100 |
 //! | ClusterIPs, one per workload | 198.18.1.(10 + w) |
 //! | pods of node k (its pod CIDR, as flannel's host-gw or Calico give each node one) | 198.19.(k + 1).0/24, gateway .1, pods from .10 |
+//!
+//! With at most [`MAX_NODES`](crate::scenario::MAX_NODES) nodes and 40 pods none of these ranges
+//! meet: nodes end at .22, pods of one node at .49.
 
 use std::net::Ipv4Addr;
 
-use crate::scenario::{App, Role, Scenario, WorkloadKind};
+use crate::scenario::{App, Role, Scenario, TrafficPolicy, WorkloadKind};
 
 /// Every namespace, cgroup and leftover the demo makes starts with this.
 pub const PREFIX: &str = "bkd-";
@@ -90,14 +93,26 @@ impl PodPlan {
     }
 }
 
-/// A ClusterIP Service in front of a workload.
+/// The Service in front of a workload: a ClusterIP one, or the scenario's LoadBalancer Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServicePlan {
     pub workload: String,
     pub namespace: String,
     pub cluster_ip: Ipv4Addr,
     pub port: u16,
+    /// `type: LoadBalancer`: the Service the scenario's `[service]` describes.
+    pub load_balancer: bool,
+    /// The node port the API server allocates to a LoadBalancer Service's port (in 30000-32767),
+    /// which kube-proxy opens on every node.
+    pub node_port: Option<u16>,
+    /// `healthCheckNodePort`, allocated for a LoadBalancer Service with `externalTrafficPolicy:
+    /// Local` (where kube-proxy answers whether the node has a local endpoint).
+    pub health_check_node_port: Option<u16>,
 }
+
+/// The API server's default node port range, `--service-node-port-range` 30000-32767.
+const NODE_PORT_FIRST: u16 = 30_000;
+const NODE_PORTS: u64 = 2_768;
 
 /// Everything the builder makes for one run.
 #[derive(Debug, Clone)]
@@ -134,7 +149,7 @@ fn station(name: &str, host: u8) -> Station {
 }
 
 /// A small deterministic mixer (SplitMix64), so names and UIDs follow from the run id.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -145,7 +160,8 @@ fn mix(mut x: u64) -> u64 {
 /// `k8s.io/apimachinery/pkg/util/rand`).
 const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
-fn suffix(seed: u64, len: usize) -> String {
+/// `len` characters of a generated name suffix, from `seed`.
+pub(crate) fn suffix(seed: u64, len: usize) -> String {
     let mut value = mix(seed);
     (0..len)
         .map(|_| {
@@ -188,11 +204,22 @@ impl Plan {
                 }
                 WorkloadKind::StatefulSet => None,
             };
+            let load_balancer = workload.name == scenario.service.workload;
+            // Two ports of the range, as the API server allocates them at random: the health check
+            // port is a non-zero step from the service's node port, so the two never meet.
+            let offset = mix(seed ^ 0x90de) % NODE_PORTS;
+            let health_offset = (offset + 1 + mix(seed ^ 0x4ea1) % (NODE_PORTS - 1)) % NODE_PORTS;
+            let node_port = |offset: u64| NODE_PORT_FIRST + u16::try_from(offset).unwrap_or(0);
             services.push(ServicePlan {
                 workload: workload.name.clone(),
                 namespace: workload.namespace.clone(),
                 cluster_ip: Ipv4Addr::new(198, 18, 1, u8::try_from(10 + w).unwrap_or(u8::MAX)),
                 port: workload.port(),
+                load_balancer,
+                node_port: load_balancer.then(|| node_port(offset)),
+                health_check_node_port: (load_balancer
+                    && scenario.service.external_traffic_policy == TrafficPolicy::Local)
+                    .then(|| node_port(health_offset)),
             });
             for (replica, node_name) in workload.placement.iter().enumerate() {
                 let node = nodes.iter().find(|n| &n.name == node_name).unwrap_or(&nodes[0]);
@@ -260,9 +287,20 @@ impl Plan {
         self.pods.iter().filter(move |p| p.workload == workload)
     }
 
-    /// The web workload's pods: the Service's endpoints.
+    /// The pods of the web workload under test (behind the Service, directly or through the
+    /// in-cluster proxy): the endpoints the load is shared over.
     pub fn endpoints(&self) -> Vec<&PodPlan> {
+        self.pods_of(&self.scenario.served().name).collect()
+    }
+
+    /// The LoadBalancer Service's endpoints: the web pods, or the in-cluster proxy's.
+    pub fn entry_endpoints(&self) -> Vec<&PodPlan> {
         self.pods_of(&self.scenario.service.workload).collect()
+    }
+
+    /// The LoadBalancer Service.
+    pub fn load_balancer(&self) -> Option<&ServicePlan> {
+        self.services.iter().find(|s| s.load_balancer)
     }
 
     /// The nodes client traffic enters through.
@@ -331,6 +369,8 @@ mod tests {
             assert_eq!(addresses.len(), plan.pods.len(), "{name}");
             let uids: BTreeSet<&str> = plan.pods.iter().map(|p| p.uid.as_str()).collect();
             assert_eq!(uids.len(), plan.pods.len(), "{name}");
+            let veths: BTreeSet<&str> = plan.pods.iter().map(|p| p.host_veth.as_str()).collect();
+            assert_eq!(veths.len(), plan.pods.len(), "{name}");
             for pod in &plan.pods {
                 assert!(pod.host_veth.len() <= 15, "interface names are at most 15 bytes: {}", pod.host_veth);
                 assert_eq!(pod.uid.len(), 36, "{}", pod.uid);
@@ -390,5 +430,91 @@ mod tests {
         assert_eq!(entries, ["master-02", "worker-01", "worker-02"]);
         let balanced = self::plan("balanced");
         assert_eq!(balanced.entry_nodes().len(), 5);
+    }
+
+    /// A scenario of `n` nodes (`node-01`, ...), web replicas on the first and last node (two on the
+    /// last), the database on the first, L2 with the last node announcing.
+    fn scenario_of(n: usize) -> Scenario {
+        let nodes: String =
+            (1..=n).map(|i| format!("[[nodes]]\nname = \"node-{i:02}\"\nrole = \"worker\"\n")).collect();
+        Scenario::parse(&format!(
+            "name = \"n{n}\"\nexpect = \"none\"\n{nodes}\
+             [[workloads]]\nname = \"wordpress\"\nkind = \"Deployment\"\napp = \"web\"\ndatabase = \"mysql\"\n\
+             placement = [\"node-01\", \"node-{n:02}\", \"node-{n:02}\"]\n\
+             [[workloads]]\nname = \"mysql\"\nkind = \"StatefulSet\"\napp = \"database\"\nplacement = [\"node-01\"]\n\
+             [service]\nworkload = \"wordpress\"\nentry = \"l2\"\nannouncer = \"node-{n:02}\"\n"
+        ))
+        .unwrap_or_else(|e| panic!("{n} nodes: {e}"))
+    }
+
+    #[test]
+    fn one_and_twelve_nodes_get_distinct_addresses_and_short_interface_names() {
+        for n in [1, crate::scenario::MAX_NODES] {
+            let plan = Plan::new(scenario_of(n), 0x77);
+            assert_eq!(plan.nodes.len(), n);
+            let last = &plan.nodes[n - 1];
+            assert_eq!(last.address, Ipv4Addr::new(198, 18, 0, 10 + n as u8), "node k is .(11 + k)");
+            assert_eq!(last.pod_cidr, Ipv4Addr::new(198, 19, n as u8, 0));
+            let mut lan: Vec<Ipv4Addr> = plan.nodes.iter().map(|n| n.address).collect();
+            lan.extend([plan.control.address, plan.proxy.address, plan.client.address, plan.load_balancer_ip]);
+            lan.extend(plan.services.iter().map(|s| s.cluster_ip));
+            assert_eq!(lan.iter().collect::<BTreeSet<_>>().len(), lan.len(), "{n} nodes: {lan:?}");
+            let cidrs: BTreeSet<Ipv4Addr> = plan.nodes.iter().map(|n| n.pod_cidr).collect();
+            assert_eq!(cidrs.len(), n);
+            for node in &plan.nodes {
+                assert!(node.lan_peer.len() <= 15 && NODE_NIC.len() <= 15, "{}", node.lan_peer);
+                assert!(node.netns.starts_with(PREFIX));
+            }
+            let pods: BTreeSet<Ipv4Addr> = plan.pods.iter().map(|p| p.address).collect();
+            assert_eq!(pods.len(), plan.pods.len());
+            for pod in &plan.pods {
+                assert_eq!(pod.address.octets()[2], plan.nodes[pod.node_index].pod_cidr.octets()[2], "{pod:?}");
+                assert!(pod.host_veth.len() <= 15);
+            }
+            let netns = plan.all_netns();
+            assert_eq!(netns.iter().collect::<BTreeSet<_>>().len(), netns.len());
+            let entries: Vec<&str> = plan.entry_nodes().iter().map(|n| n.name.as_str()).collect();
+            assert_eq!(entries, [last.name.as_str()]);
+            // Two replicas on the last node: two addresses in its pod CIDR.
+            let on_last: Vec<Ipv4Addr> =
+                plan.pods_of("wordpress").filter(|p| p.node == last.name).map(|p| p.address).collect();
+            let third = n as u8;
+            let expected: &[Ipv4Addr] = if n == 1 {
+                &[Ipv4Addr::new(198, 19, 1, 10), Ipv4Addr::new(198, 19, 1, 11), Ipv4Addr::new(198, 19, 1, 12)]
+            } else {
+                &[Ipv4Addr::new(198, 19, third, 10), Ipv4Addr::new(198, 19, third, 11)]
+            };
+            assert_eq!(on_last, expected);
+        }
+    }
+
+    #[test]
+    fn the_load_balancer_service_gets_node_ports_from_the_api_servers_range() {
+        for name in ["l2-ingress", "local-policy", "in-cluster-proxy"] {
+            let plan = plan(name);
+            let lb = plan.load_balancer().unwrap();
+            assert_eq!(lb.workload, plan.scenario.service.workload);
+            let node_port = lb.node_port.unwrap();
+            assert!((30_000..=32_767).contains(&node_port), "{node_port}");
+            let local = plan.scenario.service.external_traffic_policy == TrafficPolicy::Local;
+            assert_eq!(lb.health_check_node_port.is_some(), local, "{name}");
+            if let Some(health) = lb.health_check_node_port {
+                assert!((30_000..=32_767).contains(&health) && health != node_port, "{health}");
+            }
+            for other in plan.services.iter().filter(|s| !s.load_balancer) {
+                assert_eq!((other.node_port, other.health_check_node_port), (None, None), "{other:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn with_an_in_cluster_proxy_the_endpoints_are_the_web_pods_behind_it() {
+        let plan = plan("in-cluster-proxy");
+        let relay = plan.scenario.relay().unwrap();
+        let entry: Vec<&str> = plan.entry_endpoints().iter().map(|p| p.workload.as_str()).collect();
+        assert!(!entry.is_empty() && entry.iter().all(|w| *w == relay.name), "{entry:?}");
+        let web: Vec<&str> = plan.endpoints().iter().map(|p| p.workload.as_str()).collect();
+        assert!(!web.is_empty() && web.iter().all(|w| *w == "wordpress"), "{web:?}");
+        assert_eq!(plan.pods_of(&relay.name).next().unwrap().app, App::Proxy);
     }
 }

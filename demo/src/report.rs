@@ -1,14 +1,14 @@
-//! The demo's final report: the verdicts (node and cause) and per-node shares from the report the
-//! collector stored for the load-test window, whether the verdicts are what the scenario expected,
-//! oha's summary, per-pod counts and what the collector stored. JSON (`--json`) through serde, text
-//! for people through [`render`].
+//! The demo's final report: the workload the collector put under test, the verdicts (node and cause;
+//! brief ones apart) and per-node shares from the report the collector stored for the load-test
+//! window, whether they are what the scenario expected, oha's summary, per-pod counts and what the
+//! collector stored. JSON (`--json`) through serde, text for people through [`render`].
 
 use std::fmt::Write;
 
 use bakery_top::oha::OhaSummary;
 use serde::{Deserialize, Serialize};
 
-use crate::diagnose::{NodeShare, ReportedVerdict, ResolvedExpectation};
+use crate::diagnose::{MIN_ACTIVE_MS, NodeShare, ReportedVerdict, ResolvedExpectation};
 use crate::oha::ok_responses;
 
 /// One pod, counted by itself.
@@ -52,6 +52,19 @@ pub struct Timings {
     pub teardown_seconds: f64,
 }
 
+/// The workload the window was about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadUnderTest {
+    /// As the collector's report names it (`Kind/namespace/name`); `None` when it put none under
+    /// test.
+    pub chosen: Option<String>,
+    /// Who chose it: `collector` (inferred from the cluster and the traffic), or `named` when the
+    /// run gave it (`--workload`).
+    pub chosen_by: String,
+    /// The Service's web workload, which the window should be about.
+    pub expected: String,
+}
+
 /// Everything the demo reports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -59,11 +72,19 @@ pub struct Report {
     pub description: String,
     pub target: String,
     pub window: WindowTimes,
-    /// Verdicts active for a meaningful part of the window, longest first.
+    pub workload: WorkloadUnderTest,
+    /// Verdicts active for at least 3 s of the window, longest first: the diagnosis.
     pub verdicts: Vec<ReportedVerdict>,
+    /// Verdicts active for less: shown, not counted.
+    pub brief_verdicts: Vec<ReportedVerdict>,
     pub expected: ResolvedExpectation,
-    /// Whether the verdicts are what the scenario expected (the exit code says the same).
+    /// Whether the workload and the verdicts are what the scenario expected (the exit code says the
+    /// same).
     pub matched: bool,
+    /// Why not, one line each; empty on a match.
+    pub differences: Vec<String>,
+    /// What the collector could not read and assumed instead (its report's notes).
+    pub collector_notes: Vec<String>,
     pub shares: Vec<NodeShare>,
     pub pods: Vec<PodCount>,
     pub oha: OhaSummary,
@@ -126,6 +147,19 @@ pub fn render(report: &Report) -> String {
         );
     }
     let _ = writeln!(out);
+    let workload = &report.workload;
+    let _ = writeln!(
+        out,
+        "workload under test: {} ({} by the {}{})",
+        workload.chosen.as_deref().unwrap_or("none"),
+        if workload.chosen_by == "named" { "named" } else { "chosen" },
+        if workload.chosen_by == "named" { "run" } else { "collector" },
+        if workload.chosen.as_deref() == Some(workload.expected.as_str()) {
+            "; the Service's web workload".to_string()
+        } else {
+            format!("; expected {}", workload.expected)
+        }
+    );
     if report.verdicts.is_empty() {
         let _ = writeln!(out, "verdict: no node takes more than its share");
     }
@@ -136,16 +170,39 @@ pub fn render(report: &Report) -> String {
             verdict.node, verdict.cause, verdict.confidence, verdict.active_seconds
         );
         let _ = writeln!(out, "  {}", verdict.summary);
+        for read in &verdict.read {
+            let _ = writeln!(out, "  read: {read}");
+        }
         let _ = writeln!(out, "  next: {}", verdict.next_step);
+    }
+    if !report.brief_verdicts.is_empty() {
+        let brief: Vec<String> = report
+            .brief_verdicts
+            .iter()
+            .map(|v| format!("{} - {} ({:.1} s)", v.node, v.cause, v.active_seconds))
+            .collect();
+        let _ = writeln!(
+            out,
+            "brief verdicts (active under {} s, not counted): {}",
+            MIN_ACTIVE_MS / 1000,
+            brief.join(", ")
+        );
     }
     let _ =
         writeln!(out, "diagnosed by the collector: its report of load-test window {}", report.window.collector_window);
-    let expected = match &report.expected.hog {
-        Some((node, cause)) => format!("{node} - {cause}"),
-        None => "no hog".to_string(),
+    for note in &report.collector_notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    let expected = if report.expected.verdicts.is_empty() {
+        "no hog".to_string()
+    } else {
+        report.expected.verdicts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     };
     let _ = writeln!(out, "expected: {expected} -> {}", if report.matched { "MATCH" } else { "MISMATCH" });
-    if let Some(note) = &report.expected.note {
+    for difference in &report.differences {
+        let _ = writeln!(out, "  {difference}");
+    }
+    for note in &report.expected.notes {
         let _ = writeln!(out, "  ({note})");
     }
     if !report.stored.is_empty() {
@@ -173,6 +230,7 @@ mod tests {
     use bakery_top::oha::parse_summary;
 
     use super::*;
+    use crate::diagnose::VerdictKey;
 
     const OHA: &str = r#"{"summary": {"successRate": 1.0, "total": 12.01, "requestsPerSec": 83.4},
         "latencyPercentiles": {"p50": 0.0112, "p99": 0.0409},
@@ -184,16 +242,38 @@ mod tests {
             description: "MetalLB L2".into(),
             target: "http://198.18.0.3/".into(),
             window: WindowTimes { collector_window: "w-1764070927000".into(), start_ms: 0, end_ms: 30_000 },
+            workload: WorkloadUnderTest {
+                chosen: Some("Deployment/wordpress/wordpress".into()),
+                chosen_by: "collector".into(),
+                expected: "Deployment/wordpress/wordpress".into(),
+            },
             verdicts: vec![ReportedVerdict {
                 node: "master-02".into(),
                 cause: Cause::IngressConcentration,
                 confidence: 0.84,
                 summary: "master-02 forwards 1.3x the workload's traffic".into(),
+                evidence: vec!["nic-share = 1.30 x expected".into()],
+                read: vec!["ServiceL2Status metallb-system/l2-x7k2p: layer-2 announcer master-02".into()],
                 next_step: "spread the entry".into(),
                 active_seconds: 27.0,
             }],
-            expected: ResolvedExpectation { hog: Some(("master-02".into(), Cause::IngressConcentration)), note: None },
+            brief_verdicts: vec![ReportedVerdict {
+                node: "worker-01".into(),
+                cause: Cause::PodConcentration,
+                confidence: 0.3,
+                summary: "worker-01 flickered".into(),
+                evidence: Vec::new(),
+                read: Vec::new(),
+                next_step: String::new(),
+                active_seconds: 1.5,
+            }],
+            expected: ResolvedExpectation {
+                verdicts: vec![VerdictKey { node: "master-02".into(), cause: Cause::IngressConcentration }],
+                notes: Vec::new(),
+            },
             matched: true,
+            differences: Vec::new(),
+            collector_notes: vec!["MetalLB is not installed".into()],
             shares: vec![NodeShare {
                 node: "master-02".into(),
                 role: "control-plane".into(),
@@ -226,6 +306,37 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("diagnosed by the collector: its report of load-test window w-1764070927000"), "{text}");
+        assert!(
+            text.contains(
+                "workload under test: Deployment/wordpress/wordpress (chosen by the collector; the Service's web workload)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("brief verdicts (active under 3 s, not counted): worker-01 - pod-concentration (1.5 s)"),
+            "{text}"
+        );
+        assert!(!text.contains("verdict: worker-01"), "a brief verdict is not the diagnosis: {text}");
+        assert!(
+            text.contains("\n  read: ServiceL2Status metallb-system/l2-x7k2p: layer-2 announcer master-02\n"),
+            "{text}"
+        );
+        assert!(text.contains("\n  note: MetalLB is not installed\n"), "{text}");
+    }
+
+    #[test]
+    fn a_mismatch_says_why() {
+        let mut report = report();
+        report.workload.chosen = Some("Deployment/npm/nginx-proxy-manager".into());
+        report.matched = false;
+        report.differences =
+            vec!["the collector put Deployment/npm/nginx-proxy-manager under test, not the Service's ...".into()];
+        let text = render(&report);
+        assert!(
+            text.contains("expected: master-02 - ingress-concentration -> MISMATCH\n  the collector put"),
+            "{text}"
+        );
+        assert!(text.contains("(chosen by the collector; expected Deployment/wordpress/wordpress)"), "{text}");
     }
 
     #[test]
@@ -234,6 +345,9 @@ mod tests {
         assert_eq!(json["verdicts"][0]["node"], "master-02");
         assert_eq!(json["verdicts"][0]["cause"], "ingress-concentration");
         assert_eq!(json["matched"], true);
+        assert_eq!(json["workload"]["chosen"], "Deployment/wordpress/wordpress");
+        assert_eq!(json["brief_verdicts"][0]["node"], "worker-01");
+        assert_eq!(json["expected"]["verdicts"][0]["cause"], "ingress-concentration");
         assert_eq!(json["window"]["collector_window"], "w-1764070927000");
         assert_eq!(json["oha"]["requests"], 1002);
     }

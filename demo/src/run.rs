@@ -2,6 +2,14 @@
 //! load-test window and run oha through it ([`Demo::run_load`]), then stop bakery, read what the
 //! collector stored and take everything down ([`Demo::finish`]). The CLI runs the three in a row;
 //! the acceptance tests look at the cluster between them.
+//!
+//! Before the window, bakery watches the idle cluster for [`warm_up`]: a collector in a real cluster
+//! has watched it for hours, and the diagnosis learns each node's own baseline outside windows.
+//!
+//! The window is opened without naming a workload: the collector chooses the workload under test
+//! itself, as it does for a user's `bakery-top loadtest`, and the report says which it chose
+//! (MATCH requires the Service's web workload). `Options::workload` names one instead, for
+//! debugging.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -14,13 +22,22 @@ use crate::cluster::{Binaries, Cluster, ClusterOptions};
 use crate::control::ControlLink;
 use crate::diagnose;
 use crate::plan::{Plan, PodPlan};
-use crate::report::{PodCount, Report, StoredNode, Timings, WindowTimes};
+use crate::report::{PodCount, Report, StoredNode, Timings, WindowTimes, WorkloadUnderTest};
 use crate::scenario::{App, Scenario};
 use crate::stand_ins::{WebStats, read_stats};
 use crate::{Error, Result, interrupt, oha, otlp};
 
-/// A verdict must hold this long inside the window to be the diagnosis.
-const MIN_ACTIVE_MS: i64 = 3_000;
+/// How long bakery watches the idle cluster before the load-test window opens. The diagnosis
+/// compares a node's CPU outside its pods with that node's own baseline, which it learns outside
+/// windows, over full detection spans, for a minimum time (the collector runs with the diagnosis's
+/// default configuration); a second more covers the phase of the collector's 1 s evaluations. The
+/// verdict such a baseline allows comes a detection span into the window at the earliest, by which
+/// time the baseline has learnt long enough even if the agents' 1 s samples fell late.
+pub fn warm_up() -> Duration {
+    let config = bakery_diagnosis::Config::default();
+    let learning_ms = config.detect_span_ms.saturating_add(config.unattributed.baseline_min_ms);
+    Duration::from_millis(u64::try_from(learning_ms).unwrap_or(0)) + Duration::from_secs(1)
+}
 
 /// How a run is done.
 #[derive(Debug, Clone)]
@@ -33,6 +50,10 @@ pub struct Options {
     pub tui: bool,
     /// Write the window report (bakery-diagnosis JSON) here.
     pub window_report_file: Option<std::path::PathBuf>,
+    /// Name the window's workload (`namespace/name`) instead of letting the collector choose it.
+    pub workload: Option<String>,
+    /// How long bakery watches the idle cluster before the window ([`warm_up`] by default).
+    pub warm_up: Duration,
     pub cluster: ClusterOptions,
 }
 
@@ -43,6 +64,8 @@ impl Default for Options {
             progress: true,
             tui: false,
             window_report_file: None,
+            workload: None,
+            warm_up: warm_up(),
             cluster: ClusterOptions::default(),
         }
     }
@@ -101,13 +124,49 @@ impl Demo {
         )?;
         let mut demo =
             Self { link, cluster, options, started, timings: Timings::default(), pods_before_load: BTreeMap::new() };
-        if demo.cluster.agents_running() {
+        let agents = demo.cluster.agents_running();
+        if agents {
             demo.progress("waiting for every agent's first sample");
             demo.wait_for_agents()?;
         }
+        let agents_ready_ms = now_ms();
         demo.probe()?;
+        if agents {
+            demo.watch_idle(agents_ready_ms)?;
+        }
         demo.timings.setup_seconds = started.elapsed().as_secs_f64();
         Ok(demo)
+    }
+
+    /// Waits until every node has been sampled for `options.warm_up` since `from_ms`, by the
+    /// samples' own timestamps.
+    fn watch_idle(&self, from_ms: i64) -> Result<()> {
+        let warm_up = self.options.warm_up;
+        if warm_up.is_zero() {
+            return Ok(());
+        }
+        self.progress(&format!(
+            "bakery watches the idle cluster for {} (the diagnosis learns each node's own baseline)",
+            humantime::format_duration(warm_up)
+        ));
+        let until_ms = from_ms.saturating_add(i64::try_from(warm_up.as_millis()).unwrap_or(i64::MAX));
+        let deadline = Instant::now() + warm_up + Duration::from_secs(10);
+        loop {
+            let nodes = self.link.nodes()?;
+            if nodes.iter().all(|n| n.last_sample_ms >= until_ms) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let behind: Vec<&str> =
+                    nodes.iter().filter(|n| n.last_sample_ms < until_ms).map(|n| n.node_name.as_str()).collect();
+                return Err(Error::Io(format!(
+                    "no recent sample from {behind:?} {} s after the agents started (logs in {})",
+                    (warm_up + Duration::from_secs(10)).as_secs(),
+                    self.cluster.run_dir.join("logs").display()
+                )));
+            }
+            interrupt::wait(Duration::from_millis(200)).map_err(|why| Error::Io(why.into()))?;
+        }
     }
 
     pub fn plan(&self) -> &Plan {
@@ -196,6 +255,10 @@ impl Demo {
         self.pods_before_load = self.web_stats();
         let window_id = self.open_collector_window()?;
         let window_start = now_ms();
+        let started_extras = self.cluster.start_load_extras()?;
+        if !started_extras.is_empty() {
+            self.progress(&format!("started with the load: {}", started_extras.join(", ")));
+        }
         let load_started = Instant::now();
         self.progress(&format!(
             "window open; oha against {url} for {} ({} connections{}{})",
@@ -294,13 +357,22 @@ impl Demo {
             }
             interrupt::wait(Duration::from_millis(200)).map_err(|why| Error::Io(why.into()))?;
         }
-        let served = self.plan().scenario.served();
         let name = format!("bakery-demo-{}", self.plan().scenario.name);
+        // An empty workload lets the collector choose.
+        let workload = self.options.workload.clone().unwrap_or_default();
         let window = self
             .link
-            .start_window(&name, &format!("{}/{}", served.namespace, served.name))
+            .start_window(&name, &workload)
             .map_err(|e| Error::Io(format!("the collector did not open a load-test window: {e}")))?;
-        self.progress(&format!("the collector opened window {}", window.id));
+        self.progress(&format!(
+            "the collector opened window {} ({})",
+            window.id,
+            if workload.is_empty() {
+                "it chooses the workload under test".to_string()
+            } else {
+                format!("workload {workload}")
+            }
+        ));
         Ok(window.id)
     }
 
@@ -409,16 +481,26 @@ impl Demo {
             *connections_per_node.entry(pod.node.clone()).or_default() += counts.get(&pod.name).map_or(0, |c| c.1);
         }
         let expected = diagnose::resolve(&plan.scenario.expect, plan, &connections_per_node);
-        let verdicts = diagnose::window_verdicts(window_report, MIN_ACTIVE_MS);
-        let matched = diagnose::matches(&expected, &verdicts);
+        let verdicts = diagnose::window_verdicts(window_report, diagnose::MIN_ACTIVE_MS);
+        let workload = WorkloadUnderTest {
+            chosen: window_report.window.workload.as_ref().map(ToString::to_string),
+            chosen_by: if self.options.workload.is_some() { "named" } else { "collector" }.to_string(),
+            expected: diagnose::expected_workload(plan),
+        };
+        let differences =
+            diagnose::differences(&expected, &verdicts.counted, workload.chosen.as_deref(), &workload.expected);
         Report {
             scenario: plan.scenario.name.clone(),
             description: plan.scenario.description.clone(),
             target: self.cluster.target_url(),
             window,
-            verdicts,
+            workload,
+            verdicts: verdicts.counted,
+            brief_verdicts: verdicts.brief,
             expected,
-            matched,
+            matched: differences.is_empty(),
+            differences,
+            collector_notes: window_report.notes.clone(),
             shares: diagnose::node_shares(plan, window_report, &counts),
             pods,
             oha,
@@ -558,6 +640,7 @@ mod tests {
             ],
             verdicts: Vec::new(),
             evaluated_ms: 0,
+            notes: Vec::new(),
         };
         assert_eq!(lines.line(&live, Duration::from_secs(2)), None, "nothing before the first evaluation");
         live.evaluated_ms = 1_000;

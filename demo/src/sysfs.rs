@@ -4,7 +4,7 @@
 //!
 //! The overlay is a symlink farm: each directory on the way to a fake file is a real directory in
 //! the overlay, every other entry of it a symlink to the same entry under the real root, and the
-//! fake files are plain files. Paths and formats (field guide, section 3):
+//! fake files are plain files. Paths and formats, as a Raspberry Pi 5 running Linux shows them:
 //! `class/thermal/thermal_zone0/{type,temp}` (millidegrees Celsius, zone type `cpu-thermal`),
 //! `devices/system/cpu/cpu<N>/cpufreq/{scaling_cur_freq,cpuinfo_max_freq}` (kHz) and
 //! `devices/platform/soc/soc:firmware/get_throttled` (hex, as the Pi firmware driver prints it).

@@ -1,14 +1,18 @@
-//! Issue 8, the mini-bakery, end to end (root): every shipped scenario built as a five-node
-//! cluster of namespaces, loaded with real oha through real nginx and kube-proxy-style iptables,
-//! and diagnosed by bakery.
+//! The mini-bakery, end to end (root): every shipped scenario built as a cluster of namespaces
+//! (five nodes in most, two or three in the small ones), loaded with real oha through real nginx
+//! and kube-proxy-style iptables, and diagnosed by bakery.
 //!
 //! Each scenario test checks, in one run of at most a minute:
-//! - the verdict is the scenario's (node and cause, or no hog), and the per-node shares show why;
+//! - the collector chose the Service's web workload for the window on its own, and the verdicts are
+//!   exactly the scenario's (nodes and causes, or no hog); the per-node shares show why;
 //! - per-pod bytes as bakery reports them (agent -> collector) agree within 2 % with the kernel's
 //!   own count at the other end of the pod's cable (the host-side veth, read here with `ip -s`);
 //! - the collector stored every sample (`inspect --verify`: no gap, nothing unaccounted);
 //! - afterwards nothing of the demo remains (namespaces, cgroups, run directories), and nothing
 //!   was ever configured in the root network namespace (addresses, routes, iptables).
+//!
+//! The in-cluster proxy test also runs `bakery-top loadtest -- oha ...` from the client's namespace
+//! without naming a workload, as a user would, and reads the report it prints.
 //!
 //! One more runs l2-ingress with `--otlp-endpoint` pointing at a real OTLP receiver (rotel) on
 //! this machine's loopback: the verdict arrives there as `bakery.hog.active`, for the node and
@@ -22,7 +26,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bakery_demo::cluster::{Binaries, ClusterOptions, leftovers};
-use bakery_demo::diagnose::NodeShare;
+use bakery_demo::diagnose::{NodeShare, ReportedVerdict, VerdictKey};
 use bakery_demo::oha::ok_responses;
 use bakery_demo::otlp::{self, Export};
 use bakery_demo::report::Report;
@@ -30,6 +34,7 @@ use bakery_demo::run::{Demo, Options};
 use bakery_demo::scenario::Scenario;
 use bakery_diagnosis::Cause;
 use bakery_tests::binaries::built_binary;
+use bakery_tests::kube_double::{ClusterState, KubeDouble};
 use bakery_tests::require_root;
 use bakery_tests::rotel::{ReceivedPoint, ReceivedResource, Rotel};
 
@@ -78,15 +83,37 @@ fn share<'a>(report: &'a Report, node: &str) -> &'a NodeShare {
     report.shares.iter().find(|s| s.node == node).unwrap_or_else(|| panic!("no share for {node}: {report:#?}"))
 }
 
-/// Runs a shipped scenario that expects one hog: the verdict names `node` and `cause`, with
+/// The verdicts of a report as (node, cause), sorted.
+fn verdict_keys(report: &Report) -> Vec<(String, Cause)> {
+    let mut keys: Vec<(String, Cause)> = report.verdicts.iter().map(|v| (v.node.clone(), v.cause)).collect();
+    keys.sort();
+    keys
+}
+
+/// The verdict about `node` for `cause`.
+fn verdict<'a>(report: &'a Report, node: &str, cause: Cause) -> &'a ReportedVerdict {
+    report
+        .verdicts
+        .iter()
+        .find(|v| v.node == node && v.cause == cause)
+        .unwrap_or_else(|| panic!("no {node} {cause} verdict: {report:#?}"))
+}
+
+/// Runs a shipped scenario that expects one hog: the only verdict names `node` and `cause`, with
 /// `evidence` in its summary.
 fn run_expecting_hog(name: &str, node: &str, cause: Cause, evidence: &str) -> Report {
     let report = run_scenario(name);
     assert!(report.matched, "{report:#?}");
-    let verdict = &report.verdicts[0];
-    assert_eq!((verdict.node.as_str(), verdict.cause), (node, cause), "{report:#?}");
+    assert_eq!(verdict_keys(&report), [(node.to_string(), cause)], "{report:#?}");
+    let verdict = verdict(&report, node, cause);
     assert!(verdict.summary.contains(evidence), "{}", verdict.summary);
     report
+}
+
+/// The share of the requests each node's web pods answered, by the pods' own counts.
+fn request_share(report: &Report, node: &str) -> f64 {
+    let total: u64 = report.shares.iter().map(|s| s.requests).sum();
+    share(report, node).requests as f64 / total.max(1) as f64
 }
 
 /// The WordPress pods (one each on master-02, worker-01 and worker-02) carry a third of the
@@ -140,6 +167,7 @@ fn run_scenario_with(name: &str, cluster: ClusterOptions, after_load: impl FnOnc
     let before = root_namespace_state();
     let started = Instant::now();
     let scenario = Scenario::shipped(name).unwrap();
+    let nodes = scenario.nodes.len();
     let options = Options { duration: Some(LOAD), cluster, ..Options::default() };
     let mut demo = Demo::start(scenario, binaries, options).unwrap();
     let outcome = demo.run_load().unwrap();
@@ -149,7 +177,7 @@ fn run_scenario_with(name: &str, cluster: ClusterOptions, after_load: impl FnOnc
     eprintln!("{}", bakery_demo::report::render(&report));
     assert!(started.elapsed() < Duration::from_secs(60), "{name} took {:?}", started.elapsed());
 
-    assert_eq!(report.stored.len(), 5, "every node's samples are stored: {:?}", report.stored);
+    assert_eq!(report.stored.len(), nodes, "every node's samples are stored: {:?}", report.stored);
     for node in &report.stored {
         assert!(node.samples >= 10, "{node:?}");
         assert_eq!((node.gaps, node.unaccounted), (0, 0), "no sample lost: {node:?}");
@@ -158,6 +186,10 @@ fn run_scenario_with(name: &str, cluster: ClusterOptions, after_load: impl FnOnc
     assert!(ok_responses(oha) as f64 >= 0.95 * oha.requests as f64, "the pods answered: {oha:?}");
     assert!(leftovers().is_empty(), "left behind: {:?}", leftovers());
     assert_eq!(root_namespace_state(), before, "nothing is configured in the root network namespace");
+    // The window was opened without a workload: the collector chose one, and it is the workload
+    // the Service's traffic is for.
+    assert_eq!(report.workload.chosen_by, "collector");
+    assert_eq!(report.workload.chosen.as_deref(), Some(report.workload.expected.as_str()), "{:#?}", report.workload);
     report
 }
 
@@ -166,8 +198,7 @@ fn root_demo_l2_ingress_names_the_announcer_and_ingress_concentration() {
     require_root("root_demo_l2_ingress_names_the_announcer_and_ingress_concentration");
     let report = run_scenario("l2-ingress");
     assert!(report.matched, "{report:#?}");
-    assert_eq!(report.verdicts[0].node, "master-02");
-    assert_eq!(report.verdicts[0].cause, Cause::IngressConcentration);
+    assert_eq!(verdict_keys(&report), [("master-02".to_string(), Cause::IngressConcentration)]);
     // The fingerprint: the announcer's NIC carries the most, the pods are balanced.
     let announcer = share(&report, "master-02");
     assert!(report.shares.iter().all(|s| s.nic_share <= announcer.nic_share), "{:#?}", report.shares);
@@ -180,7 +211,7 @@ fn root_demo_local_policy_names_the_entry_nodes_pod() {
     require_root("root_demo_local_policy_names_the_entry_nodes_pod");
     let report = run_scenario("local-policy");
     assert!(report.matched, "{report:#?}");
-    assert_eq!((report.verdicts[0].node.as_str(), report.verdicts[0].cause), ("master-02", Cause::PodConcentration));
+    assert_eq!(verdict_keys(&report), [("master-02".to_string(), Cause::PodConcentration)]);
     assert!(share(&report, "master-02").pod_traffic_share.unwrap() > 0.95, "{:#?}", report.shares);
     assert_eq!(share(&report, "worker-01").requests + share(&report, "worker-02").requests, 0);
 }
@@ -192,12 +223,13 @@ fn root_demo_keepalive_pinning_follows_the_connections() {
     assert!(report.matched, "{report:#?}");
     let accepted: u64 = report.shares.iter().map(|s| s.accepted_connections).sum();
     assert_eq!(accepted, 4, "oha's 4 keep-alive connections, each balanced once: {:#?}", report.shares);
-    match &report.expected.hog {
-        Some((node, cause)) => {
-            assert_eq!(*cause, Cause::ConnectionPinning);
-            assert!(share(&report, node).accepted_connections >= 3, "{:#?}", report.shares);
+    match report.expected.verdicts.as_slice() {
+        [pinned] => {
+            assert_eq!(pinned.cause, Cause::ConnectionPinning);
+            assert!(share(&report, &pinned.node).accepted_connections >= 3, "{:#?}", report.shares);
         }
-        None => assert!(report.shares.iter().all(|s| s.accepted_connections <= 2), "{:#?}", report.shares),
+        [] => assert!(report.shares.iter().all(|s| s.accepted_connections <= 2), "{:#?}", report.shares),
+        more => panic!("one pinned node at most: {more:?}"),
     }
 }
 
@@ -243,6 +275,120 @@ fn root_demo_memory_squeeze_names_the_node_short_of_memory() {
     assert_web_pods_share_evenly(&report);
 }
 
+#[test]
+fn root_demo_balanced_2_node_reports_no_hog() {
+    require_root("root_demo_balanced_2_node_reports_no_hog");
+    let report = run_scenario("balanced-2-node");
+    assert!(report.matched, "{report:#?}");
+    assert!(report.verdicts.is_empty(), "{report:#?}");
+    // The one WordPress pod answered everything; worker-01, an entry without it, forwarded its
+    // half of the connections there.
+    let master = share(&report, "master-01");
+    assert_eq!(master.expected_share, 1.0);
+    assert_eq!(request_share(&report, "master-01"), 1.0, "{:#?}", report.shares);
+    let worker = share(&report, "worker-01");
+    assert!(worker.forwarded_bytes_per_second.unwrap() > 0.0, "{worker:?}");
+}
+
+#[test]
+fn root_demo_balanced_3_node_reports_no_hog_on_the_database_node() {
+    require_root("root_demo_balanced_3_node_reports_no_hog_on_the_database_node");
+    let report = run_scenario("balanced-3-node");
+    assert!(report.matched, "{report:#?}");
+    assert!(report.verdicts.is_empty(), "{report:#?}");
+    // The two WordPress pods split the requests, by their own counts; master-01 serves none.
+    for node in ["worker-01", "worker-02"] {
+        let requests = request_share(&report, node);
+        assert!((requests - 0.5).abs() < 0.1, "{node} answered {requests} of the requests");
+    }
+    assert_eq!(share(&report, "master-01").requests, 0);
+}
+
+#[test]
+fn root_demo_session_affinity_pins_one_pod_behind_the_announcer() {
+    require_root("root_demo_session_affinity_pins_one_pod_behind_the_announcer");
+    let report = run_scenario("session-affinity");
+    // One WordPress pod answered every request of the load, by the pods' own counts: the one
+    // kube-proxy picked for the proxy's address.
+    let serving: Vec<&NodeShare> = report.shares.iter().filter(|s| s.requests > 0).collect();
+    assert_eq!(serving.len(), 1, "{:#?}", report.shares);
+    let pinned = serving[0].node.clone();
+    let mut expected = vec![
+        VerdictKey { node: "master-03".into(), cause: Cause::IngressConcentration },
+        VerdictKey { node: pinned.clone(), cause: Cause::PodConcentration },
+    ];
+    expected.sort();
+    assert_eq!(report.expected.verdicts, expected, "pinned resolves to the serving pod's node");
+    assert!(report.matched, "{report:#?}");
+    let concentration = verdict(&report, &pinned, Cause::PodConcentration);
+    let named = |text: &str| text.contains("sessionAffinity: ClientIP");
+    assert!(
+        named(&concentration.summary) || concentration.evidence.iter().any(|e| named(e)),
+        "the verdict names the Service's affinity: {concentration:#?}"
+    );
+}
+
+/// Runs `bakery-top loadtest -- oha ...` in the client's namespace against the cluster, without
+/// naming a workload; returns what it printed and the report JSON it wrote.
+fn loadtest_without_a_workload(demo: &Demo) -> (String, serde_json::Value) {
+    let binaries = &demo.cluster.binaries;
+    let top = binaries.top.as_ref().expect("bakery-top is built").display().to_string();
+    let oha = binaries.oha.as_ref().expect("oha is installed").display().to_string();
+    let report_file = demo.cluster.run_dir.join("loadtest.json");
+    let mut command = vec![top, "--collector".into(), demo.plan().collector_url(), "loadtest".into()];
+    command.extend(["--name".into(), "e2e-in-cluster-proxy".into(), "--report".into()]);
+    command.push(report_file.display().to_string());
+    command.extend(["--".into(), oha]);
+    command.extend(["-z", "8s", "-c", "20", "-q", "100"].map(String::from));
+    command.push(demo.cluster.target_url());
+    let mut loadtest = demo.cluster.spawn_in_client("bakery-top-loadtest", command).unwrap();
+    let status = loadtest.wait_exit(Duration::from_secs(40)).expect("bakery-top loadtest ends within 40 s");
+    loadtest.wait_for_output_end(Duration::from_secs(5)).unwrap();
+    let printed = loadtest.lines().join("\n");
+    eprintln!("bakery-top loadtest printed:\n{printed}");
+    assert!(status.success(), "bakery-top loadtest failed ({status}):\n{printed}");
+    let json = std::fs::read_to_string(&report_file).unwrap();
+    (printed, serde_json::from_str(&json).unwrap())
+}
+
+#[test]
+fn root_demo_in_cluster_proxy_is_about_wordpress_behind_the_proxy() {
+    require_root("root_demo_in_cluster_proxy_is_about_wordpress_behind_the_proxy");
+    let mut loadtest = None;
+    let report = run_scenario_with("in-cluster-proxy", ClusterOptions::default(), |demo| {
+        loadtest = Some(loadtest_without_a_workload(demo));
+    });
+    // The collector followed the Service to Nginx Proxy Manager and NPM to WordPress.
+    assert_eq!(report.workload.chosen.as_deref(), Some("Deployment/wordpress/wordpress"), "{:#?}", report.workload);
+    assert!(report.matched, "{report:#?}");
+    assert_eq!(verdict_keys(&report), [("master-02".to_string(), Cause::IngressConcentration)]);
+    // NPM relays each request on a new connection, so kube-proxy spreads them over the pods.
+    assert_web_pods_share_evenly(&report);
+
+    // A user's own load test, naming no workload, is about WordPress too.
+    let (printed, json) = loadtest.unwrap();
+    assert_eq!(
+        json["window"]["workload"],
+        serde_json::json!({ "kind": "Deployment", "namespace": "wordpress", "name": "wordpress" }),
+        "{printed}"
+    );
+    assert!(printed.contains(", workload Deployment/wordpress/wordpress"), "{printed}");
+}
+
+/// What the demo publishes is what the API double serves: every shipped scenario's state file uses
+/// only the double's keys, and the double takes every object in it.
+#[tokio::test]
+async fn demo_state_files_are_served_by_the_api_double_without_a_problem() {
+    let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    for (name, _) in bakery_demo::scenario::SHIPPED {
+        let plan = bakery_demo::plan::Plan::new(Scenario::shipped(name).unwrap(), 1);
+        let text = serde_json::to_string(&bakery_demo::kube_state::state(&plan)).unwrap();
+        assert_eq!(ClusterState::unknown_keys(&text), Vec::<String>::new(), "{name}");
+        let problems = double.set_state(&ClusterState::parse(&text).unwrap());
+        assert_eq!(problems, Vec::<String>::new(), "{name}");
+    }
+}
+
 /// The newest `bakery.hog.active` point rotel received for `node` and `cause` (their OTLP
 /// spelling), with the resource it came in.
 fn exported_verdict(
@@ -281,7 +427,7 @@ fn root_demo_l2_ingress_verdict_reaches_an_otlp_receiver() {
         }
     });
     assert!(report.matched, "{report:#?}");
-    assert_eq!((report.verdicts[0].node.as_str(), report.verdicts[0].cause), (node, Cause::IngressConcentration));
+    assert_eq!(verdict_keys(&report), [(node.to_string(), Cause::IngressConcentration)]);
 
     let (resource, point) = exported.unwrap();
     assert_eq!(point.value, Some(1.0), "{point:?}");
@@ -376,7 +522,8 @@ fn root_demo_cleans_up_after_a_sigkilled_run() {
 
     // The next run removes them first and works.
     let scenario = Scenario::shipped("uneven-placement").unwrap();
-    let options = Options { duration: Some(Duration::from_secs(5)), ..Options::default() };
+    // This run is about the cleanup, not the diagnosis: no warm-up for it.
+    let options = Options { duration: Some(Duration::from_secs(5)), warm_up: Duration::ZERO, ..Options::default() };
     let report = bakery_demo::run::run(scenario, binaries, options).unwrap();
     assert!(ok_responses(&report.oha) > 0, "{report:#?}");
     assert!(report.stored.iter().all(|n| n.gaps == 0 && n.samples > 0), "{:?}", report.stored);

@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: the README's first command. Builds the binaries the mini-bakery runs
 //! (bakery-demo, bakery-agent, bakery-collector, bakery-top and the Kubernetes API double), then
 //! runs `bakery-demo` with the same arguments: it installs what is missing (apt packages, oha),
-//! builds the five-node cluster in namespaces, runs the load and reports the hog.
+//! builds the scenario's cluster in namespaces, runs the load and reports the hog.
 //!
 //! `cargo xtask bench observer` (wired in `bench.rs`) goes through [`bench_observer`]: the same
 //! cluster with release binaries, oha's requests per second with the agents at 1 Hz against the

@@ -9,6 +9,16 @@
 //! spool; a SetInterval changes the sampling interval. Sampling never waits
 //! for the network: while disconnected, samples pile up in the spool.
 //!
+//! A dead collector is noticed within a second: HTTP/2 pings go out after
+//! 300 ms without a frame from the collector and the connection is dropped
+//! when one is not answered within 700 ms (a killed process, a pulled cable,
+//! a frozen node); and a collector that takes batches but stops acknowledging
+//! them ([`AckWatch`]: no ack for a few commit intervals while batches are
+//! outstanding) is treated as dead too. Reconnects back off with full jitter,
+//! capped at 2 s during the first minute of an outage so that an agent is back
+//! within 2 s of a restarted collector ([`Backoff`]). Each lost stream is
+//! logged with its reason.
+//!
 //! [`run`] is the library entry point; it is generic over a
 //! [`SampleSource`] so that tests and benchmarks can run many synthetic
 //! agents in one process.
@@ -55,6 +65,19 @@ const BACKLOG_WORTH_LOGGING: u64 = 10;
 /// waits, so a slow collector slows the sending (the spool holds the rest).
 const OUTBOX: usize = 32;
 
+/// HTTP/2 keep-alive: a ping after this long without a frame from the
+/// collector (acks come every commit interval, so a live stream rarely
+/// needs one) ...
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_millis(300);
+/// ... and the connection is dropped when the ping is not answered within
+/// this: a dead collector is noticed within a second.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(700);
+
+/// The shortest wait for an ack while batches are outstanding (ten of the
+/// collector's default 200 ms commit intervals); [`AckWatch`] lengthens it
+/// for a collector that commits less often.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Produces one sample of a node, stamped with the given Unix epoch
 /// milliseconds. The [`Sampler`] reads a host root; tests use closures.
 pub trait SampleSource: Send {
@@ -98,31 +121,125 @@ pub struct Backoff {
     pub base: Duration,
     /// The delay never exceeds this.
     pub cap: Duration,
-    /// A stream that stayed up this long resets the backoff.
+    /// A stream that stayed up this long resets the backoff (so does one that
+    /// got an ack: the collector was working).
     pub healthy_after: Duration,
+    /// During the first `outage_cap_for` of an outage the delay never exceeds
+    /// this: a collector restarting (a crash, an upgrade) is back within
+    /// seconds, and every agent should be streaming again within 2 s of it.
+    pub outage_cap: Duration,
+    pub outage_cap_for: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { base: Duration::from_millis(250), cap: Duration::from_secs(30), healthy_after: Duration::from_secs(30) }
+        Self {
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(30),
+            healthy_after: Duration::from_secs(30),
+            outage_cap: Duration::from_secs(2),
+            outage_cap_for: Duration::from_secs(60),
+        }
     }
 }
 
 impl Backoff {
     /// The delay before reconnect attempt `attempt` (0 for the first after a
-    /// loss): uniform in `[0, min(cap, base * 2^attempt)]` ("full jitter",
-    /// AWS Architecture Blog, "Exponential Backoff And Jitter"). Drawing from
-    /// the whole range spreads 200 agents that lost the same collector over
-    /// the window instead of having them return in lockstep.
-    pub fn delay(&self, attempt: u32, rng: &mut impl Rng) -> Duration {
-        let ceiling = self.ceiling(attempt);
+    /// loss) in an outage that began `outage_age` ago: uniform in
+    /// `[0, ceiling]` ("full jitter", AWS Architecture Blog, "Exponential
+    /// Backoff And Jitter"). Drawing from the whole range spreads 200 agents
+    /// that lost the same collector over the window instead of having them
+    /// return in lockstep.
+    pub fn delay(&self, attempt: u32, outage_age: Duration, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling(attempt, outage_age);
         Duration::from_nanos(rng.random_range(0..=ceiling.as_nanos().min(u64::MAX as u128) as u64))
     }
 
-    /// `min(cap, base * 2^attempt)`.
-    pub fn ceiling(&self, attempt: u32) -> Duration {
+    /// `min(cap, base * 2^attempt)`, and at most `outage_cap` during the
+    /// first `outage_cap_for` of the outage.
+    pub fn ceiling(&self, attempt: u32, outage_age: Duration) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-        self.base.saturating_mul(factor).min(self.cap)
+        let cap = if outage_age < self.outage_cap_for { self.cap.min(self.outage_cap) } else { self.cap };
+        self.base.saturating_mul(factor).min(cap)
+    }
+}
+
+/// Watches for acks while batches are outstanding: a collector that takes
+/// batches and stops acknowledging them (a hung committer, a stuck disk) is
+/// treated as dead and the stream reconnected, instead of waiting on it for
+/// ever. Pure over the instants it is given.
+///
+/// The timeout is the longer of the configured floor and 4x the slowest
+/// recent wait for an ack, which follows the collector's commit interval (an
+/// ack comes after each commit): 2 s for the default 200 ms, 20 s for a
+/// collector committing every 5 s. Until a first ack has shown how fast the
+/// collector commits, it is at least 10 s. While a collector takes batches
+/// and never acks (a full disk: it keeps serving but commits nothing), each
+/// stream that ends this way doubles the timeout, up to 10 minutes, so
+/// reconnecting does not become a loop; an ack resets it.
+#[derive(Debug, Clone)]
+pub struct AckWatch {
+    floor: Duration,
+    /// The slowest recent wait for an ack, decaying by a tenth per ack; none
+    /// before the first ack.
+    slowest: Option<Duration>,
+    /// Since when an ack is awaited: the first send after the last ack.
+    waiting_since: Option<Instant>,
+    /// Streams in a row that ended on this timeout without an ack.
+    strikes: u32,
+}
+
+/// The [`AckWatch`] timeout before any ack was seen.
+const UNLEARNED_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest [`AckWatch`] timeout.
+const ACK_TIMEOUT_CEILING: Duration = Duration::from_secs(600);
+
+impl AckWatch {
+    pub fn new(floor: Duration) -> Self {
+        Self { floor, slowest: None, waiting_since: None, strikes: 0 }
+    }
+
+    /// A new stream: nothing sent on it yet.
+    pub fn new_stream(&mut self) {
+        self.waiting_since = None;
+    }
+
+    /// A batch or gap went out at `now`.
+    pub fn sent(&mut self, now: Instant) {
+        self.waiting_since.get_or_insert(now);
+    }
+
+    /// An ack arrived at `now`; `outstanding` says whether sent batches are
+    /// still unacknowledged.
+    pub fn acked(&mut self, now: Instant, outstanding: bool) {
+        if let Some(since) = self.waiting_since {
+            let waited = now.saturating_duration_since(since);
+            self.slowest = Some(waited.max(self.slowest.unwrap_or_default().mul_f64(0.9)));
+        }
+        self.waiting_since = outstanding.then_some(now);
+        self.strikes = 0;
+    }
+
+    /// How long to wait for an ack now.
+    pub fn timeout(&self) -> Duration {
+        let base = match self.slowest {
+            Some(slowest) => self.floor.max(slowest.saturating_mul(4)),
+            None => self.floor.max(UNLEARNED_ACK_TIMEOUT),
+        };
+        base.saturating_mul(1u32.checked_shl(self.strikes.min(16)).unwrap_or(u32::MAX))
+            .min(ACK_TIMEOUT_CEILING.max(self.floor))
+    }
+
+    /// When the collector counts as dead if no ack comes (none while nothing
+    /// is outstanding).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.waiting_since.map(|since| since + self.timeout())
+    }
+
+    /// The deadline passed: the stream is given up.
+    pub fn expired(&mut self) {
+        self.strikes = self.strikes.saturating_add(1);
+        self.waiting_since = None;
     }
 }
 
@@ -147,6 +264,14 @@ pub struct StreamConfig {
     pub flush_timeout: Duration,
     /// How long connecting and waiting for the Welcome may take.
     pub connect_timeout: Duration,
+    /// HTTP/2 pings: sent after this long without a frame from the
+    /// collector, and the connection dropped when one is not answered
+    /// within `keepalive_timeout`.
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    /// The shortest wait for an ack while batches are outstanding (see
+    /// [`AckWatch`]).
+    pub ack_timeout: Duration,
 }
 
 impl StreamConfig {
@@ -165,6 +290,9 @@ impl StreamConfig {
             clock_ticks_per_second: USER_HZ,
             flush_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(10),
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
         }
     }
 }
@@ -199,6 +327,10 @@ pub struct StreamStatus {
     pub spool: SpoolStats,
     /// Why the latest stream or connection attempt ended.
     pub last_error: Option<String>,
+    /// Reconnect attempts since the agent started.
+    pub reconnects: u64,
+    /// The delay before the latest reconnect attempt.
+    pub last_retry_delay: Option<Duration>,
 }
 
 /// How a [`run`] ended.
@@ -371,8 +503,14 @@ async fn sample_loop<S: SampleSource>(
 enum SessionEnd {
     /// Shutdown was asked for and the flush is over.
     Shutdown,
-    /// The stream broke; `healthy` if it had been up long enough to reset the backoff.
-    Lost { reason: String, healthy: bool },
+    /// The stream broke (or never opened).
+    Lost {
+        reason: String,
+        /// When a Welcome arrived on it, if one did: the outage begins with its loss.
+        welcomed_at: Option<Instant>,
+        /// An ack arrived on it: the collector was working.
+        acked: bool,
+    },
 }
 
 async fn connection_loop(
@@ -383,20 +521,36 @@ async fn connection_loop(
 ) {
     let mut rng = StdRng::from_os_rng();
     let mut attempt: u32 = 0;
+    let mut acks = AckWatch::new(config.ack_timeout);
+    // The agent starting counts as the start of an outage: the collector may
+    // be starting too.
+    let mut outage_since = Instant::now();
     loop {
         if *stop_rx.borrow() {
             return;
         }
-        let reason = match session(config, shared, interval_tx, stop_rx.clone()).await {
+        let reason = match session(config, shared, interval_tx, &mut acks, stop_rx.clone()).await {
             SessionEnd::Shutdown => return,
-            SessionEnd::Lost { reason, healthy } => {
-                if healthy {
-                    attempt = 0;
+            SessionEnd::Lost { reason, welcomed_at, acked } => {
+                if let Some(welcomed_at) = welcomed_at {
+                    let now = Instant::now();
+                    let up_for = now.saturating_duration_since(welcomed_at);
+                    if acked || up_for >= config.backoff.healthy_after {
+                        attempt = 0;
+                    }
+                    outage_since = now;
+                    tracing::warn!(
+                        collector = %config.collector,
+                        up_for_ms = up_for.as_millis() as u64,
+                        %reason,
+                        "lost the stream to the collector; reconnecting (samples stay in the spool)"
+                    );
                 }
                 reason
             }
         };
-        let delay = config.backoff.delay(attempt, &mut rng);
+        let outage = outage_since.elapsed();
+        let delay = config.backoff.delay(attempt, outage, &mut rng);
         attempt = attempt.saturating_add(1);
         // A long outage logs its first attempts and then every tenth, not
         // one line per retry for hours.
@@ -405,6 +559,7 @@ async fn connection_loop(
                 collector = %config.collector,
                 retry_in_ms = delay.as_millis() as u64,
                 attempt,
+                outage_ms = outage.as_millis() as u64,
                 %reason,
                 "no stream to the collector; samples stay in the spool"
             );
@@ -414,6 +569,8 @@ async fn connection_loop(
         shared.status.send_modify(|s| {
             s.connected = false;
             s.last_error = Some(reason);
+            s.reconnects += 1;
+            s.last_retry_delay = Some(delay);
         });
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -452,10 +609,13 @@ async fn connect(config: &StreamConfig) -> Result<Channel, String> {
         .map_err(|e| e.to_string())?
         .connect_timeout(config.connect_timeout)
         .tcp_keepalive(Some(Duration::from_secs(30)))
-        // HTTP/2 pings find a collector that vanished without a FIN (power
-        // loss, a cable pulled) within 40 s even when nothing is sent.
-        .http2_keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(20))
+        // HTTP/2 pings find a collector that vanished without a FIN (a
+        // killed node, power loss, a cable pulled) within a second, even
+        // when nothing is sent. hyper pings only after `interval` without a
+        // frame from the collector, so a live stream (an ack per commit)
+        // costs next to nothing.
+        .http2_keep_alive_interval(config.keepalive_interval)
+        .keep_alive_timeout(config.keepalive_timeout)
         .keep_alive_while_idle(true);
     if let Some(tls) = &config.tls {
         let tls = tls_config(tls).map_err(|e| e.to_string())?;
@@ -486,7 +646,21 @@ fn describe_status(status: &tonic::Status) -> String {
             "the collector refused the token (UNAUTHENTICATED: {}); check --token-file against the collector's token file",
             status.message()
         ),
-        code => format!("{code:?}: {}", status.message()),
+        code => {
+            // The transport's cause ("keep-alive timed out", "connection reset") is in the
+            // source chain, not in the message.
+            let mut text = format!("{code:?}: {}", status.message());
+            let mut source = std::error::Error::source(status);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !text.contains(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 
@@ -499,9 +673,10 @@ async fn session(
     config: &StreamConfig,
     shared: &Shared,
     interval_tx: &watch::Sender<Duration>,
+    acks: &mut AckWatch,
     mut stop_rx: watch::Receiver<bool>,
 ) -> SessionEnd {
-    let lost = |reason: String| SessionEnd::Lost { reason, healthy: false };
+    let lost = |reason: String| SessionEnd::Lost { reason, welcomed_at: None, acked: false };
     let mut request_metadata = tonic::metadata::MetadataMap::new();
     if let Auth::TokenFile(path) = &config.auth {
         let token = match read_token(path) {
@@ -589,7 +764,9 @@ async fn session(
     let mut declared = DeclaredPods::new();
     let mut new_data = shared.last_seq.subscribe();
     let mut flush_deadline: Option<Instant> = None;
-    let healthy = || welcomed_at.elapsed() >= config.backoff.healthy_after;
+    acks.new_stream();
+    let mut acked = false;
+    let ended = |reason: String, acked: bool| SessionEnd::Lost { reason, welcomed_at: Some(welcomed_at), acked };
     loop {
         new_data.borrow_and_update();
         let (pending, drained) = {
@@ -606,7 +783,13 @@ async fn session(
             biased;
             message = inbound.next() => match message {
                 Some(Ok(message)) => {
+                    let is_ack = matches!(message.kind, Some(CollectorKind::Ack(_)));
                     handle_collector_message(message, shared, interval_tx, &mut sent_through);
+                    if is_ack {
+                        acked = true;
+                        let outstanding = shared.lock_spool().acked_seq() < sent_through;
+                        acks.acked(Instant::now(), outstanding);
+                    }
                     if backlog_pending && shared.lock_spool().acked_seq() >= backlog_through {
                         backlog_pending = false;
                         tracing::info!(
@@ -617,19 +800,12 @@ async fn session(
                         );
                     }
                 }
-                Some(Err(status)) => {
-                    return SessionEnd::Lost { reason: describe_status(&status), healthy: healthy() };
-                }
-                None => {
-                    return SessionEnd::Lost {
-                        reason: "the collector closed the stream".to_string(),
-                        healthy: healthy(),
-                    };
-                }
+                Some(Err(status)) => return ended(describe_status(&status), acked),
+                None => return ended("the collector closed the stream".to_string(), acked),
             },
             permit = outbox.reserve(), if pending => {
                 let Ok(permit) = permit else {
-                    return SessionEnd::Lost { reason: "the request stream closed".to_string(), healthy: healthy() };
+                    return ended("the request stream closed".to_string(), acked);
                 };
                 let next = shared.lock_spool().next_after(sent_through);
                 let Some(mut kind) = next else {
@@ -647,6 +823,7 @@ async fn session(
                     Kind::Hello(_) => {}
                 }
                 permit.send(pb::AgentMessage { kind: Some(kind) });
+                acks.sent(Instant::now());
             },
             changed = new_data.changed(), if !pending => {
                 if changed.is_err() {
@@ -660,6 +837,20 @@ async fn session(
                 let left = shared.lock_spool().stats().entries;
                 tracing::warn!(unacknowledged = left, "flush timed out; closing the stream");
                 return SessionEnd::Shutdown;
+            },
+            _ = sleep_until_or_never(acks.deadline()), if !stopping => {
+                let waited = acks.timeout();
+                acks.expired();
+                let outstanding = sent_through.saturating_sub(shared.lock_spool().acked_seq());
+                return ended(
+                    format!(
+                        "no ack for {} ms while {outstanding} sequence numbers were outstanding: \
+                         treating the collector as dead (next wait {} ms)",
+                        waited.as_millis(),
+                        acks.timeout().as_millis()
+                    ),
+                    acked,
+                );
             },
         }
     }
@@ -745,35 +936,109 @@ mod tests {
         }
     }
 
+    /// An outage older than the first minute: the plain exponential cap.
+    const LONG_OUTAGE: Duration = Duration::from_secs(120);
+
     #[test]
     fn backoff_stays_within_the_doubling_ceiling_and_the_cap() {
         let backoff = Backoff::default();
         let mut rng = StdRng::seed_from_u64(7);
         for attempt in 0..40 {
-            let ceiling = backoff.ceiling(attempt);
+            let ceiling = backoff.ceiling(attempt, LONG_OUTAGE);
             assert!(ceiling <= backoff.cap);
             for _ in 0..200 {
-                assert!(backoff.delay(attempt, &mut rng) <= ceiling, "attempt {attempt}");
+                assert!(backoff.delay(attempt, LONG_OUTAGE, &mut rng) <= ceiling, "attempt {attempt}");
             }
         }
-        assert_eq!(backoff.ceiling(0), Duration::from_millis(250));
-        assert_eq!(backoff.ceiling(3), Duration::from_secs(2));
-        assert_eq!(backoff.ceiling(7), Duration::from_secs(30), "250 ms * 128 = 32 s, capped");
-        assert_eq!(backoff.ceiling(u32::MAX), Duration::from_secs(30));
+        assert_eq!(backoff.ceiling(0, LONG_OUTAGE), Duration::from_millis(250));
+        assert_eq!(backoff.ceiling(3, LONG_OUTAGE), Duration::from_secs(2));
+        assert_eq!(backoff.ceiling(7, LONG_OUTAGE), Duration::from_secs(30), "250 ms * 128 = 32 s, capped");
+        assert_eq!(backoff.ceiling(u32::MAX, LONG_OUTAGE), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn during_the_first_minute_of_an_outage_no_delay_exceeds_2_s() {
+        let backoff = Backoff::default();
+        let mut rng = StdRng::seed_from_u64(11);
+        for attempt in 0..40 {
+            for age_s in [0, 1, 30, 59] {
+                let age = Duration::from_secs(age_s);
+                assert!(backoff.ceiling(attempt, age) <= Duration::from_secs(2), "attempt {attempt} at {age_s} s");
+                assert!(backoff.delay(attempt, age, &mut rng) <= Duration::from_secs(2));
+            }
+        }
+        assert_eq!(
+            backoff.ceiling(2, Duration::ZERO),
+            Duration::from_secs(1),
+            "the doubling still applies below the cap"
+        );
+        // then the usual cap
+        assert_eq!(backoff.ceiling(10, Duration::from_secs(60)), Duration::from_secs(30));
     }
 
     #[test]
     fn backoff_uses_the_whole_range_down_to_zero() {
         let backoff = Backoff::default();
-        assert_eq!(backoff.delay(5, &mut Constant(0)), Duration::ZERO);
-        assert_eq!(backoff.delay(5, &mut Constant(u64::MAX)), backoff.ceiling(5));
+        assert_eq!(backoff.delay(5, LONG_OUTAGE, &mut Constant(0)), Duration::ZERO);
+        assert_eq!(backoff.delay(5, LONG_OUTAGE, &mut Constant(u64::MAX)), backoff.ceiling(5, LONG_OUTAGE));
         // Full jitter: 1000 draws at attempt 4 (ceiling 4 s) cover the range evenly.
         let mut rng = StdRng::seed_from_u64(1);
-        let draws: Vec<Duration> = (0..1000).map(|_| backoff.delay(4, &mut rng)).collect();
+        let draws: Vec<Duration> = (0..1000).map(|_| backoff.delay(4, LONG_OUTAGE, &mut rng)).collect();
         let below_half = draws.iter().filter(|d| **d < Duration::from_secs(2)).count();
         assert!((400..600).contains(&below_half), "{below_half} of 1000 below half the ceiling");
         assert!(draws.iter().any(|d| *d < Duration::from_millis(200)));
         assert!(draws.iter().any(|d| *d > Duration::from_millis(3800)));
+    }
+
+    #[test]
+    fn the_ack_watch_waits_only_while_batches_are_outstanding() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut watch = AckWatch::new(Duration::from_secs(2));
+        assert_eq!(watch.deadline(), None, "nothing sent, nothing awaited");
+        watch.sent(ms(0));
+        watch.sent(ms(100)); // a second batch does not move the deadline
+        assert_eq!(watch.deadline(), Some(ms(10_000)), "10 s until an ack shows how fast the collector commits");
+        // an ack for everything: nothing outstanding
+        watch.acked(ms(200), false);
+        assert_eq!(watch.deadline(), None);
+        // an ack for part: the wait starts again from it
+        watch.sent(ms(300));
+        watch.acked(ms(500), true);
+        assert_eq!(watch.deadline(), Some(ms(2_500)));
+    }
+
+    #[test]
+    fn the_ack_timeout_follows_a_slow_collector_and_backs_off_on_one_that_never_acks() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut watch = AckWatch::new(Duration::from_secs(2));
+        // a collector that commits every 5 s: acks come 5 s after a send
+        for n in 0..3 {
+            watch.sent(s(10 * n));
+            watch.acked(s(10 * n + 5), false);
+        }
+        assert_eq!(watch.timeout(), Duration::from_secs(20), "4x the slowest wait for an ack");
+        // a collector that takes batches and never acks: each stream ending on the
+        // timeout doubles the next one, up to 10 minutes
+        let mut timeouts = Vec::new();
+        for _ in 0..7 {
+            watch.new_stream();
+            watch.sent(s(100));
+            timeouts.push(watch.deadline().unwrap().duration_since(s(100)).as_secs());
+            watch.expired();
+        }
+        assert_eq!(timeouts, [20, 40, 80, 160, 320, 600, 600]);
+        // one ack and it is back to normal
+        watch.sent(s(200));
+        watch.acked(s(201), false);
+        assert!(watch.timeout() <= Duration::from_secs(20));
+        // the slow waits are forgotten as fast acks come in
+        for n in 0..60 {
+            watch.sent(s(300 + n));
+            watch.acked(s(300 + n) + Duration::from_millis(200), false);
+        }
+        assert_eq!(watch.timeout(), Duration::from_secs(2), "back to the floor");
     }
 
     #[test]

@@ -3,6 +3,10 @@
 //! stream is resumed without loss or duplicates, SetInterval changes the
 //! sampling rate, the token file is re-read on every reconnect, pods are
 //! declared once per stream, and a full spool reports its loss as a gap.
+//! Dead collectors: one that stops acknowledging is left after the ack
+//! timeout, one that goes silent without closing (a frozen proxy in between)
+//! is noticed by keep-alive within a second, and reconnects during the first
+//! part of an outage stay under the outage cap.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -58,8 +62,9 @@ impl Default for Behaviour {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct StreamLog {
+    opened_at: tokio::time::Instant,
     authorization: Option<String>,
     hello: Option<pb::Hello>,
     messages: Vec<Kind>,
@@ -125,7 +130,12 @@ async fn serve_stream(
     tx: mpsc::Sender<Result<pb::CollectorMessage, Status>>,
 ) {
     let index = store.with(|s| {
-        s.streams.push(StreamLog { authorization, ..StreamLog::default() });
+        s.streams.push(StreamLog {
+            opened_at: tokio::time::Instant::now(),
+            authorization,
+            hello: None,
+            messages: Vec::new(),
+        });
         s.streams.len() - 1
     });
     let Ok(Some(pb::AgentMessage { kind: Some(Kind::Hello(hello)) })) = inbound.message().await else {
@@ -302,6 +312,7 @@ fn config(url: &str, interval_ms: u64) -> StreamConfig {
             base: Duration::from_millis(10),
             cap: Duration::from_millis(100),
             healthy_after: Duration::from_secs(5),
+            ..Backoff::default()
         },
         flush_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(5),
@@ -678,4 +689,173 @@ async fn mutual_tls_streams_with_a_client_certificate_and_fails_without_one() {
     wait_until("samples arrive over mTLS", 10, || collector.with(|s| s.committed >= 5)).await;
     let summary = agent.stop().await;
     collector.with(|s| assert_every_seq_once(s, summary.last_seq));
+}
+
+// ---------------------------------------------------------------- dead collectors
+
+#[tokio::test]
+async fn a_collector_that_stops_acknowledging_is_left_for_a_new_stream_after_the_ack_timeout() {
+    let collector = FakeCollector::default();
+    let server = Server::start(collector.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let ack_timeout = Duration::from_millis(300);
+    let agent = Agent::start(StreamConfig { ack_timeout, ..config(&server.url(), 10) }, synthetic("worker-01"));
+    wait_until("acks flow", 10, || collector.with(|s| s.committed >= 5)).await;
+    // The collector keeps reading but stops committing (a hung committer, a full disk).
+    let stalled_at = tokio::time::Instant::now();
+    collector.with(|s| s.behaviour.commits = false);
+    wait_until("the agent gave up on the stream", 10, || collector.with(|s| s.streams.len() >= 2)).await;
+    let gave_up = collector.with(|s| s.streams[1].opened_at.duration_since(stalled_at));
+    // The wait began with the first batch left unacknowledged, which may have been sent up to
+    // one sampling interval (10 ms) before the stall.
+    assert!(gave_up + Duration::from_millis(20) >= ack_timeout, "not before the timeout: {gave_up:?}");
+    assert!(gave_up < ack_timeout + Duration::from_secs(1), "soon after it: {gave_up:?}");
+    let reason = agent.status().last_error.unwrap_or_default();
+    assert!(reason.contains("no ack for 300 ms"), "the agent says why: {reason}");
+    // Still no acks: the next stream waits twice as long before giving up.
+    wait_until("a third stream", 10, || collector.with(|s| s.streams.len() >= 3)).await;
+    let (second, third) = collector.with(|s| (s.streams[1].opened_at, s.streams[2].opened_at));
+    assert!(third.duration_since(second) >= 2 * ack_timeout, "backed off: {:?}", third.duration_since(second));
+    // Commits come back: nothing was lost or stored twice.
+    collector.with(|s| s.behaviour.commits = true);
+    let before = collector.with(|s| s.committed);
+    wait_until("samples flow again", 10, || collector.with(|s| s.committed >= before + 5)).await;
+    let summary = agent.stop().await;
+    collector.with(|s| assert_every_seq_once(s, summary.last_seq));
+    assert_eq!(summary.unacknowledged, 0);
+}
+
+/// A TCP proxy that can freeze the connections it carries: they stay open but nothing goes
+/// through any more, as with a collector whose node froze or lost power (no FIN, no RST).
+/// Connections accepted after a freeze go through.
+struct FreezingProxy {
+    addr: SocketAddr,
+    frozen_below: Arc<std::sync::atomic::AtomicUsize>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl FreezingProxy {
+    async fn start(upstream: SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen_below = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (frozen, count) = (frozen_below.clone(), accepted.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let id = count.fetch_add(1, Ordering::SeqCst);
+                let Ok(outbound) = tokio::net::TcpStream::connect(upstream).await else { continue };
+                let (in_read, in_write) = inbound.into_split();
+                let (out_read, out_write) = outbound.into_split();
+                tokio::spawn(pipe(in_read, out_write, id, frozen.clone()));
+                tokio::spawn(pipe(out_read, in_write, id, frozen.clone()));
+            }
+        });
+        Self { addr, frozen_below, accepted, task }
+    }
+
+    /// Freezes every connection accepted so far.
+    fn freeze(&self) {
+        use std::sync::atomic::Ordering;
+        self.frozen_below.store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FreezingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies until the connection is frozen; then reads and drops everything, holding both ends
+/// open, so neither side learns anything from the socket.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    id: usize,
+    frozen_below: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buffer).await else { return };
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return;
+        }
+        if id < frozen_below.load(std::sync::atomic::Ordering::SeqCst) {
+            continue;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_collector_that_goes_silent_without_closing_is_noticed_within_a_second() {
+    let collector = FakeCollector::default();
+    let server = Server::start(collector.clone(), "127.0.0.1:0".parse().unwrap()).await;
+    let proxy = FreezingProxy::start(server.addr).await;
+    // Only keep-alive can tell here: the ack timeout is far away.
+    let agent = Agent::start(
+        StreamConfig { ack_timeout: Duration::from_secs(60), ..config(&proxy.url(), 50) },
+        synthetic("worker-01"),
+    );
+    wait_until("acks flow", 10, || collector.with(|s| s.committed >= 5)).await;
+    let reconnects = agent.status().reconnects;
+    let frozen_at = tokio::time::Instant::now();
+    proxy.freeze();
+    // A counter, not `connected`: the agent may be streaming again before a poll sees it down.
+    wait_until("the agent noticed", 10, || agent.status().reconnects > reconnects).await;
+    let noticed = frozen_at.elapsed();
+    // 300 ms without a frame, then a ping unanswered for 700 ms: about a second.
+    assert!(noticed <= Duration::from_millis(1_500), "noticed after {noticed:?}");
+    let reason = agent.status().last_error.unwrap_or_default();
+    wait_until("a new stream through the proxy", 10, || collector.with(|s| s.streams.len() >= 2)).await;
+    let before = collector.with(|s| s.committed);
+    wait_until("samples flow again", 10, || collector.with(|s| s.committed >= before + 5)).await;
+    let summary = agent.stop().await;
+    collector.with(|s| assert_every_seq_once(s, summary.last_seq));
+    eprintln!("a silent collector was noticed after {noticed:?}: {reason}");
+}
+
+#[tokio::test]
+async fn reconnects_in_the_first_part_of_an_outage_stay_under_the_outage_cap() {
+    // Nothing listens: every attempt fails at once. With a 150 ms outage cap for the first
+    // second, then the ordinary 2 s cap, the delays show which part of the outage they are in.
+    let addr = free_addr();
+    let backoff = Backoff {
+        base: Duration::from_millis(20),
+        cap: Duration::from_secs(2),
+        healthy_after: Duration::from_secs(5),
+        outage_cap: Duration::from_millis(150),
+        outage_cap_for: Duration::from_secs(1),
+    };
+    let agent = Agent::start(StreamConfig { backoff, ..config(&format!("http://{addr}"), 1000) }, synthetic("w"));
+    let started = tokio::time::Instant::now();
+    let mut status = agent.status.clone();
+    let mut early = Vec::new();
+    let mut late = Vec::new();
+    let deadline = started + Duration::from_secs(20);
+    while late.len() < 4 {
+        tokio::time::timeout_at(deadline, status.changed()).await.expect("reconnect attempts").unwrap();
+        let Some(delay) = status.borrow_and_update().last_retry_delay else { continue };
+        // Attempts are measured from the agent's start (its outage began then), give or take
+        // a few ms: only clear cases count.
+        match started.elapsed() {
+            age if age < Duration::from_millis(900) => early.push(delay),
+            age if age > Duration::from_millis(1_100) => late.push(delay),
+            _ => {}
+        }
+    }
+    assert!(early.len() >= 5, "many quick attempts at first: {early:?}");
+    assert!(early.iter().all(|d| *d <= Duration::from_millis(150)), "capped at first: {early:?}");
+    assert!(late.iter().any(|d| *d > Duration::from_millis(150)), "the ordinary cap afterwards: {late:?}");
+    agent.stop().await;
 }

@@ -7,6 +7,11 @@
 //! pending and is retried with backoff, the error is logged at a limited rate, and the streams
 //! keep being served. Once the pending work reaches its bound the committer stops taking more,
 //! the queue fills, and the streams stop reading: agents keep their data in their spools.
+//! Each attempt is reported to [`Health`] (`/readyz` is not ready while commits fail).
+//!
+//! Between commits, retention removes rows by age (`--retention`) and, with
+//! `--retention-size`, the oldest samples of all nodes once the file fills its share of the
+//! disk ([`SizeRetention`]), each in bounded steps.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +21,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::Result;
+use crate::health::Health;
 use crate::nodes::Node;
-use crate::store::{BatchRow, CommitSet, ExpireOutcome, GapRow, NodeUpdate, PodRow, Store};
+use crate::store::{BatchRow, CommitSet, ExpireOutcome, GapRow, NodeUpdate, PodRow, SizeRetention, Store, StoreSize};
 
 /// What a stream hands to the committer for one message, in the node's sequence order.
 #[derive(Debug)]
@@ -39,7 +45,7 @@ impl QueueItem {
     }
 
     fn bytes(&self) -> usize {
-        self.batch.as_ref().map_or(0, |b| b.bytes.len()) + 64
+        self.batch.as_ref().map_or(0, |b| b.bytes.len()).saturating_add(64)
     }
 }
 
@@ -47,8 +53,16 @@ impl QueueItem {
 pub trait Durable: Send + 'static {
     fn commit(&mut self, set: &CommitSet) -> Result<()>;
     fn expire(&mut self, cutoff_ms: i64, budget: u64) -> Result<ExpireOutcome>;
+    /// Removes the oldest samples of all nodes worth `bytes` of `stored_bytes`, at most
+    /// `budget` rows.
+    fn trim_oldest(&mut self, bytes: u64, budget: u64) -> Result<ExpireOutcome>;
+    fn size(&mut self) -> Result<StoreSize>;
     /// Called after a failed commit; the next commit uses the reopened store.
     fn reopen(&mut self) -> Result<()>;
+    /// Whether the store is open (not after a failed reopen).
+    fn is_open(&self) -> bool;
+    /// Rows skipped so far because they did not decode.
+    fn corrupt_rows(&self) -> u64;
 }
 
 impl Durable for Store {
@@ -58,8 +72,20 @@ impl Durable for Store {
     fn expire(&mut self, cutoff_ms: i64, budget: u64) -> Result<ExpireOutcome> {
         Store::expire(self, cutoff_ms, budget)
     }
+    fn trim_oldest(&mut self, bytes: u64, budget: u64) -> Result<ExpireOutcome> {
+        Store::trim_oldest(self, bytes, budget)
+    }
+    fn size(&mut self) -> Result<StoreSize> {
+        Store::size(self)
+    }
     fn reopen(&mut self) -> Result<()> {
         Store::reopen(self)
+    }
+    fn is_open(&self) -> bool {
+        Store::is_open(self)
+    }
+    fn corrupt_rows(&self) -> u64 {
+        Store::corrupt_rows(self)
     }
 }
 
@@ -81,8 +107,16 @@ pub struct CommitConfig {
     /// How often to look for expired rows, and how many to remove per transaction.
     pub retention_check: Duration,
     pub retention_budget: u64,
+    /// Keep the store file's disk use under this many bytes (`--retention-size`).
+    pub retention_size_bytes: Option<u64>,
+    /// How often to measure the store for `retention_size_bytes` (a read of the node records
+    /// and a `stat`).
+    pub size_check: Duration,
     /// On shutdown, how long to keep retrying a failing final commit.
     pub final_flush_timeout: Duration,
+    /// Test-only fault (`BAKERY_FAULT=committer-panic-after=N`, refused unless enabled): panic
+    /// after this many successful commits, before their acks.
+    pub panic_after_commits: Option<u64>,
 }
 
 impl Default for CommitConfig {
@@ -97,7 +131,10 @@ impl Default for CommitConfig {
             retention: Duration::from_secs(7 * 24 * 3600),
             retention_check: Duration::from_secs(60),
             retention_budget: 5_000,
+            retention_size_bytes: None,
+            size_check: Duration::from_secs(10),
             final_flush_timeout: Duration::from_secs(5),
+            panic_after_commits: None,
         }
     }
 }
@@ -111,6 +148,12 @@ pub struct CommitStats {
     pub samples: AtomicU64,
     pub bytes: AtomicU64,
     pub expired_batches: AtomicU64,
+    /// Batches removed because the store reached `--retention-size`.
+    pub trimmed_batches: AtomicU64,
+    /// Store rows skipped because they did not decode.
+    pub corrupt_rows: AtomicU64,
+    /// Store files moved aside at start because they could not be opened.
+    pub stores_moved_aside: AtomicU64,
 }
 
 /// How the committer ended.
@@ -129,6 +172,7 @@ pub async fn run<D: Durable>(
     mut queue: mpsc::Receiver<QueueItem>,
     config: CommitConfig,
     stats: Arc<CommitStats>,
+    health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
 ) -> CommitterExit<D> {
     let mut store = Some(store);
@@ -142,7 +186,10 @@ pub async fn run<D: Durable>(
     let mut last_error_log: Option<Instant> = None;
     let mut errors_not_logged = 0u64;
     let mut next_retention = Instant::now() + Duration::from_secs(10).min(config.retention_check);
+    let mut size_retention = config.retention_size_bytes.map(SizeRetention::new);
+    let mut next_size_check = Instant::now() + config.size_check;
     let mut flush_deadline: Option<Instant> = None;
+    health.set_committer_running(true);
 
     loop {
         let room = pending.len() < config.max_pending_items && pending_bytes < config.max_pending_bytes;
@@ -150,7 +197,7 @@ pub async fn run<D: Durable>(
         tokio::select! {
             item = queue.recv(), if queue_open && room => match item {
                 Some(item) => {
-                    pending_bytes += item.bytes();
+                    pending_bytes = pending_bytes.saturating_add(item.bytes());
                     pending.push(item);
                     commit_due = pending.len() >= config.commit_now_items || pending_bytes >= config.commit_now_bytes;
                 }
@@ -169,7 +216,12 @@ pub async fn run<D: Durable>(
         if !commit_due {
             continue;
         }
+        health.committer_turned();
         let now = Instant::now();
+        if pending.is_empty() && failures == 0 {
+            // Nothing needed committing: as good as a commit for readiness.
+            health.commit_ok();
+        }
         if !pending.is_empty() && retry_at.is_none_or(|at| now >= at) {
             let (set, nodes) = build_commit_set(&pending);
             let (returned, result) = blocking(store.take(), move |s| s.commit(&set).map(|()| set)).await;
@@ -182,6 +234,14 @@ pub async fn run<D: Durable>(
                     failures = 0;
                     retry_at = None;
                     record_success(&stats, &set);
+                    health.commit_ok();
+                    health.set_store_open(true);
+                    if let Some(after) = config.panic_after_commits
+                        && stats.commits.load(Ordering::Relaxed) >= after
+                    {
+                        // Committed, never acknowledged: what a crash at the worst moment leaves.
+                        panic!("injected fault committer-panic-after={after}: the committer dies after commit {after}");
+                    }
                     for (node, handled_through) in nodes {
                         node.mark_committed(handled_through);
                     }
@@ -189,8 +249,9 @@ pub async fn run<D: Durable>(
                     pending_bytes = 0;
                 }
                 Err(error) => {
-                    failures += 1;
+                    failures = failures.saturating_add(1);
                     stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    health.commit_failed(&error.to_string());
                     let delay = retry_delay(config.interval, failures, config.max_retry_delay);
                     retry_at = Some(now + delay);
                     if last_error_log.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10)) {
@@ -219,7 +280,11 @@ pub async fn run<D: Durable>(
                             tracing::debug!(%error, "reopening the store failed; retrying with the next commit");
                         }
                     }
+                    health.set_store_open(store.as_ref().is_some_and(|s| s.is_open()));
                 }
+            }
+            if let Some(store) = &store {
+                stats.corrupt_rows.store(store.corrupt_rows(), Ordering::Relaxed);
             }
         }
         if pending.is_empty() && !queue_open {
@@ -230,8 +295,10 @@ pub async fn run<D: Durable>(
         if flush_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             break;
         }
-        if pending.is_empty() && failures == 0 && Instant::now() >= next_retention && flush_deadline.is_none() {
-            let cutoff_ms = crate::now_ms().saturating_sub(config.retention.as_millis() as i64);
+        let idle = pending.is_empty() && failures == 0 && flush_deadline.is_none();
+        if idle && Instant::now() >= next_retention {
+            let cutoff_ms =
+                crate::now_ms().saturating_sub(i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX));
             let budget = config.retention_budget;
             let (returned, outcome) = blocking(store.take(), move |s| s.expire(cutoff_ms, budget)).await;
             store = returned;
@@ -250,6 +317,42 @@ pub async fn run<D: Durable>(
                     next_retention = Instant::now() + config.retention_check;
                 }
             }
+        } else if idle
+            && let Some(retention) = size_retention.as_mut()
+            && Instant::now() >= next_size_check
+        {
+            next_size_check = Instant::now() + config.size_check;
+            let (returned, size) = blocking(store.take(), |s| s.size()).await;
+            store = returned;
+            let excess = match size {
+                Ok(size) => retention.plan(size),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot measure the store for --retention-size; trying again later");
+                    0
+                }
+            };
+            if excess > 0 {
+                let budget = config.retention_budget;
+                let (returned, outcome) = blocking(store.take(), move |s| s.trim_oldest(excess, budget)).await;
+                store = returned;
+                match outcome {
+                    Ok(outcome) => {
+                        stats.trimmed_batches.fetch_add(outcome.batches, Ordering::Relaxed);
+                        tracing::info!(
+                            batches = outcome.batches,
+                            bytes = outcome.bytes,
+                            limit_bytes = retention.limit_bytes(),
+                            stored_budget_bytes = retention.stored_budget(),
+                            "the store reached --retention-size: removed the oldest samples"
+                        );
+                        if outcome.more {
+                            // The rest at the next idle turn, between commits.
+                            next_size_check = Instant::now();
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "size retention step failed; trying again later"),
+                }
+            }
         }
     }
     let uncommitted = pending.len();
@@ -259,6 +362,7 @@ pub async fn run<D: Durable>(
             "shutting down with work the store did not take; it was never acknowledged, agents will send it again"
         );
     }
+    health.set_committer_running(false);
     CommitterExit { store: store.expect("the store is always returned by the blocking call"), uncommitted }
 }
 

@@ -1,5 +1,6 @@
 //! `bakery-collector inspect`: what a stopped collector's store holds, per node, as a table for
-//! people or as JSON for scripts and the acceptance tests.
+//! people or as JSON for scripts and the acceptance tests; also a store file the collector
+//! moved aside (`--file`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -7,9 +8,13 @@ use std::process::ExitCode;
 use crate::cli::InspectArgs;
 use crate::store::{self, StoreReport};
 
-/// Prints the report of the store in `args.data_dir`.
+/// Prints the report of the store in `args.data_dir`, or of `args.file`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
-    let report = store::inspect(&args.data_dir, crate::now_ms(), args.verify)?;
+    let report = match (&args.file, &args.data_dir) {
+        (Some(file), _) => store::inspect_file(file, crate::now_ms(), args.verify)?,
+        (None, Some(data_dir)) => store::inspect(data_dir, crate::now_ms(), args.verify)?,
+        (None, None) => anyhow::bail!("inspect needs --data-dir DIR or --file FILE"),
+    };
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &report)?;
@@ -33,6 +38,9 @@ pub fn render(report: &StoreReport) -> String {
         "{:width$}  {:>8}  {:>8}  {:>21}  {:>9}  {:>4}  {:>5}  {:>9}  stale",
         "node", "samples", "batches", "stored seqs", "committed", "gaps", "dups", "skew ms"
     );
+    if report.unreadable_records > 0 {
+        let _ = writeln!(out, "{} node records do not decode and are not listed", report.unreadable_records);
+    }
     for node in &report.nodes {
         let seqs = match (node.first_seq, node.last_seq) {
             (Some(first), Some(last)) => format!("{first}..={last}"),

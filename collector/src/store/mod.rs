@@ -10,10 +10,18 @@
 //! Every write is one transaction with `Durability::Immediate` (fsync before `commit` returns)
 //! and quick-repair (the allocator state is saved with each commit, so opening after a crash or
 //! `kill -9` does not walk the whole file, and a read-only `inspect` can open it).
+//!
+//! Faults (see [`recovery`]): a file redb cannot open (not a redb file, a damaged header, cut
+//! short) is moved aside and a fresh store started; a row that does not decode is skipped and
+//! counted, at start, in commits, in retention and in `inspect`, and never stops any of them.
+//! Numbers that came from agents (sequence numbers, sample counts, byte totals) only ever meet
+//! saturating arithmetic here.
 
 pub mod records;
+pub mod recovery;
 pub mod report;
 pub mod reports;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +31,9 @@ use prost::bytes::Bytes;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 pub use records::{NodeRecord, PodRecord, StoredBatch};
+pub use recovery::{MovedAside, Opened};
 pub use report::{GapReport, NodeReport, SeqRange, StoreReport};
+pub use retention::{ExpireOutcome, SizeRetention, StoreSize};
 
 use crate::error::{Error, Result};
 
@@ -31,9 +41,14 @@ use crate::error::{Error, Result};
 pub const STORE_FILE: &str = "bakery.redb";
 
 /// redb caches pages in memory; its default (1 GiB) would dwarf the collector's memory budget
-/// (100 MiB for 100 nodes, issue 3). Writes go straight through; reads at start and by
-/// retention are sequential, so a small cache costs little.
+/// (100 MiB for 100 nodes). Writes go straight through; reads at start and by retention are
+/// sequential, so a small cache costs little.
 const CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a sample row costs besides its batch bytes: the key (node id, seq) and the value's
+/// receive time, sample count and length prefix. An estimate: `--retention-size` compares the
+/// store with itself, so only its consistency matters.
+pub const ROW_OVERHEAD_BYTES: u64 = 32;
 
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const SAMPLES: TableDefinition<(u32, u64), (i64, u32, &[u8])> = TableDefinition::new("samples");
@@ -115,7 +130,8 @@ pub struct LoadedNode {
     pub name: String,
     pub record: NodeRecord,
     pub pods: Vec<(u32, PodRecord)>,
-    /// The newest stored batch, so `Query.Nodes` has a latest sample right after a restart.
+    /// The newest stored batch that decodes, so `Query.Nodes` has a latest sample right after
+    /// a restart.
     pub latest: Option<LatestBatch>,
 }
 
@@ -127,40 +143,58 @@ pub struct LatestBatch {
     pub bytes: Bytes,
 }
 
-/// What one retention step removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ExpireOutcome {
-    pub batches: u64,
-    pub gaps: u64,
-    /// The budget ran out before everything expired was removed: call again.
-    pub more: bool,
+/// The bytes a sample row with `value_len` batch bytes counts for in `stored_bytes`.
+pub fn row_bytes(value_len: usize) -> u64 {
+    u64::try_from(value_len).unwrap_or(u64::MAX).saturating_add(ROW_OVERHEAD_BYTES)
 }
+
+/// How many of the newest batches `load` tries, newest first, before giving a node no latest
+/// sample: each one that does not decode is skipped and counted.
+const LATEST_TRIES: usize = 8;
 
 /// The writable store. Only the committer holds one.
 pub struct Store {
     path: PathBuf,
     /// `None` after a failed reopen: the next operation tries to open again.
     db: Option<Database>,
+    /// Rows that did not decode and were skipped since the store was opened.
+    corrupt_rows: u64,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `data_dir`, creating the directory if needed.
+    /// Opens (or creates) the store in `data_dir`, creating the directory if needed. Fails when
+    /// the file cannot be opened; [`Store::open_or_move_aside`] is what the collector uses.
     pub fn open(data_dir: &Path) -> Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(|source| Error::Io {
             action: "cannot create the data dir",
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let path = data_dir.join(STORE_FILE);
-        let db = open_database(&path)?;
-        let mut store = Store { path, db: Some(db) };
+        Store::open_file(&data_dir.join(STORE_FILE))
+    }
+
+    /// Opens (or creates) the store file at `path`.
+    pub fn open_file(path: &Path) -> Result<Store> {
+        let db = open_database(path)?;
+        let mut store = Store { path: path.to_path_buf(), db: Some(db), corrupt_rows: 0 };
         store.create_tables()?;
+        store.count_stored_bytes()?;
         Ok(store)
     }
 
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the database is open (it is not after a reopen failed, until one succeeds).
+    pub fn is_open(&self) -> bool {
+        self.db.is_some()
+    }
+
+    /// Rows skipped because they did not decode, since the store was opened.
+    pub fn corrupt_rows(&self) -> u64 {
+        self.corrupt_rows
     }
 
     fn db(&mut self) -> Result<&Database> {
@@ -200,6 +234,44 @@ impl Store {
         Ok(())
     }
 
+    /// Gives every node record written before `stored_bytes` existed its count, once: a read
+    /// of that node's rows, then one write.
+    fn count_stored_bytes(&mut self) -> Result<()> {
+        let missing: Vec<(String, NodeRecord)> = {
+            let txn = self.db()?.begin_read()?;
+            let nodes = txn.open_table(NODES)?;
+            let mut missing = Vec::new();
+            for row in nodes.iter()? {
+                let (name, bytes) = row?;
+                // A record that does not decode is dealt with by `load`.
+                if let Ok(record) = decode_node(bytes.value())
+                    && record.stored_bytes.is_none()
+                {
+                    missing.push((name.value().to_string(), record));
+                }
+            }
+            missing
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_durable_write()?;
+        {
+            let samples = txn.open_table(SAMPLES)?;
+            let mut nodes = txn.open_table(NODES)?;
+            for (name, mut record) in missing {
+                let mut total = 0u64;
+                for row in samples.range(node_range(record.node_id))? {
+                    total = total.saturating_add(row_bytes(row?.1.value().2.len()));
+                }
+                record.stored_bytes = Some(total);
+                nodes.insert(name.as_str(), record.encode_to_vec().as_slice())?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
     fn begin_durable_write(&mut self) -> Result<redb::WriteTransaction> {
         let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate).map_err(redb::Error::from)?;
@@ -208,13 +280,15 @@ impl Store {
     }
 
     /// Writes `set` in one durable transaction: when this returns `Ok`, every row is on disk and
-    /// each node's `committed_seq` covers its `handled_through`.
+    /// each node's `committed_seq` covers its `handled_through`. A node record that does not
+    /// decode is counted and rebuilt from the node's rows, so it never stops a commit.
     pub fn commit(&mut self, set: &CommitSet) -> Result<()> {
         let txn = self.begin_durable_write()?;
+        let mut corrupt = 0u64;
         {
-            // (batches, samples) added per node id: a row already present (a retry after an
-            // ambiguous failure) is overwritten with identical bytes and not counted twice.
-            let mut added: HashMap<u32, (u64, u64)> = HashMap::new();
+            // (batches, samples, bytes) added per node id: a row already present (a retry after
+            // an ambiguous failure) is overwritten with identical bytes and not counted twice.
+            let mut added: HashMap<u32, (u64, u64, u64)> = HashMap::new();
             let mut samples = txn.open_table(SAMPLES)?;
             for batch in &set.batches {
                 let previous = samples.insert(
@@ -223,8 +297,9 @@ impl Store {
                 )?;
                 if previous.is_none() {
                     let entry = added.entry(batch.node_id).or_default();
-                    entry.0 += 1;
-                    entry.1 += u64::from(batch.sample_count);
+                    entry.0 = entry.0.saturating_add(1);
+                    entry.1 = entry.1.saturating_add(u64::from(batch.sample_count));
+                    entry.2 = entry.2.saturating_add(row_bytes(batch.bytes.len()));
                 }
             }
             let mut gaps = txn.open_table(GAPS)?;
@@ -237,132 +312,120 @@ impl Store {
             }
             let mut nodes = txn.open_table(NODES)?;
             for update in &set.nodes {
-                let mut record = match nodes.get(update.name.as_str())? {
-                    Some(bytes) => decode_node(bytes.value())?,
-                    None => NodeRecord { node_id: update.node_id, retained_from_seq: 1, ..NodeRecord::default() },
+                let existing = nodes.get(update.name.as_str())?.map(|bytes| decode_node(bytes.value()));
+                let mut record = match existing {
+                    Some(Ok(record)) => {
+                        let mut record = record;
+                        if let Some((batches, sample_count, bytes)) = added.get(&update.node_id) {
+                            record.batches = record.batches.saturating_add(*batches);
+                            record.samples = record.samples.saturating_add(*sample_count);
+                            record.stored_bytes = Some(record.stored_bytes.unwrap_or(0).saturating_add(*bytes));
+                        }
+                        record
+                    }
+                    Some(Err(error)) => {
+                        corrupt += 1;
+                        tracing::error!(
+                            node = %update.name,
+                            %error,
+                            "a stored node record does not decode; rebuilding it from the node's rows"
+                        );
+                        // The rows of this commit are in the tables already: the rebuild counts them.
+                        recovery::rebuild_record(&samples, &gaps, update.node_id, update.handled_through)?
+                    }
+                    None => {
+                        let (batches, sample_count, bytes) = added.get(&update.node_id).copied().unwrap_or_default();
+                        NodeRecord {
+                            node_id: update.node_id,
+                            retained_from_seq: 1,
+                            batches,
+                            samples: sample_count,
+                            stored_bytes: Some(bytes),
+                            ..NodeRecord::default()
+                        }
+                    }
                 };
                 record.committed_seq = record.committed_seq.max(update.handled_through);
-                if let Some((batches, sample_count)) = added.get(&update.node_id) {
-                    record.batches += batches;
-                    record.samples += sample_count;
-                }
                 apply_live(&mut record, &update.live);
                 nodes.insert(update.name.as_str(), record.encode_to_vec().as_slice())?;
             }
         }
         txn.commit()?;
+        self.corrupt_rows = self.corrupt_rows.saturating_add(corrupt);
         Ok(())
     }
 
     /// Everything the collector needs at start: every node with its pods and newest batch.
+    ///
+    /// A row that does not decode is skipped, counted and logged: a pod record (the pod is
+    /// numbered again when its agent declares it), the newest batch (the one before it is the
+    /// latest sample), or a node record. A node whose record does not decode comes back under
+    /// a number no stored row uses, so its next rows cannot mix with the unreadable ones; its
+    /// agent is welcomed at sequence 0 and sends its spool again.
     pub fn load(&mut self) -> Result<Vec<LoadedNode>> {
         let txn = self.db()?.begin_read()?;
         let nodes = txn.open_table(NODES)?;
         let samples = txn.open_table(SAMPLES)?;
+        let gaps = txn.open_table(GAPS)?;
         let pods = txn.open_table(PODS)?;
         let mut loaded = Vec::new();
+        let mut unreadable = Vec::new();
+        let mut corrupt = 0u64;
         for row in nodes.iter()? {
             let (name, bytes) = row?;
-            let record = decode_node(bytes.value())?;
+            let name = name.value().to_string();
+            let record = match decode_node(bytes.value()) {
+                Ok(record) => record,
+                Err(error) => {
+                    corrupt += 1;
+                    tracing::error!(node = %name, %error, "skipping a node record that does not decode");
+                    unreadable.push(name);
+                    continue;
+                }
+            };
             let id = record.node_id;
             let mut node_pods = Vec::new();
             for row in pods.range((id, 0u32)..=(id, u32::MAX))? {
                 let (key, bytes) = row?;
-                let pod =
-                    PodRecord::decode(bytes.value()).map_err(|source| Error::CorruptRecord { what: "pod", source })?;
-                node_pods.push((key.value().1, pod));
+                match PodRecord::decode(bytes.value()) {
+                    Ok(pod) => node_pods.push((key.value().1, pod)),
+                    Err(error) => {
+                        corrupt += 1;
+                        tracing::error!(node = %name, pod_id = key.value().1, %error, "skipping a pod record that does not decode");
+                    }
+                }
             }
-            let latest = match samples.range((id, 0u64)..=(id, u64::MAX))?.next_back() {
-                Some(row) => {
-                    let (key, value) = row?;
-                    let (received_ms, _, bytes) = value.value();
-                    Some(LatestBatch { seq: key.value().1, received_ms, bytes: Bytes::copy_from_slice(bytes) })
-                }
-                None => None,
-            };
-            loaded.push(LoadedNode { name: name.value().to_string(), record, pods: node_pods, latest });
-        }
-        Ok(loaded)
-    }
-
-    /// Removes batches received before `cutoff_ms`, and gaps recorded before it that no longer
-    /// precede a stored batch, oldest first, at most `budget` rows in one transaction (so a long
-    /// backlog never holds the writer for long). Sequence numbers grow with time per node, so
-    /// each node's expired rows are a prefix of its key range.
-    pub fn expire(&mut self, cutoff_ms: i64, budget: u64) -> Result<ExpireOutcome> {
-        let txn = self.begin_durable_write()?;
-        let mut outcome = ExpireOutcome::default();
-        {
-            let mut nodes = txn.open_table(NODES)?;
-            let mut samples = txn.open_table(SAMPLES)?;
-            let mut gaps = txn.open_table(GAPS)?;
-            let mut records = Vec::new();
-            for row in nodes.iter()? {
-                let (name, bytes) = row?;
-                records.push((name.value().to_string(), decode_node(bytes.value())?));
-            }
-            for (name, mut record) in records {
-                let id = record.node_id;
-                let remaining = budget.saturating_sub(outcome.batches + outcome.gaps);
-                if remaining == 0 {
-                    outcome.more = true;
-                    break;
-                }
-                let mut expired_batches = Vec::new();
-                let mut expired_samples = 0u64;
-                let mut first_kept_batch = None;
-                for row in samples.range((id, 0u64)..=(id, u64::MAX))? {
-                    let (key, value) = row?;
-                    let (received_ms, sample_count, _) = value.value();
-                    if received_ms >= cutoff_ms {
-                        first_kept_batch = Some(key.value().1);
-                        break;
-                    }
-                    if expired_batches.len() as u64 == remaining {
-                        first_kept_batch = Some(key.value().1);
-                        outcome.more = true;
-                        break;
-                    }
-                    expired_batches.push(key.value().1);
-                    expired_samples += u64::from(sample_count);
-                }
-                let mut expired_gaps = Vec::new();
-                let gap_budget = remaining - expired_batches.len() as u64;
-                for row in gaps.range((id, 0u64)..=(id, u64::MAX))? {
-                    let (key, value) = row?;
-                    let (last_seq, recorded_ms, _) = value.value();
-                    let before_kept = first_kept_batch.is_none_or(|kept| last_seq < kept);
-                    if recorded_ms >= cutoff_ms || !before_kept {
-                        break;
-                    }
-                    if expired_gaps.len() as u64 == gap_budget {
-                        outcome.more = true;
-                        break;
-                    }
-                    expired_gaps.push((key.value().1, last_seq));
-                }
-                if expired_batches.is_empty() && expired_gaps.is_empty() {
+            let mut latest = None;
+            for row in samples.range(node_range(id))?.rev().take(LATEST_TRIES) {
+                let (key, value) = row?;
+                let (received_ms, _, bytes) = value.value();
+                if let Err(error) = StoredBatch::decode(bytes) {
+                    corrupt += 1;
+                    tracing::error!(node = %name, seq = key.value().1, %error, "skipping a stored batch that does not decode");
                     continue;
                 }
-                let mut highest_removed = 0;
-                for seq in &expired_batches {
-                    samples.remove((id, *seq))?;
-                    highest_removed = highest_removed.max(*seq);
-                }
-                for (first_seq, last_seq) in &expired_gaps {
-                    gaps.remove((id, *first_seq))?;
-                    highest_removed = highest_removed.max(*last_seq);
-                }
-                record.batches = record.batches.saturating_sub(expired_batches.len() as u64);
-                record.samples = record.samples.saturating_sub(expired_samples);
-                record.retained_from_seq = record.retained_from_seq.max(highest_removed + 1);
-                nodes.insert(name.as_str(), record.encode_to_vec().as_slice())?;
-                outcome.batches += expired_batches.len() as u64;
-                outcome.gaps += expired_gaps.len() as u64;
+                latest = Some(LatestBatch { seq: key.value().1, received_ms, bytes: Bytes::copy_from_slice(bytes) });
+                break;
+            }
+            loaded.push(LoadedNode { name, record, pods: node_pods, latest });
+        }
+        if !unreadable.is_empty() {
+            let mut next_id = recovery::highest_node_id(&samples, &gaps, &pods)?
+                .max(loaded.iter().map(|n| n.record.node_id).max().unwrap_or(0));
+            for name in unreadable {
+                next_id = next_id.saturating_add(1);
+                tracing::warn!(
+                    node = %name,
+                    node_id = next_id,
+                    "the node's unreadable record is replaced when it next connects; its old rows stay in the \
+                     store (inspect does not list them) until retention removes them"
+                );
+                let record = NodeRecord { node_id: next_id, retained_from_seq: 1, ..NodeRecord::default() };
+                loaded.push(LoadedNode { name, record, pods: Vec::new(), latest: None });
             }
         }
-        txn.commit()?;
-        Ok(outcome)
+        self.corrupt_rows = self.corrupt_rows.saturating_add(corrupt);
+        Ok(loaded)
     }
 
     /// The per-node report `inspect` prints; `verify` also scans every key for unaccounted
@@ -385,23 +448,27 @@ impl Store {
     }
 }
 
-/// Builds the `inspect` report of the store in `data_dir` without changing it when it can:
-/// a store closed cleanly or by a crash after a quick-repair commit opens read-only; one that
-/// needs a full repair is opened writable once (the repair writes), then reported.
+/// Builds the `inspect` report of the store in `data_dir` without changing it when it can.
 pub fn inspect(data_dir: &Path, now_ms: i64, verify: bool) -> Result<StoreReport> {
-    let path = data_dir.join(STORE_FILE);
+    inspect_file(&data_dir.join(STORE_FILE), now_ms, verify)
+}
+
+/// Builds the `inspect` report of the store file at `path` (also one the collector moved
+/// aside): a store closed cleanly or by a crash after a quick-repair commit opens read-only;
+/// one that needs a full repair is opened writable once (the repair writes), then reported.
+pub fn inspect_file(path: &Path, now_ms: i64, verify: bool) -> Result<StoreReport> {
     if !path.exists() {
         return Err(Error::Io {
             action: "no bakery store at",
-            path,
+            path: path.to_path_buf(),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         });
     }
-    match redb::Builder::new().set_cache_size(CACHE_BYTES).open_read_only(&path) {
+    match redb::Builder::new().set_cache_size(CACHE_BYTES).open_read_only(path) {
         Ok(db) => report::build(&db, now_ms, verify),
-        Err(redb::DatabaseError::RepairAborted) => Store::open(data_dir)?.report(now_ms, verify),
-        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(Error::StoreInUse { path }),
-        Err(source) => Err(Error::OpenStore { path, source }),
+        Err(redb::DatabaseError::RepairAborted) => Store::open_file(path)?.report(now_ms, verify),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(Error::StoreInUse { path: path.to_path_buf() }),
+        Err(source) => Err(Error::OpenStore { path: path.to_path_buf(), source }),
     }
 }
 
@@ -410,6 +477,11 @@ fn open_database(path: &Path) -> Result<Database> {
         redb::DatabaseError::DatabaseAlreadyOpen => Error::StoreInUse { path: path.to_path_buf() },
         source => Error::OpenStore { path: path.to_path_buf(), source },
     })
+}
+
+/// Every key of node `id` in a (node id, seq) table.
+fn node_range(id: u32) -> std::ops::RangeInclusive<(u32, u64)> {
+    (id, 0u64)..=(id, u64::MAX)
 }
 
 fn decode_node(bytes: &[u8]) -> Result<NodeRecord> {

@@ -38,6 +38,10 @@ pub struct NodeRecord {
     pub boot_id: String,
     #[prost(string, tag = "13")]
     pub agent_version: String,
+    /// Bytes of this node's stored sample rows (keys and values), for `--retention-size`.
+    /// Absent in records written before it existed: the store counts them once when it opens.
+    #[prost(uint64, optional, tag = "14")]
+    pub stored_bytes: Option<u64>,
 }
 
 /// A pod's identity, keyed by (node id, collector pod id) in the `pods` table.

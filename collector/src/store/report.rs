@@ -6,12 +6,19 @@ use redb::{ReadableDatabase, ReadableTable};
 use serde::Serialize;
 
 use super::{GAPS, NODES, NodeRecord, PODS, SAMPLES};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Everything `inspect --json` prints.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoreReport {
     pub nodes: Vec<NodeReport>,
+    /// Node records that do not decode: skipped, and counted here (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unreadable_records: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One node in the report.
@@ -74,11 +81,17 @@ pub(super) fn build(db: &impl ReadableDatabase, now_ms: i64, verify: bool) -> Re
     let samples = txn.open_table(SAMPLES)?;
     let gaps = txn.open_table(GAPS)?;
     let pods = txn.open_table(PODS)?;
-    let mut report = StoreReport { nodes: Vec::new() };
+    let mut report = StoreReport { nodes: Vec::new(), unreadable_records: 0 };
     for row in nodes.iter()? {
         let (name, bytes) = row?;
-        let record =
-            NodeRecord::decode(bytes.value()).map_err(|source| Error::CorruptRecord { what: "node", source })?;
+        let record = match NodeRecord::decode(bytes.value()) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::warn!(node = %name.value(), %error, "skipping a node record that does not decode");
+                report.unreadable_records += 1;
+                continue;
+            }
+        };
         let id = record.node_id;
         let mut range = samples.range((id, 0u64)..=(id, u64::MAX))?;
         let first_seq = range.next().transpose()?.map(|(key, _)| key.value().1);
@@ -140,31 +153,45 @@ pub struct Accounting {
 /// Checks that every sequence number in `[from, through]` is accounted for exactly once by
 /// `stored` (sorted, unique: they are table keys) and `gaps` (sorted by first seq).
 pub fn account(from: u64, through: u64, stored: &[u64], gaps: &[SeqRange]) -> Accounting {
-    // Every stored seq is a one-seq range; merge both sorted lists into one walk.
+    // Every stored seq is a one-seq range; merge both sorted lists into one walk. Sequence
+    // numbers come from agents and may be anything up to u64::MAX, so `next` (the lowest seq
+    // not yet covered) is None once everything up to u64::MAX is covered.
     let mut ranges: Vec<SeqRange> = stored.iter().map(|&s| SeqRange { first_seq: s, last_seq: s }).collect();
-    ranges.extend_from_slice(gaps);
+    ranges.extend(gaps.iter().filter(|g| g.first_seq <= g.last_seq));
     ranges.sort_by_key(|r| (r.first_seq, r.last_seq));
     let mut accounting = Accounting::default();
-    let mut next = from; // the lowest seq not yet covered
+    let mut next = Some(from);
     for range in ranges {
         if range.last_seq < from {
             continue;
         }
         let first = range.first_seq.max(from);
-        if first > next {
-            accounting.unaccounted.push(SeqRange { first_seq: next, last_seq: (first - 1).min(through) });
-        } else if first < next {
-            accounting.double_accounted.push(SeqRange { first_seq: first, last_seq: range.last_seq.min(next - 1) });
+        match next {
+            Some(next) if first > next => {
+                // first > next >= from, so first - 1 does not underflow.
+                accounting.unaccounted.push(SeqRange { first_seq: next, last_seq: (first - 1).min(through) });
+            }
+            Some(next) if first < next => {
+                accounting.double_accounted.push(SeqRange { first_seq: first, last_seq: range.last_seq.min(next - 1) });
+            }
+            Some(_) => {}
+            None => accounting.double_accounted.push(SeqRange { first_seq: first, last_seq: range.last_seq }),
         }
         if range.last_seq > through {
-            let beyond = range.first_seq.max(through + 1).max(next);
-            if beyond <= range.last_seq {
+            // through < last_seq <= u64::MAX, so through + 1 does not overflow.
+            let beyond = range.first_seq.max(through + 1);
+            if let Some(beyond) = next.map(|next| beyond.max(next)).filter(|b| *b <= range.last_seq) {
                 accounting.double_accounted.push(SeqRange { first_seq: beyond, last_seq: range.last_seq });
             }
         }
-        next = next.max(range.last_seq + 1);
+        next = match (next, range.last_seq.checked_add(1)) {
+            (Some(next), Some(after)) => Some(next.max(after)),
+            _ => None,
+        };
     }
-    if next <= through {
+    if let Some(next) = next
+        && next <= through
+    {
         accounting.unaccounted.push(SeqRange { first_seq: next, last_seq: through });
     }
     accounting.unaccounted.retain(|r| r.first_seq <= r.last_seq && r.first_seq <= through);

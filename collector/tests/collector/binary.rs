@@ -1,5 +1,7 @@
-//! The built binary: SIGTERM flushes, acknowledges and exits 0; `inspect --json` reads the
-//! stopped store; start-up refuses unusable configurations with a clear message.
+//! The built binary: SIGTERM flushes, acknowledges and exits 0; a committer that dies takes
+//! the process down, non-zero, and a restart has every acknowledged sample; `inspect --json`
+//! reads the stopped store; start-up refuses unusable configurations (and a test-only fault
+//! without its switch) with a clear message.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +24,16 @@ impl Drop for ChildGuard {
 }
 
 fn spawn_collector(data_dir: &Path, ready_file: &Path, extra: &[&str]) -> ChildGuard {
+    spawn_collector_with(data_dir, ready_file, extra, &[], Stdio::inherit())
+}
+
+fn spawn_collector_with(
+    data_dir: &Path,
+    ready_file: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    stderr: Stdio,
+) -> ChildGuard {
     let child = Command::new(BINARY)
         .args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth", "--data-dir"])
         .arg(data_dir)
@@ -29,8 +41,11 @@ fn spawn_collector(data_dir: &Path, ready_file: &Path, extra: &[&str]) -> ChildG
         .arg(ready_file)
         .args(extra)
         .env("BAKERY_LOG", "warn")
+        .env_remove("BAKERY_FAULT")
+        .env_remove("BAKERY_TEST_ONLY_ALLOW_FAULTS")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("the collector binary starts");
     ChildGuard(Some(child))
@@ -48,14 +63,18 @@ async fn wait_ready(ready_file: &Path) -> String {
 }
 
 async fn wait_exit(guard: &mut ChildGuard) -> std::process::ExitStatus {
+    wait_exit_within(guard, Duration::from_secs(30)).await
+}
+
+async fn wait_exit_within(guard: &mut ChildGuard, limit: Duration) -> std::process::ExitStatus {
     let child = guard.0.as_mut().expect("a child");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             guard.0 = None;
             return status;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the collector did not exit within 30 s");
+        assert!(tokio::time::Instant::now() < deadline, "the collector did not exit within {limit:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -213,4 +232,84 @@ async fn kill_9_loses_nothing_that_was_acknowledged_and_the_agent_resumes_after_
     assert_eq!(node["gaps"], serde_json::json!([]), "every seq exactly once, no gap");
     assert_eq!(node["unaccounted"], serde_json::json!([]));
     assert_eq!(node["double_accounted"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn a_committer_that_panics_ends_the_process_non_zero_and_a_restart_keeps_every_acknowledged_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir: PathBuf = dir.path().join("data");
+    let ready = dir.path().join("ready");
+    let log = dir.path().join("collector.log");
+    let fault = [("BAKERY_FAULT", "committer-panic-after=5"), ("BAKERY_TEST_ONLY_ALLOW_FAULTS", "1")];
+    let stderr = Stdio::from(std::fs::File::create(&log).unwrap());
+    let mut child = spawn_collector_with(&data_dir, &ready, &["--commit-interval", "20ms"], &fault, stderr);
+    let url = wait_ready(&ready).await;
+    let mut agent = TestAgent::try_connect(&url, None, hello("node-a")).await.expect("connected");
+    // Stream at 200 Hz until the fifth commit, after which the committer panics before its
+    // acks; then the process must end by itself, soon.
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut seq = 0;
+    let panicked_at = loop {
+        if read_log().contains("injected fault committer-panic-after=5") {
+            break tokio::time::Instant::now();
+        }
+        assert!(seq < 1_000, "the fault never fired:\n{}", read_log());
+        seq += 1;
+        let _ = agent.try_send(batch(seq)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let exit = wait_exit_within(&mut child, Duration::from_secs(10)).await;
+    let took = panicked_at.elapsed();
+    let log_text = read_log();
+    assert_eq!(exit.code(), Some(1), "exits non-zero by itself (not killed): {exit}\n{log_text}");
+    assert!(log_text.contains("the committer task panicked"), "the log says why:\n{log_text}");
+    assert!(took < Duration::from_secs(5), "exited {took:?} after the panic");
+    eprintln!("the collector exited {took:?} after the committer panicked");
+    // Whatever was acknowledged before the end.
+    while let Ok(Some(message)) = agent.next().await {
+        if let Some(bakery_proto::v1::collector_message::Kind::Ack(ack)) = message.kind {
+            agent.acked = ack.committed_seq;
+        }
+    }
+    let acked = agent.acked;
+    let report = inspect_json(&data_dir);
+    let committed = report["nodes"][0]["committed_seq"].as_u64().unwrap();
+    assert!(committed >= acked, "committed {committed} >= acked {acked}: nothing acknowledged is lost");
+    assert!(committed > acked, "the last commit ({committed}) was never acknowledged ({acked})");
+
+    // Kubernetes restarts it (without the fault): the agent resumes after what is committed.
+    std::fs::remove_file(&ready).unwrap();
+    let mut child = spawn_collector(&data_dir, &ready, &["--commit-interval", "20ms"]);
+    let url = wait_ready(&ready).await;
+    let mut agent = TestAgent::try_connect(&url, None, hello("node-a")).await.expect("reconnected");
+    assert_eq!(agent.welcome.committed_seq, committed);
+    let last = seq + 10;
+    for seq in committed + 1..=last {
+        agent.send(batch(seq)).await;
+    }
+    agent.wait_ack(last).await;
+    let pid = child.0.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_eq!(wait_exit(&mut child).await.code(), Some(0));
+    let report = inspect_json(&data_dir);
+    let node = &report["nodes"][0];
+    assert_eq!((node["batches"].as_u64(), node["last_seq"].as_u64()), (Some(last), Some(last)));
+    assert_eq!(node["gaps"], serde_json::json!([]), "every seq exactly once, no gap");
+    assert_eq!(node["unaccounted"], serde_json::json!([]));
+}
+
+#[test]
+fn a_test_only_fault_is_refused_without_its_switch() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BINARY)
+        .args(["--listen", "127.0.0.1:0", "--insecure-no-auth", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("BAKERY_FAULT", "committer-panic-after=1")
+        .env_remove("BAKERY_TEST_ONLY_ALLOW_FAULTS")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refused unless BAKERY_TEST_ONLY_ALLOW_FAULTS=1"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "refused before anything was opened");
 }

@@ -1,6 +1,7 @@
 //! Root-only: a full disk (a small tmpfs under the data dir). Commits fail with a clear error,
-//! nothing is acknowledged, every agent keeps being served, and once space is back everything
-//! held is committed and acknowledged.
+//! nothing is acknowledged, `/readyz` says not ready (and why) while `/livez` stays live, every
+//! agent keeps being served, and once space is back everything held is committed and
+//! acknowledged and the collector is ready again.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,6 +62,8 @@ async fn root_a_full_disk_stops_acks_keeps_serving_and_recovers() {
     let disk = Tmpfs::mount(&data, "4m");
     let collector = TestCollector::start_in(dir, |config| config.data_dir = data.clone()).await;
     let mut agent = TestAgent::connect(&collector.url(), hello("node-a")).await;
+    let (status, body) = collector.probe("/readyz").await;
+    assert_eq!(status, 200, "ready before the disk fills: {body}");
 
     // Fill the disk: send until acks stop coming.
     let mut seq = 0;
@@ -82,6 +85,11 @@ async fn root_a_full_disk_stops_acks_keeps_serving_and_recovers() {
     })
     .await;
     assert_eq!(agent.acked, acked_before, "nothing is acknowledged while the disk is full");
+    let (status, body) = collector.probe("/readyz").await;
+    assert_eq!(status, 503, "not ready while commits fail: {body}");
+    assert!(body.contains("commits fail"), "the body says why: {body}");
+    let (status, body) = collector.probe("/livez").await;
+    assert_eq!(status, 200, "a full disk is no reason to restart the collector: {body}");
 
     // The collector keeps serving: queries answer and another agent is welcomed.
     assert_eq!(collector.node("node-a").await.committed_seq, acked_before);
@@ -91,6 +99,7 @@ async fn root_a_full_disk_stops_acks_keeps_serving_and_recovers() {
     // Space comes back: everything held is committed and acknowledged, in order.
     disk.resize("256m");
     assert_eq!(agent.wait_ack(stuck_at).await, stuck_at);
+    eventually("ready again", || async { collector.probe("/readyz").await.0 == 200 }).await;
     drop(other);
     let (_dir, report) = collector.stop_and_inspect().await;
     let node = node_report(&report, "node-a");

@@ -92,7 +92,14 @@ pub struct Args {
 
     /// File holding the bearer token the collector accepts (the file's
     /// content, surrounding whitespace ignored). Read again on every
-    /// reconnect, so a rotated Kubernetes Secret takes effect without a restart.
+    /// reconnect, so a rotated token takes effect without a restart. In
+    /// Kubernetes the chart mounts a projected service-account token here
+    /// (a `serviceAccountToken` volume, audience `bakery`, one hour), which
+    /// the kubelet rotates in place; the collector checks it with a
+    /// TokenReview and it proves this pod's node, so the agent can stream
+    /// only as that node. A node token (listed in the collector's
+    /// --node-token-file) binds a node too; the collector's shared token
+    /// (its --token-file) does not.
     #[arg(
         long,
         env = "BAKERY_TOKEN_FILE",
@@ -114,7 +121,9 @@ pub struct Args {
     pub tls_ca: Option<PathBuf>,
 
     /// PEM certificate the agent presents for mutual TLS (with --tls-key and
-    /// --tls-ca), when the collector runs with --tls-client-ca.
+    /// --tls-ca), when the collector runs with --tls-client-ca. It proves the
+    /// node in its Subject CN (or, without one, its first DNS name): that must
+    /// be this agent's --node-name.
     #[arg(long, env = "BAKERY_TLS_CERT", value_name = "FILE", requires_all = ["tls_key", "tls_ca"], help_heading = "Streaming")]
     pub tls_cert: Option<PathBuf>,
 

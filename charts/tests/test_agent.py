@@ -171,14 +171,20 @@ def test_agent_resources_have_requests_and_limits(variants):
         assert set(resources["limits"]) == {"cpu", "memory"}, name
 
 
-def test_agent_authenticates_with_the_token_file(default, minimal):
+def test_agent_authenticates_with_a_projected_service_account_token(default, existing, minimal):
     c, spec = agent(default), agent_spec(default)
-    token_file = flag(c, "token-file")
-    token_mount = mount(c, "/etc/bakery/token")
-    assert token_file == "/etc/bakery/token/token"
+    token_mount = mount(c, "/var/run/secrets/bakery")
+    assert flag(c, "token-file") == "/var/run/secrets/bakery/token"
     assert token_mount["readOnly"] is True
-    assert volume(spec, token_mount["name"])["secret"]["secretName"] == "bakery-token"
+    # a token for the audience "bakery" only: the API server itself refuses it
+    assert volume(spec, token_mount["name"])["projected"]["sources"] == [
+        {"serviceAccountToken": {"audience": "bakery", "expirationSeconds": 3600, "path": "token"}}
+    ]
     assert "--insecure-no-auth" not in c["args"]
+    # The shared token, for clusters without TokenReview, comes from a Secret.
+    c, spec = agent(existing), agent_spec(existing)
+    assert flag(c, "token-file") == "/etc/bakery/token/token"
+    assert volume(spec, mount(c, "/etc/bakery/token")["name"])["secret"]["secretName"] == "lab-bakery-token"
     # Without auth there is neither a token file nor a token Secret.
     c = agent(minimal)
     assert "--insecure-no-auth" in c["args"] and flag(c, "token-file") is None

@@ -71,17 +71,18 @@ def test_service_reaches_the_grpc_port(variants):
 def test_metrics_port_and_servicemonitor(default, full):
     # /metrics is on by default; the ServiceMonitor needs the operator's CRDs, so it is opt-in.
     assert [p["name"] for p in default.one("Service")["spec"]["ports"]] == ["grpc", "metrics"]
-    assert flag(collector(default), "metrics") == "0.0.0.0:9464"
+    assert flag(collector(default), "metrics-listen") == "0.0.0.0:9464"
     assert default.all("ServiceMonitor") == []
     without = chartlib.render({"collector": {"metrics": {"enabled": False}}})
     assert [p["name"] for p in without.one("Service")["spec"]["ports"]] == ["grpc"]
-    assert flag(collector(without), "metrics") is None
+    # off, not merely unset: the collector would otherwise serve its default 0.0.0.0:9464
+    assert flag(collector(without), "metrics-listen") == "off"
 
     service = full.one("Service")
     ports = {p["name"]: p for p in service["spec"]["ports"]}
     assert ports["metrics"]["port"] == 9464 and ports["metrics"]["targetPort"] == "metrics"
     assert {p["name"]: p["containerPort"] for p in collector(full)["ports"]}["metrics"] == 9464
-    assert flag(collector(full), "metrics") == "0.0.0.0:9464"
+    assert flag(collector(full), "metrics-listen") == "0.0.0.0:9464"
     monitor = full.one("ServiceMonitor")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
@@ -144,22 +145,24 @@ def test_collector_pod_security_context(variants):
         assert spec["securityContext"]["fsGroup"] == 65532, name
 
 
-def test_collector_token_and_tls(default, full, minimal):
+def test_collector_credentials_and_tls(default, existing, full, minimal):
     c = collector(default)
-    assert flag(c, "token-file") == "/etc/bakery/token/token"
-    assert mount(c, "/etc/bakery/token")["readOnly"] is True
-    c = collector(full)
+    # the agents' projected tokens, reviewed; no shared token
+    assert flag(c, "agent-service-account") == "bakery/bakery-agent"
+    assert flag(c, "token-file") is None
+    assert flag(c, "read-token-file") == "/etc/bakery/read-token/token"
+    assert flag(c, "control-token-file") == "/etc/bakery/control-token/token"
+    assert mount(c, "/etc/bakery/read-token")["readOnly"] is True
+    assert mount(c, "/etc/bakery/control-token")["readOnly"] is True
     assert flag(c, "tls-cert") == "/etc/bakery/tls/tls.crt"
     assert flag(c, "tls-key") == "/etc/bakery/tls/tls.key"
+    c = collector(existing)
+    assert flag(c, "token-file") == "/etc/bakery/token/token" and flag(c, "agent-service-account") is None
+    c = collector(full)
+    assert flag(c, "tls-cert") == "/etc/bakery/tls/tls.crt"
     c = collector(minimal)
     assert "--insecure-no-auth" in c["args"] and flag(c, "token-file") is None
-
-
-def test_tls_without_a_secret_is_refused():
-    from helm_python import HelmRenderError
-
-    with pytest.raises(HelmRenderError, match="tls.secretName is empty"):
-        chartlib.render({"tls": {"enabled": True}})
+    assert flag(c, "read-token-file") is None and flag(c, "tls-cert") is None
 
 
 # --- RBAC ---------------------------------------------------------------------
@@ -174,14 +177,19 @@ EXPECTED_RULES = [
      "resources": ["servicel2statuses", "servicebgpstatuses", "l2advertisements", "bgpadvertisements"],
      "verbs": ["get", "list", "watch"]},
 ]
+# Checking the agents' projected tokens (auth.agentCredential serviceAccountToken).
+TOKEN_REVIEWS = {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
 
 
-def test_collector_rbac_is_read_only_and_exactly_what_it_needs(default):
+def test_collector_rbac_is_read_only_and_exactly_what_it_needs(default, existing):
     role = default.one("ClusterRole")
-    assert role["rules"] == EXPECTED_RULES
+    assert role["rules"] == EXPECTED_RULES + [TOKEN_REVIEWS]
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
-        assert set(rule["verbs"]) <= {"get", "list", "watch"}
+        # the one create asks the API server about a token; it makes no object
+        assert set(rule["verbs"]) <= {"get", "list", "watch"} or rule == TOKEN_REVIEWS
+    # with the shared token, nothing is reviewed and the role stays read-only
+    assert existing.one("ClusterRole")["rules"] == EXPECTED_RULES
     binding = default.one("ClusterRoleBinding")
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                   "name": role["metadata"]["name"]}
@@ -192,3 +200,47 @@ def test_collector_rbac_is_read_only_and_exactly_what_it_needs(default):
 
 def test_rbac_can_be_left_to_the_user(minimal):
     assert minimal.all("ClusterRole") == [] and minimal.all("ClusterRoleBinding") == []
+
+
+def test_probes_ask_the_collector_itself(variants):
+    # The kubelet probes /livez and /readyz on their own port: not TCP on the
+    # gRPC port, which stays open on a collector that no longer commits.
+    for name, rendered in variants.items():
+        c = collector(rendered)
+        assert flag(c, "health-listen") == "0.0.0.0:9465", name
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports["health"] == 9465, name
+        assert c["startupProbe"]["httpGet"] == {"path": "/livez", "port": "health"}, name
+        assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "health"}, name
+        assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}, name
+        # a store opening after a crash gets two minutes before liveness counts
+        startup = c["startupProbe"]
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, name
+        # probes need no data and no token, so the Service does not expose them
+        assert "health" not in [p["name"] for p in rendered.one("Service")["spec"]["ports"]], name
+
+
+def test_the_health_port_can_move():
+    rendered = chartlib.render({"collector": {"health": {"port": 19465}}})
+    c = collector(rendered)
+    assert flag(c, "health-listen") == "0.0.0.0:19465"
+    assert {p["name"]: p["containerPort"] for p in c["ports"]}["health"] == 19465
+    assert c["readinessProbe"]["httpGet"]["port"] == "health"
+
+
+def test_retention_size_keeps_the_store_inside_its_volume(default, full, minimal, existing):
+    # 80 % of the chart-made volume: 2Gi -> 1638MiB, 5Gi -> 4096MiB.
+    assert flag(collector(default), "retention-size") == "1638MiB"
+    assert flag(collector(full), "retention-size") == "4096MiB"
+    # no volume size the chart knows: no limit unless one is set
+    assert flag(collector(minimal), "retention-size") is None
+    assert flag(collector(existing), "retention-size") is None
+    set_explicitly = chartlib.render({"collector": {"retentionSize": "900MiB"}})
+    assert flag(collector(set_explicitly), "retention-size") == "900MiB"
+    switched_off = chartlib.render({"collector": {"retentionSize": "off"}})
+    assert flag(collector(switched_off), "retention-size") is None
+    in_mebibytes = chartlib.render({"collector": {"persistence": {"size": "500Mi"}}})
+    assert flag(collector(in_mebibytes), "retention-size") == "400MiB"
+    # a size the template does not parse (decimal units) is left to the user
+    decimal = chartlib.render({"collector": {"persistence": {"size": "2G"}}})
+    assert flag(collector(decimal), "retention-size") is None

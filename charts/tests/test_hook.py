@@ -42,7 +42,8 @@ def test_hook_is_a_helm_test_that_targets_the_service(default):
     service = default.one("Service")
     assert variables["COLLECTOR_HOST"]["value"] == f"{service['metadata']['name']}.bakery.svc"
     assert variables["COLLECTOR_PORT"]["value"] == str(service["spec"]["ports"][0]["port"])
-    assert variables["COLLECTOR_TLS"]["value"] == "false"
+    # TLS is on by default
+    assert variables["COLLECTOR_TLS"]["value"] == "true"
     assert restricted_violations(pod["spec"], pod["metadata"]) == []
 
 
@@ -127,17 +128,17 @@ def run_hook_script(rendered: chartlib.Rendered, port: int, tmp_path) -> subproc
     )
 
 
-def test_hook_passes_against_an_http2_server(default, tmp_path):
+def test_hook_passes_against_an_http2_server(minimal, tmp_path):
     with Server(http2_server) as server:
-        result = run_hook_script(default, server.port, tmp_path)
+        result = run_hook_script(minimal, server.port, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "answered the HTTP/2 preface with SETTINGS" in result.stdout
     assert server.connections == 1
 
 
-def test_hook_fails_against_an_http1_server(default, tmp_path):
+def test_hook_fails_against_an_http1_server(minimal, tmp_path):
     with Server(http1_server) as server:
-        result = run_hook_script(default, server.port, tmp_path)
+        result = run_hook_script(minimal, server.port, tmp_path)
     assert result.returncode == 1
     assert "did not answer as an HTTP/2 server" in result.stdout
     assert server.connections == 1
@@ -148,8 +149,8 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_hook_fails_when_nothing_listens(default, tmp_path):
-    result = run_hook_script(default, closed_port(), tmp_path)
+def test_hook_fails_when_nothing_listens(minimal, tmp_path):
+    result = run_hook_script(minimal, closed_port(), tmp_path)
     assert result.returncode == 1
     assert "did not answer" in result.stdout
 

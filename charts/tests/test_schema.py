@@ -14,7 +14,15 @@ import chartlib
 # Helm's message for each file in bad-values/, line by line after the header.
 EXPECTED_ERRORS = {
     "wrong-type.yaml": ["- at '/collector/port': got string, want integer"],
+    "bad-retention-size.yaml": [
+        "- at '/collector/retentionSize': '2 parsecs' does not match pattern "
+        "'^(|off|[0-9]+(\\\\.[0-9]+)?(B|[kKMGT]B?|[KMGT]iB?)?)$'"
+    ],
     "unknown-key.yaml": ["- at '/agent/spool': additional properties 'sizeLimit' not allowed"],
+    "short-lived-agent-token.yaml": [
+        "- at '/auth/agentCredential': value must be one of 'serviceAccountToken', 'sharedToken'",
+        "- at '/auth/serviceAccountToken/expirationSeconds': minimum: got 60, want 600",
+    ],
     "privileged.yaml": [
         "- at '/agent/capabilities/0': value must be 'SYS_PTRACE'",
         "- at '/agent': additional properties 'privileged' not allowed",

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::auth::Credentials;
 use crate::commit::CommitConfig;
 use crate::export::{DEFAULT_METRICS_LISTEN, ExportConfig, ExportHooks, Protocol};
+use crate::health::DEFAULT_HEALTH_LISTEN;
 use crate::kube::KubeMode;
 use crate::live::DiagnosisConfig;
 use crate::server::{Collector, DEFAULT_LISTEN, ServeConfig, TlsFiles};
@@ -59,18 +61,52 @@ pub struct ServeArgs {
     #[arg(long, env = "BAKERY_DATA_DIR", value_name = "DIR", required = true)]
     pub data_dir: Option<PathBuf>,
 
-    /// Accepted bearer tokens, one per line (# comments, blank lines ignored). Re-read when it
-    /// changes, so list the old and the new token while rotating.
-    #[arg(long, env = "BAKERY_TOKEN_FILE", value_name = "FILE")]
+    // Authentication: who may stream (ingest), read and control. See `crate::auth`.
+    /// The SHARED ingest token(s), one per line, for the demo, quick tests and clusters without
+    /// TokenReview. It does NOT bind identity: whoever holds it may stream as ANY node (and
+    /// replace that node's stream). Without --read-token-file and --control-token-file it also
+    /// reads and controls (one token for everything).
+    /// Token files (this one and the ones below) take one entry per line, `#` comments and blank
+    /// lines ignored, and are re-read when they change: list the old and the new token while
+    /// rotating.
+    #[arg(long, env = "BAKERY_TOKEN_FILE", value_name = "FILE", help_heading = "Authentication")]
     pub token_file: Option<PathBuf>,
 
-    /// Accept agents and clients without a token (plaintext on a trusted network only).
+    /// Node tokens: `NODE TOKEN` per line (e.g. `pi-1 7f3c...`). A token proves its node: a
+    /// stream that says Hello as another node is refused (PERMISSION_DENIED), so a stolen token
+    /// of one node cannot write another's data.
+    #[arg(long, env = "BAKERY_NODE_TOKEN_FILE", value_name = "FILE", help_heading = "Authentication")]
+    pub node_token_file: Option<PathBuf>,
+
+    /// Read tokens, one per line, for people and scrapers: the Query reads (bakery-top, alerts,
+    /// reports) and /metrics with --metrics-require-token. Giving this or --control-token-file
+    /// separates roles: agent credentials then only stream.
+    #[arg(long, env = "BAKERY_READ_TOKEN_FILE", value_name = "FILE", help_heading = "Authentication")]
+    pub read_token_file: Option<PathBuf>,
+
+    /// Control tokens, one per line: read, plus changing every agent's sampling interval
+    /// (SetInterval) and opening and closing load-test windows (`bakery-top window`,
+    /// `bakery-top loadtest`).
+    #[arg(long, env = "BAKERY_CONTROL_TOKEN_FILE", value_name = "FILE", help_heading = "Authentication")]
+    pub control_token_file: Option<PathBuf>,
+
+    /// The agents' Kubernetes ServiceAccount, NAMESPACE/NAME (the chart sets it). A bearer token
+    /// that no token file lists is checked with a TokenReview (audience `bakery`) through the
+    /// collector's cluster connection (RBAC: create on tokenreviews); it is accepted only for
+    /// this account and proves the node its pod runs on. Agents mount a projected
+    /// serviceAccountToken volume with audience `bakery`. Reviews are cached up to a minute.
+    #[arg(long, env = "BAKERY_AGENT_SERVICE_ACCOUNT", value_name = "NAMESPACE/NAME", help_heading = "Authentication")]
+    pub agent_service_account: Option<crate::auth::ServiceAccountRef>,
+
+    /// Accept everyone without a credential, for every call, as any node: identity is NOT
+    /// checked (plaintext on a trusted network, a lab or a test only).
     #[arg(
         long,
         env = "BAKERY_INSECURE_NO_AUTH",
-        conflicts_with = "token_file",
+        conflicts_with_all = ["token_file", "node_token_file", "read_token_file", "control_token_file", "agent_service_account"],
         action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::BoolishValueParser::new()
+        value_parser = clap::builder::BoolishValueParser::new(),
+        help_heading = "Authentication"
     )]
     pub insecure_no_auth: bool,
 
@@ -82,13 +118,45 @@ pub struct ServeArgs {
     #[arg(long, env = "BAKERY_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
-    /// Require client certificates signed by this CA (mutual TLS); with it, no token is needed.
-    #[arg(long, env = "BAKERY_TLS_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
+    /// Accept client certificates signed by this CA (mutual TLS). A certificate proves the node
+    /// named by its Subject CN (or, without one, its first DNS subject alternative name) and
+    /// grants ingest only; people use read and control tokens. Without any token flag a
+    /// certificate is required at the handshake; with them it is optional.
+    #[arg(
+        long,
+        env = "BAKERY_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert",
+        help_heading = "Authentication"
+    )]
     pub tls_client_ca: Option<PathBuf>,
 
-    /// Remove samples and gaps older than this (by collector receive time).
+    /// Remove samples, gaps and window reports older than this (by collector receive time; a
+    /// report by its window's end).
     #[arg(long, env = "BAKERY_RETENTION", default_value = "7d", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub retention: Duration,
+
+    // Faults and bounds: --retention-size, --health-listen and the hidden test-only --fault.
+    /// Keep the store file's disk use under SIZE (2GiB, 500MB, 750MiB). A full disk stops
+    /// every commit and ack (the agents then keep their data in their spools), so on an SD card
+    /// or a small volume set this below the free space: once the file reaches 90 % of SIZE and
+    /// still grows, the oldest samples of all nodes are removed, in bounded steps, and their
+    /// space is reused. The file never shrinks (redb reuses pages; it does not give them back),
+    /// so lowering SIZE frees room inside the file, not on the disk. Unset: only --retention
+    /// bounds the store.
+    #[arg(long, env = "BAKERY_RETENTION_SIZE", value_parser = crate::store::retention::parse_size, value_name = "SIZE")]
+    pub retention_size: Option<u64>,
+
+    /// Serve GET /livez and GET /readyz (no data, no auth) at http://ADDR for the kubelet:
+    /// ready while the store is open and commits succeed, live unless the committer is stuck.
+    /// [default: 0.0.0.0:9465; when that port is taken the collector runs on without them]
+    #[arg(long, env = "BAKERY_HEALTH_LISTEN", value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
+
+    /// For bakery's own tests only, refused unless BAKERY_TEST_ONLY_ALLOW_FAULTS=1 is also set:
+    /// `committer-panic-after=N` makes the committer panic after N commits.
+    #[arg(long, env = "BAKERY_FAULT", value_name = "FAULT", hide = true)]
+    pub fault: Option<String>,
 
     /// Commit what arrived this often, in one transaction: longer means fewer writes (SD-card
     /// wear), shorter means faster acks.
@@ -123,10 +191,18 @@ pub struct ServeArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub no_auto_windows: bool,
 
-    /// Serve the metrics in Prometheus text format at http://ADDR/metrics.
+    /// Serve the metrics in Prometheus text format at http://ADDR/metrics; `off` (or empty)
+    /// serves none. /metrics names nodes and pods: bind it to 127.0.0.1:9464 to keep it on the
+    /// host, or add --metrics-require-token.
     /// [default: 0.0.0.0:9464; when that port is taken the collector runs on without /metrics]
-    #[arg(long, visible_alias = "metrics", env = "BAKERY_METRICS_LISTEN", value_name = "ADDR")]
-    pub metrics_listen: Option<SocketAddr>,
+    #[arg(long, visible_alias = "metrics", env = "BAKERY_METRICS_LISTEN", value_name = "ADDR|off", value_parser = parse_metrics_listen)]
+    pub metrics_listen: Option<MetricsListen>,
+
+    /// Serve /metrics only to `Authorization: Bearer <token>` with a read or control token
+    /// (needs --read-token-file or --control-token-file); others get 401 or 403.
+    #[arg(long, env = "BAKERY_METRICS_REQUIRE_TOKEN", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics_require_token: bool,
 
     /// Export OTLP metrics. Endpoint, headers, timeout, compression, interval and resource
     /// attributes come from the standard OTEL_EXPORTER_OTLP_*, OTEL_METRIC_EXPORT_INTERVAL,
@@ -151,10 +227,16 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(group = clap::ArgGroup::new("store").required(true).args(["data_dir", "file"]))]
 pub struct InspectArgs {
     /// The stopped collector's --data-dir.
     #[arg(long, env = "BAKERY_DATA_DIR", value_name = "DIR")]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+
+    /// A store file instead, such as one the collector moved aside because it could not open
+    /// it (`bakery.redb.corrupt-<unix time>` in the data dir).
+    #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
+    pub file: Option<PathBuf>,
 
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -170,10 +252,15 @@ pub struct InspectArgs {
 const EXAMPLES: &str = "\
 Examples:
   bakery-collector --data-dir /var/lib/bakery --token-file /etc/bakery/tokens
+  bakery-collector --data-dir /var/lib/bakery --agent-service-account bakery/bakery-agent \
+      --read-token-file /etc/bakery/read/token --control-token-file /etc/bakery/control/token
+  bakery-collector --data-dir ./data --node-token-file node-tokens --metrics-listen 127.0.0.1:9464
   bakery-collector serve --listen 127.0.0.1:7431 --data-dir ./data --insecure-no-auth
   bakery-collector --data-dir ./data --tls-cert tls.crt --tls-key tls.key --tls-client-ca ca.crt
   bakery-collector inspect --data-dir ./data                  # per node: samples, seqs, gaps
   bakery-collector inspect --data-dir ./data --json --verify | jq '.nodes[].gaps'
+  bakery-collector inspect --file ./data/bakery.redb.corrupt-1767225600   # a store moved aside
+  curl -fsS localhost:9465/readyz                             # ready? (503 with the reason)
 
 Limits: messages up to 4 MiB; each stream up to 20x its declared rate (burst 5 s of that,
 at least 100 messages), beyond which the collector reads more slowly (backpressure).
@@ -194,10 +281,19 @@ impl ServeArgs {
             data_dir,
             token_file: self.token_file.clone(),
             insecure_no_auth: self.insecure_no_auth,
+            credentials: Credentials {
+                node_token_file: self.node_token_file.clone(),
+                read_token_file: self.read_token_file.clone(),
+                control_token_file: self.control_token_file.clone(),
+                agent_service_account: self.agent_service_account.clone(),
+            },
             tls,
             commit: CommitConfig {
                 interval: self.commit_interval,
                 retention: self.retention,
+                retention_size_bytes: self.retention_size,
+                panic_after_commits: test_fault(self.fault.as_deref(), |name| std::env::var(name).ok())?
+                    .map(|Fault::CommitterPanicAfter(commits)| commits),
                 ..CommitConfig::default()
             },
             ready_file: self.ready_file.clone(),
@@ -212,8 +308,13 @@ impl ServeArgs {
                 ..DiagnosisConfig::default()
             },
             export: ExportConfig {
-                metrics_listen: Some(self.metrics_listen.unwrap_or_else(default_metrics_listen)),
+                metrics_listen: match self.metrics_listen {
+                    Some(MetricsListen::Off) => None,
+                    Some(MetricsListen::At(addr)) => Some(addr),
+                    None => Some(default_metrics_listen()),
+                },
                 metrics_listen_required: self.metrics_listen.is_some(),
+                metrics_require_token: self.metrics_require_token,
                 otlp: crate::export::otlp::resolve_settings(
                     &|name| std::env::var(name).ok(),
                     self.otlp,
@@ -221,7 +322,61 @@ impl ServeArgs {
                 )?,
                 hooks: ExportHooks { cluster_name: self.cluster_name.clone(), ..ExportHooks::default() },
             },
+            health_listen: Some(self.health_listen.unwrap_or_else(default_health_listen)),
+            health_listen_required: self.health_listen.is_some(),
         })
+    }
+}
+
+/// A fault the tests can make happen (`--fault`, `BAKERY_FAULT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `committer-panic-after=N`: the committer panics after N commits, before their acks.
+    CommitterPanicAfter(u64),
+}
+
+/// The variable that must be `1` for `--fault` to be accepted.
+pub const ALLOW_FAULTS_VAR: &str = "BAKERY_TEST_ONLY_ALLOW_FAULTS";
+
+/// Parses `--fault`, refusing it unless `BAKERY_TEST_ONLY_ALLOW_FAULTS=1` (read with `env`), so a
+/// stray variable can never make a production collector fail on purpose.
+pub fn test_fault(spec: Option<&str>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<Fault>> {
+    let Some(spec) = spec.map(str::trim).filter(|s| !s.is_empty()) else { return Ok(None) };
+    if env(ALLOW_FAULTS_VAR).as_deref() != Some("1") {
+        anyhow::bail!(
+            "--fault / BAKERY_FAULT ({spec:?}) is for bakery's own tests and makes the collector fail on purpose; \
+             it is refused unless {ALLOW_FAULTS_VAR}=1 is set as well"
+        );
+    }
+    match spec.split_once('=') {
+        Some(("committer-panic-after", n)) => match n.trim().parse::<u64>() {
+            Ok(commits) if commits > 0 => Ok(Some(Fault::CommitterPanicAfter(commits))),
+            _ => {
+                anyhow::bail!("--fault {spec:?}: expected committer-panic-after=N with N a positive number of commits")
+            }
+        },
+        _ => anyhow::bail!("--fault {spec:?}: the only fault is committer-panic-after=N"),
+    }
+}
+
+fn default_health_listen() -> SocketAddr {
+    DEFAULT_HEALTH_LISTEN.parse().expect("DEFAULT_HEALTH_LISTEN is a socket address")
+}
+
+/// `--metrics-listen`: an address, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    Off,
+    At(SocketAddr),
+}
+
+fn parse_metrics_listen(text: &str) -> Result<MetricsListen, String> {
+    match text.trim() {
+        "" | "off" | "none" | "false" => Ok(MetricsListen::Off),
+        addr => addr
+            .parse()
+            .map(MetricsListen::At)
+            .map_err(|_| format!("{addr:?} is not an address (e.g. 127.0.0.1:9464, 0.0.0.0:9464) or `off`")),
     }
 }
 
@@ -267,27 +422,32 @@ fn init_tracing() {
 fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.to_config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let collector = Collector::start(config).await?;
-        wait_for_signal().await?;
-        tracing::info!("signal received");
-        let report = collector.stop().await?;
+        let signal = async move {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                // An error here means no Ctrl-C handler; SIGTERM still works.
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("signal received");
+        };
+        let report = collector.run_until(signal).await?;
+        if let Some(fault) = report.fault {
+            anyhow::bail!("{fault}; exiting non-zero so that the collector is restarted");
+        }
         Ok(if report.uncommitted == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-    })
-}
-
-/// Waits for SIGTERM (Kubernetes stopping the pod) or SIGINT (Ctrl-C).
-async fn wait_for_signal() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        result = tokio::signal::ctrl_c() => result?,
-    }
-    Ok(())
+    });
+    // A blocking store call that never returns must not keep a dying collector alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     #[test]
@@ -354,6 +514,97 @@ mod tests {
         let Some(Command::Inspect(args)) = cli.command else { panic!("inspect expected") };
         assert!(args.json);
         assert!(!args.verify);
+        let cli = Cli::try_parse_from(["bakery-collector", "inspect", "--file", "/d/bakery.redb.corrupt-1"]).unwrap();
+        let Some(Command::Inspect(args)) = cli.command else { panic!("inspect expected") };
+        assert_eq!(args.file, Some(PathBuf::from("/d/bakery.redb.corrupt-1")));
+        assert!(Cli::try_parse_from(["bakery-collector", "inspect", "--data-dir", "/d", "--file", "/f"]).is_err());
+    }
+
+    #[test]
+    fn health_listen_and_retention_size() {
+        let parse = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--insecure-no-auth"].iter().chain(args))
+                    .unwrap();
+            cli.serve.to_config().unwrap()
+        };
+        let defaults = parse(&[]);
+        assert_eq!(defaults.health_listen, Some("0.0.0.0:9465".parse().unwrap()));
+        assert!(!defaults.health_listen_required, "a taken default port does not stop the collector");
+        assert_eq!(defaults.commit.retention_size_bytes, None);
+        assert_eq!(defaults.commit.panic_after_commits, None);
+        let set = parse(&["--health-listen", "127.0.0.1:19465", "--retention-size", "2GiB"]);
+        assert_eq!(set.health_listen, Some("127.0.0.1:19465".parse().unwrap()));
+        assert!(set.health_listen_required);
+        assert_eq!(set.commit.retention_size_bytes, Some(2 << 30));
+        let bad = Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--retention-size", "2 parsecs"]);
+        let error = bad.unwrap_err().to_string();
+        assert!(error.contains("unknown unit"), "{error}");
+    }
+
+    #[test]
+    fn a_fault_is_refused_unless_explicitly_allowed() {
+        let allowed = |name: &str| (name == ALLOW_FAULTS_VAR).then(|| "1".to_string());
+        let not_allowed = |_: &str| None;
+        assert_eq!(test_fault(None, not_allowed).unwrap(), None);
+        let refused = test_fault(Some("committer-panic-after=3"), not_allowed).unwrap_err().to_string();
+        assert!(refused.contains("BAKERY_TEST_ONLY_ALLOW_FAULTS=1"), "{refused}");
+        assert_eq!(test_fault(Some("committer-panic-after=3"), allowed).unwrap(), Some(Fault::CommitterPanicAfter(3)));
+        for bad in ["committer-panic-after=0", "committer-panic-after=x", "disk-full"] {
+            assert!(test_fault(Some(bad), allowed).is_err(), "{bad}");
+        }
+        // the flag is hidden from --help
+        let help = Cli::command().render_long_help().to_string();
+        assert!(!help.contains("--fault"), "{help}");
+        assert!(help.contains("--retention-size") && help.contains("--health-listen"));
+    }
+
+    #[test]
+    fn auth_and_metrics_flags() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["bakery-collector", "--data-dir", "/d"].iter().chain(args))?;
+            Ok::<_, clap::Error>(cli.serve.to_config().unwrap())
+        };
+        let config = parse(&[
+            "--node-token-file",
+            "/n",
+            "--read-token-file",
+            "/r",
+            "--control-token-file",
+            "/c",
+            "--agent-service-account",
+            "bakery/bakery-agent",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+            "--metrics-require-token",
+        ])
+        .unwrap();
+        assert_eq!(config.credentials.node_token_file, Some(PathBuf::from("/n")));
+        assert_eq!(config.credentials.read_token_file, Some(PathBuf::from("/r")));
+        assert_eq!(config.credentials.control_token_file, Some(PathBuf::from("/c")));
+        assert_eq!(
+            config.credentials.agent_service_account.unwrap().username(),
+            "system:serviceaccount:bakery:bakery-agent"
+        );
+        assert_eq!(config.export.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(config.export.metrics_require_token);
+        // (--metrics-listen value, listen address)
+        let table: [(&str, Option<&str>); 4] =
+            [("off", None), ("", None), ("0.0.0.0:19464", Some("0.0.0.0:19464")), ("[::1]:9464", Some("[::1]:9464"))];
+        for (value, expected) in table {
+            let export = parse(&["--insecure-no-auth", "--metrics-listen", value]).unwrap().export;
+            assert_eq!(export.metrics_listen, expected.map(|a| a.parse().unwrap()), "{value:?}");
+        }
+        assert!(parse(&["--insecure-no-auth", "--metrics-listen", "localhost"]).is_err());
+        assert!(parse(&["--agent-service-account", "bakery"]).is_err(), "NAMESPACE/NAME");
+        for token_flag in ["--node-token-file", "--read-token-file", "--control-token-file", "--agent-service-account"]
+        {
+            assert!(parse(&["--insecure-no-auth", token_flag, "a/b"]).is_err(), "{token_flag} contradicts no-auth");
+        }
+        let help = Cli::command().render_long_help().to_string();
+        for taught in ["does NOT bind identity", "NODE TOKEN", "Subject CN", "TokenReview", "`off`"] {
+            assert!(help.contains(taught), "--help teaches {taught:?}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Call, Principal};
 use crate::commit::QueueItem;
 use crate::limits::TokenBucket;
 use crate::nodes::{ConnectedStream, Control, HistoryEntry, Node, Registry};
@@ -96,12 +96,13 @@ impl Ingest for IngestService {
 
     async fn stream(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<Self::StreamStream>, Status> {
         let peer = request.remote_addr();
-        self.shared.auth.check(request.metadata(), peer, "Ingest.Stream")?;
+        // Who streams: the node they may write is checked against the Hello (`run`).
+        let principal = self.shared.auth.authorize(&request, Call::IngestStream).await?;
         let queue = self.shared.queue().ok_or_else(shutting_down)?;
         let (out, responses) = mpsc::channel(16);
         let shared = self.shared.clone();
         tokio::spawn(async move {
-            let session = Session::new(shared, out.clone(), peer);
+            let session = Session::new(shared, out.clone(), peer, principal);
             if let Err(status) = session.run(request.into_inner(), queue).await {
                 // The agent may be gone already; nothing else to tell.
                 let _ = tokio::time::timeout(SEND_TIMEOUT, out.send(Err(status))).await;
@@ -120,6 +121,8 @@ struct Session {
     shared: Arc<Shared>,
     out: mpsc::Sender<Result<CollectorMessage, Status>>,
     peer: Option<SocketAddr>,
+    /// Who opened the stream: it may write only the node its credential proves.
+    principal: Principal,
     generation: u64,
     shutdown: watch::Receiver<bool>,
 }
@@ -149,10 +152,15 @@ enum Stop {
 }
 
 impl Session {
-    fn new(shared: Arc<Shared>, out: mpsc::Sender<Result<CollectorMessage, Status>>, peer: Option<SocketAddr>) -> Self {
+    fn new(
+        shared: Arc<Shared>,
+        out: mpsc::Sender<Result<CollectorMessage, Status>>,
+        peer: Option<SocketAddr>,
+        principal: Principal,
+    ) -> Self {
         let generation = shared.generation.fetch_add(1, Ordering::Relaxed);
         let shutdown = shared.shutdown.clone();
-        Session { shared, out, peer, generation, shutdown }
+        Session { shared, out, peer, principal, generation, shutdown }
     }
 
     async fn send(&self, kind: CollectorKind) -> Result<(), Status> {
@@ -177,10 +185,13 @@ impl Session {
             _ = shut_down(&mut shutdown) => return Err(shutting_down()),
         };
         validate_hello(&hello)?;
+        // The Hello check: a stream writes only the node its credential proves (before the node
+        // is even created, so an impostor leaves no trace in the registry).
+        self.shared.auth.check_stream_node(&self.principal, &hello.node_name, self.peer)?;
         let node = self.shared.registry.get_or_create(&hello.node_name);
         let (replaced_tx, mut replaced) = watch::channel(false);
         let (control_tx, mut control) = mpsc::channel(4);
-        let pending_interval = self.connect(&node, &hello, replaced_tx, control_tx);
+        let pending_interval = self.connect(&node, &hello, replaced_tx, control_tx)?;
         let _disconnect = DisconnectOnDrop { node: node.clone(), generation: self.generation };
         node.ingest.lock().await.active_stream = self.generation;
         // Record the hello (boot id, version, interval) even before any batch arrives; skipped
@@ -201,6 +212,7 @@ impl Session {
             interval_ms = hello.interval_ms,
             oldest_spooled_seq = hello.oldest_spooled_seq,
             committed_seq = committed,
+            credential = %self.principal.credential.name(),
             "agent connected"
         );
         self.send(CollectorKind::Welcome(Welcome {
@@ -283,8 +295,13 @@ impl Session {
         hello: &Hello,
         replaced: watch::Sender<bool>,
         control: mpsc::Sender<Control>,
-    ) -> Option<(u32, String)> {
+    ) -> Result<Option<(u32, String)>, Status> {
         let mut live = node.live();
+        // The replacement check, under the lock that guards the connected stream: only a
+        // principal that may write this node takes over its live stream.
+        if live.connected.is_some() {
+            self.shared.auth.check_replacement(&self.principal, &node.name, self.peer)?;
+        }
         let previous = live.connected.replace(ConnectedStream {
             generation: self.generation,
             stream_id: hello.stream_id.clone(),
@@ -308,7 +325,7 @@ impl Session {
         if let Some((requested, _)) = &pending {
             live.interval_ms = *requested;
         }
-        pending
+        Ok(pending)
     }
 
     async fn ack(&self, state: &mut StreamState, committed: u64) -> Result<(), Status> {

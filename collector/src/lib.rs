@@ -4,7 +4,8 @@
 //! Data flow: [`ingest`] (one task per agent stream: wire -> store rows, sequence checks) ->
 //! bounded queue -> [`commit`] (the one writer: one durable transaction per interval) ->
 //! [`store`] (redb tables) -> committed watch -> acks. [`query`] reads the in-memory [`nodes`]
-//! state; [`inspect`] reads a stopped store.
+//! state; [`inspect`] reads a stopped store. [`health`] serves `/livez` and `/readyz`; the
+//! [`server`] supervises the tasks and exits on one that dies.
 //!
 //! Diagnosis (issue 4): [`kube`] watches Pods, Nodes and EndpointSlices (one watch each for the
 //! cluster); [`live`] turns the latest samples plus that knowledge into diagnosis ticks, keeps the
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod commit;
 pub mod error;
 pub mod export;
+pub mod health;
 pub mod ingest;
 pub mod inspect;
 pub mod kube;

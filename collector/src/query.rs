@@ -1,6 +1,7 @@
 //! The gRPC `Query` service: every node's status and latest sample, a node's recent history,
 //! and telling a node's agent to sample at another interval. Reads the in-memory node state
-//! only, never the store (the committer owns it).
+//! only, never the store (the committer owns it). Each method first authorizes its caller for
+//! its role ([`Call::role`]): reads need read, SetInterval and the window calls need control.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use bakery_proto::v1::{
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Call;
 use crate::ingest::Shared;
 use crate::kube::ClusterView;
 use crate::live::Diagnosis;
@@ -60,7 +62,7 @@ impl QueryService {
 #[tonic::async_trait]
 impl Query for QueryService {
     async fn nodes(&self, request: Request<NodesRequest>) -> Result<Response<NodesResponse>, Status> {
-        self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.Nodes")?;
+        self.shared.auth.authorize(&request, Call::Nodes).await?;
         let now_ms = crate::now_ms();
         let mut nodes: Vec<NodeStatus> =
             self.shared.registry.all().iter().map(|node| node_status(node, now_ms)).collect();
@@ -77,7 +79,7 @@ impl Query for QueryService {
         &self,
         request: Request<SetIntervalRequest>,
     ) -> Result<Response<SetIntervalResponse>, Status> {
-        self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.SetInterval")?;
+        self.shared.auth.authorize(&request, Call::SetInterval).await?;
         let request = request.into_inner();
         if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&request.interval_ms) {
             return Err(Status::invalid_argument(format!(
@@ -100,7 +102,7 @@ impl Query for QueryService {
     }
 
     async fn history(&self, request: Request<HistoryRequest>) -> Result<Response<HistoryResponse>, Status> {
-        self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.History")?;
+        self.shared.auth.authorize(&request, Call::History).await?;
         let request = request.into_inner();
         let node = self.node(&request.node_name)?;
         let (entries, live_pods) = {
@@ -121,7 +123,7 @@ impl Query for QueryService {
     }
 
     async fn pods(&self, request: Request<PodsRequest>) -> Result<Response<PodsResponse>, Status> {
-        self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.Pods")?;
+        self.shared.auth.authorize(&request, Call::Pods).await?;
         let diagnosis = self.diagnosis()?;
         let cluster = diagnosis.cluster();
         Ok(Response::new(PodsResponse {
@@ -131,7 +133,7 @@ impl Query for QueryService {
     }
 
     async fn live(&self, request: Request<LiveRequest>) -> Result<Response<LiveResponse>, Status> {
-        self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.Live")?;
+        self.shared.auth.authorize(&request, Call::Live).await?;
         let diagnosis = self.diagnosis()?;
         let live = diagnosis.live().await;
         let Some(evaluation) = &live.evaluation else { return Ok(Response::new(LiveResponse::default())) };
@@ -164,7 +166,7 @@ impl Query for QueryService {
     }
 
     async fn alerts(&self, request: Request<AlertsRequest>) -> Result<Response<AlertsResponse>, Status> {
-        self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.Alerts")?;
+        self.shared.auth.authorize(&request, Call::Alerts).await?;
         let live = self.diagnosis()?.live().await;
         let (verdicts, evaluated_ms) = live
             .evaluation
@@ -178,7 +180,7 @@ impl Query for QueryService {
         &self,
         request: Request<StartWindowRequest>,
     ) -> Result<Response<StartWindowResponse>, Status> {
-        self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.StartWindow")?;
+        self.shared.auth.authorize(&request, Call::StartWindow).await?;
         let request = request.into_inner();
         let name = Some(request.name).filter(|n| !n.is_empty());
         let window = self
@@ -200,14 +202,14 @@ impl Query for QueryService {
     }
 
     async fn stop_window(&self, request: Request<StopWindowRequest>) -> Result<Response<StopWindowResponse>, Status> {
-        self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.StopWindow")?;
+        self.shared.auth.authorize(&request, Call::StopWindow).await?;
         let stored = self.diagnosis()?.stop_window().await.map_err(|e| Status::internal(e.to_string()))?;
         let stored = stored.ok_or_else(|| Status::failed_precondition("no window is open"))?;
         Ok(Response::new(StopWindowResponse { window: Some(wire_window(&stored)) }))
     }
 
     async fn windows(&self, request: Request<WindowsRequest>) -> Result<Response<WindowsResponse>, Status> {
-        self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.Windows")?;
+        self.shared.auth.authorize(&request, Call::Windows).await?;
         let diagnosis = self.diagnosis()?.clone();
         let live = diagnosis.live().await;
         let mut windows = Vec::new();
@@ -239,7 +241,7 @@ impl Query for QueryService {
     }
 
     async fn report(&self, request: Request<ReportRequest>) -> Result<Response<ReportResponse>, Status> {
-        self.shared.auth.check(request.metadata(), request.remote_addr(), "Query.Report")?;
+        self.shared.auth.authorize(&request, Call::Report).await?;
         let id = request.into_inner().id;
         let diagnosis = self.diagnosis()?.clone();
         let lookup = id.clone();

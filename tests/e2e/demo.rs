@@ -22,10 +22,9 @@
 //! remove what it left and still work.
 
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bakery_demo::cluster::{Binaries, ClusterOptions, leftovers};
+use bakery_demo::cluster::{ClusterOptions, leftovers};
 use bakery_demo::diagnose::{NodeShare, ReportedVerdict, VerdictKey};
 use bakery_demo::oha::ok_responses;
 use bakery_demo::otlp::{self, Export};
@@ -33,13 +32,11 @@ use bakery_demo::report::Report;
 use bakery_demo::run::{Demo, Options};
 use bakery_demo::scenario::Scenario;
 use bakery_diagnosis::Cause;
-use bakery_tests::binaries::built_binary;
 use bakery_tests::kube_double::{ClusterState, KubeDouble};
 use bakery_tests::require_root;
 use bakery_tests::rotel::{ReceivedPoint, ReceivedResource, Rotel};
 
-/// One cluster fits on a machine: the demo tests take turns.
-static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+use crate::one_cluster::{ONE_CLUSTER, binaries};
 
 /// Load duration per scenario test: long enough for the diagnosis to settle (it flags after
 /// ~3 s), short enough for a scenario to stay well within a minute.
@@ -48,23 +45,6 @@ const LOAD: Duration = Duration::from_secs(12);
 fn pause(duration: Duration) {
     #[allow(clippy::disallowed_methods)]
     std::thread::sleep(duration);
-}
-
-fn binaries() -> Binaries {
-    let demo = built_binary("bakery-demo", "bakery-demo").unwrap();
-    for (package, bin) in [
-        ("bakery-agent", "bakery-agent"),
-        ("bakery-collector", "bakery-collector"),
-        ("bakery-top", "bakery-top"),
-        ("bakery-tests", "bakery-fake-apiserver"),
-    ] {
-        built_binary(package, bin).unwrap();
-    }
-    let dir = demo.parent().unwrap().to_path_buf();
-    let binaries = Binaries::in_dir(&dir, demo).unwrap();
-    assert!(binaries.nginx.is_some(), "nginx is missing: `apt-get install nginx` (cargo xtask ci installs it)");
-    assert!(binaries.oha.is_some(), "oha is missing: `cargo install oha --locked` (cargo xtask ci installs it)");
-    binaries
 }
 
 /// What the root network namespace looks like: addresses, routes and iptables rules.

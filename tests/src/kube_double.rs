@@ -4,7 +4,8 @@
 //! `?watch=true&resourceVersion=N` streams of JSON WatchEvents (ADDED, MODIFIED, DELETED, and
 //! BOOKMARK when `allowWatchBookmarks=true`), with `410 Gone` (an `ERROR` event carrying a
 //! `Status` with code 410, as the real API server sends when the resourceVersion is too old) to
-//! force a relist. Plain HTTP, no authentication, read-only (any other method: 405).
+//! force a relist, and TokenReviews of the tokens the state lists ([`tokenreview`]). Plain HTTP,
+//! no authentication, read-only besides TokenReview (any other method: 405).
 //!
 //! # Served paths
 //!
@@ -16,6 +17,7 @@
 //! | `{prefix}/{plural}` | list or watch of the kind in every namespace |
 //! | `{prefix}/namespaces/{ns}/{plural}` | list or watch in one namespace (namespaced kinds) |
 //! | `{prefix}/{plural}/{name}`, `{prefix}/namespaces/{ns}/{plural}/{name}` | one object, or `404` with a `NotFound` Status |
+//! | `POST /apis/authentication.k8s.io/v1/tokenreviews` | `201` with the TokenReview's `status` ([`tokenreview`]); other methods `405` |
 //! | anything else | `404` with a `NotFound` Status ("the server could not find the requested resource") |
 //!
 //! | kind | prefix | plural | scope | short names |
@@ -31,6 +33,7 @@
 //! | L2Advertisement | `/apis/metallb.io/v1beta1` | `l2advertisements` | namespaced | |
 //! | BGPAdvertisement | `/apis/metallb.io/v1beta1` | `bgpadvertisements` | namespaced | |
 //! | IPAddressPool | `/apis/metallb.io/v1beta1` | `ipaddresspools` | namespaced | |
+//! | TokenReview | `/apis/authentication.k8s.io/v1` | `tokenreviews` | cluster (create only) | |
 //!
 //! MetalLB's kinds are custom resources: they are served only while the state installs their
 //! CRDs (`"apis": ["metallb.io/v1beta1"]` for all of them, or CRD names such as
@@ -55,7 +58,9 @@
 //! their names, `"servicel2statuses.metallb.io"`) and one array of Kubernetes objects per kind, keyed by the kind's plural
 //! (`namespaces`, `nodes`, `pods`, `services`, `endpointslices`, `replicasets`, `servicel2statuses`,
 //! `servicebgpstatuses`, `l2advertisements`, `bgpadvertisements`, `ipaddresspools`), each in its
-//! ordinary API JSON (what `kubectl get -o json` prints for one item). `apiVersion`, `kind`,
+//! ordinary API JSON (what `kubectl get -o json` prints for one item), and `"tokenreviews"`: the
+//! tokens the cluster issued, each with its audiences and the user a review answers
+//! ([`tokenreview`] shows one). `apiVersion`, `kind`,
 //! `metadata.resourceVersion` and `metadata.creationTimestamp` may be left out (the double fills
 //! them in; an object keeps its creation time while it exists), a missing `metadata.uid` is
 //! derived from kind/namespace/name, and a namespaced object without a namespace is in `default`.
@@ -105,6 +110,7 @@
 
 mod selectors;
 pub mod tables;
+pub mod tokenreview;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
@@ -305,6 +311,8 @@ pub struct ClusterState {
     pub l2advertisements: Vec<Value>,
     pub bgpadvertisements: Vec<Value>,
     pub ipaddresspools: Vec<Value>,
+    /// Tokens the cluster issued, for TokenReview ([`tokenreview::IssuedToken`]).
+    pub tokenreviews: Vec<Value>,
 }
 
 impl ClusterState {
@@ -314,7 +322,8 @@ impl ClusterState {
 
     /// The top-level keys of a state file that the double does not know (ignored when served).
     pub fn unknown_keys(text: &str) -> Vec<String> {
-        let known = |key: &str| key == "apis" || Kind::ALL.iter().any(|k| k.state_key() == key);
+        let known =
+            |key: &str| key == "apis" || key == "tokenreviews" || Kind::ALL.iter().any(|k| k.state_key() == key);
         serde_json::from_str::<serde_json::Map<String, Value>>(text)
             .map(|map| map.keys().filter(|k| !known(k)).cloned().collect())
             .unwrap_or_default()
@@ -361,6 +370,10 @@ struct Inner {
     lists: BTreeMap<Kind, u64>,
     /// The kinds whose CRDs are installed.
     crds: BTreeSet<Kind>,
+    /// Tokens a TokenReview authenticates.
+    tokens: Vec<tokenreview::IssuedToken>,
+    /// TokenReviews answered.
+    reviews: u64,
 }
 
 impl Inner {
@@ -436,6 +449,11 @@ impl KubeDouble {
     /// The newest resourceVersion handed out.
     pub fn resource_version(&self) -> u64 {
         self.shared.lock().rv
+    }
+
+    /// How many TokenReviews were answered.
+    pub fn token_reviews_served(&self) -> u64 {
+        self.shared.lock().reviews
     }
 
     /// How many lists of `kind` were served: every watcher lists once at start and again after
@@ -515,8 +533,17 @@ impl KubeDouble {
             ));
         }
 
+        let mut tokens = Vec::new();
+        for (index, entry) in state.tokenreviews.iter().enumerate() {
+            match tokenreview::IssuedToken::parse(entry) {
+                Ok(token) => tokens.push(token),
+                Err(why) => problems.push(format!("tokenreviews[{index}] skipped: {why}")),
+            }
+        }
+
         let mut inner = self.shared.lock();
         inner.crds = crds;
+        inner.tokens = tokens;
         let gone: Vec<ObjectKey> = inner.objects.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
         for key in gone {
             if let Some(object) = inner.objects.remove(&key) {
@@ -764,7 +791,20 @@ async fn handle(
     uri: Uri,
     headers: HeaderMap,
     query: Result<Query<ListParams>, QueryRejection>,
+    body: Bytes,
 ) -> Response {
+    if uri.path().trim_end_matches('/') == tokenreview::PATH {
+        if method != Method::POST {
+            let message = format!("{method} is not allowed on tokenreviews: they are only created (POST)");
+            return status_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message);
+        }
+        let (code, answer) = {
+            let mut inner = shared.lock();
+            inner.reviews += 1;
+            tokenreview::review(&inner.tokens, &body)
+        };
+        return json_response(code, &answer);
+    }
     if method != Method::GET {
         let message = format!("the fake API server is read-only: {method} is not served");
         return status_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message);
@@ -782,7 +822,9 @@ async fn handle(
         let inner = shared.lock();
         Kind::ALL.into_iter().filter(|k| inner.serves(*k)).collect()
     };
-    let group_versions = served_group_versions(&served);
+    let mut group_versions = served_group_versions(&served);
+    // TokenReview is built in: always served, though it has no objects to list.
+    group_versions.push((tokenreview::GROUP, tokenreview::VERSION));
     let not_found = || status_response(StatusCode::NOT_FOUND, "NotFound", NOT_FOUND_MESSAGE);
     match route(uri.path()) {
         Route::Version => json_response(StatusCode::OK, &version_info()),
@@ -807,6 +849,11 @@ async fn handle(
             }
             None => not_found(),
         },
+        Route::Resources(tokenreview::GROUP, tokenreview::VERSION) => json_response(
+            StatusCode::OK,
+            &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": tokenreview::GROUP_VERSION,
+                    "resources": [tokenreview::api_resource()]}),
+        ),
         Route::Resources(group, version) => {
             let kinds: Vec<Kind> =
                 served.iter().copied().filter(|k| k.group() == group && k.version() == version).collect();
@@ -1286,7 +1333,7 @@ mod tests {
             let groups = get(addr, "/apis").await.1;
             let group_names: Vec<&str> =
                 groups["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
-            assert_eq!(group_names, ["discovery.k8s.io", "apps"]);
+            assert_eq!(group_names, ["discovery.k8s.io", "apps", "authentication.k8s.io"]);
 
             let problems = double.set_state(&ClusterState { apis: vec![METALLB_API.into()], ..shop_state() });
             assert!(problems.is_empty(), "{problems:?}");
@@ -1349,6 +1396,68 @@ mod tests {
                 events.iter().all(|e| e["type"] == "ADDED" && e["object"]["rows"].as_array().unwrap().len() == 1),
                 "{text}"
             );
+        });
+    }
+
+    /// POSTs `body` to `path`: the status code and the JSON answer.
+    async fn post(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut text)).await.unwrap().unwrap();
+        let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, body)| body).unwrap();
+        (code, serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}")))
+    }
+
+    #[test]
+    fn token_reviews_are_discovered_created_and_answered_from_the_state() {
+        runtime().block_on(async {
+            let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+            let issued = json!({"token": "agent-pi-1", "audiences": ["bakery"],
+                                "user": {"username": "system:serviceaccount:bakery:bakery-agent",
+                                         "groups": ["system:serviceaccounts"],
+                                         "extra": {"authentication.kubernetes.io/pod-uid": ["uid-1"]}}});
+            let problems = double.set_state(&ClusterState {
+                tokenreviews: vec![issued, json!({"token": "nameless", "user": {}})],
+                ..shop_state()
+            });
+            assert!(
+                problems.contains(&"tokenreviews[1] skipped: user.username is not a string".to_string()),
+                "{problems:?}"
+            );
+            let addr = double.addr();
+            let groups = get(addr, "/apis").await.1;
+            assert!(
+                groups["groups"].as_array().unwrap().iter().any(|g| g["name"] == "authentication.k8s.io"),
+                "{groups}"
+            );
+            assert_eq!(get(addr, "/apis/authentication.k8s.io").await.0, 200);
+            let resources = get(addr, "/apis/authentication.k8s.io/v1").await.1;
+            assert_eq!(resources["resources"], json!([tokenreview::api_resource()]));
+            assert_eq!(resources["resources"][0]["verbs"], json!(["create"]));
+
+            let review = |token: &str| {
+                json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                       "spec": {"token": token, "audiences": ["bakery"]}})
+                .to_string()
+            };
+            let (code, answer) = post(addr, tokenreview::PATH, &review("agent-pi-1")).await;
+            assert_eq!((code, &answer["status"]["authenticated"]), (201, &json!(true)), "{answer}");
+            assert_eq!(answer["status"]["user"]["extra"]["authentication.kubernetes.io/pod-uid"], json!(["uid-1"]));
+            let (code, answer) = post(addr, tokenreview::PATH, &review("stolen?")).await;
+            assert_eq!(code, 201);
+            assert!(answer["status"]["error"].as_str().unwrap().contains("invalid bearer token"), "{answer}");
+            assert_eq!(double.token_reviews_served(), 2);
+            // listed nowhere, created only
+            assert_eq!(get(addr, tokenreview::PATH).await.0, 405);
+            assert_eq!(post(addr, "/api/v1/pods", "{}").await.0, 405, "the rest stays read-only");
         });
     }
 

@@ -60,7 +60,60 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-collector" (include "bakery.fullname" .) }}
 {{- end }}
 
-{{/* The Secret that holds the agents' bearer token (key "token"). */}}
+{{/*
+"true" when the agents share one token from a Secret (auth.agentCredential:
+sharedToken), which does not bind a node; "" with their projected
+ServiceAccount tokens or without auth.
+*/}}
+{{- define "bakery.sharedToken" -}}
+{{- if and (not .Values.auth.insecureNoAuth) (eq .Values.auth.agentCredential "sharedToken") }}true{{- end }}
+{{- end }}
+
+{{/* "true" when the agents present projected ServiceAccount tokens, reviewed by the collector. */}}
+{{- define "bakery.serviceAccountToken" -}}
+{{- if and (not .Values.auth.insecureNoAuth) (eq .Values.auth.agentCredential "serviceAccountToken") }}true{{- end }}
+{{- end }}
+
+{{/* The Secrets of the people's tokens (key "token"): read, and control. */}}
+{{- define "bakery.readTokenSecretName" -}}
+{{- default (printf "%s-read-token" (include "bakery.fullname" .)) .Values.auth.readToken.existingSecret }}
+{{- end }}
+
+{{- define "bakery.controlTokenSecretName" -}}
+{{- default (printf "%s-control-token" (include "bakery.fullname" .)) .Values.auth.controlToken.existingSecret }}
+{{- end }}
+
+{{/*
+Where the collector's TLS certificate comes from: "secret" (tls.secretName),
+"certManager" (cert-manager Certificates) or "generated" (a CA made by the
+chart). certificateSource auto picks cert-manager when the cluster serves
+cert-manager.io/v1 (helm template cannot ask, so it generates there).
+*/}}
+{{- define "bakery.tlsSource" -}}
+{{- if .Values.tls.secretName }}secret
+{{- else if eq .Values.tls.certificateSource "certManager" }}certManager
+{{- else if eq .Values.tls.certificateSource "generated" }}generated
+{{- else if .Capabilities.APIVersions.Has "cert-manager.io/v1" }}certManager
+{{- else }}generated
+{{- end }}
+{{- end }}
+
+{{/* The kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt) the collector serves. */}}
+{{- define "bakery.tlsSecretName" -}}
+{{- default (printf "%s-tls" (include "bakery.fullname" .)) .Values.tls.secretName }}
+{{- end }}
+
+{{/*
+The DNS names the collector's certificate holds: the Service in every form a
+client in the cluster may use, and localhost for `kubectl port-forward`.
+*/}}
+{{- define "bakery.tlsDnsNames" -}}
+{{- $service := include "bakery.collector.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- list $service (printf "%s.%s" $service $ns) (printf "%s.%s.svc" $service $ns) (printf "%s.%s.svc.cluster.local" $service $ns) "localhost" | toJson }}
+{{- end }}
+
+{{/* The Secret that holds the agents' shared bearer token (key "token"). */}}
 {{- define "bakery.tokenSecretName" -}}
 {{- if .Values.auth.existingSecret }}
 {{- .Values.auth.existingSecret }}
@@ -109,6 +162,10 @@ dnsPolicy ClusterFirstWithHostNet). */}}
 {{/* Where the token and TLS files are mounted, in both pods. */}}
 {{- define "bakery.tokenDir" -}}/etc/bakery/token{{- end }}
 {{- define "bakery.tlsDir" -}}/etc/bakery/tls{{- end }}
+{{/* The agents' projected ServiceAccount token; the collector's people's tokens. */}}
+{{- define "bakery.agentTokenDir" -}}/var/run/secrets/bakery{{- end }}
+{{- define "bakery.readTokenDir" -}}/etc/bakery/read-token{{- end }}
+{{- define "bakery.controlTokenDir" -}}/etc/bakery/control-token{{- end }}
 
 {{/* Where the OTLP backend's CA and client certificate are mounted. */}}
 {{- define "bakery.otlpTlsDir" -}}/etc/bakery/otlp-tls{{- end }}

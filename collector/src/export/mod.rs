@@ -43,7 +43,7 @@ pub mod snapshot;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use hooks::ExportHooks;
@@ -64,6 +64,8 @@ pub struct ExportConfig {
     /// Fail start-up when `metrics_listen` cannot be bound. Off for the default address, so a
     /// second collector on one host (or a test) still ingests, with an error in the log.
     pub metrics_listen_required: bool,
+    /// Serve `/metrics` only to a read or control token (`--metrics-require-token`).
+    pub metrics_require_token: bool,
     /// Export OTLP with these settings (`None`: no OTLP).
     pub otlp: Option<OtlpSettings>,
     pub hooks: ExportHooks,
@@ -74,6 +76,8 @@ pub struct Export {
     metrics_addr: Option<SocketAddr>,
     http: Option<JoinHandle<()>>,
     otlp: Option<otlp::OtlpExport>,
+    /// Resolves (with an error) once the OTLP task dropped its point source: when it ended.
+    otlp_ended: Option<oneshot::Receiver<()>>,
     stats: Arc<ExportStats>,
 }
 
@@ -84,7 +88,11 @@ pub async fn current_points(shared: &Shared, hooks: &ExportHooks, stats: &Export
         None => hooks::FeedSnapshot::default(),
     };
     let nodes = snapshot::snapshot_nodes(&shared.registry, crate::now_ms());
-    model::all_points(&nodes, hooks.cluster_name.as_deref(), &feed, stats.dropped())
+    let mut points = model::all_points(&nodes, hooks.cluster_name.as_deref(), &feed, stats.dropped());
+    if let Some(collector) = points.iter_mut().find(|r| r.instance == model::COLLECTOR_INSTANCE) {
+        collector.points.extend(model::refusal_points(&shared.auth.refusal_counts().snapshot()));
+    }
+    points
 }
 
 impl Export {
@@ -102,6 +110,20 @@ impl Export {
         if hooks.feed.is_none() {
             hooks.feed = feed;
         }
+        let guard = if config.metrics_require_token {
+            if !shared.auth.roles_separated() {
+                return Err(crate::Error::Config(
+                    "--metrics-require-token needs --read-token-file or --control-token-file: /metrics is served \
+                     to read tokens"
+                        .into(),
+                ));
+            }
+            let shared = shared.clone();
+            let guard: http::Guard = Arc::new(move |header, peer| shared.auth.authorize_metrics(header, peer));
+            Some(guard)
+        } else {
+            None
+        };
         let source: otlp::PointSource = {
             let stats = stats.clone();
             Arc::new(move || {
@@ -110,9 +132,13 @@ impl Export {
             })
         };
         let (metrics_addr, http) = match config.metrics_listen {
-            Some(listen) => match http::serve(listen, source.clone(), shutdown).await {
+            Some(listen) => match http::serve(listen, source.clone(), guard, shutdown).await {
                 Ok((addr, task)) => {
-                    tracing::info!(%addr, "serving Prometheus /metrics");
+                    let token = config.metrics_require_token;
+                    tracing::info!(%addr, requires_read_token = token, "serving Prometheus /metrics");
+                    if !token && !addr.ip().is_loopback() {
+                        tracing::warn!(%addr, "/metrics (node and pod names, traffic) is open to anyone who reaches this address; bind it to 127.0.0.1, turn it off (--metrics-listen off) or add --metrics-require-token");
+                    }
                     (Some(addr), Some(task))
                 }
                 Err(error) if !config.metrics_listen_required => {
@@ -123,7 +149,7 @@ impl Export {
             },
             None => (None, None),
         };
-        let otlp = match &config.otlp {
+        let (otlp, otlp_ended) = match &config.otlp {
             Some(settings) => {
                 let exporter = otlp::build_exporter(settings)?;
                 tracing::info!(
@@ -131,11 +157,58 @@ impl Export {
                     interval_ms = settings.interval.as_millis() as u64,
                     "exporting OTLP metrics (endpoint, headers, timeout, compression: OTEL_EXPORTER_OTLP_* variables)"
                 );
-                Some(otlp::OtlpExport::start(settings.clone(), exporter, source, stats.clone()))
+                // The OTLP task owns its point source until it ends, however it ends (a return
+                // or a panic): the source's drop is the signal that it ended.
+                let (ended_tx, ended_rx) = oneshot::channel::<()>();
+                let watched: otlp::PointSource = Arc::new(move || {
+                    let _held_until_the_task_ends = &ended_tx;
+                    source()
+                });
+                (Some(otlp::OtlpExport::start(settings.clone(), exporter, watched, stats.clone())), Some(ended_rx))
             }
-            None => None,
+            None => (None, None),
         };
-        Ok(Export { metrics_addr, http, otlp, stats })
+        Ok(Export { metrics_addr, http, otlp, otlp_ended, stats })
+    }
+
+    /// Resolves when an export task ended by itself (it panicked, or the `/metrics` server
+    /// failed), saying which; pending while they run. Before a shutdown, that is a fault the
+    /// collector exits on. A task that ended is not watched again.
+    pub async fn ended(&mut self) -> String {
+        enum Ended {
+            Http(bool),
+            Otlp,
+        }
+        let Export { http, otlp_ended, .. } = self;
+        let http_task = async {
+            match http.as_mut() {
+                Some(task) => Ended::Http(task.await.is_err_and(|join| join.is_panic())),
+                None => std::future::pending().await,
+            }
+        };
+        let otlp_task = async {
+            match otlp_ended.as_mut() {
+                Some(ended) => {
+                    let _ = ended.await;
+                    Ended::Otlp
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let ended = tokio::select! {
+            ended = http_task => ended,
+            ended = otlp_task => ended,
+        };
+        match ended {
+            Ended::Http(panicked) => {
+                self.http = None;
+                if panicked { "the /metrics server task panicked" } else { "the /metrics server stopped" }.to_string()
+            }
+            Ended::Otlp => {
+                self.otlp_ended = None;
+                "the OTLP export task ended".to_string()
+            }
+        }
     }
 
     /// Where `/metrics` is served (the real port when the listen port was 0).

@@ -71,6 +71,7 @@ metrics! {
     BAKERY_HOG_VERDICTS = "bakery.hog.verdicts", "{verdict}", Gauge, "Hog verdicts in force, by cause";
     BAKERY_WINDOW_ACTIVE = "bakery.window.active", "{window}", Gauge, "1 while a load-test window is open";
     BAKERY_EXPORT_DROPPED = "bakery.export.dropped", "{export}", Counter, "OTLP exports dropped: queue full, backend down or too slow";
+    BAKERY_COLLECTOR_AUTH_REFUSALS = "bakery.collector.auth.refusals", "{refusal}", Counter, "Calls the collector refused, by cause (no or unknown credential, service-account token rejected or unreviewable, missing role, wrong node)";
 }
 
 /// An attribute value (OTLP keeps the type; Prometheus renders both as text).
@@ -142,6 +143,19 @@ pub fn all_points(
     let mut out: Vec<ResourcePoints> = nodes.iter().map(|node| node_points(node, cluster_name, &feed.pods)).collect();
     out.push(collector_points(cluster_name, &feed.diagnosis, dropped_exports));
     out
+}
+
+/// The collector's refusal counts as `bakery.collector.auth.refusals` points, one per `cause`
+/// (zeros included, so a rate starts at the first export).
+pub fn refusal_points(counts: &[(&'static str, u64)]) -> Vec<Point> {
+    counts
+        .iter()
+        .map(|(cause, count)| Point {
+            metric: &BAKERY_COLLECTOR_AUTH_REFUSALS,
+            attributes: vec![("cause", s(*cause))],
+            value: *count as f64,
+        })
+        .collect()
 }
 
 /// A node's resource and points.
@@ -656,7 +670,9 @@ pub(crate) mod tests {
             open_windows: vec![WindowView { id: "w-1".into(), name: "oha".into(), started_ms: 1 }],
         };
         let feed = FeedSnapshot { pods: known_pods(), diagnosis };
-        all_points(&[snapshot()], CLUSTER, &feed, 3)
+        let mut resources = all_points(&[snapshot()], CLUSTER, &feed, 3);
+        resources[1].points.extend(refusal_points(&[("wrong_node", 2), ("missing_role", 0)]));
+        resources
     }
 
     #[test]
@@ -672,6 +688,7 @@ pub(crate) mod tests {
         let collector = &resources[1];
         assert_eq!(collector.instance, COLLECTOR_INSTANCE);
         assert_eq!(value(&collector.points, &BAKERY_EXPORT_DROPPED, &[]), 3.0);
+        assert_eq!(value(&collector.points, &BAKERY_COLLECTOR_AUTH_REFUSALS, &[("cause", "wrong_node")]), 2.0);
         assert_eq!(
             value(
                 &collector.points,

@@ -134,6 +134,7 @@ mod tests {
             (&SYSTEM_NETWORK_PACKET_COUNT, "system_network_packet_count_total"),
             (&BAKERY_CONNTRACK_ENTRIES, "bakery_conntrack_entries"),
             (&BAKERY_EXPORT_DROPPED, "bakery_export_dropped_total"),
+            (&BAKERY_COLLECTOR_AUTH_REFUSALS, "bakery_collector_auth_refusals_total"),
             (&K8S_POD_MEMORY_WORKING_SET, "k8s_pod_memory_working_set_bytes"),
         ];
         for (metric, expected) in cases {

@@ -3,10 +3,12 @@
 //! stay free of Kubernetes and the Pi control plane serves one client. [`mapping`] turns objects
 //! into pod identities, roles and ready endpoints, [`services`] into each Service's declared entry
 //! (both pure); [`watch`] runs the `kube` watchers into reflector stores; [`ClusterView`] is one
-//! consistent look at them.
+//! consistent look at them. [`tokenreview`] reviews the agents' service-account tokens with the
+//! same client.
 
 pub mod mapping;
 pub mod services;
+pub mod tokenreview;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};

@@ -50,6 +50,8 @@ pub struct KubeWatch {
     services: Store<Service>,
     metallb: Arc<Mutex<MetalLbWatch>>,
     tasks: Vec<JoinHandle<()>>,
+    /// The same client and pod store, for TokenReviews of the agents' tokens.
+    reviewer: super::tokenreview::KubeTokenReviewer,
 }
 
 impl Drop for KubeWatch {
@@ -111,7 +113,14 @@ impl KubeWatch {
             let follow = follow_metallb_kind(client.clone(), index, metallb.clone(), options.metallb_probe_every);
             tasks.push(tokio::spawn(follow));
         }
-        KubeWatch { pods, nodes, slices, services, metallb, tasks }
+        let reviewer = super::tokenreview::KubeTokenReviewer::new(client, pods.clone());
+        KubeWatch { pods, nodes, slices, services, metallb, tasks, reviewer }
+    }
+
+    /// Reviews service-account tokens with this watch's client and finds their pods in its pod
+    /// store.
+    pub fn token_reviewer(&self) -> super::tokenreview::KubeTokenReviewer {
+        self.reviewer.clone()
     }
 
     /// One look at the stores, mapped.

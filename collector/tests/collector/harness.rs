@@ -1,5 +1,6 @@
-//! What the collector tests share: an in-process collector on a free loopback port, a
-//! scripted agent speaking the stream protocol, and message builders.
+//! What the collector tests share: an in-process collector on a free loopback port (with its
+//! `/livez` and `/readyz` on another), a scripted agent speaking the stream protocol, and
+//! message builders.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -49,6 +50,8 @@ impl TestCollector {
         let mut config = ServeConfig::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("data"));
         config.token_file = Some(token_file);
         config.commit = CommitConfig { interval: Duration::from_millis(50), ..CommitConfig::default() };
+        config.health_listen = Some("127.0.0.1:0".parse().expect("addr"));
+        config.health_listen_required = true;
         adjust(&mut config);
         let collector = Collector::start(config).await.expect("the collector starts");
         let addr = collector.local_addr();
@@ -57,6 +60,12 @@ impl TestCollector {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `GET path` on the health listener: (status, body).
+    pub async fn probe(&self, path: &str) -> (u16, String) {
+        let addr = self.collector.as_ref().and_then(|c| c.health_addr()).expect("a health listener");
+        http_get(addr, path).await.expect("the health endpoint answers")
     }
 
     /// Stops gracefully and returns the data dir for inspection or a restart.
@@ -229,6 +238,18 @@ impl TestAgent {
             }
         }
     }
+}
+
+/// `GET path` over HTTP/1.0: (status code, body), or `None` when nothing answers.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
 }
 
 /// Polls `check` until it returns true, failing after [`WAIT`].

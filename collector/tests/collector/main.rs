@@ -1,12 +1,15 @@
 //! The collector's integration tests, in one test binary: gRPC against an in-process collector
-//! on 127.0.0.1:0, the built binary for signals and `inspect`, and root-only full-disk tests.
+//! on 127.0.0.1:0, the built binary for signals, faults and `inspect`, damaged stores, and
+//! root-only full-disk tests.
 
 // Helpers outside #[test] functions are test code too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
 mod binary;
 mod export;
+mod faults;
 mod harness;
+mod identity;
 mod ingest;
 mod limits;
 mod query;

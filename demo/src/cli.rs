@@ -1,6 +1,6 @@
 //! The `bakery-demo` command line: the demo itself (the default), `list`, `cleanup`,
-//! `bench-observer`, and the hidden subcommands the demo runs inside the cluster (`enter`,
-//! `keeper`, the stand-ins and the probe).
+//! `bench-observer`, `campaign`, and the hidden subcommands the demo runs inside the cluster
+//! (`enter`, `keeper`, the stand-ins and the probe).
 //!
 //! Exit codes: 0 the verdict matched the scenario's expectation, 1 it did not, 2 the demo could
 //! not run (not root, a missing tool, a failure while building, Ctrl-C).
@@ -131,6 +131,11 @@ pub enum Command {
     /// oha's requests per second with the agents sampling at 1 Hz against the agents stopped, in
     /// the same cluster, alternating.
     BenchObserver(bench::BenchArgs),
+    /// Random clusters nobody tuned the diagnosis for: N valid scenarios generated from a seed,
+    /// each run as the demo runs one, and bakery's verdicts checked against the generator's own
+    /// ground truth; a table of right, false flags, misses and time to the first flag.
+    #[command(after_help = crate::campaign::command::EXAMPLES)]
+    Campaign(crate::campaign::command::CampaignArgs),
     #[command(hide = true)]
     Enter(EnterArgs),
     #[command(hide = true)]
@@ -207,6 +212,7 @@ Examples:
                                                      # name the workload instead of the collector
   sudo bakery-demo --no-tui --otlp-endpoint http://127.0.0.1:4317 --otlp-protocol grpc
                                                      # the verdict to your OTLP receiver
+  sudo bakery-demo campaign --count 30 --seed 7      # 30 random clusters against their truth
   sudo bakery-demo cleanup                           # after a killed run
   cargo xtask demo --scenario balanced               # builds everything first
 
@@ -262,6 +268,7 @@ pub fn main() -> ExitCode {
         }
         Some(Command::Cleanup) => cleanup(),
         Some(Command::BenchObserver(args)) => bench::main(args),
+        Some(Command::Campaign(args)) => crate::campaign::command::main(args),
         Some(Command::Run(args)) => run_demo(args),
         None => run_demo(cli.run),
     }

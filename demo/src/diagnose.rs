@@ -126,6 +126,19 @@ pub fn window_verdicts(report: &WindowReport, min_active_ms: i64) -> WindowVerdi
     WindowVerdicts { counted, brief }
 }
 
+/// When the first of `keys` was raised (the collector's clock, ms), among the raises still active
+/// when the window opened or raised inside it; `None` when none was.
+pub fn first_raised_ms(report: &WindowReport, keys: &[VerdictKey]) -> Option<i64> {
+    report
+        .verdicts
+        .iter()
+        .filter(|v| keys.iter().any(|k| k.node == v.verdict.node && k.cause == v.verdict.cause))
+        .filter(|v| v.cleared_ms.unwrap_or(v.last_active_ms) >= report.window.start_ms)
+        .filter(|v| v.raised_ms <= report.window.end_ms)
+        .map(|v| v.raised_ms)
+        .min()
+}
+
 /// One node's share of the load over the window.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeShare {

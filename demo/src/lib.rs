@@ -74,6 +74,9 @@
 //! With `--otlp-endpoint` the collector also exports over OTLP, through a relay out of the control
 //! namespace ([`otlp`]).
 //!
+//! [`campaign`] (`bakery-demo campaign`) generates random valid scenarios from a seed, runs each
+//! this way, and checks bakery's verdicts against the generator's own ground truth.
+//!
 //! # Node CPU and memory: the node's cgroup
 //!
 //! `/proc/stat`, `/proc/meminfo` and `/proc/pressure` are not namespaced: in every node's PID
@@ -98,6 +101,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod campaign;
 pub mod cli;
 pub mod cluster;
 pub mod control;

@@ -1,7 +1,9 @@
 //! `cargo xtask demo`: the README's first command. Builds the binaries the mini-bakery runs
 //! (bakery-demo, bakery-agent, bakery-collector, bakery-top and the Kubernetes API double), then
 //! runs `bakery-demo` with the same arguments: it installs what is missing (apt packages, oha),
-//! builds the scenario's cluster in namespaces, runs the load and reports the hog.
+//! builds the scenario's cluster in namespaces, runs the load and reports the hog. Subcommands go
+//! through the same way: `cargo xtask demo campaign --count 30 --seed 7` runs
+//! `bakery-demo campaign --count 30 --seed 7` (random scenarios against their ground truth).
 //!
 //! `cargo xtask bench observer` (wired in `bench.rs`) goes through [`bench_observer`]: the same
 //! cluster with release binaries, oha's requests per second with the agents at 1 Hz against the

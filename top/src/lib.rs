@@ -20,7 +20,4 @@ pub mod tui;
 
 pub use error::{Error, Result};
 
-/// Wall clock, Unix epoch milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
+pub use bakery_signals::time::now_ms;

@@ -80,7 +80,7 @@ fn node_view(status: &NodeStatus, latest: Option<&Sample>, previous: Option<&Sam
         .memory
         .as_ref()
         .filter(|m| m.total_bytes > 0)
-        .map(|m| MemoryUse { used_bytes: m.total_bytes.saturating_sub(m.available_bytes), total_bytes: m.total_bytes });
+        .map(|m| MemoryUse { used_bytes: bakery_signals::memory::used_bytes(m), total_bytes: m.total_bytes });
     view.temperature_celsius =
         latest.temperatures.iter().map(|t| t.millidegrees_celsius).max().map(|milli| milli as f64 / 1000.0);
     view.frequency = frequency(latest);
@@ -97,47 +97,17 @@ fn node_view(status: &NodeStatus, latest: Option<&Sample>, previous: Option<&Sam
     view
 }
 
-/// Busy and softirq share of all CPU time between two `/proc/stat` "cpu" lines (`man 5 proc`):
-/// busy is every mode but idle and iowait (iowait is idle time with IO outstanding).
+/// Busy and softirq share of all CPU time between two `/proc/stat` "cpu" lines, in percent
+/// (`bakery_signals::cpu`).
 pub fn cpu_use(before: &CpuTimes, after: &CpuTimes) -> Option<CpuUse> {
-    let delta = |a: u64, b: u64| b.checked_sub(a);
-    let user = delta(before.user, after.user)?;
-    let nice = delta(before.nice, after.nice)?;
-    let system = delta(before.system, after.system)?;
-    let idle = delta(before.idle, after.idle)?;
-    let iowait = delta(before.iowait, after.iowait)?;
-    let irq = delta(before.irq, after.irq)?;
-    let softirq = delta(before.softirq, after.softirq)?;
-    let steal = delta(before.steal, after.steal)?;
-    let busy = user + nice + system + irq + softirq + steal;
-    let total = busy + idle + iowait;
-    (total > 0).then(|| CpuUse {
-        busy_percent: busy as f64 * 100.0 / total as f64,
-        softirq_percent: softirq as f64 * 100.0 / total as f64,
-    })
+    bakery_signals::cpu::use_between(before, after)
+        .map(|u| CpuUse { busy_percent: u.busy * 100.0, softirq_percent: u.softirq * 100.0 })
 }
 
-/// Interfaces that are not physical: loopback and what container networking creates (veth pairs,
-/// bridges, overlay tunnels). Their bytes are already counted on a physical interface or never
-/// left the node.
-const VIRTUAL_INTERFACE_PREFIXES: &[&str] = &[
-    "lo", "veth", "cni", "flannel", "cali", "cilium", "lxc", "vxlan", "tunl", "docker", "br-", "virbr", "kube-",
-    "weave", "genev", "tap", "dummy",
-];
-
-pub fn is_physical_interface(name: &str) -> bool {
-    !VIRTUAL_INTERFACE_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
-}
-
+/// The node's own wire, summed (`bakery_signals::nic`).
 fn physical_nic_total(sample: &Sample) -> NetCounters {
-    let mut total = NetCounters::default();
-    for interface in sample.interfaces.iter().filter(|i| is_physical_interface(&i.name)) {
-        if let Some(counters) = &interface.counters {
-            total.rx_bytes += counters.rx_bytes;
-            total.tx_bytes += counters.tx_bytes;
-        }
-    }
-    total
+    let (rx_bytes, tx_bytes) = bakery_signals::nic::wire_bytes(&sample.interfaces);
+    NetCounters { rx_bytes, tx_bytes, ..NetCounters::default() }
 }
 
 fn seconds_between(previous: &Sample, latest: &Sample) -> Option<f64> {
@@ -441,16 +411,6 @@ mod tests {
         let a = NetCounters { rx_bytes: 1000, ..NetCounters::default() };
         let b = NetCounters { rx_bytes: 10, ..NetCounters::default() };
         assert_eq!(net_rates(&a, &b, 1.0), None);
-    }
-
-    #[test]
-    fn only_physical_interfaces_count_as_the_nic() {
-        for name in ["eth0", "end0", "wlan0", "enp3s0", "bond0"] {
-            assert!(is_physical_interface(name), "{name}");
-        }
-        for name in ["lo", "veth3a1f9c2e", "cni0", "flannel.1", "cali12ab", "vxlan.calico", "docker0", "kube-ipvs0"] {
-            assert!(!is_physical_interface(name), "{name}");
-        }
     }
 
     #[test]

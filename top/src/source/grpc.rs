@@ -43,16 +43,10 @@ impl tonic::service::Interceptor for BearerToken {
     }
 }
 
-/// The first token of a token file in the collector's format: one per line, `#` comments and
-/// blank lines ignored.
-pub fn first_token(text: &str) -> Option<&str> {
-    text.lines().map(str::trim).find(|line| !line.is_empty() && !line.starts_with('#'))
-}
-
-/// Reads the bearer header value from `path`.
+/// Reads the bearer header value from `path`: the file's first token (`bakery_signals::token`).
 pub fn read_bearer(path: &PathBuf) -> Result<MetadataValue<Ascii>> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::TokenFile { path: path.clone(), source })?;
-    let token = first_token(&text).ok_or_else(|| Error::EmptyTokenFile { path: path.clone() })?;
+    let token = bakery_signals::token::client_token(&text).map_err(|_| Error::EmptyTokenFile { path: path.clone() })?;
     format!("Bearer {token}").parse().map_err(|_| Error::InvalidToken { path: path.clone() })
 }
 
@@ -255,8 +249,12 @@ mod tests {
 
     #[test]
     fn the_first_token_skips_comments_and_blank_lines() {
-        assert_eq!(first_token("# rotated 2026-11\n\n  s3cret  \nold\n"), Some("s3cret"));
-        assert_eq!(first_token("# nothing\n\n"), None);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "# rotated 2026-11\n\n  s3cret  \nold\n").unwrap();
+        assert_eq!(read_bearer(&path).unwrap(), "Bearer s3cret");
+        std::fs::write(&path, "# nothing\n\n").unwrap();
+        assert!(matches!(read_bearer(&path), Err(Error::EmptyTokenFile { .. })));
     }
 
     #[test]

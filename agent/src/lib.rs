@@ -45,7 +45,4 @@ pub fn node_name_from(roots: &HostRoots) -> anyhow::Result<String> {
     Ok(name.trim().to_string())
 }
 
-/// Wall clock, Unix epoch milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
-}
+pub use bakery_signals::time::now_ms;

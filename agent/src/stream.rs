@@ -305,8 +305,8 @@ pub enum StreamError {
     Collector { url: String, reason: String },
     #[error("cannot read {path}: {source}")]
     ReadFile { path: PathBuf, source: std::io::Error },
-    #[error("the token file {0} is empty")]
-    EmptyToken(PathBuf),
+    #[error("the token file {path}: {reason}")]
+    BadTokenFile { path: PathBuf, reason: bakery_signals::token::TokenFileError },
     #[error("the token in {0} is not a valid header value (printable ASCII only)")]
     InvalidToken(PathBuf),
     #[error("TLS setup: {0}")]
@@ -579,15 +579,14 @@ async fn connection_loop(
     }
 }
 
-/// Reads the bearer token: the file's content without surrounding
-/// whitespace (a trailing newline from `echo` is common).
+/// Reads the bearer token: the file's first token line (`bakery_signals::token`), so a file that
+/// lists a new and an old token during a rotation works for the agent as it does for the
+/// collector, and a projected service-account token (one line) is the whole file.
 pub fn read_token(path: &Path) -> Result<String, StreamError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| StreamError::ReadFile { path: path.to_path_buf(), source })?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(StreamError::EmptyToken(path.to_path_buf()));
-    }
+    let token = bakery_signals::token::client_token(&text)
+        .map_err(|reason| StreamError::BadTokenFile { path: path.to_path_buf(), reason })?;
     Ok(token.to_string())
 }
 
@@ -1048,7 +1047,10 @@ mod tests {
         std::fs::write(&path, "s3cret\n").unwrap();
         assert_eq!(read_token(&path).unwrap(), "s3cret");
         std::fs::write(&path, "  \n").unwrap();
-        assert!(matches!(read_token(&path), Err(StreamError::EmptyToken(_))));
+        assert!(matches!(read_token(&path), Err(StreamError::BadTokenFile { .. })));
+        // A rotation file: the first token is sent (the collector accepts both meanwhile).
+        std::fs::write(&path, "# rotated\nnew-token\nold-token\n").unwrap();
+        assert_eq!(read_token(&path).unwrap(), "new-token");
         assert!(matches!(read_token(&dir.path().join("missing")), Err(StreamError::ReadFile { .. })));
     }
 

@@ -1,6 +1,7 @@
-//! The agent's command line: flags (each with an env fallback), the
-//! `--once` mode people run first, and streaming to the collector
-//! (`--collector`) on a single-threaded runtime until SIGTERM/SIGINT.
+//! The agent's command line: its flags, `--once`, and streaming until SIGTERM/SIGINT.
+//!
+//! Every flag has an env fallback. `--once` is the mode people run first;
+//! `--collector` streams to the collector on a single-threaded runtime.
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
-use crate::signal::{ParseError, SignalError, SignalResult};
+use crate::signal::{Lines, ParseError, SignalError, SignalResult};
 
 /// Cumulative jiffies (USER_HZ ticks) per mode since boot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -66,27 +66,18 @@ const KEPT_COLUMNS: usize = 8;
 /// Only the `cpu` and `cpuN` lines are read. The kernel prints them first and
 /// together (fs/proc/stat.c `show_stat`), so parsing stops at the first other
 /// line after them instead of scanning the long `intr` line.
-pub fn parse_stat(mut reader: impl BufRead) -> Result<CpuStat, ParseError> {
+pub fn parse_stat(reader: impl BufRead) -> Result<CpuStat, ParseError> {
     let mut total = None;
     let mut cores: Vec<CoreTimes> = Vec::new();
-    let mut line = Vec::with_capacity(256);
-    let mut line_number = 0usize;
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| ParseError::new(format!("reading line {}: {e}", line_number + 1)))?;
-        if read == 0 {
-            break;
-        }
-        line_number += 1;
+    let mut lines = Lines::new(reader, 256);
+    while let Some((line_number, line)) = lines.next_line()? {
         if !line.starts_with(b"cpu") {
             if total.is_some() || !cores.is_empty() {
                 break;
             }
             continue;
         }
-        let text = std::str::from_utf8(&line)
+        let text = std::str::from_utf8(line)
             .map_err(|_| ParseError::new(format!("line {line_number}: a cpu line that is not UTF-8")))?;
         let (core, times) =
             parse_cpu_line(text).map_err(|e| ParseError::new(format!("line {line_number}: {}", e.0)))?;

@@ -1,5 +1,8 @@
-//! Files read every sample, kept open between samples and re-read from
-//! offset 0.
+//! Reading procfs and cgroupfs files whole: kept open and re-read at offset 0, or read once.
+//!
+//! [`KeptFiles`] holds the files read every sample; [`read_proc_file`] reads
+//! one once. Either way a file of a process that exited reads as gone
+//! ([`process_gone`]), not as an error.
 //!
 //! procfs and cgroupfs files are `seq_file`s: a read at offset 0 generates
 //! the content afresh (`fs/seq_file.c`, `seq_read_iter`), so an open file
@@ -17,8 +20,6 @@ use std::hash::Hash;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-use crate::pods::discovery::process_gone;
 
 #[derive(Debug)]
 struct Kept {
@@ -108,6 +109,30 @@ impl<K: Hash + Eq> KeptFiles<K> {
 
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
+    }
+}
+
+/// `ESRCH` from `include/uapi/asm-generic/errno-base.h`: procfs answers it
+/// for a process that exited after its directory was opened.
+const ESRCH: i32 = 3;
+
+/// Whether an IO error only means the process has gone (exited between
+/// listing `/proc` and reading its files): not worth reporting.
+pub fn process_gone(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(ESRCH)
+}
+
+/// Reads a whole procfs file once (not kept) into `buffer`. `Ok(false)` when
+/// the process has gone: the file vanished, or an exiting process gave an
+/// empty read.
+pub fn read_proc_file(path: &Path, buffer: &mut Vec<u8>) -> io::Result<bool> {
+    buffer.clear();
+    let read = File::open(path).and_then(|file| read_whole(&file, buffer));
+    match read {
+        Ok(0) => Ok(false),
+        Ok(_) => Ok(true),
+        Err(error) if process_gone(&error) => Ok(false),
+        Err(error) => Err(error),
     }
 }
 

@@ -1,15 +1,18 @@
-//! bakery-agent: samples one node through a host root and ships raw,
-//! cumulative counters to the collector.
+//! bakery-agent: samples one node through a host root and ships raw counters to the collector.
+//!
+//! Counters stay cumulative; rates are the receiver's.
 //!
 //! One module per signal (`cpu`, `memory`, `pressure`, `thermal`, `cpufreq`,
 //! `throttle`, `net`, `conntrack`, `pods`), each a pure parser plus a
 //! `read(&HostRoots, &mut NodeFiles)` ([`node_files`] keeps their files open
 //! between samples); [`sampler`] assembles them into a [`sampler::Sample`].
 //! With `--node-cgroup`, [`node_cgroup`] reads the node's CPU, memory and
-//! pressure from its cgroup instead (nodes that are containers).
-//! [`iface_kind`] says what each of the node's interfaces is.
+//! pressure from its cgroup instead (nodes that are containers); the cgroup
+//! layout it shares with the pods is [`cgroup`]'s. [`iface_kind`] says what
+//! each of the node's interfaces is; [`wire`], [`spool`] and [`stream`] ship
+//! the samples.
 
-pub mod cgroup_mounts;
+pub mod cgroup;
 pub mod cli;
 pub mod conntrack;
 pub mod cpu;

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
-use crate::signal::{ParseError, SignalError, SignalResult};
+use crate::signal::{Lines, ParseError, SignalError, SignalResult};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Memory {
@@ -36,19 +36,11 @@ const FIELDS: [&str; 7] = ["MemTotal", "MemFree", "MemAvailable", "Buffers", "Ca
 ///
 /// Lines of other fields are skipped unread, so a field added by a newer
 /// kernel, or an odd one we do not use, never fails the signal.
-pub fn parse_meminfo(mut reader: impl BufRead) -> Result<Memory, ParseError> {
+pub fn parse_meminfo(reader: impl BufRead) -> Result<Memory, ParseError> {
     let mut values: [Option<u64>; FIELDS.len()] = [None; FIELDS.len()];
-    let mut line = Vec::with_capacity(64);
-    let mut line_number = 0usize;
+    let mut lines = Lines::new(reader, 64);
     while values.iter().any(Option::is_none) {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| ParseError::new(format!("reading line {}: {e}", line_number + 1)))?;
-        if read == 0 {
-            break;
-        }
-        line_number += 1;
+        let Some((line_number, line)) = lines.next_line()? else { break };
         let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
         let (name, rest) = line.split_at(colon);
         let Some(slot) = FIELDS.iter().position(|field| field.as_bytes() == name) else { continue };

@@ -1,5 +1,6 @@
-//! Network interface counters from `/proc/net/dev`, for the node and (via
-//! `/proc/<pid>/net/dev`) for a pod's network namespace.
+//! Network interface counters from `/proc/net/dev`, for the node and for a pod's namespace.
+//!
+//! A pod's network namespace is read through `/proc/<pid>/net/dev`.
 //!
 //! Hand-written rather than `procfs_core::net::InterfaceDeviceStatus`: that
 //! parser splits on whitespace only, so an interface name glued to its first
@@ -15,7 +16,7 @@ use serde::{Serialize, Serializer};
 use crate::iface_kind::InterfaceKind;
 use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
-use crate::signal::{ParseError, SignalError, SignalResult};
+use crate::signal::{Lines, ParseError, SignalError, SignalResult};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct NetCounters {
@@ -27,6 +28,37 @@ pub struct NetCounters {
     pub tx_packets: u64,
     pub tx_errors: u64,
     pub tx_dropped: u64,
+}
+
+impl NetCounters {
+    /// The sum of two sets of counters, wrapping like the kernel's own counters.
+    pub fn wrapping_add(&self, other: &NetCounters) -> NetCounters {
+        NetCounters {
+            rx_bytes: self.rx_bytes.wrapping_add(other.rx_bytes),
+            rx_packets: self.rx_packets.wrapping_add(other.rx_packets),
+            rx_errors: self.rx_errors.wrapping_add(other.rx_errors),
+            rx_dropped: self.rx_dropped.wrapping_add(other.rx_dropped),
+            tx_bytes: self.tx_bytes.wrapping_add(other.tx_bytes),
+            tx_packets: self.tx_packets.wrapping_add(other.tx_packets),
+            tx_errors: self.tx_errors.wrapping_add(other.tx_errors),
+            tx_dropped: self.tx_dropped.wrapping_add(other.tx_dropped),
+        }
+    }
+
+    /// The counters with receive and transmit swapped: what the other end of
+    /// a point-to-point link (a veth's peer) counts.
+    pub fn as_seen_from_the_peer(&self) -> NetCounters {
+        NetCounters {
+            rx_bytes: self.tx_bytes,
+            rx_packets: self.tx_packets,
+            rx_errors: self.tx_errors,
+            rx_dropped: self.tx_dropped,
+            tx_bytes: self.rx_bytes,
+            tx_packets: self.rx_packets,
+            tx_errors: self.rx_errors,
+            tx_dropped: self.rx_dropped,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -81,19 +113,10 @@ const HEADER_LINES: usize = 2;
 
 /// Parses a `net/dev` file, every interface including `lo`, in the
 /// kernel's order.
-pub fn parse_net_dev(mut reader: impl BufRead) -> Result<Vec<Interface>, ParseError> {
+pub fn parse_net_dev(reader: impl BufRead) -> Result<Vec<Interface>, ParseError> {
     let mut interfaces = Vec::new();
-    let mut line = Vec::with_capacity(160);
-    let mut line_number = 0usize;
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| ParseError::new(format!("reading line {}: {e}", line_number + 1)))?;
-        if read == 0 {
-            break;
-        }
-        line_number += 1;
+    let mut lines = Lines::new(reader, 160);
+    while let Some((line_number, line)) = lines.next_line()? {
         if line_number <= HEADER_LINES {
             // Checked loosely (both header lines contain '|') so that a file
             // that is not net/dev fails instead of losing two interfaces.
@@ -106,10 +129,10 @@ pub fn parse_net_dev(mut reader: impl BufRead) -> Result<Vec<Interface>, ParseEr
             continue;
         }
         let interface =
-            parse_interface_line(&line).map_err(|e| ParseError::new(format!("line {line_number}: {}", e.0)))?;
+            parse_interface_line(line).map_err(|e| ParseError::new(format!("line {line_number}: {}", e.0)))?;
         interfaces.push(interface);
     }
-    if line_number < HEADER_LINES {
+    if lines.count() < HEADER_LINES {
         return Err(ParseError::new("the two header lines are missing"));
     }
     Ok(interfaces)

@@ -1,6 +1,7 @@
-//! The node's CPU, memory and pressure from the node's own cgroup (`--node-cgroup`), for nodes
-//! whose `/proc` shows the whole machine: a Kubernetes node that is a container (kind, k3d, LXC),
-//! or one of the demo's namespace nodes.
+//! The node's CPU, memory and pressure from the node's own cgroup (`--node-cgroup`).
+//!
+//! For nodes whose `/proc` shows the whole machine: a Kubernetes node that is a container (kind,
+//! k3d, LXC), or one of the demo's namespace nodes.
 //!
 //! `/proc/stat`, `/proc/meminfo` and `/proc/pressure` are not namespaced: in a container they are
 //! the host's. The node's cgroup holds its own accounting, and this module puts it in the shape of
@@ -14,9 +15,10 @@
 //!   (already USER_HZ, Documentation/admin-guide/cgroup-v1/cpuacct.rst). Per-core lines are
 //!   dropped: a cgroup has no per-core split of user and system time.
 //! - **Memory.** total := the smaller of the host's MemTotal and the cgroup's limit (v2
-//!   `memory.max`, `max` for none; v1 `memory.limit_in_bytes`, see [`V1_NO_LIMIT`]). used := usage
-//!   (v2 `memory.current`, v1 `memory.usage_in_bytes`) minus inactive file cache (v2 `memory.stat`
-//!   `inactive_file`, v1 `total_inactive_file`): the working set, as the kubelet computes it.
+//!   `memory.max`, `max` for none; v1 `memory.limit_in_bytes`, see
+//!   [`crate::cgroup::stats::V1_NO_LIMIT`]). used := usage (v2 `memory.current`, v1
+//!   `memory.usage_in_bytes`) minus inactive file cache (v2 `memory.stat` `inactive_file`, v1
+//!   `total_inactive_file`): the working set, as the kubelet computes it.
 //!   available := total − used. free := total − usage, the memory the cgroup has not touched at
 //!   all, so that available = free + inactive file cache, as MemAvailable counts reclaimable cache
 //!   in. cached := the cgroup's file cache (v2 `file`, v1 `total_cache`). buffers := 0: a cgroup
@@ -27,89 +29,27 @@
 //!
 //! Everything else (thermals, frequencies, NICs, conntrack, pods) is read as without the flag.
 //! The v1 hierarchies are tried before v2, as for pods: on a hybrid layout the controllers, and so
-//! the accounting, are on v1.
+//! the accounting, are on v1. The cgroup files, their parsers and the mounts are
+//! [`crate::cgroup`]'s.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Serialize, Serializer};
 
-use crate::cgroup_mounts::{self, Hierarchy};
+use crate::cgroup::CgroupVersion;
+use crate::cgroup::mounts::{self, Hierarchy};
+use crate::cgroup::paths;
+use crate::cgroup::stats::{
+    CgroupCpu, CgroupFile, CgroupMemory, parse_cpu_times, parse_memory_limit, parse_memory_stat, parse_single_u64,
+    working_set,
+};
 use crate::cpu::{self, CpuStat, CpuTimes};
 use crate::memory::{self, Memory};
 use crate::node_files::NodeFiles;
-use crate::pods::cgroup_path::CgroupVersion;
-use crate::pods::cgroup_stats::{flat_keyed_value, working_set};
 use crate::pressure::{self, Pressure};
 use crate::roots::HostRoots;
-use crate::signal::{self, ParseError, SignalError, SignalResult};
-use crate::stream::USER_HZ;
-
-/// The cgroup's own process-context CPU time since it was created, USER_HZ jiffies. `system`
-/// includes the irq and softirq time the kernel charged to the cgroup's tasks
-/// (kernel/sched/cpuacct.c `cpuacct_stats_show`; cgroup v2 adds it to `system_usec` likewise).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CgroupCpu {
-    pub user: u64,
-    pub system: u64,
-}
-
-/// The cgroup's memory figures, bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CgroupMemory {
-    /// `None`: no limit.
-    pub limit: Option<u64>,
-    pub usage: u64,
-    pub inactive_file: u64,
-    /// All file cache (page cache and tmpfs) charged to the cgroup.
-    pub file: u64,
-}
-
-/// The smallest `memory.limit_in_bytes` that means "no limit" on v1. The kernel prints its page
-/// counter's maximum in bytes, `LONG_MAX` rounded down to a whole page (`PAGE_COUNTER_MAX` in
-/// include/linux/page_counter.h, times `PAGE_SIZE` in mm/memcontrol-v1.c `mem_cgroup_read_u64`):
-/// 9223372036854771712 with 4 KiB pages, a little less with a Pi 5's 16 KiB or with 64 KiB pages.
-/// Rounded down to 64 KiB, this covers every page size.
-pub const V1_NO_LIMIT: u64 = (i64::MAX as u64) & !0xffff;
-
-/// v1 `cpuacct.stat`: `user <jiffies>` and `system <jiffies>`, in USER_HZ.
-pub fn parse_cpuacct_stat(text: &str) -> Result<CgroupCpu, ParseError> {
-    Ok(CgroupCpu { user: flat_keyed_value(text, "user")?, system: flat_keyed_value(text, "system")? })
-}
-
-/// v2 `cpu.stat`: `user_usec` and `system_usec`, converted to USER_HZ jiffies. Truncating keeps a
-/// growing counter from ever shrinking.
-pub fn parse_cpu_stat(text: &str) -> Result<CgroupCpu, ParseError> {
-    let jiffies = |usec: u64| (u128::from(usec) * u128::from(USER_HZ) / 1_000_000) as u64;
-    Ok(CgroupCpu {
-        user: jiffies(flat_keyed_value(text, "user_usec")?),
-        system: jiffies(flat_keyed_value(text, "system_usec")?),
-    })
-}
-
-/// v2 `memory.max`: bytes, or `max` for no limit.
-pub fn parse_memory_max(text: &str) -> Result<Option<u64>, ParseError> {
-    match text.trim() {
-        "max" => Ok(None),
-        _ => signal::parse_u64(text).map(Some),
-    }
-}
-
-/// v1 `memory.limit_in_bytes`: bytes, or at least [`V1_NO_LIMIT`] for no limit.
-pub fn parse_limit_in_bytes(text: &str) -> Result<Option<u64>, ParseError> {
-    let bytes = signal::parse_u64(text)?;
-    Ok((bytes < V1_NO_LIMIT).then_some(bytes))
-}
-
-/// `memory.stat`: (inactive file cache, all file cache). On v1 the hierarchical totals
-/// (`total_*`): the node cgroup's memory is in its children (pods, system processes).
-pub fn parse_memory_stat(text: &str, version: CgroupVersion) -> Result<(u64, u64), ParseError> {
-    let (inactive, file) = match version {
-        CgroupVersion::V1 => ("total_inactive_file", "total_cache"),
-        CgroupVersion::V2 => ("inactive_file", "file"),
-    };
-    Ok((flat_keyed_value(text, inactive)?, flat_keyed_value(text, file)?))
-}
+use crate::signal::{SignalError, SignalResult};
 
 /// The node's CPU times: the host's time base with the cgroup's process-context time (see the
 /// module docs). `last_idle` is the idle figure given for the previous reading: idle never goes
@@ -229,12 +169,7 @@ impl NodeCgroup {
     /// The cgroup `path`, relative to the cgroup root (a leading `/` is allowed, as
     /// `/proc/<pid>/cgroup` writes paths; `/` is the root itself).
     pub fn new(path: &str) -> Self {
-        Self {
-            given: path.to_string(),
-            relative: path.trim_start_matches('/').to_string(),
-            located: None,
-            last_idle: None,
-        }
+        Self { given: path.to_string(), relative: paths::relative(path).to_string(), located: None, last_idle: None }
     }
 
     /// Reads the node's CPU, memory and pressure. The cgroup is looked for again at the next
@@ -292,10 +227,9 @@ impl NodeCgroup {
             .cpu
             .as_deref()
             .ok_or_else(|| not_in_hierarchy(&roots.cgroup(), Hierarchy::V1Cpuacct, &self.relative, "cpuacct"))?;
-        let cgroup = match located.version {
-            CgroupVersion::V1 => files.read_parsed(&dir.join("cpuacct.stat"), CGROUP_FILE_GONE, parse_cpuacct_stat)?,
-            CgroupVersion::V2 => files.read_parsed(&dir.join("cpu.stat"), CGROUP_FILE_GONE, parse_cpu_stat)?,
-        };
+        let version = located.version;
+        let file = dir.join(CgroupFile::cpu_times(version).name());
+        let cgroup = files.read_parsed(&file, CGROUP_FILE_GONE, |text| parse_cpu_times(text, version))?;
         let total = node_cpu(&host.total, cgroup, self.last_idle);
         self.last_idle = Some(total.idle);
         Ok(CpuStat { total, cores: Vec::new() })
@@ -305,7 +239,7 @@ impl NodeCgroup {
     /// that it is logged as a warning (the flag names something that is not there).
     fn not_found(&self, root: &Path) -> SignalError {
         let tried = |hierarchy: Hierarchy| hierarchy.mount_names().iter().map(|m| format!("{m:?}")).collect::<Vec<_>>();
-        let mounts = [Hierarchy::V1Cpuacct, Hierarchy::V1Memory, Hierarchy::V2].map(tried).concat();
+        let mounts = Hierarchy::ALL.map(tried).concat();
         SignalError::Io {
             path: root.join(&self.relative),
             source: io::Error::new(
@@ -334,17 +268,16 @@ fn read_memory(
         .as_deref()
         .ok_or_else(|| not_in_hierarchy(&roots.cgroup(), Hierarchy::V1Memory, relative, "memory"))?;
     let version = located.version;
-    let (limit_file, usage_file, why) = match version {
-        CgroupVersion::V1 => ("memory.limit_in_bytes", "memory.usage_in_bytes", CGROUP_FILE_GONE),
-        CgroupVersion::V2 => ("memory.max", "memory.current", V2_MEMORY_OFF),
+    let why = match version {
+        CgroupVersion::V1 => CGROUP_FILE_GONE,
+        CgroupVersion::V2 => V2_MEMORY_OFF,
     };
-    let limit = match version {
-        CgroupVersion::V1 => files.read_parsed(&dir.join(limit_file), why, parse_limit_in_bytes)?,
-        CgroupVersion::V2 => files.read_parsed(&dir.join(limit_file), why, parse_memory_max)?,
-    };
-    let usage = files.read_parsed(&dir.join(usage_file), why, signal::parse_u64)?;
+    let file = |file: CgroupFile| dir.join(file.name());
+    let limit =
+        files.read_parsed(&file(CgroupFile::memory_limit(version)), why, |text| parse_memory_limit(text, version))?;
+    let usage = files.read_parsed(&file(CgroupFile::memory_usage(version)), why, parse_single_u64)?;
     let (inactive_file, file) =
-        files.read_parsed(&dir.join("memory.stat"), why, |text| parse_memory_stat(text, version))?;
+        files.read_parsed(&file(CgroupFile::MemoryStat), why, |text| parse_memory_stat(text, version))?;
     Ok((node_memory(&host, CgroupMemory { limit, usage, inactive_file, file }), limit))
 }
 
@@ -359,12 +292,12 @@ fn not_in_hierarchy(root: &Path, hierarchy: Hierarchy, relative: &str, controlle
 
 /// Finds the node cgroup: in the v1 cpuacct or memory hierarchy, else in v2.
 fn locate(root: &Path, relative: &str) -> Option<Located> {
-    let cpuacct = cgroup_mounts::locate(root, Hierarchy::V1Cpuacct, relative, "cpuacct.stat");
-    let memory = cgroup_mounts::locate(root, Hierarchy::V1Memory, relative, "memory.usage_in_bytes");
+    let cpuacct = mounts::locate(root, Hierarchy::V1Cpuacct, relative);
+    let memory = mounts::locate(root, Hierarchy::V1Memory, relative);
     if cpuacct.is_some() || memory.is_some() {
         return Some(Located { version: CgroupVersion::V1, cpu: cpuacct, memory });
     }
-    let dir = cgroup_mounts::locate(root, Hierarchy::V2, relative, "cpu.stat")?;
+    let dir = mounts::locate(root, Hierarchy::V2, relative)?;
     Some(Located { version: CgroupVersion::V2, cpu: Some(dir.clone()), memory: Some(dir) })
 }
 
@@ -373,91 +306,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::cpu::mutation::mutated;
 
     const GIB: u64 = 1 << 30;
     const MIB: u64 = 1 << 20;
-
-    /// A Docker container's `cpu.stat` on kernel 6.18 (cgroup v2).
-    const CPU_STAT_V2: &str = "\
-usage_usec 7254912345
-user_usec 5012345678
-system_usec 2242566667
-nice_usec 0
-core_sched.force_idle_usec 0
-nr_periods 0
-nr_throttled 0
-throttled_usec 0
-nr_bursts 0
-burst_usec 0
-";
-
-    /// `cpuacct.stat` of a v1 cgroup, kernel 6.18.
-    const CPUACCT_STAT_V1: &str = "user 119972\nsystem 11140\n";
-
-    /// `memory.stat` of a v1 cgroup with children, kernel 6.18 (trimmed).
-    const MEMORY_STAT_V1: &str = "\
-cache 19984384
-rss 2752512
-shmem 10465280
-inactive_file 344064
-active_file 9175040
-hierarchical_memory_limit 9223372036854771712
-total_cache 8015015936
-total_rss 6504448
-total_inactive_anon 3567616
-total_active_anon 24576
-total_inactive_file 5232840704
-total_active_file 2771709952
-";
-
-    /// `memory.stat` of a v2 cgroup, kernel 6.18 (trimmed).
-    const MEMORY_STAT_V2: &str = "\
-anon 6504448
-file 536870912
-kernel 4194304
-shmem 10465280
-inactive_anon 3567616
-active_anon 24576
-inactive_file 268435456
-active_file 268435456
-";
-
-    #[test]
-    fn parsers_read_real_files_and_name_what_is_wrong() {
-        assert_eq!(parse_cpuacct_stat(CPUACCT_STAT_V1), Ok(CgroupCpu { user: 119_972, system: 11_140 }));
-        // Microseconds to USER_HZ (100 per second) jiffies, truncated.
-        assert_eq!(parse_cpu_stat(CPU_STAT_V2), Ok(CgroupCpu { user: 501_234, system: 224_256 }));
-        assert_eq!(parse_memory_stat(MEMORY_STAT_V1, CgroupVersion::V1), Ok((5_232_840_704, 8_015_015_936)));
-        assert_eq!(parse_memory_stat(MEMORY_STAT_V2, CgroupVersion::V2), Ok((268_435_456, 536_870_912)));
-        type LimitParser = fn(&str) -> Result<Option<u64>, ParseError>;
-        let limits: &[(&str, LimitParser, &str, Option<u64>)] = &[
-            ("v2 without a limit", parse_memory_max, "max\n", None),
-            ("v2 with 512 MiB", parse_memory_max, "536870912\n", Some(512 * MIB)),
-            ("v1 without a limit, 4 KiB pages", parse_limit_in_bytes, "9223372036854771712\n", None),
-            ("v1 without a limit, 16 KiB pages", parse_limit_in_bytes, "9223372036854759424\n", None),
-            ("v1 without a limit, 64 KiB pages", parse_limit_in_bytes, "9223372036854710272\n", None),
-            ("v1 with 2 GiB", parse_limit_in_bytes, "2147483648\n", Some(2 * GIB)),
-        ];
-        for (name, parse, text, expected) in limits {
-            assert_eq!(parse(text), Ok(*expected), "{name}");
-        }
-
-        let refused: &[(&str, Result<(), ParseError>, &str)] = &[
-            ("v1 stat without system", parse_cpuacct_stat("user 5\n").map(drop), "no system line"),
-            ("v1 stat with a word", parse_cpuacct_stat("user x\nsystem 1\n").map(drop), "user is not a number"),
-            ("v2 stat without user", parse_cpu_stat("usage_usec 5\nsystem_usec 1\n").map(drop), "no user_usec line"),
-            ("a negative limit", parse_memory_max("-1\n").map(drop), "expected an unsigned integer"),
-            ("a limit in words", parse_limit_in_bytes("lots\n").map(drop), "expected an unsigned integer"),
-            ("v1 memory.stat is not v2's", parse_memory_stat(MEMORY_STAT_V2, CgroupVersion::V1).map(drop), "no total_"),
-        ];
-        for (name, result, message) in refused {
-            match result {
-                Err(error) => assert!(error.0.contains(message), "{name}: {:?} does not mention {message:?}", error.0),
-                Ok(()) => panic!("{name}: parsed"),
-            }
-        }
-    }
 
     /// `/proc/stat` columns: user nice system idle iowait irq softirq steal.
     fn host(columns: [u64; 8]) -> CpuTimes {
@@ -558,28 +409,6 @@ active_file 268435456
                 prop_assert!(last_idle.is_none_or(|idle| node.idle >= idle));
                 last_idle = Some(node.idle);
             }
-        }
-
-        #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let text = String::from_utf8_lossy(&bytes);
-            let _ = parse_cpuacct_stat(&text);
-            let _ = parse_cpu_stat(&text);
-            let _ = parse_memory_max(&text);
-            let _ = parse_limit_in_bytes(&text);
-            let _ = parse_memory_stat(&text, CgroupVersion::V1);
-            let _ = parse_memory_stat(&text, CgroupVersion::V2);
-        }
-
-        #[test]
-        fn mutated_real_files_never_panic(
-            cpu in mutated(CPU_STAT_V2.as_bytes()),
-            memory in mutated(MEMORY_STAT_V1.as_bytes()),
-        ) {
-            if let Ok(cgroup) = parse_cpu_stat(&String::from_utf8_lossy(&cpu)) {
-                prop_assert!(cgroup.user <= u64::MAX / 10_000);
-            }
-            let _ = parse_memory_stat(&String::from_utf8_lossy(&memory), CgroupVersion::V1);
         }
     }
 
@@ -694,6 +523,8 @@ Buffers: 102400 kB\nCached: 2097152 kB\nSwapTotal: 1048576 kB\nSwapFree: 921600 
         }
     }
 
+    // One piece: the table of layouts and the checks every row goes through, so that each layout
+    // is held to the same expectations.
     #[test]
     fn reads_the_node_cgroup_on_v1_and_v2_layouts() {
         type Layout = (&'static str, fn(&Path), &'static str, CgroupVersion, &'static str, &'static str, u64);

@@ -1,7 +1,8 @@
-//! The node-level signals' files (`/proc/stat`, `meminfo`, PSI, sysfs
-//! attributes), kept open between samples, and the directories the signals
-//! search (thermal zones, hwmon devices, CPUs, the firmware node), listed
-//! again only every so often.
+//! The node-level signals' files, kept open between samples, and their directories, listed now and then.
+//!
+//! The files: `/proc/stat`, `meminfo`, PSI, sysfs attributes. The
+//! directories the signals search: thermal zones, hwmon devices, CPUs, the
+//! firmware node; each is listed again only every so often.
 //!
 //! A streaming agent reads the same dozen or two files every sample; opening
 //! each one afresh costs a path walk and two syscalls more than the read

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::node_files::NodeFiles;
 use crate::roots::HostRoots;
-use crate::signal::{ParseError, SignalError, SignalResult};
+use crate::signal::{Lines, ParseError, SignalError, SignalResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,21 +60,12 @@ const NO_PSI: &str = "kernel without PSI (CONFIG_PSI), or PSI disabled at boot (
 const EOPNOTSUPP: i32 = 95;
 
 /// Parses one pressure file ("some ..." and, except for cpu on old kernels, "full ...").
-pub fn parse_pressure(resource: Resource, mut reader: impl BufRead) -> Result<Vec<Pressure>, ParseError> {
+pub fn parse_pressure(resource: Resource, reader: impl BufRead) -> Result<Vec<Pressure>, ParseError> {
     let mut readings = Vec::with_capacity(2);
-    let mut line = Vec::with_capacity(80);
-    let mut line_number = 0usize;
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|e| ParseError::new(format!("reading line {}: {e}", line_number + 1)))?;
-        if read == 0 {
-            break;
-        }
-        line_number += 1;
+    let mut lines = Lines::new(reader, 80);
+    while let Some((line_number, line)) = lines.next_line()? {
         let text =
-            std::str::from_utf8(&line).map_err(|_| ParseError::new(format!("line {line_number}: not UTF-8")))?.trim();
+            std::str::from_utf8(line).map_err(|_| ParseError::new(format!("line {line_number}: not UTF-8")))?.trim();
         if text.is_empty() {
             continue;
         }

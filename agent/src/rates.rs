@@ -1,6 +1,7 @@
-//! Rates and utilisation between two samples, for people reading
-//! `bakery-agent --once`. The wire carries only raw counters; the collector
-//! computes its own rates where the series are stored.
+//! Rates and utilisation between two samples, for people reading `bakery-agent --once`.
+//!
+//! The wire carries only raw counters; the collector computes its own rates
+//! where the series are stored.
 
 use serde::Serialize;
 

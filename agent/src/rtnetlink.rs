@@ -1,7 +1,7 @@
-//! A synchronous rtnetlink socket in the agent's network namespace: the
-//! link dump and namespace ids behind the pods' veth mapping
-//! ([`crate::pods::veth`]) and the node's interface kinds
-//! ([`crate::iface_kind`]).
+//! A synchronous rtnetlink socket in the agent's network namespace: link dumps and namespace ids.
+//!
+//! They are behind the pods' veth mapping ([`crate::pods::veth`]) and the
+//! node's interface kinds ([`crate::iface_kind`]).
 
 use std::fs::File;
 use std::io;

@@ -1,6 +1,7 @@
-//! Assembles one [`Sample`] from every signal module. A failing signal is
-//! listed as unavailable (and logged once per cause); it never aborts the
-//! sample.
+//! Assembles one [`Sample`] from every signal module.
+//!
+//! A failing signal is listed as unavailable (and logged once per cause); it
+//! never aborts the sample.
 
 use std::time::Instant;
 

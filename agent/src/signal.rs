@@ -1,5 +1,6 @@
-//! What every signal module shares: how a read can fail, and how failures are
-//! reported (listed in the sample, counted, logged once per cause).
+//! What every signal module shares: how a read can fail, and how failures are reported.
+//!
+//! A failure is listed in the sample, counted, and logged once per cause.
 //!
 //! A signal module exposes a pure parser over `impl BufRead` (or over already
 //! read strings) and a `read(&HostRoots)` that does the IO and returns
@@ -7,7 +8,7 @@
 //! [`Unavailable`] entry; it never aborts the sample.
 
 use std::collections::HashSet;
-use std::io;
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -99,5 +100,40 @@ impl LogOnce {
     /// True the first time this pair is seen.
     pub fn first_time(&mut self, signal: &str, reason: &str) -> bool {
         self.seen.insert((signal.to_string(), reason.to_string()))
+    }
+}
+
+/// A parser's input read line by line into one reused buffer, the lines
+/// numbered from 1 for error messages.
+pub struct Lines<R> {
+    reader: R,
+    line: Vec<u8>,
+    number: usize,
+}
+
+impl<R: BufRead> Lines<R> {
+    /// `capacity`: about the longest line expected, so that the buffer rarely grows.
+    pub fn new(reader: R, capacity: usize) -> Self {
+        Self { reader, line: Vec::with_capacity(capacity), number: 0 }
+    }
+
+    /// The next line (with its newline, if it has one) and its number;
+    /// `None` at the end of the input.
+    pub fn next_line(&mut self) -> Result<Option<(usize, &[u8])>, ParseError> {
+        self.line.clear();
+        let read = self
+            .reader
+            .read_until(b'\n', &mut self.line)
+            .map_err(|e| ParseError::new(format!("reading line {}: {e}", self.number + 1)))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        self.number += 1;
+        Ok(Some((self.number, &self.line)))
+    }
+
+    /// How many lines were read.
+    pub fn count(&self) -> usize {
+        self.number
     }
 }

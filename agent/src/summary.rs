@@ -2,9 +2,9 @@
 
 use std::fmt::Write;
 
+use crate::cgroup::CgroupVersion;
 use crate::iface_kind::InterfaceKind;
 use crate::node_cgroup::PressureFrom;
-use crate::pods::cgroup_path::CgroupVersion;
 use crate::rates::Rates;
 use crate::sampler::Sample;
 

@@ -1,5 +1,7 @@
-//! Golden outputs: each fixture tree under `tests/fixtures/<name>/{proc,sys}`
-//! is sampled and compared with `tests/fixtures/<name>/expected.json`.
+//! Golden outputs: each fixture tree is sampled and compared with its expected JSON.
+//!
+//! The trees are `tests/fixtures/<name>/{proc,sys}`, the goldens
+//! `tests/fixtures/<name>/expected.json`.
 //!
 //! After an intended change, `BAKERY_BLESS=1 cargo test -p bakery-agent --test golden`
 //! rewrites the goldens; review the diff before committing it.

@@ -1,6 +1,7 @@
-//! Interface kinds on real kernel objects (root only): a node that is a network namespace, as
-//! the demo's are, with an uplink veth to a LAN namespace and a pod's veth on a bridge, read by
-//! the agent binary inside it, from rtnetlink and from sysfs.
+//! Interface kinds on real kernel objects (root only), from rtnetlink and from sysfs.
+//!
+//! A node that is a network namespace, as the demo's are, with an uplink veth to a LAN namespace
+//! and a pod's veth on a bridge, read by the agent binary inside it.
 //!
 //! Everything is made inside namespaces this test creates (`bka<pid>-*`) and a cgroup named
 //! after its own pid; the root namespace is never configured. All of it is removed on drop,

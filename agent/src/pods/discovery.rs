@@ -1,40 +1,18 @@
-//! The `/proc` scan: which processes are in which pod. A process's pod
-//! never changes during its life (the kubelet creates a container's cgroup
-//! before starting it), so `/proc/<pid>/cgroup` is read once per pid and the
-//! answer kept until the pid disappears from `/proc`.
+//! The `/proc` walk: which processes are in which pod.
+//!
+//! A process's pod never changes during its life (the kubelet creates a
+//! container's cgroup before starting it), so `/proc/<pid>/cgroup` is read
+//! once per pid and the answer kept until the pid disappears from `/proc`.
+//! When the walk is made is [`crate::pods::tracker`]'s.
 
 use std::collections::HashMap;
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::kept_files::read_whole;
-use crate::pods::cgroup_path::{PodCgroup, parse_pod_cgroup};
+use crate::cgroup::paths::{PodCgroup, parse_pod_cgroup};
+use crate::kept_files::read_proc_file;
 use crate::signal::SignalError;
-
-/// `ESRCH` from `include/uapi/asm-generic/errno-base.h`: procfs answers it
-/// for a process that exited after its directory was opened.
-const ESRCH: i32 = 3;
-
-/// Whether an IO error only means the process has gone (exited between
-/// listing `/proc` and reading its files): not worth reporting.
-pub fn process_gone(error: &io::Error) -> bool {
-    error.kind() == io::ErrorKind::NotFound || error.raw_os_error() == Some(ESRCH)
-}
-
-/// Reads a whole procfs file into `buffer`. `Ok(false)` when the process
-/// has gone: the file vanished, or an exiting process gave an empty read.
-pub fn read_proc_file(path: &Path, buffer: &mut Vec<u8>) -> io::Result<bool> {
-    buffer.clear();
-    let read = std::fs::File::open(path).and_then(|file| read_whole(&file, buffer));
-    match read {
-        Ok(0) => Ok(false),
-        Ok(_) => Ok(true),
-        Err(error) if process_gone(&error) => Ok(false),
-        Err(error) => Err(error),
-    }
-}
 
 #[derive(Debug)]
 struct CachedPid {

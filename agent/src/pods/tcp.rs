@@ -1,5 +1,6 @@
-//! TCP sockets of one network namespace by state, from the text of
-//! `/proc/<pid>/net/tcp` and `/proc/<pid>/net/tcp6`.
+//! TCP sockets of one network namespace by state, from its socket tables.
+//!
+//! The tables: the text of `/proc/<pid>/net/tcp` and `/proc/<pid>/net/tcp6`.
 //!
 //! Format (kernel `net/ipv4/tcp_ipv4.c`, `tcp4_seq_show`; `tcp6` is the same
 //! with 32-digit addresses): a header line, then one line per socket,

@@ -1,8 +1,9 @@
-//! The TCP counters of one network namespace, from the text of
-//! `/proc/<pid>/net/snmp` (the `Tcp:` lines), `net/sockstat` (the `TCP:`
-//! line) and `net/sockstat6` (the `TCP6:` line), and the signature that
-//! tells whether its sockets may have changed state since the socket tables
-//! were last read.
+//! The TCP counters of one network namespace, and the signature that says its sockets may have moved.
+//!
+//! From the text of `/proc/<pid>/net/snmp` (the `Tcp:` lines),
+//! `net/sockstat` (the `TCP:` line) and `net/sockstat6` (the `TCP6:` line).
+//! The signature tells whether its sockets may have changed state since the
+//! socket tables were last read.
 //!
 //! These files are cheap (measured on a 2-core VM: snmp 12 µs, sockstat
 //! 3.6 µs, sockstat6 2.4 µs per read, against 3.4 ms for `net/tcp`, which

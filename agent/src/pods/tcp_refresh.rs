@@ -1,5 +1,6 @@
-//! Which network namespaces have their TCP socket tables read this sample,
-//! and how old each namespace's sockets-by-state tally is.
+//! Which namespaces have their TCP socket tables read this sample, and how old each tally is.
+//!
+//! A tally is a namespace's sockets by state, as its tables last listed them.
 //!
 //! Reading `net/tcp` walks the kernel's node-wide established hash (3.4 ms
 //! per table with 262144 buckets), so a namespace's tables are read only

@@ -1,6 +1,7 @@
-//! A pod's traffic read from the node's side of its veth pairs, which the
-//! node's own `/proc/net/dev` (read every sample for the node's NICs)
-//! already lists, instead of from the pod's `net/dev`.
+//! A pod's traffic from the node's ends of its veth pairs instead of from the pod's `net/dev`.
+//!
+//! The node's own `/proc/net/dev`, read every sample for the node's NICs,
+//! already lists those ends.
 //!
 //! Most CNIs (flannel, which K3s ships, Calico, Cilium) join a pod to its
 //! node with a veth pair. A veth's counters mirror its peer's: what the
@@ -75,16 +76,7 @@ pub fn pod_counters(node_interfaces: &HashMap<&str, &NetCounters>, peers: &[Stri
     let mut sum = NetCounters::default();
     for peer in peers {
         let node_end = *node_interfaces.get(peer.as_str())?;
-        sum = NetCounters {
-            rx_bytes: sum.rx_bytes.wrapping_add(node_end.tx_bytes),
-            rx_packets: sum.rx_packets.wrapping_add(node_end.tx_packets),
-            rx_errors: sum.rx_errors.wrapping_add(node_end.tx_errors),
-            rx_dropped: sum.rx_dropped.wrapping_add(node_end.tx_dropped),
-            tx_bytes: sum.tx_bytes.wrapping_add(node_end.rx_bytes),
-            tx_packets: sum.tx_packets.wrapping_add(node_end.rx_packets),
-            tx_errors: sum.tx_errors.wrapping_add(node_end.rx_errors),
-            tx_dropped: sum.tx_dropped.wrapping_add(node_end.rx_dropped),
-        };
+        sum = sum.wrapping_add(&node_end.as_seen_from_the_peer());
     }
     Some(sum)
 }

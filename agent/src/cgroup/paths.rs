@@ -1,8 +1,10 @@
-//! Which pod a process belongs to, from the text of its `/proc/<pid>/cgroup`.
+//! Cgroup paths: which pod cgroup a process is in, and a cgroup's directory below the cgroup root.
+//!
+//! Which pod: from the text of a process's `/proc/<pid>/cgroup`.
 //!
 //! The format is one `hierarchy-id:controllers:path` line per hierarchy
 //! (cgroup v2 has the single line `0::/path`), see `cgroups(7)`, section
-//! "/proc/[pid]/cgroup". The kubelet names pod cgroups after the pod UID
+//! "/proc/\[pid\]/cgroup". The kubelet names pod cgroups after the pod UID
 //! (kubelet `pkg/kubelet/cm/pod_container_manager_linux.go`,
 //! `GetPodContainerName`) in one of two layouts:
 //!
@@ -16,27 +18,20 @@
 //! kind's `kubelet.slice/kubelet-kubepods.slice`), so it is matched anywhere
 //! in the path.
 
-use crate::pods::QosClass;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::cgroup::CgroupVersion;
 use crate::signal::ParseError;
 
-/// The cgroup version the pod's path came from, which says where its
-/// accounting files live and how they are named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CgroupVersion {
-    /// A v1 controller hierarchy (`N:controllers:/path`, N > 0).
-    V1,
-    /// The v2 unified hierarchy (`0::/path`).
-    V2,
-}
-
-impl CgroupVersion {
-    /// `v1` or `v2`, as people write it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::V1 => "v1",
-            Self::V2 => "v2",
-        }
-    }
+/// Kubernetes QoS class, from the kubepods cgroup level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QosClass {
+    Guaranteed,
+    Burstable,
+    BestEffort,
 }
 
 /// The pod a process is in, as named by its cgroup.
@@ -150,6 +145,23 @@ fn pod_uid(raw: &str, separator: char) -> Option<String> {
     plausible.then(|| raw.replace(separator, "-"))
 }
 
+/// A cgroup path as `/proc/<pid>/cgroup` and `--node-cgroup` write it (with a leading `/`),
+/// relative to the cgroup root: without the leading `/`, so that joining it to a directory stays
+/// below that directory (empty: the root cgroup itself).
+pub fn relative(path: &str) -> &str {
+    path.trim_start_matches('/')
+}
+
+/// `root` with the non-empty `parts` appended: joining an empty part would
+/// leave a trailing `/` in paths that people read.
+pub fn below(root: &Path, parts: &[&str]) -> PathBuf {
+    let mut dir = root.to_path_buf();
+    for part in parts.iter().filter(|part| !part.is_empty()) {
+        dir.push(part);
+    }
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +175,8 @@ mod tests {
         Some(PodCgroup { uid: UID.to_string(), qos_class, pod_path: pod_path.to_string(), version })
     }
 
+    // One piece: a single table of every layout (driver, version, QoS class, prefix), read top to
+    // bottom against the kubelet's naming; split up, the cases would no longer show side by side.
     #[test]
     fn every_layout_and_qos_class_names_its_pod() {
         use CgroupVersion::{V1, V2};

@@ -1,0 +1,444 @@
+//! One stream to the collector, from connecting to its end, and the loop that opens the next.
+//!
+//! A session connects, says Hello and waits for the Welcome ([`open`]), then
+//! sends what the spool holds after `Welcome.committed_seq` in sequence order
+//! while it handles acks and SetInterval ([`serve`]). It ends when the stream
+//! breaks, when the collector stops acknowledging ([`AckWatch`]), or once a
+//! shutdown has flushed the spool; [`connection_loop`] then waits its
+//! [`Backoff`](crate::stream::Backoff) delay and opens the next.
+
+use std::time::Duration;
+
+use bakery_proto::v1 as pb;
+use bakery_proto::v1::ingest_client::IngestClient;
+use pb::agent_message::Kind;
+use pb::collector_message::Kind as CollectorKind;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codec::Streaming;
+
+use crate::stream::connect::{self, describe_status, stream_id};
+use crate::stream::timing::AckWatch;
+use crate::stream::{MAX_INTERVAL, MIN_INTERVAL, Shared, StreamConfig};
+use crate::wire::DeclaredPods;
+
+/// A backlog at least this long (in samples) is logged when delivered.
+const BACKLOG_WORTH_LOGGING: u64 = 10;
+
+/// Messages queued for the HTTP/2 stream at most; beyond that the sender
+/// waits, so a slow collector slows the sending (the spool holds the rest).
+const OUTBOX: usize = 32;
+
+/// How a stream ended.
+enum SessionEnd {
+    /// Shutdown was asked for and the flush is over.
+    Shutdown,
+    /// The stream broke (or never opened).
+    Lost {
+        reason: String,
+        /// When a Welcome arrived on it, if one did: the outage begins with its loss.
+        welcomed_at: Option<Instant>,
+        /// An ack arrived on it: the collector was working.
+        acked: bool,
+    },
+}
+
+/// Streams until shutdown: a session at a time, with backoff between them.
+pub(super) async fn connection_loop(
+    config: &StreamConfig,
+    shared: &Shared,
+    interval_tx: &watch::Sender<Duration>,
+    mut stop_rx: watch::Receiver<bool>,
+) {
+    let mut rng = StdRng::from_os_rng();
+    let mut attempt: u32 = 0;
+    let mut acks = AckWatch::new(config.ack_timeout);
+    // The agent starting counts as the start of an outage: the collector may
+    // be starting too.
+    let mut outage_since = Instant::now();
+    loop {
+        if *stop_rx.borrow() {
+            return;
+        }
+        let reason = match session(config, shared, interval_tx, &mut acks, stop_rx.clone()).await {
+            SessionEnd::Shutdown => return,
+            SessionEnd::Lost { reason, welcomed_at, acked } => {
+                if let Some(welcomed_at) = welcomed_at {
+                    let now = Instant::now();
+                    let up_for = now.saturating_duration_since(welcomed_at);
+                    if acked || up_for >= config.backoff.healthy_after {
+                        attempt = 0;
+                    }
+                    outage_since = now;
+                    tracing::warn!(
+                        collector = %config.collector,
+                        up_for_ms = up_for.as_millis() as u64,
+                        %reason,
+                        "lost the stream to the collector; reconnecting (samples stay in the spool)"
+                    );
+                }
+                reason
+            }
+        };
+        let outage = outage_since.elapsed();
+        let delay = config.backoff.delay(attempt, outage, &mut rng);
+        attempt = attempt.saturating_add(1);
+        // A long outage logs its first attempts and then every tenth, not
+        // one line per retry for hours.
+        if attempt <= 3 || attempt.is_multiple_of(10) {
+            tracing::warn!(
+                collector = %config.collector,
+                retry_in_ms = delay.as_millis() as u64,
+                attempt,
+                outage_ms = outage.as_millis() as u64,
+                %reason,
+                "no stream to the collector; samples stay in the spool"
+            );
+        } else {
+            tracing::debug!(retry_in_ms = delay.as_millis() as u64, attempt, %reason, "reconnect failed");
+        }
+        shared.status.send_modify(|s| {
+            s.connected = false;
+            s.last_error = Some(reason);
+            s.reconnects += 1;
+            s.last_retry_delay = Some(delay);
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop_rx.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// One stream, from connecting to its end.
+async fn session(
+    config: &StreamConfig,
+    shared: &Shared,
+    interval_tx: &watch::Sender<Duration>,
+    acks: &mut AckWatch,
+    mut stop_rx: watch::Receiver<bool>,
+) -> SessionEnd {
+    let open = match open(config, shared, interval_tx, &mut stop_rx).await {
+        Ok(open) => open,
+        Err(end) => return end,
+    };
+    serve(config, shared, interval_tx, acks, stop_rx, open).await
+}
+
+/// A stream the collector welcomed.
+struct Open {
+    outbox: mpsc::Sender<pb::AgentMessage>,
+    inbound: Streaming<pb::CollectorMessage>,
+    welcomed_at: Instant,
+    /// `Welcome.committed_seq`: the collector has everything up to it.
+    committed: u64,
+    /// The last number spooled when the Welcome arrived.
+    last_seq: u64,
+}
+
+/// Connects, says Hello and waits for the Welcome, which tells the spool
+/// what the collector already committed.
+async fn open(
+    config: &StreamConfig,
+    shared: &Shared,
+    interval_tx: &watch::Sender<Duration>,
+    stop_rx: &mut watch::Receiver<bool>,
+) -> Result<Open, SessionEnd> {
+    let lost = |reason: String| SessionEnd::Lost { reason, welcomed_at: None, acked: false };
+    let request_metadata = connect::request_metadata(&config.auth).map_err(lost)?;
+    let channel = tokio::select! {
+        channel = connect::connect(config) => channel.map_err(lost)?,
+        _ = stop_rx.wait_for(|stop| *stop) => return Err(SessionEnd::Shutdown),
+    };
+    let mut client = IngestClient::new(channel);
+    let (outbox, outbox_rx) = mpsc::channel::<pb::AgentMessage>(OUTBOX);
+    let hello = pb::Hello {
+        node_name: config.node_name.clone(),
+        boot_id: config.boot_id.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        capabilities: config.capabilities.clone(),
+        interval_ms: u32::try_from(interval_tx.borrow().as_millis()).unwrap_or(u32::MAX),
+        clock_ticks_per_second: config.clock_ticks_per_second,
+        oldest_spooled_seq: shared.lock_spool().oldest_seq(),
+        stream_id: stream_id(&mut rand::rng()),
+    };
+    // The outbox is empty, so this cannot wait.
+    if outbox.send(pb::AgentMessage { kind: Some(Kind::Hello(hello)) }).await.is_err() {
+        return Err(lost("the request stream closed before the Hello".to_string()));
+    }
+    let mut request = tonic::Request::new(ReceiverStream::new(outbox_rx));
+    *request.metadata_mut() = request_metadata;
+
+    let welcome = async {
+        let mut inbound = client.stream(request).await.map_err(|s| describe_status(&s))?.into_inner();
+        match inbound.next().await {
+            Some(Ok(pb::CollectorMessage { kind: Some(CollectorKind::Welcome(welcome)) })) => Ok((inbound, welcome)),
+            Some(Ok(other)) => Err(format!("protocol error: expected a Welcome first, got {other:?}")),
+            Some(Err(status)) => Err(describe_status(&status)),
+            None => Err("the collector closed the stream before its Welcome".to_string()),
+        }
+    };
+    let (inbound, welcome) = tokio::select! {
+        result = tokio::time::timeout(config.connect_timeout, welcome) => match result {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(reason)) => return Err(lost(reason)),
+            Err(_) => return Err(lost(format!("no Welcome within {:?}", config.connect_timeout))),
+        },
+        _ = stop_rx.wait_for(|stop| *stop) => return Err(SessionEnd::Shutdown),
+    };
+    let welcomed_at = Instant::now();
+    let committed = welcome.committed_seq;
+    let stats = {
+        let mut spool = shared.lock_spool();
+        spool.welcome(committed);
+        spool.stats()
+    };
+    tracing::info!(
+        collector = %config.collector,
+        committed_seq = committed,
+        resend_from = committed + 1,
+        last_seq = stats.next_seq - 1,
+        collector_version = %welcome.collector_version,
+        "stream open"
+    );
+    shared.status.send_modify(|s| {
+        s.connected = true;
+        s.welcomes += 1;
+        s.last_welcome_at = Some(welcomed_at);
+        s.spool = stats;
+    });
+    Ok(Open { outbox, inbound, welcomed_at, committed, last_seq: stats.next_seq - 1 })
+}
+
+/// Sends what the spool holds past what the collector has and handles the
+/// collector's messages, until the stream breaks, the collector stops
+/// acknowledging, or a shutdown has flushed the spool (or given up on it).
+async fn serve(
+    config: &StreamConfig,
+    shared: &Shared,
+    interval_tx: &watch::Sender<Duration>,
+    acks: &mut AckWatch,
+    mut stop_rx: watch::Receiver<bool>,
+    open: Open,
+) -> SessionEnd {
+    let Open { outbox, mut inbound, welcomed_at, committed, last_seq } = open;
+    let mut stream = Serving::new(shared, interval_tx, welcomed_at, committed, last_seq);
+    let mut new_data = shared.last_seq.subscribe();
+    let mut flush_deadline: Option<Instant> = None;
+    acks.new_stream();
+    loop {
+        new_data.borrow_and_update();
+        let (pending, drained) = stream.spool_state();
+        if flush_deadline.is_some() && drained {
+            tracing::info!("every sample was acknowledged; closing the stream");
+            close_gracefully(outbox, inbound, shared, interval_tx, stream.sent_through).await;
+            return SessionEnd::Shutdown;
+        }
+        let stopping = flush_deadline.is_some();
+        tokio::select! {
+            biased;
+            message = inbound.next() => match message {
+                Some(Ok(message)) => stream.received(message, acks),
+                Some(Err(status)) => return stream.ended(describe_status(&status)),
+                None => return stream.ended("the collector closed the stream".to_string()),
+            },
+            permit = outbox.reserve(), if pending => match permit {
+                Ok(permit) => stream.send_next(permit, acks),
+                Err(_) => return stream.ended("the request stream closed".to_string()),
+            },
+            changed = new_data.changed(), if !pending => {
+                if changed.is_err() {
+                    return SessionEnd::Shutdown;
+                }
+            },
+            _ = stop_rx.wait_for(|stop| *stop), if !stopping => {
+                flush_deadline = Some(Instant::now() + config.flush_timeout);
+            },
+            _ = sleep_until_or_never(flush_deadline) => {
+                let left = shared.lock_spool().stats().entries;
+                tracing::warn!(unacknowledged = left, "flush timed out; closing the stream");
+                return SessionEnd::Shutdown;
+            },
+            _ = sleep_until_or_never(acks.deadline()), if !stopping => return stream.ack_timed_out(acks),
+        }
+    }
+}
+
+/// What one welcomed stream keeps while it runs.
+struct Serving<'a> {
+    shared: &'a Shared,
+    interval_tx: &'a watch::Sender<Duration>,
+    welcomed_at: Instant,
+    /// Everything up to this number was sent on this stream (or
+    /// acknowledged, so it need not be).
+    sent_through: u64,
+    /// The pod identities this stream was told about.
+    declared: DeclaredPods,
+    /// An ack arrived on this stream: the collector was working.
+    acked: bool,
+    /// What was spooled before this stream, while it is not acknowledged yet.
+    backlog: Option<Backlog>,
+}
+
+/// A backlog worth mentioning (after an outage) is logged when delivered,
+/// so that an operator can see the catch-up end (and
+/// `tests/e2e/streaming.rs` waits for that line).
+#[derive(Debug, Clone, Copy)]
+struct Backlog {
+    samples: u64,
+    through: u64,
+}
+
+impl<'a> Serving<'a> {
+    fn new(
+        shared: &'a Shared,
+        interval_tx: &'a watch::Sender<Duration>,
+        welcomed_at: Instant,
+        committed: u64,
+        last_seq: u64,
+    ) -> Self {
+        let samples = last_seq.saturating_sub(committed);
+        let backlog = (samples >= BACKLOG_WORTH_LOGGING).then_some(Backlog { samples, through: last_seq });
+        Self {
+            shared,
+            interval_tx,
+            welcomed_at,
+            sent_through: committed,
+            declared: DeclaredPods::new(),
+            acked: false,
+            backlog,
+        }
+    }
+
+    /// Whether the spool holds numbers not sent yet, and whether it is empty.
+    fn spool_state(&self) -> (bool, bool) {
+        let spool = self.shared.lock_spool();
+        (spool.last_seq() > self.sent_through, spool.is_empty())
+    }
+
+    /// A message from the collector.
+    fn received(&mut self, message: pb::CollectorMessage, acks: &mut AckWatch) {
+        let is_ack = matches!(message.kind, Some(CollectorKind::Ack(_)));
+        handle_collector_message(message, self.shared, self.interval_tx, &mut self.sent_through);
+        if is_ack {
+            self.acked = true;
+            let outstanding = self.shared.lock_spool().acked_seq() < self.sent_through;
+            acks.acked(Instant::now(), outstanding);
+        }
+        if let Some(backlog) = self.backlog
+            && self.shared.lock_spool().acked_seq() >= backlog.through
+        {
+            self.backlog = None;
+            tracing::info!(
+                samples = backlog.samples,
+                through_seq = backlog.through,
+                seconds = self.welcomed_at.elapsed().as_secs_f64(),
+                "backlog delivered: the collector acknowledged everything spooled before this stream"
+            );
+        }
+    }
+
+    /// Sends the next batch or gap after what was sent, with the pod
+    /// identities this stream was not told about yet.
+    fn send_next(&mut self, permit: mpsc::Permit<'_, pb::AgentMessage>, acks: &mut AckWatch) {
+        let next = self.shared.lock_spool().next_after(self.sent_through);
+        let Some(mut kind) = next else {
+            // Nothing is held past `sent_through` (acknowledged
+            // meanwhile): there is nothing to send up to the last number.
+            self.sent_through = self.shared.lock_spool().last_seq();
+            return;
+        };
+        match &mut kind {
+            Kind::Batch(batch) => {
+                self.declared.strip_declared(batch);
+                self.sent_through = batch.seq;
+            }
+            Kind::Gap(gap) => self.sent_through = gap.last_seq,
+            Kind::Hello(_) => {}
+        }
+        permit.send(pb::AgentMessage { kind: Some(kind) });
+        acks.sent(Instant::now());
+    }
+
+    /// No ack came in time: the collector is treated as dead.
+    fn ack_timed_out(&self, acks: &mut AckWatch) -> SessionEnd {
+        let waited = acks.timeout();
+        acks.expired();
+        let outstanding = self.sent_through.saturating_sub(self.shared.lock_spool().acked_seq());
+        self.ended(format!(
+            "no ack for {} ms while {outstanding} sequence numbers were outstanding: \
+             treating the collector as dead (next wait {} ms)",
+            waited.as_millis(),
+            acks.timeout().as_millis()
+        ))
+    }
+
+    fn ended(&self, reason: String) -> SessionEnd {
+        SessionEnd::Lost { reason, welcomed_at: Some(self.welcomed_at), acked: self.acked }
+    }
+}
+
+/// Half-closes the request stream and lets the collector end its side, so
+/// that it sees a clean end of stream rather than a reset connection.
+async fn close_gracefully(
+    outbox: mpsc::Sender<pb::AgentMessage>,
+    mut inbound: Streaming<pb::CollectorMessage>,
+    shared: &Shared,
+    interval_tx: &watch::Sender<Duration>,
+    mut sent_through: u64,
+) {
+    drop(outbox);
+    let drain = async {
+        while let Some(Ok(message)) = inbound.next().await {
+            handle_collector_message(message, shared, interval_tx, &mut sent_through);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies a collector message: an Ack trims the spool, a SetInterval changes the interval.
+fn handle_collector_message(
+    message: pb::CollectorMessage,
+    shared: &Shared,
+    interval_tx: &watch::Sender<Duration>,
+    sent_through: &mut u64,
+) {
+    match message.kind {
+        Some(CollectorKind::Ack(ack)) => {
+            let stats = {
+                let mut spool = shared.lock_spool();
+                spool.ack(ack.committed_seq);
+                spool.stats()
+            };
+            // An ack past what this stream sent (an older stream of this node
+            // delivered it): no need to send those again.
+            *sent_through = (*sent_through).max(ack.committed_seq);
+            shared.publish_spool(stats);
+        }
+        Some(CollectorKind::SetInterval(set)) => {
+            let asked = Duration::from_millis(u64::from(set.interval_ms));
+            let interval = asked.clamp(MIN_INTERVAL, MAX_INTERVAL);
+            tracing::info!(
+                interval_ms = interval.as_millis() as u64,
+                asked_ms = set.interval_ms,
+                reason = %set.reason,
+                "the collector changed the sampling interval"
+            );
+            interval_tx.send_replace(interval);
+            shared.status.send_modify(|s| s.interval = interval);
+        }
+        Some(CollectorKind::Welcome(_)) => tracing::warn!("ignoring a second Welcome on the same stream"),
+        None => tracing::warn!("ignoring an empty message from the collector"),
+    }
+}

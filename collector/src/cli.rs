@@ -13,6 +13,7 @@ use crate::commit::CommitConfig;
 use crate::export::{DEFAULT_METRICS_LISTEN, ExportConfig, ExportHooks, Protocol};
 use crate::health::DEFAULT_HEALTH_LISTEN;
 use crate::kube::KubeMode;
+use crate::limits::IngestLimits;
 use crate::live::DiagnosisConfig;
 use crate::server::{Collector, DEFAULT_LISTEN, ServeConfig, TlsFiles};
 
@@ -224,6 +225,78 @@ pub struct ServeArgs {
     /// The cluster's name, exported as k8s.cluster.name on every series.
     #[arg(long, env = "BAKERY_CLUSTER_NAME", value_name = "NAME")]
     pub cluster_name: Option<String>,
+
+    // Limits: what one agent (or a client posing as many) can make the collector keep. Every
+    // refusal and cut is counted on /metrics as bakery_collector_ingest_refusals_total{cause}.
+    /// Most nodes kept in memory. A Hello naming one more is refused (RESOURCE_EXHAUSTED) unless
+    /// Kubernetes lists that node; a node that is not connected, not listed and silent for
+    /// --forget-nodes-after is forgotten from memory to make room (its data stays in the store,
+    /// and it comes back as itself when its agent connects). At start, only this many nodes
+    /// (the most recently seen) are read in full.
+    #[arg(long, env = "BAKERY_MAX_NODES", default_value = "256", value_parser = parse_count, value_name = "N", help_heading = "Limits")]
+    pub max_nodes: usize,
+
+    /// Most pods one sample may hold and pod identities a node keeps in memory (the kubelet's
+    /// default is 110 pods per node). A batch over it is refused; identities of pods gone from
+    /// a node are forgotten first.
+    #[arg(long, env = "BAKERY_MAX_PODS_PER_NODE", default_value = "512", value_parser = parse_count, value_name = "N", help_heading = "Limits")]
+    pub max_pods_per_node: usize,
+
+    /// Most entries kept per list of a sample (cores, frequencies, pressure lines,
+    /// temperatures, fans, interfaces, unavailable signals): the rest are dropped and counted.
+    /// Also the most samples a batch may hold (an agent sends one).
+    #[arg(long, env = "BAKERY_MAX_SAMPLE_ENTRIES", default_value = "1024", value_parser = parse_count, value_name = "N", help_heading = "Limits")]
+    pub max_sample_entries: usize,
+
+    /// Most bytes kept of a name or path from an agent (interfaces, sensors, cgroup paths,
+    /// pressure and unavailable entries, boot id, version): longer ones are cut and counted.
+    /// Pod UIDs are cut at 64 bytes, QoS classes at 16; node names over 253 are refused.
+    #[arg(long, env = "BAKERY_MAX_STRING_BYTES", default_value = "256", value_parser = parse_string_bytes, value_name = "BYTES", help_heading = "Limits")]
+    pub max_string_bytes: usize,
+
+    /// Most bytes of batches received and not yet committed (32MiB, 8MiB, ...). When they are
+    /// reached, streams wait (the agents keep the data in their spools) until a commit frees
+    /// room.
+    #[arg(long, env = "BAKERY_MAX_QUEUE_BYTES", default_value = "32MiB", value_parser = parse_memory_size, value_name = "SIZE", help_heading = "Limits")]
+    pub max_queue_bytes: usize,
+
+    /// Most bytes of recent batches kept in memory for Query.History and the live analysis, all
+    /// nodes together: each node keeps up to SIZE / --max-nodes (at most 256KiB, about 90
+    /// samples of a node with 30 pods). A batch larger than its node's share is stored but not
+    /// kept in memory.
+    #[arg(long, env = "BAKERY_MAX_HISTORY_BYTES", default_value = "48MiB", value_parser = parse_memory_size, value_name = "SIZE", help_heading = "Limits")]
+    pub max_history_bytes: usize,
+
+    /// Forget a node from memory once it has not been connected, nor listed by Kubernetes, for
+    /// this long (its data stays in the store; `inspect` shows it).
+    #[arg(long, env = "BAKERY_FORGET_NODES_AFTER", default_value = "10m", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Limits")]
+    pub forget_nodes_after: Duration,
+}
+
+/// A positive count.
+fn parse_count(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{text:?} is not a positive whole number")),
+    }
+}
+
+/// Bytes of a string cap: room for a Kubernetes name at least.
+fn parse_string_bytes(text: &str) -> Result<usize, String> {
+    let n = parse_count(text)?;
+    if n < 64 {
+        return Err(format!("{n} bytes would cut ordinary names; give at least 64"));
+    }
+    Ok(n)
+}
+
+/// A memory size like 32MiB, at least 1MiB.
+fn parse_memory_size(text: &str) -> Result<usize, String> {
+    let bytes = crate::store::retention::parse_size(text)?;
+    if bytes < 1 << 20 {
+        return Err(format!("{text:?} is below the minimum of 1MiB"));
+    }
+    Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -262,8 +335,13 @@ Examples:
   bakery-collector inspect --file ./data/bakery.redb.corrupt-1767225600   # a store moved aside
   curl -fsS localhost:9465/readyz                             # ready? (503 with the reason)
 
-Limits: messages up to 4 MiB; each stream up to 20x its declared rate (burst 5 s of that,
-at least 100 messages), beyond which the collector reads more slowly (backpressure).
+Limits: messages up to 4 MiB; each stream up to 20x the rate of its declared interval, the
+interval taken within 50ms..1h (burst 5 s of that, at least 100 messages), beyond which the
+collector reads more slowly (backpressure). A batch or gap numbered beyond what its agent could
+have produced (a full spool plus 40 per second since the node was last heard) is refused and
+never acknowledged. The analysis runs on the collector's clock: a sample's own time counts only
+within 5 s of its arrival. See the Limits flags for the caps; every refusal and cut is counted
+per cause on /metrics as bakery_collector_ingest_refusals_total{cause}.
 Logs: BAKERY_LOG=debug (tracing env-filter syntax), on stderr.";
 
 impl ServeArgs {
@@ -324,6 +402,15 @@ impl ServeArgs {
             },
             health_listen: Some(self.health_listen.unwrap_or_else(default_health_listen)),
             health_listen_required: self.health_listen.is_some(),
+            limits: IngestLimits {
+                max_nodes: self.max_nodes,
+                max_pods_per_node: self.max_pods_per_node,
+                max_sample_entries: self.max_sample_entries,
+                max_string_bytes: self.max_string_bytes,
+                max_queue_bytes: self.max_queue_bytes,
+                max_history_bytes: self.max_history_bytes,
+                forget_nodes_after: self.forget_nodes_after,
+            },
         })
     }
 }
@@ -387,7 +474,10 @@ fn default_metrics_listen() -> SocketAddr {
 fn interval_ms(interval: Duration) -> anyhow::Result<u32> {
     let ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
     if !(crate::query::MIN_INTERVAL_MS..=crate::query::MAX_INTERVAL_MS).contains(&ms) {
-        anyhow::bail!("--window-interval must be between 10ms and 1h");
+        anyhow::bail!(
+            "--window-interval must be between {}ms (the fastest an agent samples) and 1h",
+            crate::query::MIN_INTERVAL_MS
+        );
     }
     Ok(ms)
 }
@@ -603,6 +693,61 @@ mod tests {
         }
         let help = Cli::command().render_long_help().to_string();
         for taught in ["does NOT bind identity", "NODE TOKEN", "Subject CN", "TokenReview", "`off`"] {
+            assert!(help.contains(taught), "--help teaches {taught:?}");
+        }
+    }
+
+    #[test]
+    fn limit_flags_have_small_cluster_defaults_and_refuse_nonsense() {
+        let parse = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--insecure-no-auth"].iter().chain(args))?;
+            Ok::<_, clap::Error>(cli.serve.to_config().unwrap().limits)
+        };
+        assert_eq!(parse(&[]).unwrap(), IngestLimits::default());
+        let defaults = IngestLimits::default();
+        assert_eq!((defaults.max_nodes, defaults.max_pods_per_node), (256, 512));
+        assert_eq!(defaults.forget_nodes_after, Duration::from_secs(600));
+        let set = parse(&[
+            "--max-nodes",
+            "8",
+            "--max-pods-per-node",
+            "100",
+            "--max-sample-entries",
+            "64",
+            "--max-string-bytes",
+            "128",
+            "--max-queue-bytes",
+            "8MiB",
+            "--max-history-bytes",
+            "4MiB",
+            "--forget-nodes-after",
+            "30s",
+        ])
+        .unwrap();
+        assert_eq!(
+            set,
+            IngestLimits {
+                max_nodes: 8,
+                max_pods_per_node: 100,
+                max_sample_entries: 64,
+                max_string_bytes: 128,
+                max_queue_bytes: 8 << 20,
+                max_history_bytes: 4 << 20,
+                forget_nodes_after: Duration::from_secs(30),
+            }
+        );
+        for bad in [
+            ["--max-nodes", "0"],
+            ["--max-pods-per-node", "-1"],
+            ["--max-string-bytes", "8"],
+            ["--max-queue-bytes", "1kB"],
+            ["--max-history-bytes", "lots"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?}");
+        }
+        let help = Cli::command().render_long_help().to_string();
+        for taught in ["Limits:", "--max-nodes", "forgotten from memory", "bakery_collector_ingest_refusals_total"] {
             assert!(help.contains(taught), "--help teaches {taught:?}");
         }
     }

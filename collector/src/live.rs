@@ -3,6 +3,13 @@
 //! [`Detector`] (sliding 10 s live view, 2 s detection), keeps the live verdicts, opens and closes
 //! windows (explicit or on a surge), and at a window's end builds its [`WindowReport`] and stores
 //! it durably. [`node_sample`] (wire sample -> diagnosis input) is pure and tested with data.
+//!
+//! The clock is the collector's: a tick's time is when it runs (never before the last tick),
+//! and a sample counts with its own timestamp only within [`SKEW_BUDGET_MS`] of when it arrived
+//! ([`analysis_time`]); a node whose clock is off by more is re-stamped with its measured skew
+//! (counted as `clock_skew`), and a sample that is not live (replayed from a spool) leaves the
+//! node at its last live one. So no agent's clock, a day ahead or a year behind, can stop the
+//! ticks, hold a window open or bend another node's rates.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -34,6 +41,8 @@ const MAX_KEPT_POD_SAMPLES: usize = 200_000;
 const PRE_WINDOW_MS: i64 = 30_000;
 /// The span over which traffic rates (surges, the busiest workload) are measured.
 const RATE_SPAN_MS: i64 = 2_000;
+/// A sample's own timestamp is used by the analysis only within this much of its arrival.
+pub const SKEW_BUDGET_MS: i64 = 5_000;
 
 /// How the analysis runs (collector flags).
 #[derive(Debug, Clone)]
@@ -77,6 +86,10 @@ struct Engine {
     window: Option<OpenWindow>,
     overrides: IntervalOverride,
     surge: SurgeDetector,
+    /// The sequence number of each connected node's latest batch at the last tick.
+    seen: HashMap<String, u64>,
+    /// Each node's last live sample as the analysis took it, with the seq of its batch.
+    fed: HashMap<String, (u64, NodeSample)>,
 }
 
 /// The analysis state shared by the task and the `Query` handlers.
@@ -105,6 +118,8 @@ impl Diagnosis {
             window: None,
             overrides: IntervalOverride::default(),
             surge: SurgeDetector::default(),
+            seen: HashMap::new(),
+            fed: HashMap::new(),
         };
         Ok(Diagnosis { shared, config, kube, reports, engine: Mutex::new(engine) })
     }
@@ -135,17 +150,30 @@ impl Diagnosis {
     /// Evaluates once now.
     pub async fn step(&self) -> Result<()> {
         let view = self.cluster();
-        let nodes = current_nodes(&self.shared, &view);
+        let now_ms = crate::now_ms();
+        // Kubernetes' nodes stay in memory; nodes nobody streams for are forgotten after a while.
+        self.shared.registry.set_cluster_nodes(view.roles.keys());
+        self.shared.registry.forget_idle(now_ms);
+        let latest = latest_samples(&self.shared);
         let mut engine = self.engine.lock().await;
-        let last_ms = engine.ticks.back().map(|t| t.timestamp_ms);
-        let Some(newest) = nodes.iter().map(|n| n.timestamp_ms).max() else {
+        if latest.is_empty() {
             // No agent connected: nothing is live, so no verdict is either.
             engine.evaluation = None;
+            engine.seen.clear();
+            engine.fed.clear();
             return Ok(());
-        };
-        let timestamp_ms = last_ms.map_or(newest, |last| newest.max(last));
-        if last_ms == Some(timestamp_ms) {
-            return Ok(()); // nothing new since the last tick
+        }
+        let new_data =
+            latest.len() != engine.seen.len() || latest.iter().any(|l| engine.seen.get(&l.name) != Some(&l.seq));
+        // Without new data only an open window needs ticks (to see traffic calm and close).
+        if !new_data && engine.window.is_none() {
+            return Ok(());
+        }
+        let last_ms = engine.ticks.back().map(|t| t.timestamp_ms);
+        let timestamp_ms = last_ms.map_or(now_ms, |last| now_ms.max(last));
+        let nodes = self.live_nodes(&mut engine, latest, &view);
+        if nodes.is_empty() {
+            return Ok(()); // no node has a live sample yet
         }
         let mut tick = Tick { timestamp_ms, nodes, workload: None, window_open: engine.window.is_some() };
         self.choose_workload(&mut engine, &tick, &view);
@@ -168,6 +196,38 @@ impl Diagnosis {
             engine.overrides.apply(&self.shared.registry, self.config.window_interval_ms, &reason);
         }
         self.watch_for_surges(&mut engine, timestamp_ms).await
+    }
+
+    /// Each connected node's sample for this tick, at its analysis time ([`analysis_time`]): the
+    /// latest one when it is live, else the node's last live one (which the detector's history
+    /// does not take twice). Counts the samples re-stamped for their node's clock skew.
+    fn live_nodes(&self, engine: &mut Engine, latest: Vec<Latest>, view: &ClusterView) -> Vec<NodeSample> {
+        engine.seen = latest.iter().map(|l| (l.name.clone(), l.seq)).collect();
+        let seen = &engine.seen;
+        engine.fed.retain(|name, _| seen.contains_key(name));
+        let mut nodes = Vec::with_capacity(latest.len());
+        let mut restamped = 0u64;
+        for node in latest {
+            let fresh = engine.fed.get(&node.name).is_none_or(|(seq, _)| *seq != node.seq);
+            match analysis_time(node.received_ms, node.sample.timestamp_ms, node.skew_ms) {
+                Some(stamp) => {
+                    if stamp.restamped && fresh {
+                        restamped += 1;
+                    }
+                    let mut sample = node_sample(&node.name, view.role(&node.name), &node.sample, &node.pods, view);
+                    sample.timestamp_ms = stamp.at_ms;
+                    engine.fed.insert(node.name, (node.seq, sample.clone()));
+                    nodes.push(sample);
+                }
+                None => {
+                    if let Some((_, last_live)) = engine.fed.get(&node.name) {
+                        nodes.push(last_live.clone());
+                    }
+                }
+            }
+        }
+        self.shared.refusals.count(crate::ingest::IngestRefusal::ClockSkew, restamped);
+        nodes
     }
 
     /// The workload under test: the window's (given, or inferred once traffic shows which rose
@@ -266,7 +326,7 @@ impl Diagnosis {
         if let Some(open) = &engine.window {
             return Err(Error::Config(format!("window {} ({}) is already open; stop it first", open.id, open.name)));
         }
-        let start_ms = engine.ticks.back().map_or_else(crate::now_ms, |t| t.timestamp_ms);
+        let start_ms = collector_time(&engine);
         let window = OpenWindow::new(name, workload, false, start_ms);
         if let Some(workload) = window.workload.clone() {
             engine.workload = Some(UnderTest { workload, relay: None });
@@ -279,7 +339,7 @@ impl Diagnosis {
     /// Closes the open window and stores its report; `None` when no window was open.
     pub async fn stop_window(&self) -> Result<Option<StoredReport>> {
         let mut engine = self.engine.lock().await;
-        let now_ms = engine.ticks.back().map_or_else(crate::now_ms, |t| t.timestamp_ms);
+        let now_ms = collector_time(&engine);
         self.close(&mut engine, now_ms).await
     }
 
@@ -314,11 +374,40 @@ impl Diagnosis {
         }
         // A window open at shutdown still gets its report.
         let mut engine = self.engine.lock().await;
-        let now_ms = engine.ticks.back().map_or_else(crate::now_ms, |t| t.timestamp_ms);
+        let now_ms = collector_time(&engine);
         if let Err(error) = self.close(&mut engine, now_ms).await {
             tracing::warn!(%error, "the open window's report could not be stored at shutdown");
         }
     }
+}
+
+/// The collector's clock, never before the last tick (ticks never go back).
+fn collector_time(engine: &Engine) -> i64 {
+    let now_ms = crate::now_ms();
+    engine.ticks.back().map_or(now_ms, |t| now_ms.max(t.timestamp_ms))
+}
+
+/// When the analysis places a sample, and whether that is not its own timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnalysisTime {
+    pub at_ms: i64,
+    /// Re-stamped with its node's measured skew: its own clock is off by more than the budget.
+    pub restamped: bool,
+}
+
+/// The time the analysis gives a sample stamped `sample_ms` by its node that arrived at
+/// `received_ms` (collector time), the node's clock being measured `skew_ms` behind the
+/// collector's (receive minus sample time, the minimum over the last minutes): its own time
+/// when that is within [`SKEW_BUDGET_MS`] of its arrival; its own time corrected by the skew
+/// when that is; else `None`: the sample is not live (replayed from a spool after an outage, or
+/// its clock just jumped) and the analysis does not take it.
+pub fn analysis_time(received_ms: i64, sample_ms: i64, skew_ms: Option<i64>) -> Option<AnalysisTime> {
+    let within = |at_ms: i64| received_ms.saturating_sub(at_ms).saturating_abs() <= SKEW_BUDGET_MS;
+    if within(sample_ms) {
+        return Some(AnalysisTime { at_ms: sample_ms, restamped: false });
+    }
+    let corrected = sample_ms.saturating_add(skew_ms?);
+    within(corrected).then_some(AnalysisTime { at_ms: corrected, restamped: true })
 }
 
 fn window_reason(window: Option<&OpenWindow>) -> String {
@@ -385,20 +474,30 @@ fn under_test(choice: &UnderTest, tick: &Tick, view: &ClusterView) -> WorkloadUn
     }
 }
 
-/// Every connected node's latest sample as diagnosis input.
-fn current_nodes(shared: &Shared, view: &ClusterView) -> Vec<NodeSample> {
+/// A connected node's latest sample as it arrived.
+struct Latest {
+    name: String,
+    seq: u64,
+    received_ms: i64,
+    skew_ms: Option<i64>,
+    sample: Sample,
+    pods: HashMap<u32, PodRecord>,
+}
+
+/// Every connected node's latest sample.
+fn latest_samples(shared: &Shared) -> Vec<Latest> {
     let mut nodes = Vec::new();
     for node in shared.registry.all() {
-        let (bytes, pods) = {
+        let (seq, received_ms, skew_ms, bytes, pods) = {
             let live = node.live();
             if live.connected.is_none() {
                 continue;
             }
             let Some(latest) = live.latest() else { continue };
-            (latest.bytes.clone(), live.pods.clone())
+            (latest.seq, latest.received_ms, live.clock_skew_ms(), latest.bytes.clone(), live.pods.clone())
         };
         let Some(sample) = StoredBatch::decode(bytes).ok().and_then(|mut b| b.samples.pop()) else { continue };
-        nodes.push(node_sample(&node.name, view.role(&node.name), &sample, &pods, view));
+        nodes.push(Latest { name: node.name.clone(), seq, received_ms, skew_ms, sample, pods });
     }
     nodes
 }
@@ -622,6 +721,35 @@ mod tests {
         let mut ticks: VecDeque<Tick> = (0..4).map(tick).collect();
         thin(&mut ticks);
         assert_eq!(ticks.iter().map(|t| t.timestamp_ms).collect::<Vec<_>>(), [1, 3]);
+    }
+
+    #[test]
+    fn a_samples_own_time_counts_only_within_the_skew_budget_of_its_arrival() {
+        let at = |at_ms, restamped| Some(AnalysisTime { at_ms, restamped });
+        let now = 1_000_000_000;
+        let day = 86_400_000;
+        // (received, sample time, measured skew, analysis time)
+        let table = [
+            // a good clock, even 5 s off either way: its own time
+            (now, now - 40, Some(40), at(now - 40, false)),
+            (now, now + SKEW_BUDGET_MS, Some(-5_000), at(now + SKEW_BUDGET_MS, false)),
+            (now, now - SKEW_BUDGET_MS, None, at(now - SKEW_BUDGET_MS, false)),
+            // a clock a day ahead: re-stamped by its measured skew, near its arrival
+            (now, now + day, Some(-day + 30), at(now + 30, true)),
+            // ... and before any skew is measured, not taken
+            (now, now + day, None, None),
+            // a year behind, consistently: re-stamped
+            (now, now - 365 * day, Some(365 * day - 20), at(now - 20, true)),
+            // a batch replayed from a spool after a 10 minute outage, good clock: not live
+            (now, now - 600_000, Some(15), None),
+            // a clock that jumped a day ahead while the measured skew is still ~0: not taken
+            (now, now + day, Some(10), None),
+            // nothing overflows
+            (i64::MAX, i64::MIN, Some(i64::MAX), None),
+        ];
+        for (received, sample, skew, expected) in table {
+            assert_eq!(analysis_time(received, sample, skew), expected, "{received} {sample} {skew:?}");
+        }
     }
 
     #[test]

@@ -1,11 +1,27 @@
-//! When a node counts as stale, and how its clock skew is estimated: pure functions of times,
-//! tested with data.
+//! Sampling intervals as the collector uses them (clamped to what an agent can sample at), when
+//! a node counts as stale, and how its clock skew is estimated: pure functions of times, tested
+//! with data.
 
 /// Interval assumed for a node that never declared one (the agent's default, 1 s).
 pub const DEFAULT_INTERVAL_MS: u32 = 1000;
 
-/// A node is stale once it has been silent for this many of its sampling intervals (issue 3).
+/// The shortest interval an agent samples at: bakery-agent refuses `--interval` below it and
+/// clamps a SetInterval to it (`bakery_agent::stream::MIN_INTERVAL`; the e2e test
+/// `hostile::bounds::the_collectors_interval_bounds_are_the_agents` ties the two).
+pub const MIN_INTERVAL_MS: u32 = 50;
+/// The longest interval an agent samples at (`bakery_agent::stream::MAX_INTERVAL`).
+pub const MAX_INTERVAL_MS: u32 = 3_600_000;
+
+/// A node is stale once it has been silent for this many of its sampling intervals.
 pub const STALE_AFTER_INTERVALS: i64 = 3;
+
+/// The interval everything the collector derives from an agent's declared one (the flood limit,
+/// staleness, the SetInterval it repeats) is computed with: 0 (undeclared) is the default, and
+/// anything outside [`MIN_INTERVAL_MS`]..=[`MAX_INTERVAL_MS`] is clamped into it, so a Hello that
+/// declares 1 ms cannot raise its own flood limit nor make its node stale in 3 ms.
+pub fn effective_interval_ms(declared_ms: u32) -> u32 {
+    if declared_ms == 0 { DEFAULT_INTERVAL_MS } else { declared_ms.clamp(MIN_INTERVAL_MS, MAX_INTERVAL_MS) }
+}
 
 /// True when nothing arrived from the node for [`STALE_AFTER_INTERVALS`] intervals or more
 /// before `now_ms`. A node never heard from (`last_seen_ms` 0) is stale.
@@ -13,7 +29,7 @@ pub fn is_stale(now_ms: i64, last_seen_ms: i64, interval_ms: u32) -> bool {
     if last_seen_ms <= 0 {
         return true;
     }
-    let interval = i64::from(if interval_ms == 0 { DEFAULT_INTERVAL_MS } else { interval_ms });
+    let interval = i64::from(effective_interval_ms(interval_ms));
     now_ms.saturating_sub(last_seen_ms) >= STALE_AFTER_INTERVALS * interval
 }
 
@@ -85,6 +101,12 @@ mod tests {
             // interval 0 (undeclared) means the default 1 s
             (10_000, 7_500, 0, false),
             (10_000, 7_000, 0, true),
+            // a declared 1 ms is 50 ms: stale after 150 ms, not 3 ms
+            (10_000, 9_900, 1, false),
+            (10_000, 9_850, 1, true),
+            // a declared day is an hour
+            (20_000_000, 10_000_000, 86_400_000, false),
+            (20_000_000, 9_000_000, 86_400_000, true),
             // never heard from
             (10_000, 0, 1000, true),
             // a last_seen in the future (clock stepped back) is not stale
@@ -96,6 +118,15 @@ mod tests {
                 stale,
                 "now {now} last_seen {last_seen} interval {interval}"
             );
+        }
+    }
+
+    #[test]
+    fn declared_intervals_are_clamped_to_what_an_agent_can_sample_at() {
+        // (declared, effective)
+        let table = [(0, 1000), (1, 50), (49, 50), (50, 50), (250, 250), (3_600_000, 3_600_000), (u32::MAX, 3_600_000)];
+        for (declared, effective) in table {
+            assert_eq!(effective_interval_ms(declared), effective, "{declared}");
         }
     }
 

@@ -25,9 +25,9 @@ use crate::liveness::is_stale;
 use crate::nodes::{Control, LiveState, Node};
 use crate::store::StoredBatch;
 
-/// Intervals an agent may be told to use.
-pub const MIN_INTERVAL_MS: u32 = 10;
-pub const MAX_INTERVAL_MS: u32 = 3_600_000;
+/// Intervals an agent may be told to use: what it samples at (bakery-agent refuses `--interval`
+/// outside these and clamps a SetInterval into them).
+pub use crate::liveness::{MAX_INTERVAL_MS, MIN_INTERVAL_MS};
 
 /// The `Query` gRPC service.
 #[derive(Debug, Clone)]
@@ -83,7 +83,8 @@ impl Query for QueryService {
         let request = request.into_inner();
         if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&request.interval_ms) {
             return Err(Status::invalid_argument(format!(
-                "interval_ms {} is outside {MIN_INTERVAL_MS}..={MAX_INTERVAL_MS}",
+                "interval_ms {} is outside {MIN_INTERVAL_MS}..={MAX_INTERVAL_MS}: an agent samples at most every \
+                 {MIN_INTERVAL_MS} ms and at least every hour",
                 request.interval_ms
             )));
         }

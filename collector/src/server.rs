@@ -31,11 +31,12 @@ use crate::export::{Export, ExportConfig, ExportStats};
 use crate::health::{FATAL_PREFIX, Health};
 use crate::ingest::{IngestService, MAX_MESSAGE_BYTES, Shared};
 use crate::kube::KubeWatch;
+use crate::limits::IngestLimits;
 use crate::live::{Diagnosis, DiagnosisConfig};
-use crate::nodes::Registry;
+use crate::nodes::{Registry, RegistryLimits};
 use crate::query::QueryService;
 use crate::store::reports::ReportStore;
-use crate::store::{MovedAside, Store};
+use crate::store::{LoadLimits, MovedAside, Store};
 
 /// The default listen address (`--listen`); 7431 is bakery's gRPC port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7431";
@@ -69,6 +70,8 @@ pub struct ServeConfig {
     /// Fail start-up when `health_listen` cannot be bound (off for the default address, like
     /// `/metrics`).
     pub health_listen_required: bool,
+    /// The caps on what agents send and what the collector keeps of it.
+    pub limits: IngestLimits,
 }
 
 /// PEM files for TLS; with `client_ca`, clients must present a certificate it signed (mTLS).
@@ -95,6 +98,7 @@ impl ServeConfig {
             export: ExportConfig::default(),
             health_listen: None,
             health_listen_required: false,
+            limits: IngestLimits::default(),
         }
     }
 }
@@ -169,7 +173,15 @@ impl Collector {
         health_addr: Option<SocketAddr>,
     ) -> Result<Collector> {
         let data_dir = config.data_dir.clone();
-        let opened = tokio::task::spawn_blocking(move || Store::open_or_move_aside(&data_dir))
+        // At start only the nodes that fit in memory are read in full (pods, newest batch): a
+        // store full of junk nodes costs one record each, not a crash loop.
+        let registry_limits = RegistryLimits::from_ingest(&config.limits);
+        let load_limits = LoadLimits {
+            full_nodes: registry_limits.max_nodes,
+            pods_per_node: config.limits.max_pods_per_node,
+            latest_batch_bytes: registry_limits.history_bytes_per_node,
+        };
+        let opened = tokio::task::spawn_blocking(move || Store::open_or_move_aside_with(&data_dir, &load_limits))
             .await
             .map_err(|e| Error::Config(format!("opening the store panicked: {e}")))??;
         let (store, loaded, moved_aside) = (opened.store, opened.nodes, opened.moved_aside);
@@ -193,7 +205,9 @@ impl Collector {
         auth.attach_token_reviewer(kube.as_ref().map(|k| Arc::new(k.token_reviewer()) as Arc<dyn TokenReviewer>))?;
 
         let (queue_tx, queue_rx) = mpsc::channel(QUEUE_CAPACITY);
-        let shared = Arc::new(Shared::new(Registry::from_loaded(loaded), auth, queue_tx, shutdown_rx.clone()));
+        let registry = Registry::from_loaded(loaded, registry_limits);
+        let (nodes_in_memory, nodes_dormant) = (registry.len(), registry.dormant_len());
+        let shared = Arc::new(Shared::new(registry, auth, queue_tx, shutdown_rx.clone(), config.limits.clone()));
         let diagnosis = Arc::new(Diagnosis::new(shared.clone(), config.diagnosis.clone(), kube, reports.clone())?);
 
         let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| Error::Io {
@@ -251,6 +265,9 @@ impl Collector {
             %local_addr,
             data_dir = %config.data_dir.display(),
             known_nodes = node_count,
+            nodes_in_memory,
+            nodes_dormant,
+            max_nodes = config.limits.max_nodes,
             tls = config.tls.is_some(),
             commit_interval_ms = config.commit.interval.as_millis() as u64,
             retention = %humantime::format_duration(config.commit.retention),

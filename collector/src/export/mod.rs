@@ -91,6 +91,7 @@ pub async fn current_points(shared: &Shared, hooks: &ExportHooks, stats: &Export
     let mut points = model::all_points(&nodes, hooks.cluster_name.as_deref(), &feed, stats.dropped());
     if let Some(collector) = points.iter_mut().find(|r| r.instance == model::COLLECTOR_INSTANCE) {
         collector.points.extend(model::refusal_points(&shared.auth.refusal_counts().snapshot()));
+        collector.points.extend(model::ingest_refusal_points(&shared.refusals.counts().snapshot()));
     }
     points
 }

@@ -72,6 +72,7 @@ metrics! {
     BAKERY_WINDOW_ACTIVE = "bakery.window.active", "{window}", Gauge, "1 while a load-test window is open";
     BAKERY_EXPORT_DROPPED = "bakery.export.dropped", "{export}", Counter, "OTLP exports dropped: queue full, backend down or too slow";
     BAKERY_COLLECTOR_AUTH_REFUSALS = "bakery.collector.auth.refusals", "{refusal}", Counter, "Calls the collector refused, by cause (no or unknown credential, service-account token rejected or unreviewable, missing role, wrong node)";
+    BAKERY_COLLECTOR_INGEST_REFUSALS = "bakery.collector.ingest.refusals", "{refusal}", Counter, "What ingest refused or cut, by cause (sequence beyond what the agent could have produced, node, pod or sample caps, strings and entries cut, batches too large to keep in memory and the streams closed after them, samples re-stamped for clock skew, invalid input)";
 }
 
 /// An attribute value (OTLP keeps the type; Prometheus renders both as text).
@@ -152,6 +153,19 @@ pub fn refusal_points(counts: &[(&'static str, u64)]) -> Vec<Point> {
         .iter()
         .map(|(cause, count)| Point {
             metric: &BAKERY_COLLECTOR_AUTH_REFUSALS,
+            attributes: vec![("cause", s(*cause))],
+            value: *count as f64,
+        })
+        .collect()
+}
+
+/// Ingest's refusal and cut counts as `bakery.collector.ingest.refusals` points, one per
+/// `cause` (zeros included).
+pub fn ingest_refusal_points(counts: &[(&'static str, u64)]) -> Vec<Point> {
+    counts
+        .iter()
+        .map(|(cause, count)| Point {
+            metric: &BAKERY_COLLECTOR_INGEST_REFUSALS,
             attributes: vec![("cause", s(*cause))],
             value: *count as f64,
         })
@@ -672,6 +686,7 @@ pub(crate) mod tests {
         let feed = FeedSnapshot { pods: known_pods(), diagnosis };
         let mut resources = all_points(&[snapshot()], CLUSTER, &feed, 3);
         resources[1].points.extend(refusal_points(&[("wrong_node", 2), ("missing_role", 0)]));
+        resources[1].points.extend(ingest_refusal_points(&[("seq_beyond_bound", 1), ("node_cap", 0)]));
         resources
     }
 
@@ -689,6 +704,7 @@ pub(crate) mod tests {
         assert_eq!(collector.instance, COLLECTOR_INSTANCE);
         assert_eq!(value(&collector.points, &BAKERY_EXPORT_DROPPED, &[]), 3.0);
         assert_eq!(value(&collector.points, &BAKERY_COLLECTOR_AUTH_REFUSALS, &[("cause", "wrong_node")]), 2.0);
+        assert_eq!(value(&collector.points, &BAKERY_COLLECTOR_INGEST_REFUSALS, &[("cause", "seq_beyond_bound")]), 1.0);
         assert_eq!(
             value(
                 &collector.points,

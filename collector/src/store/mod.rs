@@ -133,6 +133,31 @@ pub struct LoadedNode {
     /// The newest stored batch that decodes, so `Query.Nodes` has a latest sample right after
     /// a restart.
     pub latest: Option<LatestBatch>,
+    /// Loaded in full (pods and newest batch); `false` for the nodes beyond
+    /// [`LoadLimits::full_nodes`], of which only the record was read.
+    pub full: bool,
+    /// The number after the highest pod id stored for the node (1 when none), so that ids
+    /// handed out later never reuse a stored one.
+    pub next_pod_id: u32,
+}
+
+/// How much of the store the collector reads into memory at start: a store that holds many
+/// nodes (or junk ones) costs one record per node, not their pods and newest batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadLimits {
+    /// Nodes loaded in full: the most recently seen ones.
+    pub full_nodes: usize,
+    /// Pod identities read per node: the newest (highest) ids.
+    pub pods_per_node: usize,
+    /// A newest batch larger than this is left on disk (the node has no latest sample until
+    /// it sends again).
+    pub latest_batch_bytes: usize,
+}
+
+impl LoadLimits {
+    /// Everything (tools and tests).
+    pub const UNBOUNDED: LoadLimits =
+        LoadLimits { full_nodes: usize::MAX, pods_per_node: usize::MAX, latest_batch_bytes: usize::MAX };
 }
 
 /// The newest stored batch of a node.
@@ -363,6 +388,12 @@ impl Store {
     /// a number no stored row uses, so its next rows cannot mix with the unreadable ones; its
     /// agent is welcomed at sequence 0 and sends its spool again.
     pub fn load(&mut self) -> Result<Vec<LoadedNode>> {
+        self.load_with(&LoadLimits::UNBOUNDED)
+    }
+
+    /// [`Store::load`] within `limits`: every node record is read, but pods and the newest
+    /// batch only of the [`LoadLimits::full_nodes`] most recently seen nodes.
+    pub fn load_with(&mut self, limits: &LoadLimits) -> Result<Vec<LoadedNode>> {
         let txn = self.db()?.begin_read()?;
         let nodes = txn.open_table(NODES)?;
         let samples = txn.open_table(SAMPLES)?;
@@ -371,43 +402,64 @@ impl Store {
         let mut loaded = Vec::new();
         let mut unreadable = Vec::new();
         let mut corrupt = 0u64;
+        let mut records = Vec::new();
         for row in nodes.iter()? {
             let (name, bytes) = row?;
             let name = name.value().to_string();
-            let record = match decode_node(bytes.value()) {
-                Ok(record) => record,
+            match decode_node(bytes.value()) {
+                Ok(record) => records.push((name, record)),
                 Err(error) => {
                     corrupt += 1;
                     tracing::error!(node = %name, %error, "skipping a node record that does not decode");
                     unreadable.push(name);
-                    continue;
                 }
-            };
+            }
+        }
+        // The most recently seen nodes are read in full; the others only by their record.
+        let mut by_recency: Vec<usize> = (0..records.len()).collect();
+        by_recency.sort_by_key(|&i| std::cmp::Reverse(records[i].1.last_seen_ms));
+        let mut full = vec![false; records.len()];
+        for &i in by_recency.iter().take(limits.full_nodes) {
+            full[i] = true;
+        }
+        for ((name, record), full) in records.into_iter().zip(full) {
             let id = record.node_id;
+            let next_pod_id = pods
+                .range((id, 0u32)..=(id, u32::MAX))?
+                .next_back()
+                .transpose()?
+                .map_or(1, |(key, _)| key.value().1.saturating_add(1));
             let mut node_pods = Vec::new();
-            for row in pods.range((id, 0u32)..=(id, u32::MAX))? {
-                let (key, bytes) = row?;
-                match PodRecord::decode(bytes.value()) {
-                    Ok(pod) => node_pods.push((key.value().1, pod)),
-                    Err(error) => {
-                        corrupt += 1;
-                        tracing::error!(node = %name, pod_id = key.value().1, %error, "skipping a pod record that does not decode");
+            let mut latest = None;
+            if full {
+                for row in pods.range((id, 0u32)..=(id, u32::MAX))?.rev().take(limits.pods_per_node) {
+                    let (key, bytes) = row?;
+                    match PodRecord::decode(bytes.value()) {
+                        Ok(pod) => node_pods.push((key.value().1, pod)),
+                        Err(error) => {
+                            corrupt += 1;
+                            tracing::error!(node = %name, pod_id = key.value().1, %error, "skipping a pod record that does not decode");
+                        }
                     }
                 }
-            }
-            let mut latest = None;
-            for row in samples.range(node_range(id))?.rev().take(LATEST_TRIES) {
-                let (key, value) = row?;
-                let (received_ms, _, bytes) = value.value();
-                if let Err(error) = StoredBatch::decode(bytes) {
-                    corrupt += 1;
-                    tracing::error!(node = %name, seq = key.value().1, %error, "skipping a stored batch that does not decode");
-                    continue;
+                node_pods.reverse();
+                for row in samples.range(node_range(id))?.rev().take(LATEST_TRIES) {
+                    let (key, value) = row?;
+                    let (received_ms, _, bytes) = value.value();
+                    if bytes.len() > limits.latest_batch_bytes {
+                        break;
+                    }
+                    if let Err(error) = StoredBatch::decode(bytes) {
+                        corrupt += 1;
+                        tracing::error!(node = %name, seq = key.value().1, %error, "skipping a stored batch that does not decode");
+                        continue;
+                    }
+                    latest =
+                        Some(LatestBatch { seq: key.value().1, received_ms, bytes: Bytes::copy_from_slice(bytes) });
+                    break;
                 }
-                latest = Some(LatestBatch { seq: key.value().1, received_ms, bytes: Bytes::copy_from_slice(bytes) });
-                break;
             }
-            loaded.push(LoadedNode { name, record, pods: node_pods, latest });
+            loaded.push(LoadedNode { name, record, pods: node_pods, latest, full, next_pod_id });
         }
         if !unreadable.is_empty() {
             let mut next_id = recovery::highest_node_id(&samples, &gaps, &pods)?
@@ -421,7 +473,7 @@ impl Store {
                      store (inspect does not list them) until retention removes them"
                 );
                 let record = NodeRecord { node_id: next_id, retained_from_seq: 1, ..NodeRecord::default() };
-                loaded.push(LoadedNode { name, record, pods: Vec::new(), latest: None });
+                loaded.push(LoadedNode { name, record, pods: Vec::new(), latest: None, full: true, next_pod_id: 1 });
             }
         }
         self.corrupt_rows = self.corrupt_rows.saturating_add(corrupt);

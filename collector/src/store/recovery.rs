@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use redb::ReadableTable;
 
-use super::{LoadedNode, NodeRecord, STORE_FILE, Store, node_range, row_bytes};
+use super::{LoadLimits, LoadedNode, NodeRecord, STORE_FILE, Store, node_range, row_bytes};
 use crate::error::{Error, Result};
 
 /// A store file that could not be opened, and where it went.
@@ -36,7 +36,12 @@ impl Store {
     /// corrupt header, cut short, or redb panics reading it), renames it aside, logs where it
     /// went, and starts a fresh store. Other failures are returned.
     pub fn open_or_move_aside(data_dir: &Path) -> Result<Opened> {
-        let reason = match open_and_load(data_dir) {
+        Store::open_or_move_aside_with(data_dir, &LoadLimits::UNBOUNDED)
+    }
+
+    /// [`Store::open_or_move_aside`], loading within `limits` ([`Store::load_with`]).
+    pub fn open_or_move_aside_with(data_dir: &Path, limits: &LoadLimits) -> Result<Opened> {
+        let reason = match open_and_load(data_dir, limits) {
             Ok((store, nodes)) => return Ok(Opened { store, nodes, moved_aside: None }),
             Err(Failure::Error(error)) if is_damage(&error) => error.to_string(),
             Err(Failure::Error(error)) => return Err(error),
@@ -56,7 +61,7 @@ impl Store {
             "THE STORE FILE COULD NOT BE OPENED: it was moved aside and a fresh store started. Samples in it \
              are not served; `bakery-collector inspect --file <moved file>` reads what it can"
         );
-        let (store, nodes) = match open_and_load(data_dir) {
+        let (store, nodes) = match open_and_load(data_dir, limits) {
             Ok(opened) => opened,
             Err(Failure::Error(error)) => return Err(error),
             Err(Failure::Panic(message)) => {
@@ -72,12 +77,12 @@ enum Failure {
     Panic(String),
 }
 
-fn open_and_load(data_dir: &Path) -> std::result::Result<(Store, Vec<LoadedNode>), Failure> {
+fn open_and_load(data_dir: &Path, limits: &LoadLimits) -> std::result::Result<(Store, Vec<LoadedNode>), Failure> {
     // redb may panic on some damage rather than return an error; the store's state dies with
     // the closure, so nothing half-open is used afterwards.
     let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<_> {
         let mut store = Store::open(data_dir)?;
-        let nodes = store.load()?;
+        let nodes = store.load_with(limits)?;
         Ok((store, nodes))
     }));
     match attempt {

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod binary;
+mod bounds;
 mod export;
 mod faults;
 mod harness;

@@ -23,7 +23,7 @@ async fn start() -> TestCollector {
 }
 
 /// Reads collector messages until a SetInterval arrives; returns its interval.
-async fn next_set_interval(agent: &mut TestAgent) -> u32 {
+pub(crate) async fn next_set_interval(agent: &mut TestAgent) -> u32 {
     loop {
         match agent.next().await {
             Ok(Some(CollectorMessage { kind: Some(CollectorKind::SetInterval(set)) })) => return set.interval_ms,
@@ -169,7 +169,7 @@ async fn a_throttled_node_is_a_live_alert() {
     collector.stop().await;
 }
 
-fn nic_batch(seq: u64, timestamp_ms: i64, eth0_bytes: u64) -> AgentMessage {
+pub(crate) fn nic_batch(seq: u64, timestamp_ms: i64, eth0_bytes: u64) -> AgentMessage {
     let mut sample: Sample = sample(timestamp_ms);
     sample.interfaces = vec![bakery_proto::v1::NetInterface {
         name: "eth0".into(),
@@ -185,40 +185,61 @@ fn nic_batch(seq: u64, timestamp_ms: i64, eth0_bytes: u64) -> AgentMessage {
     }
 }
 
-#[tokio::test]
+/// Plays NIC traffic in real time (the analysis runs on the collector's clock), one sample per
+/// 100 ms stamped now, at `rate(elapsed)` bytes per second, until `done` says so (checked with
+/// the open and closed windows after each sample); fails after `limit`.
+pub(crate) async fn play_traffic(
+    collector: &TestCollector,
+    agent: &mut TestAgent,
+    first_seq: u64,
+    limit: Duration,
+    rate: impl Fn(Duration) -> u64,
+    mut done: impl FnMut(&[bakery_proto::v1::Window]) -> bool,
+) -> u64 {
+    let mut query = QueryClient::new(channel(&collector.url()).await);
+    let start = std::time::Instant::now();
+    let (mut bytes, mut seq, mut last) = (0u64, first_seq, start);
+    loop {
+        assert!(start.elapsed() < limit, "still waiting after {limit:?}");
+        let now = std::time::Instant::now();
+        bytes += rate(start.elapsed()) * (now - last).as_millis() as u64 / 1000;
+        last = now;
+        agent.send(nic_batch(seq, bakery_collector::now_ms(), bytes)).await;
+        agent.wait_ack(seq).await;
+        let windows = query.windows(authorized(WindowsRequest {}, Some(TOKEN))).await.unwrap().into_inner().windows;
+        if done(&windows) {
+            return seq;
+        }
+        seq += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_traffic_surge_opens_an_automatic_window_that_closes_when_traffic_calms() {
     let collector = TestCollector::start_with(|config| config.diagnosis.tick = Duration::from_millis(20)).await;
-    let mut query = QueryClient::new(channel(&collector.url()).await);
     let mut agent = TestAgent::connect(&collector.url(), hello("node-a")).await;
     let t0 = bakery_collector::now_ms();
-    let mut bytes = 0u64;
-    // Sample time: 3 s at 200 kB/s, 4 s at 5 MB/s, then 12 s at 200 kB/s; one sample per 250 ms.
-    let mut opened = None;
-    for seq in 1..=76u64 {
-        let rate = if (13..=28).contains(&seq) { 5_000_000 } else { 200_000 };
-        bytes += rate / 4;
-        agent.send(nic_batch(seq, t0 + seq as i64 * 250, bytes)).await;
-        agent.wait_ack(seq).await;
-        // Let the analysis (every 20 ms) take this sample before the next.
-        tokio::time::sleep(Duration::from_millis(45)).await;
-        if seq == 28 {
-            let windows = query.windows(authorized(WindowsRequest {}, Some(TOKEN))).await.unwrap().into_inner().windows;
-            let open = windows.first().cloned().expect("a window opened during the surge");
-            assert!(open.automatic && open.end_ms == 0, "{open:?}");
-            opened = Some(open);
+    // 2 s at 200 kB/s, 4 s at 5 MB/s, then 200 kB/s until the window has closed.
+    let surge = |elapsed: Duration| {
+        if (Duration::from_secs(2)..Duration::from_secs(6)).contains(&elapsed) { 5_000_000 } else { 200_000 }
+    };
+    let mut opened: Option<bakery_proto::v1::Window> = None;
+    let mut closed = None;
+    play_traffic(&collector, &mut agent, 1, Duration::from_secs(40), surge, |windows| {
+        match (windows.first(), &opened) {
+            (Some(w), None) if w.automatic && w.end_ms == 0 => opened = Some(w.clone()),
+            (Some(w), Some(open)) if w.id == open.id && w.end_ms > 0 => closed = Some(w.clone()),
+            _ => {}
         }
-    }
-    let opened = opened.unwrap();
-    eventually("the automatic window closes after traffic calms", || async {
-        let windows = QueryClient::new(channel(&collector.url()).await)
-            .windows(authorized(WindowsRequest {}, Some(TOKEN)))
-            .await
-            .unwrap()
-            .into_inner()
-            .windows;
-        windows.first().is_some_and(|w| w.id == opened.id && w.end_ms > 0 && w.automatic)
+        closed.is_some()
     })
     .await;
+    let (opened, closed) = (opened.expect("a window opened during the surge"), closed.unwrap());
+    assert!(closed.automatic, "{closed:?}");
+    // it opened during the surge (entered after 2 s above) and closed 10 s after it calmed
+    assert!((t0 + 2_000..t0 + 8_000).contains(&opened.start_ms), "{opened:?} (t0 {t0})");
+    assert!(closed.end_ms >= t0 + 6_000 + 10_000, "{closed:?} (t0 {t0})");
     while agent.set_intervals.len() < 2 {
         let interval = next_set_interval(&mut agent).await;
         agent.set_intervals.push(interval);

@@ -4,5 +4,6 @@
 //!
 //! - [`identity`]: impostors, stolen tokens and people's tokens used beyond their role.
 
+mod bounds;
 mod identity;
 mod procs;

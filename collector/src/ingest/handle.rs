@@ -1,0 +1,409 @@
+//! One message through ingest's stages: its kind and order on the stream, its content within
+//! the caps, its sequence number within what the agent could have produced, its pods within the
+//! node's cap, room in the commit queue (in messages and bytes), then the node's live state.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bakery_proto::v1::agent_message::Kind as AgentKind;
+use bakery_proto::v1::collector_message::Kind as CollectorKind;
+use bakery_proto::v1::{Ack, AgentMessage, Batch, Gap};
+use prost::Message;
+use prost::bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tonic::Status;
+
+use super::refusals::IngestRefusal;
+use super::session::{Session, StreamState};
+use super::{
+    ITEM_OVERHEAD_BYTES, MAX_MESSAGE_BYTES, MAX_REASON_BYTES, STREAM_REFS_PER_POD, bounds, implied_gaps, pods,
+    replaced_status, seq, shut_down, shutting_down,
+};
+use crate::commit::QueueItem;
+use crate::nodes::{HistoryEntry, Node};
+use crate::store::{BatchRow, GapRow, StoredBatch};
+
+impl Session {
+    pub(super) async fn handle(
+        &self,
+        node: &Arc<Node>,
+        state: &mut StreamState,
+        message: AgentMessage,
+        queue: &mpsc::Sender<QueueItem>,
+        replaced: &mut watch::Receiver<bool>,
+    ) -> Result<Handled, Status> {
+        let received_ms = crate::now_ms();
+        let invalid = |status: Status| self.refuse(IngestRefusal::InvalidMessage, &node.name, status);
+        // Stage 1: the message's kind and range, in order on its stream.
+        let mut incoming = match message.kind {
+            Some(AgentKind::Batch(batch)) => Incoming::Batch(batch),
+            Some(AgentKind::Gap(gap)) => Incoming::Gap(gap),
+            Some(AgentKind::Hello(_)) => {
+                return Err(invalid(Status::invalid_argument("a second Hello on the same stream")));
+            }
+            None => return Err(invalid(Status::invalid_argument("an AgentMessage without a batch, gap or hello"))),
+        };
+        let (first_seq, last_seq) = incoming.seq_range().map_err(invalid)?;
+        if first_seq <= state.last_seq {
+            node.live().invalid_seqs += 1;
+            return Err(self.refuse(
+                IngestRefusal::SeqRegression,
+                &node.name,
+                Status::invalid_argument(format!(
+                    "sequence number {first_seq} after {} on the same stream: sequence numbers must increase",
+                    state.last_seq
+                )),
+            ));
+        }
+        // Stage 2: the content within the caps.
+        match &mut incoming {
+            Incoming::Batch(batch) => {
+                let cut = bounds::bound_batch(batch, &self.shared.limits).map_err(|refused| {
+                    self.shared.refusals.record(refused.cause, 1, self.peer, &node.name, refused.status.message());
+                    refused.status
+                })?;
+                let refusals = &self.shared.refusals;
+                let detail = "over --max-string-bytes (or the pod UID and QoS caps)";
+                refusals.record(IngestRefusal::StringTruncated, cut.strings, self.peer, &node.name, detail);
+                let detail = "sample entries over --max-sample-entries";
+                refusals.record(IngestRefusal::EntriesDropped, cut.entries, self.peer, &node.name, detail);
+            }
+            Incoming::Gap(gap) => gap.reason = truncate_reason(std::mem::take(&mut gap.reason)),
+        }
+
+        let mut ingest = node.ingest.lock().await;
+        if ingest.active_stream != self.generation {
+            return Err(replaced_status());
+        }
+        let accepted = ingest.accepted_seq;
+        let duplicate = last_seq <= accepted;
+        // Stage 3: the sequence number within what the agent could have produced.
+        if !duplicate {
+            let ceiling = seq::seq_ceiling(accepted, ingest.seq_anchor_ms, received_ms);
+            if last_seq > ceiling {
+                let silent_s = ingest.seq_anchor_ms.map(|anchor| received_ms.saturating_sub(anchor) / 1000);
+                return Err(self.refuse(
+                    IngestRefusal::SeqBeyondBound,
+                    &node.name,
+                    Status::failed_precondition(format!(
+                        "sequence number {last_seq} is beyond what this agent could have produced: node {} is \
+                         handled through {accepted} and the limit is {ceiling} (a full spool, {} seqs, plus {} per \
+                         second since the collector last took one{}); refused, not stored, not acknowledged",
+                        node.name,
+                        seq::SEQ_MARGIN,
+                        seq::SEQS_PER_SECOND,
+                        silent_s.map_or_else(String::new, |s| format!(", {s} s ago")),
+                    )),
+                ));
+            }
+        }
+        let first_message = state.last_seq == 0;
+        state.last_seq = last_seq;
+
+        // Stage 4: pods numbered within the node's cap.
+        let max_pods = self.shared.limits.max_pods_per_node;
+        let declared = match &incoming {
+            Incoming::Batch(batch) => batch.new_pods.as_slice(),
+            Incoming::Gap(_) => &[],
+        };
+        let numbering = {
+            let live = node.live();
+            pods::number(node.id, declared, &ingest.pods_by_uid, &live.pods, ingest.next_pod_id)
+        };
+        let lookup = |pod_ref: u32| {
+            numbering
+                .refs
+                .iter()
+                .rev()
+                .find(|(r, _)| *r == pod_ref)
+                .map(|(_, id)| *id)
+                .or_else(|| state.pod_refs.get(&pod_ref).copied())
+        };
+
+        let mut item =
+            QueueItem { node: node.clone(), pods: Vec::new(), gaps: Vec::new(), batch: None, handled_through: 0 };
+        let mut latest_sample_ms = None;
+        let mut history = None;
+        let mut referenced = HashSet::new();
+        match incoming {
+            Incoming::Batch(mut batch) => {
+                // Every reference must resolve, duplicate or not: an undeclared ref is a broken agent.
+                for sample in &mut batch.samples {
+                    for pod in &mut sample.pods {
+                        pod.pod_ref = lookup(pod.pod_ref).ok_or_else(|| {
+                            invalid(Status::invalid_argument(format!(
+                                "batch {}: pod_ref {} was never declared on this stream (declare it in new_pods first)",
+                                batch.seq, pod.pod_ref
+                            )))
+                        })?;
+                        referenced.insert(pod.pod_ref);
+                    }
+                }
+                if !duplicate {
+                    item.gaps = self.gap_rows(node, accepted, batch.seq, first_message, state, received_ms);
+                    latest_sample_ms = batch.samples.iter().map(|s| s.timestamp_ms).next_back();
+                    let sample_count = u32::try_from(batch.samples.len()).unwrap_or(u32::MAX);
+                    let bytes = Bytes::from(StoredBatch { samples: batch.samples }.encode_to_vec());
+                    history = Some(HistoryEntry { seq: batch.seq, received_ms, bytes: bytes.clone() });
+                    item.batch = Some(BatchRow { node_id: node.id, seq: batch.seq, received_ms, sample_count, bytes });
+                    item.handled_through = batch.seq;
+                }
+            }
+            Incoming::Gap(gap) => {
+                if !duplicate {
+                    item.gaps = self.gap_rows(node, accepted, gap.first_seq, first_message, state, received_ms);
+                    item.gaps.push(GapRow {
+                        node_id: node.id,
+                        first_seq: gap.first_seq.max(accepted.saturating_add(1)),
+                        last_seq: gap.last_seq,
+                        recorded_ms: received_ms,
+                        reason: gap.reason,
+                    });
+                    item.handled_through = gap.last_seq;
+                }
+            }
+        }
+        let forget = {
+            let live = node.live();
+            pods::to_forget(&live.pods, &numbering.rows, &referenced, max_pods)
+        };
+        let Some(forget) = forget else {
+            return Err(self.refuse(
+                IngestRefusal::PodCap,
+                &node.name,
+                Status::resource_exhausted(format!(
+                    "node {} would keep more than {max_pods} pods referenced at once (--max-pods-per-node)",
+                    node.name
+                )),
+            ));
+        };
+        item.pods = numbering.rows;
+
+        if duplicate && item.pods.is_empty() {
+            drop(ingest);
+            self.apply_refs(node, state, &numbering.refs)?;
+            {
+                let mut live = node.live();
+                live.duplicates_dropped += 1;
+                live.last_seen_ms = received_ms;
+            }
+            self.ack_duplicate(node, state, last_seq).await?;
+            return Ok(Handled::Duplicate);
+        }
+
+        // Stage 5: room in the commit queue, in bytes and in messages (backpressure), but let a
+        // replacement or a shutdown interrupt: nothing is queued or changed then, and the agent
+        // sends it again later.
+        let bytes = item_bytes(&item).min(self.shared.limits.max_queue_bytes.max(1));
+        let mut shutdown = self.shutdown.clone();
+        let budget = self.shared.queue_budget.clone();
+        let budget = tokio::select! {
+            biased;
+            _ = replaced.changed() => return Err(replaced_status()),
+            _ = shut_down(&mut shutdown) => return Ok(Handled::Stopped),
+            permit = budget.acquire_many_owned(u32::try_from(bytes).unwrap_or(u32::MAX)) => permit.map_err(|_| shutting_down())?,
+        };
+        let permit = tokio::select! {
+            biased;
+            _ = replaced.changed() => return Err(replaced_status()),
+            _ = shut_down(&mut shutdown) => return Ok(Handled::Stopped),
+            permit = queue.reserve() => permit.map_err(|_| shutting_down())?,
+        };
+        {
+            let mut live = node.live();
+            for pod_id in &forget {
+                if let Some(pod) = live.pods.remove(pod_id) {
+                    ingest.pods_by_uid.remove(&pod.uid);
+                }
+            }
+            for row in &item.pods {
+                ingest.pods_by_uid.insert(row.pod.uid.clone(), row.pod_id);
+                live.pods.insert(row.pod_id, row.pod.clone());
+            }
+        }
+        ingest.next_pod_id = numbering.next_pod_id;
+        if !duplicate {
+            ingest.accepted_seq = last_seq;
+            ingest.seq_anchor_ms = Some(received_ms);
+            state.last_queued = last_seq;
+        }
+        // The budget is given back when this item's commit lands: keyed by its seq, or by the
+        // highest queued one when it carries none (its commit comes with or after that one's).
+        node.hold_queued(if duplicate { ingest.accepted_seq } else { last_seq }, budget);
+        permit.send(item);
+        drop(ingest);
+        self.apply_refs(node, state, &numbering.refs)?;
+
+        // Stage 6: what Query and the analysis read.
+        let kept_in_memory = {
+            let mut live = node.live();
+            live.last_seen_ms = received_ms;
+            if duplicate {
+                live.duplicates_dropped += 1;
+            }
+            if let Some(sample_ms) = latest_sample_ms {
+                live.last_sample_ms = sample_ms;
+                live.skew.observe(received_ms, sample_ms);
+            }
+            history.map(|entry| (entry.bytes.len(), live.push_history(entry, received_ms), live.history_cap_bytes()))
+        };
+        if let Some((bytes, false, cap)) = kept_in_memory {
+            self.shared.refusals.record(
+                IngestRefusal::BatchNotKept,
+                1,
+                self.peer,
+                &node.name,
+                &format!("a batch of {bytes} bytes is over the node's {cap} bytes of memory (--max-history-bytes / --max-nodes): stored, not kept in memory"),
+            );
+        }
+        if duplicate {
+            self.ack_duplicate(node, state, last_seq).await?;
+            return Ok(Handled::Duplicate);
+        }
+        Ok(Handled::Queued)
+    }
+
+    /// The gap rows a message starting at `next_seq` implies.
+    fn gap_rows(
+        &self,
+        node: &Node,
+        accepted: u64,
+        next_seq: u64,
+        first_message: bool,
+        state: &StreamState,
+        received_ms: i64,
+    ) -> Vec<GapRow> {
+        implied_gaps(accepted, next_seq, first_message, state.oldest_spooled_seq)
+            .into_iter()
+            .map(|(first_seq, last_seq, reason)| GapRow {
+                node_id: node.id,
+                first_seq,
+                last_seq,
+                recorded_ms: received_ms,
+                reason: reason.to_string(),
+            })
+            .collect()
+    }
+
+    /// A duplicate is still acknowledged: a resend of something already durable learns so at
+    /// once; a resend of something still being committed is acknowledged when that commit lands.
+    async fn ack_duplicate(&self, node: &Node, state: &mut StreamState, last_seq: u64) -> Result<(), Status> {
+        let committed = node.committed_seq();
+        if last_seq <= committed {
+            state.last_acked = state.last_acked.max(committed);
+            self.send(CollectorKind::Ack(Ack { committed_seq: state.last_acked })).await?;
+        }
+        Ok(())
+    }
+
+    /// Records this batch's declarations on the stream. The stream's map is bounded: past
+    /// [`STREAM_REFS_PER_POD`] refs per kept pod, refs to pods the node no longer keeps are
+    /// dropped, and a stream that still maps too many must start over (RESOURCE_EXHAUSTED; the
+    /// agent reconnects and declares its current pods again, nothing is lost).
+    fn apply_refs(&self, node: &Node, state: &mut StreamState, refs: &[(u32, u32)]) -> Result<(), Status> {
+        for (pod_ref, pod_id) in refs {
+            state.pod_refs.insert(*pod_ref, *pod_id);
+        }
+        let max_refs = self.shared.limits.max_pods_per_node.saturating_mul(STREAM_REFS_PER_POD);
+        if state.pod_refs.len() > max_refs {
+            let live = node.live();
+            state.pod_refs.retain(|_, pod_id| live.pods.contains_key(pod_id));
+        }
+        if state.pod_refs.len() > max_refs {
+            return Err(self.refuse(
+                IngestRefusal::PodCap,
+                &node.name,
+                Status::resource_exhausted(format!(
+                    "this stream maps {} pod refs, more than {max_refs} ({STREAM_REFS_PER_POD} x --max-pods-per-node); \
+                     reconnect and declare the current pods",
+                    state.pod_refs.len()
+                )),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The status to end a stream with when reading from it failed, counted when it is the
+    /// client's fault. tonic reports a message over the decoding limit as OUT_OF_RANGE; the
+    /// contract promises RESOURCE_EXHAUSTED for it.
+    pub(super) fn inbound_error(&self, node: &str, status: Status) -> Status {
+        match status.code() {
+            tonic::Code::OutOfRange => self.refuse(
+                IngestRefusal::MessageTooLarge,
+                node,
+                Status::resource_exhausted(format!(
+                    "message larger than the collector's limit of {MAX_MESSAGE_BYTES} bytes: {}",
+                    status.message()
+                )),
+            ),
+            tonic::Code::Internal if status.message().contains("decode") => self.refuse(
+                IngestRefusal::InvalidMessage,
+                node,
+                Status::invalid_argument(format!("a message does not decode as an AgentMessage: {}", status.message())),
+            ),
+            _ => status,
+        }
+    }
+}
+
+/// The queue bytes an item holds until committed: its batch, pod identities and gaps.
+fn item_bytes(item: &QueueItem) -> usize {
+    let batch = item.batch.as_ref().map_or(0, |b| b.bytes.len());
+    let pods: usize =
+        item.pods.iter().map(|p| p.pod.uid.len() + p.pod.qos_class.len() + p.pod.cgroup_path.len() + 32).sum();
+    let gaps: usize = item.gaps.iter().map(|g| g.reason.len() + 32).sum();
+    batch.saturating_add(pods).saturating_add(gaps).saturating_add(ITEM_OVERHEAD_BYTES)
+}
+
+pub(super) enum Handled {
+    Queued,
+    Duplicate,
+    /// The collector began shutting down while waiting for queue room; nothing was queued.
+    Stopped,
+}
+
+pub(super) enum Incoming {
+    Batch(Batch),
+    Gap(Gap),
+}
+
+impl Incoming {
+    /// The inclusive range of sequence numbers the message handles.
+    fn seq_range(&self) -> Result<(u64, u64), Status> {
+        match self {
+            Incoming::Batch(batch) if batch.seq == 0 => {
+                Err(Status::invalid_argument("batch sequence numbers start at 1"))
+            }
+            Incoming::Batch(batch) => Ok((batch.seq, batch.seq)),
+            Incoming::Gap(gap) if gap.first_seq == 0 || gap.last_seq < gap.first_seq => Err(Status::invalid_argument(
+                format!("gap {}..={} is not a range of sequence numbers >= 1", gap.first_seq, gap.last_seq),
+            )),
+            Incoming::Gap(gap) => Ok((gap.first_seq, gap.last_seq)),
+        }
+    }
+}
+
+fn truncate_reason(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    if reason.is_empty() { "no reason given by the agent".to_string() } else { reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_bounded_and_never_empty() {
+        assert_eq!(truncate_reason(String::new()), "no reason given by the agent");
+        assert_eq!(truncate_reason("x".repeat(5000)).len(), MAX_REASON_BYTES);
+        // a multi-byte character across the limit is not split
+        let reason = format!("{}é", "x".repeat(MAX_REASON_BYTES - 1));
+        assert_eq!(truncate_reason(reason).len(), MAX_REASON_BYTES - 1);
+    }
+}

@@ -14,6 +14,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use bakery_lab::require_root;
+
 /// What the kernel objects of one test are, to remove them.
 struct Made {
     namespaces: Vec<String>,
@@ -39,12 +41,6 @@ impl Drop for Made {
 fn ip(args: &[&str]) {
     let output = Command::new("ip").args(args).output().expect("ip (iproute2)");
     assert!(output.status.success(), "ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
-}
-
-fn require_root(test: &str) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let uid = status.lines().find_map(|line| line.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().next());
-    assert_eq!(uid, Some("0"), "{test} needs root (network namespaces, cgroups); skip it with `--skip root_`");
 }
 
 /// Where a pod cgroup can be made here: a v1 hierarchy the agent does not read figures from

@@ -110,8 +110,8 @@ pub fn summarise(rounds: &[Round]) -> (f64, f64, f64) {
 }
 
 pub fn run(args: &BenchArgs) -> Result<ObserverBench> {
-    let (mut scenario, binaries) = prepare(&args.scenario).map_err(Error::Io)?;
-    interrupt::install().map_err(|e| Error::Io(e.to_string()))?;
+    let (mut scenario, binaries) = prepare(&args.scenario).map_err(Error::Preflight)?;
+    interrupt::install().map_err(|source| Error::Start { what: "listening for Ctrl-C", source })?;
     let duration = args.scenario.duration.unwrap_or(Duration::from_secs(10));
     scenario.load.duration = duration;
     scenario.load.rate = None;
@@ -131,7 +131,7 @@ pub fn run(args: &BenchArgs) -> Result<ObserverBench> {
             demo.cluster.stop_agents();
         }
         // Let start-up or shutdown settle before measuring.
-        interrupt::wait(Duration::from_secs(2)).map_err(|why| Error::Io(why.into()))?;
+        interrupt::wait(Duration::from_secs(2)).map_err(Error::Interrupted)?;
         let summary = demo.run_oha(&oha_path, oha_flags, &load, &url, || {})?;
         eprintln!(
             "bakery-demo bench: round {}/{} agents {}: {:.1} req/s",
@@ -184,7 +184,7 @@ pub fn main(args: BenchArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("bakery-demo bench-observer: {error}");
+            eprintln!("bakery-demo bench-observer: {}", bakery_lab::chain(&error));
             ExitCode::from(2)
         }
     }

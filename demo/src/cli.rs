@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::cluster::Binaries;
+use crate::binaries::Binaries;
 use crate::launch::EnterSpec;
+use crate::lock::RunLock;
 use crate::report::render;
 use crate::run::Options;
 use crate::scenario::{DEFAULT_SCENARIO, ProxyKind, SHIPPED, Scenario};
-use crate::{bench, host, interrupt, otlp, preflight, run, stand_ins};
+use crate::{bench, interrupt, otlp, preflight, run, stand_ins};
 
 /// bakery-demo builds the Bakery on this machine: the scenario's nodes (five in most: master-01..03,
 /// worker-01..02) made of network, PID and mount namespaces, WordPress and MySQL stand-ins in
@@ -116,7 +117,7 @@ impl OtlpArgs {
             .as_deref()
             .map(|endpoint| otlp::Export::parse(endpoint, self.otlp_protocol))
             .transpose()
-            .map_err(|e| e.to_string())
+            .map_err(|e| bakery_lab::chain(&e))
     }
 }
 
@@ -261,7 +262,8 @@ pub fn main() -> ExitCode {
         Some(Command::Probe { url }) => probe(&url),
         Some(Command::List) => {
             for (name, text) in SHIPPED {
-                let description = Scenario::parse(text).map(|s| s.description).unwrap_or_else(|e| e.to_string());
+                let description =
+                    Scenario::parse(text).map(|s| s.description).unwrap_or_else(|e| bakery_lab::chain(&e));
                 println!("{name:<18} {description}");
             }
             ExitCode::SUCCESS
@@ -311,8 +313,10 @@ fn cleanup() -> ExitCode {
         eprintln!("bakery-demo: {message}");
         return ExitCode::from(2);
     }
-    let removed = host::RunLock::acquire()
-        .and_then(|_lock| host::CgroupLayout::detect().and_then(|layout| host::remove_leftovers(&layout)));
+    let removed = RunLock::acquire().and_then(|_lock| {
+        let layout = bakery_lab::cgroup::CgroupLayout::detect()?;
+        Ok(bakery_lab::cleanup::remove_demo_leftovers(&layout)?)
+    });
     match removed {
         Ok(removed) if removed.is_empty() => {
             println!("nothing to clean up");
@@ -325,7 +329,7 @@ fn cleanup() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("bakery-demo cleanup: {error}");
+            eprintln!("bakery-demo cleanup: {}", bakery_lab::chain(&error));
             ExitCode::from(2)
         }
     }
@@ -335,8 +339,11 @@ fn cleanup() -> ExitCode {
 pub fn load_scenario(args: &ScenarioArgs) -> crate::Result<Scenario> {
     match (&args.scenario, &args.scenario_file) {
         (_, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| crate::Error::Scenario(format!("{}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|source| crate::Error::File {
+                action: "reading the scenario",
+                path: path.clone(),
+                source,
+            })?;
             Scenario::parse(&text)
         }
         (Some(name), None) => Scenario::shipped(name),
@@ -346,18 +353,11 @@ pub fn load_scenario(args: &ScenarioArgs) -> crate::Result<Scenario> {
 
 /// Scenario, root, tools and binaries, or a message that says what to do.
 pub fn prepare(args: &ScenarioArgs) -> Result<(Scenario, Binaries), String> {
-    let scenario = load_scenario(args).map_err(|e| e.to_string())?;
+    let scenario = load_scenario(args).map_err(|e| bakery_lab::chain(&e))?;
     preflight::require_root()?;
     let needs_nginx = scenario.proxy.kind == ProxyKind::Nginx;
     preflight::tools(needs_nginx, !args.no_install)?;
-    let binaries = match &args.bin_dir {
-        Some(dir) => {
-            let demo = std::env::current_exe().map_err(|e| e.to_string())?;
-            Binaries::in_dir(dir, demo)
-        }
-        None => Binaries::beside_this_executable(),
-    }
-    .map_err(|e| e.to_string())?;
+    let binaries = Binaries::find(args.bin_dir.as_deref()).map_err(|e| bakery_lab::chain(&e))?;
     Ok((scenario, binaries))
 }
 
@@ -405,7 +405,7 @@ fn run_demo(args: RunArgs) -> ExitCode {
             if report.matched { ExitCode::SUCCESS } else { ExitCode::FAILURE }
         }
         Err(error) => {
-            eprintln!("bakery-demo: {error}");
+            eprintln!("bakery-demo: {}", bakery_lab::chain(&error));
             ExitCode::from(2)
         }
     }

@@ -12,73 +12,23 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::host::{self, CgroupLayout, RunLock, ip, sysctl};
-use crate::launch::{Keeper, Output, Proc};
+use bakery_lab::cgroup::CgroupLayout;
+use bakery_lab::command::{ip, iptables_restore, sysctl};
+use bakery_lab::netns::{self, End, Netns};
+use bakery_lab::process::{Output, Process, Spawn, stop_all, wait_all};
+use bakery_lab::{cleanup, wait_until};
+
+use crate::binaries::Binaries;
+use crate::launch::{self, Keeper, with_log};
+use crate::lock::RunLock;
 use crate::plan::{
     APISERVER_PORT, COLLECTOR_PORT, LAN_BRIDGE, LAN_NETNS, LAN_PREFIX_LEN, NODE_NIC, Plan, PodPlan, Station,
     node_cgroup, node_system_cgroup,
 };
 use crate::scenario::{App, BurnStart, Entry, ProxyKind, WorkloadSpec};
 use crate::{Error, Result, kube_proxy, kube_state, nginx, otlp, sysfs};
-
-/// Where the other bakery binaries are.
-#[derive(Debug, Clone)]
-pub struct Binaries {
-    /// This binary (stand-ins, keepers, `enter`).
-    pub demo: PathBuf,
-    pub agent: PathBuf,
-    pub collector: PathBuf,
-    pub top: Option<PathBuf>,
-    /// The Kubernetes API test double, when it is built.
-    pub apiserver: Option<PathBuf>,
-    pub nginx: Option<PathBuf>,
-    pub oha: Option<PathBuf>,
-}
-
-impl Binaries {
-    /// The binaries next to this executable (cargo puts a workspace's binaries in one directory).
-    pub fn beside_this_executable() -> Result<Self> {
-        let demo = std::env::current_exe().map_err(|e| Error::Io(format!("locating bakery-demo: {e}")))?;
-        let dir = demo.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::in_dir(&dir, demo)
-    }
-
-    pub fn in_dir(dir: &Path, demo: PathBuf) -> Result<Self> {
-        let required = |name: &str| {
-            let path = dir.join(name);
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(Error::Io(format!(
-                    "{} is missing: build it with `cargo build -p {name}` (or run `cargo xtask demo`)",
-                    path.display()
-                )))
-            }
-        };
-        let optional = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
-        Ok(Self {
-            agent: required("bakery-agent")?,
-            collector: required("bakery-collector")?,
-            top: optional("bakery-top"),
-            apiserver: optional("bakery-fake-apiserver"),
-            nginx: find_command("nginx"),
-            oha: crate::oha::locate(),
-            demo,
-        })
-    }
-}
-
-/// A command on PATH or in root's sbin folders.
-pub fn find_command(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .filter(|d| !d.is_empty())
-        .map(|dir| Path::new(dir).join(name))
-        .find(|p| p.is_file())
-}
 
 /// What the cluster runs with.
 #[derive(Debug, Clone)]
@@ -103,19 +53,19 @@ pub struct Cluster {
     pub binaries: Binaries,
     pub layout: CgroupLayout,
     pub run_dir: PathBuf,
-    made_netns: Vec<String>,
+    made_netns: Vec<Netns>,
     made_cgroups: bool,
     keepers: BTreeMap<String, Keeper>,
-    pods: Vec<Proc>,
-    extras: Vec<Proc>,
+    pods: Vec<Process>,
+    extras: Vec<Process>,
     load_extras_started: bool,
-    apiserver: Option<Proc>,
-    collector: Option<Proc>,
+    apiserver: Option<Process>,
+    collector: Option<Process>,
     /// Carries the collector's OTLP out of the control namespace; outlives the collector, whose
     /// last export happens as it stops.
     otlp_relay: Option<otlp::Relay>,
-    agents: BTreeMap<String, Proc>,
-    proxy: Option<Proc>,
+    agents: BTreeMap<String, Process>,
+    proxy: Option<Process>,
     /// The lock is released last.
     _lock: RunLock,
 }
@@ -128,14 +78,18 @@ impl Cluster {
     pub fn build(plan: Plan, binaries: Binaries, options: &ClusterOptions, progress: Progress<'_>) -> Result<Self> {
         let lock = RunLock::acquire()?;
         let layout = CgroupLayout::detect()?;
-        let removed = host::remove_leftovers(&layout)?;
+        let removed = cleanup::remove_demo_leftovers(&layout)?;
         if !removed.is_empty() {
             progress(&format!("removed what an earlier run left behind: {}", removed.join(", ")));
         }
         let run_dir = tempfile::Builder::new()
-            .prefix(&format!("{}run-", crate::plan::PREFIX))
+            .prefix(&cleanup::demo_run_dir_prefix())
             .tempdir()
-            .map_err(|e| Error::Io(format!("creating the run directory: {e}")))?
+            .map_err(|source| Error::File {
+                action: "creating a run directory in",
+                path: std::env::temp_dir(),
+                source,
+            })?
             .keep();
         let mut cluster = Self {
             plan,
@@ -161,7 +115,8 @@ impl Cluster {
 
     fn build_all(&mut self, options: &ClusterOptions, progress: Progress<'_>) -> Result<()> {
         for dir in ["logs", "pods", "sys", "nginx", "data"] {
-            std::fs::create_dir_all(self.run_dir.join(dir)).map_err(|e| Error::Io(format!("creating {dir}: {e}")))?;
+            let path = self.run_dir.join(dir);
+            std::fs::create_dir_all(&path).map_err(|source| Error::File { action: "creating", path, source })?;
         }
         progress(&format!(
             "building {} nodes and {} pods in network namespaces ({}*), addresses in 198.18.0.0/15",
@@ -195,20 +150,17 @@ impl Cluster {
         self.run_dir.join("logs").join(format!("{name}.log"))
     }
 
-    fn add_netns(&mut self, netns: &str) -> Result<()> {
-        ip(&["netns", "add", netns])?;
-        self.made_netns.push(netns.to_string());
-        ip(&["-n", netns, "link", "set", "lo", "up"]).map(drop)
+    fn add_netns(&mut self, name: &str) -> Result<()> {
+        self.made_netns.push(Netns::create(name)?);
+        Ok(())
     }
 
     /// A veth from `netns` (named `eth0` there) to the LAN bridge, with `address/24`.
     fn plug_into_lan(&self, netns: &str, lan_peer: &str, address: Ipv4Addr) -> Result<()> {
-        // Both ends are created straight inside the namespaces: nothing appears in the root
-        // namespace, not even for a moment.
-        ip(&["-n", netns, "link", "add", NODE_NIC, "type", "veth", "peer", "name", lan_peer, "netns", LAN_NETNS])?;
+        netns::veth(End { netns, device: NODE_NIC }, End { netns: LAN_NETNS, device: lan_peer })?;
         ip(&["-n", LAN_NETNS, "link", "set", lan_peer, "master", LAN_BRIDGE, "up"])?;
-        ip(&["-n", netns, "addr", "add", &format!("{address}/{LAN_PREFIX_LEN}"), "dev", NODE_NIC])?;
-        ip(&["-n", netns, "link", "set", NODE_NIC, "up"]).map(drop)
+        netns::add_address(netns, &format!("{address}/{LAN_PREFIX_LEN}"), NODE_NIC)?;
+        Ok(netns::link_up(netns, NODE_NIC)?)
     }
 
     fn make_network(&mut self) -> Result<()> {
@@ -255,7 +207,7 @@ impl Cluster {
                     .entry_nodes()
                     .first()
                     .map(|n| n.netns.clone())
-                    .ok_or_else(|| Error::Io("no announcer".into()))?;
+                    .ok_or_else(|| Error::Plan("an L2 entry without an announcer".into()))?;
                 ip(&["-n", &announcer, "addr", "add", &format!("{}/32", plan.load_balancer_ip), "dev", NODE_NIC])?;
             }
             Entry::EveryNode => {
@@ -285,10 +237,9 @@ impl Cluster {
         }
         for node in &plan.nodes {
             let rules = kube_proxy::rules(&plan, node);
-            std::fs::write(self.run_dir.join(format!("iptables-{}.rules", node.name)), &rules)
-                .map_err(|e| Error::Io(format!("writing the rules: {e}")))?;
-            host::in_netns(&node.netns, "iptables-restore", &[], Some(&rules))
-                .map_err(|e| Error::Io(format!("kube-proxy rules on {}: {e}", node.name)))?;
+            let path = self.run_dir.join(format!("iptables-{}.rules", node.name));
+            std::fs::write(&path, &rules).map_err(|source| Error::File { action: "writing", path, source })?;
+            iptables_restore(&node.netns, &rules)?;
         }
         Ok(())
     }
@@ -300,20 +251,7 @@ impl Cluster {
     fn make_pod_network(&mut self, pod: &PodPlan) -> Result<()> {
         let node = self.plan.nodes[pod.node_index].clone();
         self.add_netns(&pod.netns)?;
-        ip(&[
-            "-n",
-            &node.netns,
-            "link",
-            "add",
-            &pod.host_veth,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &pod.netns,
-        ])?;
+        netns::veth(End { netns: &node.netns, device: &pod.host_veth }, End { netns: &pod.netns, device: "eth0" })?;
         let gateway = node.pod_gateway.to_string();
         ip(&["-n", &node.netns, "addr", "add", &format!("{gateway}/32"), "dev", &pod.host_veth])?;
         ip(&["-n", &node.netns, "link", "set", &pod.host_veth, "up"])?;
@@ -321,7 +259,8 @@ impl Cluster {
         ip(&["-n", &pod.netns, "addr", "add", &format!("{}/32", pod.address), "dev", "eth0"])?;
         ip(&["-n", &pod.netns, "link", "set", "eth0", "up"])?;
         ip(&["-n", &pod.netns, "route", "add", &gateway, "dev", "eth0", "scope", "link"])?;
-        ip(&["-n", &pod.netns, "route", "add", "default", "via", &gateway, "dev", "eth0"]).map(drop)
+        ip(&["-n", &pod.netns, "route", "add", "default", "via", &gateway, "dev", "eth0"])?;
+        Ok(())
     }
 
     fn make_cgroups(&mut self) -> Result<()> {
@@ -356,7 +295,7 @@ impl Cluster {
     }
 
     fn keeper(&self, netns: &str) -> Result<&Keeper> {
-        self.keepers.get(netns).ok_or_else(|| Error::Io(format!("no keeper for {netns}")))
+        self.keepers.get(netns).ok_or_else(|| Error::Plan(format!("no keeper for {netns}")))
     }
 
     /// The stats file of a web pod.
@@ -386,7 +325,7 @@ impl Cluster {
                         .upstream
                         .as_ref()
                         .and_then(|u| plan.service(u))
-                        .ok_or_else(|| Error::Io(format!("{}: no Service for its upstream", pod.name)))?;
+                        .ok_or_else(|| Error::Plan(format!("{}: no Service for its upstream", pod.name)))?;
                     let dir = self.run_dir.join("nginx").join(&pod.name);
                     let config = nginx::config(
                         &dir,
@@ -400,17 +339,12 @@ impl Cluster {
                     let mut command = vec![demo.clone()];
                     command.extend(self.stand_in_args(pod, spec));
                     let args = self.keeper(&node.netns)?.enter_args(Some(&pod.netns), cgroups, command);
-                    let proc = Proc::spawn(
-                        &pod.name,
-                        &self.binaries.demo,
-                        &args,
-                        Output::Lines { log: self.log(&pod.name) },
-                        false,
-                        true,
-                    )?;
+                    let output = Output::Lines { stderr_log: Some(self.log(&pod.name)) };
+                    let proc = launch::start(&pod.name, &self.binaries.demo, &args, output)?;
                     proc.wait_for_line(&format!("{} to listen", pod.name), Duration::from_secs(10), |l| {
                         l.starts_with("listening")
-                    })?;
+                    })
+                    .map_err(|e| with_log(&proc, e))?;
                     proc
                 }
             };
@@ -462,16 +396,23 @@ impl Cluster {
         netns: &str,
         pod_netns: Option<&str>,
         cgroups: Vec<PathBuf>,
-    ) -> Result<Proc> {
+    ) -> Result<Process> {
         let nginx = self
             .binaries
             .nginx
             .clone()
-            .ok_or_else(|| Error::Io("nginx is not installed (apt-get install nginx)".into()))?;
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io(format!("creating {}: {e}", dir.display())))?;
+            .ok_or_else(|| Error::Missing { what: "nginx".into(), how: "apt-get install nginx".into() })?;
+        std::fs::create_dir_all(dir).map_err(|source| Error::File {
+            action: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let config_path = dir.join("nginx.conf");
-        std::fs::write(&config_path, config)
-            .map_err(|e| Error::Io(format!("writing {}: {e}", config_path.display())))?;
+        std::fs::write(&config_path, config).map_err(|source| Error::File {
+            action: "writing",
+            path: config_path.clone(),
+            source,
+        })?;
         let command = vec![
             nginx.display().to_string(),
             "-c".into(),
@@ -482,15 +423,17 @@ impl Cluster {
             dir.join("nginx-error.log").display().to_string(),
         ];
         let args = self.keeper(netns)?.enter_args(pod_netns, cgroups, command);
-        let mut proxy = Proc::spawn(name, &self.binaries.demo, &args, Output::Log(self.log(name)), false, true)?;
+        let mut proxy = launch::start(name, &self.binaries.demo, &args, Output::Log(self.log(name)))?;
         let pid_file = dir.join("nginx.pid");
-        let started = Instant::now();
-        while !pid_file.is_file() {
-            if !proxy.running() || started.elapsed() > Duration::from_secs(10) {
-                let error_log = std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
-                return Err(proxy.with_log(Error::Io(format!("{name} (nginx) did not start: {}", error_log.trim()))));
-            }
-            host::pause(Duration::from_millis(20));
+        if let Err(error) = wait_for_file(&mut proxy, &pid_file, Duration::from_secs(10)) {
+            // nginx says why in its own error log.
+            let error_log = std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default();
+            let tail = error_log.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>();
+            return Err(Error::Process {
+                name: format!("{name} (nginx)"),
+                tail: tail.join("\n"),
+                source: Box::new(error),
+            });
         }
         Ok(proxy)
     }
@@ -530,17 +473,12 @@ impl Cluster {
             for (what, command) in commands {
                 let name = format!("{what}-{}", node.name);
                 let args = self.keeper(&node.netns)?.enter_args(None, cgroups.clone(), command);
-                let proc = Proc::spawn(
-                    &name,
-                    &self.binaries.demo,
-                    &args,
-                    Output::Lines { log: self.log(&name) },
-                    false,
-                    true,
-                )?;
+                let output = Output::Lines { stderr_log: Some(self.log(&name)) };
+                let proc = launch::start(&name, &self.binaries.demo, &args, output)?;
                 proc.wait_for_line(&format!("{name} to start"), Duration::from_secs(30), |l| {
                     l.starts_with("burning") || l.starts_with("holding")
-                })?;
+                })
+                .map_err(|e| with_log(&proc, e))?;
                 self.extras.push(proc);
                 started.push(name);
             }
@@ -562,9 +500,13 @@ impl Cluster {
     fn start_control(&mut self, otlp: Option<&otlp::Export>) -> Result<()> {
         let control = self.plan.control.netns.clone();
         let state_file = self.run_dir.join("kube-state.json");
-        let state =
-            serde_json::to_string_pretty(&kube_state::state(&self.plan)).map_err(|e| Error::Io(e.to_string()))?;
-        std::fs::write(&state_file, state).map_err(|e| Error::Io(format!("writing {}: {e}", state_file.display())))?;
+        let state = serde_json::to_string_pretty(&kube_state::state(&self.plan))
+            .map_err(|source| Error::Json { what: "the cluster's state for the API double".into(), source })?;
+        std::fs::write(&state_file, state).map_err(|source| Error::File {
+            action: "writing",
+            path: state_file.clone(),
+            source,
+        })?;
         let mut kubeconfig = None;
         if let Some(apiserver) = self.binaries.apiserver.clone() {
             let path = self.run_dir.join("kubeconfig");
@@ -581,14 +523,8 @@ impl Cluster {
                 ready.display().to_string(),
             ];
             let args = self.keeper(&control)?.enter_args(None, Vec::new(), command);
-            let mut double = Proc::spawn(
-                "bakery-fake-apiserver",
-                &self.binaries.demo,
-                &args,
-                Output::Log(self.log("apiserver")),
-                false,
-                true,
-            )?;
+            let mut double =
+                launch::start("bakery-fake-apiserver", &self.binaries.demo, &args, Output::Log(self.log("apiserver")))?;
             wait_for_file(&mut double, &ready, Duration::from_secs(10))?;
             self.apiserver = Some(double);
             kubeconfig = Some(path);
@@ -619,21 +555,22 @@ impl Cluster {
             command.push("--no-auto-windows".into());
         }
         if let Some(export) = otlp {
-            let netns = Path::new(host::NETNS_DIR).join(&control);
-            self.otlp_relay = Some(otlp::Relay::start(&netns, &export.target)?);
+            self.otlp_relay = Some(otlp::Relay::start(&control, &export.target)?);
         }
         let relay = otlp.zip(self.otlp_relay.as_ref().map(otlp::Relay::address));
         let env = otlp::collector_env(relay, |name| std::env::var(name).ok());
         let args = self.keeper(&control)?.enter_args(None, Vec::new(), command);
-        let mut collector = Proc::spawn_with_env(
-            "bakery-collector",
-            &self.binaries.demo,
-            &args,
-            Output::Log(self.log("collector")),
-            false,
-            true,
-            &env,
-        )?;
+        // What `enter` runs inherits these changes to the environment.
+        let mut collector = env
+            .iter()
+            .fold(Spawn::new("bakery-collector", &self.binaries.demo), |spawn, (variable, value)| match value {
+                Some(value) => spawn.env(variable, value),
+                None => spawn.env_remove(variable),
+            })
+            .args(&args)
+            .output(Output::Log(self.log("collector")))
+            .own_group()
+            .start()?;
         wait_for_file(&mut collector, &ready, Duration::from_secs(20))?;
         self.collector = Some(collector);
         Ok(())
@@ -668,7 +605,7 @@ impl Cluster {
             let cgroups = self.layout.dirs(&node_system_cgroup(&node.name));
             let args = self.keeper(&node.netns)?.enter_args(None, cgroups, command);
             let name = format!("agent-{}", node.name);
-            let agent = Proc::spawn(&name, &self.binaries.demo, &args, Output::Log(self.log(&name)), false, true)?;
+            let agent = launch::start(&name, &self.binaries.demo, &args, Output::Log(self.log(&name)))?;
             self.agents.insert(node.name.clone(), agent);
         }
         Ok(())
@@ -677,7 +614,7 @@ impl Cluster {
     /// Stops the agents with SIGTERM (they send what they hold first), all at once; true when all
     /// stopped so.
     pub fn stop_agents(&mut self) -> bool {
-        let mut agents: Vec<Proc> = std::mem::take(&mut self.agents).into_values().collect();
+        let mut agents: Vec<Process> = std::mem::take(&mut self.agents).into_values().collect();
         stop_all(&mut agents, Duration::from_secs(10))
     }
 
@@ -711,15 +648,16 @@ impl Cluster {
     }
 
     /// Runs `command` in the client station (the load generator's namespace).
-    pub fn spawn_in_client(&self, name: &str, command: Vec<String>) -> Result<Proc> {
+    pub fn spawn_in_client(&self, name: &str, command: Vec<String>) -> Result<Process> {
         let args = self.keeper(&self.plan.client.netns)?.enter_args(None, Vec::new(), command);
-        Proc::spawn(name, &self.binaries.demo, &args, Output::Lines { log: self.log(name) }, false, true)
+        launch::start(name, &self.binaries.demo, &args, Output::Lines { stderr_log: Some(self.log(name)) })
     }
 
     /// Runs `command` in the control station (where the collector is), on this terminal.
-    pub fn spawn_in_control_on_terminal(&self, name: &str, command: Vec<String>) -> Result<Proc> {
+    pub fn spawn_in_control_on_terminal(&self, name: &str, command: Vec<String>) -> Result<Process> {
         let args = self.keeper(&self.plan.control.netns)?.enter_args(None, Vec::new(), command);
-        Proc::spawn(name, &self.binaries.demo, &args, Output::Terminal, false, false)
+        // In the terminal's process group: it reads the keyboard.
+        Ok(Spawn::new(name, &self.binaries.demo).args(&args).output(Output::Inherit).start()?)
     }
 
     /// The URL the load generator targets: the proxy, or the LoadBalancer IP without one.
@@ -737,17 +675,20 @@ impl Cluster {
     pub fn host_veth_bytes(&self, pod: &PodPlan) -> Result<(u64, u64)> {
         let node = &self.plan.nodes[pod.node_index];
         let json = ip(&["-n", &node.netns, "-s", "-j", "link", "show", "dev", &pod.host_veth])?;
-        let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| Error::Io(format!("ip -j: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&json)
+            .map_err(|source| Error::Json { what: format!("`ip -s -j link show dev {}`", pod.host_veth), source })?;
         let stats = &value[0]["stats64"];
         let read = |dir: &str| {
-            stats[dir]["bytes"].as_u64().ok_or_else(|| Error::Io(format!("no {dir} bytes for {}", pod.host_veth)))
+            stats[dir]["bytes"]
+                .as_u64()
+                .ok_or_else(|| Error::Stalled(format!("`ip -s -j` shows no {dir} bytes for {}", pod.host_veth)))
         };
         Ok((read("rx")?, read("tx")?))
     }
 
     /// Stops everything and removes every namespace, cgroup and the run directory. Idempotent;
     /// returns what could not be removed.
-    pub fn teardown(&mut self) -> Vec<String> {
+    pub fn teardown(&mut self) -> Vec<Error> {
         let mut problems = Vec::new();
         self.stop_agents();
         self.stop_collector();
@@ -758,7 +699,7 @@ impl Cluster {
         for keeper in self.keepers.values_mut() {
             keeper.process.close_stdin();
         }
-        let mut launched: Vec<Proc> = [self.proxy.take(), self.apiserver.take()].into_iter().flatten().collect();
+        let mut launched: Vec<Process> = [self.proxy.take(), self.apiserver.take()].into_iter().flatten().collect();
         launched.append(&mut self.pods);
         launched.append(&mut self.extras);
         wait_all(&mut launched, Duration::from_secs(5));
@@ -768,69 +709,46 @@ impl Cluster {
         }
         drop(launched);
         for netns in self.made_netns.drain(..).rev() {
-            if let Err(e) = host::remove_netns(&netns) {
-                problems.push(e.to_string());
+            if let Err(e) = netns.remove() {
+                problems.push(e.into());
             }
         }
         if self.made_cgroups {
-            problems.extend(self.layout.remove_tree());
+            if let Err(e) = self.layout.remove(crate::plan::CGROUP_DIR) {
+                problems.push(e.into());
+            }
             self.made_cgroups = false;
         }
         if self.run_dir.exists()
-            && let Err(e) = std::fs::remove_dir_all(&self.run_dir)
+            && let Err(source) = std::fs::remove_dir_all(&self.run_dir)
         {
-            problems.push(format!("removing {}: {e}", self.run_dir.display()));
+            problems.push(Error::File { action: "removing", path: self.run_dir.clone(), source });
         }
         problems
-    }
-}
-
-/// SIGTERM to every process at once, then waits up to `grace` for all; true when all exited so.
-fn stop_all(processes: &mut [Proc], grace: Duration) -> bool {
-    for process in processes.iter_mut() {
-        if process.running() {
-            host::signal(process.pid(), nix::sys::signal::Signal::SIGTERM);
-        }
-    }
-    let clean = wait_all(processes, grace);
-    for process in processes.iter_mut() {
-        process.stop(Duration::ZERO);
-    }
-    clean
-}
-
-/// Waits up to `timeout` for every process to exit; true when they all did.
-fn wait_all(processes: &mut [Proc], timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if processes.iter_mut().all(|p| !p.running()) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        host::pause(Duration::from_millis(10));
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         for problem in self.teardown() {
-            eprintln!("bakery-demo: cleanup: {problem}");
+            eprintln!("bakery-demo: cleanup: {}", bakery_lab::chain(&problem));
         }
     }
 }
 
 /// Waits until `process` has written `file` (its ready file), failing if it exits first.
-fn wait_for_file(process: &mut Proc, file: &Path, timeout: Duration) -> Result<()> {
-    let started = Instant::now();
-    while !file.is_file() {
-        if !process.running() || started.elapsed() > timeout {
-            return Err(process.with_log(Error::Io(format!("{} did not start", process.name))));
-        }
-        host::pause(Duration::from_millis(20));
+fn wait_for_file(process: &mut Process, file: &Path, timeout: Duration) -> Result<()> {
+    let what = format!("{} to write {}", process.name(), file.display());
+    let mut exited = false;
+    let written = wait_until(&what, timeout, || {
+        exited = !process.running();
+        exited || file.is_file()
+    });
+    match written {
+        Ok(()) if !exited || file.is_file() => Ok(()),
+        Ok(()) => Err(with_log(process, Error::Stalled(format!("{} exited before it was ready", process.name())))),
+        Err(timeout) => Err(with_log(process, timeout)),
     }
-    Ok(())
 }
 
 /// The flags this collector build's `serve` accepts (older builds lack the Kubernetes watch and
@@ -846,17 +764,7 @@ fn collector_flags(collector: &Path) -> String {
 /// Whether any of the demo's namespaces, cgroups or run directories exist (what the cleanup
 /// acceptance test checks, and `bakery-demo cleanup` reports).
 pub fn leftovers() -> Vec<String> {
-    let mut found: Vec<String> = host::demo_netns().into_iter().map(|n| format!("network namespace {n}")).collect();
-    if let Ok(layout) = CgroupLayout::detect() {
-        for hierarchy in layout.hierarchies() {
-            let dir = hierarchy.join(crate::plan::CGROUP_DIR);
-            if dir.exists() {
-                found.push(format!("cgroup {}", dir.display()));
-            }
-        }
-    }
-    found.extend(host::demo_run_dirs().into_iter().map(|d| format!("run directory {}", d.display())));
-    found
+    cleanup::demo_leftovers()
 }
 
 /// The node cgroup of `node` in every hierarchy (tests read its accounting).

@@ -4,7 +4,7 @@
 //! (`bakery-fake-apiserver --state FILE`) serves them with list and watch; the collector maps the
 //! agents' pod UIDs through them and reads the Service's entry from them. Pure.
 //!
-//! The state file's keys are the double's (`tests/src/kube_double.rs`): `nodes`, `pods`,
+//! The state file's keys are the double's (`lab/src/kube_double/state.rs`): `nodes`, `pods`,
 //! `replicasets`, `services`, `endpointslices`, MetalLB's `ipaddresspools`, `l2advertisements`,
 //! `bgpadvertisements`, `servicel2statuses`, `servicebgpstatuses`, and `apis`, the API groups
 //! installed beyond Kubernetes' own (`metallb.io/v1beta1` when MetalLB's CRDs are; a client asking

@@ -24,17 +24,16 @@
 //! the keeper started are not visible inside it, so every namespace file is opened first.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
 
+use bakery_lab::netns;
+use bakery_lab::process::{self, Output, Process, Spawn};
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
 
-use crate::host::{self, NETNS_DIR};
 use crate::{Error, Result};
 
 /// What `bakery-demo enter` is asked to do.
@@ -79,20 +78,20 @@ pub fn enter(spec: &EnterSpec) -> ExitCode {
     match enter_inner(spec) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("bakery-demo enter: {error}");
+            eprintln!("bakery-demo enter: {}", bakery_lab::chain(&error));
             ExitCode::from(125)
         }
     }
 }
 
 fn enter_inner(spec: &EnterSpec) -> Result<ExitCode> {
-    let (program, args) = spec.command.split_first().ok_or_else(|| Error::Io("no command to run".into()))?;
+    let (program, args) = spec.command.split_first().ok_or(Error::Usage("no command to run"))?;
     if spec.exec && spec.keeper.is_some() {
-        return Err(Error::Io("--exec cannot enter a PID namespace".into()));
+        return Err(Error::Usage("--exec cannot enter a PID namespace"));
     }
-    let open = |path: PathBuf| File::open(&path).map_err(|e| Error::Io(format!("opening {}: {e}", path.display())));
+    let open = |path: PathBuf| File::open(&path).map_err(|source| Error::File { action: "opening", path, source });
     let net = match (&spec.netns, spec.keeper) {
-        (Some(name), _) => Some(open(Path::new(NETNS_DIR).join(name))?),
+        (Some(name), _) => Some(open(netns::path(name))?),
         (None, Some(keeper)) => Some(open(PathBuf::from(format!("/proc/{keeper}/ns/net")))?),
         (None, None) => None,
     };
@@ -105,10 +104,10 @@ fn enter_inner(spec: &EnterSpec) -> Result<ExitCode> {
     };
     for cgroup in &spec.cgroups {
         let procs = cgroup.join("cgroup.procs");
-        std::fs::write(&procs, "0").map_err(|e| Error::Io(format!("joining {}: {e}", procs.display())))?;
+        std::fs::write(&procs, "0").map_err(|source| Error::File { action: "joining", path: procs, source })?;
     }
-    let setns = |file: &File, flag: CloneFlags, what: &str| {
-        nix::sched::setns(file, flag).map_err(|e| Error::Io(format!("entering the {what} namespace: {e}")))
+    let setns = |file: &File, flag: CloneFlags, what: &'static str| {
+        nix::sched::setns(file, flag).map_err(|source| Error::Enter { what, source })
     };
     if let Some(net) = &net {
         setns(net, CloneFlags::CLONE_NEWNET, "network")?;
@@ -122,28 +121,33 @@ fn enter_inner(spec: &EnterSpec) -> Result<ExitCode> {
     let mut command = Command::new(program);
     command.args(args);
     if spec.exec {
-        let error = command.exec();
-        return Err(Error::Io(format!("cannot run {program}: {error}")));
+        let source = command.exec();
+        return Err(bakery_lab::Error::Spawn { program: program.clone(), source }.into());
     }
     // Only now may threads start: entering a mount namespace needs a single-threaded process.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Io(format!("starting the runtime: {e}")))?;
+        .map_err(|source| Error::Start { what: "the async runtime", source })?;
     runtime.block_on(supervise(tokio::process::Command::from(command), program))
+}
+
+fn waiting(program: &str, source: std::io::Error) -> bakery_lab::Error {
+    bakery_lab::Error::Pipe { action: "waiting for", program: program.to_string(), source }
 }
 
 /// Runs the child, forwarding termination signals, and returns its exit status.
 async fn supervise(mut command: tokio::process::Command, program: &str) -> Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut child = command.spawn().map_err(|e| Error::Io(format!("cannot run {program}: {e}")))?;
-    let listen = |kind| signal(kind).map_err(|e| Error::Io(format!("cannot listen for signals: {e}")));
+    let mut child =
+        command.spawn().map_err(|source| bakery_lab::Error::Spawn { program: program.to_string(), source })?;
+    let listen = |kind| signal(kind).map_err(|source| Error::Start { what: "listening for signals", source });
     let (mut term, mut int, mut hup) =
         (listen(SignalKind::terminate())?, listen(SignalKind::interrupt())?, listen(SignalKind::hangup())?);
     loop {
         let forward = tokio::select! {
             status = child.wait() => {
-                let status = status.map_err(|e| Error::Io(format!("waiting for {program}: {e}")))?;
+                let status = status.map_err(|source| waiting(program, source))?;
                 let code = status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0));
                 return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
             }
@@ -152,7 +156,7 @@ async fn supervise(mut command: tokio::process::Command, program: &str) -> Resul
             _ = hup.recv() => Signal::SIGHUP,
         };
         if let Some(pid) = child.id() {
-            host::signal(pid, forward);
+            process::signal(pid, forward);
         }
     }
 }
@@ -164,8 +168,8 @@ pub fn keeper() -> ExitCode {
         loop {
             match nix::sys::wait::waitpid(None, None) {
                 Ok(_) => {}
-                Err(nix::errno::Errno::ECHILD) => host::pause(Duration::from_millis(100)),
-                Err(_) => host::pause(Duration::from_millis(10)),
+                Err(nix::errno::Errno::ECHILD) => bakery_lab::pause(Duration::from_millis(100)),
+                Err(_) => bakery_lab::pause(Duration::from_millis(10)),
             }
         }
     });
@@ -177,231 +181,22 @@ pub fn keeper() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Lines a child printed, and whether it has closed its stdout.
-#[derive(Debug, Default)]
-struct Lines {
-    state: Mutex<(Vec<String>, bool)>,
-    changed: Condvar,
+/// Starts `program args` for the cluster: in a process group of its own (a Ctrl-C at the terminal
+/// reaches the demo only, which then stops everything in order), with `output`.
+pub fn start(name: &str, program: &Path, args: &[String], output: Output) -> Result<Process> {
+    Ok(Spawn::new(name, program).args(args).output(output).own_group().start()?)
 }
 
-impl Lines {
-    fn collect(stdout: impl std::io::Read + Send + 'static, echo: Option<String>) -> Arc<Self> {
-        let lines = Arc::new(Self::default());
-        let writer = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(prefix) = &echo {
-                    eprintln!("{prefix}{line}");
-                }
-                writer.lock().0.push(line);
-                writer.changed.notify_all();
-            }
-            writer.lock().1 = true;
-            writer.changed.notify_all();
-        });
-        lines
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Vec<String>, bool)> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn wait_for(&self, what: &str, timeout: Duration, check: impl Fn(&[String]) -> bool) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        loop {
-            if check(&state.0) {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if state.1 || now >= deadline {
-                let why = if state.1 { "it exited" } else { "timed out" };
-                return Err(Error::Io(format!("waiting for {what}: {why}")));
-            }
-            state = self.changed.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
-        }
-    }
-}
-
-/// A process the demo started; killed when dropped.
-#[derive(Debug)]
-pub struct Proc {
-    pub name: String,
-    child: Child,
-    lines: Option<Arc<Lines>>,
-    stdin: Option<ChildStdin>,
-    pub log: Option<PathBuf>,
-}
-
-/// Where a process's output goes.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// stdout collected as lines (for readiness and results), stderr to the log file.
-    Lines { log: PathBuf },
-    /// Both to the log file.
-    Log(PathBuf),
-    /// The demo's own terminal (bakery-top).
-    Terminal,
-}
-
-impl Proc {
-    /// Starts `program args` with `output`; with `keep_stdin` the child's stdin is a pipe held
-    /// until the `Proc` drops (a keeper watches it), else it is empty. `own_group` puts the child
-    /// in a process group of its own, so a Ctrl-C at the terminal reaches the demo only, which
-    /// then stops everything in order.
-    pub fn spawn(
-        name: &str,
-        program: &Path,
-        args: &[String],
-        output: Output,
-        keep_stdin: bool,
-        own_group: bool,
-    ) -> Result<Self> {
-        Self::spawn_with_env(name, program, args, output, keep_stdin, own_group, &[])
-    }
-
-    /// [`Proc::spawn`] with changes to the inherited environment: `(name, Some(value))` sets a
-    /// variable, `(name, None)` removes it. What `enter` runs inherits them.
-    pub fn spawn_with_env(
-        name: &str,
-        program: &Path,
-        args: &[String],
-        output: Output,
-        keep_stdin: bool,
-        own_group: bool,
-        env: &[(&str, Option<String>)],
-    ) -> Result<Self> {
-        let mut command = Command::new(program);
-        command.args(args);
-        for (variable, value) in env {
-            match value {
-                Some(value) => command.env(variable, value),
-                None => command.env_remove(variable),
-            };
-        }
-        if own_group {
-            command.process_group(0);
-        }
-        command.stdin(if keep_stdin { Stdio::piped() } else { Stdio::null() });
-        let open_log = |path: &Path| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| Error::Io(format!("opening {}: {e}", path.display())))
-        };
-        let mut log_path = None;
-        match &output {
-            Output::Lines { log } => {
-                command.stdout(Stdio::piped()).stderr(open_log(log)?);
-                log_path = Some(log.clone());
-            }
-            Output::Log(log) => {
-                let file = open_log(log)?;
-                let second = file.try_clone().map_err(|e| Error::Io(format!("opening {}: {e}", log.display())))?;
-                command.stdout(file).stderr(second);
-                log_path = Some(log.clone());
-            }
-            Output::Terminal => {}
-        }
-        let mut child =
-            command.spawn().map_err(|e| Error::Io(format!("cannot start {name} ({}): {e}", program.display())))?;
-        let lines = child.stdout.take().map(|stdout| Lines::collect(stdout, None));
-        let stdin = child.stdin.take();
-        Ok(Self { name: name.to_string(), child, lines, stdin, log: log_path })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Every line printed so far.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.as_ref().map(|l| l.lock().0.clone()).unwrap_or_default()
-    }
-
-    /// Waits until a printed line satisfies `check`.
-    pub fn wait_for_line(&self, what: &str, timeout: Duration, check: impl Fn(&str) -> bool) -> Result<()> {
-        let lines = self.lines.as_ref().ok_or_else(|| Error::Io(format!("{}: output is not collected", self.name)))?;
-        lines.wait_for(what, timeout, |lines| lines.iter().any(|l| check(l))).map_err(|e| self.with_log(e))
-    }
-
-    /// Waits until the process has closed its stdout (it exited), at most `timeout`.
-    pub fn wait_for_output_end(&self, timeout: Duration) -> Result<()> {
-        let lines = self.lines.as_ref().ok_or_else(|| Error::Io(format!("{}: output is not collected", self.name)))?;
-        lines
-            .wait_for(&format!("{} to finish", self.name), timeout, |_| false)
-            .or_else(|e| if lines.lock().1 { Ok(()) } else { Err(e) })
-    }
-
-    /// The error with the last lines of the process's log, which usually say why.
-    pub fn with_log(&self, error: Error) -> Error {
-        let tail = self
-            .log
-            .as_ref()
-            .and_then(|log| std::fs::read_to_string(log).ok())
-            .map(|text| text.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n"))
-            .filter(|t| !t.is_empty())
-            .map(|t| format!("\n--- last lines of {} ---\n{t}", self.name))
-            .unwrap_or_default();
-        Error::Io(format!("{}: {error}{tail}", self.name))
-    }
-
-    /// Whether it is still running.
-    pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits for it to exit, at most `timeout`; `None` if it still runs.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            host::pause(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGTERM (forwarded by `enter`), then SIGKILL after `grace`. True when it exited on its own.
-    pub fn stop(&mut self, grace: Duration) -> bool {
-        if !self.running() {
-            return true;
-        }
-        host::signal(self.pid(), Signal::SIGTERM);
-        if self.wait_exit(grace).is_some() {
-            return true;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        false
-    }
-
-    /// Closes the child's stdin (a keeper then exits and takes its namespace's processes along).
-    pub fn close_stdin(&mut self) {
-        self.stdin.take();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.close_stdin();
-        if self.running() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
+/// `error` as a failure of `process`, with the last lines of its log, which usually say why.
+pub fn with_log(process: &Process, error: impl Into<Error>) -> Error {
+    Error::Process { name: process.name().to_string(), tail: process.log_tail(8), source: Box::new(error.into()) }
 }
 
 /// A keeper: PID 1 of one namespace's PID namespace.
 #[derive(Debug)]
 pub struct Keeper {
     /// `unshare`, the keeper's parent (killing it kills the keeper: `--kill-child`).
-    pub process: Proc,
+    pub process: Process,
     /// The keeper's pid in the root PID namespace.
     pub pid: u32,
 }
@@ -420,16 +215,23 @@ impl Keeper {
                 .chain([demo.display().to_string(), "keeper".to_string()])
                 .collect(),
         };
-        let process =
-            Proc::spawn(&format!("keeper of {netns}"), demo, &spec.args(), Output::Lines { log }, true, true)?;
-        process.wait_for_line("the keeper to start", Duration::from_secs(10), |l| l == "ready")?;
+        // Its stdin is held: the keeper exits when the demo does, even on SIGKILL.
+        let process = Spawn::new(&format!("keeper of {netns}"), demo)
+            .args(spec.args())
+            .output(Output::Lines { stderr_log: Some(log) })
+            .keep_stdin()
+            .own_group()
+            .start()?;
+        process
+            .wait_for_line("the keeper to start", Duration::from_secs(10), |l| l == "ready")
+            .map_err(|e| with_log(&process, e))?;
         let unshare = process.pid();
-        let children = host::children_of(unshare);
+        let children = process::children_of(unshare);
         let pid = match children.as_slice() {
             [pid] => *pid,
             other => {
-                return Err(process
-                    .with_log(Error::Io(format!("expected one keeper under unshare {unshare}, found {other:?}"))));
+                let why = format!("expected one keeper under unshare {unshare}, found {other:?}");
+                return Err(with_log(&process, Error::Stalled(why)));
             }
         };
         Ok(Self { process, pid })
@@ -445,8 +247,7 @@ impl Keeper {
     pub fn stop(&mut self) {
         self.process.close_stdin();
         if self.process.wait_exit(Duration::from_secs(5)).is_none() {
-            let _ = self.process.child.kill();
-            let _ = self.process.child.wait();
+            self.process.kill();
         }
     }
 }

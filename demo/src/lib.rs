@@ -55,8 +55,9 @@
 //!
 //! Every address is in 198.18.0.0/15 and lives only in namespaces the demo made; every name starts
 //! with `bkd-` (cgroups live under `bakery-demo/`), which is how a killed run's leftovers are found
-//! and removed at the next start ([`host::remove_leftovers`]). Each namespace's processes die with
-//! the demo even on SIGKILL ([`launch`]).
+//! and removed at the next start (`bakery_lab::cleanup::remove_demo_leftovers`, under the run lock
+//! of [`lock`]). Each namespace's processes die with the demo even on SIGKILL ([`launch`]). The
+//! kernel objects and processes are made with `bakery_lab`.
 //!
 //! # A run
 //!
@@ -100,17 +101,20 @@
 //! connections, pod accounting and thermals (the overlay) are per node.
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
+
 pub mod bench;
+pub mod binaries;
 pub mod campaign;
 pub mod cli;
 pub mod cluster;
 pub mod control;
 pub mod diagnose;
-pub mod host;
 pub mod interrupt;
 pub mod kube_proxy;
 pub mod kube_state;
 pub mod launch;
+pub mod lock;
 pub mod nginx;
 pub mod oha;
 pub mod otlp;
@@ -122,15 +126,122 @@ pub mod scenario;
 pub mod stand_ins;
 pub mod sysfs;
 
-/// What can go wrong in the demo's library.
+/// What can go wrong in the demo's library. A variant that wraps another error keeps it as its
+/// source: print a whole chain with `bakery_lab::chain`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A scenario that does not hold together; the message says where.
     #[error("invalid scenario: {0}")]
     Scenario(String),
-    #[error("oha: {0}")]
-    Oha(String),
+    /// A scenario that is not TOML of a scenario (an unknown key, a wrong type).
+    #[error("invalid scenario")]
+    ScenarioSyntax {
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A generated scenario that cannot be written as TOML.
+    #[error("writing scenario {name} as TOML")]
+    ScenarioText {
+        name: String,
+        #[source]
+        source: toml::ser::Error,
+    },
+    /// A kernel object, a process or a wait of the cluster (`bakery_lab`).
+    #[error(transparent)]
+    Lab(#[from] bakery_lab::Error),
+    /// A file or directory of the run.
+    #[error("{action} {}", path.display())]
+    File {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread, an async runtime or a signal handler the demo needs did not start.
+    #[error("starting {what}")]
+    Start {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread of the demo entered a namespace (`setns`) and failed.
+    #[error("entering the {what} namespace")]
+    Enter {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    /// A JSON document the demo reads (a report, oha's summary, `inspect --json`) or writes.
+    #[error("{what}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The collector's Query service cannot be reached.
+    #[error("connecting to the collector at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// The collector's URL is not one (a plan that names a bad address).
+    #[error("the collector's URL {url}")]
+    Url {
+        url: String,
+        #[source]
+        source: tonic::codegen::http::uri::InvalidUri,
+    },
+    /// The collector answered a Query call with an error.
+    #[error("the collector answered {call}")]
+    Collector {
+        call: &'static str,
+        #[source]
+        source: Box<tonic::Status>,
+    },
+    /// The thread that talks to the collector has gone.
+    #[error("the control link {0}")]
+    ControlLink(&'static str),
+    /// A program or a binary the demo runs is not on this machine; says how to get it.
+    #[error("{what} is missing: {how}")]
+    Missing { what: String, how: String },
+    /// An OTLP endpoint the demo cannot relay; says what to give instead.
+    #[error("OTLP endpoint {endpoint:?}: {why}")]
+    OtlpEndpoint { endpoint: String, why: &'static str },
+    /// The cluster did not get where it should in time (a sample, a probe, a start); the message
+    /// says what, and where the logs are.
     #[error("{0}")]
-    Io(String),
+    Stalled(String),
+    /// Another demo holds the run lock (its pid).
+    #[error("another bakery-demo is running (pid {0}); only one cluster fits on a machine")]
+    Busy(String),
+    /// The machine is not ready for the demo (not root, a tool missing); says what to do.
+    #[error("{0}")]
+    Preflight(String),
+    /// The user asked the demo to stop (Ctrl-C, SIGTERM, SIGHUP).
+    #[error("{0}: cleaning up")]
+    Interrupted(&'static str),
+    /// A command line of `bakery-demo enter` that cannot be done.
+    #[error("{0}")]
+    Usage(&'static str),
+    /// The plan names something it does not hold (a bug in the plan, not in the machine).
+    #[error("the plan is inconsistent: {0}")]
+    Plan(String),
+    /// A process of the cluster failed; the last lines of its log usually say why.
+    #[error("{name} failed{}", log_tail(tail))]
+    Process {
+        name: String,
+        tail: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// Taking the cluster down left something behind; each problem keeps its source.
+    #[error("cleanup incomplete: {}", problems.iter().map(|p| bakery_lab::chain(p)).collect::<Vec<_>>().join("; "))]
+    Cleanup { problems: Vec<Error> },
+}
+
+fn log_tail(tail: &str) -> String {
+    if tail.is_empty() { String::new() } else { format!(" (the last lines of its log:\n{tail}\n)") }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,13 +9,11 @@
 //! message, because the collector would check the receiver's certificate against the relay's
 //! address.
 
-use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sched::CloneFlags;
+use bakery_lab::netns::Handle;
 use tokio::sync::oneshot;
 
 use crate::{Error, Result};
@@ -65,7 +63,7 @@ impl Export {
     /// Reads `http://HOST:PORT[/PATH]`; anything else is refused with what to give instead.
     pub fn parse(endpoint: &str, protocol: Option<Protocol>) -> Result<Self> {
         let endpoint = endpoint.trim();
-        let invalid = |why: &str| Error::Io(format!("OTLP endpoint {endpoint:?}: {why}"));
+        let invalid = |why: &'static str| Error::OtlpEndpoint { endpoint: endpoint.to_string(), why };
         let scheme_end = endpoint.find("://").ok_or_else(|| invalid("not a URL; give e.g. http://127.0.0.1:4317"))?;
         let rest = match endpoint[..scheme_end].to_ascii_lowercase().as_str() {
             "http" => &endpoint[scheme_end + 3..],
@@ -169,27 +167,32 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Listens on the loopback of network namespace `netns_path` (e.g. `/run/netns/bkd-control`)
-    /// and forwards to `target` (`host:port`) from this thread's namespace.
-    pub fn start(netns_path: &Path, target: &str) -> Result<Self> {
-        let namespace =
-            File::open(netns_path).map_err(|e| Error::Io(format!("opening {}: {e}", netns_path.display())))?;
+    /// Listens on the loopback of network namespace `netns` (e.g. `bkd-control`) and forwards to
+    /// `target` (`host:port`) from this thread's namespace.
+    pub fn start(netns: &str, target: &str) -> Result<Self> {
+        let namespace = Handle::open(netns)?;
         // setns changes only the calling thread, and a socket stays in the namespace it was
         // made in: a short-lived thread makes the listener there.
         let listener = std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    nix::sched::setns(&namespace, CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| Error::Io(format!("entering the control namespace: {e}")))?;
+                    namespace.enter()?;
                     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                        .map_err(|e| Error::Io(format!("listening for the collector's OTLP: {e}")))?;
-                    listener.set_nonblocking(true).map_err(|e| Error::Io(e.to_string()))?;
+                        .map_err(|source| Error::Start { what: "listening for the collector's OTLP", source })?;
+                    listener
+                        .set_nonblocking(true)
+                        .map_err(|source| Error::Start { what: "listening for the collector's OTLP", source })?;
                     Ok::<_, Error>(listener)
                 })
                 .join()
-                .map_err(|_| Error::Io("the OTLP relay's listener thread panicked".into()))?
+                .map_err(|_| Error::Start {
+                    what: "the OTLP relay's listener",
+                    source: std::io::Error::other("its thread panicked"),
+                })?
         })?;
-        let address = listener.local_addr().map_err(|e| Error::Io(e.to_string()))?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| Error::Start { what: "listening for the collector's OTLP", source })?;
         let stats = Arc::new(Mutex::new(RelayStats::default()));
         let (stop, stopped) = oneshot::channel();
         let target = target.to_string();
@@ -197,7 +200,7 @@ impl Relay {
         let thread = std::thread::Builder::new()
             .name("otlp-relay".into())
             .spawn(move || relay(listener, target, stopped, thread_stats))
-            .map_err(|e| Error::Io(format!("starting the OTLP relay: {e}")))?;
+            .map_err(|source| Error::Start { what: "the OTLP relay", source })?;
         Ok(Self { address, stats, stop: Some(stop), thread: Some(thread) })
     }
 

@@ -21,10 +21,11 @@ use std::net::Ipv4Addr;
 
 use crate::scenario::{App, Role, Scenario, TrafficPolicy, WorkloadKind};
 
-/// Every namespace, cgroup and leftover the demo makes starts with this.
-pub const PREFIX: &str = "bkd-";
+/// Every namespace, cgroup and leftover the demo makes starts with this (the lab knows the demo's
+/// names, to clean up after a killed run).
+pub const PREFIX: &str = bakery_lab::cleanup::DEMO_PREFIX;
 /// The cgroup directory (in each controller hierarchy) that holds every node's subtree.
-pub const CGROUP_DIR: &str = "bakery-demo";
+pub const CGROUP_DIR: &str = bakery_lab::cleanup::DEMO_CGROUP;
 /// The collector's gRPC port, in the control namespace.
 pub const COLLECTOR_PORT: u16 = 7431;
 /// The Kubernetes API double's port, in the control namespace.

@@ -5,12 +5,11 @@
 
 use std::process::{Command, Stdio};
 
-use crate::cluster::find_command;
-use crate::host;
+use bakery_lab::command::find_command;
 
 /// Fails with what to do when not root.
 pub fn require_root() -> Result<(), String> {
-    if host::is_root() {
+    if bakery_lab::is_root() {
         return Ok(());
     }
     Err("the demo builds network namespaces, veth pairs, cgroups and iptables rules inside its own \

@@ -18,9 +18,11 @@ use bakery_diagnosis::WindowReport;
 use bakery_proto::v1::{LiveResponse, ReportResponse};
 use bakery_top::oha::{JsonDestination, OhaFlags, OhaSummary, flags_from_help, parse_summary};
 
-use crate::cluster::{Binaries, Cluster, ClusterOptions};
+use crate::binaries::Binaries;
+use crate::cluster::{Cluster, ClusterOptions};
 use crate::control::ControlLink;
 use crate::diagnose;
+use crate::launch::with_log;
 use crate::plan::{Plan, PodPlan};
 use crate::report::{PodCount, Report, StoredNode, Timings, WindowTimes, WorkloadUnderTest};
 use crate::scenario::{App, Scenario};
@@ -74,7 +76,7 @@ impl Default for Options {
 /// Stops early when the user asked to.
 fn check_interrupt() -> Result<()> {
     match interrupt::raised() {
-        Some(why) => Err(Error::Io(format!("{why}: cleaning up"))),
+        Some(why) => Err(Error::Interrupted(why)),
         None => Ok(()),
     }
 }
@@ -118,10 +120,7 @@ impl Demo {
         };
         let cluster = Cluster::build(plan, binaries, &options.cluster, &progress)?;
         check_interrupt()?;
-        let link = ControlLink::new(
-            &format!("{}/{}", crate::host::NETNS_DIR, cluster.plan.control.netns),
-            &cluster.plan.collector_url(),
-        )?;
+        let link = ControlLink::new(&cluster.plan.control.netns, &cluster.plan.collector_url())?;
         let mut demo =
             Self { link, cluster, options, started, timings: Timings::default(), pods_before_load: BTreeMap::new() };
         let agents = demo.cluster.agents_running();
@@ -159,13 +158,13 @@ impl Demo {
             if Instant::now() >= deadline {
                 let behind: Vec<&str> =
                     nodes.iter().filter(|n| n.last_sample_ms < until_ms).map(|n| n.node_name.as_str()).collect();
-                return Err(Error::Io(format!(
+                return Err(Error::Stalled(format!(
                     "no recent sample from {behind:?} {} s after the agents started (logs in {})",
                     (warm_up + Duration::from_secs(10)).as_secs(),
                     self.cluster.run_dir.join("logs").display()
                 )));
             }
-            interrupt::wait(Duration::from_millis(200)).map_err(|why| Error::Io(why.into()))?;
+            interrupt::wait(Duration::from_millis(200)).map_err(Error::Interrupted)?;
         }
     }
 
@@ -196,12 +195,12 @@ impl Demo {
             }
             if Instant::now() >= deadline {
                 let missing: Vec<&String> = wanted.iter().filter(|w| !ready.contains(&w.as_str())).collect();
-                return Err(Error::Io(format!(
+                return Err(Error::Stalled(format!(
                     "no sample from the agents of {missing:?} after 30 s (logs in {})",
                     self.cluster.run_dir.join("logs").display()
                 )));
             }
-            interrupt::wait(Duration::from_millis(100)).map_err(|why| Error::Io(why.into()))?;
+            interrupt::wait(Duration::from_millis(100)).map_err(Error::Interrupted)?;
         }
     }
 
@@ -218,9 +217,9 @@ impl Demo {
                 return Ok(());
             }
             last = probe.lines().join(" ");
-            interrupt::wait(Duration::from_millis(250)).map_err(|why| Error::Io(why.into()))?;
+            interrupt::wait(Duration::from_millis(250)).map_err(Error::Interrupted)?;
         }
-        Err(Error::Io(format!("{url} does not answer from the client namespace: {last}")))
+        Err(Error::Stalled(format!("{url} does not answer from the client namespace: {last}")))
     }
 
     fn web_stats(&self) -> BTreeMap<String, WebStats> {
@@ -236,14 +235,15 @@ impl Demo {
     /// and reads the report the collector stored for it.
     pub fn run_load(&mut self) -> Result<LoadOutcome> {
         if !self.cluster.agents_running() {
-            return Err(Error::Io("the load-test window needs the agents running".into()));
+            return Err(Error::Stalled("the load-test window needs the agents running, and they are stopped".into()));
         }
         if self.cluster.binaries.apiserver.is_none() {
-            return Err(Error::Io(
-                "bakery-fake-apiserver is missing: the collector learns the pods' workloads and endpoints from it \
-                 (build it with `cargo build -p bakery-tests --bin bakery-fake-apiserver`, or run `cargo xtask demo`)"
+            return Err(Error::Missing {
+                what: "bakery-fake-apiserver".into(),
+                how: "the collector learns the pods' workloads and endpoints from it (build it with \
+                      `cargo build -p bakery-lab --bin bakery-fake-apiserver`, or run `cargo xtask demo`)"
                     .into(),
-            ));
+            });
         }
         let (oha_path, oha_flags) = self.oha()?;
         let load = self.plan().scenario.load.clone();
@@ -251,7 +251,7 @@ impl Demo {
 
         // The pods write their counters every 200 ms: let the probe's request reach the files
         // before the counts the load is measured against are taken.
-        interrupt::wait(Duration::from_millis(500)).map_err(|why| Error::Io(why.into()))?;
+        interrupt::wait(Duration::from_millis(500)).map_err(Error::Interrupted)?;
         self.pods_before_load = self.web_stats();
         let window_id = self.open_collector_window()?;
         let window_start = now_ms();
@@ -316,9 +316,17 @@ impl Demo {
         let (stored, window_report) = self.close_collector_window()?;
         if let Some(path) = &self.options.window_report_file {
             // As the collector serves them (`bakery-top report --json` / `--svg` print the same).
-            std::fs::write(path, &stored.json).map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
-            std::fs::write(path.with_extension("svg"), &stored.svg)
-                .map_err(|e| Error::Io(format!("writing the chart: {e}")))?;
+            std::fs::write(path, &stored.json).map_err(|source| Error::File {
+                action: "writing",
+                path: path.clone(),
+                source,
+            })?;
+            let chart = path.with_extension("svg");
+            std::fs::write(&chart, &stored.svg).map_err(|source| Error::File {
+                action: "writing",
+                path: chart,
+                source,
+            })?;
         }
         let times = WindowTimes { collector_window: window_id, start_ms: window_start, end_ms: window_end };
         let mut report = self.report(times, &window_report, summary, &pods_after);
@@ -350,20 +358,17 @@ impl Demo {
                 break;
             }
             if Instant::now() >= deadline {
-                return Err(Error::Io(format!(
+                return Err(Error::Stalled(format!(
                     "the collector does not know the demo's pods from the Kubernetes API double after 10 s (logs in {})",
                     self.cluster.run_dir.join("logs").display()
                 )));
             }
-            interrupt::wait(Duration::from_millis(200)).map_err(|why| Error::Io(why.into()))?;
+            interrupt::wait(Duration::from_millis(200)).map_err(Error::Interrupted)?;
         }
         let name = format!("bakery-demo-{}", self.plan().scenario.name);
         // An empty workload lets the collector choose.
         let workload = self.options.workload.clone().unwrap_or_default();
-        let window = self
-            .link
-            .start_window(&name, &workload)
-            .map_err(|e| Error::Io(format!("the collector did not open a load-test window: {e}")))?;
+        let window = self.link.start_window(&name, &workload)?;
         self.progress(&format!(
             "the collector opened window {} ({})",
             window.id,
@@ -381,7 +386,7 @@ impl Demo {
         let window = self.link.stop_window()?;
         let response = self.link.report(&window.id)?;
         let report = WindowReport::from_json(&response.json)
-            .map_err(|e| Error::Io(format!("the collector's report {}: {e}", window.id)))?;
+            .map_err(|source| Error::Json { what: format!("the collector's report {}", window.id), source })?;
         Ok((response, report))
     }
 
@@ -406,21 +411,26 @@ impl Demo {
         while oha_proc.running() {
             if let Err(why) = interrupt::wait(Duration::from_millis(200)) {
                 oha_proc.stop(Duration::from_secs(1));
-                return Err(Error::Io(format!("{why}: cleaning up")));
+                return Err(Error::Interrupted(why));
             }
             if Instant::now() >= deadline {
                 oha_proc.stop(Duration::from_secs(1));
-                return Err(Error::Io("oha did not finish in time".into()));
+                return Err(Error::Stalled(format!(
+                    "oha did not finish within {} s",
+                    (load.duration + Duration::from_secs(20)).as_secs()
+                )));
             }
             tick();
         }
         oha_proc.wait_exit(Duration::from_secs(5));
         let json = match destination {
-            JsonDestination::File(path) => std::fs::read_to_string(&path)
-                .map_err(|e| oha_proc.with_log(Error::Oha(format!("no JSON in {}: {e}", path.display()))))?,
+            JsonDestination::File(path) => std::fs::read_to_string(&path).map_err(|source| {
+                with_log(&oha_proc, Error::File { action: "reading oha's JSON summary", path: path.clone(), source })
+            })?,
             JsonDestination::Stdout => oha_proc.lines().join("\n"),
         };
-        parse_summary(&json).map_err(|e| oha_proc.with_log(Error::Oha(format!("unreadable JSON: {e}"))))
+        parse_summary(&json)
+            .map_err(|source| with_log(&oha_proc, Error::Json { what: "oha's JSON summary".into(), source }))
     }
 
     /// oha's path and the flags the installed version spells.
@@ -430,11 +440,11 @@ impl Demo {
             .binaries
             .oha
             .clone()
-            .ok_or_else(|| Error::Io(format!("oha is not installed ({})", bakery_top::oha::INSTALL_COMMAND)))?;
+            .ok_or_else(|| Error::Missing { what: "oha".into(), how: bakery_top::oha::INSTALL_COMMAND.into() })?;
         let help = std::process::Command::new(&oha_path)
             .arg("--help")
             .output()
-            .map_err(|e| Error::Io(format!("running oha: {e}")))?;
+            .map_err(|source| bakery_lab::Error::Spawn { program: oha_path.display().to_string(), source })?;
         Ok((oha_path, flags_from_help(&String::from_utf8_lossy(&help.stdout))))
     }
 
@@ -448,7 +458,7 @@ impl Demo {
             if Instant::now() >= deadline {
                 return Ok(());
             }
-            interrupt::wait(Duration::from_millis(100)).map_err(|why| Error::Io(why.into()))?;
+            interrupt::wait(Duration::from_millis(100)).map_err(Error::Interrupted)?;
         }
     }
 
@@ -543,7 +553,7 @@ impl Demo {
         let problems = self.cluster.teardown();
         report.timings.teardown_seconds = started.elapsed().as_secs_f64();
         if !problems.is_empty() {
-            return Err(Error::Io(format!("cleanup incomplete: {}", problems.join("; "))));
+            return Err(Error::Cleanup { problems });
         }
         Ok(report)
     }
@@ -592,13 +602,13 @@ pub fn now_ms() -> i64 {
 /// `bakery-collector inspect --json --verify` on a stopped collector's store.
 pub fn inspect(collector: &std::path::Path, data_dir: &std::path::Path) -> Result<Vec<StoredNode>> {
     let data = data_dir.display().to_string();
-    let output = crate::host::run(
+    let output = bakery_lab::command::run(
         &collector.display().to_string(),
         &["inspect", "--data-dir", &data, "--json", "--verify"],
         None,
     )?;
-    let value: serde_json::Value =
-        serde_json::from_str(&output).map_err(|e| Error::Io(format!("inspect --json: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(&output)
+        .map_err(|source| Error::Json { what: "bakery-collector inspect --json".into(), source })?;
     let nodes = value["nodes"].as_array().cloned().unwrap_or_default();
     Ok(nodes
         .iter()

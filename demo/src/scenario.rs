@@ -449,7 +449,7 @@ pub enum PinnedMarker {
 impl Scenario {
     /// Reads a scenario and checks its cross-references.
     pub fn parse(text: &str) -> Result<Self> {
-        let scenario: Scenario = toml::from_str(text).map_err(|e| Error::Scenario(e.to_string()))?;
+        let scenario: Scenario = toml::from_str(text).map_err(|source| Error::ScenarioSyntax { source })?;
         scenario.validate()?;
         Ok(scenario)
     }
@@ -916,7 +916,7 @@ mod tests {
             ),
         ];
         for (text, expected) in cases {
-            let error = Scenario::parse(&text).unwrap_err().to_string();
+            let error = bakery_lab::chain(&Scenario::parse(&text).unwrap_err());
             assert!(error.contains(expected), "expected {expected:?} in {error:?}");
         }
     }

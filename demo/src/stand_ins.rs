@@ -44,9 +44,8 @@ pub fn burn_cpu(cpu: Duration) {
 
 /// Waits without using CPU: a stand-in for disk or lock waits inside a server thread (never in an
 /// async runtime).
-#[allow(clippy::disallowed_methods)]
 fn idle(duration: Duration) {
-    std::thread::sleep(duration);
+    bakery_lab::pause(duration);
 }
 
 /// What a web pod has done; written to its stats file, read by the demo as an independent count.

@@ -37,7 +37,7 @@ pub fn thermal_files(thermal: &ThermalOverlay, cores: usize) -> BTreeMap<PathBuf
 
 /// Builds the overlay of `real` at `overlay` with `files` replaced.
 pub fn build(real: &Path, overlay: &Path, files: &BTreeMap<PathBuf, String>) -> Result<()> {
-    let io = |what: &str, path: &Path, e: std::io::Error| Error::Io(format!("{what} {}: {e}", path.display()));
+    let io = |action: &'static str, path: &Path, source| Error::File { action, path: path.to_path_buf(), source };
     // Every directory on the way to a fake file is made real; the root too.
     let mut real_dirs: BTreeSet<PathBuf> = BTreeSet::from([PathBuf::new()]);
     for path in files.keys() {

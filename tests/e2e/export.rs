@@ -4,47 +4,17 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use bakery_tests::binaries::built_binary;
-use bakery_tests::netns::{STEP_TIMEOUT, SimPod};
-use bakery_tests::require_root;
-use bakery_tests::rotel::Rotel;
+use bakery_lab::binaries::built_binary;
+use bakery_lab::process::{Output, Spawn};
+use bakery_lab::rotel::Rotel;
+use bakery_lab::{free_port, pause, require_root, wait_for};
+use bakery_tests::sim::{STEP_TIMEOUT, SimPod};
 
 const SENT_BYTES: u64 = 3_000_000;
 const NODE: &str = "e2e-export";
-
-/// Kills and reaps a child when dropped (also when the test fails).
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Pauses this test thread (it has no async runtime) between polls of a condition.
-#[allow(clippy::disallowed_methods)]
-fn pause(duration: Duration) {
-    std::thread::sleep(duration);
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        pause(Duration::from_millis(100));
-    }
-}
 
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -84,41 +54,35 @@ fn rotel_rx(rotel: &Rotel, uid: &str) -> Option<u64> {
 fn root_bytes_pushed_through_a_pod_reach_rotel_and_metrics_as_the_agent_measured_them() {
     require_root("root_bytes_pushed_through_a_pod_reach_rotel_and_metrics_as_the_agent_measured_them");
     let work = tempfile::tempdir().unwrap();
-    let (metrics, listen) = (free_port(), free_port());
+    let (metrics, listen) = (free_port().unwrap(), free_port().unwrap());
     let rotel = Rotel::start(work.path()).expect("rotel starts and listens");
     let grpc = rotel.grpc;
 
     let ready = work.path().join("ready");
-    let _collector = Process(
-        Command::new(built_binary("bakery-collector", "bakery-collector").unwrap())
-            .args(["serve", "--insecure-no-auth", "--no-kubernetes", "--cluster-name", "e2e"])
-            .args(["--listen", &format!("127.0.0.1:{listen}"), "--metrics-listen", &format!("127.0.0.1:{metrics}")])
-            .arg("--data-dir")
-            .arg(work.path().join("data"))
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{grpc}"))
-            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-            .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
-            .env("BAKERY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.path().join("collector.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for("the collector to listen", Duration::from_secs(30), || ready.exists().then_some(()));
+    let _collector = Spawn::new("the collector", built_binary("bakery-collector", "bakery-collector").unwrap())
+        .args(["serve", "--insecure-no-auth", "--no-kubernetes", "--cluster-name", "e2e"])
+        .args(["--listen", &format!("127.0.0.1:{listen}"), "--metrics-listen", &format!("127.0.0.1:{metrics}")])
+        .arg("--data-dir")
+        .arg(work.path().join("data"))
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{grpc}"))
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
+        .env("BAKERY_LOG", "warn")
+        .output(Output::Log(work.path().join("collector.log")))
+        .start()
+        .unwrap();
+    wait_for("the collector to listen", Duration::from_secs(30), || ready.exists().then_some(())).unwrap();
 
     let pod = SimPod::create("export").unwrap();
-    let _agent = Process(
-        Command::new(built_binary("bakery-agent", "bakery-agent").unwrap())
-            .args(["--collector", &format!("http://127.0.0.1:{listen}"), "--insecure-no-auth"])
-            .args(["--node-name", NODE, "--interval", "250ms"])
-            .env("BAKERY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.path().join("agent.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = Spawn::new("the agent", built_binary("bakery-agent", "bakery-agent").unwrap())
+        .args(["--collector", &format!("http://127.0.0.1:{listen}"), "--insecure-no-auth"])
+        .args(["--node-name", NODE, "--interval", "250ms"])
+        .env("BAKERY_LOG", "warn")
+        .output(Output::Log(work.path().join("agent.log")))
+        .start()
+        .unwrap();
     let client = pod.client(SENT_BYTES, 0).unwrap();
     pod.wait_for_server("the bytes", STEP_TIMEOUT, |server| server.bytes_received >= SENT_BYTES).unwrap();
     drop(client);
@@ -129,15 +93,18 @@ fn root_bytes_pushed_through_a_pod_reach_rotel_and_metrics_as_the_agent_measured
         let now = scraped_rx(metrics, pod.uid()).filter(|rx| *rx >= SENT_BYTES);
         let settled = now.is_some() && now == last;
         last = now;
+        // Readings 0.9 s apart: the counter has settled when two agree.
         pause(Duration::from_millis(900));
         settled.then_some(now).flatten()
-    });
+    })
+    .unwrap();
     // A late packet (the FIN's ACK) can still move the counter after it looked settled, and
     // a loaded machine delays the export: wait until rotel and /metrics show the same value.
     let settled = wait_for("rotel to receive the value /metrics shows", Duration::from_secs(90), || {
         let scraped = scraped_rx(metrics, pod.uid()).filter(|rx| *rx >= settled)?;
         (rotel_rx(&rotel, pod.uid()) == Some(scraped)).then_some(scraped)
-    });
+    })
+    .unwrap();
     let agent = built_binary("bakery-agent", "bakery-agent").unwrap();
     let output = Command::new(agent).args(["--once", "--json", "--node-name", NODE]).output().unwrap();
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();

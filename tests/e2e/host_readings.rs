@@ -79,7 +79,7 @@ fn assert_between(what: &str, before: &Modes, agent: &Modes, after: &Modes, slac
 #[test]
 fn agent_reads_this_machines_memory_and_cpu_like_proc_does() {
     // Built (or found fresh) by cargo first, so a stale binary is never tested.
-    let binary = bakery_tests::binaries::built_binary("bakery-agent", "bakery-agent").expect("the agent binary");
+    let binary = bakery_lab::binaries::built_binary("bakery-agent", "bakery-agent").expect("the agent binary");
 
     let jiffies_before = read_jiffies();
     let total_before = read_meminfo_bytes("MemTotal");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bakery_collector::kube::{ClusterView, KubeMode, KubeWatch};
 use bakery_diagnosis::{NodeRole, WorkloadRef};
-use bakery_tests::kube_double::{ClusterState, Kind, KubeDouble};
+use bakery_lab::kube_double::{ClusterState, Kind, KubeDouble};
 use serde_json::{Value, json};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(15);
@@ -482,19 +482,4 @@ async fn kubectl_finds_no_metallb_kinds_on_a_cluster_without_them_and_the_rest_s
     assert!(services.lines().any(|l| l.split_whitespace().take(4).eq(row)), "{services}");
     let pods: Value = serde_json::from_str(&kubectl.ok(&["get", "pods", "-n", "shop", "-o", "json"]).await).unwrap();
     assert_eq!(pods["items"].as_array().unwrap().len(), 2);
-}
-
-#[tokio::test]
-async fn every_demo_scenarios_state_file_is_served_whole() {
-    use bakery_demo::plan::Plan;
-    use bakery_demo::scenario::{SHIPPED, Scenario};
-
-    let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    for (name, _) in SHIPPED {
-        let plan = Plan::new(Scenario::shipped(name).unwrap(), 0xabc);
-        let text = serde_json::to_string(&bakery_demo::kube_state::state(&plan)).unwrap();
-        assert_eq!(ClusterState::unknown_keys(&text), Vec::<String>::new(), "{name}");
-        let problems = double.set_state(&ClusterState::parse(&text).unwrap());
-        assert!(problems.is_empty(), "the double skips part of scenario {name}'s state: {problems:#?}");
-    }
 }

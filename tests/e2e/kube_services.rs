@@ -11,8 +11,8 @@ use std::time::Duration;
 use bakery_collector::kube::services::NOT_INSTALLED_NOTE;
 use bakery_collector::kube::{ClusterView, KubeMode, KubeWatch, WatchOptions};
 use bakery_diagnosis::{Announcement, ServiceEntry, ServiceType, SessionAffinity, TrafficPolicy, WorkloadRef};
-use bakery_tests::binaries::built_binary;
-use bakery_tests::kube_double::{ClusterState, Kind, KubeDouble, METALLB_API};
+use bakery_lab::binaries::built_binary;
+use bakery_lab::kube_double::{ClusterState, Kind, KubeDouble, METALLB_API};
 use serde_json::{Value, json};
 
 use crate::kube::{WAIT, state, until};
@@ -316,36 +316,4 @@ async fn the_collector_says_once_that_metallb_is_not_installed_and_keeps_reading
         .collect();
     assert!(kube_warnings.is_empty(), "no warning from the cluster watches: {kube_warnings:#?}");
     assert_eq!(text.matches("servicel2statuses").count(), 1, "no other line about the missing kind; the log:\n{text}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demos_declared_entry_reads_back_in_every_scenario() {
-    use bakery_demo::plan::Plan;
-    use bakery_demo::scenario::{SHIPPED, Scenario};
-
-    for (name, _) in SHIPPED {
-        let scenario = Scenario::shipped(name).unwrap();
-        let plan = Plan::new(scenario.clone(), 0xabc);
-        let state = ClusterState::parse(&bakery_demo::kube_state::state(&plan).to_string()).unwrap();
-        let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        double.set_state(&state);
-        let dir = tempfile::tempdir().unwrap();
-        let watch = watch(&double, dir.path(), WatchOptions::default()).await;
-        let entry_workload = scenario.entry_workload();
-        let expected: BTreeSet<String> = scenario.entry_nodes().iter().map(|n| n.to_string()).collect();
-        let what = format!("scenario {name}'s entry on {expected:?}");
-        until(&watch, &what, |view| {
-            let Some(workload) = view.find_workload(&entry_workload.namespace, &entry_workload.name) else {
-                return false;
-            };
-            let Some(entry) = view.entry_service(&workload) else { return false };
-            match (&entry.announcement, scenario.service.metallb) {
-                (Announcement::L2 { node, .. }, true) => scenario.announcer() == Some(node.as_str()),
-                (Announcement::Bgp { nodes, .. }, true) => nodes == &expected,
-                (Announcement::Unknown { .. }, false) => true,
-                _ => false,
-            }
-        })
-        .await;
-    }
 }

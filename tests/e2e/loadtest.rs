@@ -6,68 +6,21 @@
 //! harness the tmux test shares: real `bakery-collector` and `bakery-agent` processes, killed on
 //! drop.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
+use bakery_lab::binaries::built_binary;
+use bakery_lab::process::{Output, Process, Spawn};
+use bakery_lab::{free_port, wait_until};
 use bakery_proto::v1::WindowsRequest;
 use bakery_proto::v1::query_client::QueryClient;
-use bakery_tests::binaries::built_binary;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 const FIXTURE_PROC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/tests/fixtures/bare/proc");
 const FIXTURE_SYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/tests/fixtures/bare/sys");
-
-/// Pauses between polls of a condition (these tests have no runtime on their own thread).
-#[allow(clippy::disallowed_methods)]
-pub(crate) fn pause(duration: Duration) {
-    std::thread::sleep(duration);
-}
-
-/// Polls `condition` until it holds; fails the test after `timeout`, with `context()` in the message.
-pub(crate) fn wait_for(
-    what: &str,
-    timeout: Duration,
-    mut condition: impl FnMut() -> bool,
-    context: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}\n{}", context());
-        pause(Duration::from_millis(50));
-    }
-}
-
-/// Waits for `child` to exit, killing it after `timeout`.
-pub(crate) fn wait_exit(child: &mut Child, timeout: Duration, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not exit within {timeout:?}");
-        }
-        pause(Duration::from_millis(20));
-    }
-}
-
-/// A child process killed when the test ends, passed or failed.
-pub(crate) struct Guarded(pub Option<Child>);
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// A real `bakery-collector` (no auth, no Kubernetes, its own data dir) on a fixed loopback port,
 /// so a restart is the same collector coming back, fed by a real `bakery-agent` reading the
@@ -75,29 +28,27 @@ impl Drop for Guarded {
 pub(crate) struct LiveCollector {
     pub work: tempfile::TempDir,
     pub port: u16,
-    collector: Guarded,
-    _agent: Guarded,
+    collector: Option<Process>,
+    _agent: Option<Process>,
     starts: usize,
 }
 
 impl LiveCollector {
     pub(crate) fn start() -> Self {
         let work = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut live = Self { work, port, collector: Guarded(None), _agent: Guarded(None), starts: 0 };
+        let port = free_port().unwrap();
+        let mut live = Self { work, port, collector: None, _agent: None, starts: 0 };
         live.spawn_collector();
         let agent = built_binary("bakery-agent", "bakery-agent").unwrap();
-        let log = std::fs::File::create(live.work.path().join("agent.log")).unwrap();
-        let child = Command::new(agent)
+        let child = Spawn::new("the agent", agent)
             .args(["--collector", &live.url(), "--insecure-no-auth", "--interval", "250ms"])
             .args(["--proc-root", FIXTURE_PROC, "--sys-root", FIXTURE_SYS])
             .arg("--spool-dir")
             .arg(live.work.path().join("spool"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+            .output(Output::Log(live.work.path().join("agent.log")))
+            .start()
             .unwrap();
-        live._agent = Guarded(Some(child));
+        live._agent = Some(child);
         live
     }
 
@@ -107,37 +58,29 @@ impl LiveCollector {
 
     /// Starts the collector and waits for its --ready-file.
     pub(crate) fn spawn_collector(&mut self) {
-        assert!(self.collector.0.is_none(), "the collector already runs");
+        assert!(self.collector.is_none(), "the collector already runs");
         self.starts += 1;
         let binary = built_binary("bakery-collector", "bakery-collector").unwrap();
         let ready = self.work.path().join(format!("ready-{}", self.starts));
-        let log = std::fs::File::create(self.work.path().join(format!("collector-{}.log", self.starts))).unwrap();
-        let child = Command::new(binary)
+        let log_path = self.work.path().join(format!("collector-{}.log", self.starts));
+        let child = Spawn::new("the collector", binary)
             .args(["--insecure-no-auth", "--no-kubernetes", "--no-auto-windows"])
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
             .arg(self.work.path().join("data"))
             .arg("--ready-file")
             .arg(&ready)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+            .output(Output::Log(log_path.clone()))
+            .start()
             .unwrap();
-        self.collector = Guarded(Some(child));
-        let log_path = self.work.path().join(format!("collector-{}.log", self.starts));
-        wait_for(
-            "the collector's ready file",
-            Duration::from_secs(30),
-            || ready.exists(),
-            || std::fs::read_to_string(&log_path).unwrap_or_default(),
-        );
+        self.collector = Some(child);
+        wait_until("the collector's ready file", Duration::from_secs(30), || ready.exists())
+            .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log_path).unwrap_or_default()));
     }
 
     /// SIGKILL: the collector goes away at once.
     pub(crate) fn kill_collector(&mut self) {
-        let mut child = self.collector.0.take().expect("a running collector");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        self.collector.take().expect("a running collector").kill();
     }
 
     pub(crate) fn agent_log(&self) -> String {
@@ -337,13 +280,14 @@ fn loadtest_with_another_command_gets_a_window_and_report_without_a_summary() {
     let output = Command::new(bakery_top())
         .args(["--collector", &live.url(), "loadtest", "--name", "e2e-sh", "--report"])
         .arg(&svg)
-        .args(["--", "sh", "-c", "echo loading; exit 4"])
+        .args(["--", "sh", "-c", "echo loading; sleep 2; exit 4"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "a failed command fails the run:\n{stdout}");
-    assert!(stderr.contains("loadtest 0s"), "progress for any command: {stderr}");
+    // A command that runs past a second shows progress like oha does, without a request rate.
+    assert!(stderr.contains("loadtest 1s"), "progress for any command: {stderr}");
     assert!(!stderr.contains("req/s") && !stderr.contains("  oha "), "no request rate for another command: {stderr}");
     assert!(stdout.contains("loading\n"), "the command's own output is shown: {stdout}");
     assert!(stdout.contains("window w-") && stdout.contains("\"e2e-sh\""), "{stdout}");
@@ -373,46 +317,25 @@ fn ctrl_c_in_the_middle_stops_oha_and_still_closes_the_window() {
     let oha = oha();
     let live = LiveCollector::start();
     let server = HttpServer::start();
-    let mut child = Command::new(bakery_top())
+    let stderr_log = live.work.path().join("bakery-top.log");
+    let mut top = Spawn::new("bakery-top loadtest", bakery_top())
         .env("PATH", path_with(oha.parent().unwrap()))
         .args(["--collector", &live.url(), "loadtest", "--name", "e2e-ctrl-c"])
         .args(["--", "oha", "-z", "60s", "-c", "2", &server.url()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .output(Output::Lines { stderr_log: Some(stderr_log.clone()) })
+        .start()
         .unwrap();
-    let stderr_text = Arc::new(Mutex::new(String::new()));
-    let reader = {
-        let stderr_text = stderr_text.clone();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut text = stderr_text.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        })
-    };
-    let mut stdout = child.stdout.take().unwrap();
-    let mut child = Guarded(Some(child));
-    let pid = child.0.as_ref().unwrap().id();
-    wait_for(
-        "two seconds of load",
-        Duration::from_secs(30),
-        || stderr_text.lock().unwrap().contains("loadtest 2s / 60s"),
-        || stderr_text.lock().unwrap().clone(),
-    );
+    let stderr = || std::fs::read_to_string(&stderr_log).unwrap_or_default();
+    wait_until("two seconds of load", Duration::from_secs(30), || stderr().contains("loadtest 2s / 60s"))
+        .unwrap_or_else(|e| panic!("{e}\n{}", stderr()));
     let open = live.windows();
     assert!(open.iter().any(|w| w.name == "e2e-ctrl-c" && w.end_ms == 0), "open while running: {open:?}");
 
-    let status = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
-    assert!(status.success());
-    let exit = wait_exit(child.0.as_mut().unwrap(), Duration::from_secs(30), "bakery-top after SIGINT");
-    child.0 = None;
-    reader.join().unwrap();
-    let mut printed = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut printed).unwrap();
-    let stderr = stderr_text.lock().unwrap().clone();
+    top.signal(Signal::SIGINT);
+    let exit = top.wait_exit(Duration::from_secs(30)).expect("bakery-top exits within 30 s of SIGINT");
+    top.wait_for_output_end(Duration::from_secs(5)).unwrap();
+    let printed = top.lines().join("\n");
+    let stderr = stderr();
     assert_eq!(exit.code(), Some(130), "Ctrl-C exits 130:\n{printed}\n{stderr}");
     assert!(printed.contains("(interrupted by Ctrl-C)"), "{printed}\n{stderr}");
     assert!(printed.contains(" req/s, "), "oha still reports what it did before the Ctrl-C:\n{printed}");
@@ -422,26 +345,14 @@ fn ctrl_c_in_the_middle_stops_oha_and_still_closes_the_window() {
     assert!(window.end_ms > 0, "the window is closed after Ctrl-C: {window:?}\n{}", live.agent_log());
 }
 
-/// A node at 85 C with the firmware's soft limit set: the diagnosis flags it (thermal-throttling).
-fn hot_sample(timestamp_ms: i64) -> bakery_proto::v1::Sample {
-    use bakery_proto::v1::{CpuTimes, Memory, Sample, Temperature, Throttle, ThrottleFlags};
-    let flags = ThrottleFlags { soft_temperature_limit: true, arm_frequency_capped: true, ..Default::default() };
-    Sample {
-        timestamp_ms,
-        cpu_total: Some(CpuTimes { cpu: -1, user: 100, idle: 1000, ..Default::default() }),
-        memory: Some(Memory { total_bytes: 8 << 30, available_bytes: 6 << 30, ..Default::default() }),
-        temperatures: vec![Temperature { sensor: "cpu-thermal".into(), millidegrees_celsius: 85_000 }],
-        throttle: Some(Throttle { raw: 0xC, now: Some(flags), since_boot: Some(flags) }),
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_on_hog_exits_3_when_the_window_flags_a_node() {
     use bakery_collector::{Collector, ServeConfig};
     use bakery_proto::v1::agent_message::Kind;
     use bakery_proto::v1::ingest_client::IngestClient;
     use bakery_proto::v1::{AgentMessage, Batch, Hello};
+
+    use crate::top_commands::hot_sample;
 
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServeConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("data"));

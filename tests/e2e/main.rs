@@ -3,15 +3,12 @@
 //! without it; skip them with `cargo test -- --skip root_`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod campaign;
-mod demo;
 mod export;
 mod host_readings;
 mod hostile;
 mod kube;
 mod kube_services;
 mod loadtest;
-mod one_cluster;
 mod pod_discovery;
 mod streaming;
 mod top_commands;

@@ -6,9 +6,9 @@ use std::process::Command;
 
 use bakery_agent::pods::{Pod, PodTracker, QosClass};
 use bakery_agent::roots::HostRoots;
-use bakery_tests::binaries::built_binary;
-use bakery_tests::netns::{STEP_TIMEOUT, SimNode, SimPod};
-use bakery_tests::require_root;
+use bakery_lab::binaries::built_binary;
+use bakery_lab::require_root;
+use bakery_tests::sim::{STEP_TIMEOUT, SimNode, SimPod};
 use serde_json::Value;
 
 const SENT_BYTES: u64 = 5_000_000;

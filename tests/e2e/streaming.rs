@@ -14,63 +14,24 @@
 //!   after a collector restart, spread by jitter.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bakery_agent::sampler::Sample;
-use bakery_tests::binaries::built_binary;
+use bakery_lab::binaries::built_binary;
+use bakery_lab::process::{Output, Process, Spawn};
+use bakery_lab::{free_port, pause, wait_until};
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 /// The fixture host root the agents read: small and fast, the same every run.
 const FIXTURE_PROC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/tests/fixtures/bare/proc");
 
-/// Pauses a test thread that has no async runtime: used to pace a schedule
-/// (kill at 8 s, 19 s, ...) and to poll conditions against a deadline.
-#[allow(clippy::disallowed_methods)]
-fn pause(duration: Duration) {
-    std::thread::sleep(duration);
-}
-
+/// Paces a schedule (kill at 8 s, 19 s, ...).
 fn pause_until(instant: Instant) {
     pause(instant.saturating_duration_since(Instant::now()));
-}
-
-/// Polls `condition` until it holds; fails the test after `timeout`.
-fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        pause(Duration::from_millis(20));
-    }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn send_sigterm(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success(), "kill -TERM {}", child.id());
-}
-
-/// Waits for `child` to exit, killing it after `timeout`.
-fn wait_exit(child: &mut Child, timeout: Duration, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not exit within {timeout:?}");
-        }
-        pause(Duration::from_millis(20));
-    }
 }
 
 /// A `bakery-collector serve` process on a fixed loopback port and data
@@ -79,7 +40,7 @@ struct Collector {
     binary: PathBuf,
     work: PathBuf,
     port: u16,
-    child: Option<Child>,
+    child: Option<Process>,
     starts: usize,
 }
 
@@ -88,7 +49,8 @@ impl Collector {
         let began = Instant::now();
         let binary = built_binary("bakery-collector", "bakery-collector").unwrap();
         eprintln!("bakery-collector built or found in {:?}", began.elapsed());
-        let mut collector = Self { binary, work: work.to_path_buf(), port: free_port(), child: None, starts: 0 };
+        let mut collector =
+            Self { binary, work: work.to_path_buf(), port: free_port().unwrap(), child: None, starts: 0 };
         collector.spawn();
         collector
     }
@@ -106,8 +68,8 @@ impl Collector {
         assert!(self.child.is_none(), "the collector is already running");
         self.starts += 1;
         let ready = self.work.join(format!("collector-ready-{}", self.starts));
-        let log = std::fs::File::create(self.work.join(format!("collector-{}.log", self.starts))).unwrap();
-        let child = Command::new(&self.binary)
+        let log = self.work.join(format!("collector-{}.log", self.starts));
+        let child = Spawn::new("the collector", &self.binary)
             .arg("serve")
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
@@ -117,33 +79,31 @@ impl Collector {
             .arg("--ready-file")
             .arg(&ready)
             .env("BAKERY_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+            .output(Output::Log(log))
+            .start()
             .unwrap();
         self.child = Some(child);
         let began = Instant::now();
-        wait_for("the collector to listen", Duration::from_secs(30), || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+        wait_until("the collector to listen", Duration::from_secs(30), || {
+            if let Some(status) = self.child.as_mut().and_then(Process::try_status) {
                 panic!("the collector exited at start ({status}):\n{}", self.log(self.starts));
             }
             ready.exists()
-        });
+        })
+        .unwrap();
         eprintln!("collector start {} listening after {:?}", self.starts, began.elapsed());
     }
 
     /// SIGKILL: no flush, no final acks.
     fn kill9(&mut self) {
-        let mut child = self.child.take().expect("a running collector");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        self.child.take().expect("a running collector").kill();
     }
 
     /// SIGTERM: flush, final acks, exit 0.
     fn stop(&mut self) {
         let mut child = self.child.take().expect("a running collector");
-        send_sigterm(&child);
-        let status = wait_exit(&mut child, Duration::from_secs(30), "the collector");
+        child.signal(Signal::SIGTERM);
+        let status = child.wait_exit(Duration::from_secs(30)).expect("the collector exits within 30 s of SIGTERM");
         assert!(status.success(), "the collector exits 0 on SIGTERM: {status}\n{}", self.log(self.starts));
     }
 
@@ -172,19 +132,10 @@ impl Collector {
     }
 }
 
-impl Drop for Collector {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// A `bakery-agent` process streaming to the collector.
 struct Agent {
     node: String,
-    child: Option<Child>,
+    child: Option<Process>,
     log: PathBuf,
 }
 
@@ -201,7 +152,7 @@ impl Agent {
         let binary = built_binary("bakery-agent", "bakery-agent").unwrap();
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let log = work.join(format!("agent-{node}-{}.log", STARTED.fetch_add(1, Ordering::Relaxed)));
-        let child = Command::new(binary)
+        let child = Spawn::new(&format!("the agent of {node}"), binary)
             .args(["--collector", collector, "--insecure-no-auth", "--node-name", node])
             .arg("--proc-root")
             .arg(FIXTURE_PROC)
@@ -210,9 +161,8 @@ impl Agent {
             .args(extra)
             .env("BAKERY_LOG", "info")
             .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
+            .output(Output::Log(log.clone()))
+            .start()
             .unwrap();
         Self { node: node.to_string(), child: Some(child), log }
     }
@@ -227,16 +177,14 @@ impl Agent {
     }
 
     fn kill9(&mut self) {
-        let mut child = self.child.take().expect("a running agent");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        self.child.take().expect("a running agent").kill();
     }
 
     /// SIGTERM: the agent flushes (waits for the last acks) and exits 0.
     fn stop(&mut self) -> AgentExit {
         let mut child = self.child.take().expect("a running agent");
-        send_sigterm(&child);
-        let status = wait_exit(&mut child, Duration::from_secs(30), "the agent");
+        child.signal(Signal::SIGTERM);
+        let status = child.wait_exit(Duration::from_secs(30)).expect("the agent exits within 30 s of SIGTERM");
         let log = self.log();
         assert!(status.success(), "agent {} exits 0 on SIGTERM: {status}\n{log}", self.node);
         let line =
@@ -245,15 +193,6 @@ impl Agent {
             acked_seq: field(line, "acked_seq"),
             last_seq: field(line, "last_seq"),
             unacknowledged: field(line, "unacknowledged"),
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
@@ -339,7 +278,8 @@ fn five_agents_at_4_hz_resume_within_2_s_of_each_of_10_random_sigkills_and_lose_
     let nodes: Vec<String> = (1..=AGENTS).map(|i| format!("node-{i:02}")).collect();
     let mut agents: Vec<Agent> =
         nodes.iter().map(|n| Agent::start(work.path(), n, &url, &["--interval", "250ms"])).collect();
-    wait_for("every agent to stream", Duration::from_secs(30), || resume_times(&collector, 1).len() == AGENTS);
+    wait_until("every agent to stream", Duration::from_secs(30), || resume_times(&collector, 1).len() == AGENTS)
+        .unwrap();
 
     let mut worst = Duration::ZERO;
     let mut all_resumes = Vec::new();
@@ -350,7 +290,10 @@ fn five_agents_at_4_hz_resume_within_2_s_of_each_of_10_random_sigkills_and_lose_
         collector.kill9();
         collector.spawn();
         let start = collector.starts;
-        wait_for("every agent to resume", Duration::from_secs(10), || resume_times(&collector, start).len() == AGENTS);
+        wait_until("every agent to resume", Duration::from_secs(10), || {
+            resume_times(&collector, start).len() == AGENTS
+        })
+        .unwrap();
         let resumed = resume_times(&collector, start);
         let slowest = resumed.values().max().copied().unwrap_or_default();
         eprintln!(
@@ -393,7 +336,7 @@ fn a_five_minute_outage_at_1_hz_is_delivered_from_the_disk_spool_across_an_agent
     let mut collector = Collector::start(work.path());
     let url = collector.url();
     let mut agent = Agent::start(work.path(), "worker-01", &url, &spool_flag);
-    wait_for("the agent to stream", Duration::from_secs(30), || agent.streams_opened() >= 1);
+    wait_until("the agent to stream", Duration::from_secs(30), || agent.streams_opened() >= 1).unwrap();
     pause(Duration::from_secs(3));
 
     collector.kill9();
@@ -404,7 +347,7 @@ fn a_five_minute_outage_at_1_hz_is_delivered_from_the_disk_spool_across_an_agent
     let mut agent = Agent::start(work.path(), "worker-01", &url, &spool_flag);
     pause_until(outage + Duration::from_secs(305));
     collector.spawn();
-    wait_for("the agent to resume", Duration::from_secs(60), || agent.streams_opened() >= 1);
+    wait_until("the agent to resume", Duration::from_secs(60), || agent.streams_opened() >= 1).unwrap();
 
     let log = agent.log();
     let open = log.lines().find(|line| line.contains("stream open")).unwrap();
@@ -412,7 +355,10 @@ fn a_five_minute_outage_at_1_hz_is_delivered_from_the_disk_spool_across_an_agent
     assert!(backlog >= 300, "the spool covered the 5-minute outage: {backlog} samples waiting\n{open}");
     // The collector drains a backlog at its documented per-stream rate (a
     // burst, then 20x the declared rate): ~15 s for 300 samples at 1 Hz.
-    wait_for("the backlog to be acknowledged", Duration::from_secs(120), || agent.log().contains("backlog delivered"));
+    wait_until("the backlog to be acknowledged", Duration::from_secs(120), || {
+        agent.log().contains("backlog delivered")
+    })
+    .unwrap();
     let exit = agent.stop();
     assert_eq!(exit.unacknowledged, 0, "{exit:?}");
     collector.stop();
@@ -428,14 +374,14 @@ fn a_spool_overflow_is_stored_as_exactly_the_dropped_range_with_its_reason() {
     let mut collector = Collector::start(work.path());
     let url = collector.url();
     let mut agent = Agent::start(work.path(), "worker-02", &url, &flags);
-    wait_for("the agent to stream", Duration::from_secs(30), || agent.streams_opened() >= 1);
+    wait_until("the agent to stream", Duration::from_secs(30), || agent.streams_opened() >= 1).unwrap();
     pause(Duration::from_secs(1));
     // A clean stop acknowledges everything received: the spool starts the outage empty.
     collector.stop();
     let overflows = || agent.log().lines().filter(|line| line.contains("spool full")).count();
-    wait_for("the spool to overflow several times", Duration::from_secs(60), || overflows() >= 4);
+    wait_until("the spool to overflow several times", Duration::from_secs(60), || overflows() >= 4).unwrap();
     collector.spawn();
-    wait_for("the agent to resume", Duration::from_secs(30), || agent.streams_opened() >= 2);
+    wait_until("the agent to resume", Duration::from_secs(30), || agent.streams_opened() >= 2).unwrap();
     pause(Duration::from_secs(1));
     let exit = agent.stop();
     assert_eq!(exit.unacknowledged, 0, "{exit:?}");

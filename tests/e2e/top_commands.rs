@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn hot_sample(timestamp_ms: i64) -> Sample {
+/// A node at 85 C with the firmware's soft limit set: the diagnosis flags it (thermal-throttling).
+pub(crate) fn hot_sample(timestamp_ms: i64) -> Sample {
     let flags = ThrottleFlags { soft_temperature_limit: true, arm_frequency_capped: true, ..Default::default() };
     Sample {
         timestamp_ms,

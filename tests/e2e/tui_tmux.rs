@@ -7,9 +7,10 @@
 use std::process::Command;
 use std::time::Duration;
 
-use bakery_tests::binaries::built_binary;
+use bakery_lab::binaries::built_binary;
+use bakery_lab::wait_until;
 
-use crate::loadtest::{LiveCollector, wait_for};
+use crate::loadtest::LiveCollector;
 
 const SCREEN_WAIT: Duration = Duration::from_secs(30);
 
@@ -66,7 +67,8 @@ impl Tmux {
     }
 
     fn wait_screen(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
-        wait_for(what, SCREEN_WAIT, || condition(&self.screen()), || format!("screen:\n{}", self.screen()));
+        wait_until(what, SCREEN_WAIT, || condition(&self.screen()))
+            .unwrap_or_else(|e| panic!("{e}\nscreen:\n{}", self.screen()));
         self.screen()
     }
 }

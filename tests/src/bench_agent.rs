@@ -16,19 +16,20 @@
 //! of every pod's socket tables) is printed on its own line.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bakery_agent::roots::HostRoots;
 use bakery_agent::sampler::Sampler;
+use bakery_lab::process::{Output, Spawn};
+use bakery_lab::{free_port, pause, wait_until};
 use prost::Message;
 use serde::Serialize;
 
 use crate::measure;
-use crate::netns::{SimNode, SimPod};
+use crate::sim::{SimNode, SimPod};
 
 /// What the benchmark is asked to do.
 #[derive(Debug, Clone)]
@@ -126,35 +127,14 @@ impl AgentBenchResult {
     }
 }
 
-/// Kills and reaps a child when dropped, so a failing run leaves nothing behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn progress(message: &str) {
     eprintln!("bench agent: {message}");
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn wait_for_port(port: u16, what: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        #[allow(clippy::disallowed_methods)] // a synchronous driver polling a port with a deadline
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("{what} did not listen on 127.0.0.1:{port} within 30 s")
+    let listening = || TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok();
+    Ok(wait_until(&format!("{what} to listen on 127.0.0.1:{port}"), Duration::from_secs(30), listening)?)
 }
 
 /// One Prometheus scrape over plain HTTP/1.0; returns the body's size.
@@ -169,14 +149,6 @@ fn scrape(port: u16) -> anyhow::Result<u64> {
         bail!("node_exporter answered {:?}", String::from_utf8_lossy(&response[..header_end.min(64)]));
     }
     Ok((response.len() - header_end) as u64)
-}
-
-fn signal(pid: u32, name: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill").args([&format!("-{name}"), &pid.to_string()]).status()?;
-    if !status.success() {
-        bail!("kill -{name} {pid} failed");
-    }
-    Ok(())
 }
 
 fn node_exporter_binary() -> anyhow::Result<PathBuf> {
@@ -205,7 +177,7 @@ fn wire_bytes() -> (u64, u64) {
 
 /// Runs the benchmark. Needs root (it creates pods on real kernel objects).
 pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
-    crate::require_root("bench agent");
+    bakery_lab::require_root("bench agent");
     let agent_bin = config.bin_dir.join("bakery-agent");
     let collector_bin = config.bin_dir.join("bakery-collector");
     for bin in [&agent_bin, &collector_bin] {
@@ -233,28 +205,21 @@ pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
 
     let data_dir = tempfile::tempdir()?;
     let collector_port = free_port()?;
-    let collector = Reaped(
-        Command::new(&collector_bin)
-            .args(["serve", "--insecure-no-auth", "--listen"])
-            .arg(format!("127.0.0.1:{collector_port}"))
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .env("BAKERY_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting the collector")?,
-    );
+    let mut collector = Spawn::new("the collector", &collector_bin)
+        .args(["serve", "--insecure-no-auth", "--listen"])
+        .arg(format!("127.0.0.1:{collector_port}"))
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("BAKERY_LOG", "warn")
+        .output(Output::Lines { stderr_log: None })
+        .start()?;
     wait_for_port(collector_port, "the collector")?;
 
     let exporter_port = free_port()?;
-    let exporter = Reaped(
-        Command::new(&exporter_bin)
-            .arg(format!("--web.listen-address=127.0.0.1:{exporter_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting node_exporter")?,
-    );
+    let exporter = Spawn::new("node_exporter", &exporter_bin)
+        .arg(format!("--web.listen-address=127.0.0.1:{exporter_port}"))
+        .output(Output::Null)
+        .start()?;
     wait_for_port(exporter_port, "node_exporter")?;
     // The first scrape initialises collectors; it is not counted.
     scrape(exporter_port)?;
@@ -263,18 +228,15 @@ pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
         "agent streaming and node_exporter scraped every {:?} for {:?}",
         config.interval, config.duration
     ));
-    let mut agent = Reaped(
-        Command::new(&agent_bin)
-            .args(["--insecure-no-auth", "--node-name", "bench-node", "--collector"])
-            .arg(format!("http://127.0.0.1:{collector_port}"))
-            .arg("--interval")
-            .arg(format!("{}ms", config.interval.as_millis()))
-            .env("BAKERY_LOG", "warn")
-            .spawn()
-            .context("starting the agent")?,
-    );
-    let agent_pid = agent.0.id();
-    let exporter_pid = exporter.0.id();
+    let mut agent = Spawn::new("the agent", &agent_bin)
+        .args(["--insecure-no-auth", "--node-name", "bench-node", "--collector"])
+        .arg(format!("http://127.0.0.1:{collector_port}"))
+        .arg("--interval")
+        .arg(format!("{}ms", config.interval.as_millis()))
+        .env("BAKERY_LOG", "warn")
+        .start()?;
+    let agent_pid = agent.pid();
+    let exporter_pid = exporter.pid();
     // Both sides run through the warm-up at the same rate; nothing of it is counted.
     let mut next = Instant::now();
     scrape_for(exporter_port, config.warmup, config.interval, &mut next)?;
@@ -301,11 +263,9 @@ pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
     let samples = received.taken_in(window_start_ms, window_end_ms);
 
     progress("stopping the agent and the collector");
-    signal(agent_pid, "TERM")?;
-    let _ = agent.0.wait();
-    let mut collector = collector;
-    signal(collector.0.id(), "TERM")?;
-    let _ = collector.0.wait();
+    // Both send or commit what they hold on SIGTERM.
+    agent.stop(STOP_GRACE);
+    collector.stop(STOP_GRACE);
     drop(exporter);
     if samples == 0 {
         bail!("the collector received no sample of the agent in the measured window");
@@ -351,8 +311,7 @@ fn scrape_for(port: u16, duration: Duration, interval: Duration, next: &mut Inst
         scrapes += 1;
         *next += interval;
         if let Some(wait) = next.checked_duration_since(Instant::now()) {
-            #[allow(clippy::disallowed_methods)] // a synchronous driver keeping a scrape rate
-            std::thread::sleep(wait);
+            pause(wait);
         }
     }
     Ok((scrapes, bytes))
@@ -362,6 +321,9 @@ fn epoch_ms() -> i64 {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// How long the agent and the collector may take to exit on SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// How often the collector's recent batches are read during the window.
 const HISTORY_POLL: Duration = Duration::from_secs(5);

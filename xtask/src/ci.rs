@@ -11,6 +11,11 @@ use crate::util::{cargo, exec, is_root};
 /// time, and tests that need the CPU to themselves serialise on a lock.
 const E2E_TEST_THREADS: &str = "4";
 
+/// The demo's root tests each build the whole cluster of namespaces (one fits on
+/// a machine) and bound their own time, so they run one at a time, in a step of
+/// their own: nothing else competes for the CPU while a cluster runs.
+const DEMO_TEST_THREADS: &str = "1";
+
 pub fn run() -> Result<()> {
     crate::setup::ci_tools()?;
     let mut failed = Vec::new();
@@ -29,9 +34,21 @@ pub fn run() -> Result<()> {
         eprintln!("xtask: not root: skipping the root_* tests (network namespaces, cgroups); CI runs them as root");
         &["--skip", "root_"]
     };
-    let mut unit = cargo(&["test", "--workspace", "--exclude", "bakery-tests", "--no-fail-fast", "--"]);
+    let mut unit = cargo(&[
+        "test",
+        "--workspace",
+        "--exclude",
+        "bakery-tests",
+        "--exclude",
+        "bakery-demo",
+        "--no-fail-fast",
+        "--",
+    ]);
     unit.args(skip_root);
     step("crate tests", exec(unit));
+    let mut demo = cargo(&["test", "-p", "bakery-demo", "--no-fail-fast", "--", "--test-threads", DEMO_TEST_THREADS]);
+    demo.args(skip_root);
+    step("demo tests", exec(demo));
     let mut e2e = cargo(&["test", "-p", "bakery-tests", "--no-fail-fast", "--", "--test-threads", E2E_TEST_THREADS]);
     e2e.args(skip_root);
     step("end-to-end tests", exec(e2e));

@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: the README's first command. Builds the binaries the mini-bakery runs
-//! (bakery-demo, bakery-agent, bakery-collector, bakery-top and the Kubernetes API double), then
+//! (bakery-demo, bakery-agent, bakery-collector, bakery-top and the Kubernetes API double from
+//! bakery-lab), then
 //! runs `bakery-demo` with the same arguments: it installs what is missing (apt packages, oha),
 //! builds the scenario's cluster in namespaces, runs the load and reports the hog. Subcommands go
 //! through the same way: `cargo xtask demo campaign --count 30 --seed 7` runs
@@ -27,7 +28,7 @@ const BUILD: &[&str] = &[
     "-p",
     "bakery-top",
     "-p",
-    "bakery-tests",
+    "bakery-lab",
     "--bin",
     "bakery-demo",
     "--bin",

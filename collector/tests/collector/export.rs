@@ -37,7 +37,7 @@ impl Drop for Process {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    bakery_lab::free_port().expect("a free loopback port")
 }
 
 fn workspace_root() -> PathBuf {

@@ -270,12 +270,4 @@ pub fn node_report<'a>(report: &'a StoreReport, node: &str) -> &'a bakery_collec
     report.nodes.iter().find(|n| n.node == node).unwrap_or_else(|| panic!("{node} in the store: {report:?}"))
 }
 
-/// The effective user is root (read from /proc, as the tests do not link libc).
-pub fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2).map(|uid| uid == "0"))
-        })
-        .unwrap_or(false)
-}
+pub use bakery_lab::is_root as running_as_root;

@@ -372,29 +372,9 @@ impl Drop for ApiServer {
     }
 }
 
-/// `target/<profile>/bakery-fake-apiserver`, built with cargo the first time (it lives in the
-/// bakery-tests package, which depends on this one).
+/// `target/<profile>/bakery-fake-apiserver`, built from bakery-lab the first time.
 fn fake_apiserver_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().unwrap();
-            let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut command = Command::new(cargo);
-            command.args(["build", "--quiet", "-p", "bakery-tests", "--bin", "bakery-fake-apiserver"]);
-            if let Some(profile) = profile_dir.file_name().and_then(|n| n.to_str()).filter(|p| *p != "debug") {
-                command.args(["--profile", profile]);
-            }
-            let output = command.current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
-            assert!(
-                output.status.success(),
-                "building the fake API server: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            profile_dir.join("bakery-fake-apiserver")
-        })
-        .clone()
+    bakery_lab::binaries::built_binary("bakery-lab", "bakery-fake-apiserver").expect("building the fake API server")
 }
 
 const AGENT_ACCOUNT: &str = "system:serviceaccount:bakery:bakery-agent";

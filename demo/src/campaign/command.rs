@@ -10,7 +10,7 @@ use clap::Args;
 use super::generate::{self, Dimensions, Generated};
 use super::table::{self, CampaignJson, PlannedJson};
 use super::{Outcome, Summary, run_one};
-use crate::cluster::Binaries;
+use crate::binaries::Binaries;
 use crate::{interrupt, preflight};
 
 /// `bakery-demo campaign`: how many scenarios, from which seed, and what to print.
@@ -80,8 +80,8 @@ fn scenarios(args: &CampaignArgs) -> Result<Vec<Generated>, String> {
         Some(index) if index == 0 || index > count => {
             Err(format!("--only {index}: choose a scenario from 1 to --count ({count})"))
         }
-        Some(index) => generate::generate(args.seed, index).map(|g| vec![g]).map_err(|e| e.to_string()),
-        None => generate::campaign(args.seed, count).map_err(|e| e.to_string()),
+        Some(index) => generate::generate(args.seed, index).map(|g| vec![g]).map_err(|e| bakery_lab::chain(&e)),
+        None => generate::campaign(args.seed, count).map_err(|e| bakery_lab::chain(&e)),
     }
 }
 
@@ -251,14 +251,7 @@ pub fn main(args: CampaignArgs) -> ExitCode {
 fn prepare(args: &CampaignArgs) -> Result<Binaries, String> {
     preflight::require_root()?;
     preflight::tools(true, !args.no_install)?;
-    let binaries = match &args.bin_dir {
-        Some(dir) => {
-            let demo = std::env::current_exe().map_err(|e| e.to_string())?;
-            Binaries::in_dir(dir, demo)
-        }
-        None => Binaries::beside_this_executable(),
-    }
-    .map_err(|e| e.to_string())?;
+    let binaries = Binaries::find(args.bin_dir.as_deref()).map_err(|e| bakery_lab::chain(&e))?;
     interrupt::install().map_err(|e| e.to_string())?;
     Ok(binaries)
 }

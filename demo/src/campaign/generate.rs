@@ -117,7 +117,8 @@ pub fn generate(seed: u64, index: usize) -> Result<Generated> {
             Ok(truth) if truth.rule == rule => {
                 let scenario = with_expectation(scenario, &truth);
                 // Written as a user would write it, and read back through every check.
-                let text = toml::to_string(&scenario).map_err(|e| Error::Scenario(format!("{name}: {e}")))?;
+                let text = toml::to_string(&scenario)
+                    .map_err(|source| Error::ScenarioText { name: name.to_string(), source })?;
                 let scenario = Scenario::parse(&text)?;
                 return Ok(Generated { index, seed, scenario, truth });
             }

@@ -86,7 +86,8 @@ use std::time::Instant;
 use bakery_diagnosis::{Cause, WindowReport};
 use serde::Serialize;
 
-use crate::cluster::{Binaries, ClusterOptions};
+use crate::binaries::Binaries;
+use crate::cluster::ClusterOptions;
 use crate::diagnose::{self, ResolvedExpectation, VerdictKey};
 use crate::report::Report;
 use crate::run::{self, Demo, Options};
@@ -162,7 +163,7 @@ pub fn run_one(generated: &Generated, binaries: Binaries, demo_progress: bool) -
         Ok((report, window_report)) => judge(generated, report, &window_report),
         Err(error) => {
             let mut outcome = judge_nothing(generated);
-            outcome.error = Some(error.to_string());
+            outcome.error = Some(bakery_lab::chain(&error));
             outcome
         }
     };

@@ -1,5 +1,5 @@
 //! `bakery-test-pod`: the processes of a simulated pod and of its client,
-//! run by the harness (`bakery_tests::netns`) inside network namespaces.
+//! run by the harness (`bakery_tests::sim`) inside network namespaces.
 //!
 //! Every mode lives only as long as its stdin: the harness holds the other
 //! end of the pipe, so if the test process dies, even by SIGKILL, these

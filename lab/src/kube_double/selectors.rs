@@ -4,7 +4,10 @@
 
 use serde_json::Value;
 
-/// One requirement of a label selector (`k8s.io/apimachinery/pkg/labels`).
+use super::routes::ListParams;
+use super::{Event, Kind};
+
+/// One requirement of a label selector, with the operators the API server accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum LabelOp {
     Equals(String),
@@ -133,6 +136,47 @@ impl FieldSelector {
             let actual = field.split('.').try_fold(object, |v, part| v.get(part)).and_then(Value::as_str).unwrap_or("");
             (actual == value) == *equal
         })
+    }
+}
+
+/// Which objects of a collection a list or watch selects.
+#[derive(Debug, Clone)]
+pub(super) struct Filter {
+    namespace: Option<String>,
+    labels: LabelSelector,
+    fields: FieldSelector,
+}
+
+impl Filter {
+    pub(super) fn new(kind: Kind, namespace: Option<&str>, params: &ListParams) -> Result<Filter, String> {
+        let labels = LabelSelector::parse(params.label_selector.as_deref().unwrap_or_default())
+            .map_err(|e| format!("unable to parse requirement: {e}"))?;
+        let fields =
+            FieldSelector::parse(params.field_selector.as_deref().unwrap_or_default(), kind.selectable_fields())?;
+        Ok(Filter { namespace: namespace.map(str::to_string), labels, fields })
+    }
+
+    pub(super) fn matches(&self, object: &Value) -> bool {
+        let metadata = &object["metadata"];
+        self.namespace.as_deref().is_none_or(|ns| metadata["namespace"].as_str() == Some(ns))
+            && self.labels.matches(metadata["labels"].as_object())
+            && self.fields.matches(object)
+    }
+
+    /// How `event` reads through this filter: an object that starts matching is ADDED, one that
+    /// stops matching is DELETED (what the real server's filtered watch sends).
+    pub(super) fn event<'a>(&self, event: &'a Event) -> Option<(&'static str, &'a Value)> {
+        let now = self.matches(&event.object);
+        if event.kind_of_change == "MODIFIED" {
+            let before = event.previous.as_ref().is_some_and(|p| self.matches(p));
+            return match (before, now) {
+                (true, true) => Some(("MODIFIED", &event.object)),
+                (false, true) => Some(("ADDED", &event.object)),
+                (true, false) => Some(("DELETED", &event.object)),
+                (false, false) => None,
+            };
+        }
+        now.then_some((event.kind_of_change, &event.object))
     }
 }
 

@@ -3,10 +3,11 @@
 
 use std::sync::Mutex;
 
-use bakery_demo::cluster::Binaries;
-use bakery_tests::binaries::built_binary;
+use bakery_demo::binaries::Binaries;
+use bakery_lab::binaries::built_binary;
 
-/// One cluster fits on a machine: the demo tests (`demo.rs`, `campaign.rs`) take turns.
+/// One cluster fits on a machine: the demo tests (`scenarios.rs`, `campaign.rs`) take turns, so
+/// however many test threads run, one builds a cluster at a time.
 pub static ONE_CLUSTER: Mutex<()> = Mutex::new(());
 
 /// The demo's binaries, built if needed, with nginx and oha found on this machine.
@@ -16,7 +17,7 @@ pub fn binaries() -> Binaries {
         ("bakery-agent", "bakery-agent"),
         ("bakery-collector", "bakery-collector"),
         ("bakery-top", "bakery-top"),
-        ("bakery-tests", "bakery-fake-apiserver"),
+        ("bakery-lab", "bakery-fake-apiserver"),
     ] {
         built_binary(package, bin).unwrap();
     }

@@ -1,6 +1,5 @@
-//! TokenReview, as the API server answers `POST /apis/authentication.k8s.io/v1/tokenreviews`
-//! (kubernetes `pkg/registry/authentication/tokenreview/storage.go` and the service-account JWT
-//! authenticator): `201 Created` with the review and its `status`. A token the state lists is
+//! TokenReview, as the API server answers `POST /apis/authentication.k8s.io/v1/tokenreviews` for a
+//! service-account token: `201 Created` with the review and its `status`. A token the state lists is
 //! authenticated when its audiences meet the requested ones (none requested: the API server's
 //! own, [`API_SERVER_AUDIENCES`]), and the status then carries the user and the audiences in
 //! common; an unknown token or one for other audiences is `authenticated: false` (left out, as

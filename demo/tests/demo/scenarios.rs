@@ -32,20 +32,14 @@ use bakery_demo::report::Report;
 use bakery_demo::run::{Demo, Options};
 use bakery_demo::scenario::Scenario;
 use bakery_diagnosis::Cause;
-use bakery_tests::kube_double::{ClusterState, KubeDouble};
-use bakery_tests::require_root;
-use bakery_tests::rotel::{ReceivedPoint, ReceivedResource, Rotel};
+use bakery_lab::rotel::{ReceivedPoint, ReceivedResource, Rotel};
+use bakery_lab::{pause, require_root, wait_for, wait_until};
 
 use crate::one_cluster::{ONE_CLUSTER, binaries};
 
 /// Load duration per scenario test: long enough for the diagnosis to settle (it flags after
 /// ~3 s), short enough for a scenario to stay well within a minute.
 const LOAD: Duration = Duration::from_secs(12);
-
-fn pause(duration: Duration) {
-    #[allow(clippy::disallowed_methods)]
-    std::thread::sleep(duration);
-}
 
 /// What the root network namespace looks like: addresses, routes and iptables rules.
 fn root_namespace_state() -> String {
@@ -111,15 +105,14 @@ fn assert_pod_bytes_agree(demo: &Demo) {
     let settle = bakery_demo::run::now_ms() + 1_500;
     let deadline = Instant::now() + Duration::from_secs(10);
     for pod in &demo.plan().pods {
-        let (agent_rx, agent_tx) = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (agent_rx, agent_tx) = wait_for(&format!("a sample of {} after the load", pod.name), left, || {
             match demo.pod_bytes_from_collector(pod).unwrap() {
-                Some((rx, tx, sampled_ms)) if sampled_ms >= settle => break (rx, tx),
-                _ => {
-                    assert!(Instant::now() < deadline, "no sample of {} after the load", pod.name);
-                    pause(Duration::from_millis(100));
-                }
+                Some((rx, tx, sampled_ms)) if sampled_ms >= settle => Some((rx, tx)),
+                _ => None,
             }
-        };
+        })
+        .unwrap();
         let (veth_rx, veth_tx) = demo.cluster.host_veth_bytes(pod).unwrap();
         // What the pod sends, its node's end of the cable receives, and the other way round.
         for (what, bakery, kernel) in [("received", agent_rx, veth_tx), ("sent", agent_tx, veth_rx)] {
@@ -355,20 +348,6 @@ fn root_demo_in_cluster_proxy_is_about_wordpress_behind_the_proxy() {
     assert!(printed.contains(", workload Deployment/wordpress/wordpress"), "{printed}");
 }
 
-/// What the demo publishes is what the API double serves: every shipped scenario's state file uses
-/// only the double's keys, and the double takes every object in it.
-#[tokio::test]
-async fn demo_state_files_are_served_by_the_api_double_without_a_problem() {
-    let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    for (name, _) in bakery_demo::scenario::SHIPPED {
-        let plan = bakery_demo::plan::Plan::new(Scenario::shipped(name).unwrap(), 1);
-        let text = serde_json::to_string(&bakery_demo::kube_state::state(&plan)).unwrap();
-        assert_eq!(ClusterState::unknown_keys(&text), Vec::<String>::new(), "{name}");
-        let problems = double.set_state(&ClusterState::parse(&text).unwrap());
-        assert_eq!(problems, Vec::<String>::new(), "{name}");
-    }
-}
-
 /// The newest `bakery.hog.active` point rotel received for `node` and `cause` (their OTLP
 /// spelling), with the resource it came in.
 fn exported_verdict(
@@ -399,12 +378,9 @@ fn root_demo_l2_ingress_verdict_reaches_an_otlp_receiver() {
     let report = run_scenario_with("l2-ingress", cluster, |_demo| {
         // The collector exports every second while the verdict is in force; rotel prints what it
         // receives as it arrives.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while exported.is_none() {
-            exported = exported_verdict(&rotel.received(), node, cause);
-            assert!(Instant::now() < deadline, "no {node} {cause} verdict reached rotel within 20 s of the load's end");
-            pause(Duration::from_millis(200));
-        }
+        let what = format!("a {node} {cause} verdict to reach rotel after the load's end");
+        let found = wait_for(&what, Duration::from_secs(20), || exported_verdict(&rotel.received(), node, cause));
+        exported = Some(found.unwrap());
     });
     assert!(report.matched, "{report:#?}");
     assert_eq!(verdict_keys(&report), [(node.to_string(), Cause::IngressConcentration)]);
@@ -454,9 +430,8 @@ fn root_demo_l2_ingress_verdict_reaches_an_otlp_receiver() {
 /// Processes still running in any of the demo's namespaces.
 fn processes_in_demo_namespaces() -> Vec<String> {
     let mut found = Vec::new();
-    for netns in bakery_demo::host::demo_netns() {
-        let pids = Command::new("ip").args(["netns", "pids", &netns]).output().unwrap();
-        for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+    for netns in bakery_lab::cleanup::demo_netns() {
+        for pid in bakery_lab::netns::pids(&netns).unwrap_or_default() {
             found.push(format!("{pid} in {netns}"));
         }
     }
@@ -487,17 +462,17 @@ fn root_demo_cleans_up_after_a_sigkilled_run() {
         }
         assert!(seen.len() < 200, "the demo never started its load: {seen:#?}");
     }
+    // Two seconds into the load, with everything running.
     pause(Duration::from_secs(2));
     assert!(!processes_in_demo_namespaces().is_empty(), "the cluster runs before the kill");
     killed.kill().unwrap();
     killed.wait().unwrap();
 
     // Every node's keeper sees its stdin close and takes its PID namespace down with it.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !processes_in_demo_namespaces().is_empty() {
-        assert!(Instant::now() < deadline, "still running after the kill: {:?}", processes_in_demo_namespaces());
-        pause(Duration::from_millis(100));
-    }
+    wait_until("the demo's processes to die with it", Duration::from_secs(15), || {
+        processes_in_demo_namespaces().is_empty()
+    })
+    .unwrap_or_else(|e| panic!("{e}: still running {:?}", processes_in_demo_namespaces()));
     assert!(!leftovers().is_empty(), "a SIGKILLed run leaves its namespaces (the next run removes them)");
 
     // The next run removes them first and works.

@@ -1,7 +1,7 @@
 //! Server-side printing: the `meta.k8s.io/v1` `Table` a real API server returns when a client
 //! asks for one (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`, what `kubectl get`
-//! sends), with the columns of Kubernetes' own printers for the built-in kinds
-//! (`pkg/printers/internalversion`) and, for MetalLB's kinds, the `additionalPrinterColumns` of
+//! sends), with the columns the API server prints for the built-in kinds (those `kubectl get`
+//! shows, `-o wide` ones at priority 1) and, for MetalLB's kinds, the `additionalPrinterColumns` of
 //! their CRDs (which replace the default Age column, as on a real server). Pure: time is an
 //! argument.
 
@@ -321,8 +321,7 @@ fn age(object: &Value, now: SystemTime) -> String {
     }
 }
 
-/// Kubernetes' `duration.HumanDuration` (`k8s.io/apimachinery/pkg/util/duration`): two units
-/// while the larger one is small, one unit after.
+/// An age as `kubectl get` shows it: two units while the larger one is small, one unit after.
 pub fn human_duration(elapsed: Duration) -> String {
     let seconds = elapsed.as_secs();
     let (minutes, hours) = (seconds / 60, seconds / 3600);

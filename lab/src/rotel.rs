@@ -4,14 +4,18 @@
 //! data points ([`parse`], pure).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use crate::process::{Output, Process, Spawn};
+use crate::{Error, Result, free_port, wait_for};
 
 /// The rotel release the parser was written against (its debug output format).
 pub const ROTEL_REQUIREMENT: &str = "rotel==0.0.1a15";
+
+/// How long rotel may take to listen on both ports.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The venv rotel lives in: `<workspace>/.venv`, as `cargo xtask chart` makes it.
 pub fn venv() -> PathBuf {
@@ -31,7 +35,7 @@ fn succeeded(command: &mut Command) -> bool {
 }
 
 /// The `rotel-agent` binary, pip-installed into [`venv`] the first time it is missing.
-pub fn rotel_binary() -> anyhow::Result<PathBuf> {
+pub fn rotel_binary() -> Result<PathBuf> {
     static FOUND: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut found = FOUND.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(path) = found.as_ref() {
@@ -43,12 +47,13 @@ pub fn rotel_binary() -> anyhow::Result<PathBuf> {
         return Ok(path);
     }
     eprintln!("installing {ROTEL_REQUIREMENT} into {} (once)", venv.display());
+    let cannot = |why: String| Error::Install { what: ROTEL_REQUIREMENT.to_string(), why };
     let python = venv.join("bin/python");
     if !python.is_file()
         && !succeeded(Command::new("python3").args(["-m", "venv"]).arg(&venv))
         && !succeeded(Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&venv))
     {
-        bail!("cannot create {}: install python3 and python3-venv", venv.display());
+        return Err(cannot(format!("cannot create {}: install python3 and python3-venv", venv.display())));
     }
     let installed = succeeded(Command::new(&python).args(["-m", "pip", "install", "--quiet", ROTEL_REQUIREMENT]))
         || succeeded(Command::new("python3").args(["-m", "pip", "--python"]).arg(&python).args([
@@ -57,22 +62,17 @@ pub fn rotel_binary() -> anyhow::Result<PathBuf> {
             ROTEL_REQUIREMENT,
         ]));
     if !installed {
-        bail!("cannot pip-install {ROTEL_REQUIREMENT} into {}: needs pip and access to PyPI", venv.display());
+        return Err(cannot(format!("pip needs to reach PyPI to install into {}", venv.display())));
     }
-    let path = find_rotel(&venv).with_context(|| format!("{ROTEL_REQUIREMENT} installed but no rotel-agent in it"))?;
+    let path = find_rotel(&venv).ok_or_else(|| cannot("installed, but it has no rotel-agent".to_string()))?;
     *found = Some(path.clone());
     Ok(path)
-}
-
-/// A free TCP port on loopback (free when asked; the caller binds it soon after).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// A running rotel that prints every metric it receives; killed when dropped.
 #[derive(Debug)]
 pub struct Rotel {
-    child: Child,
+    process: Process,
     /// Its stdout: the detailed debug log of the metrics received.
     pub output: PathBuf,
     /// Its own log (start-up errors).
@@ -84,30 +84,34 @@ pub struct Rotel {
 
 impl Rotel {
     /// Starts rotel on two free loopback ports and waits until both listen.
-    pub fn start(dir: &Path) -> anyhow::Result<Rotel> {
+    pub fn start(dir: &Path) -> Result<Rotel> {
         Self::start_on(dir, free_port()?, free_port()?)
     }
 
     /// Starts rotel on the given ports (a receiver that comes back on the same address) and waits
-    /// up to 30 s until both listen.
-    pub fn start_on(dir: &Path, grpc: u16, http: u16) -> anyhow::Result<Rotel> {
+    /// until both listen. Async callers use [`Rotel::spawn`] and poll [`Rotel::listening`] on
+    /// their runtime instead.
+    pub fn start_on(dir: &Path, grpc: u16, http: u16) -> Result<Rotel> {
         let mut rotel = Self::spawn(dir, grpc, http)?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !rotel.listening()? {
-            if Instant::now() >= deadline {
-                bail!("rotel did not listen within 30 s:\n{}", std::fs::read_to_string(&rotel.log).unwrap_or_default());
+        let listening = wait_for("rotel to listen", LISTEN_TIMEOUT, || match rotel.listening() {
+            Ok(true) => Some(Ok(())),
+            Ok(false) => None,
+            Err(error) => Some(Err(error)),
+        });
+        match listening {
+            Ok(result) => result.map(|()| rotel),
+            Err(timeout) => {
+                eprintln!("rotel's log:\n{}", std::fs::read_to_string(&rotel.log).unwrap_or_default());
+                Err(timeout)
             }
-            #[allow(clippy::disallowed_methods)] // a synchronous helper polling a port with a deadline
-            std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(rotel)
     }
 
-    /// Starts rotel without waiting; poll [`Rotel::listening`] (async callers do, on their runtime).
-    pub fn spawn(dir: &Path, grpc: u16, http: u16) -> anyhow::Result<Rotel> {
+    /// Starts rotel without waiting for it to listen.
+    pub fn spawn(dir: &Path, grpc: u16, http: u16) -> Result<Rotel> {
         let output = dir.join(format!("rotel-{grpc}.out"));
         let log = dir.join(format!("rotel-{grpc}.log"));
-        let child = Command::new(rotel_binary()?)
+        let process = Spawn::new("rotel", rotel_binary()?)
             .arg("start")
             .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
             .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
@@ -116,17 +120,19 @@ impl Rotel {
             .arg(dir.join(format!("rotel-{grpc}.pid")))
             .arg("--log-file")
             .arg(&log)
-            .stdout(std::fs::File::create(&output).with_context(|| format!("creating {}", output.display()))?)
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting rotel")?;
-        Ok(Rotel { child, output, log, grpc, http })
+            .output(Output::Stdout(output.clone()))
+            .start()?;
+        Ok(Rotel { process, output, log, grpc, http })
     }
 
     /// Whether both ports accept connections; an error once rotel has exited.
-    pub fn listening(&mut self) -> anyhow::Result<bool> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!("rotel exited ({status}):\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    pub fn listening(&mut self) -> Result<bool> {
+        if let Some(status) = self.process.try_status() {
+            return Err(Error::Failed {
+                command: "rotel start".to_string(),
+                status,
+                stderr: std::fs::read_to_string(&self.log).unwrap_or_default(),
+            });
         }
         let accepts = |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
         Ok(accepts(self.grpc) && accepts(self.http))
@@ -138,15 +144,12 @@ impl Rotel {
     }
 
     /// Forgets what was received so far (the next check sees only newer exports).
-    pub fn forget_received(&self) -> anyhow::Result<()> {
-        std::fs::write(&self.output, "").with_context(|| format!("emptying {}", self.output.display()))
-    }
-}
-
-impl Drop for Rotel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn forget_received(&self) -> Result<()> {
+        std::fs::write(&self.output, "").map_err(|source| Error::File {
+            action: "emptying",
+            path: self.output.clone(),
+            source,
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use bakery_demo::campaign::generate::campaign;
 use bakery_demo::campaign::truth::Rule;
 use bakery_demo::campaign::{Summary, run_one, table};
 use bakery_demo::cluster::leftovers;
-use bakery_tests::require_root;
+use bakery_lab::require_root;
 
 use crate::one_cluster::{ONE_CLUSTER, binaries};
 

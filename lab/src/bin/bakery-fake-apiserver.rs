@@ -1,4 +1,4 @@
-//! `bakery-fake-apiserver`: the Kubernetes API test double ([`bakery_tests::kube_double`]) as a
+//! `bakery-fake-apiserver`: the Kubernetes API test double ([`bakery_lab::kube_double`]) as a
 //! process, for demos and end-to-end runs without a cluster, and for `kubectl`. Serves Namespaces,
 //! Nodes, Pods, Services, EndpointSlices, ReplicaSets and (when the state installs them) MetalLB's
 //! kinds from a JSON state file (format in the module docs), re-read when it changes.
@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bakery_tests::kube_double::{KubeDouble, follow_state_file};
+use bakery_lab::kube_double::{KubeDouble, follow_state_file};
 use clap::Parser;
 
 /// A fake Kubernetes API server (discovery, list/watch with resourceVersion, bookmarks and 410

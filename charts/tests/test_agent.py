@@ -1,5 +1,5 @@
 """The agent DaemonSet: lands on every node, reads the host read-only, and asks
-for no more privilege than it needs (issue 7; field guide section 6)."""
+for no more privilege than it needs."""
 
 from __future__ import annotations
 

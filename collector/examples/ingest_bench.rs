@@ -1,6 +1,6 @@
 //! Ingest benchmark: synthetic agents (each with 30 pods) stream to a `bakery-collector`
 //! process on loopback; prints the values stored durably per collector CPU-second, the p50/p99
-//! acknowledgement latency and the collector's RSS (issue 3, acceptance 7).
+//! acknowledgement latency and the collector's RSS (`cargo xtask bench ingest`; BENCHMARKS.md).
 //!
 //! Build the collector in release first, then run this (also in release):
 //!   cargo build --release -p bakery-collector
@@ -62,6 +62,8 @@ fn options() -> Options {
 
 /// A Pi-5-like sample: 4 cores, 6 pressure lines, 4 interfaces, `pods` pods with network and
 /// TCP counters. Returns it with the number of values (numeric fields) it carries.
+///
+/// One piece: a struct literal of the wire sample, its shape visible at a glance.
 fn sample(timestamp_ms: i64, pods: usize, tick: u64) -> (Sample, u64) {
     let cpu = |cpu: i32| CpuTimes {
         cpu,
@@ -171,6 +173,8 @@ fn clock_ticks_per_second() -> u64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(100)
 }
 
+/// One piece: the benchmark's script from start to report (collector, agents, measurement,
+/// printout), read top to bottom like the table it prints.
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let options = options();

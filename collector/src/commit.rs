@@ -175,32 +175,20 @@ pub async fn run<D: Durable>(
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
 ) -> CommitterExit<D> {
-    let mut store = Some(store);
-    let mut pending: Vec<QueueItem> = Vec::new();
-    let mut pending_bytes = 0usize;
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let final_flush_timeout = config.final_flush_timeout;
+    let mut committer = Committer::new(store, config, stats, health);
     let mut queue_open = true;
-    let mut failures = 0u32;
-    let mut retry_at: Option<Instant> = None;
-    let mut last_error_log: Option<Instant> = None;
-    let mut errors_not_logged = 0u64;
-    let mut next_retention = Instant::now() + Duration::from_secs(10).min(config.retention_check);
-    let mut size_retention = config.retention_size_bytes.map(SizeRetention::new);
-    let mut next_size_check = Instant::now() + config.size_check;
     let mut flush_deadline: Option<Instant> = None;
-    health.set_committer_running(true);
+    committer.health.set_committer_running(true);
 
     loop {
-        let room = pending.len() < config.max_pending_items && pending_bytes < config.max_pending_bytes;
+        let room = committer.has_room();
         let mut commit_due = false;
         tokio::select! {
             item = queue.recv(), if queue_open && room => match item {
-                Some(item) => {
-                    pending_bytes = pending_bytes.saturating_add(item.bytes());
-                    pending.push(item);
-                    commit_due = pending.len() >= config.commit_now_items || pending_bytes >= config.commit_now_bytes;
-                }
+                Some(item) => commit_due = committer.take(item),
                 None => {
                     queue_open = false;
                     commit_due = true;
@@ -209,85 +197,15 @@ pub async fn run<D: Durable>(
             _ = ticker.tick() => commit_due = true,
             changed = shutdown.changed(), if flush_deadline.is_none() => {
                 if changed.is_err() || *shutdown.borrow() {
-                    flush_deadline = Some(Instant::now() + config.final_flush_timeout);
+                    flush_deadline = Some(Instant::now() + final_flush_timeout);
                 }
             }
         }
         if !commit_due {
             continue;
         }
-        health.committer_turned();
-        let now = Instant::now();
-        if pending.is_empty() && failures == 0 {
-            // Nothing needed committing: as good as a commit for readiness.
-            health.commit_ok();
-        }
-        if !pending.is_empty() && retry_at.is_none_or(|at| now >= at) {
-            let (set, nodes) = build_commit_set(&pending);
-            let (returned, result) = blocking(store.take(), move |s| s.commit(&set).map(|()| set)).await;
-            store = returned;
-            match result {
-                Ok(set) => {
-                    if failures > 0 {
-                        tracing::info!(failed_attempts = failures, "the store writes again; commits resumed");
-                    }
-                    failures = 0;
-                    retry_at = None;
-                    record_success(&stats, &set);
-                    health.commit_ok();
-                    health.set_store_open(true);
-                    if let Some(after) = config.panic_after_commits
-                        && stats.commits.load(Ordering::Relaxed) >= after
-                    {
-                        // Committed, never acknowledged: what a crash at the worst moment leaves.
-                        panic!("injected fault committer-panic-after={after}: the committer dies after commit {after}");
-                    }
-                    for (node, handled_through) in nodes {
-                        node.mark_committed(handled_through);
-                    }
-                    pending.clear();
-                    pending_bytes = 0;
-                }
-                Err(error) => {
-                    failures = failures.saturating_add(1);
-                    stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-                    health.commit_failed(&error.to_string());
-                    let delay = retry_delay(config.interval, failures, config.max_retry_delay);
-                    retry_at = Some(now + delay);
-                    if last_error_log.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10)) {
-                        let hint = if error.is_disk_full() {
-                            "the disk is full: free space; nothing is acknowledged meanwhile, agents keep the data in their spools"
-                        } else {
-                            "nothing is acknowledged meanwhile; agents keep the data in their spools"
-                        };
-                        tracing::error!(
-                            %error,
-                            pending_items = pending.len(),
-                            consecutive_failures = failures,
-                            errors_not_logged,
-                            retry_in_ms = delay.as_millis() as u64,
-                            "cannot commit to the store: {hint}"
-                        );
-                        last_error_log = Some(now);
-                        errors_not_logged = 0;
-                    } else {
-                        errors_not_logged += 1;
-                    }
-                    if error.needs_reopen() {
-                        let (returned, reopened) = blocking(store.take(), |s| s.reopen()).await;
-                        store = returned;
-                        if let Err(error) = reopened {
-                            tracing::debug!(%error, "reopening the store failed; retrying with the next commit");
-                        }
-                    }
-                    health.set_store_open(store.as_ref().is_some_and(|s| s.is_open()));
-                }
-            }
-            if let Some(store) = &store {
-                stats.corrupt_rows.store(store.corrupt_rows(), Ordering::Relaxed);
-            }
-        }
-        if pending.is_empty() && !queue_open {
+        committer.turn().await;
+        if committer.pending.is_empty() && !queue_open {
             break;
         }
         // A stream that never lets go of the queue (or a store that keeps failing) must not
@@ -295,75 +213,227 @@ pub async fn run<D: Durable>(
         if flush_deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             break;
         }
-        let idle = pending.is_empty() && failures == 0 && flush_deadline.is_none();
-        if idle && Instant::now() >= next_retention {
-            let cutoff_ms =
-                crate::now_ms().saturating_sub(i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX));
-            let budget = config.retention_budget;
-            let (returned, outcome) = blocking(store.take(), move |s| s.expire(cutoff_ms, budget)).await;
-            store = returned;
-            match outcome {
-                Ok(outcome) => {
-                    stats.expired_batches.fetch_add(outcome.batches, Ordering::Relaxed);
-                    if outcome.batches + outcome.gaps > 0 {
-                        tracing::info!(batches = outcome.batches, gaps = outcome.gaps, "retention removed old rows");
-                    }
-                    // A backlog is removed in bounded steps between commits.
-                    next_retention =
-                        if outcome.more { Instant::now() } else { Instant::now() + config.retention_check };
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "retention step failed; trying again later");
-                    next_retention = Instant::now() + config.retention_check;
-                }
-            }
-        } else if idle
-            && let Some(retention) = size_retention.as_mut()
-            && Instant::now() >= next_size_check
+        let idle = committer.pending.is_empty() && committer.failures == 0 && flush_deadline.is_none();
+        if idle && Instant::now() >= committer.next_retention {
+            committer.expire_by_age().await;
+        } else if idle && committer.size_retention.is_some() && Instant::now() >= committer.next_size_check {
+            committer.trim_to_size().await;
+        }
+    }
+    committer.finish()
+}
+
+/// The committer's state from one turn to the next.
+struct Committer<D> {
+    /// Out only while a blocking call has it.
+    store: Option<D>,
+    config: CommitConfig,
+    stats: Arc<CommitStats>,
+    health: Arc<Health>,
+    /// Taken from the queue, not yet committed.
+    pending: Vec<QueueItem>,
+    pending_bytes: usize,
+    /// Failed commits in a row.
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error_log: Option<Instant>,
+    errors_not_logged: u64,
+    next_retention: Instant,
+    size_retention: Option<SizeRetention>,
+    next_size_check: Instant,
+}
+
+impl<D: Durable> Committer<D> {
+    fn new(store: D, config: CommitConfig, stats: Arc<CommitStats>, health: Arc<Health>) -> Committer<D> {
+        Committer {
+            store: Some(store),
+            next_retention: Instant::now() + Duration::from_secs(10).min(config.retention_check),
+            size_retention: config.retention_size_bytes.map(SizeRetention::new),
+            next_size_check: Instant::now() + config.size_check,
+            config,
+            stats,
+            health,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            failures: 0,
+            retry_at: None,
+            last_error_log: None,
+            errors_not_logged: 0,
+        }
+    }
+
+    /// Whether more work may be taken: the pending work within its bounds.
+    fn has_room(&self) -> bool {
+        self.pending.len() < self.config.max_pending_items && self.pending_bytes < self.config.max_pending_bytes
+    }
+
+    /// Takes `item`; true when enough piled up to commit now.
+    fn take(&mut self, item: QueueItem) -> bool {
+        self.pending_bytes = self.pending_bytes.saturating_add(item.bytes());
+        self.pending.push(item);
+        self.pending.len() >= self.config.commit_now_items || self.pending_bytes >= self.config.commit_now_bytes
+    }
+
+    /// One turn: commits the pending work in one transaction, unless a failed commit's backoff
+    /// has not run out.
+    async fn turn(&mut self) {
+        self.health.committer_turned();
+        let now = Instant::now();
+        if self.pending.is_empty() && self.failures == 0 {
+            // Nothing needed committing: as good as a commit for readiness.
+            self.health.commit_ok();
+        }
+        if self.pending.is_empty() || self.retry_at.is_some_and(|at| now < at) {
+            return;
+        }
+        let (set, nodes) = build_commit_set(&self.pending);
+        let (returned, result) = blocking(self.store.take(), move |s| s.commit(&set).map(|()| set)).await;
+        self.store = returned;
+        match result {
+            Ok(set) => self.committed(&set, nodes),
+            Err(error) => self.failed(error, now).await,
+        }
+        if let Some(store) = &self.store {
+            self.stats.corrupt_rows.store(store.corrupt_rows(), Ordering::Relaxed);
+        }
+    }
+
+    /// A commit landed: the nodes' committed seqs move (their streams ack) and the work is done.
+    fn committed(&mut self, set: &CommitSet, nodes: Vec<(Arc<Node>, u64)>) {
+        if self.failures > 0 {
+            tracing::info!(failed_attempts = self.failures, "the store writes again; commits resumed");
+        }
+        self.failures = 0;
+        self.retry_at = None;
+        record_success(&self.stats, set);
+        self.health.commit_ok();
+        self.health.set_store_open(true);
+        if let Some(after) = self.config.panic_after_commits
+            && self.stats.commits.load(Ordering::Relaxed) >= after
         {
-            next_size_check = Instant::now() + config.size_check;
-            let (returned, size) = blocking(store.take(), |s| s.size()).await;
-            store = returned;
-            let excess = match size {
-                Ok(size) => retention.plan(size),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot measure the store for --retention-size; trying again later");
-                    0
-                }
+            // Committed, never acknowledged: what a crash at the worst moment leaves.
+            panic!("injected fault committer-panic-after={after}: the committer dies after commit {after}");
+        }
+        for (node, handled_through) in nodes {
+            node.mark_committed(handled_through);
+        }
+        self.pending.clear();
+        self.pending_bytes = 0;
+    }
+
+    /// A commit failed: nothing is acknowledged, the work stays pending for a retry after a
+    /// backoff, the error is logged at most every 10 s, and a store that needs it is reopened.
+    async fn failed(&mut self, error: crate::Error, now: Instant) {
+        self.failures = self.failures.saturating_add(1);
+        self.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+        self.health.commit_failed(&error.to_string());
+        let delay = retry_delay(self.config.interval, self.failures, self.config.max_retry_delay);
+        self.retry_at = Some(now + delay);
+        if self.last_error_log.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(10)) {
+            let hint = if error.is_disk_full() {
+                "the disk is full: free space; nothing is acknowledged meanwhile, agents keep the data in their spools"
+            } else {
+                "nothing is acknowledged meanwhile; agents keep the data in their spools"
             };
-            if excess > 0 {
-                let budget = config.retention_budget;
-                let (returned, outcome) = blocking(store.take(), move |s| s.trim_oldest(excess, budget)).await;
-                store = returned;
-                match outcome {
-                    Ok(outcome) => {
-                        stats.trimmed_batches.fetch_add(outcome.batches, Ordering::Relaxed);
-                        tracing::info!(
-                            batches = outcome.batches,
-                            bytes = outcome.bytes,
-                            limit_bytes = retention.limit_bytes(),
-                            stored_budget_bytes = retention.stored_budget(),
-                            "the store reached --retention-size: removed the oldest samples"
-                        );
-                        if outcome.more {
-                            // The rest at the next idle turn, between commits.
-                            next_size_check = Instant::now();
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, "size retention step failed; trying again later"),
+            tracing::error!(
+                %error,
+                pending_items = self.pending.len(),
+                consecutive_failures = self.failures,
+                errors_not_logged = self.errors_not_logged,
+                retry_in_ms = delay.as_millis() as u64,
+                "cannot commit to the store: {hint}"
+            );
+            self.last_error_log = Some(now);
+            self.errors_not_logged = 0;
+        } else {
+            self.errors_not_logged += 1;
+        }
+        if error.needs_reopen() {
+            let (returned, reopened) = blocking(self.store.take(), |s| s.reopen()).await;
+            self.store = returned;
+            if let Err(error) = reopened {
+                tracing::debug!(%error, "reopening the store failed; retrying with the next commit");
+            }
+        }
+        self.health.set_store_open(self.store.as_ref().is_some_and(|s| s.is_open()));
+    }
+
+    /// One bounded step of retention by age (`--retention`); a backlog is removed in such steps
+    /// between commits.
+    async fn expire_by_age(&mut self) {
+        let retention_ms = i64::try_from(self.config.retention.as_millis()).unwrap_or(i64::MAX);
+        let cutoff_ms = crate::now_ms().saturating_sub(retention_ms);
+        let budget = self.config.retention_budget;
+        let (returned, outcome) = blocking(self.store.take(), move |s| s.expire(cutoff_ms, budget)).await;
+        self.store = returned;
+        match outcome {
+            Ok(outcome) => {
+                self.stats.expired_batches.fetch_add(outcome.batches, Ordering::Relaxed);
+                if outcome.batches + outcome.gaps > 0 {
+                    tracing::info!(batches = outcome.batches, gaps = outcome.gaps, "retention removed old rows");
                 }
+                self.next_retention =
+                    if outcome.more { Instant::now() } else { Instant::now() + self.config.retention_check };
+            }
+            Err(error) => {
+                tracing::warn!(%error, "retention step failed; trying again later");
+                self.next_retention = Instant::now() + self.config.retention_check;
             }
         }
     }
-    let uncommitted = pending.len();
-    if uncommitted > 0 {
-        tracing::error!(
-            uncommitted,
-            "shutting down with work the store did not take; it was never acknowledged, agents will send it again"
-        );
+
+    /// One bounded step of retention by size (`--retention-size`): measures the store and, over
+    /// the plan, removes the oldest samples of all nodes.
+    async fn trim_to_size(&mut self) {
+        let Some(retention) = self.size_retention.as_mut() else { return };
+        self.next_size_check = Instant::now() + self.config.size_check;
+        let (returned, size) = blocking(self.store.take(), |s| s.size()).await;
+        self.store = returned;
+        let excess = match size {
+            Ok(size) => retention.plan(size),
+            Err(error) => {
+                tracing::warn!(%error, "cannot measure the store for --retention-size; trying again later");
+                0
+            }
+        };
+        if excess == 0 {
+            return;
+        }
+        let budget = self.config.retention_budget;
+        let (returned, outcome) = blocking(self.store.take(), move |s| s.trim_oldest(excess, budget)).await;
+        self.store = returned;
+        match outcome {
+            Ok(outcome) => {
+                self.stats.trimmed_batches.fetch_add(outcome.batches, Ordering::Relaxed);
+                tracing::info!(
+                    batches = outcome.batches,
+                    bytes = outcome.bytes,
+                    limit_bytes = retention.limit_bytes(),
+                    stored_budget_bytes = retention.stored_budget(),
+                    "the store reached --retention-size: removed the oldest samples"
+                );
+                if outcome.more {
+                    // The rest at the next idle turn, between commits.
+                    self.next_size_check = Instant::now();
+                }
+            }
+            Err(error) => tracing::warn!(%error, "size retention step failed; trying again later"),
+        }
     }
-    health.set_committer_running(false);
-    CommitterExit { store: store.expect("the store is always returned by the blocking call"), uncommitted }
+
+    /// The committer's end: what it could not commit is logged (never acknowledged, the agents
+    /// send it again) and the store handed back.
+    fn finish(self) -> CommitterExit<D> {
+        let uncommitted = self.pending.len();
+        if uncommitted > 0 {
+            tracing::error!(
+                uncommitted,
+                "shutting down with work the store did not take; it was never acknowledged, agents will send it again"
+            );
+        }
+        self.health.set_committer_running(false);
+        CommitterExit { store: self.store.expect("the store is always returned by the blocking call"), uncommitted }
+    }
 }
 
 /// Runs a blocking store call off the async threads; the store goes in and comes back.

@@ -80,7 +80,9 @@ impl Health {
         self.live_within
     }
 
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds since this was created: a monotonic clock for the probes' deadlines (not the
+    /// wall clock, which can jump).
+    fn uptime_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
@@ -96,12 +98,12 @@ impl Health {
 
     /// One turn of the committer's loop.
     pub fn committer_turned(&self) {
-        self.last_turn_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.last_turn_ms.store(self.uptime_ms(), Ordering::Relaxed);
     }
 
     /// A commit succeeded, or there was nothing to commit.
     pub fn commit_ok(&self) {
-        let now = self.now_ms();
+        let now = self.uptime_ms();
         self.last_ok_ms.store(now, Ordering::Relaxed);
         self.last_turn_ms.store(now, Ordering::Relaxed);
         if let Ok(mut failing) = self.failing.lock() {
@@ -128,12 +130,12 @@ impl Health {
 
     /// `Ok(what)` when ready, `Err(why not)` otherwise.
     pub fn readiness(&self) -> std::result::Result<String, String> {
-        self.readiness_at(self.now_ms())
+        self.readiness_at(self.uptime_ms())
     }
 
     /// `Ok(what)` when live, `Err(why not)` otherwise.
     pub fn liveness(&self) -> std::result::Result<String, String> {
-        self.liveness_at(self.now_ms())
+        self.liveness_at(self.uptime_ms())
     }
 
     /// [`Health::readiness`] at `now_ms` (milliseconds since this was created).
@@ -253,12 +255,12 @@ mod tests {
     #[test]
     fn a_committer_silent_for_too_long_is_neither_ready_nor_live() {
         let health = running();
-        let later = health.now_ms() + 61_000;
+        let later = health.uptime_ms() + 61_000;
         assert_eq!(health.readiness_at(later), Err("no commit succeeded for 61 s".into()));
         assert_eq!(health.liveness_at(later), Err("the committer made no progress for 61 s".into()));
         // a committer that turns but whose commits fail stays live
         health.committer_turned();
-        assert!(health.liveness_at(health.now_ms() + 1_000).is_ok());
+        assert!(health.liveness_at(health.uptime_ms() + 1_000).is_ok());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `bakery-collector inspect`: what a stopped collector's store holds, per node, as a table for
-//! people or as JSON for scripts and the acceptance tests; also a store file the collector
+//! people or as JSON for scripts and the end-to-end tests; also a store file the collector
 //! moved aside (`--file`).
 
 use std::io::Write;

@@ -18,11 +18,11 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Call;
-use crate::ingest::Shared;
 use crate::kube::ClusterView;
 use crate::live::Diagnosis;
 use crate::liveness::is_stale;
 use crate::nodes::{Control, LiveState, Node};
+use crate::state::Shared;
 use crate::store::StoredBatch;
 
 /// Intervals an agent may be told to use: what it samples at (bakery-agent refuses `--interval`
@@ -399,7 +399,7 @@ fn live_notes(analysis: &bakery_diagnosis::Analysis, cluster_notes: &[String]) -
     notes
 }
 
-fn wire_window(stored: &crate::store::reports::StoredReport) -> WireWindow {
+fn wire_window(stored: &crate::store::window_reports::StoredReport) -> WireWindow {
     let window = &stored.report.window;
     WireWindow {
         id: stored.id.clone(),

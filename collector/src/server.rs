@@ -29,14 +29,15 @@ use crate::commit::{self, CommitConfig, CommitStats, CommitterExit};
 use crate::error::{Error, Result};
 use crate::export::{Export, ExportConfig, ExportStats};
 use crate::health::{FATAL_PREFIX, Health};
-use crate::ingest::{IngestService, MAX_MESSAGE_BYTES, Shared};
+use crate::ingest::{IngestService, MAX_MESSAGE_BYTES};
 use crate::kube::KubeWatch;
 use crate::limits::IngestLimits;
 use crate::live::{Diagnosis, DiagnosisConfig};
 use crate::nodes::{Registry, RegistryLimits};
 use crate::query::QueryService;
-use crate::store::reports::ReportStore;
-use crate::store::{LoadLimits, MovedAside, Store};
+use crate::state::Shared;
+use crate::store::window_reports::ReportStore;
+use crate::store::{LoadLimits, MovedAside, Opened, Store};
 
 /// The default listen address (`--listen`); 7431 is bakery's gRPC port.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7431";
@@ -61,7 +62,7 @@ pub struct ServeConfig {
     pub commit: CommitConfig,
     /// Written with the bound address once the collector accepts connections.
     pub ready_file: Option<PathBuf>,
-    /// Cluster knowledge, windows and live analysis (issue 4).
+    /// Cluster knowledge, windows and live analysis.
     pub diagnosis: DiagnosisConfig,
     /// `/metrics` and OTLP export (off by default here; the CLI turns `/metrics` on).
     pub export: ExportConfig,
@@ -163,6 +164,8 @@ impl Collector {
         started
     }
 
+    /// Opens the store and the report store, starts the cluster watch, the export, the gRPC
+    /// server, the analysis, the committer and report retention, then their supervisor.
     async fn start_serving(
         config: ServeConfig,
         auth: Authenticator,
@@ -172,29 +175,9 @@ impl Collector {
         health: Arc<Health>,
         health_addr: Option<SocketAddr>,
     ) -> Result<Collector> {
-        let data_dir = config.data_dir.clone();
-        // At start only the nodes that fit in memory are read in full (pods, newest batch): a
-        // store full of junk nodes costs one record each, not a crash loop.
         let registry_limits = RegistryLimits::from_ingest(&config.limits);
-        let load_limits = LoadLimits {
-            full_nodes: registry_limits.max_nodes,
-            pods_per_node: config.limits.max_pods_per_node,
-            latest_batch_bytes: registry_limits.history_bytes_per_node,
-        };
-        let opened = tokio::task::spawn_blocking(move || Store::open_or_move_aside_with(&data_dir, &load_limits))
-            .await
-            .map_err(|e| Error::Config(format!("opening the store panicked: {e}")))??;
+        let (opened, stats) = open_store(&config, registry_limits, &health).await?;
         let (store, loaded, moved_aside) = (opened.store, opened.nodes, opened.moved_aside);
-        let stats = Arc::new(CommitStats::default());
-        stats.stores_moved_aside.store(u64::from(moved_aside.is_some()), Ordering::Relaxed);
-        stats.corrupt_rows.store(store.corrupt_rows(), Ordering::Relaxed);
-        if store.corrupt_rows() > 0 {
-            tracing::error!(
-                rows = store.corrupt_rows(),
-                "the store holds rows that do not decode: they were skipped (see the lines above)"
-            );
-        }
-        health.set_store_open(true);
         let node_count = loaded.len();
         let reports_dir = config.data_dir.clone();
         let reports = tokio::task::spawn_blocking(move || ReportStore::open(&reports_dir))
@@ -210,42 +193,12 @@ impl Collector {
         let shared = Arc::new(Shared::new(registry, auth, queue_tx, shutdown_rx.clone(), config.limits.clone()));
         let diagnosis = Arc::new(Diagnosis::new(shared.clone(), config.diagnosis.clone(), kube, reports.clone())?);
 
-        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| Error::Io {
-            action: "cannot listen on",
-            path: PathBuf::from(config.listen.to_string()),
-            source,
-        })?;
-        let local_addr = listener.local_addr().map_err(|source| Error::Io {
-            action: "cannot read the bound address of",
-            path: PathBuf::from(config.listen.to_string()),
-            source,
-        })?;
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (incoming, local_addr) = bind(config.listen).await?;
         let export_feed: Arc<dyn crate::export::hooks::ExportFeed> = diagnosis.clone();
         let export = Export::start(&config.export, Some(export_feed), shared.clone(), shutdown_rx.clone()).await?;
         let (metrics_addr, export_stats) = (export.metrics_addr(), export.stats().clone());
 
-        let mut builder = Server::builder()
-            // Notice dead agents (a pulled cable) so `connected` and stale are right.
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)));
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls)?;
-        }
-        let ingest = IngestServer::new(IngestService::new(shared.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let query = QueryServer::new(QueryService::with_diagnosis(shared.clone(), diagnosis.clone()))
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            // History responses can be large: 2 minutes of samples.
-            .max_encoding_message_size(64 * 1024 * 1024);
-        let mut server_shutdown = shutdown_rx.clone();
-        let server = tokio::spawn(builder.add_service(ingest).add_service(query).serve_with_incoming_shutdown(
-            incoming,
-            async move {
-                let _ = server_shutdown.wait_for(|down| *down).await;
-            },
-        ));
+        let server = serve_grpc(tls, incoming, &shared, &diagnosis, shutdown_rx.clone())?;
         let analysis = tokio::spawn(diagnosis.clone().run(shutdown_rx.clone()));
         let committer = tokio::spawn(commit::run(
             store,
@@ -261,19 +214,7 @@ impl Collector {
         if let Some(ready_file) = &config.ready_file {
             write_ready_file(ready_file, local_addr)?;
         }
-        tracing::info!(
-            %local_addr,
-            data_dir = %config.data_dir.display(),
-            known_nodes = node_count,
-            nodes_in_memory,
-            nodes_dormant,
-            max_nodes = config.limits.max_nodes,
-            tls = config.tls.is_some(),
-            commit_interval_ms = config.commit.interval.as_millis() as u64,
-            retention = %humantime::format_duration(config.commit.retention),
-            retention_size_bytes = config.commit.retention_size_bytes,
-            "collector listening"
-        );
+        log_listening(&config, local_addr, node_count, nodes_in_memory, nodes_dormant);
 
         let tasks = Tasks {
             server: Some(server),
@@ -374,6 +315,104 @@ impl Collector {
     }
 }
 
+/// The start-up line: where the collector listens, what the store held and the main settings.
+fn log_listening(
+    config: &ServeConfig,
+    local_addr: SocketAddr,
+    node_count: usize,
+    nodes_in_memory: usize,
+    nodes_dormant: usize,
+) {
+    tracing::info!(
+        %local_addr,
+        data_dir = %config.data_dir.display(),
+        known_nodes = node_count,
+        nodes_in_memory,
+        nodes_dormant,
+        max_nodes = config.limits.max_nodes,
+        tls = config.tls.is_some(),
+        commit_interval_ms = config.commit.interval.as_millis() as u64,
+        retention = %humantime::format_duration(config.commit.retention),
+        retention_size_bytes = config.commit.retention_size_bytes,
+        "collector listening"
+    );
+}
+
+/// Opens the sample store in `config.data_dir`, moving a damaged file aside. At start only the
+/// nodes that fit in memory are read in full (pods, newest batch): a store full of junk nodes
+/// costs one record each, not a crash loop. The store is then open for readiness.
+async fn open_store(
+    config: &ServeConfig,
+    registry_limits: RegistryLimits,
+    health: &Health,
+) -> Result<(Opened, Arc<CommitStats>)> {
+    let data_dir = config.data_dir.clone();
+    let load_limits = LoadLimits {
+        full_nodes: registry_limits.max_nodes,
+        pods_per_node: config.limits.max_pods_per_node,
+        latest_batch_bytes: registry_limits.history_bytes_per_node,
+    };
+    let opened = tokio::task::spawn_blocking(move || Store::open_or_move_aside_with(&data_dir, &load_limits))
+        .await
+        .map_err(|e| Error::Config(format!("opening the store panicked: {e}")))??;
+    let stats = Arc::new(CommitStats::default());
+    stats.stores_moved_aside.store(u64::from(opened.moved_aside.is_some()), Ordering::Relaxed);
+    stats.corrupt_rows.store(opened.store.corrupt_rows(), Ordering::Relaxed);
+    if opened.store.corrupt_rows() > 0 {
+        tracing::error!(
+            rows = opened.store.corrupt_rows(),
+            "the store holds rows that do not decode: they were skipped (see the lines above)"
+        );
+    }
+    health.set_store_open(true);
+    Ok((opened, stats))
+}
+
+/// Listens for gRPC on `listen`; returns the incoming connections and the bound address.
+async fn bind(listen: SocketAddr) -> Result<(TcpIncoming, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Io {
+        action: "cannot listen on",
+        path: PathBuf::from(listen.to_string()),
+        source,
+    })?;
+    let local_addr = listener.local_addr().map_err(|source| Error::Io {
+        action: "cannot read the bound address of",
+        path: PathBuf::from(listen.to_string()),
+        source,
+    })?;
+    Ok((TcpIncoming::from(listener).with_nodelay(Some(true)), local_addr))
+}
+
+/// Serves Ingest and Query on `incoming` until the shutdown signal.
+fn serve_grpc(
+    tls: Option<ServerTlsConfig>,
+    incoming: TcpIncoming,
+    shared: &Arc<Shared>,
+    diagnosis: &Arc<Diagnosis>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<std::result::Result<(), tonic::transport::Error>>> {
+    let mut builder = Server::builder()
+        // Notice dead agents (a pulled cable) so `connected` and stale are right.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let ingest = IngestServer::new(IngestService::new(shared.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let query = QueryServer::new(QueryService::with_diagnosis(shared.clone(), diagnosis.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        // History responses can be large: 2 minutes of samples.
+        .max_encoding_message_size(64 * 1024 * 1024);
+    Ok(tokio::spawn(builder.add_service(ingest).add_service(query).serve_with_incoming_shutdown(
+        incoming,
+        async move {
+            let _ = shutdown.wait_for(|down| *down).await;
+        },
+    )))
+}
+
 /// The collector's tasks, each taken once it has been awaited.
 struct Tasks {
     server: Option<JoinHandle<std::result::Result<(), tonic::transport::Error>>>,
@@ -431,15 +470,50 @@ async fn supervise(
     // A task that ended once the shutdown had begun ended because of it (the gRPC server and
     // `/metrics` stop on the signal), whichever branch the select saw first.
     let requested = *down.borrow();
-    let mut server_error = None;
-    let mut committer_exit = None;
-    let fault = match ended {
+    let FirstEnd { fault, server_error, committer_exit } = first_end(&mut tasks, ended, requested);
+    if let Some(fault) = &fault {
+        tracing::error!(
+            %fault,
+            "a task of the collector died: shutting down and exiting non-zero so that it is restarted"
+        );
+        health.stopping(&format!("{FATAL_PREFIX}{fault}"));
+    } else if server_error.is_some() {
+        health.stopping("the gRPC server stopped");
+    }
+    let _ = shutdown.send(true);
+    tracing::info!("shutting down: no new connections; committing what was received");
+    shared.close_queue();
+    let (uncommitted, fault) = stop_in_order(&mut tasks, committer_exit, fault).await?;
+    // After the last commit: the final OTLP export carries the last values.
+    tasks.export.stop().await;
+    tracing::info!(uncommitted, fault = fault.as_deref(), "collector stopped");
+    if let Some(error) = server_error {
+        return Err(Error::Transport(error));
+    }
+    Ok(ShutdownReport { uncommitted, fault })
+}
+
+/// What the first task to end (or the shutdown request) leaves the supervisor with.
+struct FirstEnd {
+    /// Why the collector is faulty, when a task died.
+    fault: Option<String>,
+    /// The gRPC server's own error (a bind or serve error), returned as the collector's.
+    server_error: Option<tonic::transport::Error>,
+    /// The committer's exit, when it is the task that ended.
+    committer_exit: Option<CommitterExit<Store>>,
+}
+
+/// Whether the task that ended is a fault: it ended while no shutdown was asked for, or failed
+/// (a panic) even after one. Its handle leaves `tasks`, so it is not awaited again.
+fn first_end(tasks: &mut Tasks, ended: Ended, requested: bool) -> FirstEnd {
+    let mut first = FirstEnd { fault: None, server_error: None, committer_exit: None };
+    first.fault = match ended {
         Ended::Requested => None,
         Ended::Committer(result) => {
             tasks.committer = None;
             let why = describe_end("committer", &result);
-            committer_exit = result.ok();
-            Some(why).filter(|_| !requested || committer_exit.is_none())
+            first.committer_exit = result.ok();
+            Some(why).filter(|_| !requested || first.committer_exit.is_none())
         }
         Ended::Server(result) => {
             tasks.server = None;
@@ -447,7 +521,7 @@ async fn supervise(
                 // Bind and serve errors are errors of the collector, as before.
                 Ok(Err(error)) => {
                     tracing::error!(%error, "the gRPC server stopped unexpectedly");
-                    server_error = Some(error);
+                    first.server_error = Some(error);
                     None
                 }
                 other => Some(describe_end("gRPC server", &other)).filter(|_| !requested || other.is_err()),
@@ -463,19 +537,18 @@ async fn supervise(
         }
         Ended::Export(why) => Some(why).filter(|_| !requested),
     };
-    if let Some(fault) = &fault {
-        tracing::error!(
-            %fault,
-            "a task of the collector died: shutting down and exiting non-zero so that it is restarted"
-        );
-        health.stopping(&format!("{FATAL_PREFIX}{fault}"));
-    } else if server_error.is_some() {
-        health.stopping("the gRPC server stopped");
-    }
-    let _ = shutdown.send(true);
-    tracing::info!("shutting down: no new connections; committing what was received");
-    shared.close_queue();
-    // The analysis stores the report of a window still open.
+    first
+}
+
+/// Stops the remaining tasks in order: the live analysis (it stores the report of a window
+/// still open) and report retention, the committer (its last commits), the gRPC server (drained
+/// while final acks can still come, else closed at once), then the store. Returns the work left
+/// uncommitted and the fault, a committer that fails now included.
+async fn stop_in_order(
+    tasks: &mut Tasks,
+    mut committer_exit: Option<CommitterExit<Store>>,
+    mut fault: Option<String>,
+) -> Result<(usize, Option<String>)> {
     if let Some(analysis) = tasks.analysis.take()
         && let Err(error) = analysis.await
     {
@@ -486,7 +559,6 @@ async fn supervise(
     {
         tracing::warn!(%error, "the report retention task failed");
     }
-    let mut fault = fault;
     if let Some(committer) = tasks.committer.take() {
         match committer.await {
             Ok(exit) => committer_exit = Some(exit),
@@ -517,13 +589,7 @@ async fn supervise(
         }
         None => 0,
     };
-    // After the last commit: the final OTLP export carries the last values.
-    tasks.export.stop().await;
-    tracing::info!(uncommitted, fault = fault.as_deref(), "collector stopped");
-    if let Some(error) = server_error {
-        return Err(Error::Transport(error));
-    }
-    Ok(ShutdownReport { uncommitted, fault })
+    Ok((uncommitted, fault))
 }
 
 /// Removes window reports older than `retention` (by their window's end), every `every`; the

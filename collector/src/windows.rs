@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bakery_diagnosis::{Tick, WorkloadRef};
+use bakery_signals::counter::increase;
 
 use crate::nodes::{Control, Registry};
 
@@ -68,13 +69,12 @@ pub fn traffic_by_workload(earlier: &Tick, later: &Tick) -> BTreeMap<WorkloadRef
     }
     let before: HashMap<&str, (u64, u64)> =
         earlier.nodes.iter().flat_map(|n| n.pods.iter()).map(|p| (p.uid.as_str(), (p.rx_bytes, p.tx_bytes))).collect();
-    let increase = |now: u64, then: u64| if now >= then { now - then } else { now };
     for pod in later.nodes.iter().flat_map(|n| n.pods.iter()) {
         let (Some(workload), false) = (&pod.workload, pod.host_network) else { continue };
         let Some(&(rx, tx)) = before.get(pod.uid.as_str()) else { continue };
         let traffic = out.entry(workload.clone()).or_default();
-        traffic.rx_bps += increase(pod.rx_bytes, rx) as f64 / seconds;
-        traffic.tx_bps += increase(pod.tx_bytes, tx) as f64 / seconds;
+        traffic.rx_bps += increase(rx, pod.rx_bytes) as f64 / seconds;
+        traffic.tx_bps += increase(tx, pod.tx_bytes) as f64 / seconds;
     }
     out
 }
@@ -148,8 +148,14 @@ pub fn total_traffic(earlier: &Tick, later: &Tick) -> Option<f64> {
         tick.nodes.iter().find(|n| n.name == name).map(|n| n.nics.iter().map(|i| i.rx_bytes + i.tx_bytes).sum::<u64>())
     };
     let bytes: u64 =
-        later.nodes.iter().filter_map(|n| Some(nic(later, &n.name)?.saturating_sub(nic(earlier, &n.name)?))).sum();
+        later.nodes.iter().filter_map(|n| Some(increase_or_zero(nic(earlier, &n.name)?, nic(later, &n.name)?))).sum();
     Some(bytes as f64 / seconds)
+}
+
+/// The increase of a node's NIC bytes between two ticks; 0 across a reset (a restarted counter
+/// says nothing about the span's traffic, and counting it whole would look like a surge).
+fn increase_or_zero(earlier: u64, later: u64) -> u64 {
+    bakery_signals::counter::increase_unless_reset(earlier, later).unwrap_or(0)
 }
 
 /// When traffic surges over its baseline: opens an automatic window after the rate has stayed at

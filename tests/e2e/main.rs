@@ -10,6 +10,7 @@ mod kube;
 mod kube_services;
 mod loadtest;
 mod pod_discovery;
+mod same_numbers;
 mod streaming;
 mod top_commands;
 mod tui_tmux;

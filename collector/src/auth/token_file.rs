@@ -1,7 +1,8 @@
-//! Token files, re-read when they change so tokens rotate without a restart: one token per line
-//! (`--token-file`, `--read-token-file`, `--control-token-file`) or `NODE TOKEN` per line
-//! (`--node-token-file`). Blank lines and `#` comments are ignored, so an old and a new token can
-//! both be listed during a rotation.
+//! The collector's token files, re-read when they change so tokens rotate without a restart: one
+//! token per line (`--token-file`, `--read-token-file`, `--control-token-file`) or `NODE TOKEN`
+//! per line (`--node-token-file`). The format (blank lines and `#` comments ignored, so an old and
+//! a new token can both be listed during a rotation) is `bakery_signals::token`'s, the one every
+//! reader of a token file shares.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -9,12 +10,8 @@ use std::time::SystemTime;
 
 use crate::error::{Error, Result};
 
-/// One accepted token and, in a node token file, the node it proves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenEntry {
-    pub node: Option<String>,
-    pub token: String,
-}
+pub use bakery_signals::token::TokenEntry;
+use bakery_signals::token::TokenFileError;
 
 /// How a file's lines read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,49 +22,35 @@ pub enum Format {
     NodeTokens,
 }
 
-/// The meaningful lines: trimmed, without blanks and `#` comments, with their line numbers.
-fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-}
-
-/// Accepted tokens, one per line. A line of several words is refused: it is a `NODE TOKEN` line
-/// in the wrong file, or a token with a space no client could send.
+/// Accepted tokens, one per line (`bakery_signals::token::parse_tokens`), with the error told in
+/// the collector's flags.
 pub fn parse_tokens(text: &str) -> std::result::Result<Vec<TokenEntry>, String> {
-    lines(text)
-        .map(|(number, line)| {
-            if line.split_whitespace().nth(1).is_some() {
-                Err(format!(
-                    "line {number} holds more than one word: this file lists one token per line \
-                     (`NODE TOKEN` lines belong in --node-token-file)"
-                ))
-            } else {
-                Ok(TokenEntry { node: None, token: line.to_string() })
-            }
-        })
-        .collect()
+    bakery_signals::token::parse_tokens(text).map_err(|error| explain(text, error))
 }
 
-/// `NODE TOKEN` lines. A node may have several tokens (a rotation); a token may prove one node
-/// only, so a token listed for two nodes is refused.
+/// `NODE TOKEN` lines (`bakery_signals::token::parse_node_tokens`), with the error told in the
+/// collector's flags.
 pub fn parse_node_tokens(text: &str) -> std::result::Result<Vec<TokenEntry>, String> {
-    let mut entries: Vec<TokenEntry> = Vec::new();
-    for (number, line) in lines(text) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let [node, token] = words[..] else {
-            return Err(format!(
-                "line {number} has {} word(s): a node token file lists `NODE TOKEN` per line",
-                words.len()
-            ));
-        };
-        if let Some(other) = entries.iter().find(|e| e.token == token && e.node.as_deref() != Some(node)) {
-            return Err(format!(
-                "line {number}: the token of node {node:?} is also listed for node {:?}; a token proves one node",
-                other.node.as_deref().unwrap_or_default()
-            ));
+    bakery_signals::token::parse_node_tokens(text).map_err(|error| explain(text, error))
+}
+
+/// A token file's error as the collector's operator reads it: the flag to use instead, and both
+/// nodes of a token listed twice.
+fn explain(text: &str, error: TokenFileError) -> String {
+    match error {
+        TokenFileError::SeveralWords { line } => format!(
+            "line {line} holds more than one word: this file lists one token per line (`NODE TOKEN` lines belong \
+             in --node-token-file)"
+        ),
+        TokenFileError::TokenForTwoNodes { line, node: other } => {
+            let node = text.lines().nth(line.saturating_sub(1)).and_then(|l| l.split_whitespace().next());
+            format!(
+                "line {line}: the token of node {:?} is also listed for node {other:?}; a token proves one node",
+                node.unwrap_or_default()
+            )
         }
-        entries.push(TokenEntry { node: Some(node.to_string()), token: token.to_string() });
+        TokenFileError::NotNodeToken { .. } | TokenFileError::Empty => error.to_string(),
     }
-    Ok(entries)
 }
 
 impl Format {

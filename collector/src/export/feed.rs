@@ -12,7 +12,7 @@ use super::hooks::{
     DiagnosisView, ExportFeed, FeedSnapshot, HogView, ImbalanceView, PodMeta, ShareView, WindowView, Workload,
 };
 use crate::kube::ClusterView;
-use crate::live::{Diagnosis, LiveSnapshot};
+use crate::live::{AnalysisView, Diagnosis};
 
 impl ExportFeed for Diagnosis {
     fn read(&self) -> Pin<Box<dyn Future<Output = FeedSnapshot> + Send + '_>> {
@@ -36,7 +36,7 @@ pub fn pods_of(cluster: &ClusterView) -> HashMap<String, PodMeta> {
 }
 
 /// The diagnosis series from the live snapshot.
-pub fn view_of(live: &LiveSnapshot) -> DiagnosisView {
+pub fn view_of(live: &AnalysisView) -> DiagnosisView {
     let mut view = DiagnosisView::default();
     if let Some(window) = &live.window {
         view.open_windows.push(WindowView {
@@ -154,7 +154,7 @@ mod tests {
 
     #[test]
     fn shares_imbalance_verdicts_and_the_window_come_from_the_live_snapshot() {
-        let live = LiveSnapshot {
+        let live = AnalysisView {
             evaluation: Some(evaluation()),
             workload: None,
             window: Some(OpenWindow::new(Some("oha run".into()), None, false, 1_000)),
@@ -168,6 +168,6 @@ mod tests {
         assert_eq!(view.active_hogs[0].cause, "ingress-concentration");
         assert_eq!(view.verdicts_by_cause, vec![("ingress-concentration".to_string(), 1)]);
         assert_eq!(view.open_windows[0].name, "oha run");
-        assert_eq!(view_of(&LiveSnapshot::default()), DiagnosisView::default(), "nothing before the first tick");
+        assert_eq!(view_of(&AnalysisView::default()), DiagnosisView::default(), "nothing before the first tick");
     }
 }

@@ -50,7 +50,7 @@ pub use hooks::ExportHooks;
 pub use otlp::{ExportStats, OtlpSettings, Protocol};
 
 use crate::error::Result;
-use crate::ingest::Shared;
+use crate::state::Shared;
 
 /// The default `--metrics-listen` (9464: the OpenTelemetry Prometheus exporter's port; the Helm
 /// chart names it `metrics`).

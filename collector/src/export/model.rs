@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 
 use bakery_proto::v1::{CpuTimes, NetCounters, Sample, ThrottleFlags};
+use bakery_signals::counter::increase_unless_reset;
+use bakery_signals::cpu;
 
 use super::hooks::{DiagnosisView, FeedSnapshot, PodMeta};
 use crate::store::PodRecord;
@@ -49,7 +51,7 @@ metrics! {
     SYSTEM_MEMORY_USAGE = "system.memory.usage", "By", UpDownCounter, "Memory in use per state (/proc/meminfo)";
     SYSTEM_MEMORY_LIMIT = "system.memory.limit", "By", UpDownCounter, "Total memory (MemTotal)";
     SYSTEM_LINUX_MEMORY_AVAILABLE = "system.linux.memory.available", "By", UpDownCounter, "MemAvailable";
-    SYSTEM_NETWORK_IO = "system.network.io", "By", Counter, "Bytes per interface and direction";
+    SYSTEM_NETWORK_IO = "system.network.io", "By", Counter, "Bytes per interface of the node's wire and direction";
     SYSTEM_NETWORK_PACKET_COUNT = "system.network.packet.count", "{packet}", Counter, "Packets per interface and direction";
     SYSTEM_NETWORK_PACKET_DROPPED = "system.network.packet.dropped", "{packet}", Counter, "Dropped packets per interface and direction";
     SYSTEM_NETWORK_ERRORS = "system.network.errors", "{error}", Counter, "Errors per interface and direction";
@@ -229,11 +231,11 @@ fn cpu_points(sample: &Sample, ticks: f64, points: &mut Vec<Point>) {
 }
 
 fn utilization_points(previous: &CpuTimes, latest: &CpuTimes, points: &mut Vec<Point>) {
-    let total = |c: &CpuTimes| CPU_MODES.iter().map(|(_, read)| read(c)).sum::<u64>();
     // A decrease is a reset (reboot): no utilization from this pair.
-    let Some(elapsed) = total(latest).checked_sub(total(previous)).filter(|t| *t > 0) else { return };
+    let elapsed = increase_unless_reset(cpu::total(previous), cpu::total(latest)).filter(|t| *t > 0);
+    let Some(elapsed) = elapsed else { return };
     for (mode, read) in CPU_MODES {
-        let Some(delta) = read(latest).checked_sub(read(previous)) else { return };
+        let Some(delta) = increase_unless_reset(read(previous), read(latest)) else { return };
         points.push(Point {
             metric: &SYSTEM_CPU_UTILIZATION,
             attributes: vec![("cpu.mode", s(mode))],
@@ -244,8 +246,8 @@ fn utilization_points(previous: &CpuTimes, latest: &CpuTimes, points: &mut Vec<P
 
 fn memory_points(sample: &Sample, points: &mut Vec<Point>) {
     let Some(memory) = &sample.memory else { return };
-    let cache = memory.buffers_bytes + memory.cached_bytes;
-    let used = memory.total_bytes.saturating_sub(memory.free_bytes).saturating_sub(cache);
+    // MemTotal - MemAvailable: what bakery-top shows, and the conventions' `used`.
+    let used = bakery_signals::memory::used_bytes(memory);
     for (state, value) in [
         ("used", used),
         ("free", memory.free_bytes),
@@ -276,8 +278,11 @@ fn net_values(counters: &NetCounters) -> [(&'static MetricSpec, u64, u64); 4] {
     ]
 }
 
+/// The node's wire only (`bakery_signals::nic::node_wire`: physical NICs, a bond once): the
+/// bytes that leave the node, counted as the diagnosis and bakery-top count them, so a panel
+/// summing the series shows what they show. Pods' traffic is `k8s.pod.network.io`.
 fn net_points(sample: &Sample, points: &mut Vec<Point>) {
-    for interface in &sample.interfaces {
+    for interface in bakery_signals::nic::node_wire(&sample.interfaces) {
         let Some(counters) = &interface.counters else { continue };
         for (metric, rx, tx) in net_values(counters) {
             for (direction, value) in [("receive", rx), ("transmit", tx)] {
@@ -629,6 +634,24 @@ pub(crate) mod tests {
             0.0
         );
         assert_eq!(value(&points, &BAKERY_CONNTRACK_ENTRIES, &[]), 42.0);
+    }
+
+    #[test]
+    fn memory_used_is_total_minus_available_not_total_minus_free_and_cache() {
+        let mut node = snapshot();
+        let memory = Memory {
+            total_bytes: 8000,
+            available_bytes: 6000,
+            free_bytes: 1000,
+            buffers_bytes: 500,
+            cached_bytes: 1500,
+            ..Default::default()
+        };
+        node.latest.as_mut().expect("a sample").memory = Some(memory);
+        let points = node_points(&node, CLUSTER, &known_pods()).points;
+        // MemTotal - MemAvailable; total - free - buffers - cached would say 5000.
+        assert_eq!(value(&points, &SYSTEM_MEMORY_USAGE, &[("system.memory.state", "used")]), 2000.0);
+        assert_eq!(value(&points, &SYSTEM_LINUX_MEMORY_AVAILABLE, &[]), 6000.0);
     }
 
     #[test]

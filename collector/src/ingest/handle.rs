@@ -10,9 +10,10 @@ use bakery_proto::v1::collector_message::Kind as CollectorKind;
 use bakery_proto::v1::{Ack, AgentMessage, Batch, Gap};
 use prost::Message;
 use prost::bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tonic::Status;
 
+use super::pods::Numbering;
 use super::refusals::IngestRefusal;
 use super::session::{Session, StreamState};
 use super::{
@@ -20,10 +21,39 @@ use super::{
     replaced_status, seq, shut_down, shutting_down,
 };
 use crate::commit::QueueItem;
-use crate::nodes::{HistoryEntry, Node};
+use crate::nodes::{HistoryEntry, IngestState, Node};
 use crate::store::{BatchRow, GapRow, StoredBatch};
 
+/// Where a message stands against what its node has accepted.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// The node's accepted sequence number when the message arrived.
+    accepted: u64,
+    /// Everything it carries was accepted before: it is dropped and acknowledged.
+    duplicate: bool,
+    /// The first message on its stream.
+    first_message: bool,
+    received_ms: i64,
+}
+
+/// A message converted to what the committer and the node's live state take.
+struct Converted {
+    /// The queue item, its pod rows not yet set.
+    item: QueueItem,
+    /// The newest sample's own timestamp.
+    latest_sample_ms: Option<i64>,
+    /// The batch as the node's in-memory history keeps it.
+    history: Option<HistoryEntry>,
+    /// The collector pod ids the batch references.
+    referenced: HashSet<u32>,
+}
+
 impl Session {
+    /// Takes one message through ingest's stages, each a step below: its kind and order on the
+    /// stream, its content within the caps, its sequence number within what the agent could have
+    /// produced, its pods within the node's cap, room in the commit queue, then the node's live
+    /// state. A refused message is never queued, so it never moves the committed sequence
+    /// number and is never acknowledged.
     pub(super) async fn handle(
         &self,
         node: &Arc<Node>,
@@ -33,9 +63,75 @@ impl Session {
         replaced: &mut watch::Receiver<bool>,
     ) -> Result<Handled, Status> {
         let received_ms = crate::now_ms();
+        let (mut incoming, last_seq) = self.in_order(node, state, message)?;
+        self.within_caps(node, &mut incoming)?;
+
+        let mut ingest = node.ingest.lock().await;
+        if ingest.active_stream != self.generation {
+            return Err(replaced_status());
+        }
+        let accepted = ingest.accepted_seq;
+        let duplicate = last_seq <= accepted;
+        if !duplicate {
+            self.within_seq_ceiling(node, &ingest, last_seq, received_ms)?;
+        }
+        let at = Position { accepted, duplicate, first_message: state.last_seq == 0, received_ms };
+        state.last_seq = last_seq;
+
+        // Stage 4: the pods numbered, the message converted, the pods within the node's cap.
+        let numbering = {
+            let live = node.live();
+            let declared = match &incoming {
+                Incoming::Batch(batch) => batch.new_pods.as_slice(),
+                Incoming::Gap(_) => &[],
+            };
+            pods::number(node.id, declared, &ingest.pods_by_uid, &live.pods, ingest.next_pod_id)
+        };
+        let mut converted = self.convert(node, state, incoming, &numbering, at)?;
+        let forget = self.pods_within_cap(node, &numbering, &converted.referenced)?;
+        converted.item.pods = numbering.rows;
+
+        if duplicate && converted.item.pods.is_empty() {
+            drop(ingest);
+            self.apply_refs(node, state, &numbering.refs)?;
+            {
+                let mut live = node.live();
+                live.duplicates_dropped += 1;
+                live.last_seen_ms = received_ms;
+            }
+            self.ack_duplicate(node, state, last_seq).await?;
+            return Ok(Handled::Duplicate);
+        }
+
+        let Some((budget, permit)) = self.queue_room(&converted.item, queue, replaced).await? else {
+            return Ok(Handled::Stopped);
+        };
+        Self::take_pods(node, &mut ingest, &converted.item, &forget, numbering.next_pod_id);
+        if !duplicate {
+            ingest.accepted_seq = last_seq;
+            ingest.seq_anchor_ms = Some(received_ms);
+            state.last_queued = last_seq;
+        }
+        // The budget is given back when this item's commit lands: keyed by its seq, or by the
+        // highest queued one when it carries none (its commit comes with or after that one's).
+        node.hold_queued(if duplicate { ingest.accepted_seq } else { last_seq }, budget);
+        permit.send(converted.item);
+        drop(ingest);
+        self.apply_refs(node, state, &numbering.refs)?;
+
+        self.update_live(node, at, converted.latest_sample_ms, converted.history);
+        if duplicate {
+            self.ack_duplicate(node, state, last_seq).await?;
+            return Ok(Handled::Duplicate);
+        }
+        Ok(Handled::Queued)
+    }
+
+    /// Stage 1: the message's kind and range, in order on its stream. Returns the message and
+    /// its last sequence number.
+    fn in_order(&self, node: &Node, state: &StreamState, message: AgentMessage) -> Result<(Incoming, u64), Status> {
         let invalid = |status: Status| self.refuse(IngestRefusal::InvalidMessage, &node.name, status);
-        // Stage 1: the message's kind and range, in order on its stream.
-        let mut incoming = match message.kind {
+        let incoming = match message.kind {
             Some(AgentKind::Batch(batch)) => Incoming::Batch(batch),
             Some(AgentKind::Gap(gap)) => Incoming::Gap(gap),
             Some(AgentKind::Hello(_)) => {
@@ -55,8 +151,13 @@ impl Session {
                 )),
             ));
         }
-        // Stage 2: the content within the caps.
-        match &mut incoming {
+        Ok((incoming, last_seq))
+    }
+
+    /// Stage 2: the content within the caps (strings and lists cut and counted, too many
+    /// samples or pods refused).
+    fn within_caps(&self, node: &Node, incoming: &mut Incoming) -> Result<(), Status> {
+        match incoming {
             Incoming::Batch(batch) => {
                 let cut = bounds::bound_batch(batch, &self.shared.limits).map_err(|refused| {
                     self.shared.refusals.record(refused.cause, 1, self.peer, &node.name, refused.status.message());
@@ -70,46 +171,49 @@ impl Session {
             }
             Incoming::Gap(gap) => gap.reason = truncate_reason(std::mem::take(&mut gap.reason)),
         }
+        Ok(())
+    }
 
-        let mut ingest = node.ingest.lock().await;
-        if ingest.active_stream != self.generation {
-            return Err(replaced_status());
-        }
+    /// Stage 3: the sequence number within what the agent could have produced.
+    fn within_seq_ceiling(
+        &self,
+        node: &Node,
+        ingest: &IngestState,
+        last_seq: u64,
+        received_ms: i64,
+    ) -> Result<(), Status> {
         let accepted = ingest.accepted_seq;
-        let duplicate = last_seq <= accepted;
-        // Stage 3: the sequence number within what the agent could have produced.
-        if !duplicate {
-            let ceiling = seq::seq_ceiling(accepted, ingest.seq_anchor_ms, received_ms);
-            if last_seq > ceiling {
-                let silent_s = ingest.seq_anchor_ms.map(|anchor| received_ms.saturating_sub(anchor) / 1000);
-                return Err(self.refuse(
-                    IngestRefusal::SeqBeyondBound,
-                    &node.name,
-                    Status::failed_precondition(format!(
-                        "sequence number {last_seq} is beyond what this agent could have produced: node {} is \
-                         handled through {accepted} and the limit is {ceiling} (a full spool, {} seqs, plus {} per \
-                         second since the collector last took one{}); refused, not stored, not acknowledged",
-                        node.name,
-                        seq::SEQ_MARGIN,
-                        seq::SEQS_PER_SECOND,
-                        silent_s.map_or_else(String::new, |s| format!(", {s} s ago")),
-                    )),
-                ));
-            }
+        let ceiling = seq::seq_ceiling(accepted, ingest.seq_anchor_ms, received_ms);
+        if last_seq <= ceiling {
+            return Ok(());
         }
-        let first_message = state.last_seq == 0;
-        state.last_seq = last_seq;
+        let silent_s = ingest.seq_anchor_ms.map(|anchor| received_ms.saturating_sub(anchor) / 1000);
+        Err(self.refuse(
+            IngestRefusal::SeqBeyondBound,
+            &node.name,
+            Status::failed_precondition(format!(
+                "sequence number {last_seq} is beyond what this agent could have produced: node {} is \
+                 handled through {accepted} and the limit is {ceiling} (a full spool, {} seqs, plus {} per \
+                 second since the collector last took one{}); refused, not stored, not acknowledged",
+                node.name,
+                seq::SEQ_MARGIN,
+                seq::SEQS_PER_SECOND,
+                silent_s.map_or_else(String::new, |s| format!(", {s} s ago")),
+            )),
+        ))
+    }
 
-        // Stage 4: pods numbered within the node's cap.
-        let max_pods = self.shared.limits.max_pods_per_node;
-        let declared = match &incoming {
-            Incoming::Batch(batch) => batch.new_pods.as_slice(),
-            Incoming::Gap(_) => &[],
-        };
-        let numbering = {
-            let live = node.live();
-            pods::number(node.id, declared, &ingest.pods_by_uid, &live.pods, ingest.next_pod_id)
-        };
+    /// Stage 4, first half: the message as store rows, its pod refs resolved to collector pod
+    /// ids (every ref must resolve, duplicate or not: an undeclared ref is a broken agent).
+    fn convert(
+        &self,
+        node: &Arc<Node>,
+        state: &StreamState,
+        incoming: Incoming,
+        numbering: &Numbering,
+        at: Position,
+    ) -> Result<Converted, Status> {
+        let invalid = |status: Status| self.refuse(IngestRefusal::InvalidMessage, &node.name, status);
         let lookup = |pod_ref: u32| {
             numbering
                 .refs
@@ -119,15 +223,15 @@ impl Session {
                 .map(|(_, id)| *id)
                 .or_else(|| state.pod_refs.get(&pod_ref).copied())
         };
-
-        let mut item =
-            QueueItem { node: node.clone(), pods: Vec::new(), gaps: Vec::new(), batch: None, handled_through: 0 };
-        let mut latest_sample_ms = None;
-        let mut history = None;
-        let mut referenced = HashSet::new();
+        let mut converted = Converted {
+            item: QueueItem { node: node.clone(), pods: Vec::new(), gaps: Vec::new(), batch: None, handled_through: 0 },
+            latest_sample_ms: None,
+            history: None,
+            referenced: HashSet::new(),
+        };
+        let (item, received_ms) = (&mut converted.item, at.received_ms);
         match incoming {
             Incoming::Batch(mut batch) => {
-                // Every reference must resolve, duplicate or not: an undeclared ref is a broken agent.
                 for sample in &mut batch.samples {
                     for pod in &mut sample.pods {
                         pod.pod_ref = lookup(pod.pod_ref).ok_or_else(|| {
@@ -136,25 +240,25 @@ impl Session {
                                 batch.seq, pod.pod_ref
                             )))
                         })?;
-                        referenced.insert(pod.pod_ref);
+                        converted.referenced.insert(pod.pod_ref);
                     }
                 }
-                if !duplicate {
-                    item.gaps = self.gap_rows(node, accepted, batch.seq, first_message, state, received_ms);
-                    latest_sample_ms = batch.samples.iter().map(|s| s.timestamp_ms).next_back();
+                if !at.duplicate {
+                    item.gaps = self.gap_rows(node, at.accepted, batch.seq, at.first_message, state, received_ms);
+                    converted.latest_sample_ms = batch.samples.iter().map(|s| s.timestamp_ms).next_back();
                     let sample_count = u32::try_from(batch.samples.len()).unwrap_or(u32::MAX);
                     let bytes = Bytes::from(StoredBatch { samples: batch.samples }.encode_to_vec());
-                    history = Some(HistoryEntry { seq: batch.seq, received_ms, bytes: bytes.clone() });
+                    converted.history = Some(HistoryEntry { seq: batch.seq, received_ms, bytes: bytes.clone() });
                     item.batch = Some(BatchRow { node_id: node.id, seq: batch.seq, received_ms, sample_count, bytes });
                     item.handled_through = batch.seq;
                 }
             }
             Incoming::Gap(gap) => {
-                if !duplicate {
-                    item.gaps = self.gap_rows(node, accepted, gap.first_seq, first_message, state, received_ms);
+                if !at.duplicate {
+                    item.gaps = self.gap_rows(node, at.accepted, gap.first_seq, at.first_message, state, received_ms);
                     item.gaps.push(GapRow {
                         node_id: node.id,
-                        first_seq: gap.first_seq.max(accepted.saturating_add(1)),
+                        first_seq: gap.first_seq.max(at.accepted.saturating_add(1)),
                         last_seq: gap.last_seq,
                         recorded_ms: received_ms,
                         reason: gap.reason,
@@ -163,82 +267,85 @@ impl Session {
                 }
             }
         }
+        Ok(converted)
+    }
+
+    /// Stage 4, second half: the node's pods within `--max-pods-per-node`, forgetting first the
+    /// identities the batch does not reference. Returns the pod ids to forget.
+    fn pods_within_cap(
+        &self,
+        node: &Node,
+        numbering: &Numbering,
+        referenced: &HashSet<u32>,
+    ) -> Result<Vec<u32>, Status> {
+        let max_pods = self.shared.limits.max_pods_per_node;
         let forget = {
             let live = node.live();
-            pods::to_forget(&live.pods, &numbering.rows, &referenced, max_pods)
+            pods::to_forget(&live.pods, &numbering.rows, referenced, max_pods)
         };
-        let Some(forget) = forget else {
-            return Err(self.refuse(
+        forget.ok_or_else(|| {
+            self.refuse(
                 IngestRefusal::PodCap,
                 &node.name,
                 Status::resource_exhausted(format!(
                     "node {} would keep more than {max_pods} pods referenced at once (--max-pods-per-node)",
                     node.name
                 )),
-            ));
-        };
-        item.pods = numbering.rows;
+            )
+        })
+    }
 
-        if duplicate && item.pods.is_empty() {
-            drop(ingest);
-            self.apply_refs(node, state, &numbering.refs)?;
-            {
-                let mut live = node.live();
-                live.duplicates_dropped += 1;
-                live.last_seen_ms = received_ms;
-            }
-            self.ack_duplicate(node, state, last_seq).await?;
-            return Ok(Handled::Duplicate);
-        }
-
-        // Stage 5: room in the commit queue, in bytes and in messages (backpressure), but let a
-        // replacement or a shutdown interrupt: nothing is queued or changed then, and the agent
-        // sends it again later.
-        let bytes = item_bytes(&item).min(self.shared.limits.max_queue_bytes.max(1));
+    /// Stage 5: room in the commit queue, in bytes and in messages (backpressure), but let a
+    /// replacement or a shutdown interrupt: nothing is queued or changed then, and the agent
+    /// sends it again later. `None` when the collector began shutting down.
+    async fn queue_room<'q>(
+        &self,
+        item: &QueueItem,
+        queue: &'q mpsc::Sender<QueueItem>,
+        replaced: &mut watch::Receiver<bool>,
+    ) -> Result<Option<(OwnedSemaphorePermit, mpsc::Permit<'q, QueueItem>)>, Status> {
+        let bytes = item_bytes(item).min(self.shared.limits.max_queue_bytes.max(1));
         let mut shutdown = self.shutdown.clone();
         let budget = self.shared.queue_budget.clone();
         let budget = tokio::select! {
             biased;
             _ = replaced.changed() => return Err(replaced_status()),
-            _ = shut_down(&mut shutdown) => return Ok(Handled::Stopped),
+            _ = shut_down(&mut shutdown) => return Ok(None),
             permit = budget.acquire_many_owned(u32::try_from(bytes).unwrap_or(u32::MAX)) => permit.map_err(|_| shutting_down())?,
         };
         let permit = tokio::select! {
             biased;
             _ = replaced.changed() => return Err(replaced_status()),
-            _ = shut_down(&mut shutdown) => return Ok(Handled::Stopped),
+            _ = shut_down(&mut shutdown) => return Ok(None),
             permit = queue.reserve() => permit.map_err(|_| shutting_down())?,
         };
-        {
-            let mut live = node.live();
-            for pod_id in &forget {
-                if let Some(pod) = live.pods.remove(pod_id) {
-                    ingest.pods_by_uid.remove(&pod.uid);
-                }
-            }
-            for row in &item.pods {
-                ingest.pods_by_uid.insert(row.pod.uid.clone(), row.pod_id);
-                live.pods.insert(row.pod_id, row.pod.clone());
-            }
-        }
-        ingest.next_pod_id = numbering.next_pod_id;
-        if !duplicate {
-            ingest.accepted_seq = last_seq;
-            ingest.seq_anchor_ms = Some(received_ms);
-            state.last_queued = last_seq;
-        }
-        // The budget is given back when this item's commit lands: keyed by its seq, or by the
-        // highest queued one when it carries none (its commit comes with or after that one's).
-        node.hold_queued(if duplicate { ingest.accepted_seq } else { last_seq }, budget);
-        permit.send(item);
-        drop(ingest);
-        self.apply_refs(node, state, &numbering.refs)?;
+        Ok(Some((budget, permit)))
+    }
 
-        // Stage 6: what Query and the analysis read.
+    /// The node's pods as the queued item leaves them: the forgotten ones gone, the item's
+    /// identities kept, the next free pod id moved on.
+    fn take_pods(node: &Node, ingest: &mut IngestState, item: &QueueItem, forget: &[u32], next_pod_id: u32) {
+        let mut live = node.live();
+        for pod_id in forget {
+            if let Some(pod) = live.pods.remove(pod_id) {
+                ingest.pods_by_uid.remove(&pod.uid);
+            }
+        }
+        for row in &item.pods {
+            ingest.pods_by_uid.insert(row.pod.uid.clone(), row.pod_id);
+            live.pods.insert(row.pod_id, row.pod.clone());
+        }
+        ingest.next_pod_id = next_pod_id;
+    }
+
+    /// Stage 6: what Query and the analysis read: when the node was last seen, its newest
+    /// sample's time and clock skew, and the batch in its history when it fits the node's share.
+    fn update_live(&self, node: &Node, at: Position, latest_sample_ms: Option<i64>, history: Option<HistoryEntry>) {
+        let received_ms = at.received_ms;
         let kept_in_memory = {
             let mut live = node.live();
             live.last_seen_ms = received_ms;
-            if duplicate {
+            if at.duplicate {
                 live.duplicates_dropped += 1;
             }
             if let Some(sample_ms) = latest_sample_ms {
@@ -256,11 +363,6 @@ impl Session {
                 &format!("a batch of {bytes} bytes is over the node's {cap} bytes of memory (--max-history-bytes / --max-nodes): stored, not kept in memory"),
             );
         }
-        if duplicate {
-            self.ack_duplicate(node, state, last_seq).await?;
-            return Ok(Handled::Duplicate);
-        }
-        Ok(Handled::Queued)
     }
 
     /// The gap rows a message starting at `next_seq` implies.
@@ -324,8 +426,8 @@ impl Session {
     }
 
     /// The status to end a stream with when reading from it failed, counted when it is the
-    /// client's fault. tonic reports a message over the decoding limit as OUT_OF_RANGE; the
-    /// contract promises RESOURCE_EXHAUSTED for it.
+    /// client's fault. tonic reports a message over the decoding limit as OUT_OF_RANGE;
+    /// `bakery.proto` says such a message ends its stream with RESOURCE_EXHAUSTED.
     pub(super) fn inbound_error(&self, node: &str, status: Status) -> Status {
         match status.code() {
             tonic::Code::OutOfRange => self.refuse(

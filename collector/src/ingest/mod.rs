@@ -23,19 +23,16 @@ pub mod seq;
 mod session;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use bakery_proto::v1::ingest_server::Ingest;
 use bakery_proto::v1::{AgentMessage, CollectorMessage};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{Authenticator, Call};
-use crate::commit::QueueItem;
-use crate::limits::IngestLimits;
-use crate::nodes::Registry;
+use crate::auth::Call;
+use crate::state::Shared;
 pub use refusals::{IngestRefusal, IngestRefusalCounts, IngestRefusals};
 pub use seq::{REASON_LOST_BEFORE_SPOOLING, REASON_MISSING, implied_gaps};
 use session::Session;
@@ -57,63 +54,6 @@ const ITEM_OVERHEAD_BYTES: usize = 64;
 const STREAM_REFS_PER_POD: usize = 4;
 /// The largest Hello taken (an agent's is under 1 KiB).
 pub const MAX_HELLO_BYTES: usize = 64 * 1024;
-
-/// State shared by the ingest and query services.
-#[derive(Debug)]
-pub struct Shared {
-    pub registry: Registry,
-    pub auth: Authenticator,
-    /// The committer's queue; `None` once the collector is shutting down.
-    pub queue: std::sync::Mutex<Option<mpsc::Sender<QueueItem>>>,
-    /// Turns true when the collector shuts down.
-    pub shutdown: watch::Receiver<bool>,
-    /// The caps on what agents send.
-    pub limits: IngestLimits,
-    /// Refusals and cuts, per cause.
-    pub refusals: IngestRefusals,
-    /// Bytes of queued, uncommitted work (`--max-queue-bytes`); a node's commits give its
-    /// share back ([`Node::mark_committed`]).
-    queue_budget: Arc<Semaphore>,
-    generation: AtomicU64,
-}
-
-impl Shared {
-    pub fn new(
-        registry: Registry,
-        auth: Authenticator,
-        queue: mpsc::Sender<QueueItem>,
-        shutdown: watch::Receiver<bool>,
-        limits: IngestLimits,
-    ) -> Shared {
-        let queue_budget = Arc::new(Semaphore::new(limits.max_queue_bytes.clamp(1, Semaphore::MAX_PERMITS)));
-        Shared {
-            registry,
-            auth,
-            queue: std::sync::Mutex::new(Some(queue)),
-            shutdown,
-            limits,
-            refusals: IngestRefusals::default(),
-            queue_budget,
-            generation: AtomicU64::new(1),
-        }
-    }
-
-    fn queue(&self) -> Option<mpsc::Sender<QueueItem>> {
-        self.queue.lock().ok()?.clone()
-    }
-
-    /// Stops handing out the queue; streams drop their copies as they finish.
-    pub fn close_queue(&self) {
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.take();
-        }
-    }
-
-    /// Bytes of the queue budget not held by uncommitted work.
-    pub fn queue_bytes_free(&self) -> usize {
-        self.queue_budget.available_permits()
-    }
-}
 
 /// The `Ingest` gRPC service.
 #[derive(Debug, Clone)]

@@ -20,13 +20,13 @@ use tonic::{Status, Streaming};
 use super::handle::Handled;
 use super::refusals::IngestRefusal;
 use super::{
-    FINAL_ACK_TIMEOUT, HELLO_TIMEOUT, MAX_HELLO_BYTES, SEND_TIMEOUT, Shared, bounds, replaced_status, shut_down,
-    shutting_down,
+    FINAL_ACK_TIMEOUT, HELLO_TIMEOUT, MAX_HELLO_BYTES, SEND_TIMEOUT, bounds, replaced_status, shut_down, shutting_down,
 };
 use crate::auth::Principal;
 use crate::commit::QueueItem;
 use crate::limits::TokenBucket;
 use crate::nodes::{ConnectedStream, Control, Node};
+use crate::state::Shared;
 
 /// One agent stream.
 pub(super) struct Session {
@@ -90,89 +90,19 @@ impl Session {
         status
     }
 
+    /// Holds the stream from its Hello to its end: the Hello read and the node admitted
+    /// ([`Session::open`]), then messages read, each only once the flood limit gives a token,
+    /// and handed to [`Session::handle`], while acks follow the commits and the collector's
+    /// interval changes reach the agent; at the end the final ack ([`Session::final_ack`]).
     pub(super) async fn run(
         self,
         mut inbound: Streaming<AgentMessage>,
         queue: mpsc::Sender<QueueItem>,
     ) -> Result<(), Status> {
+        let Some(hello) = self.receive_hello(&mut inbound).await? else { return Ok(()) };
+        let Opened { node, mut state, mut replaced, mut control, interval_ms, _disconnect } =
+            self.open(&hello, &queue).await?;
         let mut shutdown = self.shutdown.clone();
-        let mut hello = tokio::select! {
-            first = tokio::time::timeout(HELLO_TIMEOUT, inbound.next()) => match first {
-                Err(_) => return Err(Status::deadline_exceeded("no Hello within 30 s of opening the stream")),
-                Ok(None) => return Ok(()),
-                Ok(Some(Err(status))) => return Err(self.inbound_error("", status)),
-                Ok(Some(Ok(AgentMessage { kind: Some(AgentKind::Hello(hello)) }))) => hello,
-                Ok(Some(Ok(_))) => return Err(self.refuse(
-                    IngestRefusal::InvalidMessage,
-                    "",
-                    Status::invalid_argument("the first message on a stream must be a Hello"),
-                )),
-            },
-            _ = shut_down(&mut shutdown) => return Err(shutting_down()),
-        };
-        validate_hello(&hello).map_err(|status| self.refuse(IngestRefusal::InvalidHello, "", status))?;
-        // The stream's read buffer keeps the size of its largest message: a huge Hello would
-        // hold it for the stream's life.
-        if hello.encoded_len() > MAX_HELLO_BYTES {
-            let status = Status::invalid_argument(format!(
-                "a Hello of {} bytes; the collector takes at most {MAX_HELLO_BYTES}",
-                hello.encoded_len()
-            ));
-            return Err(self.refuse(IngestRefusal::InvalidHello, &hello.node_name, status));
-        }
-        let cut = bounds::bound_hello(&mut hello, &self.shared.limits);
-        self.shared.refusals.record(
-            IngestRefusal::StringTruncated,
-            cut.strings,
-            self.peer,
-            &hello.node_name,
-            "Hello strings over --max-string-bytes",
-        );
-        // The Hello check: a stream writes only the node its credential proves (before the node
-        // is even created, so an impostor leaves no trace in the registry).
-        self.shared.auth.check_stream_node(&self.principal, &hello.node_name, self.peer)?;
-        // Admission: at most --max-nodes names in memory (a refused name leaves no trace).
-        let node = self.shared.registry.admit(&hello.node_name, crate::now_ms()).map_err(|refused| {
-            self.refuse(IngestRefusal::NodeCap, &hello.node_name, Status::resource_exhausted(refused.to_string()))
-        })?;
-        let (replaced_tx, mut replaced) = watch::channel(false);
-        let (control_tx, mut control) = mpsc::channel(4);
-        let pending_interval = self.connect(&node, &hello, replaced_tx, control_tx)?;
-        let _disconnect = DisconnectOnDrop { node: node.clone(), generation: self.generation };
-        node.ingest.lock().await.active_stream = self.generation;
-        // Record the hello (boot id, version, interval) even before any batch arrives; skipped
-        // when the queue is full, the next batch records it anyway.
-        let _ = queue.try_send(QueueItem::touch(node.clone()));
-
-        let committed = node.committed_seq();
-        let mut state = StreamState {
-            oldest_spooled_seq: hello.oldest_spooled_seq,
-            last_acked: committed,
-            ..StreamState::default()
-        };
-        tracing::info!(
-            node = %node.name,
-            stream_id = %hello.stream_id,
-            peer = %self.peer.map_or_else(|| "unknown".into(), |p| p.to_string()),
-            agent_version = %hello.agent_version,
-            interval_ms = hello.interval_ms,
-            oldest_spooled_seq = hello.oldest_spooled_seq,
-            committed_seq = committed,
-            credential = %self.principal.credential.name(),
-            "agent connected"
-        );
-        self.send(CollectorKind::Welcome(Welcome {
-            committed_seq: committed,
-            collector_version: env!("CARGO_PKG_VERSION").to_string(),
-        }))
-        .await?;
-        // Clamped to what an agent can sample at: a declared 1 ms is 50 ms for the flood limit.
-        let mut interval_ms = node.live().interval_or_default();
-        if let Some((requested, reason)) = pending_interval {
-            interval_ms = requested;
-            self.send(CollectorKind::SetInterval(SetInterval { interval_ms: requested, reason })).await?;
-        }
-
         let mut committed_rx = node.subscribe_committed();
         let mut bucket = TokenBucket::for_interval(interval_ms, Instant::now());
         // A stream's read buffer keeps the capacity of the largest message it read, for as
@@ -234,23 +164,97 @@ impl Session {
         // Let the committer see the queue close once every stream has stopped reading.
         queue.take();
         self.final_ack(&node, &mut state, &mut committed_rx, &mut replaced).await?;
-        match stop {
-            Stop::AgentDone => Ok(()),
-            Stop::Shutdown => Err(shutting_down()),
-            Stop::Invalid(status) => {
-                let refused = matches!(
-                    status.code(),
-                    tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted | tonic::Code::FailedPrecondition
-                );
-                if refused {
-                    // Counted and logged (at a limited rate) where it was refused.
-                    tracing::debug!(node = %node.name, code = ?status.code(), error = %status.message(), "closing a stream on refused input");
-                } else {
-                    tracing::info!(node = %node.name, code = ?status.code(), error = %status.message(), "stream ended");
-                }
-                Err(status)
-            }
+        ended(&node, stop)
+    }
+
+    /// The stream's first message, which must be a Hello within [`HELLO_TIMEOUT`]: checked, its
+    /// strings cut to the caps. `None` when the agent closed the stream first.
+    async fn receive_hello(&self, inbound: &mut Streaming<AgentMessage>) -> Result<Option<Hello>, Status> {
+        let mut shutdown = self.shutdown.clone();
+        let mut hello = tokio::select! {
+            first = tokio::time::timeout(HELLO_TIMEOUT, inbound.next()) => match first {
+                Err(_) => return Err(Status::deadline_exceeded("no Hello within 30 s of opening the stream")),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(status))) => return Err(self.inbound_error("", status)),
+                Ok(Some(Ok(AgentMessage { kind: Some(AgentKind::Hello(hello)) }))) => hello,
+                Ok(Some(Ok(_))) => return Err(self.refuse(
+                    IngestRefusal::InvalidMessage,
+                    "",
+                    Status::invalid_argument("the first message on a stream must be a Hello"),
+                )),
+            },
+            _ = shut_down(&mut shutdown) => return Err(shutting_down()),
+        };
+        validate_hello(&hello).map_err(|status| self.refuse(IngestRefusal::InvalidHello, "", status))?;
+        // The stream's read buffer keeps the size of its largest message: a huge Hello would
+        // hold it for the stream's life.
+        if hello.encoded_len() > MAX_HELLO_BYTES {
+            let status = Status::invalid_argument(format!(
+                "a Hello of {} bytes; the collector takes at most {MAX_HELLO_BYTES}",
+                hello.encoded_len()
+            ));
+            return Err(self.refuse(IngestRefusal::InvalidHello, &hello.node_name, status));
         }
+        let cut = bounds::bound_hello(&mut hello, &self.shared.limits);
+        self.shared.refusals.record(
+            IngestRefusal::StringTruncated,
+            cut.strings,
+            self.peer,
+            &hello.node_name,
+            "Hello strings over --max-string-bytes",
+        );
+        Ok(Some(hello))
+    }
+
+    /// Opens the stream for the Hello's node: the credential must prove that node, the node is
+    /// admitted within `--max-nodes`, the stream becomes the node's connected one, and the agent
+    /// is welcomed (and told an interval the collector was asked to set meanwhile).
+    async fn open(&self, hello: &Hello, queue: &mpsc::Sender<QueueItem>) -> Result<Opened, Status> {
+        // The Hello check: a stream writes only the node its credential proves (before the node
+        // is even created, so an impostor leaves no trace in the registry).
+        self.shared.auth.check_stream_node(&self.principal, &hello.node_name, self.peer)?;
+        // Admission: at most --max-nodes names in memory (a refused name leaves no trace).
+        let node = self.shared.registry.admit(&hello.node_name, crate::now_ms()).map_err(|refused| {
+            self.refuse(IngestRefusal::NodeCap, &hello.node_name, Status::resource_exhausted(refused.to_string()))
+        })?;
+        let (replaced_tx, replaced) = watch::channel(false);
+        let (control_tx, control) = mpsc::channel(4);
+        let pending_interval = self.connect(&node, hello, replaced_tx, control_tx)?;
+        let disconnect = DisconnectOnDrop { node: node.clone(), generation: self.generation };
+        node.ingest.lock().await.active_stream = self.generation;
+        // Record the hello (boot id, version, interval) even before any batch arrives; skipped
+        // when the queue is full, the next batch records it anyway.
+        let _ = queue.try_send(QueueItem::touch(node.clone()));
+
+        let committed = node.committed_seq();
+        let state = StreamState {
+            oldest_spooled_seq: hello.oldest_spooled_seq,
+            last_acked: committed,
+            ..StreamState::default()
+        };
+        tracing::info!(
+            node = %node.name,
+            stream_id = %hello.stream_id,
+            peer = %self.peer.map_or_else(|| "unknown".into(), |p| p.to_string()),
+            agent_version = %hello.agent_version,
+            interval_ms = hello.interval_ms,
+            oldest_spooled_seq = hello.oldest_spooled_seq,
+            committed_seq = committed,
+            credential = %self.principal.credential.name(),
+            "agent connected"
+        );
+        self.send(CollectorKind::Welcome(Welcome {
+            committed_seq: committed,
+            collector_version: env!("CARGO_PKG_VERSION").to_string(),
+        }))
+        .await?;
+        // Clamped to what an agent can sample at: a declared 1 ms is 50 ms for the flood limit.
+        let mut interval_ms = node.live().interval_or_default();
+        if let Some((requested, reason)) = pending_interval {
+            interval_ms = requested;
+            self.send(CollectorKind::SetInterval(SetInterval { interval_ms: requested, reason })).await?;
+        }
+        Ok(Opened { node, state, replaced, control, interval_ms, _disconnect: disconnect })
     }
 
     /// Registers this stream as the node's connected one, telling an older stream to close.
@@ -319,6 +323,41 @@ impl Session {
             tracing::warn!(node = %node.name, target, committed = node.committed_seq(), "closing a stream before its last batches were committed; the agent will send them again");
         }
         self.ack(state, node.committed_seq()).await
+    }
+}
+
+/// A stream open for its node: what its reading loop works with.
+struct Opened {
+    node: Arc<Node>,
+    state: StreamState,
+    /// Turns true when a newer stream for the node replaces this one.
+    replaced: watch::Receiver<bool>,
+    /// What the collector asks of the agent (a new interval).
+    control: mpsc::Receiver<Control>,
+    /// The flood limit's interval (clamped to what an agent can sample at).
+    interval_ms: u32,
+    /// Marks the node disconnected when the stream ends, however it ends.
+    _disconnect: DisconnectOnDrop,
+}
+
+/// How a stream that stopped reading ends: `Ok` when the agent closed it, else the status, logged
+/// here unless it was refused input (counted and logged where it was refused).
+fn ended(node: &Node, stop: Stop) -> Result<(), Status> {
+    match stop {
+        Stop::AgentDone => Ok(()),
+        Stop::Shutdown => Err(shutting_down()),
+        Stop::Invalid(status) => {
+            let refused = matches!(
+                status.code(),
+                tonic::Code::InvalidArgument | tonic::Code::ResourceExhausted | tonic::Code::FailedPrecondition
+            );
+            if refused {
+                tracing::debug!(node = %node.name, code = ?status.code(), error = %status.message(), "closing a stream on refused input");
+            } else {
+                tracing::info!(node = %node.name, code = ?status.code(), error = %status.message(), "stream ended");
+            }
+            Err(status)
+        }
     }
 }
 

@@ -19,9 +19,9 @@
 
 pub mod records;
 pub mod recovery;
-pub mod report;
-pub mod reports;
 pub mod retention;
+pub mod summary;
+pub mod window_reports;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,8 +32,8 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 pub use records::{NodeRecord, PodRecord, StoredBatch};
 pub use recovery::{MovedAside, Opened};
-pub use report::{GapReport, NodeReport, SeqRange, StoreReport};
 pub use retention::{ExpireOutcome, SizeRetention, StoreSize};
+pub use summary::{GapReport, NodeReport, SeqRange, StoreReport};
 
 use crate::error::{Error, Result};
 
@@ -393,6 +393,9 @@ impl Store {
 
     /// [`Store::load`] within `limits`: every node record is read, but pods and the newest
     /// batch only of the [`LoadLimits::full_nodes`] most recently seen nodes.
+    ///
+    /// One piece: every table is read in one read transaction, node by node, with the
+    /// corrupt-row accounting of each kind of row next to its read.
     pub fn load_with(&mut self, limits: &LoadLimits) -> Result<Vec<LoadedNode>> {
         let txn = self.db()?.begin_read()?;
         let nodes = txn.open_table(NODES)?;
@@ -483,7 +486,7 @@ impl Store {
     /// The per-node report `inspect` prints; `verify` also scans every key for unaccounted
     /// sequence numbers.
     pub fn report(&mut self, now_ms: i64, verify: bool) -> Result<StoreReport> {
-        report::build(self.db()?, now_ms, verify)
+        summary::build(self.db()?, now_ms, verify)
     }
 
     /// A node's stored batches with `seq` in `range`, oldest first, as (seq, receive ms, bytes).
@@ -517,7 +520,7 @@ pub fn inspect_file(path: &Path, now_ms: i64, verify: bool) -> Result<StoreRepor
         });
     }
     match redb::Builder::new().set_cache_size(CACHE_BYTES).open_read_only(path) {
-        Ok(db) => report::build(&db, now_ms, verify),
+        Ok(db) => summary::build(&db, now_ms, verify),
         Err(redb::DatabaseError::RepairAborted) => Store::open_file(path)?.report(now_ms, verify),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(Error::StoreInUse { path: path.to_path_buf() }),
         Err(source) => Err(Error::OpenStore { path: path.to_path_buf(), source }),

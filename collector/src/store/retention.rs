@@ -52,6 +52,9 @@ impl Store {
     /// backlog never holds the writer for long). Sequence numbers grow with time per node, so
     /// each node's expired rows are a prefix of its key range. Rows of a node whose record does
     /// not decode expire too; only its (unreadable) record is left alone.
+    ///
+    /// One piece: every node's rows are read, removed and its record updated inside one write
+    /// transaction, sharing one budget; split, the pieces would pass the open tables around.
     pub fn expire(&mut self, cutoff_ms: i64, budget: u64) -> Result<ExpireOutcome> {
         let txn = self.begin_durable_write()?;
         let mut outcome = ExpireOutcome::default();

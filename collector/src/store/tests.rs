@@ -4,7 +4,7 @@
 use prost::Message;
 use prost::bytes::Bytes;
 
-use super::report::{Accounting, account};
+use super::summary::{Accounting, account};
 use super::*;
 
 fn sample(timestamp_ms: i64, pod_ids: &[u32]) -> bakery_proto::v1::Sample {

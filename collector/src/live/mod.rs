@@ -1,8 +1,8 @@
-//! Live analysis: a task that, every tick (1 s, or the window interval while a window is open),
+//! The live analysis task: every tick (1 s, or the window interval while a window is open) it
 //! turns each node's latest sample plus the cluster knowledge into a diagnosis [`Tick`], runs the
 //! [`Detector`] (sliding 10 s live view, 2 s detection), keeps the live verdicts, opens and closes
 //! windows (explicit or on a surge), and at a window's end builds its [`WindowReport`] and stores
-//! it durably. [`node_sample`] (wire sample -> diagnosis input) is pure and tested with data.
+//! it durably. [`convert`] turns wire samples into diagnosis input.
 //!
 //! The clock is the collector's: a tick's time is when it runs (never before the last tick),
 //! and a sample counts with its own timestamp only within [`SKEW_BUDGET_MS`] of when it arrived
@@ -11,23 +11,24 @@
 //! node at its last live one. So no agent's clock, a day ahead or a year behind, can stop the
 //! ticks, hold a window open or bend another node's rates.
 
+pub mod convert;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bakery_diagnosis::{
-    Config, CpuFrequency, CpuJiffies, Detector, Evaluation, NicBytes, NodeMemory, NodeRole, NodeSample, PodSample,
-    PressureTotals, Relay, ThrottleFlags, Tick, Window, WindowReport, WorkloadRef, WorkloadUnderTest,
+    Config, Detector, Evaluation, NodeSample, Relay, Tick, Window, WindowReport, WorkloadRef, WorkloadUnderTest,
 };
-use bakery_proto::v1::{InterfaceKind, NetInterface, Sample};
-use prost::Message;
 use tokio::sync::{Mutex, watch};
 
+pub use convert::{AnalysisTime, SKEW_BUDGET_MS, analysis_time, node_sample};
+use convert::{Latest, latest_samples};
+
 use crate::error::{Error, Result};
-use crate::ingest::Shared;
 use crate::kube::{ClusterView, KubeMode, KubeWatch};
-use crate::store::reports::{ReportStore, StoredReport};
-use crate::store::{PodRecord, StoredBatch};
+use crate::state::Shared;
+use crate::store::window_reports::{ReportStore, StoredReport};
 use crate::windows::{
     DEFAULT_WINDOW_INTERVAL_MS, IntervalOverride, OpenWindow, SurgeDetector, SurgeEvent, Traffic, UnderTest,
     total_traffic, traffic_by_workload, workload_under_test,
@@ -41,8 +42,6 @@ const MAX_KEPT_POD_SAMPLES: usize = 200_000;
 const PRE_WINDOW_MS: i64 = 30_000;
 /// The span over which traffic rates (surges, the busiest workload) are measured.
 const RATE_SPAN_MS: i64 = 2_000;
-/// A sample's own timestamp is used by the analysis only within this much of its arrival.
-pub const SKEW_BUDGET_MS: i64 = 5_000;
 
 /// How the analysis runs (collector flags).
 #[derive(Debug, Clone)]
@@ -69,9 +68,11 @@ impl Default for DiagnosisConfig {
     }
 }
 
-/// What the live view shows now.
+/// What the live analysis shows now: the latest evaluation, the workload under test and the open
+/// window. Named for the analysis so that it is not taken for a node's live state
+/// ([`crate::nodes::LiveState`]: its latest sample and history).
 #[derive(Debug, Clone, Default)]
-pub struct LiveSnapshot {
+pub struct AnalysisView {
     pub evaluation: Option<Evaluation>,
     pub workload: Option<WorkloadRef>,
     pub window: Option<OpenWindow>,
@@ -138,9 +139,9 @@ impl Diagnosis {
         &self.reports
     }
 
-    pub async fn live(&self) -> LiveSnapshot {
+    pub async fn live(&self) -> AnalysisView {
         let engine = self.engine.lock().await;
-        LiveSnapshot {
+        AnalysisView {
             evaluation: engine.evaluation.clone(),
             workload: engine.workload.as_ref().map(|w| w.workload.clone()),
             window: engine.window.clone(),
@@ -387,29 +388,6 @@ fn collector_time(engine: &Engine) -> i64 {
     engine.ticks.back().map_or(now_ms, |t| now_ms.max(t.timestamp_ms))
 }
 
-/// When the analysis places a sample, and whether that is not its own timestamp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AnalysisTime {
-    pub at_ms: i64,
-    /// Re-stamped with its node's measured skew: its own clock is off by more than the budget.
-    pub restamped: bool,
-}
-
-/// The time the analysis gives a sample stamped `sample_ms` by its node that arrived at
-/// `received_ms` (collector time), the node's clock being measured `skew_ms` behind the
-/// collector's (receive minus sample time, the minimum over the last minutes): its own time
-/// when that is within [`SKEW_BUDGET_MS`] of its arrival; its own time corrected by the skew
-/// when that is; else `None`: the sample is not live (replayed from a spool after an outage, or
-/// its clock just jumped) and the analysis does not take it.
-pub fn analysis_time(received_ms: i64, sample_ms: i64, skew_ms: Option<i64>) -> Option<AnalysisTime> {
-    let within = |at_ms: i64| received_ms.saturating_sub(at_ms).saturating_abs() <= SKEW_BUDGET_MS;
-    if within(sample_ms) {
-        return Some(AnalysisTime { at_ms: sample_ms, restamped: false });
-    }
-    let corrected = sample_ms.saturating_add(skew_ms?);
-    within(corrected).then_some(AnalysisTime { at_ms: corrected, restamped: true })
-}
-
 fn window_reason(window: Option<&OpenWindow>) -> String {
     window.map_or_else(|| "load-test window open".to_string(), |w| format!("load-test window {} open", w.id))
 }
@@ -474,243 +452,9 @@ fn under_test(choice: &UnderTest, tick: &Tick, view: &ClusterView) -> WorkloadUn
     }
 }
 
-/// A connected node's latest sample as it arrived.
-struct Latest {
-    name: String,
-    seq: u64,
-    received_ms: i64,
-    skew_ms: Option<i64>,
-    sample: Sample,
-    pods: HashMap<u32, PodRecord>,
-}
-
-/// Every connected node's latest sample.
-fn latest_samples(shared: &Shared) -> Vec<Latest> {
-    let mut nodes = Vec::new();
-    for node in shared.registry.all() {
-        let (seq, received_ms, skew_ms, bytes, pods) = {
-            let live = node.live();
-            if live.connected.is_none() {
-                continue;
-            }
-            let Some(latest) = live.latest() else { continue };
-            (latest.seq, latest.received_ms, live.clock_skew_ms(), latest.bytes.clone(), live.pods.clone())
-        };
-        let Some(sample) = StoredBatch::decode(bytes).ok().and_then(|mut b| b.samples.pop()) else { continue };
-        nodes.push(Latest { name: node.name.clone(), seq, received_ms, skew_ms, sample, pods });
-    }
-    nodes
-}
-
-/// Interfaces that are not the node's own wire, by name: loopback, pod veths, bridges and
-/// overlays. Their bytes are pod or forwarded traffic counted elsewhere (or twice). Used only for
-/// samples from agents that do not classify their interfaces ([`node_wire`]).
-pub fn is_physical_interface(name: &str) -> bool {
-    const VIRTUAL: [&str; 14] = [
-        "lo",
-        "veth",
-        "cni",
-        "flannel",
-        "cali",
-        "docker",
-        "br-",
-        "vxlan",
-        "tunl",
-        "kube-",
-        "cilium",
-        "lxc",
-        "virbr",
-        "tailscale",
-    ];
-    !VIRTUAL.iter().any(|prefix| name.starts_with(prefix))
-}
-
-/// The node's own wire among its interfaces, each counted once: the physical interfaces, with a
-/// bond counted instead of its slaves (its counters are theirs summed); bridges, VLANs, tunnels
-/// and pod veths are left out because their bytes also cross one of those. A node without any
-/// physical interface is a container (kind, k3d, LXC, the demo): its wire is its veths that lead
-/// to no pod. Samples whose agent did not classify any interface fall back to the names.
-pub fn node_wire(interfaces: &[NetInterface]) -> Vec<&NetInterface> {
-    let kind = |i: &NetInterface| InterfaceKind::try_from(i.kind).unwrap_or(InterfaceKind::Unspecified);
-    if interfaces.iter().all(|i| kind(i) == InterfaceKind::Unspecified) {
-        return interfaces.iter().filter(|i| is_physical_interface(&i.name)).collect();
-    }
-    let bonds: std::collections::HashSet<&str> =
-        interfaces.iter().filter(|i| kind(i) == InterfaceKind::Bond).map(|i| i.name.as_str()).collect();
-    let physical: Vec<&NetInterface> = interfaces
-        .iter()
-        .filter(|i| match kind(i) {
-            InterfaceKind::Bond => true,
-            InterfaceKind::Physical => !bonds.contains(i.master.as_str()),
-            _ => false,
-        })
-        .collect();
-    if !physical.is_empty() {
-        return physical;
-    }
-    interfaces
-        .iter()
-        .filter(|i| match kind(i) {
-            InterfaceKind::Veth => true,
-            InterfaceKind::Unspecified => is_physical_interface(&i.name),
-            _ => false,
-        })
-        .collect()
-}
-
-/// Whether a temperature sensor measures the CPU or SoC (`thermal_zone*/<type>` or
-/// `hwmon*/<name>/temp*`, as the agent names them). A drive, Wi-Fi card or GPU at 80 C says
-/// nothing about the CPU throttling, so only these count as the node's temperature.
-pub fn is_cpu_sensor(sensor: &str) -> bool {
-    const CPU: [&str; 8] = ["cpu", "soc", "x86_pkg_temp", "coretemp", "k10temp", "k8temp", "zenpower", "tctl"];
-    let mut parts = sensor.split('/');
-    let kind = parts.nth(1).unwrap_or(sensor).to_ascii_lowercase();
-    CPU.iter().any(|needle| kind.contains(needle))
-}
-
-/// One agent sample as diagnosis input: node counters, and each pod with the identity the
-/// collector numbered it by and what the cluster says about it (without a cluster: named by
-/// UID, ready, no workload).
-pub fn node_sample(
-    name: &str,
-    role: NodeRole,
-    sample: &Sample,
-    pods: &HashMap<u32, PodRecord>,
-    view: &ClusterView,
-) -> NodeSample {
-    let cpu = sample
-        .cpu_total
-        .as_ref()
-        .map(|c| CpuJiffies {
-            user: c.user,
-            nice: c.nice,
-            system: c.system,
-            idle: c.idle,
-            iowait: c.iowait,
-            irq: c.irq,
-            softirq: c.softirq,
-            steal: c.steal,
-        })
-        .unwrap_or_default();
-    let nics = node_wire(&sample.interfaces)
-        .into_iter()
-        .filter_map(|i| i.counters.as_ref().map(|c| NicBytes::new(i.name.clone(), c.rx_bytes, c.tx_bytes)))
-        .collect();
-    let memory = sample
-        .memory
-        .as_ref()
-        .map(|m| NodeMemory { total_bytes: m.total_bytes, available_bytes: m.available_bytes })
-        .unwrap_or_default();
-    let pressure = (!sample.pressure.is_empty()).then(|| {
-        let total = |resource: &str, kind: &str| {
-            sample.pressure.iter().find(|p| p.resource == resource && p.kind == kind).map_or(0, |p| p.total_us)
-        };
-        PressureTotals {
-            cpu_some_us: total("cpu", "some"),
-            memory_some_us: total("memory", "some"),
-            memory_full_us: total("memory", "full"),
-            io_some_us: total("io", "some"),
-        }
-    });
-    let temperature_millicelsius =
-        sample.temperatures.iter().filter(|t| is_cpu_sensor(&t.sensor)).map(|t| t.millidegrees_celsius).max();
-    let cpu_frequency = (!sample.cpu_frequencies.is_empty()).then(|| CpuFrequency {
-        current_khz: sample.cpu_frequencies.iter().map(|f| f.current_khz).min().unwrap_or_default(),
-        max_khz: sample.cpu_frequencies.iter().map(|f| f.max_khz).max().unwrap_or_default(),
-    });
-    let throttle = sample.throttle.as_ref().and_then(|t| t.now.as_ref()).map(|f| ThrottleFlags {
-        under_voltage: f.under_voltage,
-        arm_frequency_capped: f.arm_frequency_capped,
-        throttled: f.throttled,
-        soft_temperature_limit: f.soft_temperature_limit,
-    });
-    let mut seen = std::collections::HashSet::new();
-    let pods = sample
-        .pods
-        .iter()
-        .filter_map(|pod| {
-            let record = pods.get(&pod.pod_ref)?;
-            if !seen.insert(record.uid.clone()) {
-                return None;
-            }
-            let meta = view.pods_by_uid.get(&record.uid);
-            let network = pod.network.unwrap_or_default();
-            Some(PodSample {
-                uid: record.uid.clone(),
-                name: meta.map_or_else(|| record.uid.clone(), |m| m.name.clone()),
-                namespace: meta.map(|m| m.namespace.clone()).unwrap_or_default(),
-                workload: meta.and_then(|m| m.workload.clone()),
-                ready: meta.is_none_or(|m| m.ready),
-                host_network: record.host_network,
-                rx_bytes: network.rx_bytes,
-                tx_bytes: network.tx_bytes,
-                established_inbound: pod.tcp.as_ref().map_or(0, |t| t.established_inbound),
-                passive_opens: pod.tcp.as_ref().map_or(0, |t| t.passive_opens_total),
-                // Known once the agent has read the pod's socket tables.
-                inbound_peers: pod.tcp.as_ref().filter(|t| t.detail_age_ms.is_some()).map(|t| t.inbound_peers),
-                cpu_usage_us: pod.cpu_usage_us,
-                memory_working_set_bytes: pod.memory_working_set_bytes,
-            })
-        })
-        .collect();
-    NodeSample {
-        name: name.to_string(),
-        role,
-        timestamp_ms: sample.timestamp_ms,
-        clock_ticks_per_second: 100,
-        cpu,
-        nics,
-        memory,
-        pressure,
-        temperature_millicelsius,
-        cpu_frequency,
-        throttle,
-        pods,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kube::PodMeta;
-    use bakery_proto::v1::{CpuTimes, NetCounters, NetInterface, PodSample as WirePod, TcpConnections, Temperature};
-
-    fn counters(rx: u64, tx: u64) -> Option<NetCounters> {
-        Some(NetCounters { rx_bytes: rx, tx_bytes: tx, ..NetCounters::default() })
-    }
-
-    fn sample() -> Sample {
-        Sample {
-            timestamp_ms: 1_000,
-            cpu_total: Some(CpuTimes { cpu: -1, user: 10, softirq: 3, idle: 90, ..CpuTimes::default() }),
-            interfaces: vec![
-                NetInterface { name: "eth0".into(), counters: counters(1000, 500), ..NetInterface::default() },
-                NetInterface { name: "lo".into(), counters: counters(7, 7), ..NetInterface::default() },
-                NetInterface { name: "veth12ab".into(), counters: counters(300, 300), ..NetInterface::default() },
-                NetInterface { name: "cni0".into(), counters: counters(300, 300), ..NetInterface::default() },
-            ],
-            temperatures: vec![
-                Temperature { sensor: "thermal_zone0/cpu-thermal".into(), millidegrees_celsius: 61_000 },
-                Temperature { sensor: "hwmon1/coretemp/temp2".into(), millidegrees_celsius: 82_500 },
-                Temperature { sensor: "hwmon3/nvme/temp1".into(), millidegrees_celsius: 84_000 },
-            ],
-            pods: vec![
-                WirePod {
-                    pod_ref: 1,
-                    network: counters(300, 300),
-                    tcp: Some(TcpConnections { established_inbound: 4, ..TcpConnections::default() }),
-                    cpu_usage_us: 5,
-                    ..WirePod::default()
-                },
-                WirePod { pod_ref: 9, ..WirePod::default() },
-            ],
-            ..Sample::default()
-        }
-    }
-
-    fn records() -> HashMap<u32, PodRecord> {
-        HashMap::from([(1, PodRecord { uid: "uid-1".into(), ..PodRecord::default() })])
-    }
 
     #[test]
     fn thinning_halves_the_ticks_and_keeps_the_newest() {
@@ -721,74 +465,5 @@ mod tests {
         let mut ticks: VecDeque<Tick> = (0..4).map(tick).collect();
         thin(&mut ticks);
         assert_eq!(ticks.iter().map(|t| t.timestamp_ms).collect::<Vec<_>>(), [1, 3]);
-    }
-
-    #[test]
-    fn a_samples_own_time_counts_only_within_the_skew_budget_of_its_arrival() {
-        let at = |at_ms, restamped| Some(AnalysisTime { at_ms, restamped });
-        let now = 1_000_000_000;
-        let day = 86_400_000;
-        // (received, sample time, measured skew, analysis time)
-        let table = [
-            // a good clock, even 5 s off either way: its own time
-            (now, now - 40, Some(40), at(now - 40, false)),
-            (now, now + SKEW_BUDGET_MS, Some(-5_000), at(now + SKEW_BUDGET_MS, false)),
-            (now, now - SKEW_BUDGET_MS, None, at(now - SKEW_BUDGET_MS, false)),
-            // a clock a day ahead: re-stamped by its measured skew, near its arrival
-            (now, now + day, Some(-day + 30), at(now + 30, true)),
-            // ... and before any skew is measured, not taken
-            (now, now + day, None, None),
-            // a year behind, consistently: re-stamped
-            (now, now - 365 * day, Some(365 * day - 20), at(now - 20, true)),
-            // a batch replayed from a spool after a 10 minute outage, good clock: not live
-            (now, now - 600_000, Some(15), None),
-            // a clock that jumped a day ahead while the measured skew is still ~0: not taken
-            (now, now + day, Some(10), None),
-            // nothing overflows
-            (i64::MAX, i64::MIN, Some(i64::MAX), None),
-        ];
-        for (received, sample, skew, expected) in table {
-            assert_eq!(analysis_time(received, sample, skew), expected, "{received} {sample} {skew:?}");
-        }
-    }
-
-    #[test]
-    fn only_physical_interfaces_count_as_nic_bytes() {
-        let node = node_sample("pi-1", NodeRole::Worker, &sample(), &records(), &ClusterView::default());
-        assert_eq!(node.nics, [NicBytes::new("eth0", 1000, 500)]);
-        assert_eq!(node.cpu.softirq, 3);
-        assert_eq!(node.temperature_millicelsius, Some(82_500), "the hottest CPU sensor, not the drive");
-    }
-
-    #[test]
-    fn without_a_cluster_pods_are_named_by_uid() {
-        let node = node_sample("pi-1", NodeRole::Unknown, &sample(), &records(), &ClusterView::default());
-        assert_eq!(node.pods.len(), 1, "a pod_ref without identity is skipped");
-        let pod = &node.pods[0];
-        assert_eq!((pod.name.as_str(), pod.workload.as_ref(), pod.ready), ("uid-1", None, true));
-        assert_eq!((pod.rx_bytes, pod.established_inbound), (300, 4));
-    }
-
-    #[test]
-    fn with_a_cluster_pods_carry_name_workload_and_readiness() {
-        let web = WorkloadRef::new("Deployment", "shop", "web");
-        let mut view = ClusterView::default();
-        view.pods_by_uid.insert(
-            "uid-1".into(),
-            PodMeta {
-                uid: "uid-1".into(),
-                namespace: "shop".into(),
-                name: "web-abc".into(),
-                node_name: "pi-1".into(),
-                ready: false,
-                host_network: false,
-                labels: Default::default(),
-                workload: Some(web.clone()),
-            },
-        );
-        let node = node_sample("pi-1", NodeRole::Worker, &sample(), &records(), &view);
-        let pod = &node.pods[0];
-        assert_eq!((pod.name.as_str(), pod.namespace.as_str(), pod.ready), ("web-abc", "shop", false));
-        assert_eq!(pod.workload, Some(web));
     }
 }

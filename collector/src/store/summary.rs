@@ -1,5 +1,6 @@
-//! The per-node report `inspect` prints: counts, first/last sequence numbers, every gap with
-//! its reason, and (with `--verify`) the sequence numbers nothing accounts for.
+//! The store's summary `inspect` prints, per node: counts, first/last sequence numbers, every gap
+//! with its reason, and (with `--verify`) the sequence numbers nothing accounts for. (Window
+//! reports, the diagnosis' output, are `window_reports.rs`.)
 
 use prost::Message;
 use redb::{ReadableDatabase, ReadableTable};

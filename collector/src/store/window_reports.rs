@@ -1,4 +1,5 @@
-//! Durable window reports: `reports.redb` next to the sample store, one row per closed window
+//! Durable load-test window reports (the diagnosis' output; the store's own summary is
+//! `summary.rs`): `reports.redb` next to the sample store, one row per closed window
 //! (id -> JSON of [`StoredReport`]). A file of its own so the analysis task is its only writer
 //! and the sample committer's single-writer model stays untouched; every write is one
 //! transaction with `Durability::Immediate`, like the sample store.

@@ -761,8 +761,8 @@ fn collector_flags(collector: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// Whether any of the demo's namespaces, cgroups or run directories exist (what the cleanup
-/// acceptance test checks, and `bakery-demo cleanup` reports).
+/// Whether any of the demo's namespaces, cgroups or run directories exist (what the root tests
+/// check after every run, and `bakery-demo cleanup` reports).
 pub fn leftovers() -> Vec<String> {
     cleanup::demo_leftovers()
 }

@@ -44,6 +44,8 @@ fn probability(endpoints_left: usize) -> String {
 
 /// The nat and filter tables for `node`, as `iptables-restore` reads them.
 pub fn rules(plan: &Plan, node: &NodePlan) -> String {
+    // One piece: the nat and filter tables are written in the order iptables-restore reads them, chains declared
+    // before the rules that jump to them.
     let mut nat = String::new();
     let mut chains: Vec<String> =
         ["KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ", "KUBE-MARK-DROP"]

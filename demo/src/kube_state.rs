@@ -48,6 +48,8 @@ use crate::scenario::{Entry, Role, SessionAffinity, TrafficPolicy, WorkloadKind}
 
 /// The state file's content.
 pub fn state(plan: &Plan) -> Value {
+    // One piece: the whole state file as the API double serves it: nodes, pods, then per workload its ReplicaSet,
+    // Service and EndpointSlice, from the same lists of pods.
     let nodes: Vec<Value> = plan
         .nodes
         .iter()
@@ -204,6 +206,8 @@ fn service_object(plan: &Plan, index: usize, service: &ServicePlan) -> Value {
 
 /// MetalLB's objects for the LoadBalancer Service, by state-file key; `None` without one.
 fn metallb(plan: &Plan) -> Option<serde_json::Map<String, Value>> {
+    // One piece: MetalLB's objects for one Service (address pool, advertisement, a status per announcer), built with
+    // one helper and referring to each other by name.
     let service = plan.load_balancer()?;
     let object = |kind: &str, name: String, uid: String, body: (&str, Value)| {
         let mut object = json!({

@@ -175,6 +175,8 @@ pub(crate) fn suffix(seed: u64, len: usize) -> String {
 
 impl Plan {
     pub fn new(scenario: Scenario, run_id: u32) -> Self {
+        // One piece: nodes, then each workload's pods, node ports and Service, numbered in one pass over the scenario
+        // so that every index and seeded name agrees.
         let nodes: Vec<NodePlan> = scenario
             .nodes
             .iter()

@@ -107,6 +107,7 @@ fn rate(bytes_per_second: Option<f64>) -> String {
 
 /// The report for people.
 pub fn render(report: &Report) -> String {
+    // One piece: the text report top to bottom, in the order a reader sees it.
     let mut out = String::new();
     let _ = writeln!(out, "scenario {}: {}", report.scenario, report.description);
     let oha = &report.oha;

@@ -1,7 +1,7 @@
 //! One demo run, step by step: build the cluster and start bakery ([`Demo::start`]), open a
 //! load-test window and run oha through it ([`Demo::run_load`]), then stop bakery, read what the
 //! collector stored and take everything down ([`Demo::finish`]). The CLI runs the three in a row;
-//! the acceptance tests look at the cluster between them.
+//! the root tests (`tests/demo/`) look at the cluster between them.
 //!
 //! Before the window, bakery watches the idle cluster for [`warm_up`]: a collector in a real cluster
 //! has watched it for hours, and the diagnosis learns each node's own baseline outside windows.
@@ -234,6 +234,8 @@ impl Demo {
     /// Opens a load-test window on the collector, runs oha through the cluster, closes the window
     /// and reads the report the collector stored for it.
     pub fn run_load(&mut self) -> Result<LoadOutcome> {
+        // One piece: the window's life in order (open it, start the extras, run oha with live lines or bakery-top,
+        // wait for the last samples, close it, read the report), each timestamp taken at its own moment.
         if !self.cluster.agents_running() {
             return Err(Error::Stalled("the load-test window needs the agents running, and they are stopped".into()));
         }

@@ -3,9 +3,9 @@
 //!
 //! # Expected share and peers
 //!
-//! A node's expected share is its share of the workload's ready endpoints, `q = e / E` (field guide,
-//! section 2: compare against the expected share, not 1/n). The nodes that hold endpoints are the
-//! *serving nodes*; they are the peer group of every comparison:
+//! A node's expected share is its share of the workload's ready endpoints, `q = e / E`: a node is
+//! compared with its expected share, not with 1/n, since placement is rarely even. The nodes that
+//! hold endpoints are the *serving nodes*; they are the peer group of every comparison:
 //!
 //! * share signals (bytes, connections, CPU) are summed over the serving nodes only, and a node's
 //!   normalised share is `value / (max(e, 1) * R)` with `R = sum / E`, the load per endpoint. For a
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::entry::EntryModel;
-use crate::history::{History, PodMeta, SpanView, join};
+use crate::history::{History, NodePoint, PodMeta, SpanView, join};
 use crate::input::{NodeRole, ThrottleFlags, WorkloadRef, WorkloadUnderTest};
 use crate::stats::{jain_index, max_over_mean, median, ordered_sum};
 
@@ -383,6 +383,9 @@ fn raw_figures(
     relay: Option<&WorkloadRef>,
     config: &Config,
 ) -> Raw {
+    // One piece: one pass over the span's pods classifies each pod once (workload under test, relay, DaemonSet,
+    // other) and every pod sum below (workload, all pods, unattributed CPU, forwarded bytes) comes from that same
+    // pass, so they add up exactly.
     let first = view.first();
     let last = view.last();
     let seconds = view.seconds();
@@ -480,7 +483,28 @@ fn raw_figures(
     let unaccounted_tx = last.nic.tx_bytes.saturating_sub(first.nic.tx_bytes).saturating_sub(all_pods_tx);
     values.insert(Signal::ForwardedNic, per_second(2 * unaccounted_rx.min(unaccounted_tx), seconds));
 
-    // Memory.
+    memory_values(first, last, seconds, &mut values);
+
+    let throttle_seen = thermal_values(&view, &mut values);
+    Raw {
+        node: name.to_string(),
+        role: view.series.role,
+        endpoints,
+        seconds,
+        values,
+        throttle_seen,
+        workload_pods,
+        busy_other_pods,
+        hottest_other_pod_cores,
+        daemon_set_pods,
+        accepted: w_accepted as f64,
+        relay_accepted,
+        relay_held,
+    }
+}
+
+/// Memory over the span: growth of used memory, the share used at its end, and the pressure stalls.
+fn memory_values(first: &NodePoint, last: &NodePoint, seconds: f64, values: &mut BTreeMap<Signal, f64>) {
     let used_growth = (last.memory.used_bytes() as f64 - first.memory.used_bytes() as f64) / seconds;
     values.insert(Signal::MemoryGrowth, used_growth.max(0.0));
     if last.memory.total_bytes > 0 {
@@ -492,8 +516,11 @@ fn raw_figures(
         values.insert(Signal::MemoryPressure, stall(b.memory_some_us.saturating_sub(a.memory_some_us)));
         values.insert(Signal::IoPressure, stall(b.io_some_us.saturating_sub(a.io_some_us)));
     }
+}
 
-    // Thermals over the samples inside the span.
+/// Thermals over the samples inside the span: the hottest temperature, the mean frequency against
+/// the maximum, the fraction of samples throttled; returns every throttle flag seen.
+fn thermal_values(view: &SpanView<'_>, values: &mut BTreeMap<Signal, f64>) -> ThrottleFlags {
     let mut hottest: Option<i64> = None;
     let (mut freq_sum, mut freq_n) = (0.0, 0_u32);
     let (mut throttled_n, mut throttle_known) = (0_u32, 0_u32);
@@ -526,21 +553,116 @@ fn raw_figures(
     if throttle_known > 0 {
         values.insert(Signal::Throttled, f64::from(throttled_n) / f64::from(throttle_known));
     }
-    Raw {
-        node: name.to_string(),
-        role: view.series.role,
-        endpoints,
-        seconds,
-        values,
-        throttle_seen,
-        workload_pods,
-        busy_other_pods,
-        hottest_other_pod_cores,
-        daemon_set_pods,
-        accepted: w_accepted as f64,
-        relay_accepted,
-        relay_held,
+    throttle_seen
+}
+
+/// Per signal, the serving nodes' reference: their total (share signals) or their mean (levels).
+fn references(serving: &[&Raw]) -> BTreeMap<Signal, f64> {
+    let mut reference: BTreeMap<Signal, f64> = BTreeMap::new();
+    for signal in Signal::ALL {
+        let present: Vec<f64> = serving.iter().filter_map(|r| r.values.get(&signal).copied()).collect();
+        if present.is_empty() {
+            continue;
+        }
+        let total = ordered_sum(present.iter().copied());
+        let reference_value = match signal.kind() {
+            SignalKind::Level => total / present.len() as f64,
+            SignalKind::WorkloadShare | SignalKind::NodeShare => total,
+        };
+        reference.insert(signal, reference_value);
     }
+    reference
+}
+
+/// CPU of each busy DaemonSet on each serving node, for DaemonSets with a busy pod somewhere.
+fn daemon_set_cpu(raws: &[Raw], serving: &[&Raw]) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut daemon_set_cpu: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    let busy_daemon_sets: BTreeSet<String> = raws
+        .iter()
+        .flat_map(|r| r.busy_other_pods.iter())
+        .filter_map(|p| p.workload.as_ref().filter(|w| w.is_daemon_set()).map(|w| w.to_string()))
+        .collect();
+    for raw in serving.iter().filter(|_| !busy_daemon_sets.is_empty()) {
+        for (meta, cpu) in &raw.daemon_set_pods {
+            let Some(ds) = meta.workload.as_ref().map(ToString::to_string).filter(|ds| busy_daemon_sets.contains(ds))
+            else {
+                continue;
+            };
+            *daemon_set_cpu.entry(ds).or_default().entry(raw.node.clone()).or_default() += cpu;
+        }
+    }
+    daemon_set_cpu
+}
+
+/// One node's figures against the references: each signal's share and normalised value, each
+/// workload pod's share of the workload's traffic. Decisions are filled in once all nodes are known.
+fn node_analysis(
+    raw: Raw,
+    reference: &BTreeMap<Signal, f64>,
+    total_endpoints: u32,
+    workload_traffic: f64,
+) -> NodeAnalysis {
+    let weight = f64::from(raw.endpoints.max(1));
+    let expected_share = if total_endpoints == 0 { 0.0 } else { f64::from(raw.endpoints) / f64::from(total_endpoints) };
+    let signals = raw
+        .values
+        .iter()
+        .map(|(&signal, &value)| {
+            let reference_value = reference.get(&signal).copied().unwrap_or(0.0);
+            let (share, normalised) = match signal.kind() {
+                SignalKind::Level => (None, (reference_value > 0.0).then(|| value / reference_value)),
+                SignalKind::WorkloadShare | SignalKind::NodeShare => {
+                    if reference_value > 0.0 && total_endpoints > 0 {
+                        let per_endpoint = reference_value / f64::from(total_endpoints);
+                        (Some(value / reference_value), Some(value / (weight * per_endpoint)))
+                    } else {
+                        (None, None)
+                    }
+                }
+            };
+            (signal, SignalValue { value, share, normalised })
+        })
+        .collect();
+    let mut workload_pods = raw.workload_pods;
+    for pod in &mut workload_pods {
+        pod.traffic_share = (workload_traffic > 0.0).then(|| pod.traffic_bps / workload_traffic);
+    }
+    NodeAnalysis {
+        node: raw.node,
+        role: raw.role,
+        endpoints: raw.endpoints,
+        expected_share,
+        span_seconds: raw.seconds,
+        signals,
+        throttle_seen: raw.throttle_seen,
+        workload_pods,
+        busy_other_pods: raw.busy_other_pods,
+        hottest_other_pod_cores: raw.hottest_other_pod_cores,
+        decisions: 0.0,
+        accepted: raw.accepted,
+    }
+}
+
+/// Per signal over the serving nodes: the reference total, max/mean and Jain's index of the
+/// normalised values.
+fn summaries(nodes: &[NodeAnalysis], reference: &BTreeMap<Signal, f64>) -> BTreeMap<Signal, SignalSummary> {
+    Signal::ALL
+        .iter()
+        .filter_map(|&signal| {
+            let total = *reference.get(&signal)?;
+            let normalised: Vec<f64> =
+                nodes.iter().filter(|n| n.is_serving()).filter_map(|n| n.normalised(signal)).collect();
+            Some((
+                signal,
+                SignalSummary {
+                    total,
+                    max_over_mean: max_over_mean(&normalised),
+                    jain: jain_index(&normalised),
+                    nodes: normalised.len(),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Analyses the span of `span_ms` ending at `end_ms` (each node's newest sample at or before it).
@@ -567,104 +689,18 @@ pub(crate) fn analyse(
     let serving: Vec<&Raw> = raws.iter().filter(|r| r.endpoints > 0).collect();
     let total_endpoints: u32 = serving.iter().map(|r| r.endpoints).sum();
 
-    // Per signal: the serving nodes' total (share signals) or mean (levels).
-    let mut reference: BTreeMap<Signal, f64> = BTreeMap::new();
-    for signal in Signal::ALL {
-        let present: Vec<f64> = serving.iter().filter_map(|r| r.values.get(&signal).copied()).collect();
-        if present.is_empty() {
-            continue;
-        }
-        let total = ordered_sum(present.iter().copied());
-        let reference_value = match signal.kind() {
-            SignalKind::Level => total / present.len() as f64,
-            SignalKind::WorkloadShare | SignalKind::NodeShare => total,
-        };
-        reference.insert(signal, reference_value);
-    }
+    let reference = references(&serving);
     let workload_traffic = reference.get(&Signal::PodTraffic).copied().unwrap_or(0.0);
 
-    let mut daemon_set_cpu: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    let busy_daemon_sets: BTreeSet<String> = raws
-        .iter()
-        .flat_map(|r| r.busy_other_pods.iter())
-        .filter_map(|p| p.workload.as_ref().filter(|w| w.is_daemon_set()).map(|w| w.to_string()))
-        .collect();
-    for raw in serving.iter().filter(|_| !busy_daemon_sets.is_empty()) {
-        for (meta, cpu) in &raw.daemon_set_pods {
-            let Some(ds) = meta.workload.as_ref().map(ToString::to_string).filter(|ds| busy_daemon_sets.contains(ds))
-            else {
-                continue;
-            };
-            *daemon_set_cpu.entry(ds).or_default().entry(raw.node.clone()).or_default() += cpu;
-        }
-    }
+    let daemon_set_cpu = daemon_set_cpu(&raws, &serving);
 
     let relay_accepted: u64 = raws.iter().map(|r| r.relay_accepted).sum();
     let relay_held = ordered_sum(raws.iter().map(|r| r.relay_held));
-    let mut nodes: Vec<NodeAnalysis> = raws
-        .into_iter()
-        .map(|raw| {
-            let weight = f64::from(raw.endpoints.max(1));
-            let expected_share =
-                if total_endpoints == 0 { 0.0 } else { f64::from(raw.endpoints) / f64::from(total_endpoints) };
-            let signals = raw
-                .values
-                .iter()
-                .map(|(&signal, &value)| {
-                    let reference_value = reference.get(&signal).copied().unwrap_or(0.0);
-                    let (share, normalised) = match signal.kind() {
-                        SignalKind::Level => (None, (reference_value > 0.0).then(|| value / reference_value)),
-                        SignalKind::WorkloadShare | SignalKind::NodeShare => {
-                            if reference_value > 0.0 && total_endpoints > 0 {
-                                let per_endpoint = reference_value / f64::from(total_endpoints);
-                                (Some(value / reference_value), Some(value / (weight * per_endpoint)))
-                            } else {
-                                (None, None)
-                            }
-                        }
-                    };
-                    (signal, SignalValue { value, share, normalised })
-                })
-                .collect();
-            let mut workload_pods = raw.workload_pods;
-            for pod in &mut workload_pods {
-                pod.traffic_share = (workload_traffic > 0.0).then(|| pod.traffic_bps / workload_traffic);
-            }
-            NodeAnalysis {
-                node: raw.node,
-                role: raw.role,
-                endpoints: raw.endpoints,
-                expected_share,
-                span_seconds: raw.seconds,
-                signals,
-                throttle_seen: raw.throttle_seen,
-                workload_pods,
-                busy_other_pods: raw.busy_other_pods,
-                hottest_other_pod_cores: raw.hottest_other_pod_cores,
-                decisions: 0.0,
-                accepted: raw.accepted,
-            }
-        })
-        .collect();
+    let mut nodes: Vec<NodeAnalysis> =
+        raws.into_iter().map(|raw| node_analysis(raw, &reference, total_endpoints, workload_traffic)).collect();
     nodes.sort_by(|a, b| a.node.cmp(&b.node));
 
-    let summary = Signal::ALL
-        .iter()
-        .filter_map(|&signal| {
-            let total = *reference.get(&signal)?;
-            let normalised: Vec<f64> =
-                nodes.iter().filter(|n| n.is_serving()).filter_map(|n| n.normalised(signal)).collect();
-            Some((
-                signal,
-                SignalSummary {
-                    total,
-                    max_over_mean: max_over_mean(&normalised),
-                    jain: jain_index(&normalised),
-                    nodes: normalised.len(),
-                },
-            ))
-        })
-        .collect();
+    let summary = summaries(&nodes, &reference);
     let connections = ordered_sum(nodes.iter().filter_map(|n| n.value(Signal::Connections)));
     let accepted = ordered_sum(nodes.iter().filter(|n| n.is_serving()).map(|n| n.accepted));
     let decisions = decisions(accepted, connections);

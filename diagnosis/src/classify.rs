@@ -395,6 +395,8 @@ pub(crate) fn hot_pod<'a>(ctx: &Context<'a>, index: usize) -> Option<(&'a PodFig
 /// Assesses one family on node `index`; `None` when the family does not apply (treated as "below
 /// exit").
 pub(crate) fn assess(ctx: &Context<'_>, index: usize, family: Family) -> Option<Assessment> {
+    // One piece: one match over the families, each arm the enter/exit rule of one family side by side with the
+    // others, as DIAGNOSIS.md lists them.
     let node = ctx.node(index)?;
     let config = ctx.config;
     // Rates over less than a full detection span (a node that just joined, a collector that just

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The live view: shares and statistics over the last 10 s (issue 4).
+    /// The live view: shares and statistics over the last 10 s.
     pub live_span_ms: i64,
     /// The detection span: flags are evaluated on the last 2 s at every tick. A 10 s average crosses a
     /// threshold only once most of its span holds the hog, which is far too late for "flagged within

@@ -103,6 +103,8 @@ impl Detector {
 
     /// Evaluates one tick.
     pub fn observe(&mut self, tick: &Tick) -> Result<Evaluation, Error> {
+        // One piece: one tick in order: history, analysis, each node's assessments, the state machine, then the
+        // evaluation; each step needs what the one before produced.
         if let Some(last) = self.last_tick_ms
             && tick.timestamp_ms < last
         {
@@ -245,6 +247,8 @@ impl Detector {
         now: i64,
         changes: &mut Vec<VerdictChange>,
     ) {
+        // One piece: the hysteresis state machine of one (node, family), every transition in one match so that each
+        // is seen next to the others.
         let key = (node.to_string(), family);
         let enter = assessment.is_some_and(|a| a.enter);
         let exit = assessment.is_none_or(|a| a.exit);

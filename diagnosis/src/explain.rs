@@ -165,6 +165,8 @@ fn pinning(ctx: &Context<'_>, node: &NodeAnalysis, facts: &TrafficFacts<'_>) -> 
 /// node carries nearly everything, 0.7 when decisions are beyond chance without a declared reason,
 /// 0.5 when the decisions do not explain the traffic at all.
 fn concentration(ctx: &Context<'_>, node: &NodeAnalysis, facts: &TrafficFacts<'_>) -> Explanation {
+    // One piece: the summary, evidence, confidence and next step of `pod-concentration` read the same facts
+    // (affinity, policy, decisions, client addresses) and must agree with each other.
     let analysis = ctx.analysis;
     let name = &node.node;
     let mut evidence = traffic_evidence(ctx, facts);
@@ -355,58 +357,7 @@ fn ingress(ctx: &Context<'_>, node: &NodeAnalysis, facts: &IngressFacts) -> Expl
                 normalised,
                 pct(*forwarded),
             );
-            let announcement = service.map(|s| &s.announcement);
-            let (why, declared_mark, next_step, remedy) = match announcement {
-                Some(Announcement::L2 { node: announcer, source }) if announcer == name => (
-                    format!(
-                        "MetalLB announces Service {svc} in layer 2 mode from {name} ({source}), so every client connection enters here"
-                    ),
-                    1.0,
-                    format!(
-                        "Announce Service {svc}'s address over BGP (a BGPAdvertisement for its pool) so the router \
-                         spreads client connections over every node (ECMP); or set externalTrafficPolicy: Local on \
-                         {svc} with a replica on each node that may announce it, so {name} serves what it takes in."
-                    ),
-                    Remedy::SpreadEntry { service: svc.clone() },
-                ),
-                Some(Announcement::L2 { node: announcer, source }) => (
-                    format!("although MetalLB names {announcer} as the layer-2 announcer ({source})"),
-                    0.7,
-                    format!(
-                        "Find out why client traffic enters at {name} rather than at {announcer}: a stale ARP entry at \
-                         the router or clients, another Service on the same address, or clients aimed at {name}'s own \
-                         address (`kubectl get servicel2statuses -n metallb-system`)."
-                    ),
-                    Remedy::Investigate,
-                ),
-                Some(Announcement::Bgp { nodes, source }) => (
-                    format!(
-                        "although {} node{} announce{} Service {svc} over BGP ({source})",
-                        nodes.len(),
-                        if nodes.len() == 1 { "" } else { "s" },
-                        if nodes.len() == 1 { "s" } else { "" }
-                    ),
-                    0.8,
-                    format!(
-                        "Check that the router spreads connections over every BGP next hop of Service {svc}'s \
-                         address: multipath (ECMP) enabled, and hashing on ports (layer 4), not only addresses, \
-                         since a proxy in front sends from one address."
-                    ),
-                    Remedy::Investigate,
-                ),
-                Some(Announcement::EveryNode { source }) => (
-                    format!("although every node can take Service {svc}'s traffic ({source})"),
-                    0.8,
-                    format!(
-                        "Clients reach Service {svc} through {name}'s address: spread them over every node's address \
-                         (DNS or the proxy's upstream list), or give the Service a load-balanced address (MetalLB in \
-                         BGP mode)."
-                    ),
-                    Remedy::SpreadEntry { service: svc.clone() },
-                ),
-                Some(Announcement::Unknown { reason }) => unknown_entry(&svc, name, reason),
-                None => unknown_entry(&svc, name, "no Service read"),
-            };
+            let (why, declared_mark, next_step, remedy) = declared_entry(service.map(|s| &s.announcement), &svc, name);
             Explanation {
                 confidence: level(*normalised, band.enter, band.exit) * softirq_mark * declared_mark,
                 subject: None,
@@ -417,6 +368,62 @@ fn ingress(ctx: &Context<'_>, node: &NodeAnalysis, facts: &IngressFacts) -> Expl
                 read: read_lines(ctx),
             }
         }
+    }
+}
+
+/// What the cluster declares about the entry of Service `svc` as it bears on `name` taking the
+/// traffic in: why (for the summary), its mark on the confidence, the next step and the remedy.
+fn declared_entry(announcement: Option<&Announcement>, svc: &str, name: &str) -> (String, f64, String, Remedy) {
+    match announcement {
+        Some(Announcement::L2 { node: announcer, source }) if announcer == name => (
+            format!(
+                "MetalLB announces Service {svc} in layer 2 mode from {name} ({source}), so every client connection enters here"
+            ),
+            1.0,
+            format!(
+                "Announce Service {svc}'s address over BGP (a BGPAdvertisement for its pool) so the router \
+                 spreads client connections over every node (ECMP); or set externalTrafficPolicy: Local on \
+                 {svc} with a replica on each node that may announce it, so {name} serves what it takes in."
+            ),
+            Remedy::SpreadEntry { service: svc.to_string() },
+        ),
+        Some(Announcement::L2 { node: announcer, source }) => (
+            format!("although MetalLB names {announcer} as the layer-2 announcer ({source})"),
+            0.7,
+            format!(
+                "Find out why client traffic enters at {name} rather than at {announcer}: a stale ARP entry at \
+                 the router or clients, another Service on the same address, or clients aimed at {name}'s own \
+                 address (`kubectl get servicel2statuses -n metallb-system`)."
+            ),
+            Remedy::Investigate,
+        ),
+        Some(Announcement::Bgp { nodes, source }) => (
+            format!(
+                "although {} node{} announce{} Service {svc} over BGP ({source})",
+                nodes.len(),
+                if nodes.len() == 1 { "" } else { "s" },
+                if nodes.len() == 1 { "s" } else { "" }
+            ),
+            0.8,
+            format!(
+                "Check that the router spreads connections over every BGP next hop of Service {svc}'s \
+                 address: multipath (ECMP) enabled, and hashing on ports (layer 4), not only addresses, \
+                 since a proxy in front sends from one address."
+            ),
+            Remedy::Investigate,
+        ),
+        Some(Announcement::EveryNode { source }) => (
+            format!("although every node can take Service {svc}'s traffic ({source})"),
+            0.8,
+            format!(
+                "Clients reach Service {svc} through {name}'s address: spread them over every node's address \
+                 (DNS or the proxy's upstream list), or give the Service a load-balanced address (MetalLB in \
+                 BGP mode)."
+            ),
+            Remedy::SpreadEntry { service: svc.to_string() },
+        ),
+        Some(Announcement::Unknown { reason }) => unknown_entry(svc, name, reason),
+        None => unknown_entry(svc, name, "no Service read"),
     }
 }
 

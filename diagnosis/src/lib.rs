@@ -78,9 +78,9 @@
 //! history; a workload on hostNetwork makes them unavailable (the pods' bytes are the node's), which
 //! the analysis says. Confidence is `level x fingerprint` (see `explain`).
 //!
-//! [`scenario`] turns a data-file description of a cluster under load into ticks, simulating each
-//! connection's placement and requests: the fixtures of the scenario tests, the properties, the
-//! benchmark, and demos.
+//! [`fixture`] turns a diagnosis fixture (a data-file description of a cluster under load) into
+//! ticks, simulating each connection's placement and requests: for this crate's tests, properties,
+//! benchmark and `replay` example.
 #![forbid(unsafe_code)]
 
 pub mod analysis;
@@ -89,11 +89,11 @@ pub mod config;
 pub mod detector;
 pub mod entry;
 pub(crate) mod explain;
+pub mod fixture;
 pub(crate) mod history;
 pub mod input;
 pub mod noise;
 pub mod report;
-pub mod scenario;
 pub mod stats;
 pub mod svg;
 pub mod verdict;
@@ -120,8 +120,8 @@ pub enum Error {
     DuplicatePod { node: String, uid: String },
     #[error("invalid configuration: {0}")]
     Config(String),
-    #[error("invalid scenario: {0}")]
-    Scenario(String),
+    #[error("invalid fixture: {0}")]
+    Fixture(String),
     #[error("the window ends ({end_ms} ms) before it starts ({start_ms} ms)")]
     EmptyWindow { start_ms: i64, end_ms: i64 },
 }

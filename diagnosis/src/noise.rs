@@ -24,8 +24,9 @@
 //! below `alpha`, default 1 %). It is computed exactly from the binomial distribution (no normal
 //! approximation, no randomness: [`binomial_upper_quantile`]) and placed half a connection below `m`,
 //! `B = (m - 1/2) / (c q)`, so that a node holding `m - 1` connections stays below it and one holding `m`
-//! is above it even when per-connection traffic jitters. Against the field guide's Monte-Carlo figures
-//! for 3 pods (p99 of max/mean: 1.56 at c = 50, 2.06 at c = 16, 3.0 at c = 4) this gives 1.59, 2.16
+//! is above it even when per-connection traffic jitters. Against Monte-Carlo figures for
+//! c connections placed at random on 3 pods (p99 of max/mean: 1.56 at c = 50, 2.06 at c = 16, 3.0 at
+//! c = 4) this gives 1.59, 2.16
 //! and "unreachable" (P(all 4 on one pod) = 1/81 > 0.01/3): see the tests below.
 //!
 //! # Noise is not the same as "nothing to report"
@@ -172,7 +173,7 @@ mod tests {
     }
 
     #[test]
-    fn bound_agrees_with_the_field_guide_monte_carlo() {
+    fn bound_agrees_with_a_monte_carlo_of_random_placement() {
         // A Monte-Carlo run of c connections spread uniformly over 3 pods gives a p99 of max/mean of
         // 1.56 at c = 50 and 2.06 at c = 16; the bound at a family-wise 1 % must agree.
         let t = TrafficThresholds { alpha: 0.01, floor: 1.0, ceiling: 10.0, ..TrafficThresholds::default() };
@@ -186,7 +187,7 @@ mod tests {
     }
 
     #[test]
-    fn thresholds_for_the_acceptance_cases() {
+    fn thresholds_for_4_50_and_many_connections_over_3_pods() {
         let t = TrafficThresholds::default();
         // At c = 50 over 3 pods the bound is the smallest m with P(X >= m) <= alpha / 3, by direct
         // summation here, half a connection below it.

@@ -86,6 +86,8 @@ impl WindowReport {
     /// Replays `ticks` (in time order; ticks before the window warm the detector up) and reports on
     /// `window`.
     pub fn build<'a>(window: Window, ticks: impl IntoIterator<Item = &'a Tick>, config: &Config) -> Result<Self> {
+        // One piece: a single replay of the ticks collects the verdicts, the changes and every node's share series
+        // together, so they come from the same evaluations.
         if window.end_ms <= window.start_ms {
             return Err(Error::EmptyWindow { start_ms: window.start_ms, end_ms: window.end_ms });
         }
@@ -205,6 +207,7 @@ fn cell(value: Option<f64>) -> String {
 
 impl fmt::Display for WindowReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One piece: the text report top to bottom, in the order a reader sees it.
         let w = &self.window;
         writeln!(
             f,

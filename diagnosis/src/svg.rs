@@ -105,35 +105,8 @@ fn expected_points(series: &NodeSeries, scale: &Scale) -> String {
     points.join(" ")
 }
 
-/// Renders the chart as a standalone SVG document.
-pub fn render(report: &WindowReport) -> String {
-    let scale = scale_for(report);
-    let mut svg = String::new();
-    let title = format!("bakery window {}: share of {} per node", report.window.name, report.signal.name());
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(svg, "<title>{}</title>", escape(&title));
-    let _ =
-        writeln!(svg, r##"<rect class="background" x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##);
-    let _ = writeln!(
-        svg,
-        r##"<text class="heading" x="{LEFT}" y="24" font-size="14" fill="#222">{}</text>"##,
-        escape(&title)
-    );
-
-    // The window, shaded.
-    let (wx0, wx1) = (scale.x(report.window.start_ms), scale.x(report.window.end_ms));
-    let _ = writeln!(
-        svg,
-        r##"<rect class="window" x="{wx0:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="#9ecae1" fill-opacity="0.3"><title>window {}</title></rect>"##,
-        (wx1 - wx0).max(0.0),
-        HEIGHT - TOP - BOTTOM,
-        escape(&report.window.name)
-    );
-
-    // Axes, with share ticks every 0.25 and time ticks relative to the window start.
+/// The axes, with share ticks every 0.25 and time ticks relative to the window start.
+fn write_axes(svg: &mut String, report: &WindowReport, scale: &Scale) {
     let (x_axis_y, plot_right) = (HEIGHT - BOTTOM, WIDTH - RIGHT);
     let _ = writeln!(svg, r##"<g class="axes" stroke="#444" fill="#444">"##);
     let _ = writeln!(svg, r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{x_axis_y}"/>"#);
@@ -174,6 +147,40 @@ pub fn render(report: &WindowReport) -> String {
         HEIGHT - 8.0
     );
     let _ = writeln!(svg, "</g>");
+}
+
+/// Renders the chart as a standalone SVG document.
+pub fn render(report: &WindowReport) -> String {
+    // One piece: the SVG is written in paint order (window, axes, one group per node, legend, verdict markers) with
+    // the same scale throughout.
+    let scale = scale_for(report);
+    let mut svg = String::new();
+    let title = format!("bakery window {}: share of {} per node", report.window.name, report.signal.name());
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(svg, "<title>{}</title>", escape(&title));
+    let _ =
+        writeln!(svg, r##"<rect class="background" x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##);
+    let _ = writeln!(
+        svg,
+        r##"<text class="heading" x="{LEFT}" y="24" font-size="14" fill="#222">{}</text>"##,
+        escape(&title)
+    );
+
+    // The window, shaded.
+    let (wx0, wx1) = (scale.x(report.window.start_ms), scale.x(report.window.end_ms));
+    let _ = writeln!(
+        svg,
+        r##"<rect class="window" x="{wx0:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="#9ecae1" fill-opacity="0.3"><title>window {}</title></rect>"##,
+        (wx1 - wx0).max(0.0),
+        HEIGHT - TOP - BOTTOM,
+        escape(&report.window.name)
+    );
+
+    write_axes(&mut svg, report, &scale);
+    let (x_axis_y, plot_right) = (HEIGHT - BOTTOM, WIDTH - RIGHT);
 
     // One group per node: observed share (solid) and expected share (dashed).
     for (i, series) in report.series.iter().enumerate() {

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Why a node takes more than its share (field guide, section 2). The vocabulary is closed: the
+/// Why a node takes more than its share. The vocabulary is closed: the
 /// collector, bakery-top and the export all speak these names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

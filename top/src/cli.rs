@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::app::App;
-use crate::demo::DemoSource;
+use crate::made_up::MadeUpSource;
 use crate::model::{AgentState, Snapshot};
 use crate::source::{GrpcConfig, GrpcSource, Source};
 
@@ -99,8 +99,9 @@ pub struct ViewArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Show a made-up cluster (the field guide's Bakery, a hog appearing after 20 s) instead of
-    /// asking a collector: for trying the keys and views.
+    /// Show made-up snapshots instead of asking a collector, for trying the keys and views: five
+    /// nodes (master-01..03, worker-01..02), WordPress and MySQL, calm for 20 s and then master-02
+    /// taking the traffic. Not the `bakery-demo` mini-bakery, which runs a real cluster.
     #[arg(long)]
     pub demo: bool,
 }
@@ -239,7 +240,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let terminal = std::io::stdout().is_terminal();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
     if cli.view.demo {
-        return runtime.block_on(view(&cli, DemoSource::default(), terminal));
+        return runtime.block_on(view(&cli, MadeUpSource::default(), terminal));
     }
     let source = GrpcSource::new(cli.connection.grpc_config())?;
     runtime.block_on(view(&cli, source, terminal))

@@ -8,9 +8,9 @@
 pub mod app;
 pub mod cli;
 pub mod commands;
-pub mod demo;
 pub mod error;
 pub mod keys;
+pub mod made_up;
 pub mod model;
 pub mod oha;
 pub mod render;

@@ -162,7 +162,7 @@ impl Share {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ShareBasis {
     /// The workload under test ("namespace/name"): observed share of its pods' traffic, expected
-    /// share = the node's share of its ready endpoints (field guide, section 2).
+    /// share = the node's share of its ready endpoints (as the diagnosis computes it, DIAGNOSIS.md).
     Workload { name: String },
     /// No workload known: each node's share of all pod traffic against an even split, the way the
     /// diagnosis treats every node as a peer without cluster knowledge.
@@ -201,7 +201,7 @@ pub struct PodView {
     pub memory_working_set_bytes: Option<u64>,
 }
 
-/// The diagnosis vocabulary (issue 4). A cause this build does not know is kept as text.
+/// The diagnosis vocabulary (`bakery_diagnosis::Cause`). A cause this build does not know is kept as text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Cause {

@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn json_round_trips_and_spells_causes_as_the_diagnosis_vocabulary() {
-        let mut snapshot = crate::demo::bakery(30, true);
+        let mut snapshot = crate::made_up::bakery(30, true);
         if let Some(alerts) = snapshot.alerts.as_mut() {
             let mut unknown = alerts[0].clone();
             unknown.cause = Cause::Other("a-cause-from-a-newer-collector".into());

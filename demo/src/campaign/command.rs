@@ -59,8 +59,8 @@ pub const EXAMPLES: &str = "\
 Examples:
   sudo bakery-demo campaign --count 30 --seed 7       # 30 random clusters, about 12 min
   bakery-demo campaign --count 30 --seed 7 --dry-run  # what they are and must get (no root)
-  sudo bakery-demo campaign --count 30 --seed 7 --only 12 --scenarios-dir /tmp/c
-                                          # re-run scenario 12; its TOML lands in /tmp/c
+  sudo bakery-demo campaign --count 30 --seed 7 --only 12 --scenarios-dir campaign-12
+                                          # re-run scenario 12; its TOML lands in campaign-12/
   sudo bakery-demo campaign --count 6 --json | jq .summary
   cargo xtask demo campaign --count 30 --seed 7       # builds everything first
 
@@ -147,6 +147,21 @@ pub fn main(args: CampaignArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let ran = run_all(&args, &generated, &binaries);
+    report(&args, generated.len(), &ran)
+}
+
+/// What a campaign run produced, for the report.
+struct Ran {
+    outcomes: Vec<Outcome>,
+    interrupted: bool,
+    started_at: String,
+    machine: String,
+    started: Instant,
+}
+
+/// Runs each generated scenario in turn, saying how each went, until the end or a Ctrl-C.
+fn run_all(args: &CampaignArgs, generated: &[Generated], binaries: &Binaries) -> Ran {
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let machine = table::machine();
     say(&format!("seed {}, {} scenario(s), started {started_at} on {machine}", args.seed, generated.len()));
@@ -172,24 +187,7 @@ pub fn main(args: CampaignArgs) -> ExitCode {
         } else {
             String::new()
         };
-        say(&format!(
-            "[{}/{total}] #{} {} in {:.0} s: expected {}, held {}{}{left}",
-            done + 1,
-            g.index,
-            match (&outcome.error, outcome.right) {
-                (Some(_), _) => "could not be judged",
-                (None, true) => "right",
-                (None, false) => "WRONG",
-            },
-            outcome.seconds,
-            table::verdicts(&outcome.expected),
-            table::verdicts(&outcome.held),
-            match (outcome.first_flag_seconds, outcome.flagged_before_load) {
-                (Some(_), true) => " (raised before the load)".to_string(),
-                (Some(s), false) => format!(" (first flag {s:.1} s)"),
-                (None, _) => String::new(),
-            },
-        ));
+        say(&format!("[{}/{total}] #{} {}{left}", done + 1, g.index, outcome_line(&outcome)));
         if let Some(error) = &outcome.error {
             say(&format!("  {error}"));
         }
@@ -200,16 +198,41 @@ pub fn main(args: CampaignArgs) -> ExitCode {
             break;
         }
     }
-    let summary = Summary::of(&outcomes);
+    Ran { outcomes, interrupted, started_at, machine, started }
+}
+
+/// One scenario's result in a line: right or not, how long, what was expected and held.
+fn outcome_line(outcome: &Outcome) -> String {
+    format!(
+        "{} in {:.0} s: expected {}, held {}{}",
+        match (&outcome.error, outcome.right) {
+            (Some(_), _) => "could not be judged",
+            (None, true) => "right",
+            (None, false) => "WRONG",
+        },
+        outcome.seconds,
+        table::verdicts(&outcome.expected),
+        table::verdicts(&outcome.held),
+        match (outcome.first_flag_seconds, outcome.flagged_before_load) {
+            (Some(_), true) => " (raised before the load)".to_string(),
+            (Some(s), false) => format!(" (first flag {s:.1} s)"),
+            (None, _) => String::new(),
+        },
+    )
+}
+
+/// Writes the JSON file, prints the tables or the JSON, and turns the outcomes into the exit code.
+fn report(args: &CampaignArgs, total: usize, ran: &Ran) -> ExitCode {
+    let summary = Summary::of(&ran.outcomes);
     let json = CampaignJson {
         seed: args.seed,
         count: args.count as usize,
         only: args.only,
-        started: started_at.clone(),
-        machine: machine.clone(),
-        interrupted,
+        started: ran.started_at.clone(),
+        machine: ran.machine.clone(),
+        interrupted: ran.interrupted,
         summary: summary.clone(),
-        outcomes: &outcomes,
+        outcomes: &ran.outcomes,
     };
     if let Some(path) = &args.json_file {
         let written = serde_json::to_string_pretty(&json)
@@ -226,18 +249,20 @@ pub fn main(args: CampaignArgs) -> ExitCode {
         }
     } else {
         println!(
-            "campaign seed {}: {} of {} scenario(s) run, started {started_at}, {:.0} min, on {machine}\n",
+            "campaign seed {}: {} of {} scenario(s) run, started {}, {:.0} min, on {}\n",
             args.seed,
-            outcomes.len(),
+            ran.outcomes.len(),
             total,
-            started.elapsed().as_secs_f64() / 60.0
+            ran.started_at,
+            ran.started.elapsed().as_secs_f64() / 60.0,
+            ran.machine
         );
-        print!("{}", table::render_tables(&outcomes));
+        print!("{}", table::render_tables(&ran.outcomes));
         println!();
         print!("{}", table::render_summary(&summary));
-        print!("{}", table::render_wrong(&outcomes));
+        print!("{}", table::render_wrong(&ran.outcomes));
     }
-    if interrupted {
+    if ran.interrupted {
         ExitCode::from(2)
     } else if summary.all_right() {
         ExitCode::SUCCESS

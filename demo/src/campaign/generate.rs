@@ -291,42 +291,40 @@ impl Draft {
         self.nodes[node].0.clone()
     }
 
+    /// Node `i` as a scenario node, with the extra it carries (a burner, a hot board, a memory hog).
+    fn node(&self, i: usize, name: &str, role: Role) -> NodeSpec {
+        let extra = self.extra.filter(|(node, _)| *node == i).map(|(_, extra)| extra);
+        NodeSpec {
+            name: name.to_string(),
+            role,
+            // The shipped memory-squeeze's node: 1 GiB, 944 MiB held outside the pods.
+            memory_mib: (extra == Some(NodeExtra::MemoryHog)).then_some(1024),
+            extras: match extra {
+                None => Extras::default(),
+                // The shipped nfs-neighbour's burner.
+                Some(NodeExtra::Burner) => {
+                    Extras { burn_cores: 1.0, burn_starts: BurnStart::WithLoad, ..Extras::default() }
+                }
+                // The shipped hot-node's board.
+                Some(NodeExtra::Hot) => Extras {
+                    thermal: Some(ThermalOverlay {
+                        temperature_celsius: 84.0,
+                        current_mhz: 1500,
+                        max_mhz: 2400,
+                        throttled: "0x50005".into(),
+                    }),
+                    ..Extras::default()
+                },
+                Some(NodeExtra::MemoryHog) => Extras { memory_hog_mib: 944, ..Extras::default() },
+            },
+        }
+    }
+
     fn scenario(&self, name: &str, seed: u64, index: usize) -> Option<Scenario> {
         if self.connections == 0 {
             return None;
         }
-        let nodes = self
-            .nodes
-            .iter()
-            .enumerate()
-            .map(|(i, (name, role))| {
-                let extra = self.extra.filter(|(node, _)| *node == i).map(|(_, extra)| extra);
-                NodeSpec {
-                    name: name.clone(),
-                    role: *role,
-                    // The shipped memory-squeeze's node: 1 GiB, 944 MiB held outside the pods.
-                    memory_mib: (extra == Some(NodeExtra::MemoryHog)).then_some(1024),
-                    extras: match extra {
-                        None => Extras::default(),
-                        // The shipped nfs-neighbour's burner.
-                        Some(NodeExtra::Burner) => {
-                            Extras { burn_cores: 1.0, burn_starts: BurnStart::WithLoad, ..Extras::default() }
-                        }
-                        // The shipped hot-node's board.
-                        Some(NodeExtra::Hot) => Extras {
-                            thermal: Some(ThermalOverlay {
-                                temperature_celsius: 84.0,
-                                current_mhz: 1500,
-                                max_mhz: 2400,
-                                throttled: "0x50005".into(),
-                            }),
-                            ..Extras::default()
-                        },
-                        Some(NodeExtra::MemoryHog) => Extras { memory_hog_mib: 944, ..Extras::default() },
-                    },
-                }
-            })
-            .collect();
+        let nodes = self.nodes.iter().enumerate().map(|(i, (name, role))| self.node(i, name, *role)).collect();
         let workload = |name: &str, kind, app, placement: Vec<String>| WorkloadSpec {
             name: name.into(),
             namespace: if app == App::Proxy { "npm".into() } else { WEB.into() },

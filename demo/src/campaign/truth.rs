@@ -379,130 +379,156 @@ fn spreads(scenario: &Scenario) -> Result<(Spread, Spread), String> {
 /// Rules 1 to 5: what the Service, the entry and the connections do with the traffic.
 fn traffic(scenario: &Scenario) -> Result<Truth, String> {
     let service = &scenario.service;
-    let web = per_node(&scenario.served().placement);
-    let web_total: u32 = web.values().sum();
-    let entry_endpoints = per_node(&scenario.entry_workload().placement);
-    let entry_total: u32 = entry_endpoints.values().sum();
-    let relay = scenario.relay().is_some();
     let (entry_spread, pod_spread) = spreads(scenario)?;
-    let fixed = |rule: Rule, fixed: Vec<VerdictKey>, why: String| Ok(Truth { rule, fixed, after_run: None, why });
-
     if service.session_affinity == SessionAffinity::ClientIp {
-        let Some(announcer) = scenario.announcer() else {
-            return Err("ClientIP affinity with several entries: each entry's kube-proxy pins its own pod".into());
-        };
-        if scenario.proxy.kind != ProxyKind::Nginx || relay || service.external_traffic_policy != TrafficPolicy::Cluster
-        {
-            return Err("ClientIP affinity outside rule 4 (behind the outside nginx, Cluster policy)".into());
-        }
-        if web_total < 2 || web.values().any(|w| 2 * w > web_total) {
-            return Err("ClientIP affinity with a node holding more than half of the web endpoints".into());
-        }
-        return Ok(Truth {
-            rule: Rule::SessionAffinity,
-            fixed: Vec::new(),
-            after_run: Some(AfterRun::Affinity { announcer: announcer.to_string() }),
-            why: format!(
-                "one client address (the outside nginx) enters at {announcer} alone, where ClientIP affinity pins \
-                 one of {web_total} web endpoints, no node holding more than half of them"
-            ),
-        });
+        return session_affinity(scenario);
     }
-
     if let Spread::KeepAlive(c) = pod_spread
         && !pod_spread.even()
     {
-        if !FEW_CONNECTIONS.contains(&c)
-            || relay
-            || service.entry != Entry::EveryNode
-            || service.external_traffic_policy != TrafficPolicy::Cluster
-        {
-            return Err(format!("{c} keep-alive connections outside rule 5"));
-        }
-        if !pinning_band_clear(&web, c) {
-            return Err(format!("{c} keep-alive connections could land a node near its pinned line"));
-        }
-        return Ok(Truth {
-            rule: Rule::KeepalivePinning,
-            fixed: Vec::new(),
-            after_run: Some(AfterRun::Pinning { endpoints: web.clone(), total: web_total }),
-            why: format!(
-                "{c} keep-alive connections over {web_total} web endpoints, each balanced once (ECMP, then kube-proxy \
-                 over every endpoint): a node whose pods hold at least halfway from their part to all of them (at most \
-                 twice their part) is pinned"
-            ),
-        });
+        return keepalive_pinning(scenario, c);
     }
-
     if !pod_spread.even() || (service.entry == Entry::EveryNode && !entry_spread.even()) {
         return Err("connections too few to spread evenly outside rule 5".into());
     }
     let spread = format!("{pod_spread} to the pods");
-    let entry_workload = &scenario.entry_workload().name;
     match (service.entry, scenario.announcer()) {
-        (Entry::L2, Some(announcer)) => {
-            let held = entry_endpoints.get(announcer).copied().unwrap_or(0);
-            if held == entry_total {
-                return fixed(
-                    Rule::Balanced,
-                    Vec::new(),
-                    format!("the layer-2 announcer {announcer} holds every {entry_workload} endpoint; {spread}"),
-                );
-            }
-            match service.external_traffic_policy {
-                TrafficPolicy::Cluster if 3 * held <= 2 * entry_total => fixed(
-                    Rule::L2Ingress,
-                    vec![key(announcer, Cause::IngressConcentration)],
-                    format!(
-                        "every connection enters at the layer-2 announcer {announcer}, which holds {held} of \
-                         {entry_total} {entry_workload} endpoints, so it forwards {:.0} % of what it takes in to \
-                         other nodes (Cluster policy); {spread}",
-                        100.0 * f64::from(entry_total - held) / f64::from(entry_total)
-                    ),
-                ),
-                TrafficPolicy::Cluster => Err(format!(
-                    "the announcer holds {held} of {entry_total} entry endpoints: between 2/3 and all of them"
-                )),
-                TrafficPolicy::Local => {
-                    let local = web.get(announcer).copied().unwrap_or(0);
-                    if relay || local == 0 || 2 * local > web_total {
-                        return Err(format!(
-                            "Local policy with the announcer holding {local} of {web_total} web endpoints"
-                        ));
-                    }
-                    fixed(
-                        Rule::LocalPolicy,
-                        vec![key(announcer, Cause::PodConcentration)],
-                        format!(
-                            "every connection enters at the layer-2 announcer {announcer}, whose {local} of \
-                             {web_total} web endpoints serve it all (Local policy): at least twice their part"
-                        ),
-                    )
-                }
-            }
-        }
+        (Entry::L2, Some(announcer)) => layer_two(scenario, announcer, &spread),
         (Entry::L2, None) => Err("layer 2 without an announcer".into()),
-        (Entry::EveryNode, _) => match service.external_traffic_policy {
-            TrafficPolicy::Cluster => fixed(
+        (Entry::EveryNode, _) => every_node(scenario, &spread),
+    }
+}
+
+/// A truth with fixed verdicts and nothing to settle after the run.
+fn fixed(rule: Rule, fixed: Vec<VerdictKey>, why: String) -> Result<Truth, String> {
+    Ok(Truth { rule, fixed, after_run: None, why })
+}
+
+/// Rule 4: ClientIP affinity behind the outside nginx pins one endpoint; which one is settled after the run.
+fn session_affinity(scenario: &Scenario) -> Result<Truth, String> {
+    let service = &scenario.service;
+    let web = per_node(&scenario.served().placement);
+    let web_total: u32 = web.values().sum();
+    let Some(announcer) = scenario.announcer() else {
+        return Err("ClientIP affinity with several entries: each entry's kube-proxy pins its own pod".into());
+    };
+    if scenario.proxy.kind != ProxyKind::Nginx
+        || scenario.relay().is_some()
+        || service.external_traffic_policy != TrafficPolicy::Cluster
+    {
+        return Err("ClientIP affinity outside rule 4 (behind the outside nginx, Cluster policy)".into());
+    }
+    if web_total < 2 || web.values().any(|w| 2 * w > web_total) {
+        return Err("ClientIP affinity with a node holding more than half of the web endpoints".into());
+    }
+    Ok(Truth {
+        rule: Rule::SessionAffinity,
+        fixed: Vec::new(),
+        after_run: Some(AfterRun::Affinity { announcer: announcer.to_string() }),
+        why: format!(
+            "one client address (the outside nginx) enters at {announcer} alone, where ClientIP affinity pins \
+             one of {web_total} web endpoints, no node holding more than half of them"
+        ),
+    })
+}
+
+/// Rule 5: a few keep-alive connections, each balanced once; which nodes they pin is settled after the run.
+fn keepalive_pinning(scenario: &Scenario, c: u32) -> Result<Truth, String> {
+    let service = &scenario.service;
+    let web = per_node(&scenario.served().placement);
+    let web_total: u32 = web.values().sum();
+    if !FEW_CONNECTIONS.contains(&c)
+        || scenario.relay().is_some()
+        || service.entry != Entry::EveryNode
+        || service.external_traffic_policy != TrafficPolicy::Cluster
+    {
+        return Err(format!("{c} keep-alive connections outside rule 5"));
+    }
+    if !pinning_band_clear(&web, c) {
+        return Err(format!("{c} keep-alive connections could land a node near its pinned line"));
+    }
+    Ok(Truth {
+        rule: Rule::KeepalivePinning,
+        fixed: Vec::new(),
+        after_run: Some(AfterRun::Pinning { endpoints: web.clone(), total: web_total }),
+        why: format!(
+            "{c} keep-alive connections over {web_total} web endpoints, each balanced once (ECMP, then kube-proxy \
+             over every endpoint): a node whose pods hold at least halfway from their part to all of them (at most \
+             twice their part) is pinned"
+        ),
+    })
+}
+
+/// Rules 1 to 3 with one layer-2 announcer: balanced, ingress through the announcer, or Local pods on it.
+fn layer_two(scenario: &Scenario, announcer: &str, spread: &str) -> Result<Truth, String> {
+    let web = per_node(&scenario.served().placement);
+    let web_total: u32 = web.values().sum();
+    let entry_endpoints = per_node(&scenario.entry_workload().placement);
+    let entry_total: u32 = entry_endpoints.values().sum();
+    let entry_workload = &scenario.entry_workload().name;
+    let held = entry_endpoints.get(announcer).copied().unwrap_or(0);
+    if held == entry_total {
+        return fixed(
+            Rule::Balanced,
+            Vec::new(),
+            format!("the layer-2 announcer {announcer} holds every {entry_workload} endpoint; {spread}"),
+        );
+    }
+    match scenario.service.external_traffic_policy {
+        TrafficPolicy::Cluster if 3 * held <= 2 * entry_total => fixed(
+            Rule::L2Ingress,
+            vec![key(announcer, Cause::IngressConcentration)],
+            format!(
+                "every connection enters at the layer-2 announcer {announcer}, which holds {held} of \
+                 {entry_total} {entry_workload} endpoints, so it forwards {:.0} % of what it takes in to \
+                 other nodes (Cluster policy); {spread}",
+                100.0 * f64::from(entry_total - held) / f64::from(entry_total)
+            ),
+        ),
+        TrafficPolicy::Cluster => {
+            Err(format!("the announcer holds {held} of {entry_total} entry endpoints: between 2/3 and all of them"))
+        }
+        TrafficPolicy::Local => {
+            let local = web.get(announcer).copied().unwrap_or(0);
+            if scenario.relay().is_some() || local == 0 || 2 * local > web_total {
+                return Err(format!("Local policy with the announcer holding {local} of {web_total} web endpoints"));
+            }
+            fixed(
+                Rule::LocalPolicy,
+                vec![key(announcer, Cause::PodConcentration)],
+                format!(
+                    "every connection enters at the layer-2 announcer {announcer}, whose {local} of \
+                     {web_total} web endpoints serve it all (Local policy): at least twice their part"
+                ),
+            )
+        }
+    }
+}
+
+/// Rule 1 with every node an entry (ECMP): balanced under Cluster, and under Local when entries hold alike.
+fn every_node(scenario: &Scenario, spread: &str) -> Result<Truth, String> {
+    let entry_endpoints = per_node(&scenario.entry_workload().placement);
+    let entry_workload = &scenario.entry_workload().name;
+    match scenario.service.external_traffic_policy {
+        TrafficPolicy::Cluster => fixed(
+            Rule::Balanced,
+            Vec::new(),
+            format!("every node is an entry (ECMP) and forwards to every endpoint (Cluster policy); {spread}"),
+        ),
+        TrafficPolicy::Local => {
+            let mut counts = entry_endpoints.values();
+            let first = counts.next().copied().unwrap_or(0);
+            if counts.any(|c| *c != first) {
+                return Err("Local policy over entries holding different numbers of endpoints".into());
+            }
+            fixed(
                 Rule::Balanced,
                 Vec::new(),
-                format!("every node is an entry (ECMP) and forwards to every endpoint (Cluster policy); {spread}"),
-            ),
-            TrafficPolicy::Local => {
-                let mut counts = entry_endpoints.values();
-                let first = counts.next().copied().unwrap_or(0);
-                if counts.any(|c| *c != first) {
-                    return Err("Local policy over entries holding different numbers of endpoints".into());
-                }
-                fixed(
-                    Rule::Balanced,
-                    Vec::new(),
-                    format!(
-                        "the nodes with {entry_workload} endpoints are the entries (ECMP) and each holds {first} \
-                         (Local policy); {spread}"
-                    ),
-                )
-            }
-        },
+                format!(
+                    "the nodes with {entry_workload} endpoints are the entries (ECMP) and each holds {first} \
+                     (Local policy); {spread}"
+                ),
+            )
+        }
     }
 }

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeSet;
 
-use bakery_diagnosis::scenario::{Connections, HostWork, Phase, Scenario};
+use bakery_diagnosis::fixture::{Connections, Fixture, HostWork, Phase};
 use bakery_diagnosis::{Cause, Config};
 
 use crate::support::{active, describe, load, replay};
 
-fn raised(scenario: &Scenario) -> BTreeSet<(String, Cause)> {
-    let ticks = scenario.ticks().expect("valid");
+fn raised(fixture: &Fixture) -> BTreeSet<(String, Cause)> {
+    let ticks = fixture.ticks().expect("valid");
     replay(&ticks, &Config::default()).iter().flat_map(active).collect()
 }
 
@@ -18,12 +18,12 @@ fn raised(scenario: &Scenario) -> BTreeSet<(String, Cause)> {
 fn a_trickle_of_traffic_raises_no_traffic_or_ingress_verdict() {
     // The Local-policy fixture sends every connection to worker-01's pod from 12 s; at a request a
     // second of a 3 kB page that is below the floor and says nothing about balancing.
-    let mut scenario = load("pod-concentration-local-policy");
-    let load = scenario.load.as_mut().expect("a load");
+    let mut fixture = load("pod-concentration-local-policy");
+    let load = fixture.load.as_mut().expect("a load");
     load.requests_per_s = 1.0;
     load.response_bytes = 3_000.0;
     load.backend = None;
-    assert_eq!(raised(&scenario), BTreeSet::new());
+    assert_eq!(raised(&fixture), BTreeSet::new());
     // The same skew at the fixture's own rate is flagged: the floor, not the skew, kept it quiet.
     assert!(
         raised(&self::load("pod-concentration-local-policy")).contains(&("worker-01".into(), Cause::PodConcentration))
@@ -32,11 +32,11 @@ fn a_trickle_of_traffic_raises_no_traffic_or_ingress_verdict() {
 
 #[test]
 fn a_host_network_workload_says_its_traffic_causes_are_unavailable() {
-    let mut scenario = load("pod-concentration-local-policy");
-    for pod in scenario.pods.iter_mut().filter(|p| p.workload.as_deref() == Some("Deployment/wordpress/wordpress")) {
+    let mut fixture = load("pod-concentration-local-policy");
+    for pod in fixture.pods.iter_mut().filter(|p| p.workload.as_deref() == Some("Deployment/wordpress/wordpress")) {
         pod.host_network = true;
     }
-    let ticks = scenario.ticks().expect("valid");
+    let ticks = fixture.ticks().expect("valid");
     let evaluations = replay(&ticks, &Config::default());
     let last = evaluations.last().expect("evaluations");
     assert!(
@@ -54,13 +54,13 @@ fn a_host_network_workload_says_its_traffic_causes_are_unavailable() {
 
 /// The balanced fixture with master-02 (a serving control-plane node) idling at `base` cores
 /// outside pods, and from 12 s to 26 s `extra` cores more.
-fn busy_server(base: f64, extra: f64) -> Scenario {
-    let mut scenario = load("balanced-control");
-    for node in &mut scenario.nodes {
+fn busy_server(base: f64, extra: f64) -> Fixture {
+    let mut fixture = load("balanced-control");
+    for node in &mut fixture.nodes {
         node.base_cpu_cores = Some(if node.name == "master-02" { base } else { 0.08 });
     }
     if extra > 0.0 {
-        scenario.host_work.push(HostWork {
+        fixture.host_work.push(HostWork {
             node: "master-02".into(),
             cpu_cores: extra,
             softirq_cores: 0.0,
@@ -70,7 +70,7 @@ fn busy_server(base: f64, extra: f64) -> Scenario {
             until_s: 26.0,
         });
     }
-    scenario
+    fixture
 }
 
 #[test]
@@ -140,9 +140,9 @@ fn the_baseline_learns_only_outside_windows() {
 fn few_keep_alive_connections_hashed_unevenly_over_entries_are_not_ingress() {
     // Four keep-alive connections over five BGP next hops land two on one node now and then; that
     // is chance, not an entry the cluster concentrates.
-    let mut scenario = load("balanced-control");
-    scenario.load.as_mut().expect("a load").connections = Some(Connections::Placed(vec![2, 1, 1]));
-    scenario.phases.push(Phase {
+    let mut fixture = load("balanced-control");
+    fixture.load.as_mut().expect("a load").connections = Some(Connections::Placed(vec![2, 1, 1]));
+    fixture.phases.push(Phase {
         from_s: 0.0,
         until_s: f64::INFINITY,
         requests_per_s: None,
@@ -150,6 +150,6 @@ fn few_keep_alive_connections_hashed_unevenly_over_entries_are_not_ingress() {
         entry: None,
         announcement: None,
     });
-    let raised = raised(&scenario);
+    let raised = raised(&fixture);
     assert!(raised.iter().all(|(_, c)| *c != Cause::IngressConcentration), "{raised:?}");
 }

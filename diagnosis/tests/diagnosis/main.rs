@@ -1,11 +1,11 @@
 //! Integration tests of the diagnosis core: one test binary, one module per concern.
 
+mod fixtures;
 mod guards;
 mod inputs;
 mod noise_model;
 mod properties;
 mod reports;
-mod scenarios;
 mod support;
 mod timing;
 mod topologies;

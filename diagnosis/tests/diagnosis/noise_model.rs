@@ -2,8 +2,8 @@
 //! rate the bound promises, few connections pinned to one pod are reported as pinning, and many
 //! connections leave no room for a real skew to hide.
 
+use bakery_diagnosis::fixture::{Connections, Phase, SplitMix64};
 use bakery_diagnosis::noise::traffic_band;
-use bakery_diagnosis::scenario::{Connections, Phase, SplitMix64};
 use bakery_diagnosis::{Cause, Config};
 
 use crate::support::{load, replay};
@@ -34,7 +34,7 @@ fn ordinary_random_spread_of_50_connections_is_flagged_at_most_at_the_promised_r
         }
     }
     let mean = max_over_mean_sum / f64::from(draws);
-    // The simulation agrees with the field guide's Monte-Carlo mean (1.21) ...
+    // The simulation agrees with the Monte-Carlo mean of max/mean for 50 connections on 3 pods (1.21) ...
     assert!((mean - 1.21).abs() < 0.02, "mean max/mean {mean}");
     // ... and the bound flags at most the promised family-wise rate of ordinary runs: alpha x 20,000
     // draws is 2 expected flags at most; 10 leaves sampling slack (P(more) < 1e-4 at a mean of 2).
@@ -71,8 +71,8 @@ fn at_200_connections_a_moderate_skew_is_not_hidden_by_noise() {
 /// Replays the pinning fixture with `connections` from 12 s to 26 s; returns the verdicts raised on
 /// master-02 (cause, highest confidence).
 fn pinned(connections: Vec<u32>) -> Vec<(Cause, f64)> {
-    let mut scenario = load("keepalive-4-connection-pinning");
-    scenario.phases[0] = Phase {
+    let mut fixture = load("keepalive-4-connection-pinning");
+    fixture.phases[0] = Phase {
         from_s: 12.0,
         until_s: 26.0,
         requests_per_s: None,
@@ -80,7 +80,7 @@ fn pinned(connections: Vec<u32>) -> Vec<(Cause, f64)> {
         entry: None,
         announcement: None,
     };
-    let ticks = scenario.ticks().expect("valid");
+    let ticks = fixture.ticks().expect("valid");
     let mut best: Vec<(Cause, f64)> = Vec::new();
     for e in replay(&ticks, &Config::default()) {
         for v in e.verdicts.iter().filter(|v| v.node == "master-02") {
@@ -112,8 +112,8 @@ fn fifty_connections_all_on_one_pod_are_not_chance() {
 }
 
 fn pinned_fifty() -> Vec<Cause> {
-    let mut scenario = load("keepalive-50-random-spread");
-    scenario.phases.push(Phase {
+    let mut fixture = load("keepalive-50-random-spread");
+    fixture.phases.push(Phase {
         from_s: 12.0,
         until_s: 26.0,
         requests_per_s: None,
@@ -121,7 +121,7 @@ fn pinned_fifty() -> Vec<Cause> {
         entry: None,
         announcement: None,
     });
-    let ticks = scenario.ticks().expect("valid");
+    let ticks = fixture.ticks().expect("valid");
     let mut causes: Vec<Cause> =
         replay(&ticks, &Config::default()).iter().flat_map(|e| e.changes.iter().map(|c| c.cause)).collect();
     causes.dedup();

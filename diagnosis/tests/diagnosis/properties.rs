@@ -1,11 +1,11 @@
-//! Acceptance 2, property tests over random clusters under load (random placement, connections, entry,
+//! Property tests over random clusters under load (random placement, connections, entry,
 //! load and hog): renaming or reordering nodes (and pods) changes nothing; scaling all traffic by k
 //! changes no verdict; adding an idle node without endpoints changes no verdict.
 
 use std::collections::BTreeMap;
 
-use bakery_diagnosis::scenario::{
-    Connections, Entry, Expectation, HostWork, Load, MemoryEvent, NodeSpec, Phase, PodSpec, PodWork, Scenario,
+use bakery_diagnosis::fixture::{
+    Connections, Entry, Expectation, Fixture, HostWork, Load, MemoryEvent, NodeSpec, Phase, PodSpec, PodWork,
     SplitMix64, ThermalEvent,
 };
 use bakery_diagnosis::{
@@ -92,7 +92,9 @@ fn pod(name: &str, namespace: &str, node: usize, workload: Option<&str>, cpu_cor
     }
 }
 
-fn scenario(p: &Params) -> Scenario {
+fn fixture(p: &Params) -> Fixture {
+    // One piece: the fixture literal built from `Params`, every field in one place, as a fixture file would list
+    // them.
     let nodes = NODES
         .iter()
         .map(|name| NodeSpec {
@@ -102,7 +104,7 @@ fn scenario(p: &Params) -> Scenario {
             memory_gib: 8.0,
             base_cpu_cores: None,
             background_nic_bps: None,
-            temperature_c: 55.0,
+            temperature_celsius: 55.0,
             max_khz: 2_400_000,
         })
         .collect();
@@ -118,12 +120,12 @@ fn scenario(p: &Params) -> Scenario {
     }
     let entry = match p.entry {
         0 => Entry::Direct,
-        1 => Entry::Spread,
+        1 => Entry::EveryNode,
         _ => Entry::Node(NODES[p.entry_node].to_string()),
     };
     let hog_node = NODES[p.hog_node].to_string();
     let (from_s, until_s) = (4.0, 9.0);
-    let mut s = Scenario {
+    let mut s = Fixture {
         name: "random".to_string(),
         description: format!("{p:?}"),
         duration_s: 12.0,
@@ -167,7 +169,7 @@ fn scenario(p: &Params) -> Scenario {
         2 => s.pod_work.push(PodWork { pod: "mysql-0".to_string(), cpu_cores: 1.6 * p.hog_size, from_s, until_s }),
         3 => s.thermal.push(ThermalEvent {
             node: hog_node,
-            temperature_c: 70.0 + 20.0 * p.hog_size,
+            temperature_celsius: 70.0 + 20.0 * p.hog_size,
             frequency_khz: 1_500_000,
             throttled: p.hog_size > 0.5,
             soft_temperature_limit: p.hog_size > 0.6,
@@ -342,7 +344,7 @@ fn add_idle_node(ticks: &[Tick], at: usize) -> Vec<Tick> {
 }
 
 fn ticks_of(p: &Params) -> Vec<Tick> {
-    scenario(p).ticks().expect("random scenarios are valid")
+    fixture(p).ticks().expect("random fixtures are valid")
 }
 
 proptest! {

@@ -8,24 +8,24 @@ use bakery_diagnosis::{Cause, Config, WindowReport};
 use crate::support::{fixture_names, load, replay};
 
 fn report(name: &str) -> WindowReport {
-    let scenario = load(name);
-    let ticks = scenario.ticks().expect("valid");
-    WindowReport::build(scenario.window(), &ticks, &Config::default()).expect("report builds")
+    let fixture = load(name);
+    let ticks = fixture.ticks().expect("valid");
+    WindowReport::build(fixture.window(), &ticks, &Config::default()).expect("report builds")
 }
 
 #[test]
 fn every_fixture_report_lists_exactly_its_expected_verdicts() {
     for name in fixture_names() {
-        let scenario = load(&name);
+        let fixture = load(&name);
         let expected: BTreeSet<(String, Cause)> =
-            scenario.expect.verdicts.iter().map(|v| (v.node.clone(), v.cause)).collect();
+            fixture.expect.verdicts.iter().map(|v| (v.node.clone(), v.cause)).collect();
         let report = report(&name);
         let listed: BTreeSet<(String, Cause)> =
             report.verdicts.iter().map(|r| (r.verdict.node.clone(), r.verdict.cause)).collect();
         assert_eq!(listed, expected, "{name}:\n{report}");
         for r in &report.verdicts {
             assert!((0.0..=1.0).contains(&r.verdict.confidence), "{name}");
-            if scenario.expect.hog_end_s.is_some() {
+            if fixture.expect.hog_end_s.is_some() {
                 assert!(r.cleared_ms.is_some(), "{name}: the hog ends inside the replay, so its verdict clears");
             }
             assert!(!r.verdict.evidence.is_empty() && !r.verdict.next_step.is_empty(), "{name}");
@@ -61,8 +61,8 @@ fn text_names_the_node_the_cause_the_evidence_and_the_next_step() {
 
 #[test]
 fn live_alerts_serialise_with_the_vocabulary() {
-    let scenario = load("thermal-throttling");
-    let evaluations = replay(&scenario.ticks().expect("valid"), &Config::default());
+    let fixture = load("thermal-throttling");
+    let evaluations = replay(&fixture.ticks().expect("valid"), &Config::default());
     let hot = evaluations.iter().find(|e| !e.verdicts.is_empty()).expect("a verdict is raised");
     let value = serde_json::to_value(&hot.verdicts).expect("serialises");
     assert_eq!(value[0]["cause"], "thermal-throttling");

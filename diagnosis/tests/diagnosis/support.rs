@@ -1,19 +1,20 @@
-//! Shared helpers: loading scenario fixtures, replaying ticks, and describing evaluations on failure.
+//! Shared helpers: loading the diagnosis fixtures (`tests/fixtures/*.toml`), replaying ticks, and
+//! describing evaluations on failure.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use bakery_diagnosis::scenario::Scenario;
+use bakery_diagnosis::fixture::Fixture;
 use bakery_diagnosis::{Cause, Config, Detector, Evaluation, Tick};
 
-pub fn scenario_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 /// Every fixture file name without its extension, sorted.
 pub fn fixture_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(scenario_dir())
-        .expect("tests/scenarios exists")
+    let mut names: Vec<String> = std::fs::read_dir(fixture_dir())
+        .expect("tests/fixtures exists")
         .map(|e| e.expect("readable entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .map(|p| p.file_stem().expect("a file name").to_string_lossy().into_owned())
@@ -22,13 +23,13 @@ pub fn fixture_names() -> Vec<String> {
     names
 }
 
-pub fn load(name: &str) -> Scenario {
-    let path = scenario_dir().join(format!("{name}.toml"));
+pub fn load(name: &str) -> Fixture {
+    let path = fixture_dir().join(format!("{name}.toml"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let scenario: Scenario = toml::from_str(&text).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
-    assert_eq!(scenario.name, name, "the scenario's name matches its file");
-    scenario.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
-    scenario
+    let fixture: Fixture = toml::from_str(&text).unwrap_or_else(|e| panic!("{} does not parse: {e}", path.display()));
+    assert_eq!(fixture.name, name, "the fixture's name matches its file");
+    fixture.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+    fixture
 }
 
 pub fn replay(ticks: &[Tick], config: &Config) -> Vec<Evaluation> {

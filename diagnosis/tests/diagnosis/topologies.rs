@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bakery_diagnosis::scenario::{Backend, Connections, Expectation, Load, NodeSpec, PodSpec, Scenario, SplitMix64};
+use bakery_diagnosis::fixture::{Backend, Connections, Expectation, Fixture, Load, NodeSpec, PodSpec, SplitMix64};
 use bakery_diagnosis::{Announcement, Config, NodeRole, ServiceEntry, ServiceType, SessionAffinity, TrafficPolicy};
 
 use crate::support::{active, describe, replay};
@@ -41,8 +41,10 @@ const NAMES: [&str; 16] = [
 ];
 const WORDPRESS: &str = "Deployment/wordpress/wordpress";
 
-/// One balanced cluster: its scenario and a line saying what it is.
-fn balanced(rng: &mut SplitMix64, case: u64) -> (Scenario, String) {
+/// One balanced cluster: its fixture and a line saying what it is.
+fn balanced(rng: &mut SplitMix64, case: u64) -> (Fixture, String) {
+    // One piece: each random draw feeds the next (node count, names, placement, entry, policy, load), and the line
+    // describing the case is written alongside them.
     let n = 2 + rng.below(8) as usize;
     let mut pool: Vec<&str> = NAMES.to_vec();
     let mut names = Vec::new();
@@ -60,7 +62,7 @@ fn balanced(rng: &mut SplitMix64, case: u64) -> (Scenario, String) {
             memory_gib: 8.0,
             base_cpu_cores: None,
             background_nic_bps: None,
-            temperature_c: 50.0,
+            temperature_celsius: 50.0,
             max_khz: 2_400_000,
         })
         .collect();
@@ -138,7 +140,7 @@ fn balanced(rng: &mut SplitMix64, case: u64) -> (Scenario, String) {
         requests_per_s,
         connections.as_ref().map_or("a connection per request".to_string(), |c| format!("{c:?} keep-alive")),
     );
-    let scenario = Scenario {
+    let fixture = Fixture {
         name: format!("balanced-{case}"),
         description: describe.clone(),
         duration_s: 20.0,
@@ -183,7 +185,7 @@ fn balanced(rng: &mut SplitMix64, case: u64) -> (Scenario, String) {
         memory_pressure: Vec::new(),
         expect: Expectation::default(),
     };
-    (scenario, describe)
+    (fixture, describe)
 }
 
 #[test]
@@ -192,12 +194,12 @@ fn balanced_clusters_of_any_topology_raise_no_verdict() {
     let config = Config::default();
     let mut sizes = BTreeMap::new();
     for case in 0..std::env::var("SWEEP_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(60) {
-        let (scenario, describe_case) = balanced(&mut rng, case);
-        *sizes.entry(scenario.nodes.len()).or_insert(0) += 1;
-        let ticks = scenario.ticks().unwrap_or_else(|e| panic!("{describe_case}: {e}"));
+        let (fixture, describe_case) = balanced(&mut rng, case);
+        *sizes.entry(fixture.nodes.len()).or_insert(0) += 1;
+        let ticks = fixture.ticks().unwrap_or_else(|e| panic!("{describe_case}: {e}"));
         let evaluations = replay(&ticks, &config);
         let raised: Vec<_> = evaluations.iter().flat_map(active).collect();
-        assert!(raised.is_empty(), "{describe_case}\nraised:\n{}", describe(&evaluations, scenario.start_ms));
+        assert!(raised.is_empty(), "{describe_case}\nraised:\n{}", describe(&evaluations, fixture.start_ms));
     }
     // The sweep covers small and large clusters.
     for size in [2, 3, 5, 9] {

@@ -201,6 +201,8 @@ struct OhaPlan {
 
 /// Runs `loadtest`, printing the report to `out` and progress to stderr.
 pub async fn run(args: LoadtestArgs, config: GrpcConfig, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    // One piece: the steps of `loadtest` in order (work out oha's flags, open the window, run the command, close the
+    // window whatever happened, print), each needing what the one before found.
     let report_kind = args.report.as_deref().map(report_file_kind).transpose()?;
     let Some((program, user_args)) = args.command.split_first() else {
         bail!("no command to run: give it after `--`, for example `bakery-top loadtest -- oha -z 30s http://...`");
@@ -322,6 +324,8 @@ async fn supervise(
     is_oha: bool,
     config: &GrpcConfig,
 ) -> anyhow::Result<Supervised> {
+    // One piece: one select loop over the child, the progress ticks and the signals; the arms share the child and the
+    // progress state.
     use nix::sys::signal::Signal;
     use tokio::signal::unix::{SignalKind, signal};
     let stdout_reader = child.stdout.take().map(|mut stdout| {

@@ -129,7 +129,8 @@ fn node_cells(app: &App, theme: Theme, node: &NodeView, bar: usize, history_widt
         }
         None => unknown(theme),
     };
-    // The Pi 5 firmware throttles between 80 and 85 °C (field guide, section 2).
+    // The Pi 5 firmware throttles between 80 and 85 °C (Raspberry Pi documentation, "Frequency
+    // management and thermal control").
     let temperature = match node.temperature_celsius {
         Some(t) => Cell::from(Span::styled(format!("{t:.0}°C"), theme.level(t, 70.0, 80.0))),
         None => unknown(theme),

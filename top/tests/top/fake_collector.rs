@@ -107,7 +107,7 @@ impl Query for FakeQuery {
         Ok(Response::new(HistoryResponse { batches, pods: Vec::new() }))
     }
 
-    // The diagnosis RPCs (issue 4) are not part of this fake.
+    // The diagnosis RPCs (pods, alerts, windows) are not part of this fake.
     async fn pods(&self, _: Request<v1::PodsRequest>) -> Result<Response<v1::PodsResponse>, Status> {
         Err(Status::unimplemented("not in this fake"))
     }

@@ -1,8 +1,9 @@
-//! Key handling against the demo cluster: each binding changes the state the way the help says.
+//! Key handling against the made-up cluster (`bakery_top::made_up`): each binding changes the state
+//! the way the help says.
 
 use bakery_top::app::{App, Mode, SortKey, View};
-use bakery_top::demo;
 use bakery_top::keys::handle_key;
+use bakery_top::made_up;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::views::bakery_app;
@@ -96,7 +97,7 @@ fn f_freezes_the_view_while_data_keeps_arriving() {
     let mut app = bakery_app(5, 0, false);
     press(&mut app, KeyCode::Char('f'));
     assert!(app.frozen);
-    let hog = demo::bakery(40, true);
+    let hog = made_up::bakery(40, true);
     app.on_snapshot(hog.clone(), hog.taken_ms);
     assert!(app.alerts().is_empty(), "frozen: the hog is not shown yet");
     press(&mut app, KeyCode::Char('f'));

@@ -1,5 +1,6 @@
 //! The binary's non-interactive output: piped stdout gets one snapshot as plain text or JSON with
-//! no escape codes, from the demo and from a stand-in collector; plus completions and the man page.
+//! no escape codes, from `--demo` (made-up data) and from a stand-in collector; plus completions and
+//! the man page.
 
 use std::process::{Command, Output};
 

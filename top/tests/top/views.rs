@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bakery_top::app::{App, Mode, View};
-use bakery_top::demo::{self, START_MS};
+use bakery_top::made_up::{self, START_MS};
 use bakery_top::render::render;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -15,7 +15,7 @@ use ratatui::style::Color;
 pub fn bakery_app(calm: u32, hog: u32, color: bool) -> App {
     let mut app = App::new("http://127.0.0.1:7431", Duration::from_secs(1), color, START_MS);
     for frame in 0..calm + hog {
-        let snapshot = demo::bakery(frame, frame >= calm);
+        let snapshot = made_up::bakery(frame, frame >= calm);
         let now = snapshot.taken_ms + 200;
         app.on_snapshot(snapshot, now);
     }

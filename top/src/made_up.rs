@@ -1,5 +1,5 @@
-//! The Bakery from the field guide (master-01..03, worker-01..02, WordPress behind NPM, MySQL on a
-//! master) as made-up snapshots: calm, and with master-02 taking the traffic through connection
+//! Made-up snapshots of a five-node cluster (master-01..03, worker-01..02, WordPress behind NPM,
+//! MySQL on a master): calm, and with master-02 taking the traffic through connection
 //! pinning. Used by the snapshot tests and by `bakery-top --demo`, so the views can be seen and
 //! tested without a cluster. Deterministic: frame `i` is always the same.
 
@@ -10,13 +10,13 @@ use crate::model::{
 };
 use crate::source::Source;
 
-/// The demo clock starts here (2026-09-21 14:13:20 UTC), so rendered times never change.
+/// The made-up clock starts here (2026-09-21 14:13:20 UTC), so rendered times never change.
 pub const START_MS: i64 = 1_790_000_000_000;
 
 /// The workload under test.
 pub const WORKLOAD: &str = "default/wordpress";
 
-/// Frames per second of demo time.
+/// Frames per second of made-up time.
 const FRAME_MS: i64 = 1_000;
 
 const GIB: u64 = 1 << 30;
@@ -44,9 +44,11 @@ const NODES: [NodeSpec; 5] = [
     NodeSpec { name: "worker-02", role: Role::Worker, endpoints: 1, base_cpu: 27.0 },
 ];
 
-/// The cluster at demo frame `frame`; with `hog`, master-02's WordPress pod holds most keep-alive
+/// The cluster at frame `frame`; with `hog`, master-02's WordPress pod holds most keep-alive
 /// connections and takes most of the traffic.
 pub fn bakery(frame: u32, hog: bool) -> Snapshot {
+    // One piece: one made-up snapshot, every node, pod and alert in one literal so the numbers can be checked against
+    // each other.
     let taken_ms = START_MS + i64::from(frame) * FRAME_MS;
     let total_endpoints: u32 = NODES.iter().map(|n| n.endpoints).sum();
     // Bytes per second of WordPress traffic per endpoint node (rx + tx), ~60 req/s of pages.
@@ -207,14 +209,14 @@ fn windows(now_ms: i64, hog: bool) -> Vec<WindowSummary> {
 
 /// `--demo`: calm for 20 frames, then the hog, for ever.
 #[derive(Debug, Clone, Default)]
-pub struct DemoSource {
+pub struct MadeUpSource {
     frame: u32,
 }
 
-/// Frames before the hog starts in [`DemoSource`].
+/// Frames before the hog starts in [`MadeUpSource`].
 pub const CALM_FRAMES: u32 = 20;
 
-impl Source for DemoSource {
+impl Source for MadeUpSource {
     fn describe(&self) -> String {
         "demo (made-up data)".to_string()
     }

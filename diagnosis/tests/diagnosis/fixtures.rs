@@ -1,29 +1,30 @@
-//! Acceptance 1 and 3: every fixture under tests/scenarios is replayed through the detector. While its
+//! Every diagnosis fixture under tests/fixtures is replayed through the detector. While its
 //! hog runs, exactly the expected verdicts are raised; the hog is flagged within 3 s of its start
 //! (sample timestamps); after it ends each verdict clears once, with no other raise or clear (no
 //! flapping). Control fixtures raise nothing, ever.
 
 use std::collections::BTreeSet;
 
-use bakery_diagnosis::scenario::Scenario;
+use bakery_diagnosis::fixture::Fixture;
 use bakery_diagnosis::{Cause, ChangeKind, Config};
 
 use crate::support::{active, describe, fixture_names, load, replay};
 
-/// Budget from the hog's start to its verdict (issue 4, acceptance 3).
+/// Budget from the hog's start to its verdict: the 2 s detection span must show the hog, then
+/// `enter_after` (3) evaluations at 250 ms.
 pub const FLAG_WITHIN_MS: i64 = 3_000;
 /// Budget from the hog's end to the verdict's clearing: the 2 s detection span must drain, then
 /// `exit_after` (8) evaluations at 250 ms.
 pub const CLEAR_WITHIN_MS: i64 = 5_000;
 
-/// Replays `scenario` and checks it against its `[expect]` table; returns the evaluations' count.
-pub fn check(scenario: &Scenario, config: &Config) {
-    let ticks = scenario.ticks().expect("scenario expands");
+/// Replays `fixture` and checks it against its `[expect]` table; returns the evaluations' count.
+pub fn check(fixture: &Fixture, config: &Config) {
+    let ticks = fixture.ticks().expect("fixture expands");
     let evaluations = replay(&ticks, config);
-    let name = &scenario.name;
-    let start = scenario.start_ms;
+    let name = &fixture.name;
+    let start = fixture.start_ms;
     let expected: BTreeSet<(String, Cause)> =
-        scenario.expect.verdicts.iter().map(|v| (v.node.clone(), v.cause)).collect();
+        fixture.expect.verdicts.iter().map(|v| (v.node.clone(), v.cause)).collect();
     let story = describe(&evaluations, start);
     let changes: Vec<_> = evaluations.iter().flat_map(|e| e.changes.iter().cloned()).collect();
 
@@ -31,8 +32,8 @@ pub fn check(scenario: &Scenario, config: &Config) {
         assert!(changes.is_empty(), "{name}: expected no verdict at all, got:\n{story}");
         return;
     }
-    let hog_start = start + (scenario.expect.hog_start_s.unwrap_or(0.0) * 1000.0) as i64;
-    let hog_end = scenario.expect.hog_end_s.map(|s| start + (s * 1000.0) as i64);
+    let hog_start = start + (fixture.expect.hog_start_s.unwrap_or(0.0) * 1000.0) as i64;
+    let hog_end = fixture.expect.hog_end_s.map(|s| start + (s * 1000.0) as i64);
 
     for (node, cause) in &expected {
         let entered: Vec<i64> = changes
@@ -129,7 +130,7 @@ fixture_tests! {
 fn every_fixture_file_has_a_test() {
     let mut listed: Vec<String> = LISTED.iter().map(|s| s.to_string()).collect();
     listed.sort();
-    assert_eq!(fixture_names(), listed, "add a fixture_tests! line for each file in tests/scenarios");
+    assert_eq!(fixture_names(), listed, "add a fixture_tests! line for each file in tests/fixtures");
 }
 
 #[test]
@@ -153,9 +154,9 @@ fn fixtures_are_realistic_series_of_clusters_of_every_size() {
     }
 }
 
-/// The verdicts raised over a replay of `scenario`, as each read when first raised.
-fn raised(scenario: &Scenario) -> Vec<bakery_diagnosis::Verdict> {
-    let ticks = scenario.ticks().expect("scenario expands");
+/// The verdicts raised over a replay of `fixture`, as each read when first raised.
+fn raised(fixture: &Fixture) -> Vec<bakery_diagnosis::Verdict> {
+    let ticks = fixture.ticks().expect("fixture expands");
     let mut last: std::collections::BTreeMap<(String, Cause), bakery_diagnosis::Verdict> = Default::default();
     for e in replay(&ticks, &Config::default()) {
         for v in e.verdicts {
@@ -169,9 +170,9 @@ fn raised(scenario: &Scenario) -> Vec<bakery_diagnosis::Verdict> {
 fn without_the_declared_entry_the_runner_up_rule_flags_the_three_node_database_node() {
     // The same cluster with no Service read falls back to comparing each node with the next: pi-3
     // forwards twice what the others do, which is what the entry model explains away.
-    let mut scenario = load("balanced-3-node");
-    scenario.service = None;
-    let verdicts = raised(&scenario);
+    let mut fixture = load("balanced-3-node");
+    fixture.service = None;
+    let verdicts = raised(&fixture);
     assert!(
         verdicts.iter().any(|v| v.node == "pi-3" && v.cause == Cause::IngressConcentration),
         "the fallback is today's rule, which this topology defeats: {verdicts:#?}"

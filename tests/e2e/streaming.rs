@@ -1,4 +1,4 @@
-//! Issue 3 ("Nothing lost") across processes: real `bakery-agent` and
+//! Nothing lost across processes: real `bakery-agent` and
 //! `bakery-collector` binaries on loopback, the collector SIGKILLed and
 //! restarted on the same data directory and port, and `bakery-collector
 //! inspect --json` as the judge of what was stored.
@@ -14,214 +14,17 @@
 //!   after a collector restart, spread by jitter.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bakery_agent::sampler::Sample;
-use bakery_lab::binaries::built_binary;
-use bakery_lab::process::{Output, Process, Spawn};
-use bakery_lab::{free_port, pause, wait_until};
-use nix::sys::signal::Signal;
-use serde_json::Value;
-
-/// The fixture host root the agents read: small and fast, the same every run.
-const FIXTURE_PROC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../agent/tests/fixtures/bare/proc");
+use bakery_agent::stream::{Auth, RunSummary, StreamConfig, StreamError, StreamStatus, run_with_status};
+use bakery_lab::{pause, wait_until};
+use bakery_tests::procs::{Agent, AgentExit, Collector, assert_complete, field, number};
+use tokio::sync::watch;
 
 /// Paces a schedule (kill at 8 s, 19 s, ...).
 fn pause_until(instant: Instant) {
     pause(instant.saturating_duration_since(Instant::now()));
-}
-
-/// A `bakery-collector serve` process on a fixed loopback port and data
-/// directory, so a restart is the same collector coming back.
-struct Collector {
-    binary: PathBuf,
-    work: PathBuf,
-    port: u16,
-    child: Option<Process>,
-    starts: usize,
-}
-
-impl Collector {
-    fn start(work: &Path) -> Self {
-        let began = Instant::now();
-        let binary = built_binary("bakery-collector", "bakery-collector").unwrap();
-        eprintln!("bakery-collector built or found in {:?}", began.elapsed());
-        let mut collector =
-            Self { binary, work: work.to_path_buf(), port: free_port().unwrap(), child: None, starts: 0 };
-        collector.spawn();
-        collector
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.work.join("collector-data")
-    }
-
-    /// Starts the process and waits until it listens (its --ready-file).
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "the collector is already running");
-        self.starts += 1;
-        let ready = self.work.join(format!("collector-ready-{}", self.starts));
-        let log = self.work.join(format!("collector-{}.log", self.starts));
-        let child = Spawn::new("the collector", &self.binary)
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .arg("--insecure-no-auth")
-            .args(["--commit-interval", "100ms"])
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("BAKERY_LOG", "info")
-            .output(Output::Log(log))
-            .start()
-            .unwrap();
-        self.child = Some(child);
-        let began = Instant::now();
-        wait_until("the collector to listen", Duration::from_secs(30), || {
-            if let Some(status) = self.child.as_mut().and_then(Process::try_status) {
-                panic!("the collector exited at start ({status}):\n{}", self.log(self.starts));
-            }
-            ready.exists()
-        })
-        .unwrap();
-        eprintln!("collector start {} listening after {:?}", self.starts, began.elapsed());
-    }
-
-    /// SIGKILL: no flush, no final acks.
-    fn kill9(&mut self) {
-        self.child.take().expect("a running collector").kill();
-    }
-
-    /// SIGTERM: flush, final acks, exit 0.
-    fn stop(&mut self) {
-        let mut child = self.child.take().expect("a running collector");
-        child.signal(Signal::SIGTERM);
-        let status = child.wait_exit(Duration::from_secs(30)).expect("the collector exits within 30 s of SIGTERM");
-        assert!(status.success(), "the collector exits 0 on SIGTERM: {status}\n{}", self.log(self.starts));
-    }
-
-    fn log(&self, start: usize) -> String {
-        std::fs::read_to_string(self.work.join(format!("collector-{start}.log"))).unwrap_or_default()
-    }
-
-    /// `inspect --json` of the stopped store, by node name.
-    fn inspect(&self) -> HashMap<String, Value> {
-        assert!(self.child.is_none(), "inspect reads a stopped store");
-        let output = Command::new(&self.binary)
-            .arg("inspect")
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(["--json", "--verify"])
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "inspect failed: {}", String::from_utf8_lossy(&output.stderr));
-        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-        report["nodes"]
-            .as_array()
-            .expect("a nodes array")
-            .iter()
-            .map(|node| (node["node"].as_str().expect("a node name").to_string(), node.clone()))
-            .collect()
-    }
-}
-
-/// A `bakery-agent` process streaming to the collector.
-struct Agent {
-    node: String,
-    child: Option<Process>,
-    log: PathBuf,
-}
-
-/// The agent's last log line ("stopped acked_seq=.. last_seq=.. unacknowledged=..").
-#[derive(Debug)]
-struct AgentExit {
-    acked_seq: u64,
-    last_seq: u64,
-    unacknowledged: u64,
-}
-
-impl Agent {
-    fn start(work: &Path, node: &str, collector: &str, extra: &[&str]) -> Self {
-        let binary = built_binary("bakery-agent", "bakery-agent").unwrap();
-        static STARTED: AtomicUsize = AtomicUsize::new(0);
-        let log = work.join(format!("agent-{node}-{}.log", STARTED.fetch_add(1, Ordering::Relaxed)));
-        let child = Spawn::new(&format!("the agent of {node}"), binary)
-            .args(["--collector", collector, "--insecure-no-auth", "--node-name", node])
-            .arg("--proc-root")
-            .arg(FIXTURE_PROC)
-            .arg("--sys-root")
-            .arg(work.join("no-sys"))
-            .args(extra)
-            .env("BAKERY_LOG", "info")
-            .env("NO_COLOR", "1")
-            .output(Output::Log(log.clone()))
-            .start()
-            .unwrap();
-        Self { node: node.to_string(), child: Some(child), log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Streams opened so far (the agent logs "stream open" at each Welcome).
-    fn streams_opened(&self) -> usize {
-        self.log().lines().filter(|line| line.contains("stream open")).count()
-    }
-
-    fn kill9(&mut self) {
-        self.child.take().expect("a running agent").kill();
-    }
-
-    /// SIGTERM: the agent flushes (waits for the last acks) and exits 0.
-    fn stop(&mut self) -> AgentExit {
-        let mut child = self.child.take().expect("a running agent");
-        child.signal(Signal::SIGTERM);
-        let status = child.wait_exit(Duration::from_secs(30)).expect("the agent exits within 30 s of SIGTERM");
-        let log = self.log();
-        assert!(status.success(), "agent {} exits 0 on SIGTERM: {status}\n{log}", self.node);
-        let line =
-            log.lines().rev().find(|line| line.contains(" stopped ")).unwrap_or_else(|| panic!("no exit line:\n{log}"));
-        AgentExit {
-            acked_seq: field(line, "acked_seq"),
-            last_seq: field(line, "last_seq"),
-            unacknowledged: field(line, "unacknowledged"),
-        }
-    }
-}
-
-/// `name=123` in a log line.
-fn field(line: &str, name: &str) -> u64 {
-    let prefix = format!("{name}=");
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(&prefix))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-}
-
-fn u64_of(node: &Value, key: &str) -> u64 {
-    node[key].as_u64().unwrap_or_else(|| panic!("{key} in {node}"))
-}
-
-/// The store holds every sequence number 1..=last_seq of `node` exactly
-/// once, as a sample, nothing is recorded as lost, and `inspect --verify`
-/// finds no hole and nothing accounted for twice.
-fn assert_complete(store: &HashMap<String, Value>, node: &str, last_seq: u64) {
-    let entry = store.get(node).unwrap_or_else(|| panic!("{node} is not in the store: {store:?}"));
-    assert_eq!(entry["gaps"].as_array().map(Vec::len), Some(0), "{node}: no gap: {entry}");
-    assert_eq!(u64_of(entry, "first_seq"), 1, "{node}: {entry}");
-    assert_eq!(u64_of(entry, "last_seq"), last_seq, "{node}: everything the agent numbered arrived: {entry}");
-    assert_eq!(u64_of(entry, "committed_seq"), last_seq, "{node}: {entry}");
-    assert_eq!(u64_of(entry, "samples"), last_seq, "{node}: each sequence number stored exactly once: {entry}");
-    assert_eq!(entry["unaccounted"], serde_json::json!([]), "{node}: no hole: {entry}");
-    assert_eq!(entry["double_accounted"], serde_json::json!([]), "{node}: nothing twice: {entry}");
 }
 
 /// A small seeded generator (xorshift64): the kill schedule is the same on
@@ -251,7 +54,7 @@ fn log_time(line: &str) -> Option<std::time::SystemTime> {
 /// node's agent connected (its first "agent connected" line), by the
 /// collector's own clock.
 fn resume_times(collector: &Collector, start: usize) -> HashMap<String, Duration> {
-    let log = collector.log(start);
+    let log = collector.log_of(start);
     let Some(listening) = log.lines().find(|l| l.contains("collector listening")).and_then(log_time) else {
         return HashMap::new();
     };
@@ -273,11 +76,13 @@ fn five_agents_at_4_hz_resume_within_2_s_of_each_of_10_random_sigkills_and_lose_
     let mut rng = Xorshift(seed);
     let began = Instant::now();
     let work = tempfile::tempdir().unwrap();
-    let mut collector = Collector::start(work.path());
+    let mut collector = Collector::start(work.path(), &["--insecure-no-auth"]);
     let url = collector.url();
     let nodes: Vec<String> = (1..=AGENTS).map(|i| format!("node-{i:02}")).collect();
-    let mut agents: Vec<Agent> =
-        nodes.iter().map(|n| Agent::start(work.path(), n, &url, &["--interval", "250ms"])).collect();
+    let mut agents: Vec<Agent> = nodes
+        .iter()
+        .map(|n| Agent::start(work.path(), n, &url, &["--insecure-no-auth", "--interval", "250ms"]))
+        .collect();
     wait_until("every agent to stream", Duration::from_secs(30), || resume_times(&collector, 1).len() == AGENTS)
         .unwrap();
 
@@ -289,7 +94,7 @@ fn five_agents_at_4_hz_resume_within_2_s_of_each_of_10_random_sigkills_and_lose_
         pause(gap);
         collector.kill9();
         collector.spawn();
-        let start = collector.starts;
+        let start = collector.starts();
         wait_until("every agent to resume", Duration::from_secs(10), || {
             resume_times(&collector, start).len() == AGENTS
         })
@@ -303,7 +108,7 @@ fn five_agents_at_4_hz_resume_within_2_s_of_each_of_10_random_sigkills_and_lose_
             assert!(
                 *after <= Duration::from_secs(2),
                 "kill {kill} (seed {seed:#x}): {node} resumed {after:?} after the collector listened\n{}",
-                collector.log(start)
+                collector.log_of(start)
             );
         }
         worst = worst.max(slowest);
@@ -332,8 +137,8 @@ fn five_agents_at_4_hz_resume_within_2_s_of_each_of_10_random_sigkills_and_lose_
 fn a_five_minute_outage_at_1_hz_is_delivered_from_the_disk_spool_across_an_agent_sigkill() {
     let work = tempfile::tempdir().unwrap();
     let spool = work.path().join("spool");
-    let spool_flag = ["--spool-dir", spool.to_str().unwrap(), "--interval", "1s"];
-    let mut collector = Collector::start(work.path());
+    let spool_flag = ["--insecure-no-auth", "--spool-dir", spool.to_str().unwrap(), "--interval", "1s"];
+    let mut collector = Collector::start(work.path(), &["--insecure-no-auth"]);
     let url = collector.url();
     let mut agent = Agent::start(work.path(), "worker-01", &url, &spool_flag);
     wait_until("the agent to stream", Duration::from_secs(30), || agent.streams_opened() >= 1).unwrap();
@@ -370,8 +175,16 @@ fn a_spool_overflow_is_stored_as_exactly_the_dropped_range_with_its_reason() {
     let work = tempfile::tempdir().unwrap();
     let spool = work.path().join("spool");
     let limit = 16 * 1024;
-    let flags = ["--spool-dir", spool.to_str().unwrap(), "--spool-max-bytes", "16KiB", "--interval", "50ms"];
-    let mut collector = Collector::start(work.path());
+    let flags = [
+        "--insecure-no-auth",
+        "--spool-dir",
+        spool.to_str().unwrap(),
+        "--spool-max-bytes",
+        "16KiB",
+        "--interval",
+        "50ms",
+    ];
+    let mut collector = Collector::start(work.path(), &["--insecure-no-auth"]);
     let url = collector.url();
     let mut agent = Agent::start(work.path(), "worker-02", &url, &flags);
     wait_until("the agent to stream", Duration::from_secs(30), || agent.streams_opened() >= 1).unwrap();
@@ -416,7 +229,7 @@ fn a_spool_overflow_is_stored_as_exactly_the_dropped_range_with_its_reason() {
     let node = &store["worker-02"];
     let gaps = node["gaps"].as_array().unwrap();
     assert_eq!(gaps.len(), 1, "{node}");
-    let (gap_first, gap_last) = (u64_of(&gaps[0], "first_seq"), u64_of(&gaps[0], "last_seq"));
+    let (gap_first, gap_last) = (number(&gaps[0], "first_seq"), number(&gaps[0], "last_seq"));
     assert_eq!(gap_first, first, "the gap starts at the first dropped sample: {node}");
     assert!(
         (dropped_while_down..=dropped_at_most).contains(&gap_last),
@@ -425,8 +238,8 @@ fn a_spool_overflow_is_stored_as_exactly_the_dropped_range_with_its_reason() {
     );
     let count = gap_last - gap_first + 1;
     assert_eq!(gaps[0]["reason"], format!("spool overflow: {count} samples dropped, limit {limit} bytes"));
-    assert_eq!(u64_of(node, "samples"), exit.last_seq - count, "every sample outside the gap is stored: {node}");
-    assert_eq!(u64_of(node, "committed_seq"), exit.last_seq, "{node}");
+    assert_eq!(number(node, "samples"), exit.last_seq - count, "every sample outside the gap is stored: {node}");
+    assert_eq!(number(node, "committed_seq"), exit.last_seq, "{node}");
 }
 
 /// A synthetic node: 5 pods, the timestamp of the wall clock.
@@ -451,92 +264,119 @@ fn synthetic_node(name: String) -> impl FnMut(i64) -> Sample + Send + 'static {
     move |now| Sample { node_name: name.clone(), timestamp_ms: now, pods: pods.clone(), ..Sample::default() }
 }
 
-#[test]
-fn two_hundred_agents_in_one_process_reconnect_spread_out_and_lose_nothing() {
-    use bakery_agent::stream::{Auth, StreamConfig, StreamStatus, run_with_status};
-    use tokio::sync::watch;
+/// An agent running in this process: its node, its progress, and its task.
+struct InProcessAgent {
+    node: String,
+    status: watch::Receiver<StreamStatus>,
+    task: tokio::task::JoinHandle<Result<RunSummary, StreamError>>,
+}
 
-    const AGENTS: usize = 200;
-    let work = tempfile::tempdir().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let collector = Collector::start(work.path());
-        let url = collector.url();
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let mut agents = Vec::new();
-        for i in 0..AGENTS {
+/// Starts `count` synthetic agents streaming to `url` until `stop` turns true.
+fn start_in_process_agents(url: &str, count: usize, stop: &watch::Receiver<bool>) -> Vec<InProcessAgent> {
+    (0..count)
+        .map(|i| {
             let node = format!("synthetic-{i:03}");
-            let config = StreamConfig::new(url.clone(), node.clone(), Auth::None);
-            let (status_tx, status_rx) = watch::channel(StreamStatus::default());
-            let mut stop = stop_rx.clone();
+            let config = StreamConfig::new(url, node.clone(), Auth::None);
+            let (status_tx, status) = watch::channel(StreamStatus::default());
+            let mut stop = stop.clone();
             let shutdown = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
             let task = tokio::spawn(run_with_status(config, synthetic_node(node.clone()), shutdown, status_tx));
-            agents.push((node, status_rx, task));
-        }
-        let all = |agents: &[(String, watch::Receiver<StreamStatus>, _)], f: &dyn Fn(&StreamStatus) -> bool| {
-            agents.iter().all(|(_, status, _)| f(&status.borrow()))
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while !all(&agents, &|s| s.connected && s.spool.acked_seq >= 2) {
-            assert!(tokio::time::Instant::now() < deadline, "not every agent connected within 60 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            InProcessAgent { node, status, task }
+        })
+        .collect()
+}
+
+/// Waits until every agent's status satisfies `condition`, at most `timeout`.
+async fn until_every_agent(
+    agents: &[InProcessAgent],
+    what: &str,
+    timeout: Duration,
+    condition: impl Fn(&StreamStatus) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !agents.iter().all(|agent| condition(&agent.status.borrow())) {
+        assert!(tokio::time::Instant::now() < deadline, "not every agent {what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that the agents' reconnects after `restarted_at` are spread out: without jitter all
+/// would come back within a few milliseconds of each other; with full jitter over a 250 ms first
+/// window, about a tenth land in any 25 ms.
+fn assert_reconnects_spread_out(agents: &[InProcessAgent], restarted_at: tokio::time::Instant) {
+    let mut reconnects: Vec<Duration> = agents
+        .iter()
+        .map(|agent| agent.status.borrow().last_welcome_at.expect("a welcome").duration_since(restarted_at))
+        .collect();
+    reconnects.sort();
+    let (first, last) = (reconnects[0], reconnects[reconnects.len() - 1]);
+    let spread = last - first;
+    let window = Duration::from_millis(25);
+    let busiest = reconnects
+        .iter()
+        .map(|start| reconnects.iter().filter(|t| **t >= *start && **t < *start + window).count())
+        .max()
+        .unwrap();
+    let count = agents.len();
+    eprintln!(
+        "{count} agents reconnected between {first:?} and {last:?} after the kill (spread {spread:?}); at most \
+         {busiest} within {window:?}"
+    );
+    assert!(spread >= Duration::from_millis(150), "jitter spreads the reconnects: {reconnects:?}");
+    assert!(busiest <= count / 2, "no thundering herd: {busiest} of {count} within {window:?}");
+}
+
+/// Stops the agents (they flush first); each node's last sequence number.
+async fn stop_in_process_agents(agents: Vec<InProcessAgent>, stop: &watch::Sender<bool>) -> Vec<(String, u64)> {
+    stop.send_replace(true);
+    let mut last_seqs = Vec::new();
+    for InProcessAgent { node, task, .. } in agents {
+        let summary =
+            tokio::time::timeout(Duration::from_secs(60), task).await.expect("the agent stops").unwrap().unwrap();
+        assert_eq!(summary.unacknowledged, 0, "{node} flushed: {summary:?}");
+        last_seqs.push((node, summary.last_seq));
+    }
+    last_seqs
+}
+
+/// Runs `step` on the collector off the async runtime (it waits on the process).
+async fn with_collector(collector: Collector, step: fn(&mut Collector)) -> Collector {
+    tokio::task::spawn_blocking(move || {
+        let mut collector = collector;
+        step(&mut collector);
+        collector
+    })
+    .await
+    .unwrap()
+}
+
+#[test]
+fn two_hundred_agents_in_one_process_reconnect_spread_out_and_lose_nothing() {
+    const AGENTS: usize = 200;
+    let work = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let collector = Collector::start(work.path(), &["--insecure-no-auth"]);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let agents = start_in_process_agents(&collector.url(), AGENTS, &stop_rx);
+        until_every_agent(&agents, "connected", Duration::from_secs(60), |s| s.connected && s.spool.acked_seq >= 2)
+            .await;
 
         // SIGKILL and restart; the agents keep running meanwhile.
         let restarted_at = tokio::time::Instant::now();
-        let collector = tokio::task::spawn_blocking(move || {
-            let mut collector = collector;
-            collector.kill9();
-            collector.spawn();
-            collector
+        let collector = with_collector(collector, |c| {
+            c.kill9();
+            c.spawn();
         })
-        .await
-        .unwrap();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        while !all(&agents, &|s| s.connected && s.welcomes >= 2) {
-            assert!(tokio::time::Instant::now() < deadline, "not every agent reconnected within 90 s");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let mut reconnects: Vec<Duration> = agents
-            .iter()
-            .map(|(_, status, _)| status.borrow().last_welcome_at.expect("a welcome").duration_since(restarted_at))
-            .collect();
-        reconnects.sort();
-        let spread = reconnects[AGENTS - 1] - reconnects[0];
-        // Without jitter all 200 would come back within a few milliseconds of
-        // each other; with full jitter over a 250 ms first window, about a
-        // tenth land in any 25 ms.
-        let window = Duration::from_millis(25);
-        let busiest = reconnects
-            .iter()
-            .map(|start| reconnects.iter().filter(|t| **t >= *start && **t < *start + window).count())
-            .max()
-            .unwrap();
-        eprintln!(
-            "{AGENTS} agents reconnected between {:?} and {:?} after the kill (spread {spread:?}); at most {busiest} within {window:?}",
-            reconnects[0],
-            reconnects[AGENTS - 1]
-        );
-        assert!(spread >= Duration::from_millis(150), "jitter spreads the reconnects: {reconnects:?}");
-        assert!(busiest <= AGENTS / 2, "no thundering herd: {busiest} of {AGENTS} within {window:?}");
+        .await;
+        until_every_agent(&agents, "reconnected", Duration::from_secs(90), |s| s.connected && s.welcomes >= 2).await;
+        assert_reconnects_spread_out(&agents, restarted_at);
 
         tokio::time::sleep(Duration::from_secs(2)).await;
-        stop_tx.send_replace(true);
-        let mut last_seqs = Vec::new();
-        for (node, _, task) in agents {
-            let summary = tokio::time::timeout(Duration::from_secs(60), task).await.expect("the agent stops").unwrap().unwrap();
-            assert_eq!(summary.unacknowledged, 0, "{node} flushed: {summary:?}");
-            last_seqs.push((node, summary.last_seq));
-        }
-        let collector = tokio::task::spawn_blocking(move || {
-            let mut collector = collector;
-            collector.stop();
-            collector
-        })
-        .await
-        .unwrap();
+        let last_seqs = stop_in_process_agents(agents, &stop_tx).await;
+        let collector = with_collector(collector, Collector::stop).await;
         let store = collector.inspect();
         assert_eq!(store.len(), AGENTS);
         for (node, last_seq) in &last_seqs {

@@ -178,17 +178,7 @@ fn wire_bytes() -> (u64, u64) {
 /// Runs the benchmark. Needs root (it creates pods on real kernel objects).
 pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
     bakery_lab::require_root("bench agent");
-    let agent_bin = config.bin_dir.join("bakery-agent");
-    let collector_bin = config.bin_dir.join("bakery-collector");
-    for bin in [&agent_bin, &collector_bin] {
-        if !bin.is_file() {
-            bail!(
-                "{} is missing: build it with `cargo build --release -p bakery-agent -p bakery-collector`",
-                bin.display()
-            );
-        }
-    }
-    let exporter_bin = node_exporter_binary()?;
+    let (agent_bin, collector_bin, exporter_bin) = binaries(config)?;
 
     progress(&format!("creating {} pods with {} held connections each", config.pods, config.connections_per_pod));
     let node = SimNode::create("bench")?;
@@ -235,9 +225,61 @@ pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
         .arg(format!("{}ms", config.interval.as_millis()))
         .env("BAKERY_LOG", "warn")
         .start()?;
-    let agent_pid = agent.pid();
-    let exporter_pid = exporter.pid();
-    // Both sides run through the warm-up at the same rate; nothing of it is counted.
+    let measured = measure_window(config, agent.pid(), exporter.pid(), collector_port, exporter_port)?;
+
+    progress("stopping the agent and the collector");
+    // Both send or commit what they hold on SIGTERM.
+    agent.stop(STOP_GRACE);
+    collector.stop(STOP_GRACE);
+    drop(exporter);
+    if measured.samples == 0 {
+        bail!("the collector received no sample of the agent in the measured window");
+    }
+    // Measured while the pods still exist, so the sample carries them.
+    let wire = wire_bytes();
+    drop(clients);
+    drop(pods);
+    Ok(result(config, &measured, wire))
+}
+
+/// The agent and collector of `config.bin_dir`, and node_exporter.
+fn binaries(config: &AgentBench) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let agent_bin = config.bin_dir.join("bakery-agent");
+    let collector_bin = config.bin_dir.join("bakery-collector");
+    for bin in [&agent_bin, &collector_bin] {
+        if !bin.is_file() {
+            bail!(
+                "{} is missing: build it with `cargo build --release -p bakery-agent -p bakery-collector`",
+                bin.display()
+            );
+        }
+    }
+    Ok((agent_bin, collector_bin, node_exporter_binary()?))
+}
+
+/// What the measured window saw of both sides.
+struct Measured {
+    /// The agent's CPU seconds before the window (start-up, the first read of every pod).
+    agent_warmup_cpu: f64,
+    agent_cpu: f64,
+    agent_rss: u64,
+    exporter_cpu: f64,
+    exporter_rss: u64,
+    /// The agent's samples the collector received, taken in the window.
+    samples: u64,
+    scrapes: u64,
+    scrape_bytes: u64,
+}
+
+/// Runs both sides through the warm-up at the same rate (nothing of it counted), then measures
+/// the window.
+fn measure_window(
+    config: &AgentBench,
+    agent_pid: u32,
+    exporter_pid: u32,
+    collector_port: u16,
+    exporter_port: u16,
+) -> anyhow::Result<Measured> {
     let mut next = Instant::now();
     scrape_for(exporter_port, config.warmup, config.interval, &mut next)?;
     let window_start_ms = epoch_ms();
@@ -257,36 +299,41 @@ pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
     let agent_cpu = measure::cpu_seconds(agent_pid)? - agent_cpu_before;
     let exporter_cpu = measure::cpu_seconds(exporter_pid)? - exporter_cpu_before;
     let window_end_ms = epoch_ms();
-    let agent_rss = measure::rss(agent_pid)?;
-    let exporter_rss = measure::rss(exporter_pid)?;
+    let agent_rss = measure::rss(agent_pid)?.current_bytes;
+    let exporter_rss = measure::rss(exporter_pid)?.current_bytes;
     received.poll(collector_port, "bench-node", window_start_ms)?;
-    let samples = received.taken_in(window_start_ms, window_end_ms);
+    Ok(Measured {
+        agent_warmup_cpu: agent_cpu_before,
+        agent_cpu,
+        agent_rss,
+        exporter_cpu,
+        exporter_rss,
+        samples: received.taken_in(window_start_ms, window_end_ms),
+        scrapes,
+        scrape_bytes,
+    })
+}
 
-    progress("stopping the agent and the collector");
-    // Both send or commit what they hold on SIGTERM.
-    agent.stop(STOP_GRACE);
-    collector.stop(STOP_GRACE);
-    drop(exporter);
-    if samples == 0 {
-        bail!("the collector received no sample of the agent in the measured window");
-    }
-    // Measured while the pods still exist, so the sample carries them.
-    let (bytes_per_sample, first_batch_bytes) = wire_bytes();
-    drop(clients);
-    drop(pods);
+/// Both sides' costs per sample and their ratios; `wire` is the agent's (steady sample, first
+/// batch) bytes.
+fn result(
+    config: &AgentBench,
+    measured: &Measured,
+    (bytes_per_sample, first_batch_bytes): (u64, u64),
+) -> AgentBenchResult {
     let agent_cost = Cost {
-        cpu_seconds_per_sample: agent_cpu / samples as f64,
-        rss_bytes: agent_rss.current_bytes,
+        cpu_seconds_per_sample: measured.agent_cpu / measured.samples as f64,
+        rss_bytes: measured.agent_rss,
         bytes_per_sample,
-        samples,
+        samples: measured.samples,
     };
     let exporter_cost = Cost {
-        cpu_seconds_per_sample: exporter_cpu / scrapes as f64,
-        rss_bytes: exporter_rss.current_bytes,
-        bytes_per_sample: scrape_bytes / scrapes,
-        samples: scrapes,
+        cpu_seconds_per_sample: measured.exporter_cpu / measured.scrapes as f64,
+        rss_bytes: measured.exporter_rss,
+        bytes_per_sample: measured.scrape_bytes / measured.scrapes,
+        samples: measured.scrapes,
     };
-    Ok(AgentBenchResult {
+    AgentBenchResult {
         pods: config.pods,
         interval_seconds: config.interval.as_secs_f64(),
         duration_seconds: config.duration.as_secs_f64(),
@@ -295,10 +342,10 @@ pub fn run(config: &AgentBench) -> anyhow::Result<AgentBenchResult> {
         bytes_ratio: agent_cost.bytes_per_sample as f64 / exporter_cost.bytes_per_sample as f64,
         agent: agent_cost,
         agent_first_batch_bytes: first_batch_bytes,
-        agent_warmup_cpu_seconds: agent_cpu_before,
+        agent_warmup_cpu_seconds: measured.agent_warmup_cpu,
         warmup_seconds: config.warmup.as_secs_f64(),
         node_exporter: exporter_cost,
-    })
+    }
 }
 
 /// Scrapes node_exporter every `interval` for `duration`, keeping the rate

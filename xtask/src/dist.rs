@@ -176,9 +176,11 @@ mod tests {
 
     #[test]
     fn no_jemalloc_unless_built_for_16k_pages() {
-        // A jemalloc built for 4 KiB pages aborts at start on the Pi 5's
-        // 16 KiB-page kernel (field guide section 3); the image uses the
-        // system allocator. Bringing jemalloc in needs JEMALLOC_SYS_WITH_LG_PAGE=16.
+        // jemalloc fixes its page size when it is built (4 KiB on the usual
+        // builders) and aborts at start on a kernel with larger pages, such as
+        // the Pi 5's (Raspberry Pi OS's kernel_2712 uses 16 KiB pages); the
+        // image uses the system allocator. Bringing jemalloc in needs
+        // JEMALLOC_SYS_WITH_LG_PAGE=16.
         let lock = read("Cargo.lock");
         let has_jemalloc = lock.lines().any(|l| l.starts_with("name = ") && l.contains("jemalloc"));
         if has_jemalloc {

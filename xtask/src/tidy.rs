@@ -1,6 +1,9 @@
 //! Tidy checks that `cargo test` enforces: conventions a reviewer would
 //! otherwise have to remember (module docs, no bare `#[ignore]`, shared lints,
-//! the layering of crates that ARCHITECTURE.md writes down).
+//! the layering of crates that ARCHITECTURE.md writes down, no reference to
+//! what lies outside the repository, files of at most 800 lines, functions
+//! above 80 lines that say why they are one piece, citations of the stream
+//! contract in `bakery.proto`).
 
 #[cfg(test)]
 mod tests {
@@ -187,5 +190,451 @@ mod tests {
             assert!(rules.contains(rule), "the dependency rules no longer say {rule:?}; MAY_USE follows them");
         }
         assert!(MAY_USE.iter().all(|(_, may_use)| !may_use.contains(&"bakery-demo")));
+    }
+
+    /// A source file as the checks see it: each line's code (strings and char literals blanked,
+    /// comments removed) and its comments, apart. A rough lexer, enough to count braces and to
+    /// find comments: nested block comments, escapes, raw strings (`r#"..."#`) and lifetimes
+    /// (`'a`, not a char literal) are told apart; macros are not expanded.
+    #[derive(Debug, Default)]
+    struct Scanned {
+        code: Vec<String>,
+        comments: Vec<String>,
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Lexed {
+        Code,
+        LineComment,
+        BlockComment(usize),
+        Str,
+        RawStr(usize),
+    }
+
+    fn scan(text: &str) -> Scanned {
+        let mut scanned = Scanned::default();
+        let mut state = Lexed::Code;
+        for line in text.lines() {
+            let chars: Vec<char> = line.chars().collect();
+            let (mut code, mut comment) = (String::new(), String::new());
+            if state == Lexed::LineComment {
+                state = Lexed::Code;
+            }
+            let mut i = 0;
+            while i < chars.len() {
+                let (c, next) = (chars[i], chars.get(i + 1).copied());
+                match state {
+                    Lexed::LineComment => comment.push(c),
+                    Lexed::BlockComment(depth) => {
+                        if c == '*' && next == Some('/') {
+                            state = if depth == 1 { Lexed::Code } else { Lexed::BlockComment(depth - 1) };
+                            i += 1;
+                        } else if c == '/' && next == Some('*') {
+                            state = Lexed::BlockComment(depth + 1);
+                            i += 1;
+                        } else {
+                            comment.push(c);
+                        }
+                    }
+                    Lexed::Str => match c {
+                        '\\' => i += 1,
+                        '"' => {
+                            state = Lexed::Code;
+                            code.push('"');
+                        }
+                        _ => code.push(' '),
+                    },
+                    Lexed::RawStr(hashes) => {
+                        if c == '"' && chars[i + 1..].iter().take(hashes).filter(|h| **h == '#').count() == hashes {
+                            state = Lexed::Code;
+                            code.push('"');
+                            i += hashes;
+                        } else {
+                            code.push(' ');
+                        }
+                    }
+                    Lexed::Code => {
+                        let (skip, entered) = lex_code(&chars, i, &mut code);
+                        i += skip;
+                        if let Some(entered) = entered {
+                            state = entered;
+                        }
+                    }
+                }
+                i += 1;
+            }
+            scanned.code.push(code);
+            scanned.comments.push(comment);
+        }
+        scanned
+    }
+
+    /// One step of [`scan`] in code at `chars[i]`: what it adds to `code`, how many more chars
+    /// it took, and the state a comment or string start enters.
+    fn lex_code(chars: &[char], i: usize, code: &mut String) -> (usize, Option<Lexed>) {
+        let (c, next) = (chars[i], chars.get(i + 1).copied());
+        let after_identifier = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        match c {
+            '/' if next == Some('/') => (1, Some(Lexed::LineComment)),
+            '/' if next == Some('*') => (1, Some(Lexed::BlockComment(1))),
+            '"' => {
+                code.push('"');
+                (0, Some(Lexed::Str))
+            }
+            'r' if !after_identifier && matches!(next, Some('"' | '#')) => {
+                let hashes = chars[i + 1..].iter().take_while(|h| **h == '#').count();
+                if chars.get(i + 1 + hashes) == Some(&'"') {
+                    code.push('"');
+                    (1 + hashes, Some(Lexed::RawStr(hashes)))
+                } else {
+                    code.push(c);
+                    (0, None)
+                }
+            }
+            '\'' if next == Some('\\') => {
+                // An escaped char literal: '\n', '\'', '\u{7f}'.
+                let close = chars[i + 2..].iter().skip(1).position(|q| *q == '\'').map_or(0, |p| p + 3);
+                code.push_str("' '");
+                (close, None)
+            }
+            '\'' if chars.get(i + 2) == Some(&'\'') => {
+                code.push_str("' '");
+                (2, None)
+            }
+            _ => {
+                code.push(c);
+                (0, None)
+            }
+        }
+    }
+
+    /// A `fn` item with a body: the line of `fn` and the lines of its opening and closing braces
+    /// (0-based).
+    #[derive(Debug, PartialEq)]
+    struct FnItem {
+        name: String,
+        fn_line: usize,
+        open_line: usize,
+        close_line: usize,
+    }
+
+    /// Every `fn` with a body in `scanned`, nested ones included.
+    fn fn_items(scanned: &Scanned) -> Vec<FnItem> {
+        let lines: Vec<Vec<char>> = scanned.code.iter().map(|l| l.chars().collect()).collect();
+        let mut items = Vec::new();
+        for (fn_line, line) in lines.iter().enumerate() {
+            for start in fn_keywords(line) {
+                let name: String = line[start + 2..]
+                    .iter()
+                    .skip_while(|c| c.is_whitespace())
+                    .take_while(|c| c.is_alphanumeric() || **c == '_')
+                    .collect();
+                if name.is_empty() {
+                    continue;
+                }
+                if let Some((open_line, close_line)) = body_lines(&lines, fn_line, start + 2) {
+                    items.push(FnItem { name, fn_line, open_line, close_line });
+                }
+            }
+        }
+        items
+    }
+
+    /// Where the keyword `fn` (followed by a space) starts in a line of code.
+    fn fn_keywords(line: &[char]) -> Vec<usize> {
+        let word = |c: &char| c.is_alphanumeric() || *c == '_';
+        (0..line.len().saturating_sub(2))
+            .filter(|&i| line[i] == 'f' && line[i + 1] == 'n' && line[i + 2].is_whitespace())
+            .filter(|&i| i == 0 || !word(&line[i - 1]))
+            .collect()
+    }
+
+    /// The lines of the body's braces of the `fn` whose signature starts at (`line`, `column`):
+    /// `None` when a `;` comes before any `{` (a declaration without a body).
+    fn body_lines(lines: &[Vec<char>], line: usize, column: usize) -> Option<(usize, usize)> {
+        let mut depth = 0usize;
+        let mut open = None;
+        for (at, text) in lines.iter().enumerate().skip(line) {
+            let from = if at == line { column } else { 0 };
+            for c in text.iter().skip(from) {
+                match c {
+                    ';' if open.is_none() => return None,
+                    '{' => {
+                        open.get_or_insert(at);
+                        depth += 1;
+                    }
+                    '}' if open.is_some() => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return open.map(|open| (open, at));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        None
+    }
+
+    /// The longest a function body may span (its braces' lines included) without saying why it
+    /// is one piece.
+    const MAX_FN_LINES: usize = 80;
+
+    /// The longest a source file may be.
+    const MAX_FILE_LINES: usize = 800;
+
+    /// What a comment says to keep a long function whole: `// One piece: <why>` (or in a doc
+    /// comment) within the 3 lines above the `fn` (doc and attributes included), on its
+    /// signature, or on the first line of its body.
+    const ONE_PIECE: &str = "One piece:";
+
+    /// The functions of `text` longer than [`MAX_FN_LINES`] without a [`ONE_PIECE`] comment:
+    /// (1-based line of the `fn`, name, body lines).
+    fn long_functions_without_a_reason(text: &str) -> Vec<(usize, String, usize)> {
+        let scanned = scan(text);
+        fn_items(&scanned)
+            .into_iter()
+            .filter(|item| item.close_line - item.open_line + 1 > MAX_FN_LINES)
+            .filter(|item| {
+                let from = item.fn_line.saturating_sub(3);
+                let through = (item.open_line + 1).min(scanned.comments.len() - 1);
+                !scanned.comments[from..=through].iter().any(|comment| comment.contains(ONE_PIECE))
+            })
+            .map(|item| (item.fn_line + 1, item.name, item.close_line - item.open_line + 1))
+            .collect()
+    }
+
+    #[test]
+    fn the_scanner_counts_braces_in_code_only_and_finds_long_functions() {
+        let example = [
+            "/// Doc with a { brace.",
+            "fn short<'a>(x: &'a str) -> char {",
+            "    let _ = \"}}} // not a comment\";",
+            "    let _ = r#\"a \"quoted\" { raw\"#;",
+            "    /* a { block /* nested } */ comment */",
+            "    if x.is_empty() { '{' } else { '\\'' }",
+            "}",
+            "trait T { fn declared(&self); }",
+            "fn long() {",
+        ]
+        .join("\n");
+        let body = "    let _ = 1;\n".repeat(MAX_FN_LINES);
+        let text = format!("{example}\n{body}}}\n// One piece: a table read top to bottom.\nfn kept() {{\n{body}}}\n");
+        let scanned = scan(&text);
+        assert_eq!(scanned.comments[0], "/ Doc with a { brace.");
+        assert_eq!(scanned.comments[4], " a { block  nested }  comment ");
+        assert!(!scanned.code[2].contains('}') && !scanned.code[3].contains('{'), "{:?}", &scanned.code[2..4]);
+        let items = fn_items(&scanned);
+        let spans: Vec<(&str, usize, usize)> =
+            items.iter().map(|i| (i.name.as_str(), i.fn_line, i.close_line - i.open_line + 1)).collect();
+        assert_eq!(
+            spans,
+            [("short", 1, 6), ("long", 8, MAX_FN_LINES + 2), ("kept", 11 + MAX_FN_LINES, MAX_FN_LINES + 2)]
+        );
+        assert_eq!(long_functions_without_a_reason(&text), [(9, "long".to_string(), MAX_FN_LINES + 2)]);
+    }
+
+    /// Functions longer than [`MAX_FN_LINES`] lines say why they are one piece with a
+    /// [`ONE_PIECE`] comment (`// One piece: <why>`) just above or at their start; else split
+    /// them into named steps.
+    #[test]
+    fn functions_above_80_lines_say_why_they_are_one_piece() {
+        let mut long = Vec::new();
+        for path in rust_sources() {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (line, name, span) in long_functions_without_a_reason(&text) {
+                long.push(format!("{}:{line}: fn {name} spans {span} lines", relative(&path)));
+            }
+        }
+        assert!(
+            long.is_empty(),
+            "split these functions into named steps, or say why each is one piece in a `// {ONE_PIECE} ...` \
+             comment within the 3 lines above the `fn` or on the first line of its body:\n{}",
+            long.join("\n")
+        );
+    }
+
+    #[test]
+    fn no_source_file_is_above_800_lines() {
+        let long: Vec<String> = rust_sources()
+            .into_iter()
+            .filter_map(|path| {
+                let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+                (lines > MAX_FILE_LINES).then(|| format!("{}: {lines} lines", relative(&path)))
+            })
+            .collect();
+        assert!(long.is_empty(), "split these files by role (at most {MAX_FILE_LINES} lines):\n{}", long.join("\n"));
+    }
+
+    /// Lines allowed to name a path in people's folders, each with its reason: (file, text the
+    /// line contains, why).
+    const PEOPLES_PATHS_ALLOWED: &[(&str, &str, &str)] = &[(
+        "demo/src/oha.rs",
+        "/root/.cargo/bin/oha",
+        "where `cargo install` run as root puts oha, still looked at when sudo keeps the caller's HOME",
+    )];
+
+    /// What in a line refers to something outside the repository: an issue or acceptance point
+    /// of a tracker, a document nobody can open from here, or a path in someone's folders (a
+    /// test's own directories come from `tempfile`). Kernel paths (`/proc`, `/sys`, `/run`,
+    /// `/etc`, `/dev`, `/usr`, `/var`) are facts and pass.
+    fn outside_references(line: &str) -> Vec<&'static str> {
+        let lower = line.to_lowercase();
+        let mut found = Vec::new();
+        if followed_by_a_number(&lower, "issue") {
+            found.push("an issue");
+        }
+        if followed_by_a_number(&lower, "acceptance") || lower.contains("acceptance point") {
+            found.push("an acceptance point");
+        }
+        for document in ["field guide", "style notes"] {
+            if lower.contains(document) {
+                found.push(document);
+            }
+        }
+        for folder in ["/tmp", "/work", "/root", "/home"] {
+            if starts_an_absolute_path(&lower, folder) {
+                found.push(folder);
+            }
+        }
+        found
+    }
+
+    /// `word`, spaces, maybe `#`, then a digit: "issue 4", "issue #4".
+    fn followed_by_a_number(lower: &str, word: &str) -> bool {
+        lower.match_indices(word).any(|(at, _)| {
+            let rest = lower[at + word.len()..].trim_start();
+            let rest = rest.strip_prefix('#').unwrap_or(rest);
+            rest.starts_with(|c: char| c.is_ascii_digit())
+        })
+    }
+
+    /// `folder` as the start of an absolute path: not inside another path or word (`/proc/1/root/`
+    /// and `/tmpfs` pass), and ending the path or followed by `/`.
+    fn starts_an_absolute_path(lower: &str, folder: &str) -> bool {
+        lower.match_indices(folder).any(|(at, _)| {
+            let before = lower[..at].chars().next_back();
+            let after = lower[at + folder.len()..].chars().next();
+            let starts = before.is_none_or(|c| c.is_whitespace() || "\"'`([=,:".contains(c));
+            let ends = after.is_none_or(|c| !(c.is_alphanumeric() || "_-.".contains(c)));
+            starts && ends
+        })
+    }
+
+    #[test]
+    fn the_reference_check_tells_documents_and_peoples_paths_from_facts() {
+        let hits = |line: &str| outside_references(line);
+        assert_eq!(hits("// See issue 4 and Issue #12."), ["an issue"]);
+        assert_eq!(hits("// acceptance 5; the acceptance point says"), ["an acceptance point"]);
+        assert_eq!(hits("/// as the Field Guide and the style notes say"), ["field guide", "style notes"]);
+        assert_eq!(hits(r#"let dir = "/tmp/bakery-run";"#), ["/tmp"]);
+        assert_eq!(hits(r#"Path::new("/home")"#), ["/home"]);
+        assert_eq!(hits("// `/work/main/x.rs` and /root/notes"), ["/work", "/root"]);
+        for fact in [
+            "/proc/self/root/etc and /sys/fs/cgroup",
+            r#"format!("{root}/home/x")"#,
+            "mount -t tmpfs none /run/x; /tmpfs",
+            "// an issue of the tracker, issued twice",
+            "let homework = \"/var/tmp/x\";",
+        ] {
+            assert!(hits(fact).is_empty(), "{fact}: {:?}", hits(fact));
+        }
+    }
+
+    /// No source cites what a reader of the repository cannot open: issues, acceptance points,
+    /// outside documents, or files in someone's folders. State the fact (and its real source,
+    /// a kernel file or a spec, where it matters) instead.
+    #[test]
+    fn sources_refer_to_nothing_outside_the_repository() {
+        let mut hits = Vec::new();
+        for path in rust_sources() {
+            let file = relative(&path);
+            // The check's own patterns and examples.
+            if file == "xtask/src/tidy.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (number, line) in text.lines().enumerate() {
+                let allowed = PEOPLES_PATHS_ALLOWED.iter().any(|(f, text, _)| *f == file && line.contains(text));
+                let found = outside_references(line);
+                if !found.is_empty() && !allowed {
+                    hits.push(format!("{file}:{}: {} ({})", number + 1, line.trim(), found.join(", ")));
+                }
+            }
+        }
+        assert!(
+            hits.is_empty(),
+            "these lines refer to something outside the repository; state the fact instead (a test's own \
+             directories come from tempfile; a literal path a test needs goes in PEOPLES_PATHS_ALLOWED with \
+             its reason):\n{}",
+            hits.join("\n")
+        );
+    }
+
+    /// The numbered points of the stream contract at the top of `bakery.proto`.
+    fn contract_points() -> usize {
+        let proto = std::fs::read_to_string(workspace_root().join("proto/proto/bakery/v1/bakery.proto")).unwrap();
+        let contract = proto.split("The stream contract").nth(1).expect("the stream contract in bakery.proto");
+        let contract = contract.split("syntax = ").next().unwrap_or_default();
+        contract
+            .lines()
+            .filter_map(|line| line.strip_prefix("//")?.trim_start().split_once(". ")?.0.parse::<usize>().ok())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// What is wrong with a line's citations of the stream contract (`previous` is the line
+    /// before, where a citation may start): each says "bakery.proto, contract point N" with an N
+    /// the contract has.
+    fn bad_contract_citation(previous: &str, line: &str, points: usize) -> Option<String> {
+        let lower = line.to_lowercase();
+        for (at, _) in lower.match_indices("contract point") {
+            let before = lower[..at].trim_end();
+            let named = before.ends_with("bakery.proto,")
+                || (before.trim_start_matches(['/', '!', ' ']).is_empty()
+                    && previous.trim_end().ends_with("bakery.proto,"));
+            if !named {
+                return Some("cite it as \"bakery.proto, contract point N\"".into());
+            }
+            let rest = lower[at + "contract point".len()..].trim_start_matches('s').trim_start();
+            let number: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            match number.parse::<usize>() {
+                Ok(n) if (1..=points).contains(&n) => {}
+                _ => return Some(format!("the contract has points 1 to {points}")),
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_contract_citation_names_bakery_proto_and_a_point_it_has() {
+        assert!(contract_points() >= 10, "the stream contract is numbered");
+        assert_eq!(bad_contract_citation("", "/// see bakery.proto, contract point 4", 12), None);
+        assert_eq!(bad_contract_citation("// acked (bakery.proto,", "// contract point 5).", 12), None);
+        assert!(bad_contract_citation("", "// (contract point 4)", 12).is_some());
+        assert!(bad_contract_citation("", "// bakery.proto, contract point 13", 12).is_some());
+    }
+
+    /// Code that relies on the stream contract cites the point at the top of `bakery.proto`
+    /// ("bakery.proto, contract point N"), so a reader finds it, and the point exists.
+    #[test]
+    fn citations_of_the_stream_contract_name_bakery_proto_and_an_existing_point() {
+        let points = contract_points();
+        let mut bad = Vec::new();
+        for path in rust_sources() {
+            let file = relative(&path);
+            if file == "xtask/src/tidy.rs" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut previous = "";
+            for (number, line) in text.lines().enumerate() {
+                if let Some(why) = bad_contract_citation(previous, line, points) {
+                    bad.push(format!("{file}:{}: {} ({why})", number + 1, line.trim()));
+                }
+                previous = line;
+            }
+        }
+        assert!(bad.is_empty(), "citations of the stream contract:\n{}", bad.join("\n"));
     }
 }

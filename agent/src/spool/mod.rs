@@ -1,10 +1,10 @@
 //! The spool of unacknowledged batches: every sample waits here until the collector acknowledges it.
 //!
 //! Each batch waits under its sequence number until an `Ack` says it is
-//! durable at the collector (`Ack.committed_seq` in
-//! `proto/proto/bakery/v1/bakery.proto`: every batch and gap up to it is
-//! committed); a `Welcome` says where a new stream resumes, and loss the
-//! agent could not avoid is sent as a `Gap` in sequence order. In memory by
+//! durable at the collector (bakery.proto, contract point 4: every batch and
+//! gap up to `Ack.committed_seq` is committed); a `Welcome` says where a new
+//! stream resumes (point 1), and loss the agent could not avoid is sent as a
+//! `Gap` in sequence order (point 6). In memory by
 //! default; with `--spool-dir` also on disk, so that it survives an agent
 //! restart, `kill -9` included.
 //!
@@ -50,7 +50,8 @@
 //!
 //! # Sequence numbers across restarts
 //!
-//! The disk spool persists the next sequence number, so numbering continues
+//! One sequence number per sample (bakery.proto, contract point 2). The disk
+//! spool persists the next sequence number, so numbering continues
 //! after a restart. Numbers handed out by this process before its first
 //! Welcome are provisional: if the collector already committed them (a
 //! memory spool after a restart, a wiped spool directory, a torn last

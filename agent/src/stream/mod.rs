@@ -4,13 +4,14 @@
 //! collector over one long-lived stream (`bakery.v1.Ingest/Stream`),
 //! reconnecting with backoff when it breaks.
 //!
-//! Per stream (the `Ingest.Stream` messages of
+//! Per stream (the stream contract at the top of
 //! `proto/proto/bakery/v1/bakery.proto`): metadata `authorization: Bearer
 //! <token>` (the token file is re-read on every connect, so it can be
 //! rotated), a Hello, the collector's Welcome, then batches and gaps in
-//! sequence order starting after `Welcome.committed_seq`. An Ack trims the
-//! spool; a SetInterval changes the sampling interval. Sampling never waits
-//! for the network: while disconnected, samples pile up in the spool.
+//! sequence order starting after `Welcome.committed_seq` (bakery.proto,
+//! contract points 1 and 3). An Ack trims the spool (point 4); a SetInterval
+//! changes the sampling interval (point 10). Sampling never waits for the
+//! network: while disconnected, samples pile up in the spool (point 8).
 //!
 //! A dead collector is noticed within a second: HTTP/2 pings go out after
 //! 300 ms without a frame from the collector and the connection is dropped

@@ -63,7 +63,9 @@ pub struct Store {
     pub samples: BTreeMap<u64, i64>,
     pub gaps: Vec<pb::Gap>,
     pub duplicates: u64,
-    /// Violations of those rules seen (the tests expect none).
+    /// Breaches of the stream contract seen: no Hello first or a second one (bakery.proto,
+    /// contract point 1), a message that does not follow on from what was handled (points 1
+    /// and 3), an undeclared pod_ref. The tests expect none.
     pub violations: Vec<String>,
 }
 

@@ -259,72 +259,9 @@ impl KubeDouble {
     /// returned, one line per problem.
     pub fn set_state(&self, state: &ClusterState) -> Vec<String> {
         let mut problems = Vec::new();
-        let mut crds = BTreeSet::new();
-        for api in &state.apis {
-            let kinds: Vec<Kind> = Kind::ALL
-                .into_iter()
-                .filter(|k| k.crd_api() == Some(api.as_str()) || k.crd_name().as_deref() == Some(api.as_str()))
-                .collect();
-            if kinds.is_empty() {
-                problems.push(format!(
-                    "unknown API {api:?} in \"apis\" ignored (the double knows {METALLB_API} and its CRDs by name, \
-                     such as servicel2statuses.metallb.io)"
-                ));
-            }
-            crds.extend(kinds);
-        }
-        let mut wanted: BTreeMap<ObjectKey, Value> = BTreeMap::new();
-        let mut not_installed = Vec::new();
-        for kind in Kind::ALL {
-            let objects = state.of(kind);
-            if kind.crd_api().is_some() && !crds.contains(&kind) {
-                if !objects.is_empty() {
-                    not_installed.push(format!("{} {}", objects.len(), kind.state_key()));
-                }
-                continue;
-            }
-            for (index, object) in objects.iter().enumerate() {
-                match normalise(kind, object.clone()) {
-                    Ok(object) => {
-                        let key = key_of(kind, &object);
-                        if wanted.insert(key.clone(), object).is_some() {
-                            problems.push(format!(
-                                "{}: {}/{} appears more than once; the last one is served",
-                                kind.state_key(),
-                                key.1,
-                                key.2
-                            ));
-                        }
-                    }
-                    Err(why) => problems.push(format!("{}[{index}] skipped: {why}", kind.state_key())),
-                }
-            }
-        }
-        // A real cluster has these namespaces, and every object is in an existing one (kubectl
-        // looks the namespace up when an object is not found, to say which is missing).
-        let used: BTreeSet<String> = wanted
-            .keys()
-            .map(|k| k.1.clone())
-            .filter(|ns| !ns.is_empty())
-            .chain(DEFAULT_NAMESPACES.iter().map(|ns| ns.to_string()))
-            .collect();
-        for namespace in used {
-            let key = (Kind::Namespace, String::new(), namespace.clone());
-            if let std::collections::btree_map::Entry::Vacant(entry) = wanted.entry(key) {
-                let object = json!({"metadata": {"name": namespace}, "spec": {"finalizers": ["kubernetes"]},
-                                    "status": {"phase": "Active"}});
-                if let Ok(object) = normalise(Kind::Namespace, object) {
-                    entry.insert(object);
-                }
-            }
-        }
-        if !not_installed.is_empty() {
-            problems.push(format!(
-                "{} ignored: their CRD is not installed (add \"apis\": [\"{METALLB_API}\"] to serve them)",
-                not_installed.join(", ")
-            ));
-        }
-
+        let crds = installed_kinds(state, &mut problems);
+        let mut wanted = wanted_objects(state, &crds, &mut problems);
+        add_namespaces(&mut wanted);
         let mut tokens = Vec::new();
         for (index, entry) in state.tokenreviews.iter().enumerate() {
             match tokenreview::IssuedToken::parse(entry) {
@@ -336,32 +273,7 @@ impl KubeDouble {
         let mut inner = self.shared.lock();
         inner.crds = crds;
         inner.tokens = tokens;
-        let gone: Vec<ObjectKey> = inner.objects.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
-        for key in gone {
-            if let Some(object) = inner.objects.remove(&key) {
-                let rv = next_rv(&mut inner);
-                let object = with_rv(object, rv);
-                inner.events.push(Event { rv, kind: key.0, kind_of_change: "DELETED", object, previous: None });
-            }
-        }
-        let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        for (key, mut object) in wanted {
-            let old = inner.objects.get(&key);
-            let created = old.and_then(|o| o["metadata"]["creationTimestamp"].as_str()).unwrap_or(&now);
-            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                metadata.entry("creationTimestamp").or_insert_with(|| json!(created));
-            }
-            let change = match old {
-                None => "ADDED",
-                Some(old) if without_rv(old) != object => "MODIFIED",
-                Some(_) => continue,
-            };
-            let previous = old.cloned();
-            let rv = next_rv(&mut inner);
-            let object = with_rv(object, rv);
-            inner.objects.insert(key.clone(), object.clone());
-            inner.events.push(Event { rv, kind: key.0, kind_of_change: change, object, previous });
-        }
+        record_changes(&mut inner, wanted);
         let rv = inner.rv;
         drop(inner);
         // Also wakes watches when only the installed APIs changed: a watch of a kind no longer
@@ -377,6 +289,117 @@ impl KubeDouble {
     /// relists (what a real API server does after etcd compacted the history it watched from).
     pub fn expire_watches(&self) {
         expire(&self.shared);
+    }
+}
+/// The kinds whose CRDs `state.apis` installs; an unknown API is a problem.
+fn installed_kinds(state: &ClusterState, problems: &mut Vec<String>) -> BTreeSet<Kind> {
+    let mut crds = BTreeSet::new();
+    for api in &state.apis {
+        let kinds: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|k| k.crd_api() == Some(api.as_str()) || k.crd_name().as_deref() == Some(api.as_str()))
+            .collect();
+        if kinds.is_empty() {
+            problems.push(format!(
+                "unknown API {api:?} in \"apis\" ignored (the double knows {METALLB_API} and its CRDs by name, \
+                 such as servicel2statuses.metallb.io)"
+            ));
+        }
+        crds.extend(kinds);
+    }
+    crds
+}
+
+/// The objects of `state` the double serves, as the API server stores them: objects of kinds
+/// whose CRD is not installed, duplicates and objects that do not normalise are problems.
+fn wanted_objects(
+    state: &ClusterState,
+    crds: &BTreeSet<Kind>,
+    problems: &mut Vec<String>,
+) -> BTreeMap<ObjectKey, Value> {
+    let mut wanted: BTreeMap<ObjectKey, Value> = BTreeMap::new();
+    let mut not_installed = Vec::new();
+    for kind in Kind::ALL {
+        let objects = state.of(kind);
+        if kind.crd_api().is_some() && !crds.contains(&kind) {
+            if !objects.is_empty() {
+                not_installed.push(format!("{} {}", objects.len(), kind.state_key()));
+            }
+            continue;
+        }
+        for (index, object) in objects.iter().enumerate() {
+            match normalise(kind, object.clone()) {
+                Ok(object) => {
+                    let key = key_of(kind, &object);
+                    if wanted.insert(key.clone(), object).is_some() {
+                        let (state_key, namespace, name) = (kind.state_key(), &key.1, &key.2);
+                        problems.push(format!(
+                            "{state_key}: {namespace}/{name} appears more than once; the last one is served"
+                        ));
+                    }
+                }
+                Err(why) => problems.push(format!("{}[{index}] skipped: {why}", kind.state_key())),
+            }
+        }
+    }
+    if !not_installed.is_empty() {
+        problems.push(format!(
+            "{} ignored: their CRD is not installed (add \"apis\": [\"{METALLB_API}\"] to serve them)",
+            not_installed.join(", ")
+        ));
+    }
+    wanted
+}
+
+/// A real cluster has the default namespaces, and every object is in an existing one (kubectl
+/// looks the namespace up when an object is not found, to say which is missing).
+fn add_namespaces(wanted: &mut BTreeMap<ObjectKey, Value>) {
+    let used: BTreeSet<String> = wanted
+        .keys()
+        .map(|k| k.1.clone())
+        .filter(|ns| !ns.is_empty())
+        .chain(DEFAULT_NAMESPACES.iter().map(|ns| ns.to_string()))
+        .collect();
+    for namespace in used {
+        let key = (Kind::Namespace, String::new(), namespace.clone());
+        if let std::collections::btree_map::Entry::Vacant(entry) = wanted.entry(key) {
+            let object = json!({"metadata": {"name": namespace}, "spec": {"finalizers": ["kubernetes"]},
+                                "status": {"phase": "Active"}});
+            if let Ok(object) = normalise(Kind::Namespace, object) {
+                entry.insert(object);
+            }
+        }
+    }
+}
+
+/// Makes the served objects `wanted`, each difference a watch event with its own
+/// resourceVersion: DELETED for what went, ADDED for what is new, MODIFIED for what changed.
+fn record_changes(inner: &mut Inner, wanted: BTreeMap<ObjectKey, Value>) {
+    let gone: Vec<ObjectKey> = inner.objects.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
+    for key in gone {
+        if let Some(object) = inner.objects.remove(&key) {
+            let rv = next_rv(inner);
+            let object = with_rv(object, rv);
+            inner.events.push(Event { rv, kind: key.0, kind_of_change: "DELETED", object, previous: None });
+        }
+    }
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    for (key, mut object) in wanted {
+        let old = inner.objects.get(&key);
+        let created = old.and_then(|o| o["metadata"]["creationTimestamp"].as_str()).unwrap_or(&now);
+        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.entry("creationTimestamp").or_insert_with(|| json!(created));
+        }
+        let change = match old {
+            None => "ADDED",
+            Some(old) if without_rv(old) != object => "MODIFIED",
+            Some(_) => continue,
+        };
+        let previous = old.cloned();
+        let rv = next_rv(inner);
+        let object = with_rv(object, rv);
+        inner.objects.insert(key.clone(), object.clone());
+        inner.events.push(Event { rv, kind: key.0, kind_of_change: change, object, previous });
     }
 }
 

@@ -98,16 +98,7 @@ pub(super) async fn handle(
     body: Bytes,
 ) -> Response {
     if uri.path().trim_end_matches('/') == tokenreview::PATH {
-        if method != Method::POST {
-            let message = format!("{method} is not allowed on tokenreviews: they are only created (POST)");
-            return status_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message);
-        }
-        let (code, answer) = {
-            let mut inner = shared.lock();
-            inner.reviews += 1;
-            tokenreview::review(&inner.tokens, &body)
-        };
-        return json_response(code, &answer);
+        return token_review(&shared, &method, &body);
     }
     if method != Method::GET {
         let message = format!("the fake API server is read-only: {method} is not served");
@@ -176,22 +167,46 @@ pub(super) async fn handle(
             let Some(kind) = Kind::find(group, version, plural).filter(|k| served.contains(k)) else {
                 return not_found();
             };
-            // Namespaced kinds are named inside a namespace only; cluster kinds never are.
-            if (namespace.is_some() && !kind.namespaced())
-                || (name.is_some() && namespace.is_none() && kind.namespaced())
-            {
-                return not_found();
-            }
-            match name {
-                Some(name) => get_object(&shared, kind, namespace.unwrap_or_default(), name, table),
-                None => match Filter::new(kind, namespace, &params) {
-                    Ok(filter) if is_true(&params.watch) => watch_response(shared, &params, kind, filter, table),
-                    Ok(filter) => list_response(&shared, kind, &filter, table),
-                    Err(message) => status_response(StatusCode::BAD_REQUEST, "BadRequest", &message),
-                },
-            }
+            objects_response(shared, kind, namespace, name, &params, table)
         }
         Route::Unknown => not_found(),
+    }
+}
+
+/// A TokenReview: only created (POST), and counted.
+fn token_review(shared: &Shared, method: &Method, body: &Bytes) -> Response {
+    if method != Method::POST {
+        let message = format!("{method} is not allowed on tokenreviews: they are only created (POST)");
+        return status_response(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", &message);
+    }
+    let (code, answer) = {
+        let mut inner = shared.lock();
+        inner.reviews += 1;
+        tokenreview::review(&inner.tokens, body)
+    };
+    json_response(code, &answer)
+}
+
+/// One object of a served `kind` (GET by name), or a list or a watch of them.
+fn objects_response(
+    shared: Shared,
+    kind: Kind,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    params: &ListParams,
+    table: Option<Include>,
+) -> Response {
+    // Namespaced kinds are named inside a namespace only; cluster kinds never are.
+    if (namespace.is_some() && !kind.namespaced()) || (name.is_some() && namespace.is_none() && kind.namespaced()) {
+        return status_response(StatusCode::NOT_FOUND, "NotFound", NOT_FOUND_MESSAGE);
+    }
+    match name {
+        Some(name) => get_object(&shared, kind, namespace.unwrap_or_default(), name, table),
+        None => match Filter::new(kind, namespace, params) {
+            Ok(filter) if is_true(&params.watch) => watch_response(shared, params, kind, filter, table),
+            Ok(filter) => list_response(&shared, kind, &filter, table),
+            Err(message) => status_response(StatusCode::BAD_REQUEST, "BadRequest", &message),
+        },
     }
 }
 

@@ -175,6 +175,17 @@ fn row(kind: Kind, o: &Value, now: SystemTime) -> Vec<(Column, Value)> {
                 (AGE, age),
             ]
         }
+        Kind::ServiceL2Status
+        | Kind::ServiceBGPStatus
+        | Kind::L2Advertisement
+        | Kind::BGPAdvertisement
+        | Kind::IPAddressPool => metallb_row(kind, o, name),
+    }
+}
+
+/// The columns and cells of one of MetalLB's objects: the printer columns its CRDs declare.
+fn metallb_row(kind: Kind, o: &Value, name: Value) -> Vec<(Column, Value)> {
+    match kind {
         Kind::ServiceL2Status => vec![
             (NAME, name),
             (column("Allocated Node"), crd_cell(o, "status.node")),
@@ -207,6 +218,8 @@ fn row(kind: Kind, o: &Value, now: SystemTime) -> Vec<(Column, Value)> {
             (Column { kind: "boolean", ..column("Avoid Buggy IPs") }, crd_cell(o, "spec.avoidBuggyIPs")),
             (column("Addresses"), crd_cell(o, "spec.addresses")),
         ],
+        // The built-in kinds are `row`'s.
+        _ => vec![(NAME, name)],
     }
 }
 

@@ -39,6 +39,14 @@ fn object_event(kind: Kind, kind_of_change: &str, object: &Value, rv: u64, table
     }
 }
 
+/// The objects of `kind` that match `filter` now, and the resourceVersion they are as of.
+fn current_objects(shared: &Shared, kind: Kind, filter: &Filter) -> (Vec<Value>, u64) {
+    let inner = shared.lock();
+    let current =
+        inner.objects.iter().filter(|(k, v)| k.0 == kind && filter.matches(v)).map(|(_, v)| v.clone()).collect();
+    (current, inner.rv)
+}
+
 pub(super) fn watch_response(
     shared: Shared,
     params: &ListParams,
@@ -59,16 +67,7 @@ pub(super) fn watch_response(
         // matches arrives first as ADDED, as from a real server.
         let mut sent_through = from_rv;
         if from_rv == 0 {
-            let (current, rv) = {
-                let inner = shared.lock();
-                let current: Vec<Value> = inner
-                    .objects
-                    .iter()
-                    .filter(|(k, v)| k.0 == kind && filter.matches(v))
-                    .map(|(_, v)| v.clone())
-                    .collect();
-                (current, inner.rv)
-            };
+            let (current, rv) = current_objects(&shared, kind, &filter);
             for object in current {
                 if tx.send(Ok(object_event(kind, "ADDED", &object, rv, table))).await.is_err() {
                     return;

@@ -831,7 +831,8 @@ pub mod ingest_client {
             self
         }
         /// The first AgentMessage must be a Hello. The collector answers with a
-        /// Welcome, then acknowledges batches as it commits them.
+        /// Welcome, then acknowledges batches as it commits them (the stream
+        /// contract at the top of this file).
         pub async fn stream(
             &mut self,
             request: impl tonic::IntoStreamingRequest<Message = super::AgentMessage>,
@@ -875,7 +876,8 @@ pub mod ingest_server {
             + std::marker::Send
             + 'static;
         /// The first AgentMessage must be a Hello. The collector answers with a
-        /// Welcome, then acknowledges batches as it commits them.
+        /// Welcome, then acknowledges batches as it commits them (the stream
+        /// contract at the top of this file).
         async fn stream(
             &self,
             request: tonic::Request<tonic::Streaming<super::AgentMessage>>,
@@ -1205,7 +1207,7 @@ pub mod query_client {
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "History"));
             self.inner.unary(req, path, codec).await
         }
-        /// Diagnosis (issue 4).
+        /// Diagnosis.
         /// Every pod the collector knows from Kubernetes (or, without a cluster,
         /// from the agents' streams, named by UID).
         pub async fn pods(
@@ -1392,7 +1394,7 @@ pub mod query_server {
             &self,
             request: tonic::Request<super::HistoryRequest>,
         ) -> std::result::Result<tonic::Response<super::HistoryResponse>, tonic::Status>;
-        /// Diagnosis (issue 4).
+        /// Diagnosis.
         /// Every pod the collector knows from Kubernetes (or, without a cluster,
         /// from the agents' streams, named by UID).
         async fn pods(

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bakery_tests::kube_double::{ClusterState, KubeDouble};
+use bakery_lab::kube_double::{ClusterState, KubeDouble};
 use serde_json::{Value, json};
 
 use super::procs::*;
@@ -43,17 +43,17 @@ fn an_impostor_without_the_nodes_credential_is_refused_and_the_victims_data_is_i
     let work = work.path();
     let flags = node_token_setup(work);
     let mut collector = Collector::start(work, &args(&flags));
-    let mut victim = Agent::start(work, "victim", &collector.url(), &work.join("victim-token"));
-    wait_for("the victim to stream", WAIT, || victim.streams_opened() >= 1);
+    let mut victim = Agent::with_token(work, "victim", &collector.url(), &work.join("victim-token"));
+    wait_until("the victim to stream", WAIT, || victim.streams_opened() >= 1).unwrap();
 
     // The attacker has its own node's token (every node has one) and says Hello as the victim,
     // again and again (the agent reconnects with backoff).
-    let mut impostor = Agent::start(work, "victim", &collector.url(), &work.join("attacker-token"));
-    wait_for("three refusals of the impostor", WAIT, || collector.metric(READ, WRONG_NODE) >= 3.0);
+    let mut impostor = Agent::with_token(work, "victim", &collector.url(), &work.join("attacker-token"));
+    wait_until("three refusals of the impostor", WAIT, || collector.metric(READ, WRONG_NODE) >= 3.0).unwrap();
     let said = impostor.log();
     assert!(said.contains("PermissionDenied") && said.contains("proves node") && said.contains("attacker"), "{said}");
     assert_eq!(impostor.streams_opened(), 0, "the impostor never got a Welcome:\n{said}");
-    impostor.kill();
+    impostor.kill9();
 
     // /metrics itself wants a read token: not none, not an agent's.
     assert_eq!(collector.scrape(None).0, 401);
@@ -88,7 +88,7 @@ fn a_read_token_cannot_open_a_window_and_a_control_token_can() {
 
     let started = bakery_top(&url, &work.join("control-token"), &["window", "start", "--name", "by-an-operator"]);
     assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
-    wait_for("the window to be exported as open", WAIT, || window_open(&collector));
+    wait_until("the window to be exported as open", WAIT, || window_open(&collector)).unwrap();
     let stopped = bakery_top(&url, &work.join("control-token"), &["window", "stop"]);
     assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
     collector.stop();
@@ -148,17 +148,17 @@ fn a_stolen_service_account_token_of_one_node_cannot_write_another() {
     let mut collector = Collector::start(work, &args(&service_account_flags(work)));
     write(work, "pi-a-token", "token-of-pi-a");
     write(work, "pi-b-token", "token-of-pi-b");
-    let mut pi_a = Agent::start(work, "pi-a", &collector.url(), &work.join("pi-a-token"));
-    let mut pi_b = Agent::start(work, "pi-b", &collector.url(), &work.join("pi-b-token"));
-    wait_for("both agents to stream", WAIT, || pi_a.streams_opened() >= 1 && pi_b.streams_opened() >= 1);
+    let mut pi_a = Agent::with_token(work, "pi-a", &collector.url(), &work.join("pi-a-token"));
+    let mut pi_b = Agent::with_token(work, "pi-b", &collector.url(), &work.join("pi-b-token"));
+    wait_until("both agents to stream", WAIT, || pi_a.streams_opened() >= 1 && pi_b.streams_opened() >= 1).unwrap();
 
     // pi-a's token, stolen from pi-a's filesystem, used to write pi-b.
-    let mut thief = Agent::start(work, "pi-b", &collector.url(), &work.join("pi-a-token"));
-    wait_for("two refusals of the thief", WAIT, || collector.metric(READ, WRONG_NODE) >= 2.0);
+    let mut thief = Agent::with_token(work, "pi-b", &collector.url(), &work.join("pi-a-token"));
+    wait_until("two refusals of the thief", WAIT, || collector.metric(READ, WRONG_NODE) >= 2.0).unwrap();
     let said = thief.log();
     assert!(said.contains("PermissionDenied") && said.contains("proves node") && said.contains("pi-a"), "{said}");
     assert_eq!(thief.streams_opened(), 0, "{said}");
-    thief.kill();
+    thief.kill9();
     assert!(double.token_reviews_served() >= 2, "the tokens were reviewed by the API");
 
     let (exit_a, exit_b) = (pi_a.stop(), pi_b.stop());
@@ -204,8 +204,8 @@ fn a_projected_token_rotated_in_place_by_the_kubelet_is_read_again_at_the_next_c
     let projected = work.join("projected");
     std::fs::create_dir_all(&projected).unwrap();
     kubelet_projected_write(&projected, 1, "first-token");
-    let mut agent = Agent::start(work, "pi-a", &collector.url(), &projected.join("token"));
-    wait_for("the agent to stream", WAIT, || agent.streams_opened() >= 1);
+    let mut agent = Agent::with_token(work, "pi-a", &collector.url(), &projected.join("token"));
+    wait_until("the agent to stream", WAIT, || agent.streams_opened() >= 1).unwrap();
 
     // The kubelet rotates the token; the old one stops being valid (expired, or the pod's
     // binding gone), so the next stream works only if the agent read the file again.
@@ -214,7 +214,7 @@ fn a_projected_token_rotated_in_place_by_the_kubelet_is_read_again_at_the_next_c
     assert!(double.set_state(&second).is_empty());
     collector.stop();
     collector.spawn();
-    wait_for("the agent to stream again", WAIT, || agent.streams_opened() >= 2);
+    wait_until("the agent to stream again", WAIT, || agent.streams_opened() >= 2).unwrap();
     let log = collector.log();
     assert!(
         log.lines().any(|l| l.contains("agent connected") && l.contains("credential=service-account-token")),

@@ -116,17 +116,14 @@ impl Agent {
 }
 
 /// Waits for `condition`, failing the test after `seconds`.
-async fn wait_until(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {seconds} s waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+async fn wait_until(what: &str, seconds: u64, condition: impl FnMut() -> bool) {
+    if let Err(error) = bakery_lab::wait_until_async(what, Duration::from_secs(seconds), condition).await {
+        panic!("{error}");
     }
 }
 
 fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    SocketAddr::from(([127, 0, 0, 1], bakery_lab::free_port().expect("a free loopback port")))
 }
 
 fn assert_every_seq_once(store: &Store, through: u64) {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bakery_diagnosis::WindowReport;
 use bakery_proto::v1::{LiveResponse, ReportResponse};
+use bakery_signals::time::now_ms;
 use bakery_top::oha::{JsonDestination, OhaFlags, OhaSummary, flags_from_help, parse_summary};
 
 use crate::binaries::Binaries;
@@ -594,11 +595,6 @@ impl LiveLines {
         }
         Some(line)
     }
-}
-
-/// Wall clock, Unix epoch milliseconds (the agents stamp samples with it).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
 }
 
 /// `bakery-collector inspect --json --verify` on a stopped collector's store.

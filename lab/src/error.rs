@@ -48,6 +48,16 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An HTTP request could not be sent, or its answer read.
+    #[error("{request}")]
+    Request {
+        request: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// What answered an HTTP request is not HTTP (its first 200 characters).
+    #[error("{request}: not an HTTP answer: {answer:?}")]
+    Answer { request: String, answer: String },
     /// A condition did not hold within its time.
     #[error("timed out after {timeout:?} waiting for {what}")]
     Timeout { what: String, timeout: Duration },

@@ -5,7 +5,10 @@
 //!   mounts ([`cgroup`]).
 //! - Processes: children with their output collected, killed on drop ([`process`]); the
 //!   workspace's binaries built fresh ([`binaries`]).
-//! - Waiting: a condition polled against a deadline, free loopback ports, root ([`wait`]).
+//! - Waiting: a condition polled against a deadline, on the calling thread or on a tokio runtime,
+//!   free loopback ports, root ([`wait`]).
+//! - Asking: an HTTP GET of a loopback endpoint, its status and body within a timeout ([`http`]).
+//! - Repeating: a seeded generator whose numbers are the same on every run ([`random`]).
 //! - Names: who owns which namespaces and cgroups on the machine, and removing what a killed run
 //!   left behind ([`cleanup`]).
 //! - Test peers: the Kubernetes API double ([`kube_double`], also the `bakery-fake-apiserver`
@@ -19,13 +22,15 @@ pub mod cgroup;
 pub mod cleanup;
 pub mod command;
 mod error;
+pub mod http;
 pub mod kube_double;
 pub mod netns;
 pub mod process;
+pub mod random;
 pub mod rotel;
 pub mod wait;
 
 pub use error::{Error, chain};
-pub use wait::{free_port, is_root, pause, require_root, wait_for, wait_until};
+pub use wait::{free_port, is_root, pause, require_root, wait_for, wait_for_async, wait_until, wait_until_async};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::process::{Output, Process, Spawn};
-use crate::{Error, Result, free_port, wait_for};
+use crate::{Error, Result, free_port, wait_for, wait_for_async};
 
 /// The rotel release the parser was written against (its debug output format).
 pub const ROTEL_REQUIREMENT: &str = "rotel==0.0.1a15";
@@ -89,19 +89,38 @@ impl Rotel {
     }
 
     /// Starts rotel on the given ports (a receiver that comes back on the same address) and waits
-    /// until both listen. Async callers use [`Rotel::spawn`] and poll [`Rotel::listening`] on
-    /// their runtime instead.
+    /// until both listen, blocking the calling thread; on a tokio runtime, see
+    /// [`Rotel::start_on_async`].
     pub fn start_on(dir: &Path, grpc: u16, http: u16) -> Result<Rotel> {
         let mut rotel = Self::spawn(dir, grpc, http)?;
-        let listening = wait_for("rotel to listen", LISTEN_TIMEOUT, || match rotel.listening() {
+        let listening = wait_for("rotel to listen", LISTEN_TIMEOUT, || rotel.listened());
+        rotel.ready(listening)
+    }
+
+    /// [`Rotel::start_on`] on a tokio runtime: waits without blocking it.
+    pub async fn start_on_async(dir: &Path, grpc: u16, http: u16) -> Result<Rotel> {
+        let mut rotel = Self::spawn(dir, grpc, http)?;
+        let listening =
+            wait_for_async("rotel to listen", LISTEN_TIMEOUT, || std::future::ready(rotel.listened())).await;
+        rotel.ready(listening)
+    }
+
+    /// One poll of the wait to listen: `None` until both ports listen, then `Ok`; `Err` when
+    /// rotel has exited.
+    fn listened(&mut self) -> Option<Result<()>> {
+        match self.listening() {
             Ok(true) => Some(Ok(())),
             Ok(false) => None,
             Err(error) => Some(Err(error)),
-        });
+        }
+    }
+
+    /// This rotel once the wait to listen has ended; its log on stderr when it timed out.
+    fn ready(self, listening: Result<Result<()>>) -> Result<Rotel> {
         match listening {
-            Ok(result) => result.map(|()| rotel),
+            Ok(result) => result.map(|()| self),
             Err(timeout) => {
-                eprintln!("rotel's log:\n{}", std::fs::read_to_string(&rotel.log).unwrap_or_default());
+                eprintln!("rotel's log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
                 Err(timeout)
             }
         }

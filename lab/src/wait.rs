@@ -1,7 +1,9 @@
 //! Waiting on what gives no notification (a process leaving a cgroup, a file appearing, a port
 //! answering): a condition polled until it holds or its deadline passes, never a bare sleep that
-//! hopes. Also a free loopback port, and root for the tests that build kernel objects.
+//! hopes; on the calling thread, or on a tokio runtime without blocking it. Also a free loopback
+//! port, and root for the tests that build kernel objects.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
@@ -12,26 +14,69 @@ use crate::{Error, Result};
 const FIRST_GAP: Duration = Duration::from_millis(2);
 const LONGEST_GAP: Duration = Duration::from_millis(50);
 
+/// The gaps between the polls of one wait: doubling from [`FIRST_GAP`] to [`LONGEST_GAP`], the
+/// last one cut at the deadline, none once it has passed.
+struct Gaps {
+    what: String,
+    timeout: Duration,
+    deadline: Instant,
+    gap: Duration,
+}
+
+impl Gaps {
+    fn new(what: &str, timeout: Duration) -> Self {
+        Self { what: what.to_string(), timeout, deadline: Instant::now() + timeout, gap: FIRST_GAP }
+    }
+
+    /// How long to wait before the next poll, or the timeout once the deadline has passed.
+    fn next_gap(&mut self) -> Result<Duration> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(Error::Timeout { what: std::mem::take(&mut self.what), timeout: self.timeout });
+        }
+        let gap = self.gap.min(self.deadline - now);
+        self.gap = (self.gap * 2).min(LONGEST_GAP);
+        Ok(gap)
+    }
+}
+
 /// Polls `check` until it returns a value, at most `timeout`; `what` names the wait in the error.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut gap = FIRST_GAP;
+    let mut gaps = Gaps::new(what, timeout);
     loop {
         if let Some(found) = check() {
             return Ok(found);
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Err(Error::Timeout { what: what.to_string(), timeout });
-        }
-        pause(gap.min(deadline - now));
-        gap = (gap * 2).min(LONGEST_GAP);
+        pause(gaps.next_gap()?);
     }
 }
 
 /// Polls `condition` until it holds, at most `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<()> {
     wait_for(what, timeout, || condition().then_some(()))
+}
+
+/// [`wait_for`] on a tokio runtime: `check` gives a future (it may ask a server, or read what a
+/// task shares), and the gaps between polls are `tokio::time::sleep`s, so the runtime's other
+/// tasks (an in-process server the condition waits on) keep running.
+pub async fn wait_for_async<T, Check, Checked>(what: &str, timeout: Duration, mut check: Check) -> Result<T>
+where
+    Check: FnMut() -> Checked,
+    Checked: Future<Output = Option<T>>,
+{
+    let mut gaps = Gaps::new(what, timeout);
+    loop {
+        if let Some(found) = check().await {
+            return Ok(found);
+        }
+        tokio::time::sleep(gaps.next_gap()?).await;
+    }
+}
+
+/// [`wait_until`] on a tokio runtime: polls `condition` until it holds, at most `timeout`,
+/// sleeping between polls without blocking the runtime.
+pub async fn wait_until_async(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) -> Result<()> {
+    wait_for_async(what, timeout, || std::future::ready(condition().then_some(()))).await
 }
 
 /// Pauses the calling thread, which must run no async runtime: between polls of a condition, or
@@ -94,6 +139,44 @@ mod tests {
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(120) && waited < Duration::from_millis(400), "{waited:?}");
         assert_eq!(error.to_string(), "timed out after 120ms waiting for nothing");
+    }
+
+    #[tokio::test]
+    async fn the_async_wait_lets_the_runtime_run_what_it_waits_for() {
+        // One thread: the task that makes the condition true runs only while the wait sleeps.
+        let (tx, rx) = tokio::sync::watch::channel(0);
+        let counter = tokio::spawn(async move {
+            for n in 1..=3 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                tx.send_replace(n);
+            }
+        });
+        let started = Instant::now();
+        let found = wait_for_async("the third tick", Duration::from_secs(5), || {
+            let now = *rx.borrow();
+            async move { (now == 3).then_some(now) }
+        })
+        .await;
+        assert_eq!(found.unwrap(), 3);
+        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        counter.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_async_condition_that_never_holds_times_out_near_its_deadline() {
+        let started = Instant::now();
+        let mut polls = 0;
+        let error = wait_until_async("nothing", Duration::from_millis(120), || {
+            polls += 1;
+            false
+        })
+        .await
+        .unwrap_err();
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(120) && waited < Duration::from_millis(400), "{waited:?}");
+        assert_eq!(error.to_string(), "timed out after 120ms waiting for nothing");
+        // Gaps of 2, 4, 8, 16, 32, then 50 ms: a handful of polls, not a busy loop.
+        assert!((2..=12).contains(&polls), "{polls} polls");
     }
 
     #[test]

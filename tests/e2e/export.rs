@@ -2,8 +2,7 @@
 //! measured by the real agent, streamed to the real collector, exported over OTLP/gRPC to a
 //! real OpenTelemetry collector (rotel) and served on `/metrics`, and all of them agree.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,19 +15,10 @@ use bakery_tests::sim::{STEP_TIMEOUT, SimPod};
 const SENT_BYTES: u64 = 3_000_000;
 const NODE: &str = "e2e-export";
 
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.contains(" 200 ").then(|| body.to_string())
-}
-
 /// The pod's received bytes on `/metrics`.
 fn scraped_rx(port: u16, uid: &str) -> Option<u64> {
-    let text = http_get(port, "/metrics")?;
+    let metrics = SocketAddr::from(([127, 0, 0, 1], port));
+    let text = bakery_lab::http::get_blocking(metrics, "/metrics", Duration::from_secs(5)).ok()?.ok()?;
     let line = text.lines().find(|l| {
         l.starts_with("k8s_pod_network_io_bytes_total{")
             && l.contains(&format!("k8s_pod_uid=\"{uid}\""))

@@ -12,7 +12,6 @@ use bakery_proto::v1::agent_message::Kind;
 use bakery_proto::v1::ingest_client::IngestClient;
 use bakery_proto::v1::{AgentMessage, Batch, Hello, InterfaceKind, Memory, NetCounters, NetInterface, Sample};
 use bakery_top::source::{GrpcConfig, GrpcSource, Source};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 const NODE: &str = "same-numbers";
@@ -72,16 +71,6 @@ fn sample(timestamp_ms: i64, step: usize) -> Sample {
         ],
         ..Sample::default()
     }
-}
-
-/// `GET path` over HTTP/1.0; the body of a 200.
-async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.contains(" 200 ").then(|| body.to_string())
 }
 
 /// The samples of `name` in a Prometheus exposition: their labels and value.
@@ -166,14 +155,18 @@ fn grafana_view(text: &str, excluded: &[String]) -> Option<Scraped> {
 
 /// Scrapes until Grafana's view shows `rx` received bytes on the node's wire.
 async fn scrape_until(metrics: SocketAddr, excluded: &[String], rx: u64) -> Scraped {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = http_get(metrics, "/metrics").await.unwrap_or_default();
-        if let Some(view) = grafana_view(&text, excluded).filter(|v| v.rx == rx as f64) {
-            return view;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no {rx} bytes received on /metrics:\n{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let scrape = || async move {
+        let response = bakery_lab::http::get(metrics, "/metrics", WAIT).await;
+        response.ok().and_then(|response| response.ok()).unwrap_or_default()
+    };
+    let what = format!("{rx} bytes received on /metrics");
+    let scraped = bakery_lab::wait_for_async(&what, WAIT, || async {
+        grafana_view(&scrape().await, excluded).filter(|view| view.rx == rx as f64)
+    })
+    .await;
+    match scraped {
+        Ok(view) => view,
+        Err(error) => panic!("{error}:\n{}", scrape().await),
     }
 }
 

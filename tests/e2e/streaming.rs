@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use bakery_agent::sampler::Sample;
 use bakery_agent::stream::{Auth, RunSummary, StreamConfig, StreamError, StreamStatus, run_with_status};
+use bakery_lab::random::Xorshift;
 use bakery_lab::{pause, wait_until};
 use bakery_tests::procs::{Agent, AgentExit, Collector, assert_complete, field, number};
 use tokio::sync::watch;
@@ -25,24 +26,6 @@ use tokio::sync::watch;
 /// Paces a schedule (kill at 8 s, 19 s, ...).
 fn pause_until(instant: Instant) {
     pause(instant.saturating_duration_since(Instant::now()));
-}
-
-/// A small seeded generator (xorshift64): the kill schedule is the same on
-/// every run with the same seed.
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// Uniform in `[low, high]` milliseconds.
-    fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(low + self.next() % (high - low + 1))
-    }
 }
 
 /// The time stamp that starts a line of the collector's log (RFC 3339, UTC).
@@ -73,7 +56,8 @@ fn five_agents_at_4_hz_resume_within_2_s_of_each_of_10_random_sigkills_and_lose_
     const AGENTS: usize = 5;
     const KILLS: usize = 10;
     let seed = 0x5eed_0fba_6e00_u64;
-    let mut rng = Xorshift(seed);
+    // Seeded: the kill schedule is the same on every run.
+    let mut rng = Xorshift::new(seed);
     let began = Instant::now();
     let work = tempfile::tempdir().unwrap();
     let mut collector = Collector::start(work.path(), &["--insecure-no-auth"]);
@@ -90,7 +74,7 @@ fn five_agents_at_4_hz_resume_within_2_s_of_each_of_10_random_sigkills_and_lose_
     let mut all_resumes = Vec::new();
     for kill in 1..=KILLS {
         // A random moment: 1 to 6 s after every agent was streaming again.
-        let gap = rng.millis(1_000, 6_000);
+        let gap = Duration::from_millis(rng.between(1_000, 6_000));
         pause(gap);
         collector.kill9();
         collector.spawn();

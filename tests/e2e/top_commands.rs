@@ -112,3 +112,16 @@ async fn alerts_window_and_report_through_bakery_top() {
     drop(tx);
     collector.stop().await.unwrap();
 }
+
+/// bakery-top keeps its own copy of the diagnosis' causes (it reads verdicts off the wire and does
+/// not depend on the diagnosis): every cause the diagnosis can name is one bakery-top knows, under
+/// the same spelling, so none is shown as an unknown word.
+#[test]
+fn bakery_top_knows_every_cause_the_diagnosis_names() {
+    for cause in bakery_diagnosis::Cause::ALL {
+        let wire = cause.to_string();
+        let known = bakery_top::model::Cause::from_wire(&wire);
+        assert!(!matches!(known, bakery_top::model::Cause::Other(_)), "bakery-top does not know {wire}");
+        assert_eq!(known.to_string(), wire);
+    }
+}

@@ -3,7 +3,8 @@
 //! the layering of crates that ARCHITECTURE.md writes down, no reference to
 //! what lies outside the repository, files of at most 800 lines, functions
 //! above 80 lines that say why they are one piece, citations of the stream
-//! contract in `bakery.proto`).
+//! contract in `bakery.proto`, a code map in ARCHITECTURE.md that names every
+//! source file).
 
 #[cfg(test)]
 mod tests {
@@ -106,7 +107,7 @@ mod tests {
         ("bakery-diagnosis", &[]),
         ("bakery-top", &["bakery-proto", "bakery-signals"]),
         ("bakery-lab", &[]),
-        ("bakery-demo", &["bakery-diagnosis", "bakery-proto", "bakery-top", "bakery-lab"]),
+        ("bakery-demo", &["bakery-diagnosis", "bakery-proto", "bakery-signals", "bakery-top", "bakery-lab"]),
         (
             "bakery-tests",
             &[
@@ -636,5 +637,91 @@ mod tests {
             }
         }
         assert!(bad.is_empty(), "citations of the stream contract:\n{}", bad.join("\n"));
+    }
+
+    /// The part of ARCHITECTURE.md's code map about one top-level folder: from its
+    /// "### `dir/`" heading to the next heading (`###` or `##`).
+    fn code_map_section<'a>(doc: &'a str, dir: &str) -> Option<&'a str> {
+        let heading = format!("\n### `{dir}/`");
+        let body = &doc[doc.find(&heading)? + heading.len()..];
+        let end = ["\n### ", "\n## "].iter().filter_map(|h| body.find(h)).min().unwrap_or(body.len());
+        Some(&body[..end])
+    }
+
+    /// Whether a code-map section names `file` (its path from the workspace root), by the rule
+    /// of `the_code_map_names_every_source_file`.
+    fn names_file(section: &str, file: &str) -> bool {
+        let (folder, name) = file.rsplit_once('/').unwrap_or(("", file));
+        let crate_root = folder.split('/').count() == 2 && folder.ends_with("/src");
+        let by_folder = matches!(name, "mod.rs" | "main.rs" | "lib.rs") && !crate_root;
+        let folder = format!("{folder}/");
+        let ends = |path: &str, span: &str| path == span || path.ends_with(&format!("/{span}"));
+        let spans = section.split('`').skip(1).step_by(2).map(|span| span.split("::").next().unwrap_or(span));
+        spans
+            .filter(|span| !span.trim_matches('/').is_empty())
+            .any(|span| ends(file, span) || (by_folder && span.ends_with('/') && ends(&folder, span)))
+    }
+
+    #[test]
+    fn a_code_map_section_names_a_file_by_the_end_of_its_path_or_by_its_folder() {
+        let doc = "## Code map\n\n### `collector/` (`bakery-collector`)\n\n\
+                   - `export/feed.rs`: the feed; `inspect.rs`; `live/`: the analysis.\n\
+                   - `src/` is everything; `tests/collector/bounds.rs::a_test`.\n\n\
+                   ### `top/`\n\n- `hooks.rs`\n\n## Data flow\n\n`store/mod.rs`\n";
+        let section = code_map_section(doc, "collector").expect("the collector's section");
+        for named in [
+            "collector/src/export/feed.rs",
+            "collector/src/inspect.rs",
+            "collector/src/live/mod.rs",
+            "collector/tests/collector/bounds.rs",
+        ] {
+            assert!(names_file(section, named), "{named}");
+        }
+        for not_named in [
+            "collector/src/export/hooks.rs", // in the next section
+            "collector/src/store/mod.rs",    // after the code map
+            "collector/src/lib.rs",          // `src/` names no crate root file
+            "collector/src/feed.rs",         // `export/feed.rs` is another file
+            "collector/src/old_inspect.rs",  // a name ends at a `/`
+            "collector/src/live/convert.rs", // a folder names only its mod.rs
+        ] {
+            assert!(!names_file(section, not_named), "{not_named}");
+        }
+        assert!(code_map_section(doc, "top").is_some_and(|top| !top.contains("store")));
+        assert_eq!(code_map_section(doc, "agent"), None);
+    }
+
+    /// ARCHITECTURE.md's code map names every source file but generated code in the section of
+    /// its top-level folder (from its "### `dir/`" heading to the next heading), so a reader
+    /// finds where each file belongs and what it owns, and a new file comes with its line.
+    ///
+    /// The rule: a span in backticks, cut at any `::`, names a file when it is the end of the
+    /// file's path in whole components (`feed.rs`, `export/feed.rs`, `src/export/feed.rs`,
+    /// `tests/collector/export.rs`); a `mod.rs`, `main.rs` or `lib.rs` is also named by the end of
+    /// its folder with a trailing slash (`live/`, `tests/e2e/`), except the crate's own
+    /// `src/main.rs` and `src/lib.rs` (`src/` names no file).
+    #[test]
+    fn the_code_map_names_every_source_file() {
+        let doc = std::fs::read_to_string(workspace_root().join("ARCHITECTURE.md")).unwrap();
+        let code_map = doc.split("\n## Code map").nth(1).expect("a \"Code map\" section");
+        let code_map = code_map.split("\n## ").next().unwrap_or_default();
+        let mut missing = Vec::new();
+        for path in rust_sources() {
+            let file = relative(&path);
+            let dir = file.split('/').next().unwrap_or_default();
+            match code_map_section(code_map, dir) {
+                Some(section) if names_file(section, &file) => {}
+                Some(_) => missing.push(file),
+                None => missing.push(format!("{file} (there is no \"### `{dir}/`\" section)")),
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "ARCHITECTURE.md's code map does not name these files; in the \"### `<dir>/`\" section of \
+             each one's top-level folder, say in a line what it owns, naming it in backticks by its path in \
+             the crate (`export/feed.rs`) or its file name (`feed.rs`), or, for a mod.rs, main.rs or lib.rs \
+             other than the crate's src/main.rs and src/lib.rs, by its folder (`live/`):\n{}",
+            missing.join("\n")
+        );
     }
 }

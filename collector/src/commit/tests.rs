@@ -84,11 +84,9 @@ fn item(node: &Arc<Node>, seq: u64) -> QueueItem {
 }
 
 /// Waits until `done` holds, failing after 5 s.
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+async fn eventually(what: &str, done: impl FnMut() -> bool) {
+    if let Err(error) = bakery_lab::wait_until_async(what, Duration::from_secs(5), done).await {
+        panic!("{error}");
     }
 }
 

@@ -68,15 +68,13 @@ async fn wait_exit(guard: &mut ChildGuard) -> std::process::ExitStatus {
 
 async fn wait_exit_within(guard: &mut ChildGuard, limit: Duration) -> std::process::ExitStatus {
     let child = guard.0.as_mut().expect("a child");
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            guard.0 = None;
-            return status;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the collector did not exit within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let exited = bakery_lab::wait_for_async("the collector to exit", limit, || {
+        std::future::ready(child.try_wait().expect("try_wait"))
+    })
+    .await;
+    let status = exited.unwrap_or_else(|_| panic!("the collector did not exit within {limit:?}"));
+    guard.0 = None;
+    status
 }
 
 async fn history_len(url: &str) -> usize {

@@ -6,234 +6,58 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bakery_lab::process::{Output, Process, Spawn};
+use bakery_lab::rotel::{ReceivedResource, Rotel};
+use bakery_lab::{free_port, wait_for_async, wait_until_async};
 use bakery_proto::v1::agent_message::Kind as AgentKind;
 use bakery_proto::v1::{AgentMessage, Batch, NetCounters, PodSample};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_bakery-collector");
-/// The rotel release the tests were written against (its debug output format).
-const ROTEL_REQUIREMENT: &str = "rotel==0.0.1a15";
 const NODE: &str = "node-export";
 const POD_UID: &str = "uid-known";
 /// The known value: bytes the test pod received, as the agent measured them.
 const KNOWN_RX_BYTES: u64 = 987_654_321;
 /// Long enough for a loaded CI machine (exports run every 200 ms in these tests).
 const EXPORT_WAIT: Duration = Duration::from_secs(30);
+/// How long one GET of `/metrics` or of Prometheus's API may take.
+const GET_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Kills and reaps a child process when dropped (also when the test fails).
-struct Process(Child);
+/// A real OpenTelemetry collector on `grpc` and `http`, listening on both.
+async fn start_rotel(dir: &Path, grpc: u16, http: u16) -> Rotel {
+    Rotel::start_on_async(dir, grpc, http).await.unwrap_or_else(|error| panic!("rotel: {}", bakery_lab::chain(&error)))
+}
 
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+/// The body `GET path` answers with a 200, `None` for anything else (not up yet, an error).
+async fn body_of_200(addr: SocketAddr, path: &str) -> Option<String> {
+    bakery_lab::http::get(addr, path, GET_TIMEOUT).await.ok()?.ok()
+}
+
+/// Panics with `error` when a wait ended without its condition.
+fn waited(result: bakery_lab::Result<()>) {
+    if let Err(error) = result {
+        panic!("{error}");
     }
 }
 
-fn free_port() -> u16 {
-    bakery_lab::free_port().expect("a free loopback port")
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn find_rotel(venv: &Path) -> Option<PathBuf> {
-    let lib = venv.join("lib");
-    std::fs::read_dir(lib)
-        .ok()?
-        .flatten()
-        .map(|python| python.path().join("site-packages/rotel/rotel-agent"))
-        .find(|p| p.is_file())
-}
-
-/// The rotel binary in the project venv (`<workspace>/.venv`, as `cargo xtask chart` makes it),
-/// pip-installed once when missing.
-fn rotel_binary() -> PathBuf {
-    static ROTEL: OnceLock<PathBuf> = OnceLock::new();
-    ROTEL
-        .get_or_init(|| {
-            let venv = workspace_root().join(".venv");
-            if let Some(found) = find_rotel(&venv) {
-                return found;
-            }
-            eprintln!("export tests: installing {ROTEL_REQUIREMENT} into {} (once)", venv.display());
-            let python = venv.join("bin/python");
-            if !python.is_file() {
-                let created = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
-                let created = created.is_ok_and(|s| s.success())
-                    || Command::new("python3")
-                        .args(["-m", "venv", "--without-pip"])
-                        .arg(&venv)
-                        .status()
-                        .is_ok_and(|s| s.success());
-                assert!(created, "cannot create {}: install python3 and python3-venv", venv.display());
-            }
-            let own_pip = Command::new(&python).args(["-m", "pip", "install", "--quiet", ROTEL_REQUIREMENT]).status();
-            if !own_pip.is_ok_and(|s| s.success()) {
-                let status = Command::new("python3")
-                    .args(["-m", "pip", "--python"])
-                    .arg(&python)
-                    .args(["install", "--quiet", ROTEL_REQUIREMENT])
-                    .status();
-                assert!(
-                    status.is_ok_and(|s| s.success()),
-                    "cannot pip-install {ROTEL_REQUIREMENT} into {}: needs pip and access to PyPI",
-                    venv.display()
-                );
-            }
-            find_rotel(&venv).unwrap_or_else(|| panic!("{ROTEL_REQUIREMENT} installed but no rotel-agent binary found"))
-        })
-        .clone()
-}
-
-/// A real OpenTelemetry collector that prints what it receives.
-struct Rotel {
-    _process: Process,
-    output: PathBuf,
-    grpc: u16,
-    http: u16,
-}
-
-impl Rotel {
-    async fn start(dir: &Path, grpc: u16, http: u16) -> Rotel {
-        let output = dir.join(format!("rotel-{grpc}.out"));
-        let child = Command::new(rotel_binary())
-            .arg("start")
-            .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc}")])
-            .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
-            .args(["--exporter", "blackhole", "--debug-log", "metrics", "--debug-log-verbosity", "detailed"])
-            .arg("--pid-file")
-            .arg(dir.join(format!("rotel-{grpc}.pid")))
-            .arg("--log-file")
-            .arg(dir.join(format!("rotel-{grpc}.log")))
-            .stdout(std::fs::File::create(&output).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("rotel starts");
-        let mut rotel = Rotel { _process: Process(child), output, grpc, http };
-        let log = dir.join(format!("rotel-{grpc}.log"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !(tokio::net::TcpStream::connect(("127.0.0.1", grpc)).await.is_ok()
-            && tokio::net::TcpStream::connect(("127.0.0.1", http)).await.is_ok())
-        {
-            if let Some(status) = rotel._process.0.try_wait().unwrap() {
-                panic!(
-                    "rotel exited ({status}) before listening:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rotel did not listen within 30 s:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        rotel
-    }
-
-    fn received(&self) -> Vec<ReceivedResource> {
-        parse_rotel(&std::fs::read_to_string(&self.output).unwrap_or_default())
-    }
-}
-
-/// One `ResourceMetrics` as rotel's detailed debug log prints it.
-#[derive(Debug, Default)]
-struct ReceivedResource {
-    attributes: Vec<(String, String)>,
-    metrics: Vec<ReceivedMetric>,
-}
-
-#[derive(Debug, Default)]
-struct ReceivedMetric {
-    name: String,
-    unit: String,
-    data_type: String,
-    /// Each data point's text (attributes and value lines).
-    points: Vec<String>,
-}
-
-/// `     -> key: Str(value)` -> (key, value).
-fn arrow_line(line: &str) -> Option<(String, String)> {
-    let (key, value) = line.trim().strip_prefix("-> ")?.split_once(": ")?;
-    let value = value.strip_prefix("Str(").and_then(|v| v.strip_suffix(')')).unwrap_or(value);
-    Some((key.to_string(), value.to_string()))
-}
-
-fn parse_rotel(text: &str) -> Vec<ReceivedResource> {
-    let mut resources: Vec<ReceivedResource> = Vec::new();
-    let mut in_resource_attributes = false;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("ResourceMetrics #") {
-            resources.push(ReceivedResource::default());
-            in_resource_attributes = false;
-            continue;
-        }
-        let Some(resource) = resources.last_mut() else { continue };
-        if trimmed == "Resource attributes:" {
-            in_resource_attributes = true;
-        } else if trimmed.starts_with("ScopeMetrics #") {
-            in_resource_attributes = false;
-        } else if trimmed.starts_with("Metric #") {
-            resource.metrics.push(ReceivedMetric::default());
-        } else if in_resource_attributes {
-            if let Some(pair) = arrow_line(line) {
-                resource.attributes.push(pair);
-            }
-        } else if let Some(metric) = resource.metrics.last_mut() {
-            if trimmed.starts_with("NumberDataPoints #") {
-                metric.points.push(String::new());
-            } else if let Some(point) = metric.points.last_mut() {
-                point.push_str(trimmed);
-                point.push('\n');
-            } else if let Some((key, value)) = arrow_line(line) {
-                match key.as_str() {
-                    "Name" => metric.name = value,
-                    "Unit" => metric.unit = value,
-                    "DataType" => metric.data_type = value,
-                    _ => {}
-                }
-            }
-        }
-    }
-    resources
-}
-
-fn point_value(point: &str) -> Option<f64> {
-    point.lines().find_map(|l| l.strip_prefix("Value: ")).and_then(|v| v.trim().parse().ok())
-}
-
-/// The known pod's received bytes as exported for `node`, with the resource and metric.
 /// A received value with its metric's unit and its resource's attributes.
 type Found = (f64, String, Vec<(String, String)>);
 
+/// The known pod's received bytes as exported for `node`, with the resource and metric.
 fn known_value(resources: &[ReceivedResource], node: &str) -> Option<Found> {
     resources.iter().rev().find_map(|resource| {
-        let is_node = resource.attributes.iter().any(|(k, v)| k == "k8s.node.name" && v == node);
-        let metric = resource.metrics.iter().find(|m| m.name == "k8s.pod.network.io").filter(|_| is_node)?;
-        let point = metric.points.iter().find(|p| p.contains(POD_UID) && p.contains("receive"))?;
-        Some((point_value(point)?, metric.unit.clone(), resource.attributes.clone()))
+        let metric =
+            resource.metric("k8s.pod.network.io").filter(|_| resource.attribute("k8s.node.name") == Some(node))?;
+        let point = metric.points.iter().find(|p| {
+            p.attribute("k8s.pod.uid") == Some(POD_UID) && p.attribute("network.io.direction") == Some("receive")
+        })?;
+        Some((point.value?, metric.unit.clone(), resource.attributes.clone()))
     })
-}
-
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The collector binary, configured by `env` (every other OTEL_* variable removed).
@@ -248,9 +72,8 @@ impl RunningCollector {
     async fn start(dir: &Path, env: &[(&str, String)], extra: &[&str]) -> RunningCollector {
         let ready = dir.join("ready");
         let log = dir.join("collector.log");
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut command = Command::new(BINARY);
-        command
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
+        let mut spawn = Spawn::new("the collector", BINARY)
             .args(["serve", "--listen", "127.0.0.1:0", "--insecure-no-auth", "--no-kubernetes"])
             .args(["--cluster-name", "bakery-test", "--metrics-listen", &metrics.to_string()])
             .arg("--data-dir")
@@ -259,20 +82,20 @@ impl RunningCollector {
             .arg(&ready)
             .args(extra)
             .env("BAKERY_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+            .output(Output::Log(log.clone()));
         for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("OTEL_")) {
-            command.env_remove(name);
+            spawn = spawn.env_remove(&name);
         }
-        command.envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        let process = Process(command.spawn().expect("the collector binary starts"));
-        let mut addr = String::new();
-        wait_for("the collector's ready file", Duration::from_secs(20), || {
-            addr = std::fs::read_to_string(&ready).unwrap_or_default().trim().to_string();
-            let ready = !addr.is_empty();
-            async move { ready }
+        for (name, value) in env {
+            spawn = spawn.env(name, value);
+        }
+        let process = spawn.start().expect("the collector binary starts");
+        let addr = wait_for_async("the collector's ready file", Duration::from_secs(20), || {
+            let addr = std::fs::read_to_string(&ready).unwrap_or_default().trim().to_string();
+            std::future::ready((!addr.is_empty()).then_some(addr))
         })
-        .await;
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
         RunningCollector { process, url: format!("http://{addr}"), metrics, log }
     }
 
@@ -281,8 +104,21 @@ impl RunningCollector {
     }
 
     fn assert_alive(&mut self) {
-        assert!(self.process.0.try_wait().unwrap().is_none(), "the collector exited:\n{}", self.log());
+        assert!(self.process.try_status().is_none(), "the collector exited:\n{}", self.log());
         assert!(!self.log().contains("panicked"), "the collector panicked:\n{}", self.log());
+    }
+
+    /// Waits until `/metrics` counts a dropped export.
+    async fn wait_for_dropped_exports(&self) {
+        waited(
+            wait_for_async("bakery_export_dropped_total > 0 on /metrics", EXPORT_WAIT, || async {
+                let text = body_of_200(self.metrics, "/metrics").await.unwrap_or_default();
+                scraped_value(&text, "bakery_export_dropped_total", &[])
+                    .is_some_and(|dropped| dropped > 0.0)
+                    .then_some(())
+            })
+            .await,
+        );
     }
 }
 
@@ -336,11 +172,12 @@ async fn assert_rotel_receives_the_known_value(rotel: &Rotel, collector: &Runnin
     agent.send(pod_batch(1, KNOWN_RX_BYTES)).await;
     agent.wait_ack(1).await;
     let _heartbeat = keep_sending(agent, 2, KNOWN_RX_BYTES);
-    wait_for("rotel to receive the pod's bytes", EXPORT_WAIT, || {
-        let found = known_value(&rotel.received(), NODE).is_some();
-        async move { found }
-    })
-    .await;
+    waited(
+        wait_until_async("rotel to receive the pod's bytes", EXPORT_WAIT, || {
+            known_value(&rotel.received(), NODE).is_some()
+        })
+        .await,
+    );
     let received = rotel.received();
     let (value, unit, resource) = known_value(&received, NODE).unwrap();
     assert_eq!(value, KNOWN_RX_BYTES as f64);
@@ -355,23 +192,22 @@ async fn assert_rotel_receives_the_known_value(rotel: &Rotel, collector: &Runnin
     ] {
         assert!(resource.contains(&(key.to_string(), expected.to_string())), "{key}={expected} in {resource:?}");
     }
-    let node =
-        received.iter().rev().find(|r| r.attributes.iter().any(|(k, v)| k == "k8s.node.name" && v == NODE)).unwrap();
-    let metric = |name: &str| node.metrics.iter().find(|m| m.name == name);
+    let node = received.iter().rev().find(|r| r.attribute("k8s.node.name") == Some(NODE)).unwrap();
+    let metric = |name: &str| node.metric(name);
     let cpu = metric("system.cpu.time").expect("system.cpu.time exported");
     assert_eq!((cpu.unit.as_str(), cpu.data_type.as_str()), ("s", "Sum"));
     // The harness sample: user 100 jiffies = 1 s.
-    assert!(cpu.points.iter().any(|p| p.contains("user") && point_value(p) == Some(1.0)), "{cpu:?}");
+    assert!(cpu.points.iter().any(|p| p.attribute("cpu.mode") == Some("user") && p.value == Some(1.0)), "{cpu:?}");
     let pod_cpu = metric("k8s.pod.cpu.time").expect("k8s.pod.cpu.time exported");
     assert_eq!(pod_cpu.unit, "s");
-    assert_eq!(pod_cpu.points.iter().find_map(|p| point_value(p)), Some(2.0));
+    assert_eq!(pod_cpu.points.iter().find_map(|p| p.value), Some(2.0));
     assert_eq!(metric("k8s.pod.memory.working_set").map(|m| m.unit.as_str()), Some("By"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn otlp_grpc_reaches_a_real_collector_with_names_units_resources_and_the_known_value() {
     let dir = tempfile::tempdir().unwrap();
-    let rotel = Rotel::start(dir.path(), free_port(), free_port()).await;
+    let rotel = start_rotel(dir.path(), free_port().unwrap(), free_port().unwrap()).await;
     // The protocol and endpoint come from the environment only.
     let env = otlp_env(format!("http://127.0.0.1:{}", rotel.grpc), "grpc");
     let mut collector = RunningCollector::start(dir.path(), &env, &[]).await;
@@ -382,7 +218,7 @@ async fn otlp_grpc_reaches_a_real_collector_with_names_units_resources_and_the_k
 #[tokio::test(flavor = "multi_thread")]
 async fn otlp_http_protobuf_from_the_environment_beats_the_flag_and_reaches_a_real_collector() {
     let dir = tempfile::tempdir().unwrap();
-    let rotel = Rotel::start(dir.path(), free_port(), free_port()).await;
+    let rotel = start_rotel(dir.path(), free_port().unwrap(), free_port().unwrap()).await;
     let env = otlp_env(format!("http://127.0.0.1:{}", rotel.http), "http/protobuf");
     // --otlp-protocol is only the fallback: with grpc winning, nothing would arrive over HTTP.
     let mut collector = RunningCollector::start(dir.path(), &env, &["--otlp", "--otlp-protocol", "grpc"]).await;
@@ -419,11 +255,7 @@ async fn otlp_headers_and_the_metrics_endpoint_variable_reach_the_receiver() {
         ("OTEL_METRIC_EXPORT_INTERVAL", "200".to_string()),
     ];
     let mut collector = RunningCollector::start(dir.path(), &env, &[]).await;
-    wait_for("an OTLP request at the recorder", EXPORT_WAIT, || {
-        let any = !seen.lock().unwrap().is_empty();
-        async move { any }
-    })
-    .await;
+    waited(wait_until_async("an OTLP request at the recorder", EXPORT_WAIT, || !seen.lock().unwrap().is_empty()).await);
     let (path, headers) = seen.lock().unwrap()[0].clone();
     assert_eq!(path, "/otlp/v1/metrics", "the _METRICS_ endpoint is used as it is");
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
@@ -432,18 +264,6 @@ async fn otlp_headers_and_the_metrics_endpoint_variable_reach_the_receiver() {
     assert_eq!(header("content-type").as_deref(), Some("application/x-protobuf"));
     collector.assert_alive();
     server.abort();
-}
-
-/// `GET path` over HTTP/1.0; returns the body.
-async fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200")
-        .then(|| body.to_string())
-        .or_else(|| head.starts_with("HTTP/1.0 200").then(|| body.to_string()))
 }
 
 /// The value of the first sample of `name` whose line contains every `needle`.
@@ -457,8 +277,8 @@ fn scraped_value(text: &str, name: &str, needles: &[&str]) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backend_that_goes_away_never_slows_ingest_drops_are_counted_and_export_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http) = (free_port(), free_port());
-    let rotel = Rotel::start(dir.path(), grpc, http).await;
+    let (grpc, http) = (free_port().unwrap(), free_port().unwrap());
+    let rotel = start_rotel(dir.path(), grpc, http).await;
     let mut env = otlp_env(format!("http://127.0.0.1:{grpc}"), "grpc");
     env.push(("OTEL_EXPORTER_OTLP_TIMEOUT", "300".into()));
     env.push(("OTEL_METRIC_EXPORT_TIMEOUT", "500".into()));
@@ -495,24 +315,21 @@ async fn a_backend_that_goes_away_never_slows_ingest_drops_are_counted_and_expor
         without_backend < with_backend * 3 + Duration::from_secs(1),
         "ingest slowed down without the backend: {without_backend:?} vs {with_backend:?} with it"
     );
-    wait_for("bakery_export_dropped_total > 0 on /metrics", EXPORT_WAIT, || async {
-        let text = http_get(collector.metrics, "/metrics").await.unwrap_or_default();
-        scraped_value(&text, "bakery_export_dropped_total", &[]).is_some_and(|dropped| dropped > 0.0)
-    })
-    .await;
+    collector.wait_for_dropped_exports().await;
     collector.assert_alive();
 
     // The backend comes back on the same address: the newest value arrives.
-    let rotel = Rotel::start(dir.path(), grpc, http).await;
+    let rotel = start_rotel(dir.path(), grpc, http).await;
     let last = next + 2 * BURST;
     agent.send(pod_batch(last, KNOWN_RX_BYTES)).await;
     agent.wait_ack(last).await;
     let _heartbeat = keep_sending(agent, last + 1, KNOWN_RX_BYTES);
-    wait_for("export to resume with the newest value", EXPORT_WAIT, || {
-        let value = known_value(&rotel.received(), NODE).map(|(v, _, _)| v);
-        async move { value == Some(KNOWN_RX_BYTES as f64) }
-    })
-    .await;
+    waited(
+        wait_until_async("export to resume with the newest value", EXPORT_WAIT, || {
+            known_value(&rotel.received(), NODE).map(|(v, _, _)| v) == Some(KNOWN_RX_BYTES as f64)
+        })
+        .await,
+    );
     collector.assert_alive();
 }
 
@@ -522,12 +339,8 @@ fn prometheus_binary() -> PathBuf {
     if installed.is_file() {
         return installed;
     }
-    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1).map(String::from))
-    });
-    assert_eq!(
-        uid.as_deref(),
-        Some("0"),
+    assert!(
+        running_as_root(),
         "root_* test: Prometheus is not installed and installing it (apt-get install prometheus) needs root; \
          run as root or skip with `cargo test -- --skip root_`"
     );
@@ -565,27 +378,27 @@ async fn root_a_real_prometheus_scrapes_the_known_value_under_the_translated_nam
         ),
     )
     .unwrap();
-    let web: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let _prometheus = Process(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address={web}"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("prometheus starts"),
-    );
+    let web: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
+    let _prometheus = Spawn::new("prometheus", prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address={web}"))
+        .output(Output::Log(dir.path().join("prometheus.log")))
+        .start()
+        .expect("prometheus starts");
     let query = "/api/v1/query?query=k8s_pod_network_io_bytes_total%7Bk8s_pod_uid%3D%22uid-known%22%2Cnetwork_io_direction%3D%22receive%22%2Ck8s_node_name%3D%22node-export%22%2Ck8s_cluster_name%3D%22bakery-test%22%7D";
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let answer = loop {
-        let answer: serde_json::Value =
-            http_get(web, query).await.and_then(|body| serde_json::from_str(&body).ok()).unwrap_or_default();
-        if answer["data"]["result"].as_array().is_some_and(|r| !r.is_empty()) {
-            break answer;
-        }
-        assert!(Instant::now() < deadline, "Prometheus did not scrape the pod's bytes within 60 s: {answer}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let ask = move || async move {
+        let body = body_of_200(web, query).await;
+        body.and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok()).unwrap_or_default()
+    };
+    let scraped = wait_for_async("Prometheus to scrape the pod's bytes", Duration::from_secs(60), || async {
+        let answer = ask().await;
+        answer["data"]["result"].as_array().is_some_and(|r| !r.is_empty()).then_some(answer)
+    })
+    .await;
+    let answer = match scraped {
+        Ok(answer) => answer,
+        Err(error) => panic!("{error}: {}", ask().await),
     };
     let value = answer["data"]["result"][0]["value"][1].as_str().map(str::to_string);
     assert_eq!(value.as_deref(), Some("987654321"), "{answer}");
@@ -595,7 +408,7 @@ async fn root_a_real_prometheus_scrapes_the_known_value_under_the_translated_nam
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_sends_the_last_values_before_the_collector_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let rotel = Rotel::start(dir.path(), free_port(), free_port()).await;
+    let rotel = start_rotel(dir.path(), free_port().unwrap(), free_port().unwrap()).await;
     let mut env = otlp_env(format!("http://127.0.0.1:{}", rotel.grpc), "grpc");
     // No periodic export happens during the test: only the one made on SIGTERM.
     env.retain(|(name, _)| *name != "OTEL_METRIC_EXPORT_INTERVAL");
@@ -606,30 +419,31 @@ async fn sigterm_sends_the_last_values_before_the_collector_exits() {
     agent.wait_ack(1).await;
     assert!(known_value(&rotel.received(), NODE).is_none(), "nothing exported before the interval");
 
-    let pid = collector.process.0.id().to_string();
+    let pid = collector.process.pid().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     drop(agent);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = collector.process.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the collector did not exit after SIGTERM:\n{}", collector.log());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "exit status {status}:\n{}", collector.log());
-    wait_for("rotel to print the final export", Duration::from_secs(10), || {
-        let value = known_value(&rotel.received(), NODE).map(|(v, _, _)| v);
-        async move { value == Some(KNOWN_RX_BYTES as f64) }
+    let exited = wait_for_async("the collector to exit after SIGTERM", Duration::from_secs(30), || {
+        std::future::ready(collector.process.try_status())
     })
     .await;
+    let status = match exited {
+        Ok(status) => status,
+        Err(error) => panic!("{error}:\n{}", collector.log()),
+    };
+    assert!(status.success(), "exit status {status}:\n{}", collector.log());
+    waited(
+        wait_until_async("rotel to print the final export", Duration::from_secs(10), || {
+            known_value(&rotel.received(), NODE).map(|(v, _, _)| v) == Some(KNOWN_RX_BYTES as f64)
+        })
+        .await,
+    );
 }
 
 /// nginx (Debian's, as a real TLS terminator) in front of rotel: one port for OTLP/HTTP, one
 /// for OTLP/gRPC over HTTP/2, both serving the test CA's certificate for `localhost` and
 /// requiring a client certificate that CA signed.
 struct TlsFront {
-    _process: Process,
+    process: Process,
     http: u16,
     grpc: u16,
 }
@@ -644,7 +458,7 @@ impl TlsFront {
         let certificate = crate::tls::write(&prefix, "server.crt", &pki.server.0);
         let key = crate::tls::write(&prefix, "server.key", &pki.server.1);
         let ca = crate::tls::write(&prefix, "ca.crt", &pki.ca_pem);
-        let (http, grpc) = (free_port(), free_port());
+        let (http, grpc) = (free_port().unwrap(), free_port().unwrap());
         // One process (no master), so killing it leaves no worker behind. Bodies stay in memory,
         // and as root nginx keeps root, so nothing has to be written where `nobody` may not.
         let user = if running_as_root() { "user root;" } else { "" };
@@ -681,28 +495,28 @@ http {{
         );
         let config_path = crate::tls::write(&prefix, "nginx.conf", &config);
         let error_log = prefix.join("error.log");
-        let child = Command::new(nginx)
+        let process = Spawn::new("nginx", nginx)
             .arg("-p")
             .arg(&prefix)
             .arg("-c")
             .arg(&config_path)
             .arg("-e")
             .arg(&error_log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
+            .output(Output::Null)
+            .start()
             .expect("nginx starts");
-        let mut front = TlsFront { _process: Process(child), http, grpc };
-        wait_for("nginx to listen", Duration::from_secs(20), || {
-            if let Some(status) = front._process.0.try_wait().unwrap() {
+        let mut front = TlsFront { process, http, grpc };
+        let listening = wait_for_async("nginx to listen", Duration::from_secs(20), || {
+            if let Some(status) = front.process.try_status() {
                 panic!("nginx exited ({status}):\n{}", std::fs::read_to_string(&error_log).unwrap_or_default());
             }
             async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", http)).await.is_ok()
-                    && tokio::net::TcpStream::connect(("127.0.0.1", grpc)).await.is_ok()
+                let accepts = |port| tokio::net::TcpStream::connect(("127.0.0.1", port));
+                (accepts(http).await.is_ok() && accepts(grpc).await.is_ok()).then_some(())
             }
         })
         .await;
+        waited(listening);
         front
     }
 }
@@ -723,7 +537,7 @@ fn tls_env(dir: &Path, pki: &crate::tls::Pki, endpoint: String, protocol: &str) 
 async fn otlp_over_https_with_a_private_ca_and_a_client_certificate_reaches_the_backend_on_both_transports() {
     let pki = crate::tls::make_pki();
     let dir = tempfile::tempdir().unwrap();
-    let rotel = Rotel::start(dir.path(), free_port(), free_port()).await;
+    let rotel = start_rotel(dir.path(), free_port().unwrap(), free_port().unwrap()).await;
     let front = TlsFront::start(dir.path(), &pki, &rotel).await;
     for (protocol, port) in [("http/protobuf", front.http), ("grpc", front.grpc)] {
         let run = dir.path().join(protocol.replace('/', "-"));
@@ -734,7 +548,7 @@ async fn otlp_over_https_with_a_private_ca_and_a_client_certificate_reaches_the_
         collector.assert_alive();
         drop(collector);
         // The next transport must bring its own export: forget what this one delivered.
-        std::fs::write(&rotel.output, "").unwrap();
+        rotel.forget_received().unwrap();
     }
 }
 
@@ -742,7 +556,7 @@ async fn otlp_over_https_with_a_private_ca_and_a_client_certificate_reaches_the_
 async fn a_backend_certificate_from_an_unknown_ca_is_refused_and_counted_as_dropped() {
     let pki = crate::tls::make_pki();
     let dir = tempfile::tempdir().unwrap();
-    let rotel = Rotel::start(dir.path(), free_port(), free_port()).await;
+    let rotel = start_rotel(dir.path(), free_port().unwrap(), free_port().unwrap()).await;
     let front = TlsFront::start(dir.path(), &pki, &rotel).await;
     // The collector trusts only the public roots: the test CA's server certificate must fail.
     let mut env = tls_env(dir.path(), &pki, format!("https://localhost:{}", front.http), "http/protobuf");
@@ -752,11 +566,7 @@ async fn a_backend_certificate_from_an_unknown_ca_is_refused_and_counted_as_drop
     agent.send(pod_batch(1, KNOWN_RX_BYTES)).await;
     agent.wait_ack(1).await;
     let _heartbeat = keep_sending(agent, 2, KNOWN_RX_BYTES);
-    wait_for("bakery_export_dropped_total > 0 on /metrics", EXPORT_WAIT, || async {
-        let text = http_get(collector.metrics, "/metrics").await.unwrap_or_default();
-        scraped_value(&text, "bakery_export_dropped_total", &[]).is_some_and(|dropped| dropped > 0.0)
-    })
-    .await;
+    collector.wait_for_dropped_exports().await;
     assert!(known_value(&rotel.received(), NODE).is_none(), "nothing may reach a backend that failed verification");
     collector.assert_alive();
 }

@@ -136,8 +136,8 @@ async fn the_health_endpoint_answers_livez_and_readyz_and_nothing_else() {
     let addr = inner.health_addr().unwrap();
     inner.begin_shutdown();
     // not ready as soon as the shutdown begins, so the Service stops sending new streams
-    let answer = http_get(addr, "/readyz").await;
-    assert!(answer.as_ref().is_none_or(|(status, _)| *status == 503), "{answer:?}");
+    let answer = bakery_lab::http::get(addr, "/readyz", WAIT).await.ok();
+    assert!(answer.as_ref().is_none_or(|response| response.status == 503), "{answer:?}");
     let collector = collector.collector.unwrap();
     let report = tokio::time::timeout(WAIT, collector.wait()).await.unwrap().unwrap();
     assert_eq!(report.fault, None, "a requested shutdown is no fault");

@@ -65,7 +65,9 @@ impl TestCollector {
     /// `GET path` on the health listener: (status, body).
     pub async fn probe(&self, path: &str) -> (u16, String) {
         let addr = self.collector.as_ref().and_then(|c| c.health_addr()).expect("a health listener");
-        http_get(addr, path).await.expect("the health endpoint answers")
+        let response = bakery_lab::http::get(addr, path, WAIT).await;
+        let response = response.unwrap_or_else(|error| panic!("the health endpoint answers: {error}"));
+        (response.status, response.body)
     }
 
     /// Stops gracefully and returns the data dir for inspection or a restart.
@@ -240,28 +242,18 @@ impl TestAgent {
     }
 }
 
-/// `GET path` over HTTP/1.0: (status code, body), or `None` when nothing answers.
-pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.to_string()))
-}
-
-/// Polls `check` until it returns true, failing after [`WAIT`].
+/// Polls `check` until it returns true, failing the test after [`WAIT`].
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let checked = bakery_lab::wait_for_async(what, WAIT, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    });
+    if let Err(error) = checked.await {
+        panic!("{error}");
     }
 }
 

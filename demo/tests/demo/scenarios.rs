@@ -102,7 +102,8 @@ fn assert_web_pods_share_evenly(report: &Report) {
 /// Bakery's per-pod byte counts against the host-side veth's, once every node has sampled after
 /// the load stopped (the counters are then still).
 fn assert_pod_bytes_agree(demo: &Demo) {
-    let settle = bakery_demo::run::now_ms() + 1_500;
+    // The agents stamp their samples with the wall clock.
+    let settle = bakery_signals::time::now_ms() + 1_500;
     let deadline = Instant::now() + Duration::from_secs(10);
     for pod in &demo.plan().pods {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -1,14 +1,18 @@
-//! The agent's command line: its flags, `--once`, and streaming until SIGTERM/SIGINT.
+//! The agent's command line: its flags, `--once`, streaming until SIGTERM/SIGINT, and the
+//! `completions` and `man` subcommands.
 //!
-//! Every flag has an env fallback. `--once` is the mode people run first;
-//! `--collector` streams to the collector on a single-threaded runtime.
+//! Every flag has an env fallback (`BAKERY_<FLAG>`, but `NODE_NAME`); on/off flags read theirs
+//! with [`EnvBool`]. `--once` is the mode people run first; `--collector` streams to the
+//! collector on a single-threaded runtime.
 
+use std::ffi::OsStr;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::builder::TypedValueParser;
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 
 use crate::node_cgroup::NodeCgroup;
@@ -26,8 +30,18 @@ use crate::stream::{self, Auth, StreamConfig, TlsFiles};
 /// `bakery-agent --once --json` for the same as JSON. In a pod, point it at
 /// the host's filesystems: `--proc-root /host/proc --sys-root /host/sys`.
 #[derive(Debug, Parser)]
-#[command(name = "bakery-agent", version, about, long_about, after_help = EXAMPLES)]
+#[command(
+    name = "bakery-agent",
+    version,
+    about,
+    long_about,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Where the host's procfs is mounted. Every /proc read goes through it.
     #[arg(long, env = "BAKERY_PROC_ROOT", default_value = "/proc", value_name = "DIR")]
     pub proc_root: PathBuf,
@@ -69,11 +83,12 @@ pub struct Args {
 
     /// Take one sample, print it and exit. Two readings are taken
     /// --rate-window apart so that rates and utilisation can be shown.
-    #[arg(long)]
+    #[arg(long, env = "BAKERY_ONCE", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub once: bool,
 
     /// With --once: print JSON instead of a summary for people.
-    #[arg(long, requires = "once")]
+    // Not `requires = "once"`: clap counts a variable set to 0 as given.
+    #[arg(long, env = "BAKERY_JSON", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub json: bool,
 
     /// With --once: time between the two readings that rates come from.
@@ -101,19 +116,21 @@ pub struct Args {
     /// only as that node. A node token (listed in the collector's
     /// --node-token-file) binds a node too; the collector's shared token
     /// (its --token-file) does not.
-    #[arg(
-        long,
-        env = "BAKERY_TOKEN_FILE",
-        value_name = "FILE",
-        conflicts_with = "insecure_no_auth",
-        help_heading = "Streaming"
-    )]
+    // Not `conflicts_with = "insecure_no_auth"`: clap counts BAKERY_INSECURE_NO_AUTH=0 as given;
+    // `stream_config` refuses the two together.
+    #[arg(long, env = "BAKERY_TOKEN_FILE", value_name = "FILE", help_heading = "Streaming")]
     pub token_file: Option<PathBuf>,
 
     /// Send no token. Only for a collector that also runs with
     /// --insecure-no-auth (a lab or a test): anyone who reaches it can then
     /// write data as any node.
-    #[arg(long, env = "BAKERY_INSECURE_NO_AUTH", help_heading = "Streaming")]
+    #[arg(
+        long,
+        env = "BAKERY_INSECURE_NO_AUTH",
+        action = ArgAction::SetTrue,
+        value_parser = EnvBool,
+        help_heading = "Streaming"
+    )]
     pub insecure_no_auth: bool,
 
     /// PEM bundle of the CA that signed the collector's certificate. Needed
@@ -195,6 +212,18 @@ pub struct Args {
     pub spool_max_bytes: u64,
 }
 
+/// What the agent does besides sampling.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
+}
+
 const EXAMPLES: &str = "\
 Examples:
   bakery-agent --once                      # what this node looks like now
@@ -202,7 +231,45 @@ Examples:
   bakery-agent --once --proc-root tests/fixtures/pi5/proc --sys-root tests/fixtures/pi5/sys
   bakery-agent --collector http://bakery-collector:7431 --token-file /var/run/bakery/token \\
       --spool-dir /var/lib/bakery-agent/spool   # stream, surviving restarts
-  bakery-agent --collector http://127.0.0.1:7431 --insecure-no-auth --interval 250ms   # a lab";
+  bakery-agent --collector http://127.0.0.1:7431 --insecure-no-auth --interval 250ms   # a lab
+  BAKERY_INSECURE_NO_AUTH=1 bakery-agent --collector http://127.0.0.1:7431   # the same
+  bakery-agent completions bash > /etc/bash_completion.d/bakery-agent
+  bakery-agent man | man -l -
+
+Environment: every flag has a variable, shown as [env: ...] above: BAKERY_<FLAG> (--spool-dir is
+BAKERY_SPOOL_DIR), but --node-name reads NODE_NAME, as the Kubernetes downward API sets it. On/off
+flags take 1, true, yes or on, and 0, false, no or off (or empty) from theirs. A flag given on the
+command line wins over its variable. Logs: BAKERY_LOG=debug (tracing env-filter syntax), on stderr,
+in colour unless NO_COLOR is set.";
+
+/// The value parser of every on/off flag. On the command line such a flag takes no value, so what
+/// reaches this is its variable: 1, true, yes or on turn the flag on; 0, false, no, off or empty
+/// leave it off (any case). clap's own bool parser takes only true and false, and its errors name
+/// the flag, not the variable that was wrong.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvBool;
+
+impl TypedValueParser for EnvBool {
+    type Value = bool;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<bool, clap::Error> {
+        let text = value.to_string_lossy();
+        match text.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "" | "0" | "false" | "no" | "off" => Ok(false),
+            _ => {
+                let variable = arg.and_then(clap::Arg::get_env).map(OsStr::to_string_lossy);
+                let flag = arg.and_then(clap::Arg::get_long).unwrap_or_default();
+                let message = format!(
+                    "{}={text:?} is neither on nor off: set 1, true, yes or on to turn --{flag} on, \
+                     and 0, false, no or off (or unset it) to leave it off\n",
+                    variable.as_deref().unwrap_or("the variable")
+                );
+                Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd))
+            }
+        }
+    }
+}
 
 /// Parses `--interval`: a humantime duration within the bounds the
 /// collector's SetInterval is also held to.
@@ -267,6 +334,9 @@ pub struct OnceOutput {
 /// Runs the agent; the binary's `main` is only this.
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(command) = &args.command {
+        return print_generated(command);
+    }
     init_tracing();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -275,6 +345,23 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `completions` and `man`: generated from the flags, printed to stdout.
+fn print_generated(command: &Command) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Args::command(), "bakery-agent", &mut stdout);
+        }
+        Command::Man => {
+            if let Err(error) = clap_mangen::Man::new(Args::command()).render(&mut stdout) {
+                eprintln!("bakery-agent: cannot write the man page: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_tracing() {
@@ -288,6 +375,9 @@ fn init_tracing() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if args.json && !args.once {
+        anyhow::bail!("--json (BAKERY_JSON) prints the --once sample as JSON: pass --once --json");
+    }
     let roots = HostRoots::new(&args.proc_root, &args.sys_root);
     let node_name = match &args.node_name {
         Some(name) => name.clone(),
@@ -452,8 +542,8 @@ mod tests {
     fn streaming_needs_a_token_or_an_explicit_insecure_flag() {
         let error = config_error(&["--collector", "http://c:7431"]);
         assert!(error.contains("--token-file") && error.contains("--insecure-no-auth"), "{error}");
-        let both = Args::try_parse_from(["a", "--collector", "http://c:1", "--token-file", "t", "--insecure-no-auth"]);
-        assert!(both.is_err(), "the two contradict each other");
+        let both = config_error(&["--collector", "http://c:1", "--token-file", "t", "--insecure-no-auth"]);
+        assert!(both.contains("contradict each other"), "{both}");
         let config = stream_config(&args(&["--collector", "http://c:1", "--insecure-no-auth"]), "n".into(), "b".into());
         assert_eq!(config.unwrap().auth, Auth::None);
     }
@@ -504,6 +594,27 @@ mod tests {
         assert!(Args::try_parse_from(["a", "--tls-cert", "c.pem"]).is_err());
         assert!(Args::try_parse_from(["a", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_err());
         assert!(Args::try_parse_from(["a", "--tls-key", "k.pem"]).is_err());
+    }
+
+    #[test]
+    fn on_off_variables_take_the_usual_spellings_and_name_themselves_when_wrong() {
+        let command = Args::command();
+        let arg = command.get_arguments().find(|a| a.get_id() == "insecure_no_auth").unwrap();
+        let parse = |text: &str| EnvBool.parse_ref(&command, Some(arg), OsStr::new(text));
+        for on in ["1", "true", "yes", "on", "TRUE", "Yes", " on "] {
+            assert!(parse(on).unwrap(), "{on:?}");
+        }
+        for off in ["0", "false", "no", "off", "OFF", ""] {
+            assert!(!parse(off).unwrap(), "{off:?}");
+        }
+        let error = parse("maybe").unwrap_err().to_string();
+        assert!(error.contains("BAKERY_INSECURE_NO_AUTH=\"maybe\"") && error.contains("--insecure-no-auth"), "{error}");
+    }
+
+    #[test]
+    fn json_goes_with_once() {
+        let error = run(args(&["--json"])).unwrap_err().to_string();
+        assert!(error.contains("--once --json"), "{error}");
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! The collector's command line: `serve` (the default) and `inspect`, each flag with an env
-//! fallback, and the help people read first.
+//! The collector's command line: `serve` (the default), `inspect`, `completions` and `man`, each
+//! flag with an env fallback (`BAKERY_<FLAG>`; on/off flags read theirs with [`EnvBool`]), and the
+//! help people read first.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::TypedValueParser;
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 
 use crate::auth::Credentials;
 use crate::commit::CommitConfig;
@@ -50,6 +53,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print what a stopped collector's store holds, per node.
     Inspect(InspectArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -100,13 +110,15 @@ pub struct ServeArgs {
     pub agent_service_account: Option<crate::auth::ServiceAccountRef>,
 
     /// Accept everyone without a credential, for every call, as any node: identity is NOT
-    /// checked (plaintext on a trusted network, a lab or a test only).
+    /// checked (plaintext on a trusted network, a lab or a test only). Refused together with a
+    /// token flag.
+    // Not `conflicts_with_all` the token flags: clap counts BAKERY_INSECURE_NO_AUTH=0 as given.
+    // The authenticator refuses the two together at start.
     #[arg(
         long,
         env = "BAKERY_INSECURE_NO_AUTH",
-        conflicts_with_all = ["token_file", "node_token_file", "read_token_file", "control_token_file", "agent_service_account"],
-        action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::BoolishValueParser::new(),
+        action = ArgAction::SetTrue,
+        value_parser = EnvBool,
         help_heading = "Authentication"
     )]
     pub insecure_no_auth: bool,
@@ -173,13 +185,12 @@ pub struct ServeArgs {
     /// account; with neither, the collector runs as with --no-kubernetes.
     // Not `env = "KUBECONFIG"`: inference reads it (also a `:`-separated list, and an empty
     // value means unset, which clap would refuse).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "BAKERY_KUBECONFIG", value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
 
     /// Run without a cluster: pods are named by UID, workloads are unknown, node-level diagnosis
     /// still works.
-    #[arg(long, env = "BAKERY_NO_KUBERNETES", action = clap::ArgAction::SetTrue,
-          value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "BAKERY_NO_KUBERNETES", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub no_kubernetes: bool,
 
     /// The sampling interval agents are asked for while a load-test window is open (restored
@@ -188,8 +199,7 @@ pub struct ServeArgs {
     pub window_interval: Duration,
 
     /// Do not open windows by themselves when traffic surges over its baseline.
-    #[arg(long, env = "BAKERY_NO_AUTO_WINDOWS", action = clap::ArgAction::SetTrue,
-          value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "BAKERY_NO_AUTO_WINDOWS", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub no_auto_windows: bool,
 
     /// Serve the metrics in Prometheus text format at http://ADDR/metrics; `off` (or empty)
@@ -201,25 +211,19 @@ pub struct ServeArgs {
 
     /// Serve /metrics only to `Authorization: Bearer <token>` with a read or control token
     /// (needs --read-token-file or --control-token-file); others get 401 or 403.
-    #[arg(long, env = "BAKERY_METRICS_REQUIRE_TOKEN", action = clap::ArgAction::SetTrue,
-          value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(long, env = "BAKERY_METRICS_REQUIRE_TOKEN", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub metrics_require_token: bool,
 
     /// Export OTLP metrics. Endpoint, headers, timeout, compression, interval and resource
     /// attributes come from the standard OTEL_EXPORTER_OTLP_*, OTEL_METRIC_EXPORT_INTERVAL,
     /// OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME variables; setting
     /// OTEL_EXPORTER_OTLP_ENDPOINT enables the export too, OTEL_SDK_DISABLED=true disables it.
-    #[arg(
-        long,
-        env = "BAKERY_OTLP",
-        action = clap::ArgAction::SetTrue,
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
+    #[arg(long, env = "BAKERY_OTLP", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub otlp: bool,
 
     /// OTLP transport when OTEL_EXPORTER_OTLP_PROTOCOL (or its _METRICS_ variant) is unset:
     /// grpc (port 4317) or http/protobuf (port 4318, the default).
-    #[arg(long, value_name = "PROTOCOL")]
+    #[arg(long, env = "BAKERY_OTLP_PROTOCOL", value_name = "PROTOCOL")]
     pub otlp_protocol: Option<Protocol>,
 
     /// The cluster's name, exported as k8s.cluster.name on every series.
@@ -299,33 +303,35 @@ fn parse_memory_size(text: &str) -> Result<usize, String> {
     Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
 }
 
+// `multiple(true)` and no `conflicts_with`: clap counts BAKERY_DATA_DIR, which a collector's
+// environment may hold, as given, and `--file` must still work there.
 #[derive(Debug, Clone, Args)]
-#[command(group = clap::ArgGroup::new("store").required(true).args(["data_dir", "file"]))]
+#[command(group = clap::ArgGroup::new("store").required(true).multiple(true).args(["data_dir", "file"]))]
 pub struct InspectArgs {
     /// The stopped collector's --data-dir.
     #[arg(long, env = "BAKERY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
     /// A store file instead, such as one the collector moved aside because it could not open
-    /// it (`bakery.redb.corrupt-<unix time>` in the data dir).
-    #[arg(long, value_name = "FILE", conflicts_with = "data_dir")]
+    /// it (`bakery.redb.corrupt-<unix time>` in the data dir). Wins over --data-dir.
+    #[arg(long, env = "BAKERY_INSPECT_FILE", value_name = "FILE")]
     pub file: Option<PathBuf>,
 
     /// Print JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, env = "BAKERY_INSPECT_JSON", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub json: bool,
 
     /// Also scan every stored key and report sequence numbers nothing accounts for
     /// ("unaccounted") or that are accounted for twice ("double_accounted"); reads the whole
     /// store.
-    #[arg(long)]
+    #[arg(long, env = "BAKERY_INSPECT_VERIFY", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub verify: bool,
 }
 
 const EXAMPLES: &str = "\
 Examples:
   bakery-collector --data-dir /var/lib/bakery --token-file /etc/bakery/tokens
-  bakery-collector --data-dir /var/lib/bakery --agent-service-account bakery/bakery-agent \
+  bakery-collector --data-dir /var/lib/bakery --agent-service-account bakery/bakery-agent \\
       --read-token-file /etc/bakery/read/token --control-token-file /etc/bakery/control/token
   bakery-collector --data-dir ./data --node-token-file node-tokens --metrics-listen 127.0.0.1:9464
   bakery-collector serve --listen 127.0.0.1:7431 --data-dir ./data --insecure-no-auth
@@ -334,6 +340,9 @@ Examples:
   bakery-collector inspect --data-dir ./data --json --verify | jq '.nodes[].gaps'
   bakery-collector inspect --file ./data/bakery.redb.corrupt-1767225600   # a store moved aside
   curl -fsS localhost:9465/readyz                             # ready? (503 with the reason)
+  BAKERY_INSECURE_NO_AUTH=1 bakery-collector --data-dir ./data  # flags from the environment
+  bakery-collector completions zsh > ~/.zfunc/_bakery-collector
+  bakery-collector man | man -l -
 
 Limits: messages up to 4 MiB; each stream up to 20x the rate of its declared interval, the
 interval taken within 50ms..1h (burst 5 s of that, at least 100 messages), beyond which the
@@ -342,7 +351,40 @@ have produced (a full spool plus 40 per second since the node was last heard) is
 never acknowledged. The analysis runs on the collector's clock: a sample's own time counts only
 within 5 s of its arrival. See the Limits flags for the caps; every refusal and cut is counted
 per cause on /metrics as bakery_collector_ingest_refusals_total{cause}.
-Logs: BAKERY_LOG=debug (tracing env-filter syntax), on stderr.";
+
+Environment: every flag has a variable, shown as [env: ...] in --help: BAKERY_<FLAG> (--data-dir is
+BAKERY_DATA_DIR; inspect's own flags are BAKERY_INSPECT_<FLAG>). On/off flags take 1, true, yes or
+on, and 0, false, no or off (or empty) from theirs. A flag given on the command line wins over its
+variable; OTLP also reads the standard OTEL_* variables (see --otlp). Logs: BAKERY_LOG=debug
+(tracing env-filter syntax), on stderr, in colour unless NO_COLOR is set.";
+
+/// The value parser of every on/off flag. On the command line such a flag takes no value, so what
+/// reaches this is its variable: 1, true, yes or on turn the flag on; 0, false, no, off or empty
+/// leave it off (any case). clap's own bool parsers name the flag, not the variable that was wrong.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvBool;
+
+impl TypedValueParser for EnvBool {
+    type Value = bool;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<bool, clap::Error> {
+        let text = value.to_string_lossy();
+        match text.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "" | "0" | "false" | "no" | "off" => Ok(false),
+            _ => {
+                let variable = arg.and_then(clap::Arg::get_env).map(OsStr::to_string_lossy);
+                let flag = arg.and_then(clap::Arg::get_long).unwrap_or_default();
+                let message = format!(
+                    "{}={text:?} is neither on nor off: set 1, true, yes or on to turn --{flag} on, \
+                     and 0, false, no or off (or unset it) to leave it off\n",
+                    variable.as_deref().unwrap_or("the variable")
+                );
+                Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd))
+            }
+        }
+    }
+}
 
 impl ServeArgs {
     /// The server configuration these flags describe.
@@ -489,6 +531,11 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Inspect(args)) => crate::inspect::run(&args),
         Some(Command::Serve(args)) => serve(&args),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(shell, &mut Cli::command(), "bakery-collector", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man) => man(),
         None => serve(&cli.serve),
     };
     match result {
@@ -498,6 +545,12 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn man() -> anyhow::Result<ExitCode> {
+    let page = clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout().lock());
+    page.map_err(|error| anyhow::anyhow!("cannot write the man page: {error}"))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing() {
@@ -535,230 +588,4 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    use super::*;
-
-    #[test]
-    fn serve_is_the_default_subcommand() {
-        let cli = Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--insecure-no-auth"]).unwrap();
-        assert!(cli.command.is_none());
-        let config = cli.serve.to_config().unwrap();
-        assert_eq!(config.data_dir, PathBuf::from("/d"));
-        assert_eq!(config.listen.port(), 7431);
-        assert_eq!(config.commit.interval, Duration::from_millis(200));
-        assert_eq!(config.commit.retention, Duration::from_secs(7 * 24 * 3600));
-        assert!(config.insecure_no_auth);
-    }
-
-    #[test]
-    fn serve_subcommand_and_durations() {
-        let cli = Cli::try_parse_from([
-            "bakery-collector",
-            "serve",
-            "--data-dir",
-            "/d",
-            "--listen",
-            "127.0.0.1:0",
-            "--retention",
-            "36h",
-            "--commit-interval",
-            "1s",
-            "--token-file",
-            "/t",
-        ])
-        .unwrap();
-        let Some(Command::Serve(args)) = cli.command else { panic!("serve expected") };
-        let config = args.to_config().unwrap();
-        assert_eq!(config.commit.retention, Duration::from_secs(36 * 3600));
-        assert_eq!(config.commit.interval, Duration::from_secs(1));
-        assert_eq!(config.token_file, Some(PathBuf::from("/t")));
-    }
-
-    #[test]
-    fn kubernetes_and_window_flags() {
-        let parse = |args: &[&str]| {
-            let cli =
-                Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--insecure-no-auth"].iter().chain(args))
-                    .unwrap();
-            cli.serve.to_config().unwrap().diagnosis
-        };
-        let defaults = parse(&["--kubeconfig", "/k"]);
-        assert_eq!(defaults.kube, KubeMode::Kubeconfig(PathBuf::from("/k")));
-        assert_eq!(defaults.window_interval_ms, 250);
-        assert!(defaults.automatic_windows);
-        let off = parse(&["--kubeconfig", "/k", "--no-kubernetes", "--window-interval", "500ms", "--no-auto-windows"]);
-        assert_eq!(off.kube, KubeMode::Disabled, "--no-kubernetes wins");
-        assert_eq!(parse(&[]).kube, KubeMode::Infer);
-        assert_eq!(off.window_interval_ms, 500);
-        assert!(!off.automatic_windows);
-        let too_fast =
-            Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--window-interval", "1ms"]).unwrap();
-        assert!(too_fast.serve.to_config().is_err());
-    }
-
-    #[test]
-    fn inspect_needs_no_serve_flags() {
-        let cli = Cli::try_parse_from(["bakery-collector", "inspect", "--data-dir", "/d", "--json"]).unwrap();
-        let Some(Command::Inspect(args)) = cli.command else { panic!("inspect expected") };
-        assert!(args.json);
-        assert!(!args.verify);
-        let cli = Cli::try_parse_from(["bakery-collector", "inspect", "--file", "/d/bakery.redb.corrupt-1"]).unwrap();
-        let Some(Command::Inspect(args)) = cli.command else { panic!("inspect expected") };
-        assert_eq!(args.file, Some(PathBuf::from("/d/bakery.redb.corrupt-1")));
-        assert!(Cli::try_parse_from(["bakery-collector", "inspect", "--data-dir", "/d", "--file", "/f"]).is_err());
-    }
-
-    #[test]
-    fn health_listen_and_retention_size() {
-        let parse = |args: &[&str]| {
-            let cli =
-                Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--insecure-no-auth"].iter().chain(args))
-                    .unwrap();
-            cli.serve.to_config().unwrap()
-        };
-        let defaults = parse(&[]);
-        assert_eq!(defaults.health_listen, Some("0.0.0.0:9465".parse().unwrap()));
-        assert!(!defaults.health_listen_required, "a taken default port does not stop the collector");
-        assert_eq!(defaults.commit.retention_size_bytes, None);
-        assert_eq!(defaults.commit.panic_after_commits, None);
-        let set = parse(&["--health-listen", "127.0.0.1:19465", "--retention-size", "2GiB"]);
-        assert_eq!(set.health_listen, Some("127.0.0.1:19465".parse().unwrap()));
-        assert!(set.health_listen_required);
-        assert_eq!(set.commit.retention_size_bytes, Some(2 << 30));
-        let bad = Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--retention-size", "2 parsecs"]);
-        let error = bad.unwrap_err().to_string();
-        assert!(error.contains("unknown unit"), "{error}");
-    }
-
-    #[test]
-    fn a_fault_is_refused_unless_explicitly_allowed() {
-        let allowed = |name: &str| (name == ALLOW_FAULTS_VAR).then(|| "1".to_string());
-        let not_allowed = |_: &str| None;
-        assert_eq!(test_fault(None, not_allowed).unwrap(), None);
-        let refused = test_fault(Some("committer-panic-after=3"), not_allowed).unwrap_err().to_string();
-        assert!(refused.contains("BAKERY_TEST_ONLY_ALLOW_FAULTS=1"), "{refused}");
-        assert_eq!(test_fault(Some("committer-panic-after=3"), allowed).unwrap(), Some(Fault::CommitterPanicAfter(3)));
-        for bad in ["committer-panic-after=0", "committer-panic-after=x", "disk-full"] {
-            assert!(test_fault(Some(bad), allowed).is_err(), "{bad}");
-        }
-        // the flag is hidden from --help
-        let help = Cli::command().render_long_help().to_string();
-        assert!(!help.contains("--fault"), "{help}");
-        assert!(help.contains("--retention-size") && help.contains("--health-listen"));
-    }
-
-    #[test]
-    fn auth_and_metrics_flags() {
-        let parse = |args: &[&str]| {
-            let cli = Cli::try_parse_from(["bakery-collector", "--data-dir", "/d"].iter().chain(args))?;
-            Ok::<_, clap::Error>(cli.serve.to_config().unwrap())
-        };
-        let config = parse(&[
-            "--node-token-file",
-            "/n",
-            "--read-token-file",
-            "/r",
-            "--control-token-file",
-            "/c",
-            "--agent-service-account",
-            "bakery/bakery-agent",
-            "--metrics-listen",
-            "127.0.0.1:9464",
-            "--metrics-require-token",
-        ])
-        .unwrap();
-        assert_eq!(config.credentials.node_token_file, Some(PathBuf::from("/n")));
-        assert_eq!(config.credentials.read_token_file, Some(PathBuf::from("/r")));
-        assert_eq!(config.credentials.control_token_file, Some(PathBuf::from("/c")));
-        assert_eq!(
-            config.credentials.agent_service_account.unwrap().username(),
-            "system:serviceaccount:bakery:bakery-agent"
-        );
-        assert_eq!(config.export.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
-        assert!(config.export.metrics_require_token);
-        // (--metrics-listen value, listen address)
-        let table: [(&str, Option<&str>); 4] =
-            [("off", None), ("", None), ("0.0.0.0:19464", Some("0.0.0.0:19464")), ("[::1]:9464", Some("[::1]:9464"))];
-        for (value, expected) in table {
-            let export = parse(&["--insecure-no-auth", "--metrics-listen", value]).unwrap().export;
-            assert_eq!(export.metrics_listen, expected.map(|a| a.parse().unwrap()), "{value:?}");
-        }
-        assert!(parse(&["--insecure-no-auth", "--metrics-listen", "localhost"]).is_err());
-        assert!(parse(&["--agent-service-account", "bakery"]).is_err(), "NAMESPACE/NAME");
-        for token_flag in ["--node-token-file", "--read-token-file", "--control-token-file", "--agent-service-account"]
-        {
-            assert!(parse(&["--insecure-no-auth", token_flag, "a/b"]).is_err(), "{token_flag} contradicts no-auth");
-        }
-        let help = Cli::command().render_long_help().to_string();
-        for taught in ["does NOT bind identity", "NODE TOKEN", "Subject CN", "TokenReview", "`off`"] {
-            assert!(help.contains(taught), "--help teaches {taught:?}");
-        }
-    }
-
-    #[test]
-    fn limit_flags_have_small_cluster_defaults_and_refuse_nonsense() {
-        let parse = |args: &[&str]| {
-            let cli =
-                Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--insecure-no-auth"].iter().chain(args))?;
-            Ok::<_, clap::Error>(cli.serve.to_config().unwrap().limits)
-        };
-        assert_eq!(parse(&[]).unwrap(), IngestLimits::default());
-        let defaults = IngestLimits::default();
-        assert_eq!((defaults.max_nodes, defaults.max_pods_per_node), (256, 512));
-        assert_eq!(defaults.forget_nodes_after, Duration::from_secs(600));
-        let set = parse(&[
-            "--max-nodes",
-            "8",
-            "--max-pods-per-node",
-            "100",
-            "--max-sample-entries",
-            "64",
-            "--max-string-bytes",
-            "128",
-            "--max-queue-bytes",
-            "8MiB",
-            "--max-history-bytes",
-            "4MiB",
-            "--forget-nodes-after",
-            "30s",
-        ])
-        .unwrap();
-        assert_eq!(
-            set,
-            IngestLimits {
-                max_nodes: 8,
-                max_pods_per_node: 100,
-                max_sample_entries: 64,
-                max_string_bytes: 128,
-                max_queue_bytes: 8 << 20,
-                max_history_bytes: 4 << 20,
-                forget_nodes_after: Duration::from_secs(30),
-            }
-        );
-        for bad in [
-            ["--max-nodes", "0"],
-            ["--max-pods-per-node", "-1"],
-            ["--max-string-bytes", "8"],
-            ["--max-queue-bytes", "1kB"],
-            ["--max-history-bytes", "lots"],
-        ] {
-            assert!(parse(&bad).is_err(), "{bad:?}");
-        }
-        let help = Cli::command().render_long_help().to_string();
-        for taught in ["Limits:", "--max-nodes", "forgotten from memory", "bakery_collector_ingest_refusals_total"] {
-            assert!(help.contains(taught), "--help teaches {taught:?}");
-        }
-    }
-
-    #[test]
-    fn flags_that_contradict_are_refused() {
-        assert!(
-            Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--token-file", "/t", "--insecure-no-auth"])
-                .is_err()
-        );
-        assert!(Cli::try_parse_from(["bakery-collector", "--data-dir", "/d", "--tls-cert", "/c"]).is_err());
-        assert!(Cli::try_parse_from(["bakery-collector", "--insecure-no-auth"]).is_err(), "--data-dir is required");
-    }
-}
+mod tests;

@@ -1,15 +1,27 @@
 //! The command line: the live view (the default), `--once [--json]`, `completions` and `man`. The
 //! connection flags are global, so later subcommands (`loadtest`, `window`, `report`, `alerts`)
 //! share them.
+//!
+//! Every flag has an env fallback, named by one rule. A top-level flag's is `BAKERY_<FLAG>`
+//! (`--token-file`: `BAKERY_TOKEN_FILE`), as in bakery-agent and bakery-collector, so a variable
+//! such as `BAKERY_COLLECTOR` means the same to all three. A subcommand's flag spelled like a
+//! top-level flag means the same thing there and shares its variable: `alerts --json` and
+//! `report --json` read `BAKERY_JSON`, JSON instead of text whatever the command. Every other
+//! subcommand flag's is `BAKERY_<SUBCOMMAND>_<FLAG>`, SUBCOMMAND being the subcommand's path
+//! (`report --svg`: `BAKERY_REPORT_SVG`; `window start --name`: `BAKERY_WINDOW_START_NAME`;
+//! `loadtest --fail-on-hog`: `BAKERY_LOADTEST_FAIL_ON_HOG`). On/off flags read theirs with
+//! [`EnvBool`]. `NO_COLOR` is honoured below `--color` (`BAKERY_COLOR`): see [`use_color`].
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser;
+use clap::parser::ValueSource;
+use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::app::App;
 use crate::made_up::MadeUpSource;
@@ -84,25 +96,25 @@ impl ConnectionArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ViewArgs {
     /// How often to ask the collector for new data.
-    #[arg(long, default_value = "1s", value_parser = parse_refresh, value_name = "DURATION")]
+    #[arg(long, env = "BAKERY_REFRESH", default_value = "1s", value_parser = parse_refresh, value_name = "DURATION")]
     pub refresh: Duration,
 
     /// Colours in the live view. `auto` uses them on a terminal unless NO_COLOR is set.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    #[arg(long, env = "BAKERY_COLOR", value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
 
     /// Print one snapshot and exit (the default when stdout is not a terminal).
-    #[arg(long)]
+    #[arg(long, env = "BAKERY_ONCE", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub once: bool,
 
-    /// Print the snapshot as JSON (implies --once).
-    #[arg(long)]
+    /// Print the snapshot as JSON (implies --once). `alerts` and `report` read the same variable.
+    #[arg(long, env = "BAKERY_JSON", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub json: bool,
 
     /// Show made-up snapshots instead of asking a collector, for trying the keys and views: five
     /// nodes (master-01..03, worker-01..02), WordPress and MySQL, calm for 20 s and then master-02
     /// taking the traffic. Not the `bakery-demo` mini-bakery, which runs a real cluster.
-    #[arg(long)]
+    #[arg(long, env = "BAKERY_DEMO", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub demo: bool,
 }
 
@@ -125,7 +137,7 @@ pub enum Command {
     /// Print the live hog verdicts: node, cause, evidence, confidence, next step.
     Alerts {
         /// Print JSON.
-        #[arg(long)]
+        #[arg(long, env = "BAKERY_JSON", action = ArgAction::SetTrue, value_parser = EnvBool)]
         json: bool,
     },
     /// Print a stored load-test window report (the newest without ID).
@@ -133,11 +145,13 @@ pub enum Command {
         /// The window id (`w-...`, from `window stop` or the Windows view).
         id: Option<String>,
         /// Print the report as JSON.
-        #[arg(long, conflicts_with = "svg")]
+        // Not `conflicts_with = "svg"`: clap counts BAKERY_JSON as given, even =0; `parse_from`
+        // settles the two (`keep_json_over_svg`).
+        #[arg(long, env = "BAKERY_JSON", action = ArgAction::SetTrue, value_parser = EnvBool)]
         json: bool,
         /// Write the SVG chart (per-node share over time, the window shaded, expected share as a
-        /// line) to FILE.
-        #[arg(long, value_name = "FILE")]
+        /// line) to FILE. Wins over BAKERY_JSON; not to be given with --json.
+        #[arg(long, env = "BAKERY_REPORT_SVG", value_name = "FILE")]
         svg: Option<PathBuf>,
     },
     /// Run a load command inside a window and print the window's report (oha's summary merged in).
@@ -154,10 +168,10 @@ pub enum WindowAction {
     /// Open a window now.
     Start {
         /// A name for the report (default: window-<start time>).
-        #[arg(long)]
+        #[arg(long, env = "BAKERY_WINDOW_START_NAME")]
         name: Option<String>,
         /// The workload under test, NAMESPACE/NAME (default: the one whose traffic rose most).
-        #[arg(long, value_name = "NS/NAME")]
+        #[arg(long, env = "BAKERY_WINDOW_START_WORKLOAD", value_name = "NS/NAME")]
         workload: Option<String>,
     },
     /// Close the open window and store its report.
@@ -172,6 +186,7 @@ Examples:
   bakery-top --once                               # one snapshot as text
   bakery-top --json | jq '.nodes[] | {name, share}'
   bakery-top --demo                               # made-up data, to try the keys
+  BAKERY_DEMO=1 BAKERY_JSON=yes bakery-top        # the same as --demo --json
   bakery-top completions bash > /etc/bash_completion.d/bakery-top
   bakery-top window start --name run-1 --workload shop/web   # agents sample at 250 ms
   bakery-top window stop                          # stores the report
@@ -180,7 +195,43 @@ Examples:
   bakery-top loadtest --report run.json --fail-on-hog -- oha -z 30s http://shop.local/
 
 Keys in the live view: q quit, ? help, / filter, s sort, f freeze, Tab or 1-3 views, Enter a node's pods.
-Environment: BAKERY_COLLECTOR, BAKERY_TOKEN_FILE, BAKERY_TLS_CA, BAKERY_TLS_CERT, BAKERY_TLS_KEY, NO_COLOR.";
+Environment: every flag has a variable, shown as [env: ...] above and in each subcommand's --help:
+BAKERY_<FLAG> (--token-file is BAKERY_TOKEN_FILE). A subcommand's flag spelled like one above shares
+its variable (alerts --json and report --json read BAKERY_JSON); the others are
+BAKERY_<SUBCOMMAND>_<FLAG> (BAKERY_REPORT_SVG, BAKERY_WINDOW_START_NAME, BAKERY_LOADTEST_FAIL_ON_HOG).
+On/off flags take 1, true, yes or on, and 0, false, no or off (or empty) from theirs. A flag given on
+the command line wins over its variable. NO_COLOR turns colours off, unless --color (BAKERY_COLOR)
+says always.";
+
+/// The value parser of every on/off flag. On the command line such a flag takes no value, so what
+/// reaches this is its variable: 1, true, yes or on turn the flag on; 0, false, no, off or empty
+/// leave it off (any case). clap's own bool parser takes only true and false, and its errors name
+/// the flag, not the variable that was wrong. The same as bakery-agent's and bakery-collector's
+/// (ARCHITECTURE.md, "What still repeats between crates, and why").
+#[derive(Debug, Clone, Copy)]
+pub struct EnvBool;
+
+impl TypedValueParser for EnvBool {
+    type Value = bool;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<bool, clap::Error> {
+        let text = value.to_string_lossy();
+        match text.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "" | "0" | "false" | "no" | "off" => Ok(false),
+            _ => {
+                let variable = arg.and_then(clap::Arg::get_env).map(OsStr::to_string_lossy);
+                let flag = arg.and_then(clap::Arg::get_long).unwrap_or_default();
+                let message = format!(
+                    "{}={text:?} is neither on nor off: set 1, true, yes or on to turn --{flag} on, \
+                     and 0, false, no or off (or unset it) to leave it off\n",
+                    variable.as_deref().unwrap_or("the variable")
+                );
+                Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd))
+            }
+        }
+    }
+}
 
 fn parse_refresh(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
@@ -207,13 +258,63 @@ pub fn prints_once(view: &ViewArgs, stdout_is_terminal: bool) -> bool {
 
 /// Parses the command line, runs it, and reports a failure on stderr.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_from(std::env::args_os()).unwrap_or_else(|error| error.exit());
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("bakery-top: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Parses `args` (the program's name first) and the variables, as [`Parser::try_parse_from`] does,
+/// and settles `report --json` against `--svg` ([`keep_json_over_svg`]).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|error| error.format(&mut Cli::command()))?;
+    settle_report_format(&mut cli, &matches)?;
+    Ok(cli)
+}
+
+/// Keeps one of `report --json` and `--svg FILE` when both are set.
+fn settle_report_format(cli: &mut Cli, matches: &ArgMatches) -> Result<(), clap::Error> {
+    let (Some(Command::Report { json, svg, .. }), Some(("report", report))) = (&mut cli.command, matches.subcommand())
+    else {
+        return Ok(());
+    };
+    let (Some(json_source), Some(svg_source)) = (report.value_source("json"), report.value_source("svg")) else {
+        return Ok(());
+    };
+    if !*json || svg.is_none() {
+        return Ok(());
+    }
+    if keep_json_over_svg(json_source, svg_source)? {
+        *svg = None;
+    } else {
+        *json = false;
+    }
+    Ok(())
+}
+
+/// Whether `report` prints JSON (true) or writes the SVG chart (false) when --json and --svg FILE
+/// are both set, from where each came. Both on the command line contradict each other. Otherwise
+/// the command line wins over the environment, and of two variables `BAKERY_REPORT_SVG` wins over
+/// `BAKERY_JSON`, which asks every command for JSON.
+fn keep_json_over_svg(json: ValueSource, svg: ValueSource) -> Result<bool, clap::Error> {
+    match (json == ValueSource::CommandLine, svg == ValueSource::CommandLine) {
+        (true, true) => {
+            let mut command = Cli::command();
+            command.build();
+            let mut report = command.find_subcommand("report").cloned().unwrap_or_else(Cli::command);
+            let message = "--json and --svg <FILE> cannot be used together: give one";
+            Err(report.error(clap::error::ErrorKind::ArgumentConflict, message))
+        }
+        (json_given, _) => Ok(json_given),
     }
 }
 
@@ -356,6 +457,38 @@ mod tests {
         assert_eq!(parse(&["--refresh", "250ms"]).view.refresh, Duration::from_millis(250));
         let error = Cli::try_parse_from(["bakery-top", "--refresh", "10ms"]).unwrap_err().to_string();
         assert!(error.contains("at least 100ms"), "{error}");
+    }
+
+    #[test]
+    fn on_off_variables_take_the_usual_spellings_and_name_themselves_when_wrong() {
+        let command = Cli::command();
+        let arg = command.get_arguments().find(|a| a.get_id() == "demo").unwrap();
+        let parse = |text: &str| EnvBool.parse_ref(&command, Some(arg), OsStr::new(text));
+        for on in ["1", "true", "yes", "on", "TRUE", "Yes", " on "] {
+            assert!(parse(on).unwrap(), "{on:?}");
+        }
+        for off in ["0", "false", "no", "off", "OFF", ""] {
+            assert!(!parse(off).unwrap(), "{off:?}");
+        }
+        let error = parse("maybe").unwrap_err().to_string();
+        assert!(error.contains("BAKERY_DEMO=\"maybe\"") && error.contains("--demo"), "{error}");
+    }
+
+    #[test]
+    fn report_keeps_json_or_svg_by_where_each_came_from() {
+        use ValueSource::{CommandLine, EnvVariable};
+        assert!(keep_json_over_svg(CommandLine, CommandLine).is_err(), "both flags contradict each other");
+        assert!(keep_json_over_svg(CommandLine, EnvVariable).unwrap(), "--json wins over BAKERY_REPORT_SVG");
+        assert!(!keep_json_over_svg(EnvVariable, CommandLine).unwrap(), "--svg wins over BAKERY_JSON");
+        assert!(!keep_json_over_svg(EnvVariable, EnvVariable).unwrap(), "BAKERY_REPORT_SVG over BAKERY_JSON");
+        let error = parse_from(["bakery-top", "report", "--json", "--svg", "c.svg"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let report = |args: &[&str]| match parse_from([&["bakery-top", "report"], args].concat()).unwrap().command {
+            Some(Command::Report { json, svg, .. }) => (json, svg),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(report(&["--json"]), (true, None));
+        assert_eq!(report(&["--svg", "c.svg"]), (false, Some(PathBuf::from("c.svg"))));
     }
 
     #[test]

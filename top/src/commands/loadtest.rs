@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bakery_proto::v1::{ReportRequest, StartWindowRequest, StopWindowRequest, Window};
-use clap::Args;
+use clap::{ArgAction, Args};
 use serde::Serialize;
 
+use crate::cli::EnvBool;
 use crate::commands::report::to_text;
 use crate::commands::{call, connect};
 use crate::model::Snapshot;
@@ -37,19 +38,20 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 /// Longest wait for the collector's snapshot behind one progress line.
 const PROGRESS_SNAPSHOT_TIMEOUT: Duration = Duration::from_millis(800);
 
+/// `loadtest`'s flags, each with a `BAKERY_LOADTEST_<FLAG>` variable (the rule is in [`crate::cli`]).
 #[derive(Debug, Clone, Args)]
 pub struct LoadtestArgs {
     /// The workload under test, NAMESPACE/NAME (default: the one whose traffic rose most).
-    #[arg(long, value_name = "NS/NAME")]
+    #[arg(long, env = "BAKERY_LOADTEST_WORKLOAD", value_name = "NS/NAME")]
     pub workload: Option<String>,
     /// A name for the window's report (default: window-<start time>).
-    #[arg(long)]
+    #[arg(long, env = "BAKERY_LOADTEST_NAME")]
     pub name: Option<String>,
     /// Also write the report to FILE: JSON for *.json, the SVG chart for *.svg.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "BAKERY_LOADTEST_REPORT", value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// Exit with code 3 when the window flagged a hog (any verdict).
-    #[arg(long)]
+    #[arg(long, env = "BAKERY_LOADTEST_FAIL_ON_HOG", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub fail_on_hog: bool,
     /// The load command, after `--` (oha gets --no-tui and JSON output added).
     #[arg(required = true, last = true, value_name = "COMMAND")]

@@ -9,17 +9,21 @@ use crate::fake_collector::FakeCollector;
 const ESC: u8 = 0x1b;
 
 /// Runs bakery-top with stdout and stderr piped (not a terminal), bounded by coreutils `timeout`
-/// so a hang fails the test instead of blocking it.
+/// so a hang fails the test instead of blocking it, and with `env` but none of the test runner's
+/// own `BAKERY_*` variables or `NO_COLOR`.
+pub fn bakery_top_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new("timeout");
+    command.arg("30").arg(env!("CARGO_BIN_EXE_bakery-top")).args(args);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BAKERY_") || name == "NO_COLOR" {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied()).output().expect("run bakery-top")
+}
+
 fn bakery_top(args: &[&str]) -> Output {
-    Command::new("timeout")
-        .arg("30")
-        .arg(env!("CARGO_BIN_EXE_bakery-top"))
-        .args(args)
-        .env_remove("BAKERY_COLLECTOR")
-        .env_remove("BAKERY_TOKEN_FILE")
-        .env_remove("NO_COLOR")
-        .output()
-        .expect("run bakery-top")
+    bakery_top_with(args, &[])
 }
 
 fn assert_plain(output: &Output) {

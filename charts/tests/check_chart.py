@@ -6,6 +6,9 @@
                                        Kubernetes 1.30 and the newest known release
   check_chart.py refuse-bad-values     show that each bad-values/*.yaml is refused by
                                        values.schema.json, with Helm's message
+  check_chart.py values-table [--write]
+                                       check (or rewrite) the README's generated values
+                                       table and OCI install commands (values_table.py)
 
 Each prints one line per item and exits 1 on the first failing step, after
 printing every problem of that step.
@@ -20,6 +23,7 @@ import helm_python as helm
 import yaml
 
 import chartlib
+import values_table
 
 
 def lint_render(out_dir: pathlib.Path) -> int:
@@ -101,6 +105,8 @@ def main(argv: list[str]) -> int:
         return validate(pathlib.Path(argv[2]))
     if len(argv) == 2 and argv[1] == "refuse-bad-values":
         return refuse_bad_values()
+    if len(argv) in (2, 3) and argv[1] == "values-table" and argv[2:] in ([], ["--write"]):
+        return values_table.check(write=argv[2:] == ["--write"])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -27,6 +27,17 @@ EXPECTED_ERRORS = {
         "- at '/agent/capabilities/0': value must be 'SYS_PTRACE'",
         "- at '/agent': additional properties 'privileged' not allowed",
     ],
+    "privileged-security-context.yaml": [
+        "- at '/agent/containerSecurityContext/privileged': value must be false",
+        "- at '/collector/containerSecurityContext': validation failed",
+        "- at '/collector/containerSecurityContext/allowPrivilegeEscalation': value must be false",
+        "- at '/collector/containerSecurityContext/capabilities/add/0': value must be 'NET_BIND_SERVICE'",
+    ],
+    "networkpolicy-typo.yaml": [
+        "- at '/networkPolicy/agents/nodeCIDRs/0': '192.168.1.0' does not match pattern "
+        "'^([0-9]{1,3}(\\\\.[0-9]{1,3}){3}/[0-9]{1,2}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*/[0-9]{1,3})$'",
+        "- at '/networkPolicy/readers/0': additional properties 'podselector' not allowed",
+    ],
 }
 
 
@@ -68,8 +79,13 @@ def test_every_default_key_is_described_by_the_schema():
     this checks the schema is strict where the chart's own settings live."""
     schema = json.loads((chartlib.CHART_DIR / "values.schema.json").read_text())
     assert schema["additionalProperties"] is False
-    for section in ("image", "auth", "tls", "agent", "collector", "rbac", "dashboards", "tests"):
+    for section in ("image", "auth", "tls", "agent", "collector", "rbac", "networkPolicy", "dashboards", "tests"):
         assert schema["properties"][section]["additionalProperties"] is False, section
     agent = schema["properties"]["agent"]["properties"]
     assert agent["spool"]["additionalProperties"] is False
     assert agent["updateStrategy"]["additionalProperties"] is False
+    # the security contexts and the service accounts are strict too
+    for name in ("podSecurityContext", "agentContainerSecurityContext", "collectorContainerSecurityContext",
+                 "serviceAccount", "networkPolicyPeers"):
+        definition = schema["$defs"][name]
+        assert (definition.get("items") or definition)["additionalProperties"] is False, name

@@ -8,11 +8,14 @@
 //! - Live (200) unless the committer loop made no progress for [`Health::live_within`] (a
 //!   commit stuck in the kernel), or a task died and the process is on its way out.
 //!
-//! The committer and the server's supervisor write a [`Health`]; the probes only read it.
+//! The committer and the server's supervisor write a [`Health`]; the probes only read it, and
+//! so does the export: the wall-clock time of the last commit that succeeded (or found nothing to
+//! commit) and the failed commits are `bakery.collector.commit.last_success.timestamp` and
+//! `bakery.collector.commit.failures`, which the chart's `BakeryCollectorNotCommitting` alert reads.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +43,11 @@ pub struct Health {
     last_ok_ms: AtomicU64,
     /// Milliseconds since `started` of the committer loop's last turn.
     last_turn_ms: AtomicU64,
+    /// Unix epoch milliseconds (wall clock) of the last commit attempt that succeeded or had
+    /// nothing to do; 0 before the first. For the export only: the probes use `last_ok_ms`.
+    last_ok_unix_ms: AtomicI64,
+    /// Commit attempts that failed since start.
+    failed_commits: AtomicU64,
     /// The error of the last failed commit, while commits fail.
     failing: Mutex<Option<String>>,
     /// Why the collector is going down (a signal, or a task that died).
@@ -57,6 +65,8 @@ impl Health {
             committer_running: AtomicBool::new(false),
             last_ok_ms: AtomicU64::new(0),
             last_turn_ms: AtomicU64::new(0),
+            last_ok_unix_ms: AtomicI64::new(0),
+            failed_commits: AtomicU64::new(0),
             failing: Mutex::new(None),
             stopping: Mutex::new(None),
         }
@@ -106,6 +116,7 @@ impl Health {
         let now = self.uptime_ms();
         self.last_ok_ms.store(now, Ordering::Relaxed);
         self.last_turn_ms.store(now, Ordering::Relaxed);
+        self.last_ok_unix_ms.store(crate::now_ms(), Ordering::Relaxed);
         if let Ok(mut failing) = self.failing.lock() {
             failing.take();
         }
@@ -114,9 +125,21 @@ impl Health {
     /// A commit failed with `error`.
     pub fn commit_failed(&self, error: &str) {
         self.committer_turned();
+        self.failed_commits.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut failing) = self.failing.lock() {
             *failing = Some(error.to_string());
         }
+    }
+
+    /// When (Unix epoch milliseconds) a commit last succeeded or found nothing to commit; `None`
+    /// before the committer's first turn.
+    pub fn last_commit_ok_unix_ms(&self) -> Option<i64> {
+        Some(self.last_ok_unix_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
+    }
+
+    /// Commit attempts that failed since start.
+    pub fn failed_commits(&self) -> u64 {
+        self.failed_commits.load(Ordering::Relaxed)
     }
 
     /// The collector is going down, because of `why`.
@@ -250,6 +273,27 @@ mod tests {
         assert!(health.liveness().is_ok(), "a full disk is not a reason to restart");
         health.commit_ok();
         assert!(health.readiness().is_ok(), "ready again once a commit succeeds");
+    }
+
+    #[test]
+    fn the_export_sees_the_wall_clock_time_of_the_last_good_commit_and_the_failures() {
+        let health = Health::new(Duration::from_secs(60), Duration::from_secs(60));
+        assert_eq!(
+            (health.last_commit_ok_unix_ms(), health.failed_commits()),
+            (None, 0),
+            "nothing before the first turn"
+        );
+        let before = crate::now_ms();
+        health.commit_ok();
+        let ok = health.last_commit_ok_unix_ms().expect("a good commit");
+        assert!(ok >= before && ok <= crate::now_ms(), "{ok} is the wall clock");
+        health.commit_failed("No space left on device");
+        health.commit_failed("No space left on device");
+        assert_eq!(
+            (health.last_commit_ok_unix_ms(), health.failed_commits()),
+            (Some(ok), 2),
+            "failures do not move it"
+        );
     }
 
     #[test]

@@ -286,6 +286,13 @@ impl Registry {
         }
     }
 
+    /// The nodes Kubernetes lists now, sorted (empty without a cluster).
+    pub fn cluster_nodes(&self) -> Vec<String> {
+        let mut names: Vec<String> = read(&self.cluster_nodes).iter().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Every node in memory, sorted by name.
     pub fn all(&self) -> Vec<Arc<Node>> {
         let mut all: Vec<Arc<Node>> = read(&self.nodes).values().cloned().collect();

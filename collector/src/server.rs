@@ -190,7 +190,8 @@ impl Collector {
         let (queue_tx, queue_rx) = mpsc::channel(QUEUE_CAPACITY);
         let registry = Registry::from_loaded(loaded, registry_limits);
         let (nodes_in_memory, nodes_dormant) = (registry.len(), registry.dormant_len());
-        let shared = Arc::new(Shared::new(registry, auth, queue_tx, shutdown_rx.clone(), config.limits.clone()));
+        let shared =
+            Arc::new(Shared::new(registry, auth, queue_tx, shutdown_rx.clone(), health.clone(), config.limits.clone()));
         let diagnosis = Arc::new(Diagnosis::new(shared.clone(), config.diagnosis.clone(), kube, reports.clone())?);
 
         let (incoming, local_addr) = bind(config.listen).await?;

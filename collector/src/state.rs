@@ -1,6 +1,6 @@
 //! The collector's shared state: the node registry, the authenticator, the committer's queue and
-//! its byte budget, the ingest caps and refusal counts, and the shutdown signal. The ingest edge
-//! writes it; `Query`, the live analysis and the export read it.
+//! its byte budget, the committer's health, the ingest caps and refusal counts, and the shutdown
+//! signal. The ingest edge writes it; `Query`, the live analysis and the export read it.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -9,6 +9,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::auth::Authenticator;
 use crate::commit::QueueItem;
+use crate::health::Health;
 use crate::ingest::IngestRefusals;
 use crate::limits::IngestLimits;
 use crate::nodes::Registry;
@@ -23,6 +24,8 @@ pub struct Shared {
     pub queue: std::sync::Mutex<Option<mpsc::Sender<QueueItem>>>,
     /// Turns true when the collector shuts down.
     pub shutdown: watch::Receiver<bool>,
+    /// What the committer reports (the probes' and the export's view of commits).
+    pub health: Arc<Health>,
     /// The caps on what agents send.
     pub limits: IngestLimits,
     /// Refusals and cuts, per cause.
@@ -40,6 +43,7 @@ impl Shared {
         auth: Authenticator,
         queue: mpsc::Sender<QueueItem>,
         shutdown: watch::Receiver<bool>,
+        health: Arc<Health>,
         limits: IngestLimits,
     ) -> Shared {
         let queue_budget = Arc::new(Semaphore::new(limits.max_queue_bytes.clamp(1, Semaphore::MAX_PERMITS)));
@@ -48,6 +52,7 @@ impl Shared {
             auth,
             queue: std::sync::Mutex::new(Some(queue)),
             shutdown,
+            health,
             limits,
             refusals: IngestRefusals::default(),
             queue_budget,

@@ -5,7 +5,8 @@
 //! No helm binary and no cluster are needed: PyPI's `helm-python-sdk` embeds
 //! Helm's engine, `kubernetes-validate` carries the Kubernetes schemas. The
 //! Python side lives in `charts/tests/` (`check_chart.py` for the steps,
-//! pytest files for the assertions on rendered objects).
+//! pytest files for the assertions on rendered objects, `values_table.py` for
+//! the README's generated values table and OCI install commands).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,6 +18,11 @@ use crate::setup::has_command;
 use crate::util::{exec, is_root, workspace_root};
 
 const REQUIREMENTS: &str = "charts/tests/requirements.txt";
+/// The alerting rules (one plain Prometheus rule file, embedded by the chart's PrometheusRule) and
+/// their promtool unit tests, which name the rule file relative to this folder.
+const RULES_DIR: &str = "charts/bakery/rules";
+const RULES_FILE: &str = "bakery-alerts.yaml";
+const RULES_TESTS: &str = "bakery-alerts.test.yaml";
 /// helm-python-sdk 0.2 needs Python 3.10 or newer.
 const MIN_PYTHON: (u32, u32) = (3, 10);
 /// Written into the venv after a successful install: the requirements it
@@ -49,12 +55,14 @@ impl Venv {
     }
 }
 
-pub fn run() -> Result<()> {
+/// `write_readme` (`--write-readme`): rewrite the README's generated parts
+/// from values.schema.json, values.yaml and Chart.yaml before the steps.
+pub fn run(write_readme: bool) -> Result<()> {
     let root = workspace_root();
     let tests_dir = root.join("charts/tests");
     let rendered_dir = root.join("target/chart");
     let started = Instant::now();
-    let mut steps = Steps { total: 7, done: 0, timings: Vec::new() };
+    let mut steps = Steps { total: 9, done: 0, timings: Vec::new() };
 
     steps.run("system tools: busybox, to run the helm test hook's script", ensure_busybox)?;
     let venv = steps.run("Python virtual environment (.venv)", || ensure_venv(&root))?;
@@ -65,11 +73,19 @@ pub fn run() -> Result<()> {
         run_visible(cmd)
     };
     let rendered = rendered_dir.to_string_lossy().into_owned();
+    if write_readme {
+        check(&["values-table", "--write"])?;
+    }
     steps.run("helm lint --strict and render: default values and each ci/*.yaml", || {
         check(&["lint-render", &rendered])
     })?;
     steps.run("strict validation: Kubernetes 1.30 and the newest schemas", || check(&["validate", &rendered]))?;
     steps.run("values.schema.json refuses bad values", || check(&["refuse-bad-values"]))?;
+    steps.run("charts/bakery/README.md: values table and OCI install commands are fresh", || {
+        check(&["values-table"])
+            .context("the output above says what is missing; `cargo xtask chart --write-readme` rewrites the README's generated parts")
+    })?;
+    steps.run("alerting rules: promtool check rules and test rules (charts/bakery/rules)", || promtool_rules(&root))?;
     steps.run("chart tests: pytest charts/tests", || {
         let mut cmd = python(&venv, &tests_dir);
         cmd.args(["-m", "pytest", "-q"]);
@@ -157,6 +173,22 @@ fn ensure_busybox() -> Result<()> {
             .args(["install", "-y", "-qq", "--no-install-recommends", "busybox"])
             .env("DEBIAN_FRONTEND", "noninteractive");
         exec(install)?;
+    }
+    Ok(())
+}
+
+/// The alerting rules through the real Prometheus engine: `promtool check rules` on the rule
+/// file the chart embeds, then `promtool test rules` on its unit tests (each alert firing and not
+/// firing). promtool comes with Debian's `prometheus` package, installed with apt-get as root;
+/// otherwise a missing promtool fails this step with the command that installs it.
+fn promtool_rules(root: &Path) -> Result<()> {
+    crate::setup::packages(&[("prometheus", "promtool")])
+        .context("promtool (Debian's prometheus package) checks and tests the alerting rules")?;
+    let dir = root.join(RULES_DIR);
+    for (action, file) in [("check", RULES_FILE), ("test", RULES_TESTS)] {
+        let mut cmd = Command::new("promtool");
+        cmd.current_dir(&dir).args([action, "rules", file]);
+        run_visible(cmd)?;
     }
     Ok(())
 }
@@ -298,6 +330,30 @@ mod tests {
             .map(|v| v.trim().trim_matches('"').to_string())
             .expect("[workspace.package] has a version");
         assert_eq!(app_version, version, "charts/bakery/Chart.yaml appVersion must equal the workspace version");
+    }
+
+    #[test]
+    fn the_promtool_tests_load_the_rule_file_the_chart_embeds() {
+        let root = workspace_root();
+        let tests = std::fs::read_to_string(root.join(RULES_DIR).join(RULES_TESTS)).unwrap();
+        assert!(tests.contains(&format!("rule_files:\n  - {RULES_FILE}\n")), "{RULES_TESTS} loads {RULES_FILE}");
+        let template = std::fs::read_to_string(root.join("charts/bakery/templates/prometheusrule.yaml")).unwrap();
+        assert!(
+            template.contains(&format!(".Files.Get \"rules/{RULES_FILE}\"")),
+            "the PrometheusRule embeds {RULES_FILE}"
+        );
+    }
+
+    /// `check_chart.py values-table` rewrites what lies between these markers
+    /// and fails when one is missing; a README edit must keep them.
+    #[test]
+    fn the_chart_readme_keeps_the_markers_of_its_generated_parts() {
+        let readme = std::fs::read_to_string(workspace_root().join("charts/bakery/README.md")).unwrap();
+        for part in ["oci-install", "values-table"] {
+            let begin = readme.find(&format!("<!-- BEGIN generated: {part} ")).expect("a BEGIN marker");
+            let end = readme.find(&format!("<!-- END generated: {part} -->")).expect("an END marker");
+            assert!(begin < end, "{part}: BEGIN before END");
+        }
     }
 
     #[test]

@@ -40,7 +40,12 @@ enum Task {
     Codegen,
     /// Lint, render, validate and test the Helm chart (charts/bakery) with the
     /// real Helm engine, in a pinned Python venv at .venv (no helm binary needed).
-    Chart,
+    Chart {
+        /// First rewrite the chart README's generated parts (the values table
+        /// from values.schema.json and values.yaml, the OCI install commands).
+        #[arg(long)]
+        write_readme: bool,
+    },
     /// Build the release binaries the container image ships into
     /// target/dist/<target>/ and print their paths.
     Dist {
@@ -56,7 +61,7 @@ fn main() -> Result<()> {
         Task::Demo { args } => demo::run(&args),
         Task::Bench(which) => bench::run(which),
         Task::Codegen => ci::codegen(),
-        Task::Chart => chart::run(),
+        Task::Chart { write_readme } => chart::run(write_readme),
         Task::Dist { target } => dist::run(target.as_deref()),
     }
 }

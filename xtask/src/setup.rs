@@ -11,8 +11,9 @@ use crate::util::{exec, is_root};
 const PACKAGES: &[(&str, &str)] = &[("iproute2", "ip"), ("iptables", "iptables"), ("procps", "ps")];
 
 /// What the end-to-end tests run besides bakery: the demo's reverse proxy,
-/// the TUI's real terminal, the real Prometheus the export is scraped by, and
-/// the real `kubectl` the Kubernetes API double is checked with (any `kubectl`
+/// the TUI's real terminal, the real Prometheus the export is scraped by (its
+/// package's promtool checks the chart's alerting rules in `cargo xtask
+/// chart`), and the real `kubectl` the Kubernetes API double is checked with (any `kubectl`
 /// on PATH will do; Debian's `kubernetes-client` when there is none).
 /// Installed up front so that tests never race each other for the apt lock.
 const TEST_PACKAGES: &[(&str, &str)] =

@@ -37,6 +37,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: bakery
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Selector labels; call with (dict "root" $ "component" "agent"). */}}
@@ -50,6 +53,47 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "bakery.componentLabels" -}}
 {{ include "bakery.labels" .root }}
 app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/*
+A component's pod labels: its selector labels, then commonLabels and the
+component's podLabels (podLabels win over commonLabels). Call with (dict "root"
+$ "component" "agent" "podLabels" .Values.agent.podLabels).
+*/}}
+{{- define "bakery.podLabels" -}}
+{{ include "bakery.selectorLabels" . }}
+{{- with merge (dict) (.podLabels | default dict) (.root.Values.commonLabels | default dict) }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ServiceAccount each component runs as: serviceAccount.name, else
+<fullname>-<component> when the chart creates it, else the namespace's
+"default". The agents' projected tokens are accepted for this account only, so
+with serviceAccountToken credentials the agent never falls back to "default"
+(every pod of the namespace that mounts no other account runs as it).
+*/}}
+{{- define "bakery.agent.serviceAccountName" -}}
+{{- $account := .Values.agent.serviceAccount }}
+{{- if $account.create }}
+{{- default (include "bakery.agent.fullname" .) $account.name }}
+{{- else if $account.name }}
+{{- $account.name }}
+{{- else if include "bakery.serviceAccountToken" . }}
+{{- fail "agent.serviceAccount.create is false: set agent.serviceAccount.name. The collector accepts the projected tokens of that one account (auth.agentCredential serviceAccountToken), and the namespace's default account is every other pod's too" }}
+{{- else }}
+{{- print "default" }}
+{{- end }}
+{{- end }}
+
+{{- define "bakery.collector.serviceAccountName" -}}
+{{- $account := .Values.collector.serviceAccount }}
+{{- if $account.create }}
+{{- default (include "bakery.collector.fullname" .) $account.name }}
+{{- else }}
+{{- default "default" $account.name }}
+{{- end }}
 {{- end }}
 
 {{- define "bakery.agent.fullname" -}}
@@ -139,13 +183,76 @@ client in the cluster may use, and localhost for `kubectl port-forward`.
 {{- end }}
 {{- end }}
 
-{{/* repository:tag, or repository@digest when a digest is set. */}}
-{{- define "bakery.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{/*
+registry/repository of an image: its own registry, else global.imageRegistry,
+else the default one. A repository whose first part names a registry host (a
+dot or a colon in it, or "localhost", as Docker reads references) is used as
+it is. Call with (dict "root" $ "image" .Values.image "defaultRegistry" "ghcr.io").
+*/}}
+{{- define "bakery.imageRepository" -}}
+{{- $repository := .image.repository }}
+{{- $first := first (splitList "/" $repository) }}
+{{- if and (contains "/" $repository) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) }}
+{{- $repository }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $registry := .image.registry | default ((.root.Values.global).imageRegistry) | default .defaultRegistry }}
+{{- printf "%s/%s" (trimSuffix "/" $registry) $repository }}
 {{- end }}
+{{- end }}
+
+{{/* The bakery image: registry/repository:tag, or @digest when a digest is set. */}}
+{{- define "bakery.image" -}}
+{{- $repository := include "bakery.imageRepository" (dict "root" . "image" .Values.image "defaultRegistry" "ghcr.io") }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The `helm test` pod's image. */}}
+{{- define "bakery.testImage" -}}
+{{- $repository := include "bakery.imageRepository" (dict "root" . "image" .Values.tests.image "defaultRegistry" "docker.io") }}
+{{- printf "%s:%s" $repository .Values.tests.image.tag }}
+{{- end }}
+
+{{/*
+Every pod's imagePullSecrets: global.imagePullSecrets (names or {name: ...})
+then imagePullSecrets, each name once; nothing when there is none.
+*/}}
+{{- define "bakery.imagePullSecrets" -}}
+{{- $names := list }}
+{{- range concat ((.Values.global).imagePullSecrets | default list) (.Values.imagePullSecrets | default list) }}
+{{- if kindIs "map" . }}
+{{- $names = append $names .name }}
+{{- else }}
+{{- $names = append $names . }}
+{{- end }}
+{{- end }}
+{{- if $names }}
+imagePullSecrets:
+{{- range uniq $names }}
+  - name: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+A securityContext: the values' map with `extra` set over it (keys whose value
+is null are dropped, as Helm drops them when merging values). Call with (dict
+"base" .Values.agent.containerSecurityContext "extra" (dict ...)).
+*/}}
+{{- define "bakery.securityContext" -}}
+{{- $context := dict }}
+{{- range $key, $value := .base }}
+{{- if not (kindIs "invalid" $value) }}
+{{- $_ := set $context $key $value }}
+{{- end }}
+{{- end }}
+{{- range $key, $value := (.extra | default dict) }}
+{{- $_ := set $context $key $value }}
+{{- end }}
+{{- toYaml $context }}
 {{- end }}
 
 {{/* The collector's in-cluster DNS name (resolvable from hostNetwork pods with

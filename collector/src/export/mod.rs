@@ -14,7 +14,8 @@
 //!
 //! Resources: each node is its own OTLP Resource (`k8s.node.name`, `host.name`,
 //! `service.instance.id` = the node, `k8s.cluster.name` from `--cluster-name`), the collector's
-//! own series (diagnosis, `bakery.export.dropped`) a Resource with `service.instance.id` =
+//! own series (diagnosis, `bakery.export.dropped`, refusals, and in [`self_metrics`] whether each
+//! node's agent reports and whether commits succeed) a Resource with `service.instance.id` =
 //! `bakery-collector`. `/metrics` puts `k8s.node.name` and `k8s.cluster.name` on every series as
 //! labels; an OTLP backend keeps resource attributes on `target_info` unless told to promote them
 //! (Prometheus 3: `otlp.promote_resource_attributes`; Mimir:
@@ -38,6 +39,7 @@ mod http;
 pub mod model;
 pub mod otlp;
 pub mod prometheus;
+pub mod self_metrics;
 pub mod snapshot;
 
 use std::net::SocketAddr;
@@ -87,11 +89,15 @@ pub async fn current_points(shared: &Shared, hooks: &ExportHooks, stats: &Export
         Some(feed) => feed.read().await,
         None => hooks::FeedSnapshot::default(),
     };
-    let nodes = snapshot::snapshot_nodes(&shared.registry, crate::now_ms());
+    let now_ms = crate::now_ms();
+    let nodes = snapshot::snapshot_nodes(&shared.registry, now_ms);
     let mut points = model::all_points(&nodes, hooks.cluster_name.as_deref(), &feed, stats.dropped());
     if let Some(collector) = points.iter_mut().find(|r| r.instance == model::COLLECTOR_INSTANCE) {
         collector.points.extend(model::refusal_points(&shared.auth.refusal_counts().snapshot()));
         collector.points.extend(model::ingest_refusal_points(&shared.refusals.counts().snapshot()));
+        collector.points.extend(self_metrics::agent_points(&snapshot::agents_reporting(&shared.registry, now_ms)));
+        let health = &shared.health;
+        collector.points.extend(self_metrics::commit_points(health.last_commit_ok_unix_ms(), health.failed_commits()));
     }
     points
 }

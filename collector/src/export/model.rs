@@ -75,6 +75,9 @@ metrics! {
     BAKERY_EXPORT_DROPPED = "bakery.export.dropped", "{export}", Counter, "OTLP exports dropped: queue full, backend down or too slow";
     BAKERY_COLLECTOR_AUTH_REFUSALS = "bakery.collector.auth.refusals", "{refusal}", Counter, "Calls the collector refused, by cause (no or unknown credential, service-account token rejected or unreviewable, missing role, wrong node)";
     BAKERY_COLLECTOR_INGEST_REFUSALS = "bakery.collector.ingest.refusals", "{refusal}", Counter, "What ingest refused or cut, by cause (sequence beyond what the agent could have produced, node, pod or sample caps, strings and entries cut, batches too large to keep in memory and the streams closed after them, samples re-stamped for clock skew, invalid input)";
+    BAKERY_AGENT_REPORTING = "bakery.agent.reporting", "{agent}", Gauge, "1 while the node's agent reports (a sample within 3 of its intervals), 0 while it is silent or never reported; for every node Kubernetes lists (without Kubernetes, every node the collector holds)";
+    BAKERY_COLLECTOR_COMMIT_LAST_SUCCESS = "bakery.collector.commit.last_success.timestamp", "s", Gauge, "When (Unix epoch seconds) a commit to the store last succeeded or found nothing to commit";
+    BAKERY_COLLECTOR_COMMIT_FAILURES = "bakery.collector.commit.failures", "{commit}", Counter, "Commits to the store that failed (a full disk); nothing is acknowledged meanwhile";
 }
 
 /// An attribute value (OTLP keeps the type; Prometheus renders both as text).
@@ -496,6 +499,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::export::hooks::{HogView, ImbalanceView, ShareView, WindowView, Workload};
+    use crate::export::self_metrics::AgentReporting;
 
     fn known_pods() -> HashMap<String, PodMeta> {
         let meta = PodMeta {
@@ -710,6 +714,11 @@ pub(crate) mod tests {
         let mut resources = all_points(&[snapshot()], CLUSTER, &feed, 3);
         resources[1].points.extend(refusal_points(&[("wrong_node", 2), ("missing_role", 0)]));
         resources[1].points.extend(ingest_refusal_points(&[("seq_beyond_bound", 1), ("node_cap", 0)]));
+        let agents = [("master-02", true), ("worker-01", false)];
+        resources[1].points.extend(super::super::self_metrics::agent_points(
+            &agents.map(|(node, reporting)| AgentReporting { node: node.into(), reporting }),
+        ));
+        resources[1].points.extend(super::super::self_metrics::commit_points(Some(1_790_000_000_500), 1));
         resources
     }
 

@@ -5,6 +5,7 @@
 use prost::Message;
 
 use super::model::{DEFAULT_CLOCK_TICKS, NodeSnapshot};
+use super::self_metrics::{AgentReporting, reporting_nodes};
 use crate::liveness::is_stale;
 use crate::nodes::Registry;
 use crate::store::StoredBatch;
@@ -48,6 +49,21 @@ pub fn snapshot_nodes(registry: &Registry, now_ms: i64) -> Vec<NodeSnapshot> {
         .collect()
 }
 
+/// Whether each node that should have an agent reports at `now_ms` (not stale: a sample within
+/// 3 of its intervals): the nodes Kubernetes lists, or without them every node in memory
+/// ([`reporting_nodes`]).
+pub fn agents_reporting(registry: &Registry, now_ms: i64) -> Vec<AgentReporting> {
+    let in_memory: Vec<(String, bool)> = registry
+        .all()
+        .iter()
+        .map(|node| {
+            let live = node.live();
+            (node.name.clone(), live.last_seen_ms > 0 && !is_stale(now_ms, live.last_seen_ms, live.interval_ms))
+        })
+        .collect();
+    reporting_nodes(&registry.cluster_nodes(), &in_memory)
+}
+
 #[cfg(test)]
 mod tests {
     use bakery_proto::v1::Sample;
@@ -77,5 +93,22 @@ mod tests {
         assert_eq!(stamps(&nodes[0]), (Some(2), Some(3)));
         let later = snapshot_nodes(&registry, 13_000);
         assert_eq!((later[0].name.as_str(), stamps(&later[0])), ("n1", (None, None)), "silent for 3 intervals");
+    }
+
+    #[test]
+    fn an_agent_reports_until_it_is_silent_for_3_intervals_and_a_listed_node_without_one_never_does() {
+        let registry = Registry::default();
+        {
+            let node = registry.get_or_create("n1");
+            let mut live = node.live();
+            live.last_seen_ms = 10_000;
+            live.interval_ms = 1000;
+        }
+        let table =
+            |now_ms| agents_reporting(&registry, now_ms).into_iter().map(|a| (a.node, a.reporting)).collect::<Vec<_>>();
+        assert_eq!(table(10_500), [("n1".to_string(), true)], "without Kubernetes: the nodes in memory");
+        assert_eq!(table(13_000), [("n1".to_string(), false)], "silent for 3 intervals");
+        registry.set_cluster_nodes(&["n1".to_string(), "n2".to_string()]);
+        assert_eq!(table(10_500), [("n1".to_string(), true), ("n2".to_string(), false)], "n2 has no agent");
     }
 }

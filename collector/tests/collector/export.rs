@@ -34,7 +34,7 @@ async fn start_rotel(dir: &Path, grpc: u16, http: u16) -> Rotel {
 }
 
 /// The body `GET path` answers with a 200, `None` for anything else (not up yet, an error).
-async fn body_of_200(addr: SocketAddr, path: &str) -> Option<String> {
+pub(crate) async fn body_of_200(addr: SocketAddr, path: &str) -> Option<String> {
     bakery_lab::http::get(addr, path, GET_TIMEOUT).await.ok()?.ok()
 }
 
@@ -60,16 +60,17 @@ fn known_value(resources: &[ReceivedResource], node: &str) -> Option<Found> {
     })
 }
 
-/// The collector binary, configured by `env` (every other OTEL_* variable removed).
-struct RunningCollector {
+/// The collector binary, configured by `env` (every other OTEL_* variable removed); also the
+/// alerting rules' test's.
+pub(crate) struct RunningCollector {
     process: Process,
-    url: String,
-    metrics: SocketAddr,
+    pub(crate) url: String,
+    pub(crate) metrics: SocketAddr,
     log: PathBuf,
 }
 
 impl RunningCollector {
-    async fn start(dir: &Path, env: &[(&str, String)], extra: &[&str]) -> RunningCollector {
+    pub(crate) async fn start(dir: &Path, env: &[(&str, String)], extra: &[&str]) -> RunningCollector {
         let ready = dir.join("ready");
         let log = dir.join("collector.log");
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
@@ -99,11 +100,11 @@ impl RunningCollector {
         RunningCollector { process, url: format!("http://{addr}"), metrics, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn assert_alive(&mut self) {
+    pub(crate) fn assert_alive(&mut self) {
         assert!(self.process.try_status().is_none(), "the collector exited:\n{}", self.log());
         assert!(!self.log().contains("panicked"), "the collector panicked:\n{}", self.log());
     }
@@ -334,7 +335,7 @@ async fn a_backend_that_goes_away_never_slows_ingest_drops_are_counted_and_expor
 }
 
 /// Installs Debian's prometheus when it is missing (needs root), once.
-fn prometheus_binary() -> PathBuf {
+pub(crate) fn prometheus_binary() -> PathBuf {
     let installed = PathBuf::from("/usr/bin/prometheus");
     if installed.is_file() {
         return installed;

@@ -5,13 +5,12 @@
 //! with [`EnvBool`]. `--once` is the mode people run first; `--collector` streams to the
 //! collector on a single-threaded runtime.
 
-use std::ffi::OsStr;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::builder::TypedValueParser;
+use bakery_cli::EnvBool;
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 
@@ -242,35 +241,6 @@ flags take 1, true, yes or on, and 0, false, no or off (or empty) from theirs. A
 command line wins over its variable. Logs: BAKERY_LOG=debug (tracing env-filter syntax), on stderr,
 in colour unless NO_COLOR is set.";
 
-/// The value parser of every on/off flag. On the command line such a flag takes no value, so what
-/// reaches this is its variable: 1, true, yes or on turn the flag on; 0, false, no, off or empty
-/// leave it off (any case). clap's own bool parser takes only true and false, and its errors name
-/// the flag, not the variable that was wrong.
-#[derive(Debug, Clone, Copy)]
-pub struct EnvBool;
-
-impl TypedValueParser for EnvBool {
-    type Value = bool;
-
-    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<bool, clap::Error> {
-        let text = value.to_string_lossy();
-        match text.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "" | "0" | "false" | "no" | "off" => Ok(false),
-            _ => {
-                let variable = arg.and_then(clap::Arg::get_env).map(OsStr::to_string_lossy);
-                let flag = arg.and_then(clap::Arg::get_long).unwrap_or_default();
-                let message = format!(
-                    "{}={text:?} is neither on nor off: set 1, true, yes or on to turn --{flag} on, \
-                     and 0, false, no or off (or unset it) to leave it off\n",
-                    variable.as_deref().unwrap_or("the variable")
-                );
-                Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd))
-            }
-        }
-    }
-}
-
 /// Parses `--interval`: a humantime duration within the bounds the
 /// collector's SetInterval is also held to.
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -337,7 +307,7 @@ pub fn main() -> ExitCode {
     if let Some(command) = &args.command {
         return print_generated(command);
     }
-    init_tracing();
+    bakery_cli::init_logs();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -362,16 +332,6 @@ fn print_generated(command: &Command) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BAKERY_LOG").unwrap_or_else(|_| "info".into());
-    // Logs go to stderr so that `--once --json` output stays clean on stdout.
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -594,21 +554,6 @@ mod tests {
         assert!(Args::try_parse_from(["a", "--tls-cert", "c.pem"]).is_err());
         assert!(Args::try_parse_from(["a", "--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_err());
         assert!(Args::try_parse_from(["a", "--tls-key", "k.pem"]).is_err());
-    }
-
-    #[test]
-    fn on_off_variables_take_the_usual_spellings_and_name_themselves_when_wrong() {
-        let command = Args::command();
-        let arg = command.get_arguments().find(|a| a.get_id() == "insecure_no_auth").unwrap();
-        let parse = |text: &str| EnvBool.parse_ref(&command, Some(arg), OsStr::new(text));
-        for on in ["1", "true", "yes", "on", "TRUE", "Yes", " on "] {
-            assert!(parse(on).unwrap(), "{on:?}");
-        }
-        for off in ["0", "false", "no", "off", "OFF", ""] {
-            assert!(!parse(off).unwrap(), "{off:?}");
-        }
-        let error = parse("maybe").unwrap_err().to_string();
-        assert!(error.contains("BAKERY_INSECURE_NO_AUTH=\"maybe\"") && error.contains("--insecure-no-auth"), "{error}");
     }
 
     #[test]

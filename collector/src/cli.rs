@@ -2,13 +2,12 @@
 //! flag with an env fallback (`BAKERY_<FLAG>`; on/off flags read theirs with [`EnvBool`]), and the
 //! help people read first.
 
-use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::builder::TypedValueParser;
+use bakery_cli::EnvBool;
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand};
 
 use crate::auth::Credentials;
@@ -358,34 +357,6 @@ on, and 0, false, no or off (or empty) from theirs. A flag given on the command 
 variable; OTLP also reads the standard OTEL_* variables (see --otlp). Logs: BAKERY_LOG=debug
 (tracing env-filter syntax), on stderr, in colour unless NO_COLOR is set.";
 
-/// The value parser of every on/off flag. On the command line such a flag takes no value, so what
-/// reaches this is its variable: 1, true, yes or on turn the flag on; 0, false, no, off or empty
-/// leave it off (any case). clap's own bool parsers name the flag, not the variable that was wrong.
-#[derive(Debug, Clone, Copy)]
-pub struct EnvBool;
-
-impl TypedValueParser for EnvBool {
-    type Value = bool;
-
-    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<bool, clap::Error> {
-        let text = value.to_string_lossy();
-        match text.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "" | "0" | "false" | "no" | "off" => Ok(false),
-            _ => {
-                let variable = arg.and_then(clap::Arg::get_env).map(OsStr::to_string_lossy);
-                let flag = arg.and_then(clap::Arg::get_long).unwrap_or_default();
-                let message = format!(
-                    "{}={text:?} is neither on nor off: set 1, true, yes or on to turn --{flag} on, \
-                     and 0, false, no or off (or unset it) to leave it off\n",
-                    variable.as_deref().unwrap_or("the variable")
-                );
-                Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd))
-            }
-        }
-    }
-}
-
 impl ServeArgs {
     /// The server configuration these flags describe.
     pub fn to_config(&self) -> anyhow::Result<ServeConfig> {
@@ -527,7 +498,7 @@ fn interval_ms(interval: Duration) -> anyhow::Result<u32> {
 /// Runs the collector; the binary's `main` is only this.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    bakery_cli::init_logs();
     let result = match cli.command {
         Some(Command::Inspect(args)) => crate::inspect::run(&args),
         Some(Command::Serve(args)) => serve(&args),
@@ -551,15 +522,6 @@ fn man() -> anyhow::Result<ExitCode> {
     let page = clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout().lock());
     page.map_err(|error| anyhow::anyhow!("cannot write the man page: {error}"))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BAKERY_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {

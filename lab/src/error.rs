@@ -87,17 +87,8 @@ pub enum Error {
     Several { problems: Vec<Error> },
 }
 
-/// An error and every source below it, `what: why: deeper why`.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// An error and every source below it, `what: why: deeper why` (bakery's one way to print a chain).
+pub use bakery_cli::error_chain as chain;
 
 fn several(problems: &[Error]) -> String {
     problems.iter().map(|problem| chain(problem)).collect::<Vec<_>>().join("; ")

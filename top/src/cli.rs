@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::builder::TypedValueParser;
+use bakery_cli::EnvBool;
 use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
@@ -202,36 +202,6 @@ BAKERY_<SUBCOMMAND>_<FLAG> (BAKERY_REPORT_SVG, BAKERY_WINDOW_START_NAME, BAKERY_
 On/off flags take 1, true, yes or on, and 0, false, no or off (or empty) from theirs. A flag given on
 the command line wins over its variable. NO_COLOR turns colours off, unless --color (BAKERY_COLOR)
 says always.";
-
-/// The value parser of every on/off flag. On the command line such a flag takes no value, so what
-/// reaches this is its variable: 1, true, yes or on turn the flag on; 0, false, no, off or empty
-/// leave it off (any case). clap's own bool parser takes only true and false, and its errors name
-/// the flag, not the variable that was wrong. The same as bakery-agent's and bakery-collector's
-/// (ARCHITECTURE.md, "What still repeats between crates, and why").
-#[derive(Debug, Clone, Copy)]
-pub struct EnvBool;
-
-impl TypedValueParser for EnvBool {
-    type Value = bool;
-
-    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<bool, clap::Error> {
-        let text = value.to_string_lossy();
-        match text.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "" | "0" | "false" | "no" | "off" => Ok(false),
-            _ => {
-                let variable = arg.and_then(clap::Arg::get_env).map(OsStr::to_string_lossy);
-                let flag = arg.and_then(clap::Arg::get_long).unwrap_or_default();
-                let message = format!(
-                    "{}={text:?} is neither on nor off: set 1, true, yes or on to turn --{flag} on, \
-                     and 0, false, no or off (or unset it) to leave it off\n",
-                    variable.as_deref().unwrap_or("the variable")
-                );
-                Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd))
-            }
-        }
-    }
-}
 
 fn parse_refresh(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
@@ -457,21 +427,6 @@ mod tests {
         assert_eq!(parse(&["--refresh", "250ms"]).view.refresh, Duration::from_millis(250));
         let error = Cli::try_parse_from(["bakery-top", "--refresh", "10ms"]).unwrap_err().to_string();
         assert!(error.contains("at least 100ms"), "{error}");
-    }
-
-    #[test]
-    fn on_off_variables_take_the_usual_spellings_and_name_themselves_when_wrong() {
-        let command = Cli::command();
-        let arg = command.get_arguments().find(|a| a.get_id() == "demo").unwrap();
-        let parse = |text: &str| EnvBool.parse_ref(&command, Some(arg), OsStr::new(text));
-        for on in ["1", "true", "yes", "on", "TRUE", "Yes", " on "] {
-            assert!(parse(on).unwrap(), "{on:?}");
-        }
-        for off in ["0", "false", "no", "off", "OFF", ""] {
-            assert!(!parse(off).unwrap(), "{off:?}");
-        }
-        let error = parse("maybe").unwrap_err().to_string();
-        assert!(error.contains("BAKERY_DEMO=\"maybe\"") && error.contains("--demo"), "{error}");
     }
 
     #[test]

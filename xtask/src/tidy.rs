@@ -93,26 +93,29 @@ mod tests {
     ///
     /// - `proto` owns the wire format and depends on nothing of ours; `signals` is the receiver's
     ///   meaning of the wire, over `proto`.
-    /// - `agent`, `collector` and `top` depend on `proto` (and `signals`), never on each other;
-    ///   only the collector feeds `diagnosis`, which depends on nothing of ours.
-    /// - `lab` (kernel objects, processes, test peers) depends on nothing of ours.
-    /// - `demo` uses `diagnosis`, `proto`, `top` and `lab`; nothing depends on `demo`.
+    /// - `cli` (what every binary does alike at its edge) depends on nothing of ours.
+    /// - `agent`, `collector` and `top` depend on `proto` (and `signals`, `cli`), never on each
+    ///   other; only the collector feeds `diagnosis`, which depends on nothing of ours.
+    /// - `lab` (kernel objects, processes, test peers) depends only on `cli`.
+    /// - `demo` uses `diagnosis`, `proto`, `signals`, `top` and `lab`; nothing depends on `demo`.
     /// - `tests` may use every library except `demo`.
     /// - `xtask` uses none.
     const MAY_USE: &[(&str, &[&str])] = &[
         ("bakery-proto", &[]),
         ("bakery-signals", &["bakery-proto"]),
-        ("bakery-agent", &["bakery-proto", "bakery-signals"]),
-        ("bakery-collector", &["bakery-proto", "bakery-signals", "bakery-diagnosis"]),
+        ("bakery-cli", &[]),
+        ("bakery-agent", &["bakery-proto", "bakery-signals", "bakery-cli"]),
+        ("bakery-collector", &["bakery-proto", "bakery-signals", "bakery-cli", "bakery-diagnosis"]),
         ("bakery-diagnosis", &[]),
-        ("bakery-top", &["bakery-proto", "bakery-signals"]),
-        ("bakery-lab", &[]),
+        ("bakery-top", &["bakery-proto", "bakery-signals", "bakery-cli"]),
+        ("bakery-lab", &["bakery-cli"]),
         ("bakery-demo", &["bakery-diagnosis", "bakery-proto", "bakery-signals", "bakery-top", "bakery-lab"]),
         (
             "bakery-tests",
             &[
                 "bakery-proto",
                 "bakery-signals",
+                "bakery-cli",
                 "bakery-agent",
                 "bakery-collector",
                 "bakery-diagnosis",

@@ -54,12 +54,10 @@ pub(super) async fn connect(config: &StreamConfig) -> Result<Channel, String> {
         let tls = tls_config(tls).map_err(|e| e.to_string())?;
         endpoint = endpoint.tls_config(tls).map_err(|e| format!("TLS: {e}"))?;
     }
-    endpoint.connect().await.map_err(|e| format!("cannot connect to {}: {}", config.collector, error_chain(&e)))
-}
-
-/// An error with its causes, which tonic keeps in `source()`.
-fn error_chain(error: &dyn Error) -> String {
-    with_causes(error.to_string(), error.source())
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {}: {}", config.collector, bakery_cli::error_chain(&e)))
 }
 
 /// `text`, then each cause in the chain from `source` that it does not

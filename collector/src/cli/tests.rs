@@ -235,21 +235,6 @@ fn limit_flags_have_small_cluster_defaults_and_refuse_nonsense() {
 }
 
 #[test]
-fn on_off_variables_take_the_usual_spellings_and_name_themselves_when_wrong() {
-    let command = Cli::command();
-    let arg = command.get_arguments().find(|a| a.get_id() == "no_kubernetes").unwrap();
-    let parse = |text: &str| EnvBool.parse_ref(&command, Some(arg), OsStr::new(text));
-    for on in ["1", "true", "yes", "on", "TRUE", "Yes", " on "] {
-        assert!(parse(on).unwrap(), "{on:?}");
-    }
-    for off in ["0", "false", "no", "off", "OFF", ""] {
-        assert!(!parse(off).unwrap(), "{off:?}");
-    }
-    let error = parse("maybe").unwrap_err().to_string();
-    assert!(error.contains("BAKERY_NO_KUBERNETES=\"maybe\"") && error.contains("--no-kubernetes"), "{error}");
-}
-
-#[test]
 fn flags_that_contradict_are_refused() {
     let error = auth_error(&["--token-file", "/t", "--insecure-no-auth"]);
     assert!(error.contains("--insecure-no-auth contradicts the token flags"), "{error}");

@@ -18,13 +18,13 @@ use bakery_proto::v1::{ReportRequest, StartWindowRequest, StopWindowRequest, Win
 use clap::{ArgAction, Args};
 use serde::Serialize;
 
-use crate::cli::EnvBool;
 use crate::commands::report::to_text;
 use crate::commands::{call, connect};
 use crate::model::Snapshot;
 use crate::oha::sent::{self, Sending, SentCount, SocketSegments};
 use crate::oha::{self, JsonDestination, OhaSummary};
 use crate::source::{GrpcConfig, GrpcSource, Source};
+use bakery_cli::EnvBool;
 
 /// The exit code with `--fail-on-hog` when the window flagged a hog, for CI pipelines.
 pub const HOG_EXIT_CODE: u8 = 3;

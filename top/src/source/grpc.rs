@@ -104,7 +104,8 @@ impl GrpcSource {
             .connect_timeout(CALL_TIMEOUT)
             .timeout(CALL_TIMEOUT);
         if https {
-            endpoint = endpoint.tls_config(tls_config(&config)?).map_err(|e| Error::Tls(error_chain(&e)))?;
+            endpoint =
+                endpoint.tls_config(tls_config(&config)?).map_err(|e| Error::Tls(bakery_cli::error_chain(&e)))?;
         }
         Ok(GrpcSource {
             url: config.url.clone(),
@@ -136,7 +137,7 @@ impl GrpcSource {
         let channel = tokio::time::timeout(self.timeout, self.endpoint.connect())
             .await
             .map_err(|_| Error::Timeout { url: self.url.clone(), after: self.timeout })?
-            .map_err(|e| Error::Connect { url: self.url.clone(), reason: error_chain(&e) })?;
+            .map_err(|e| Error::Connect { url: self.url.clone(), reason: bakery_cli::error_chain(&e) })?;
         let client = QueryClient::with_interceptor(channel, BearerToken(token));
         self.client = Some(client.clone());
         Ok(client)
@@ -229,18 +230,6 @@ fn tls_config(config: &GrpcConfig) -> Result<ClientTlsConfig> {
         tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
     }
     Ok(tls)
-}
-
-/// An error and its causes in one line ("transport error: tcp connect error: Connection refused").
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,0 +1,12 @@
+//! bakery-cli: what bakery-agent, bakery-collector and bakery-top do alike at their edge, so that
+//! a user meets one convention: on/off variables ([`EnvBool`]), logs ([`init_logs`]) and errors
+//! printed with their causes ([`error_chain`]).
+#![forbid(unsafe_code)]
+
+mod errors;
+mod logs;
+mod switch;
+
+pub use errors::error_chain;
+pub use logs::init_logs;
+pub use switch::{EnvBool, on_off};

@@ -30,10 +30,15 @@ fn scraped_rx(port: u16, uid: &str) -> Option<u64> {
 /// The pod's received bytes in rotel's last print of `k8s.pod.network.io` for the pod.
 fn rotel_rx(rotel: &Rotel, uid: &str) -> Option<u64> {
     let received = rotel.received();
-    let points = received.iter().filter_map(|resource| resource.metric("k8s.pod.network.io")).flat_map(|m| &m.points);
+    // Each pod is its own OTLP resource: the pod's uid is on the resource, the direction on the point.
+    let points = received
+        .iter()
+        .filter(|resource| resource.attribute("k8s.pod.uid") == Some(uid))
+        .filter_map(|resource| resource.metric("k8s.pod.network.io"))
+        .flat_map(|m| &m.points);
     let mut value = None;
     for point in points {
-        if point.attribute("k8s.pod.uid") == Some(uid) && point.attribute("network.io.direction") == Some("receive") {
+        if point.attribute("network.io.direction") == Some("receive") {
             value = point.value.or(value);
         }
     }

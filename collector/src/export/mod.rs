@@ -13,13 +13,20 @@
 //! only and the diagnosis series are absent.
 //!
 //! Resources: each node is its own OTLP Resource (`k8s.node.name`, `host.name`,
-//! `service.instance.id` = the node, `k8s.cluster.name` from `--cluster-name`), the collector's
-//! own series (diagnosis, `bakery.export.dropped`, refusals, and in [`self_metrics`] whether each
-//! node's agent reports and whether commits succeed) a Resource with `service.instance.id` =
-//! `bakery-collector`. `/metrics` puts `k8s.node.name` and `k8s.cluster.name` on every series as
+//! `service.instance.id` = the node, `k8s.cluster.name` from `--cluster-name`); so is each pod
+//! (`k8s.pod.uid`, `k8s.pod.name`, `k8s.namespace.name`, the workload's `k8s.<kind>.name`,
+//! `k8s.node.name`, `k8s.cluster.name`, `service.instance.id` = the pod UID), so entity-aware
+//! backends link pod series to the pod; the collector's own series (diagnosis,
+//! `bakery.export.dropped`, refusals, and in [`self_metrics`] whether each node's agent reports
+//! and whether commits succeed) a Resource with `service.instance.id` = `bakery-collector`.
+//! `/metrics` puts `k8s.node.name`, `k8s.cluster.name` and a pod's identity on its series as
 //! labels; an OTLP backend keeps resource attributes on `target_info` unless told to promote them
 //! (Prometheus 3: `otlp.promote_resource_attributes`; Mimir:
-//! `-distributor.otel-promote-resource-attributes`), and the dashboard expects those two labels.
+//! `-distributor.otel-promote-resource-attributes`), and the dashboard expects those labels
+//! (`k8s.node.name`, `k8s.cluster.name`, and for pod panels `k8s.pod.name`, `k8s.namespace.name`).
+//!
+//! Names, units, instruments and value types follow the semantic-conventions registry v1.44.0;
+//! `semconv.rs` holds every exported metric against a table written from it.
 //!
 //! Configuration: the `OTEL_EXPORTER_OTLP_[METRICS_]{ENDPOINT,HEADERS,TIMEOUT,COMPRESSION}`
 //! variables are read by `opentelemetry-otlp` itself (nothing is set in code, so they win);
@@ -40,6 +47,8 @@ pub mod model;
 pub mod otlp;
 pub mod prometheus;
 pub mod self_metrics;
+#[cfg(test)]
+mod semconv;
 pub mod snapshot;
 
 use std::net::SocketAddr;

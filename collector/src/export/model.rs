@@ -1,5 +1,6 @@
 //! The export's one data model: the catalogue of exported metrics (names, UCUM units and kinds
-//! per the OpenTelemetry semantic conventions, `bakery.` where none exists) and the pure
+//! per the OpenTelemetry semantic conventions v1.44.0, `bakery.` where none exists; held against
+//! the registry by `semconv.rs`) and the pure
 //! conversion of node snapshots, pod metadata and the diagnosis view into points. OTLP and
 //! `/metrics` both render these points, so the two never disagree.
 
@@ -22,6 +23,15 @@ pub enum Kind {
     Gauge,
 }
 
+/// The value type of a metric's points: integers where the source is integral (bytes, packets,
+/// errors, counts), as the semantic conventions' `metric_value_type` says; OTLP sends `as_int`
+/// for these, `as_double` for the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Number {
+    Int,
+    Double,
+}
+
 /// One exported metric.
 #[derive(Debug, PartialEq, Eq)]
 pub struct MetricSpec {
@@ -30,54 +40,58 @@ pub struct MetricSpec {
     pub unit: &'static str,
     pub description: &'static str,
     pub kind: Kind,
+    pub number: Number,
 }
 
 macro_rules! metrics {
-    ($($id:ident = $name:literal, $unit:literal, $kind:ident, $desc:literal;)*) => {
-        $(pub const $id: MetricSpec = MetricSpec { name: $name, unit: $unit, description: $desc, kind: Kind::$kind };)*
+    ($($id:ident = $name:literal, $unit:literal, $kind:ident, $number:ident, $desc:literal;)*) => {
+        $(pub const $id: MetricSpec =
+            MetricSpec { name: $name, unit: $unit, description: $desc, kind: Kind::$kind, number: Number::$number };)*
         /// Every metric the collector exports.
         pub const ALL: &[&MetricSpec] = &[$(&$id),*];
     };
 }
 
-// Semantic conventions: https://opentelemetry.io/docs/specs/semconv/system/system-metrics/,
-// .../k8s-metrics/ and .../hardware/ (hw.temperature, hw.cpu.speed).
+// Semantic conventions v1.44.0 (model/system, model/k8s, model/hardware of the registry):
+// https://opentelemetry.io/docs/specs/semconv/system/system-metrics/, .../k8s-metrics/ and
+// .../hardware/ (hw.temperature, hw.cpu.speed). `Int` where the registry's `metric_value_type`
+// is int (the source is integral), `Double` otherwise; bakery's own counts are `Int` too.
 metrics! {
-    SYSTEM_CPU_TIME = "system.cpu.time", "s", Counter, "CPU time per logical CPU and mode (from /proc/stat jiffies)";
-    SYSTEM_CPU_UTILIZATION = "system.cpu.utilization", "1", Gauge, "Share of CPU time per mode between the last two samples, whole node";
-    SYSTEM_CPU_FREQUENCY = "system.cpu.frequency", "Hz", Gauge, "Current frequency per logical CPU (scaling_cur_freq)";
-    HW_CPU_SPEED = "hw.cpu.speed", "Hz", Gauge, "Current CPU speed per logical CPU";
-    HW_CPU_SPEED_LIMIT = "hw.cpu.speed.limit", "Hz", Gauge, "Maximum CPU speed per logical CPU (cpuinfo_max_freq)";
-    SYSTEM_MEMORY_USAGE = "system.memory.usage", "By", UpDownCounter, "Memory in use per state (/proc/meminfo)";
-    SYSTEM_MEMORY_LIMIT = "system.memory.limit", "By", UpDownCounter, "Total memory (MemTotal)";
-    SYSTEM_LINUX_MEMORY_AVAILABLE = "system.linux.memory.available", "By", UpDownCounter, "MemAvailable";
-    SYSTEM_NETWORK_IO = "system.network.io", "By", Counter, "Bytes per interface of the node's wire and direction";
-    SYSTEM_NETWORK_PACKET_COUNT = "system.network.packet.count", "{packet}", Counter, "Packets per interface and direction";
-    SYSTEM_NETWORK_PACKET_DROPPED = "system.network.packet.dropped", "{packet}", Counter, "Dropped packets per interface and direction";
-    SYSTEM_NETWORK_ERRORS = "system.network.errors", "{error}", Counter, "Errors per interface and direction";
-    HW_TEMPERATURE = "hw.temperature", "Cel", Gauge, "Temperature per sensor";
-    BAKERY_PRESSURE_STALL_TIME = "bakery.pressure.stall.time", "s", Counter, "PSI total stall time per resource and kind (/proc/pressure)";
-    BAKERY_PRESSURE_AVG10 = "bakery.pressure.avg10", "1", Gauge, "PSI 10 s average share of time stalled per resource and kind";
-    BAKERY_THROTTLE_FLAG = "bakery.throttle.flag", "{flag}", Gauge, "Raspberry Pi get_throttled flags: 1 when set, now or since boot";
-    BAKERY_CONNTRACK_ENTRIES = "bakery.conntrack.entries", "{entry}", UpDownCounter, "nf_conntrack_count";
-    BAKERY_CONNTRACK_LIMIT = "bakery.conntrack.limit", "{entry}", UpDownCounter, "nf_conntrack_max";
-    K8S_POD_NETWORK_IO = "k8s.pod.network.io", "By", Counter, "Bytes through the pod's interfaces (lo excluded) per direction";
-    K8S_POD_NETWORK_ERRORS = "k8s.pod.network.errors", "{error}", Counter, "Errors on the pod's interfaces per direction";
-    K8S_POD_CPU_TIME = "k8s.pod.cpu.time", "s", Counter, "CPU time of the pod cgroup";
-    K8S_POD_MEMORY_WORKING_SET = "k8s.pod.memory.working_set", "By", Gauge, "Pod memory usage minus inactive_file";
-    BAKERY_POD_TCP_CONNECTIONS = "bakery.pod.tcp.connections", "{connection}", Gauge, "TCP sockets in the pod's network namespace per state";
-    BAKERY_TRAFFIC_SHARE_OBSERVED = "bakery.traffic.share.observed", "1", Gauge, "The node's observed share of the workload's traffic";
-    BAKERY_TRAFFIC_SHARE_EXPECTED = "bakery.traffic.share.expected", "1", Gauge, "The node's expected share (its ready endpoints / all ready endpoints)";
-    BAKERY_IMBALANCE_SCORE = "bakery.imbalance.score", "1", Gauge, "How uneven the workload's traffic is against the expected shares";
-    BAKERY_HOG_ACTIVE = "bakery.hog.active", "{verdict}", Gauge, "1 while a hog verdict is in force, by node and cause";
-    BAKERY_HOG_VERDICTS = "bakery.hog.verdicts", "{verdict}", Gauge, "Hog verdicts in force, by cause";
-    BAKERY_WINDOW_ACTIVE = "bakery.window.active", "{window}", Gauge, "1 while a load-test window is open";
-    BAKERY_EXPORT_DROPPED = "bakery.export.dropped", "{export}", Counter, "OTLP exports dropped: queue full, backend down or too slow";
-    BAKERY_COLLECTOR_AUTH_REFUSALS = "bakery.collector.auth.refusals", "{refusal}", Counter, "Calls the collector refused, by cause (no or unknown credential, service-account token rejected or unreviewable, missing role, wrong node)";
-    BAKERY_COLLECTOR_INGEST_REFUSALS = "bakery.collector.ingest.refusals", "{refusal}", Counter, "What ingest refused or cut, by cause (sequence beyond what the agent could have produced, node, pod or sample caps, strings and entries cut, batches too large to keep in memory and the streams closed after them, samples re-stamped for clock skew, invalid input)";
-    BAKERY_AGENT_REPORTING = "bakery.agent.reporting", "{agent}", Gauge, "1 while the node's agent reports (a sample within 3 of its intervals), 0 while it is silent or never reported; for every node Kubernetes lists (without Kubernetes, every node the collector holds)";
-    BAKERY_COLLECTOR_COMMIT_LAST_SUCCESS = "bakery.collector.commit.last_success.timestamp", "s", Gauge, "When (Unix epoch seconds) a commit to the store last succeeded or found nothing to commit";
-    BAKERY_COLLECTOR_COMMIT_FAILURES = "bakery.collector.commit.failures", "{commit}", Counter, "Commits to the store that failed (a full disk); nothing is acknowledged meanwhile";
+    SYSTEM_CPU_TIME = "system.cpu.time", "s", Counter, Double, "CPU time per logical CPU and mode (from /proc/stat jiffies)";
+    SYSTEM_CPU_UTILIZATION = "system.cpu.utilization", "1", Gauge, Double, "Share of CPU time per mode between the last two samples, whole node";
+    SYSTEM_CPU_FREQUENCY = "system.cpu.frequency", "Hz", Gauge, Int, "Current frequency per logical CPU (scaling_cur_freq)";
+    HW_CPU_SPEED = "hw.cpu.speed", "Hz", Gauge, Int, "Current CPU speed per logical CPU";
+    HW_CPU_SPEED_LIMIT = "hw.cpu.speed.limit", "Hz", Gauge, Int, "Maximum CPU speed per logical CPU (cpuinfo_max_freq)";
+    SYSTEM_MEMORY_USAGE = "system.memory.usage", "By", UpDownCounter, Int, "Memory in use per state (/proc/meminfo)";
+    SYSTEM_MEMORY_LIMIT = "system.memory.limit", "By", UpDownCounter, Int, "Total memory (MemTotal)";
+    SYSTEM_MEMORY_LINUX_AVAILABLE = "system.memory.linux.available", "By", UpDownCounter, Int, "MemAvailable";
+    SYSTEM_NETWORK_IO = "system.network.io", "By", Counter, Int, "Bytes per interface of the node's wire and direction";
+    SYSTEM_NETWORK_PACKET_COUNT = "system.network.packet.count", "{packet}", Counter, Int, "Packets per interface and direction";
+    SYSTEM_NETWORK_PACKET_DROPPED = "system.network.packet.dropped", "{packet}", Counter, Int, "Dropped packets per interface and direction";
+    SYSTEM_NETWORK_ERRORS = "system.network.errors", "{error}", Counter, Int, "Errors per interface and direction";
+    HW_TEMPERATURE = "hw.temperature", "Cel", Gauge, Double, "Temperature per sensor";
+    BAKERY_PRESSURE_STALL_TIME = "bakery.pressure.stall.time", "s", Counter, Double, "PSI total stall time per resource and kind (/proc/pressure)";
+    BAKERY_PRESSURE_AVG10 = "bakery.pressure.avg10", "1", Gauge, Double, "PSI 10 s average share of time stalled per resource and kind";
+    BAKERY_THROTTLE_FLAG = "bakery.throttle.flag", "{flag}", Gauge, Int, "Raspberry Pi get_throttled flags: 1 when set, now or since boot";
+    BAKERY_CONNTRACK_ENTRIES = "bakery.conntrack.entries", "{entry}", UpDownCounter, Int, "nf_conntrack_count";
+    BAKERY_CONNTRACK_LIMIT = "bakery.conntrack.limit", "{entry}", UpDownCounter, Int, "nf_conntrack_max";
+    K8S_POD_NETWORK_IO = "k8s.pod.network.io", "By", Counter, Int, "Bytes through the pod's interfaces (lo excluded) per direction";
+    K8S_POD_NETWORK_ERRORS = "k8s.pod.network.errors", "{error}", Counter, Int, "Errors on the pod's interfaces per direction";
+    K8S_POD_CPU_TIME = "k8s.pod.cpu.time", "s", Counter, Double, "CPU time of the pod cgroup";
+    K8S_POD_MEMORY_WORKING_SET = "k8s.pod.memory.working_set", "By", UpDownCounter, Int, "Pod memory usage minus inactive_file";
+    BAKERY_POD_TCP_CONNECTIONS = "bakery.pod.tcp.connections", "{connection}", UpDownCounter, Int, "TCP sockets in the pod's network namespace per state (network.connection.state), established ones also by direction";
+    BAKERY_TRAFFIC_SHARE_OBSERVED = "bakery.traffic.share.observed", "1", Gauge, Double, "The node's observed share of the workload's traffic";
+    BAKERY_TRAFFIC_SHARE_EXPECTED = "bakery.traffic.share.expected", "1", Gauge, Double, "The node's expected share (its ready endpoints / all ready endpoints)";
+    BAKERY_IMBALANCE_SCORE = "bakery.imbalance.score", "1", Gauge, Double, "How uneven the workload's traffic is against the expected shares";
+    BAKERY_HOG_ACTIVE = "bakery.hog.active", "{verdict}", Gauge, Int, "1 while a hog verdict is in force, by node and cause";
+    BAKERY_HOG_VERDICTS = "bakery.hog.verdicts", "{verdict}", Gauge, Int, "Hog verdicts in force, by cause";
+    BAKERY_WINDOW_ACTIVE = "bakery.window.active", "{window}", Gauge, Int, "1 while a load-test window is open";
+    BAKERY_EXPORT_DROPPED = "bakery.export.dropped", "{export}", Counter, Int, "OTLP exports dropped: queue full, backend down or too slow";
+    BAKERY_COLLECTOR_AUTH_REFUSALS = "bakery.collector.auth.refusals", "{refusal}", Counter, Int, "Calls the collector refused, by cause (no or unknown credential, service-account token rejected or unreviewable, missing role, wrong node)";
+    BAKERY_COLLECTOR_INGEST_REFUSALS = "bakery.collector.ingest.refusals", "{refusal}", Counter, Int, "What ingest refused or cut, by cause (sequence beyond what the agent could have produced, node, pod or sample caps, strings and entries cut, batches too large to keep in memory and the streams closed after them, samples re-stamped for clock skew, invalid input)";
+    BAKERY_AGENT_REPORTING = "bakery.agent.reporting", "{agent}", Gauge, Int, "1 while the node's agent reports (a sample within 3 of its intervals), 0 while it is silent or never reported; for every node Kubernetes lists (without Kubernetes, every node the collector holds)";
+    BAKERY_COLLECTOR_COMMIT_LAST_SUCCESS = "bakery.collector.commit.last_success.timestamp", "s", Gauge, Double, "When (Unix epoch seconds) a commit to the store last succeeded or found nothing to commit";
+    BAKERY_COLLECTOR_COMMIT_FAILURES = "bakery.collector.commit.failures", "{commit}", Counter, Int, "Commits to the store that failed (a full disk); nothing is acknowledged meanwhile";
 }
 
 /// An attribute value (OTLP keeps the type; Prometheus renders both as text).
@@ -106,7 +120,7 @@ pub struct Point {
     pub value: f64,
 }
 
-/// The points of one OTLP resource (a node, or the collector itself).
+/// The points of one OTLP resource (a node, a pod, or the collector itself).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourcePoints {
     /// Identifies the resource (`service.instance.id`), unique among the exported resources.
@@ -139,14 +153,19 @@ fn s(value: impl Into<String>) -> AttrValue {
     AttrValue::Str(value.into())
 }
 
-/// Every resource's points: one per node, then the collector's own.
+/// Every resource's points: each node followed by its pods (one resource each), then the
+/// collector's own.
 pub fn all_points(
     nodes: &[NodeSnapshot],
     cluster_name: Option<&str>,
     feed: &FeedSnapshot,
     dropped_exports: u64,
 ) -> Vec<ResourcePoints> {
-    let mut out: Vec<ResourcePoints> = nodes.iter().map(|node| node_points(node, cluster_name, &feed.pods)).collect();
+    let mut out = Vec::new();
+    for node in nodes {
+        out.push(node_points(node, cluster_name));
+        out.extend(pod_resources(node, cluster_name, &feed.pods));
+    }
     out.push(collector_points(cluster_name, &feed.diagnosis, dropped_exports));
     out
 }
@@ -177,8 +196,8 @@ pub fn ingest_refusal_points(counts: &[(&'static str, u64)]) -> Vec<Point> {
         .collect()
 }
 
-/// A node's resource and points.
-pub fn node_points(node: &NodeSnapshot, cluster_name: Option<&str>, pods: &HashMap<String, PodMeta>) -> ResourcePoints {
+/// A node's resource and points (its pods are their own resources: [`pod_resources`]).
+pub fn node_points(node: &NodeSnapshot, cluster_name: Option<&str>) -> ResourcePoints {
     let mut resource: Attributes =
         vec![("k8s.node.name", s(&node.name)), ("host.name", s(&node.name)), ("service.instance.id", s(&node.name))];
     if let Some(cluster) = cluster_name {
@@ -195,12 +214,34 @@ pub fn node_points(node: &NodeSnapshot, cluster_name: Option<&str>, pods: &HashM
         memory_points(sample, &mut points);
         net_points(sample, &mut points);
         hardware_points(sample, &mut points);
-        for pod in &sample.pods {
-            let Some(record) = node.pods.get(&pod.pod_ref) else { continue };
-            pod_points(pod, record, pods.get(&record.uid), &mut points);
-        }
     }
     ResourcePoints { instance: node.name.clone(), resource, points }
+}
+
+/// One resource per pod of the node's latest sample: the pod's identity ([`pod_attributes`]),
+/// the node it runs on and the cluster, with `service.instance.id` = the pod UID (unique among
+/// the exported resources, and what a Prometheus OTLP endpoint turns into `instance`), so
+/// entity-aware backends link the series to the pod.
+pub fn pod_resources(
+    node: &NodeSnapshot,
+    cluster_name: Option<&str>,
+    pods: &HashMap<String, PodMeta>,
+) -> Vec<ResourcePoints> {
+    let Some(sample) = &node.latest else { return Vec::new() };
+    let mut out = Vec::new();
+    for pod in &sample.pods {
+        let Some(record) = node.pods.get(&pod.pod_ref) else { continue };
+        let mut resource = pod_attributes(record, pods.get(&record.uid));
+        resource.push(("k8s.node.name", s(&node.name)));
+        if let Some(cluster) = cluster_name {
+            resource.push(("k8s.cluster.name", s(cluster)));
+        }
+        resource.push(("service.instance.id", s(&record.uid)));
+        let mut points = Vec::new();
+        pod_points(pod, &mut points);
+        out.push(ResourcePoints { instance: record.uid.clone(), resource, points });
+    }
+    out
 }
 
 /// Reads one mode's jiffies.
@@ -265,7 +306,7 @@ fn memory_points(sample: &Sample, points: &mut Vec<Point>) {
     }
     points.push(Point { metric: &SYSTEM_MEMORY_LIMIT, attributes: vec![], value: memory.total_bytes as f64 });
     points.push(Point {
-        metric: &SYSTEM_LINUX_MEMORY_AVAILABLE,
+        metric: &SYSTEM_MEMORY_LINUX_AVAILABLE,
         attributes: vec![],
         value: memory.available_bytes as f64,
     });
@@ -288,13 +329,16 @@ fn net_points(sample: &Sample, points: &mut Vec<Point>) {
     for interface in bakery_signals::nic::node_wire(&sample.interfaces) {
         let Some(counters) = &interface.counters else { continue };
         for (metric, rx, tx) in net_values(counters) {
+            // The registry (v1.44.0) names the interface `system.device` on this one metric.
+            let interface_key = if std::ptr::eq(metric, &SYSTEM_NETWORK_PACKET_COUNT) {
+                "system.device"
+            } else {
+                "network.interface.name"
+            };
             for (direction, value) in [("receive", rx), ("transmit", tx)] {
                 points.push(Point {
                     metric,
-                    attributes: vec![
-                        ("network.interface.name", s(&interface.name)),
-                        ("network.io.direction", s(direction)),
-                    ],
+                    attributes: vec![(interface_key, s(&interface.name)), ("network.io.direction", s(direction))],
                     value: value as f64,
                 });
             }
@@ -309,22 +353,21 @@ fn net_points(sample: &Sample, points: &mut Vec<Point>) {
 fn hardware_points(sample: &Sample, points: &mut Vec<Point>) {
     for frequency in &sample.cpu_frequencies {
         let cpu = || vec![("cpu.logical_number", AttrValue::Int(i64::from(frequency.cpu)))];
-        let hw = || vec![("hw.id", s(format!("cpu{}", frequency.cpu))), ("hw.type", s("cpu"))];
+        let hw = || vec![("hw.id", s(format!("cpu{}", frequency.cpu)))];
         let current = frequency.current_khz as f64 * 1000.0;
         points.push(Point { metric: &SYSTEM_CPU_FREQUENCY, attributes: cpu(), value: current });
         points.push(Point { metric: &HW_CPU_SPEED, attributes: hw(), value: current });
         if frequency.max_khz > 0 {
-            points.push(Point {
-                metric: &HW_CPU_SPEED_LIMIT,
-                attributes: hw(),
-                value: frequency.max_khz as f64 * 1000.0,
-            });
+            // cpuinfo_max_freq: the `max` limit (`hw.limit_type`).
+            let mut attributes = hw();
+            attributes.push(("hw.limit_type", s("max")));
+            points.push(Point { metric: &HW_CPU_SPEED_LIMIT, attributes, value: frequency.max_khz as f64 * 1000.0 });
         }
     }
     for temperature in &sample.temperatures {
         points.push(Point {
             metric: &HW_TEMPERATURE,
-            attributes: vec![("hw.id", s(&temperature.sensor)), ("hw.type", s("temperature"))],
+            attributes: vec![("hw.id", s(&temperature.sensor))],
             value: temperature.millidegrees_celsius as f64 / 1000.0,
         });
     }
@@ -394,50 +437,40 @@ pub fn pod_attributes(record: &PodRecord, meta: Option<&PodMeta>) -> Attributes 
     attributes
 }
 
-fn pod_points(pod: &bakery_proto::v1::PodSample, record: &PodRecord, meta: Option<&PodMeta>, points: &mut Vec<Point>) {
-    let identity = pod_attributes(record, meta);
-    let with = |extra: Vec<(&'static str, AttrValue)>| {
-        let mut attributes = identity.clone();
-        attributes.extend(extra);
-        attributes
-    };
+/// A pod's points; its identity is its resource's ([`pod_resources`]).
+fn pod_points(pod: &bakery_proto::v1::PodSample, points: &mut Vec<Point>) {
     if let Some(network) = &pod.network {
         for (direction, bytes, errors) in
             [("receive", network.rx_bytes, network.rx_errors), ("transmit", network.tx_bytes, network.tx_errors)]
         {
-            points.push(Point {
-                metric: &K8S_POD_NETWORK_IO,
-                attributes: with(vec![("network.io.direction", s(direction))]),
-                value: bytes as f64,
-            });
-            points.push(Point {
-                metric: &K8S_POD_NETWORK_ERRORS,
-                attributes: with(vec![("network.io.direction", s(direction))]),
-                value: errors as f64,
-            });
+            let attributes = vec![("network.io.direction", s(direction))];
+            points.push(Point { metric: &K8S_POD_NETWORK_IO, attributes: attributes.clone(), value: bytes as f64 });
+            points.push(Point { metric: &K8S_POD_NETWORK_ERRORS, attributes, value: errors as f64 });
         }
     }
-    points.push(Point { metric: &K8S_POD_CPU_TIME, attributes: with(vec![]), value: pod.cpu_usage_us as f64 / 1e6 });
+    points.push(Point { metric: &K8S_POD_CPU_TIME, attributes: vec![], value: pod.cpu_usage_us as f64 / 1e6 });
     points.push(Point {
         metric: &K8S_POD_MEMORY_WORKING_SET,
-        attributes: with(vec![]),
+        attributes: vec![],
         value: pod.memory_working_set_bytes as f64,
     });
     if let Some(tcp) = &pod.tcp {
-        for (state, count) in [
-            ("established_inbound", tcp.established_inbound),
-            ("established_outbound", tcp.established_outbound),
-            ("listen", tcp.listen),
-            ("time_wait", tcp.time_wait),
-            ("close_wait", tcp.close_wait),
-            ("syn_recv", tcp.syn_recv),
-            ("other", tcp.other),
+        // `network.connection.state` values; ESTABLISHED also by direction (inbound: on a port
+        // the pod listens on). The agent's `other` (every remaining state) has no value of the
+        // conventions and is not exported.
+        for (state, direction, count) in [
+            ("established", Some("inbound"), tcp.established_inbound),
+            ("established", Some("outbound"), tcp.established_outbound),
+            ("listen", None, tcp.listen),
+            ("time_wait", None, tcp.time_wait),
+            ("close_wait", None, tcp.close_wait),
+            ("syn_received", None, tcp.syn_recv),
         ] {
-            points.push(Point {
-                metric: &BAKERY_POD_TCP_CONNECTIONS,
-                attributes: with(vec![("bakery.tcp.state", s(state))]),
-                value: f64::from(count),
-            });
+            let mut attributes = vec![("network.connection.state", s(state))];
+            if let Some(direction) = direction {
+                attributes.push(("bakery.connection.direction", s(direction)));
+            }
+            points.push(Point { metric: &BAKERY_POD_TCP_CONNECTIONS, attributes, value: f64::from(count) });
         }
     }
 }
@@ -590,7 +623,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_node_is_one_resource_with_its_identity() {
-        let node = node_points(&snapshot(), CLUSTER, &known_pods());
+        let node = node_points(&snapshot(), CLUSTER);
         let resource: Vec<(&str, String)> = node.resource.iter().map(|(k, v)| (*k, v.to_string())).collect();
         for (key, expected) in [
             ("k8s.node.name", "master-02"),
@@ -604,7 +637,7 @@ pub(crate) mod tests {
 
     #[test]
     fn counters_are_converted_to_their_units() {
-        let points = node_points(&snapshot(), CLUSTER, &known_pods()).points;
+        let points = node_points(&snapshot(), CLUSTER).points;
         assert_eq!(value(&points, &SYSTEM_CPU_TIME, &[("cpu.mode", "user"), ("cpu.logical_number", "0")]), 3.0);
         assert_eq!(value(&points, &SYSTEM_CPU_TIME, &[("cpu.mode", "softirq"), ("cpu.logical_number", "1")]), 0.05);
         assert_eq!(value(&points, &SYSTEM_MEMORY_USAGE, &[("system.memory.state", "used")]), 3000.0);
@@ -652,42 +685,57 @@ pub(crate) mod tests {
             ..Default::default()
         };
         node.latest.as_mut().expect("a sample").memory = Some(memory);
-        let points = node_points(&node, CLUSTER, &known_pods()).points;
+        let points = node_points(&node, CLUSTER).points;
         // MemTotal - MemAvailable; total - free - buffers - cached would say 5000.
         assert_eq!(value(&points, &SYSTEM_MEMORY_USAGE, &[("system.memory.state", "used")]), 2000.0);
-        assert_eq!(value(&points, &SYSTEM_LINUX_MEMORY_AVAILABLE, &[]), 6000.0);
+        assert_eq!(value(&points, &SYSTEM_MEMORY_LINUX_AVAILABLE, &[]), 6000.0);
     }
 
     #[test]
     fn utilization_is_the_share_of_time_between_the_last_two_samples() {
-        let points = node_points(&snapshot(), CLUSTER, &known_pods()).points;
+        let points = node_points(&snapshot(), CLUSTER).points;
         // user +100, idle +100 of 200 jiffies.
         assert_eq!(value(&points, &SYSTEM_CPU_UTILIZATION, &[("cpu.mode", "user")]), 0.5);
         assert_eq!(value(&points, &SYSTEM_CPU_UTILIZATION, &[("cpu.mode", "softirq")]), 0.0);
         let mut rebooted = snapshot();
         rebooted.previous = Some(full_sample(9000, 9000));
-        let points = node_points(&rebooted, CLUSTER, &known_pods()).points;
+        let points = node_points(&rebooted, CLUSTER).points;
         assert!(find(&points, &SYSTEM_CPU_UTILIZATION, &[]).is_empty(), "a counter reset yields no utilization");
     }
 
     #[test]
-    fn pod_series_carry_the_pod_and_its_workload_when_known() {
-        let points = node_points(&snapshot(), CLUSTER, &known_pods()).points;
-        let attrs = [
+    fn each_pod_is_its_own_resource_with_its_identity_and_node() {
+        let pods = pod_resources(&snapshot(), CLUSTER, &known_pods());
+        assert_eq!(pods.len(), 1);
+        let pod = &pods[0];
+        assert_eq!(pod.instance, "uid-web");
+        let resource: Vec<(&str, String)> = pod.resource.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        for (key, expected) in [
             ("k8s.pod.uid", "uid-web"),
             ("k8s.pod.name", "wordpress-7d9c-abcde"),
             ("k8s.namespace.name", "blog"),
             ("k8s.deployment.name", "wordpress"),
             ("bakery.workload.name", "wordpress"),
-            ("network.io.direction", "receive"),
-        ];
-        assert_eq!(value(&points, &K8S_POD_NETWORK_IO, &attrs), 123_456_789.0);
-        assert_eq!(value(&points, &K8S_POD_CPU_TIME, &[("k8s.pod.uid", "uid-web")]), 1.5);
-        assert_eq!(value(&points, &BAKERY_POD_TCP_CONNECTIONS, &[("bakery.tcp.state", "established_inbound")]), 9.0);
-        let unknown = node_points(&snapshot(), CLUSTER, &HashMap::new()).points;
-        let by_uid = find(&unknown, &K8S_POD_CPU_TIME, &[("k8s.pod.uid", "uid-web")]);
-        assert_eq!(by_uid.len(), 1);
-        assert!(!by_uid[0].attributes.iter().any(|(k, _)| *k == "k8s.pod.name"), "no name without Kubernetes");
+            ("k8s.node.name", "master-02"),
+            ("k8s.cluster.name", "bakery"),
+            ("service.instance.id", "uid-web"),
+        ] {
+            assert!(resource.contains(&(key, expected.to_string())), "{key} in {resource:?}");
+        }
+        let points = &pod.points;
+        assert_eq!(value(points, &K8S_POD_NETWORK_IO, &[("network.io.direction", "receive")]), 123_456_789.0);
+        assert_eq!(value(points, &K8S_POD_CPU_TIME, &[]), 1.5);
+        let established = [("network.connection.state", "established"), ("bakery.connection.direction", "inbound")];
+        assert_eq!(value(points, &BAKERY_POD_TCP_CONNECTIONS, &established), 9.0);
+        assert!(
+            points.iter().all(|p| p.attributes.iter().all(|(k, _)| !k.starts_with("k8s."))),
+            "the pod's identity is on its resource, not on its points: {points:?}"
+        );
+        let node = node_points(&snapshot(), CLUSTER);
+        assert!(node.points.iter().all(|p| !p.metric.name.starts_with("k8s.pod.")), "no pod series on the node");
+        let unknown = pod_resources(&snapshot(), CLUSTER, &HashMap::new());
+        assert!(unknown[0].resource.iter().any(|(k, v)| *k == "k8s.pod.uid" && v.to_string() == "uid-web"));
+        assert!(!unknown[0].resource.iter().any(|(k, _)| *k == "k8s.pod.name"), "no name without Kubernetes");
     }
 
     /// One node with every signal, a known pod and a diagnosis with every kind of series.
@@ -712,13 +760,14 @@ pub(crate) mod tests {
         };
         let feed = FeedSnapshot { pods: known_pods(), diagnosis };
         let mut resources = all_points(&[snapshot()], CLUSTER, &feed, 3);
-        resources[1].points.extend(refusal_points(&[("wrong_node", 2), ("missing_role", 0)]));
-        resources[1].points.extend(ingest_refusal_points(&[("seq_beyond_bound", 1), ("node_cap", 0)]));
+        let collector = resources.last_mut().expect("the collector's resource");
+        collector.points.extend(refusal_points(&[("wrong_node", 2), ("missing_role", 0)]));
+        collector.points.extend(ingest_refusal_points(&[("seq_beyond_bound", 1), ("node_cap", 0)]));
         let agents = [("master-02", true), ("worker-01", false)];
-        resources[1].points.extend(super::super::self_metrics::agent_points(
+        collector.points.extend(super::super::self_metrics::agent_points(
             &agents.map(|(node, reporting)| AgentReporting { node: node.into(), reporting }),
         ));
-        resources[1].points.extend(super::super::self_metrics::commit_points(Some(1_790_000_000_500), 1));
+        collector.points.extend(super::super::self_metrics::commit_points(Some(1_790_000_000_500), 1));
         resources
     }
 
@@ -732,8 +781,9 @@ pub(crate) mod tests {
                 metric.name
             );
         }
-        let collector = &resources[1];
-        assert_eq!(collector.instance, COLLECTOR_INSTANCE);
+        let instances: Vec<&str> = resources.iter().map(|r| r.instance.as_str()).collect();
+        assert_eq!(instances, ["master-02", "uid-web", COLLECTOR_INSTANCE], "a node, its pod, the collector");
+        let collector = &resources[2];
         assert_eq!(value(&collector.points, &BAKERY_EXPORT_DROPPED, &[]), 3.0);
         assert_eq!(value(&collector.points, &BAKERY_COLLECTOR_AUTH_REFUSALS, &[("cause", "wrong_node")]), 2.0);
         assert_eq!(value(&collector.points, &BAKERY_COLLECTOR_INGEST_REFUSALS, &[("cause", "seq_beyond_bound")]), 1.0);

@@ -1,14 +1,17 @@
 //! OTLP metrics export with `opentelemetry-otlp`: settings from the standard `OTEL_*`
 //! variables (resolved here only where the crate does not: `OTEL_SDK_DISABLED`, the protocol
-//! choice, the TLS files (see [`super::backend_tls`]), the interval), one SDK meter provider per node so
-//! each node is its own Resource, and a bounded queue between collecting and sending so a slow or
-//! absent backend never reaches ingest.
+//! choice, the TLS files (see [`super::backend_tls`]), the interval), one SDK meter provider per
+//! resource so each node and each pod is its own Resource, and a bounded queue between collecting
+//! and sending so a slow or absent backend never reaches ingest.
 //!
-//! Why one provider per node with a shared exporter: an SDK `MeterProvider` has exactly one
-//! Resource, and the SDK's `ResourceMetrics` cannot be built by hand. Each node's provider has a
-//! `ManualReader`; one task collects them all every interval and hands the batch to one sender
-//! task over a queue of [`QUEUE_CAPACITY`] batches. The exporter itself (endpoint, headers,
-//! timeout, compression) stays configured by the environment, never by code.
+//! Why one provider per resource with a shared exporter: an SDK `MeterProvider` has exactly one
+//! Resource, and the SDK's `ResourceMetrics` cannot be built by hand. Each resource's provider has
+//! a `ManualReader` (shut down when its resource is no longer exported: pods come and go); one
+//! task collects them all every interval and hands the batch to one sender task over a queue of
+//! [`QUEUE_CAPACITY`] batches. Each metric's instrument follows its kind and value type (`u64`
+//! counters, `i64` up-down counters and gauges for integral sources, `f64` otherwise). The
+//! exporter itself (endpoint, headers, timeout, compression) stays configured by the
+//! environment, never by code.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,7 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::backend_tls::BackendTlsFiles;
-use super::model::{ALL, AttrValue, Kind, Point, ResourcePoints};
+use super::model::{ALL, AttrValue, Kind, Number, Point, ResourcePoints};
 use crate::error::{Error, Result};
 
 /// Export batches (one per interval, every resource) that may wait for the sender.
@@ -223,39 +226,36 @@ impl ResourcePipeline {
         let meter = provider.meter("bakery-collector");
         let points: SharedPoints = Arc::new(Mutex::new(vec![Vec::new(); ALL.len()]));
         for (index, metric) in ALL.iter().enumerate() {
-            let points = points.clone();
-            let observe = move |observer: &dyn AsyncInstrument<f64>| {
-                let points = points.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                for point in points.get(index).into_iter().flatten() {
-                    observer.observe(point.value, &key_values(&point.attributes));
-                }
-            };
+            let shared = points.clone();
+            // Observes this metric's points, converted to the instrument's value type.
+            macro_rules! observe {
+                ($t:ty) => {
+                    move |observer: &dyn AsyncInstrument<$t>| {
+                        let points = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        for point in points.get(index).into_iter().flatten() {
+                            observer.observe(point.value as $t, &key_values(&point.attributes));
+                        }
+                    }
+                };
+            }
             // The instruments stay registered with the provider; the handles are not needed.
-            match metric.kind {
-                Kind::Counter => {
+            macro_rules! build {
+                ($builder:ident, $t:ty) => {{
                     meter
-                        .f64_observable_counter(metric.name)
+                        .$builder(metric.name)
                         .with_unit(metric.unit)
                         .with_description(metric.description)
-                        .with_callback(observe)
+                        .with_callback(observe!($t))
                         .build();
-                }
-                Kind::UpDownCounter => {
-                    meter
-                        .f64_observable_up_down_counter(metric.name)
-                        .with_unit(metric.unit)
-                        .with_description(metric.description)
-                        .with_callback(observe)
-                        .build();
-                }
-                Kind::Gauge => {
-                    meter
-                        .f64_observable_gauge(metric.name)
-                        .with_unit(metric.unit)
-                        .with_description(metric.description)
-                        .with_callback(observe)
-                        .build();
-                }
+                }};
+            }
+            match (metric.kind, metric.number) {
+                (Kind::Counter, Number::Int) => build!(u64_observable_counter, u64),
+                (Kind::Counter, Number::Double) => build!(f64_observable_counter, f64),
+                (Kind::UpDownCounter, Number::Int) => build!(i64_observable_up_down_counter, i64),
+                (Kind::UpDownCounter, Number::Double) => build!(f64_observable_up_down_counter, f64),
+                (Kind::Gauge, Number::Int) => build!(i64_observable_gauge, i64),
+                (Kind::Gauge, Number::Double) => build!(f64_observable_gauge, f64),
             }
         }
         ResourcePipeline { provider, reader, points }
@@ -343,6 +343,14 @@ async fn run(
             })
             .collect();
         let count = batch.len() as u64;
+        // Pods come and go: a resource no longer exported takes its pipeline with it.
+        pipelines.retain(|instance, pipeline| {
+            let current = resources.iter().any(|r| &r.instance == instance);
+            if !current {
+                let _ = pipeline.provider.shutdown();
+            }
+            current
+        });
         if last {
             // SIGTERM: wait (bounded) for room so the final values are sent.
             if tokio::time::timeout(settings.export_timeout, queue.send(batch)).await.map_or(true, |r| r.is_err()) {
@@ -401,6 +409,15 @@ async fn send_batches(
     if let Err(error) = exporter.shutdown() {
         tracing::debug!(%error, "OTLP exporter shutdown");
     }
+}
+
+/// One collection of `resource` through its own SDK pipeline, as the export sends it.
+#[cfg(test)]
+pub(super) fn collect_once(resource: &ResourcePoints) -> Option<ResourceMetrics> {
+    let pipeline = ResourcePipeline::new(resource);
+    let metrics = pipeline.collect(resource);
+    let _ = pipeline.provider.shutdown();
+    metrics
 }
 
 #[cfg(test)]

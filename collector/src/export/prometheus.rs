@@ -9,8 +9,23 @@ use std::fmt::Write;
 use super::model::{Kind, MetricSpec, ResourcePoints};
 
 /// Resource attributes that become labels on every series of the resource (the ones that tell
-/// nodes apart; Prometheus calls this promoting resource attributes).
-pub const PROMOTED_RESOURCE_ATTRIBUTES: &[&str] = &["k8s.node.name", "k8s.cluster.name"];
+/// nodes and pods apart; Prometheus calls this promoting resource attributes). A pod's series keep
+/// its identity as labels here although OTLP carries it on the pod's own resource.
+pub const PROMOTED_RESOURCE_ATTRIBUTES: &[&str] = &[
+    "k8s.node.name",
+    "k8s.cluster.name",
+    "k8s.pod.uid",
+    "k8s.pod.name",
+    "k8s.namespace.name",
+    "k8s.deployment.name",
+    "k8s.statefulset.name",
+    "k8s.daemonset.name",
+    "k8s.replicaset.name",
+    "k8s.job.name",
+    "k8s.cronjob.name",
+    "bakery.workload.kind",
+    "bakery.workload.name",
+];
 
 /// A name or label with every character outside `[a-zA-Z0-9_:]` turned into `_`.
 pub fn sanitize(name: &str) -> String {
@@ -136,6 +151,9 @@ mod tests {
             (&BAKERY_EXPORT_DROPPED, "bakery_export_dropped_total"),
             (&BAKERY_COLLECTOR_AUTH_REFUSALS, "bakery_collector_auth_refusals_total"),
             (&K8S_POD_MEMORY_WORKING_SET, "k8s_pod_memory_working_set_bytes"),
+            (&SYSTEM_MEMORY_LINUX_AVAILABLE, "system_memory_linux_available_bytes"),
+            (&HW_CPU_SPEED_LIMIT, "hw_cpu_speed_limit_hertz"),
+            (&BAKERY_POD_TCP_CONNECTIONS, "bakery_pod_tcp_connections"),
         ];
         for (metric, expected) in cases {
             assert_eq!(prometheus_name(metric), expected, "{}", metric.name);
@@ -153,34 +171,41 @@ mod tests {
 
     #[test]
     fn renders_promoted_resource_labels_and_escapes_values() {
-        let resources = vec![ResourcePoints {
-            instance: "n1".into(),
-            resource: vec![
-                ("k8s.node.name", AttrValue::Str("n1".into())),
-                ("host.name", AttrValue::Str("n1".into())),
-                ("k8s.cluster.name", AttrValue::Str("bakery".into())),
-            ],
-            points: vec![
-                Point {
+        let resources = vec![
+            ResourcePoints {
+                instance: "n1".into(),
+                resource: vec![
+                    ("k8s.node.name", AttrValue::Str("n1".into())),
+                    ("host.name", AttrValue::Str("n1".into())),
+                    ("k8s.cluster.name", AttrValue::Str("bakery".into())),
+                ],
+                points: vec![Point { metric: &SYSTEM_MEMORY_LIMIT, attributes: vec![], value: 8.0 }],
+            },
+            ResourcePoints {
+                instance: "u\"1".into(),
+                resource: vec![
+                    ("k8s.pod.uid", AttrValue::Str("u\"1".into())),
+                    ("k8s.node.name", AttrValue::Str("n1".into())),
+                    ("k8s.cluster.name", AttrValue::Str("bakery".into())),
+                    ("service.instance.id", AttrValue::Str("u\"1".into())),
+                ],
+                points: vec![Point {
                     metric: &K8S_POD_NETWORK_IO,
-                    attributes: vec![
-                        ("k8s.pod.uid", AttrValue::Str("u\"1".into())),
-                        ("network.io.direction", AttrValue::Str("receive".into())),
-                    ],
+                    attributes: vec![("network.io.direction", AttrValue::Str("receive".into()))],
                     value: 123456789.0,
-                },
-                Point { metric: &SYSTEM_MEMORY_LIMIT, attributes: vec![], value: 8.0 },
-            ],
-        }];
+                }],
+            },
+        ];
         let text = render(&resources);
         assert!(text.contains("# TYPE k8s_pod_network_io_bytes_total counter\n"), "{text}");
         assert!(
             text.contains(
-                "k8s_pod_network_io_bytes_total{k8s_node_name=\"n1\",k8s_cluster_name=\"bakery\",k8s_pod_uid=\"u\\\"1\",network_io_direction=\"receive\"} 123456789\n"
+                "k8s_pod_network_io_bytes_total{k8s_pod_uid=\"u\\\"1\",k8s_node_name=\"n1\",k8s_cluster_name=\"bakery\",network_io_direction=\"receive\"} 123456789\n"
             ),
             "{text}"
         );
         assert!(text.contains("# TYPE system_memory_limit_bytes gauge\n"), "{text}");
         assert!(!text.contains("host_name"), "only the promoted resource attributes become labels: {text}");
+        assert!(!text.contains("service_instance_id"), "{text}");
     }
 }

@@ -45,18 +45,28 @@ fn waited(result: bakery_lab::Result<()>) {
     }
 }
 
-/// A received value with its metric's unit and its resource's attributes.
-type Found = (f64, String, Vec<(String, String)>);
+/// A received value with its metric's unit, its resource's attributes and its own.
+type Found = (f64, String, Vec<(String, String)>, Vec<(String, String)>);
 
-/// The known pod's received bytes as exported for `node`, with the resource and metric.
+/// The known pod's received bytes as exported for `node`, with the metric's unit, the pod's own
+/// resource (each pod is one: `k8s.pod.uid` and `k8s.node.name` on the resource) and the point's
+/// attributes.
 fn known_value(resources: &[ReceivedResource], node: &str) -> Option<Found> {
     resources.iter().rev().find_map(|resource| {
-        let metric =
-            resource.metric("k8s.pod.network.io").filter(|_| resource.attribute("k8s.node.name") == Some(node))?;
-        let point = metric.points.iter().find(|p| {
-            p.attribute("k8s.pod.uid") == Some(POD_UID) && p.attribute("network.io.direction") == Some("receive")
+        let metric = resource.metric("k8s.pod.network.io").filter(|_| {
+            resource.attribute("k8s.node.name") == Some(node) && resource.attribute("k8s.pod.uid") == Some(POD_UID)
         })?;
-        Some((point.value?, metric.unit.clone(), resource.attributes.clone()))
+        let point = metric.points.iter().find(|p| p.attribute("network.io.direction") == Some("receive"))?;
+        Some((point.value?, metric.unit.clone(), resource.attributes.clone(), point.attributes.clone()))
+    })
+}
+
+/// The node's own resource (not one of its pods') with its CPU times.
+fn node_resource<'a>(resources: &'a [ReceivedResource], node: &str) -> Option<&'a ReceivedResource> {
+    resources.iter().rev().find(|r| {
+        r.attribute("k8s.node.name") == Some(node)
+            && r.attribute("k8s.pod.uid").is_none()
+            && r.metric("system.cpu.time").is_some()
     })
 }
 
@@ -175,14 +185,33 @@ async fn assert_rotel_receives_the_known_value(rotel: &Rotel, collector: &Runnin
     let _heartbeat = keep_sending(agent, 2, KNOWN_RX_BYTES);
     waited(
         wait_until_async("rotel to receive the pod's bytes", EXPORT_WAIT, || {
-            known_value(&rotel.received(), NODE).is_some()
+            // The node's and the pod's resources are separate exports: wait for both.
+            let received = rotel.received();
+            known_value(&received, NODE).is_some() && node_resource(&received, NODE).is_some()
         })
         .await,
     );
     let received = rotel.received();
-    let (value, unit, resource) = known_value(&received, NODE).unwrap();
+    let (value, unit, pod_resource, point) = known_value(&received, NODE).unwrap();
     assert_eq!(value, KNOWN_RX_BYTES as f64);
     assert_eq!(unit, "By");
+    // The pod's own resource, as rotel prints it (without Kubernetes the pod is known by UID).
+    for (key, expected) in [
+        ("k8s.pod.uid", POD_UID),
+        ("k8s.node.name", NODE),
+        ("service.instance.id", POD_UID),
+        ("k8s.cluster.name", "bakery-test"),
+        ("service.name", "bakery"),
+        ("deployment.environment.name", "ci"),
+    ] {
+        assert!(
+            pod_resource.contains(&(key.to_string(), expected.to_string())),
+            "{key}={expected} in {pod_resource:?}"
+        );
+    }
+    assert!(!pod_resource.iter().any(|(key, _)| key == "host.name"), "a pod is not a host: {pod_resource:?}");
+    assert!(!point.iter().any(|(key, _)| key.starts_with("k8s.")), "the identity is the resource's: {point:?}");
+    let node = node_resource(&received, NODE).unwrap();
     for (key, expected) in [
         ("k8s.node.name", NODE),
         ("host.name", NODE),
@@ -191,10 +220,15 @@ async fn assert_rotel_receives_the_known_value(rotel: &Rotel, collector: &Runnin
         ("service.name", "bakery"),
         ("deployment.environment.name", "ci"),
     ] {
-        assert!(resource.contains(&(key.to_string(), expected.to_string())), "{key}={expected} in {resource:?}");
+        assert_eq!(node.attribute(key), Some(expected), "{key} in {:?}", node.attributes);
     }
-    let node = received.iter().rev().find(|r| r.attribute("k8s.node.name") == Some(NODE)).unwrap();
-    let metric = |name: &str| node.metric(name);
+    assert!(node.metric("k8s.pod.network.io").is_none(), "pod series are on the pod's resource, not the node's");
+    let pod = received
+        .iter()
+        .rev()
+        .find(|r| r.attribute("k8s.pod.uid") == Some(POD_UID) && r.metric("k8s.pod.cpu.time").is_some())
+        .unwrap();
+    let metric = |name: &str| node.metric(name).or_else(|| pod.metric(name));
     let cpu = metric("system.cpu.time").expect("system.cpu.time exported");
     assert_eq!((cpu.unit.as_str(), cpu.data_type.as_str()), ("s", "Sum"));
     // The harness sample: user 100 jiffies = 1 s.
@@ -202,7 +236,9 @@ async fn assert_rotel_receives_the_known_value(rotel: &Rotel, collector: &Runnin
     let pod_cpu = metric("k8s.pod.cpu.time").expect("k8s.pod.cpu.time exported");
     assert_eq!(pod_cpu.unit, "s");
     assert_eq!(pod_cpu.points.iter().find_map(|p| p.value), Some(2.0));
-    assert_eq!(metric("k8s.pod.memory.working_set").map(|m| m.unit.as_str()), Some("By"));
+    let working_set = metric("k8s.pod.memory.working_set").expect("k8s.pod.memory.working_set exported");
+    assert_eq!((working_set.unit.as_str(), working_set.data_type.as_str()), ("By", "Sum"), "an UpDownCounter");
+    assert_eq!(working_set.points.iter().find_map(|p| p.value), Some(f64::from(1u32 << 20)));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -327,7 +363,7 @@ async fn a_backend_that_goes_away_never_slows_ingest_drops_are_counted_and_expor
     let _heartbeat = keep_sending(agent, last + 1, KNOWN_RX_BYTES);
     waited(
         wait_until_async("export to resume with the newest value", EXPORT_WAIT, || {
-            known_value(&rotel.received(), NODE).map(|(v, _, _)| v) == Some(KNOWN_RX_BYTES as f64)
+            known_value(&rotel.received(), NODE).map(|(v, ..)| v) == Some(KNOWN_RX_BYTES as f64)
         })
         .await,
     );
@@ -434,7 +470,7 @@ async fn sigterm_sends_the_last_values_before_the_collector_exits() {
     assert!(status.success(), "exit status {status}:\n{}", collector.log());
     waited(
         wait_until_async("rotel to print the final export", Duration::from_secs(10), || {
-            known_value(&rotel.received(), NODE).map(|(v, _, _)| v) == Some(KNOWN_RX_BYTES as f64)
+            known_value(&rotel.received(), NODE).map(|(v, ..)| v) == Some(KNOWN_RX_BYTES as f64)
         })
         .await,
     );

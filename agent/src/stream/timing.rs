@@ -40,8 +40,7 @@ impl Default for Backoff {
 impl Backoff {
     /// The delay before reconnect attempt `attempt` (0 for the first after a
     /// loss) in an outage that began `outage_age` ago: uniform in
-    /// `[0, ceiling]` ("full jitter", AWS Architecture Blog, "Exponential
-    /// Backoff And Jitter"). Drawing from the whole range spreads 200 agents
+    /// `[0, ceiling]` ("full jitter"). Drawing from the whole range spreads 200 agents
     /// that lost the same collector over the window instead of having them
     /// return in lockstep.
     pub fn delay(&self, attempt: u32, outage_age: Duration, rng: &mut impl Rng) -> Duration {

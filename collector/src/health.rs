@@ -14,7 +14,6 @@
 //! `bakery.collector.commit.failures`, which the chart's `BakeryCollectorNotCommitting` alert reads.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use axum::routing::get;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The default `--health-listen`: next to `/metrics` on 9464.
 pub const DEFAULT_HEALTH_LISTEN: &str = "0.0.0.0:9465";
@@ -207,16 +206,7 @@ pub async fn serve(
     health: Arc<Health>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Io {
-        action: "cannot listen for /livez and /readyz on",
-        path: PathBuf::from(listen.to_string()),
-        source,
-    })?;
-    let local = listener.local_addr().map_err(|source| Error::Io {
-        action: "cannot read the bound address of",
-        path: PathBuf::from(listen.to_string()),
-        source,
-    })?;
+    let (listener, local) = crate::server::listen_on(listen, "cannot listen for /livez and /readyz on").await?;
     let router = Router::new().route("/livez", get(livez)).route("/readyz", get(readyz)).with_state(health);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router)

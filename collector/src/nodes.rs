@@ -534,36 +534,31 @@ impl Node {
             node_id: self.id,
             committed_seq: self.committed_seq().max(ingest.accepted_seq),
             next_pod_id: ingest.next_pod_id,
-            live: NodeLive {
-                last_seen_ms: live.last_seen_ms,
-                last_sample_ms: live.last_sample_ms,
-                clock_skew_ms: live.clock_skew_ms(),
-                duplicates_dropped: live.duplicates_dropped,
-                invalid_seqs: live.invalid_seqs,
-                interval_ms: live.interval_ms,
-                boot_id: live.boot_id.clone(),
-                agent_version: live.agent_version.clone(),
-            },
+            live: live.record(),
         })
     }
 
     /// What the next commit records about the node besides its rows.
     pub fn live_snapshot(&self) -> NodeLive {
-        let live = self.live();
-        NodeLive {
-            last_seen_ms: live.last_seen_ms,
-            last_sample_ms: live.last_sample_ms,
-            clock_skew_ms: live.clock_skew_ms(),
-            duplicates_dropped: live.duplicates_dropped,
-            invalid_seqs: live.invalid_seqs,
-            interval_ms: live.interval_ms,
-            boot_id: live.boot_id.clone(),
-            agent_version: live.agent_version.clone(),
-        }
+        self.live().record()
     }
 }
 
 impl LiveState {
+    /// What the store keeps of this state in the node's record.
+    fn record(&self) -> NodeLive {
+        NodeLive {
+            last_seen_ms: self.last_seen_ms,
+            last_sample_ms: self.last_sample_ms,
+            clock_skew_ms: self.clock_skew_ms(),
+            duplicates_dropped: self.duplicates_dropped,
+            invalid_seqs: self.invalid_seqs,
+            interval_ms: self.interval_ms,
+            boot_id: self.boot_id.clone(),
+            agent_version: self.agent_version.clone(),
+        }
+    }
+
     pub fn clock_skew_ms(&self) -> Option<i64> {
         self.skew.estimate().or(self.stored_skew_ms)
     }

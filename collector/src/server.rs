@@ -371,17 +371,28 @@ async fn open_store(
 
 /// Listens for gRPC on `listen`; returns the incoming connections and the bound address.
 async fn bind(listen: SocketAddr) -> Result<(TcpIncoming, SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Io {
-        action: "cannot listen on",
-        path: PathBuf::from(listen.to_string()),
-        source,
-    })?;
-    let local_addr = listener.local_addr().map_err(|source| Error::Io {
-        action: "cannot read the bound address of",
-        path: PathBuf::from(listen.to_string()),
-        source,
-    })?;
+    let (listener, local_addr) = listen_on(listen, "cannot listen on").await?;
     Ok((TcpIncoming::from(listener).with_nodelay(Some(true)), local_addr))
+}
+
+/// Binds `listen` (port 0 picks a free one) and returns the listener with the address it got;
+/// `cannot` says what failed ("cannot listen for /metrics on"), the address follows it.
+pub(crate) async fn listen_on(
+    listen: SocketAddr,
+    cannot: &'static str,
+) -> Result<(tokio::net::TcpListener, SocketAddr)> {
+    let at = || PathBuf::from(listen.to_string());
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Io {
+        action: cannot,
+        path: at(),
+        source,
+    })?;
+    let local = listener.local_addr().map_err(|source| Error::Io {
+        action: "cannot read the bound address of",
+        path: at(),
+        source,
+    })?;
+    Ok((listener, local))
 }
 
 /// Serves Ingest and Query on `incoming` until the shutdown signal.

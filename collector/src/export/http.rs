@@ -3,7 +3,6 @@
 //! (`--metrics-require-token`), a scrape must carry a read token.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::otlp::PointSource;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The Prometheus text exposition format's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -37,16 +36,7 @@ pub async fn serve(
     guard: Option<Guard>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|source| Error::Io {
-        action: "cannot listen for /metrics on",
-        path: PathBuf::from(listen.to_string()),
-        source,
-    })?;
-    let local = listener.local_addr().map_err(|source| Error::Io {
-        action: "cannot read the bound address of",
-        path: PathBuf::from(listen.to_string()),
-        source,
-    })?;
+    let (listener, local) = crate::server::listen_on(listen, "cannot listen for /metrics on").await?;
     let router = Router::new().route("/metrics", get(metrics)).with_state(Served { source, guard });
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())

@@ -1,7 +1,7 @@
 //! The chart's alerting rules (charts/bakery/rules/bakery-alerts.yaml) in a real Prometheus
 //! (Debian's) that scrapes a live collector, so the rules are shown to read series the collector
 //! really serves under the names and labels it really gives them, not only the synthetic series
-//! of their promtool unit tests.
+//! of their promtool unit tests; and the dashboard's queries in the same Prometheus.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,14 +10,20 @@ use std::time::Duration;
 use bakery_lab::process::{Output, Spawn};
 use bakery_lab::{free_port, wait_for_async};
 use bakery_proto::v1::agent_message::Kind as AgentKind;
-use bakery_proto::v1::{AgentMessage, Batch, Conntrack, Sample, Temperature, Throttle, ThrottleFlags};
+use bakery_proto::v1::{
+    AgentMessage, Batch, Conntrack, CpuFrequency, CpuTimes, InterfaceKind, Memory, NetCounters, NetInterface,
+    PodSample, Pressure, Sample, TcpConnections, Temperature, Throttle, ThrottleFlags,
+};
 
 use crate::export::{RunningCollector, body_of_200, prometheus_binary};
 use crate::harness::*;
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/bakery/rules/bakery-alerts.yaml");
+const DASHBOARD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/bakery/dashboards/bakery.json");
 /// The whole wait for the alerts, within the test's one-minute budget.
-const ALERT_WAIT: Duration = Duration::from_secs(45);
+const ALERT_WAIT: Duration = Duration::from_secs(40);
+/// The wait for the dashboard's queries, once the alerts are active (their rate windows are full).
+const DASHBOARD_WAIT: Duration = Duration::from_secs(10);
 
 /// A node too hot: 85 °C on its CPU sensor, the firmware's soft limit, frequency capped and
 /// throttled, and 60 000 of 65 536 conntrack entries (92 %).
@@ -40,7 +46,7 @@ const ACTIVE: &[(&str, &[&str])] = &[
     ("BakeryCollectorNotCommitting", &[]),
 ];
 
-fn pi_sample(hot: bool, under_voltage: bool) -> Sample {
+fn pi_sample(seq: u64, hot: bool, under_voltage: bool) -> Sample {
     let flags =
         ThrottleFlags { under_voltage, arm_frequency_capped: hot, throttled: true, soft_temperature_limit: hot };
     // get_throttled: bits 0-3 now, 16-19 since boot.
@@ -52,12 +58,46 @@ fn pi_sample(hot: bool, under_voltage: bool) -> Sample {
         millidegrees_celsius: if hot { 85_000 } else { 55_000 },
     }];
     sample.conntrack = Some(Conntrack { count: if hot { 60_000 } else { 1_000 }, max: 65_536 });
+    // What the dashboard shows besides, counters growing as a live node's do.
+    sample.cpu_total = Some(CpuTimes {
+        cpu: -1,
+        user: 100 * seq,
+        system: 50 * seq,
+        idle: 400 * seq,
+        softirq: 5 * seq,
+        ..Default::default()
+    });
+    sample.memory =
+        Some(Memory { total_bytes: 8 << 30, available_bytes: 6 << 30, free_bytes: 5 << 30, ..Default::default() });
+    sample.pressure =
+        vec![Pressure { resource: "cpu".into(), kind: "some".into(), total_us: 1000 * seq, ..Default::default() }];
+    sample.cpu_frequencies =
+        vec![CpuFrequency { cpu: 0, current_khz: if hot { 1_000_000 } else { 1_800_000 }, max_khz: 1_800_000 }];
+    let counters = NetCounters { rx_bytes: 1000 * seq, tx_bytes: 500 * seq, ..Default::default() };
+    sample.interfaces = vec![NetInterface {
+        name: "eth0".into(),
+        counters: Some(counters),
+        kind: InterfaceKind::Physical.into(),
+        master: String::new(),
+    }];
+    sample.pods = vec![PodSample {
+        pod_ref: 1,
+        network: Some(counters),
+        tcp: Some(TcpConnections { established_inbound: 3, ..Default::default() }),
+        cpu_usage_us: 100_000 * seq,
+        memory_working_set_bytes: 1 << 20,
+        process_count: 1,
+    }];
     sample
 }
 
 fn pi_batch(seq: u64, hot: bool, under_voltage: bool) -> AgentMessage {
     AgentMessage {
-        kind: Some(AgentKind::Batch(Batch { seq, new_pods: vec![], samples: vec![pi_sample(hot, under_voltage)] })),
+        kind: Some(AgentKind::Batch(Batch {
+            seq,
+            new_pods: if seq == 1 { vec![pod(1, &format!("pod-{hot}-{under_voltage}"))] } else { vec![] },
+            samples: vec![pi_sample(seq, hot, under_voltage)],
+        })),
     }
 }
 
@@ -115,6 +155,58 @@ fn rule_states(rules: &serde_json::Value) -> Vec<(String, String, String, Vec<St
         .collect()
 }
 
+/// Every panel target's and annotation's query of the dashboard, its Grafana variables replaced
+/// as Grafana does for "All" (`.*`, the variables' allValue) and a 1 s scrape ($__rate_interval
+/// is at least four scrape intervals: 5s covers it).
+fn dashboard_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(DASHBOARD).expect("the chart's dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut out = Vec::new();
+    // A collapsed row holds its panels itself.
+    let top = dashboard["panels"].as_array().into_iter().flatten();
+    let panels = top.flat_map(|panel| std::iter::once(panel).chain(panel["panels"].as_array().into_iter().flatten()));
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap_or_default();
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            out.extend(target["expr"].as_str().map(|e| (title.to_string(), e.to_string())));
+        }
+    }
+    for annotation in dashboard["annotations"]["list"].as_array().into_iter().flatten() {
+        let name = annotation["name"].as_str().unwrap_or_default();
+        out.extend(annotation["expr"].as_str().map(|e| (format!("annotation {name}"), e.to_string())));
+    }
+    for (_, expr) in &mut out {
+        for (variable, value) in
+            [("$__rate_interval", "5s"), ("$__interval", "1s"), ("$cluster", ".*"), ("$node", ".*"), ("$pod", ".*")]
+        {
+            *expr = expr.replace(variable, value);
+        }
+        assert!(!expr.contains('$'), "a Grafana variable left in {expr}");
+    }
+    out
+}
+
+/// Panels (by title) that cannot have data here, and why. Shares and the imbalance score are per
+/// workload, and workloads come from the Kubernetes watch, which this test has none of; a load-test
+/// window is opened through the Query service, which `windows.rs` tests.
+const NO_DATA_HERE: &[&str] = &[
+    "Share of the workload's traffic: observed vs expected",
+    "Imbalance score (max/mean of normalised shares)",
+    "annotation Load-test windows",
+];
+
+/// The dashboard's queries that return no series: (panel title, query and answer).
+async fn empty_dashboard_queries(web: SocketAddr, queries: &[(String, String)]) -> Vec<(String, String)> {
+    let mut empty = Vec::new();
+    for (title, expr) in queries {
+        let answer = prometheus_api(web, &format!("/api/v1/query?query={}", percent_encoded(expr))).await;
+        if answer["data"]["result"].as_array().is_none_or(|r| r.is_empty()) {
+            empty.push((title.clone(), format!("{expr} ({answer})")));
+        }
+    }
+    empty
+}
+
 fn write_config(dir: &Path, metrics: SocketAddr) -> std::path::PathBuf {
     let config = dir.join("prometheus.yml");
     let rules = Path::new(RULES).canonicalize().expect("the chart's rule file");
@@ -139,6 +231,12 @@ fn write_config(dir: &Path, metrics: SocketAddr) -> std::path::PathBuf {
 /// `for` durations and the annotations come out right (the promtool unit tests do), nor a hog
 /// verdict of another cause than thermal throttling (the only one a node can raise without
 /// Kubernetes).
+///
+/// Then each query of the dashboard (charts/bakery/dashboards/bakery.json: every panel target
+/// and annotation, its variables set to "All" and `$__rate_interval` to 5 s) returns at least one
+/// series from that Prometheus, node and pod panels included (the agents also send memory, PSI,
+/// CPU frequency, a NIC and one pod each); exactly the panels of `NO_DATA_HERE` stay empty, for
+/// the reason given there, and the failure lists every empty query at once.
 #[tokio::test(flavor = "multi_thread")]
 async fn root_each_alert_expression_selects_the_series_of_a_live_collector_in_a_real_prometheus() {
     let prometheus = prometheus_binary();
@@ -203,5 +301,28 @@ async fn root_each_alert_expression_selects_the_series_of_a_live_collector_in_a_
     let answer = prometheus_api(web, &query).await;
     let age: Option<f64> = answer["data"]["result"][0]["value"][1].as_str().and_then(|v| v.parse().ok());
     assert!(age.is_some_and(|age| age < 10.0), "the last good commit is seconds old: {answer}");
+
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 20, "the dashboard has its queries: {queries:?}");
+    // Exactly the allow-listed panels are empty: a listed one showing data must leave the list.
+    let mut allowed: Vec<String> = NO_DATA_HERE.iter().map(|title| title.to_string()).collect();
+    allowed.sort();
+    let empty_panels = |empty: &[(String, String)]| {
+        let mut titles: Vec<String> = empty.iter().map(|(title, _)| title.clone()).collect();
+        titles.dedup();
+        titles.sort();
+        titles.dedup();
+        titles
+    };
+    let waited = wait_for_async("each dashboard query to return series", DASHBOARD_WAIT, || async {
+        let empty = empty_dashboard_queries(web, &queries).await;
+        (empty_panels(&empty) == allowed).then_some(())
+    })
+    .await;
+    if waited.is_err() {
+        let empty = empty_dashboard_queries(web, &queries).await;
+        let listed: Vec<String> = empty.iter().map(|(title, query)| format!("{title}: {query}")).collect();
+        panic!("dashboard queries without series (allowed: {allowed:?}):\n{}", listed.join("\n"));
+    }
     collector.assert_alive();
 }

@@ -504,7 +504,7 @@ mod tests {
         found
     }
 
-    /// `word`, spaces, maybe `#`, then a digit: "issue 4", "issue #4".
+    /// `word`, spaces, maybe `#`, then a digit (the word, then `4` or `#4`).
     fn followed_by_a_number(lower: &str, word: &str) -> bool {
         lower.match_indices(word).any(|(at, _)| {
             let rest = lower[at + word.len()..].trim_start();

@@ -68,6 +68,22 @@ def test_service_reaches_the_grpc_port(variants):
         assert flag(collector(rendered), "listen") == "0.0.0.0:7431", name
 
 
+def test_service_names_the_secrets_bakery_top_reads_through_the_cluster(default, existing, minimal):
+    # bakery-top --context finds the read token and the CA by these annotations.
+    annotations = default.one("Service")["metadata"]["annotations"]
+    token = default.one("Secret", annotations["bakery.dev/read-token-secret"])
+    assert base64.b64decode(token["data"]["token"]), "the read token Secret holds a token"
+    tls = default.one("Secret", annotations["bakery.dev/tls-secret"])
+    assert b"BEGIN CERTIFICATE" in base64.b64decode(tls["data"]["ca.crt"])
+    # The user's own Secrets are named as they are; the chart does not render them.
+    annotations = existing.one("Service")["metadata"]["annotations"]
+    assert annotations["bakery.dev/read-token-secret"] == "lab-bakery-read"
+    assert annotations["bakery.dev/tls-secret"] == "lab-bakery-tls"
+    # Without auth and TLS there is nothing to read: bakery-top connects plain and without a token.
+    annotations = minimal.one("Service")["metadata"].get("annotations") or {}
+    assert not {k for k in annotations if k.startswith("bakery.dev/")}, annotations
+
+
 def test_metrics_port_and_servicemonitor(default, full):
     # /metrics is on by default; the ServiceMonitor needs the operator's CRDs, so it is opt-in.
     assert [p["name"] for p in default.one("Service")["spec"]["ports"]] == ["grpc", "metrics"]

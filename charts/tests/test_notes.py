@@ -10,6 +10,7 @@ import chartlib
 def test_notes_show_port_forward_and_service_address(default):
     notes = default.notes
     assert "kubectl -n bakery port-forward svc/bakery-collector 7431:7431" in notes
+    assert "bakery-top --context <your-context> -n bakery --release bakery" in notes
     # TLS and tokens by default: bakery-top gets the CA and the read token
     assert "bakery-top --collector https://127.0.0.1:7431 --tls-ca ca.crt --token-file read-token" in notes
     assert "get secret bakery-read-token -o jsonpath='{.data.token}'" in notes

@@ -10,11 +10,15 @@ use crate::store::{self, StoreReport};
 
 /// Prints the report of the store in `args.data_dir`, or of `args.file`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
+    let mut progress = bakery_cli::Progress::stderr(if args.verify { "verifying nodes" } else { "reading nodes" });
+    let mut tell = |done, total| progress.update(done, total);
     let report = match (&args.file, &args.data_dir) {
-        (Some(file), _) => store::inspect_file(file, crate::now_ms(), args.verify)?,
-        (None, Some(data_dir)) => store::inspect(data_dir, crate::now_ms(), args.verify)?,
+        (Some(file), _) => store::inspect_file(file, crate::now_ms(), args.verify, &mut tell),
+        (None, Some(data_dir)) => store::inspect(data_dir, crate::now_ms(), args.verify, &mut tell),
         (None, None) => anyhow::bail!("inspect needs --data-dir DIR or --file FILE"),
     };
+    progress.finish();
+    let report = report?;
     let mut stdout = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &report)?;

@@ -5,7 +5,8 @@
 //! into [`Tick`]s (raw cumulative counters, sample timestamps, the workload under test with its ready
 //! endpoints, and the Service it is reached through as the cluster declares it) and feeds them to a
 //! [`Detector`]; each tick returns an [`Evaluation`] with the live shares and the raised verdicts. A
-//! finished window is replayed into a [`WindowReport`] (JSON, text, and an SVG chart through [`svg`]).
+//! finished window is replayed into a [`WindowReport`] (JSON, text, and an SVG chart through [`svg`] that
+//! shows each node's share and, per cause raised, the [`Reading`]s its evidence cites).
 //! The same ticks always give the same verdicts, bit for bit.
 //!
 //! # Pipeline
@@ -93,6 +94,7 @@ pub mod fixture;
 pub(crate) mod history;
 pub mod input;
 pub mod noise;
+pub mod reading;
 pub mod report;
 pub mod stats;
 pub mod svg;
@@ -106,6 +108,7 @@ pub use input::{
     Relay, ServiceEntry, ServiceType, SessionAffinity, ThrottleFlags, Tick, TrafficPolicy, WorkloadRef,
     WorkloadUnderTest,
 };
+pub use reading::Reading;
 pub use report::{Window, WindowReport};
 pub use verdict::{Cause, ChangeKind, Evidence, Remedy, Verdict, VerdictChange};
 

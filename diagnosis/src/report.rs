@@ -1,20 +1,21 @@
 //! The report of one load-test window: per-node share over time against the expected share, the
-//! figures over the whole window, and every verdict raised during it. JSON through serde, text through
-//! `Display`, an SVG chart through [`crate::svg`].
+//! figures behind each verdict over time, the figures over the whole window, and every verdict raised
+//! during it. JSON through serde, text through `Display`, an SVG chart through [`crate::svg`].
 //!
 //! A report is built by replaying the window's ticks (plus whatever came before it, as warm-up, and
 //! after it) through a fresh [`Detector`]: the same ticks always give the same report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{Analysis, Signal, analyse};
+use crate::analysis::{Analysis, NodeAnalysis, Signal, analyse};
 use crate::config::Config;
 use crate::detector::Detector;
 use crate::history::History;
 use crate::input::{Tick, WorkloadRef};
+use crate::reading::Reading;
 use crate::verdict::{Cause, ChangeKind, Verdict, VerdictChange, format_number};
 use crate::{Error, Result};
 
@@ -32,13 +33,18 @@ pub struct Window {
 }
 
 /// One node's charted share at one tick.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SharePoint {
     pub t_ms: i64,
     /// Observed share of the charted signal over the detection span; `None` before there is data.
     pub share: Option<f64>,
     /// Expected share at that tick.
     pub expected: f64,
+    /// The figures the window's verdicts cite ([`Reading::cited_by`]), over the same span: only
+    /// those, so a window without a verdict keeps none; reports stored before they were kept have
+    /// none either.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub readings: BTreeMap<Reading, f64>,
 }
 
 /// One node's share over time.
@@ -86,8 +92,8 @@ impl WindowReport {
     /// Replays `ticks` (in time order; ticks before the window warm the detector up) and reports on
     /// `window`.
     pub fn build<'a>(window: Window, ticks: impl IntoIterator<Item = &'a Tick>, config: &Config) -> Result<Self> {
-        // One piece: a single replay of the ticks collects the verdicts, the changes and every node's share series
-        // together, so they come from the same evaluations.
+        // One piece: a single replay of the ticks collects the verdicts, the changes and every node's share and
+        // readings series together, so they come from the same evaluations.
         if window.end_ms <= window.start_ms {
             return Err(Error::EmptyWindow { start_ms: window.start_ms, end_ms: window.end_ms });
         }
@@ -100,7 +106,9 @@ impl WindowReport {
         let mut cleared: BTreeMap<(String, Cause), i64> = BTreeMap::new();
         let mut changes = Vec::new();
         let mut window_workload = None;
-        let mut signal = None;
+        // Both candidates are kept per point, because which one is charted depends on whether
+        // the window (not the warm-up before it) had a workload under test.
+        let mut cpu_shares: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
         for tick in ticks {
             let evaluation = detector.observe(tick)?;
             if tick.timestamp_ms <= window.end_ms {
@@ -109,7 +117,6 @@ impl WindowReport {
                     window_workload = tick.workload.clone();
                 }
             }
-            let charted = *signal.get_or_insert(if tick.workload.is_some() { Signal::PodTraffic } else { Signal::Cpu });
             let total_endpoints: u64 = match &tick.workload {
                 Some(w) => tick.nodes.iter().map(|n| u64::from(w.endpoints_on(&n.name))).sum(),
                 None => tick.nodes.len() as u64,
@@ -120,9 +127,11 @@ impl WindowReport {
                 let figures = evaluation.detection.node(&node.name);
                 series.entry(node.name.clone()).or_default().push(SharePoint {
                     t_ms: tick.timestamp_ms,
-                    share: figures.and_then(|n| n.share(charted)),
+                    share: figures.and_then(|n| n.share(Signal::PodTraffic)),
                     expected,
+                    readings: figures.map(readings).unwrap_or_default(),
                 });
+                cpu_shares.entry(node.name.clone()).or_default().push(figures.and_then(|n| n.share(Signal::Cpu)));
             }
             changes.extend(evaluation.changes.iter().cloned());
             for change in evaluation.changes.iter().filter(|c| c.change == ChangeKind::Cleared) {
@@ -166,9 +175,18 @@ impl WindowReport {
                 .then(a.verdict.node.cmp(&b.verdict.node))
                 .then(a.verdict.cause.cmp(&b.verdict.cause))
         });
+        keep_cited(&mut series, &reported);
+        let signal = if window_workload.is_some() { Signal::PodTraffic } else { Signal::Cpu };
+        if signal == Signal::Cpu {
+            for (node, points) in &mut series {
+                for (point, share) in points.iter_mut().zip(cpu_shares.remove(node).unwrap_or_default()) {
+                    point.share = share;
+                }
+            }
+        }
         Ok(Self {
             window,
-            signal: signal.unwrap_or(Signal::PodTraffic),
+            signal,
             overall,
             series: series.into_iter().map(|(node, points)| NodeSeries { node, points }).collect(),
             verdicts: reported,
@@ -198,6 +216,20 @@ impl WindowReport {
 
     fn seconds_into(&self, t_ms: i64) -> String {
         format!("{:+.2} s", (t_ms - self.window.start_ms) as f64 / 1000.0)
+    }
+}
+
+/// Every reading of one node's figures.
+fn readings(node: &NodeAnalysis) -> BTreeMap<Reading, f64> {
+    Reading::ALL.into_iter().filter_map(|r| Some((r, r.of(node)?))).collect()
+}
+
+/// Drops the readings no reported verdict cites, so that a report carries the evidence of its
+/// verdicts and nothing more.
+fn keep_cited(series: &mut BTreeMap<String, Vec<SharePoint>>, reported: &[ReportedVerdict]) {
+    let cited: BTreeSet<Reading> = reported.iter().flat_map(|r| Reading::cited_by(r.verdict.cause)).copied().collect();
+    for point in series.values_mut().flatten() {
+        point.readings.retain(|reading, _| cited.contains(reading));
     }
 }
 

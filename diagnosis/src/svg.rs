@@ -1,25 +1,44 @@
-//! The SVG chart of a window report: each node's observed share over time (solid), its expected share
-//! (dashed, same colour), the window shaded, and a marker where each verdict was raised.
+//! The SVG chart of a window report. On top, each node's observed share over time (solid) against its
+//! expected share (dashed, same colour); below it, one panel per figure that the evidence of a raised
+//! cause cites (NIC share and forwarded bytes for ingress concentration, CPU outside pods, temperature
+//! and frequency, ...), each with its own value axis and unit, all on one time axis with the window
+//! shaded, a marker where each verdict was raised and, in its cause's panels, its active span.
 //!
-//! Written by hand with `std::fmt`: the chart is a few dozen elements, and an SVG crate would add a
-//! dependency for string formatting. Every element carries a class (and `data-node` for a node's
-//! series) so that tests and stylesheets can find it.
+//! Written by hand with `std::fmt`: the chart is a few hundred elements of a dozen kinds, and an SVG crate
+//! would add a dependency for string formatting. Every element carries a class, and `data-panel`,
+//! `data-node`, `data-signal`, `data-cause` or `data-axis` where they apply, so that tests and stylesheets
+//! can find it; [`read`] reads a chart back into numbers through its own axis labels.
+
+mod panel;
+pub mod read;
+mod scale;
 
 use std::fmt::Write as _;
 
-use crate::report::{NodeSeries, WindowReport};
-use crate::verdict::format_number;
+use crate::report::WindowReport;
+use panel::Frame;
+use scale::TimeScale;
 
 const WIDTH: f64 = 900.0;
-const HEIGHT: f64 = 420.0;
-const LEFT: f64 = 60.0;
-const RIGHT: f64 = 180.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
+/// Left of the plots: room for the value ticks' labels.
+const LEFT: f64 = 70.0;
+/// Right of the plots: room for the nodes' names at their lines' ends.
+const PLOT_RIGHT: f64 = 760.0;
+/// Between the title row of one panel and the bottom of the one above.
+const PANEL_GAP: f64 = 14.0;
+/// Above each plot area: the panel's title.
+const TITLE_ROW: f64 = 22.0;
+/// Below the last plot: the time ticks' labels and the axis caption.
+const BOTTOM: f64 = 46.0;
 
 /// Tableau 10: distinguishable colours, also for the common colour blindnesses.
 const PALETTE: [&str; 10] =
     ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+
+/// The colour of the `i`th node (nodes sorted by name), the same in every panel.
+fn colour(i: usize) -> &'static str {
+    PALETTE[i % PALETTE.len()]
+}
 
 /// Escapes text for XML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -37,209 +56,121 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// Maps time and share to chart coordinates.
-struct Scale {
-    t0: i64,
-    t1: i64,
-    y_max: f64,
-}
-
-impl Scale {
-    fn x(&self, t_ms: i64) -> f64 {
-        let span = (self.t1 - self.t0).max(1) as f64;
-        LEFT + (t_ms - self.t0) as f64 / span * (WIDTH - LEFT - RIGHT)
-    }
-
-    fn y(&self, share: f64) -> f64 {
-        TOP + (1.0 - share / self.y_max) * (HEIGHT - TOP - BOTTOM)
-    }
-}
-
-fn scale_for(report: &WindowReport) -> Scale {
-    let times = report.series.iter().flat_map(|s| s.points.iter().map(|p| p.t_ms));
-    let t0 = times.clone().min().unwrap_or(report.window.start_ms).min(report.window.start_ms);
-    let t1 = times.max().unwrap_or(report.window.end_ms).max(report.window.end_ms);
-    let highest = report
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().flat_map(|p| [p.share.unwrap_or(0.0), p.expected]))
-        .fold(1.0_f64, f64::max);
-    Scale { t0, t1, y_max: (highest * 4.0).ceil() / 4.0 }
-}
-
-/// Polyline point lists of the observed share, split where there is no data.
-fn observed_segments(series: &NodeSeries, scale: &Scale) -> Vec<String> {
-    let mut segments = Vec::new();
-    let mut current = String::new();
-    for point in &series.points {
-        match point.share {
-            Some(share) => {
-                if !current.is_empty() {
-                    current.push(' ');
-                }
-                let _ = write!(current, "{:.1},{:.1}", scale.x(point.t_ms), scale.y(share));
-            }
-            None if !current.is_empty() => segments.push(std::mem::take(&mut current)),
-            None => {}
-        }
-    }
-    if !current.is_empty() {
-        segments.push(current);
-    }
-    segments
-}
-
-/// The expected share as a step line (it changes only when endpoints change).
-fn expected_points(series: &NodeSeries, scale: &Scale) -> String {
-    let mut points: Vec<String> = Vec::new();
-    let mut previous: Option<f64> = None;
-    for point in &series.points {
-        if let Some(p) = previous
-            && p != point.expected
-        {
-            points.push(format!("{:.1},{:.1}", scale.x(point.t_ms), scale.y(p)));
-        }
-        points.push(format!("{:.1},{:.1}", scale.x(point.t_ms), scale.y(point.expected)));
-        previous = Some(point.expected);
-    }
-    points.join(" ")
-}
-
-/// The axes, with share ticks every 0.25 and time ticks relative to the window start.
-fn write_axes(svg: &mut String, report: &WindowReport, scale: &Scale) {
-    let (x_axis_y, plot_right) = (HEIGHT - BOTTOM, WIDTH - RIGHT);
-    let _ = writeln!(svg, r##"<g class="axes" stroke="#444" fill="#444">"##);
-    let _ = writeln!(svg, r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{x_axis_y}"/>"#);
-    let _ = writeln!(svg, r#"<line x1="{LEFT}" y1="{x_axis_y}" x2="{plot_right}" y2="{x_axis_y}"/>"#);
-    let mut share_tick = 0.0;
-    while share_tick <= scale.y_max + 1e-9 {
-        let y = scale.y(share_tick);
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{:.1}" y1="{y:.1}" x2="{LEFT}" y2="{y:.1}"/><text x="{:.1}" y="{:.1}" text-anchor="end" stroke="none">{share_tick:.2}</text>"#,
-            LEFT - 4.0,
-            LEFT - 6.0,
-            y + 4.0
-        );
-        share_tick += 0.25;
-    }
-    let seconds = (scale.t1 - scale.t0) as f64 / 1000.0;
-    let step_s = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0]
-        .into_iter()
-        .find(|s| seconds / s <= 10.0)
-        .unwrap_or(1200.0);
-    let first = ((scale.t0 - report.window.start_ms) as f64 / 1000.0 / step_s).ceil() as i64;
-    let last = ((scale.t1 - report.window.start_ms) as f64 / 1000.0 / step_s).floor() as i64;
-    for i in first..=last {
-        let at_s = i as f64 * step_s;
-        let x = scale.x(report.window.start_ms + (at_s * 1000.0) as i64);
-        let _ = writeln!(
-            svg,
-            r#"<line x1="{x:.1}" y1="{x_axis_y}" x2="{x:.1}" y2="{:.1}"/><text x="{x:.1}" y="{:.1}" text-anchor="middle" stroke="none">{at_s:+.0} s</text>"#,
-            x_axis_y + 4.0,
-            x_axis_y + 18.0
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" stroke="none">seconds from window start</text>"#,
-        (LEFT + plot_right) / 2.0,
-        HEIGHT - 8.0
-    );
-    let _ = writeln!(svg, "</g>");
-}
-
 /// Renders the chart as a standalone SVG document.
 pub fn render(report: &WindowReport) -> String {
-    // One piece: the SVG is written in paint order (window, axes, one group per node, legend, verdict markers) with
-    // the same scale throughout.
-    let scale = scale_for(report);
+    let panels = panel::panels(report);
+    let time = TimeScale::of(report, LEFT, PLOT_RIGHT);
+    let mut legend = String::new();
+    let legend_bottom = write_legend(&mut legend, report, 44.0);
+    let mut frames = Vec::with_capacity(panels.len());
+    let mut y = legend_bottom + TITLE_ROW;
+    for panel in &panels {
+        frames.push(Frame { top: y, bottom: y + panel.height() });
+        y += panel.height() + PANEL_GAP + TITLE_ROW;
+    }
+    let plots_bottom = frames.last().map_or(y, |f| f.bottom);
+    let height = plots_bottom + BOTTOM;
+
     let mut svg = String::new();
-    let title = format!("bakery window {}: share of {} per node", report.window.name, report.signal.name());
+    let evidence = if panels.len() > 1 { ", and what each verdict rests on" } else { "" };
+    let title = format!("bakery window {}: share of {} per node{evidence}", report.window.name, report.signal.name());
     let _ = writeln!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12">"#
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="window-report" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = writeln!(svg, "<title>{}</title>", escape(&title));
+    let _ = writeln!(svg, r#"<title class="chart-title">{}</title>"#, escape(&title));
     let _ =
-        writeln!(svg, r##"<rect class="background" x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>"##);
+        writeln!(svg, r##"<rect class="background" x="0" y="0" width="{WIDTH}" height="{height}" fill="#ffffff"/>"##);
     let _ = writeln!(
         svg,
         r##"<text class="heading" x="{LEFT}" y="24" font-size="14" fill="#222">{}</text>"##,
         escape(&title)
     );
+    svg.push_str(&legend);
+    for (panel, frame) in panels.iter().zip(&frames) {
+        panel::write(&mut svg, report, panel, frame, &time);
+    }
+    write_time_axis(&mut svg, &time, plots_bottom);
+    svg.push_str("</svg>\n");
+    svg
+}
 
-    // The window, shaded.
-    let (wx0, wx1) = (scale.x(report.window.start_ms), scale.x(report.window.end_ms));
-    let _ = writeln!(
-        svg,
-        r##"<rect class="window" x="{wx0:.1}" y="{TOP}" width="{:.1}" height="{:.1}" fill="#9ecae1" fill-opacity="0.3"><title>window {}</title></rect>"##,
-        (wx1 - wx0).max(0.0),
-        HEIGHT - TOP - BOTTOM,
-        escape(&report.window.name)
-    );
-
-    write_axes(&mut svg, report, &scale);
-    let (x_axis_y, plot_right) = (HEIGHT - BOTTOM, WIDTH - RIGHT);
-
-    // One group per node: observed share (solid) and expected share (dashed).
-    for (i, series) in report.series.iter().enumerate() {
-        let colour = PALETTE[i % PALETTE.len()];
-        let node = escape(&series.node);
-        let _ = writeln!(svg, r#"<g class="node" data-node="{node}">"#);
-        for segment in observed_segments(series, &scale) {
-            let _ = writeln!(
-                svg,
-                r#"<polyline class="observed" data-node="{node}" points="{segment}" fill="none" stroke="{colour}" stroke-width="2"/>"#
-            );
+/// One row (wrapped when full) naming each node by its colour, then the line styles; returns the
+/// bottom of the last row.
+fn write_legend(svg: &mut String, report: &WindowReport, top: f64) -> f64 {
+    const ROW: f64 = 18.0;
+    let _ = writeln!(svg, r#"<g class="legend">"#);
+    let (mut x, mut y) = (LEFT, top);
+    let mut place = |width: f64| {
+        if x + width > WIDTH - 10.0 && x > LEFT {
+            (x, y) = (LEFT, y + ROW);
         }
+        let at = (x, y);
+        x += width + 16.0;
+        at
+    };
+    for (i, series) in report.series.iter().enumerate() {
+        let node = escape(&series.node);
+        let (lx, ly) = place(26.0 + series.node.chars().count() as f64 * 7.0);
         let _ = writeln!(
             svg,
-            r#"<polyline class="expected" data-node="{node}" points="{}" fill="none" stroke="{colour}" stroke-width="1.5" stroke-dasharray="8 {}" stroke-dashoffset="{}"/>"#,
-            expected_points(series, &scale),
-            // Nodes with the same expected share overlap: offset the dashes so every colour shows.
-            8 * report.series.len().max(1) - 4,
-            8 * i
-        );
-        let legend_y = TOP + 10.0 + i as f64 * 18.0;
-        let legend_x = plot_right + 16.0;
-        let _ = writeln!(
-            svg,
-            r#"<line class="legend" x1="{legend_x:.1}" y1="{legend_y:.1}" x2="{:.1}" y2="{legend_y:.1}" stroke="{colour}" stroke-width="2"/><text x="{:.1}" y="{:.1}">{node}</text>"#,
-            legend_x + 20.0,
-            legend_x + 26.0,
-            legend_y + 4.0
-        );
-        let _ = writeln!(svg, "</g>");
-    }
-    let key_y = TOP + 16.0 + report.series.len() as f64 * 18.0;
-    for (line, text) in ["solid: observed", "dashed: expected"].iter().enumerate() {
-        let _ = writeln!(
-            svg,
-            r##"<text class="legend-note" x="{:.1}" y="{:.1}" fill="#444">{text}</text>"##,
-            plot_right + 16.0,
-            key_y + line as f64 * 16.0
+            r##"<line class="legend-swatch" data-node="{node}" x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="3"/><text class="legend-label" data-node="{node}" x="{:.1}" y="{:.1}" fill="#222">{node}</text>"##,
+            lx + 20.0,
+            colour(i),
+            lx + 26.0,
+            ly + 4.0
         );
     }
-
-    // Verdict markers.
-    let _ = writeln!(svg, r#"<g class="verdicts">"#);
-    for reported in &report.verdicts {
-        let x = scale.x(reported.raised_ms);
-        let verdict = &reported.verdict;
-        let label = format!("{} on {} (confidence {})", verdict.cause, verdict.node, format_number(verdict.confidence));
+    let keys = [
+        ("observed", r##"stroke="#444" stroke-width="2""##, "observed"),
+        ("expected", r##"stroke="#444" stroke-width="1.5" stroke-dasharray="6 3""##, "expected share"),
+        ("verdict", r##"stroke="#d62728" stroke-dasharray="2 3""##, "verdict raised"),
+    ];
+    let verdicts = !report.verdicts.is_empty();
+    for (key, style, text) in keys.into_iter().filter(|k| verdicts || k.0 != "verdict") {
+        let (lx, ly) = place(26.0 + text.len() as f64 * 7.0);
         let _ = writeln!(
             svg,
-            r##"<line class="verdict" x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{x_axis_y}" stroke="#d62728" stroke-dasharray="2 3"><title>{}</title></line><text x="{:.1}" y="{:.1}" fill="#d62728" font-size="11">{}</text>"##,
-            escape(&label),
-            x + 3.0,
-            TOP + 12.0,
-            escape(&format!("{} {}", verdict.node, verdict.cause))
+            r##"<line class="legend-key" data-signal="{key}" x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" {style}/><text class="legend-label" x="{:.1}" y="{:.1}" fill="#444">{text}</text>"##,
+            lx + 20.0,
+            lx + 26.0,
+            ly + 4.0
+        );
+    }
+    let areas = [("window", "#9ecae1", "0.3", "window"), ("verdict-span", "#d62728", "0.08", "verdict active")];
+    for (key, fill, opacity, text) in areas.into_iter().filter(|a| verdicts || a.0 != "verdict-span") {
+        let (lx, ly) = place(26.0 + text.len() as f64 * 7.0);
+        let _ = writeln!(
+            svg,
+            r##"<rect class="legend-key" data-signal="{key}" x="{lx:.1}" y="{:.1}" width="20" height="10" fill="{fill}" fill-opacity="{opacity}"/><text class="legend-label" x="{:.1}" y="{:.1}" fill="#444">{text}</text>"##,
+            ly - 5.0,
+            lx + 26.0,
+            ly + 4.0
         );
     }
     let _ = writeln!(svg, "</g>");
-    svg.push_str("</svg>\n");
-    svg
+    y + ROW / 2.0
+}
+
+/// The time ticks under the last panel (the panels above share them through their grid lines).
+fn write_time_axis(svg: &mut String, time: &TimeScale, bottom: f64) {
+    let _ = writeln!(svg, r#"<g class="time-axis">"#);
+    for (t_ms, label) in time.ticks() {
+        let x = time.x(t_ms);
+        let _ = writeln!(
+            svg,
+            r##"<g class="tick" data-axis="x"><line class="tick-mark" x1="{x:.1}" y1="{bottom:.1}" x2="{x:.1}" y2="{:.1}" stroke="#444"/><text class="tick-label" x="{x:.1}" y="{:.1}" text-anchor="middle" fill="#444">{label}</text></g>"##,
+            bottom + 4.0,
+            bottom + 18.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<text class="axis-caption" x="{:.1}" y="{:.1}" text-anchor="middle" fill="#444">seconds from window start</text>"##,
+        (LEFT + PLOT_RIGHT) / 2.0,
+        bottom + 38.0
+    );
+    let _ = writeln!(svg, "</g>");
 }
 
 #[cfg(test)]

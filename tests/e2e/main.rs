@@ -13,4 +13,5 @@ mod pod_discovery;
 mod same_numbers;
 mod streaming;
 mod top_commands;
+mod top_context;
 mod tui_tmux;

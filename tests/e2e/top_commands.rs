@@ -42,8 +42,7 @@ async fn alerts_window_and_report_through_bakery_top() {
     config.diagnosis.tick = Duration::from_millis(50);
     let collector = Collector::start(config).await.unwrap();
     let url = format!("http://{}", collector.local_addr());
-    let connection =
-        ConnectionArgs { collector: url.clone(), token_file: None, tls_ca: None, tls_cert: None, tls_key: None };
+    let connection = ConnectionArgs::plain(url.clone());
 
     // A scripted agent: hello, then one hot sample per 250 ms of sample time.
     let (tx, rx) = mpsc::channel(64);

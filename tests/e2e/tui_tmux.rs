@@ -1,14 +1,17 @@
 //! The live view in a real terminal: `bakery-top` in a tmux session (120x40) against a real
 //! collector fed by a real agent. Keys switch views, filter and freeze; a collector restart shows
 //! "disconnected" and then live data again; `q` leaves the terminal as it was (main screen,
-//! canonical mode with echo). The screen is read with `tmux capture-pane -p`, every step waits on
-//! a condition with a deadline.
+//! canonical mode with echo). At 140x40, fed by an agent reading this machine (the fixture's CPU
+//! counters never move, so it has no CPU line to draw), the nodes view charts the node's share
+//! and CPU under the table. The screen is read with `tmux capture-pane -p`, every step waits on a
+//! condition with a deadline.
 
 use std::process::Command;
 use std::time::Duration;
 
 use bakery_lab::binaries::built_binary;
-use bakery_lab::wait_until;
+use bakery_lab::process::{Output, Process, Spawn};
+use bakery_lab::{free_port, wait_until};
 
 use crate::loadtest::LiveCollector;
 
@@ -28,16 +31,19 @@ fn require_tmux() {
     assert!(status.success() && found(), "apt-get install -y tmux failed ({status}); install tmux to run this test");
 }
 
-/// A tmux server of its own (`-L`), killed on drop, with one 120x40 session.
+/// A tmux server of its own (`-L`), killed on drop, with one session of the given size.
 struct Tmux {
     socket: String,
 }
 
 impl Tmux {
-    fn start(command: &str) -> Tmux {
-        let tmux = Tmux { socket: format!("bakery-e2e-{}", std::process::id()) };
+    /// `name` keeps the servers of tests running at once in this process apart.
+    fn start(name: &str, width: u16, height: u16, command: &str) -> Tmux {
+        let tmux = Tmux { socket: format!("bakery-e2e-{}-{name}", std::process::id()) };
+        let (width, height) = (width.to_string(), height.to_string());
         let status = Command::new("tmux")
-            .args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d", "-x", "120", "-y", "40", "-s", "top"])
+            .args(["-L", &tmux.socket, "-f", "/dev/null", "new-session", "-d", "-x", &width, "-y", &height])
+            .args(["-s", "top"])
             .arg(command)
             .status()
             .unwrap();
@@ -99,7 +105,7 @@ fn the_live_view_in_tmux_switches_filters_freezes_survives_a_collector_restart_a
         top.display(),
         live.url()
     );
-    let tmux = Tmux::start(&command);
+    let tmux = Tmux::start("keys", 120, 40, &command);
 
     let screen = tmux
         .wait_screen("the nodes view with the agent's node", |s| s.contains("● connected") && s.contains(" bare-01 "));
@@ -142,4 +148,81 @@ fn the_live_view_in_tmux_switches_filters_freezes_survives_a_collector_restart_a
     assert!(modes.split_whitespace().any(|m| m == "echo"), "echo is back: {modes}");
     assert_eq!(tmux.pane_flag("#{alternate_on}"), "0", "back on the main screen");
     assert_eq!(tmux.pane_flag("#{cursor_flag}"), "1", "the cursor is visible again");
+}
+
+fn is_braille(c: char) -> bool {
+    ('\u{2800}'..='\u{28FF}').contains(&c)
+}
+
+/// The charts are up: both titles, braille in the lower half of the screen, and the node named
+/// under the legend's title (the table and the detail are above it).
+fn charts_shown(screen: &str, node: &str) -> bool {
+    let lines: Vec<&str> = screen.lines().collect();
+    let lower_half = lines.iter().skip(20);
+    let legend = lines.iter().position(|l| l.contains(" legend "));
+    screen.contains(" traffic share % · ")
+        && screen.contains(" CPU busy % · ")
+        && lower_half.flat_map(|l| l.chars()).any(is_braille)
+        && legend.is_some_and(|at| lines[at + 1..].iter().any(|l| l.contains(node)))
+}
+
+/// The node name the agent on this machine reports.
+const HOST_NODE: &str = "host-01";
+
+/// A real collector (no auth, no Kubernetes) fed by a real agent reading this machine's `/proc`
+/// and `/sys` every 250 ms, whose CPU moves; both killed on drop.
+struct HostCollector {
+    port: u16,
+    _work: tempfile::TempDir,
+    _collector: Process,
+    _agent: Process,
+}
+
+impl HostCollector {
+    fn start() -> HostCollector {
+        let work = tempfile::tempdir().unwrap();
+        let port = free_port().unwrap();
+        let (ready, log) = (work.path().join("ready"), work.path().join("collector.log"));
+        let collector = Spawn::new("the collector", built_binary("bakery-collector", "bakery-collector").unwrap())
+            .args(["--insecure-no-auth", "--no-kubernetes", "--no-auto-windows"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(work.path().join("data"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .output(Output::Log(log.clone()))
+            .start()
+            .unwrap();
+        wait_until("the collector's ready file", SCREEN_WAIT, || ready.exists())
+            .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+        let agent = Spawn::new("the agent", built_binary("bakery-agent", "bakery-agent").unwrap())
+            .args(["--collector", &format!("http://127.0.0.1:{port}"), "--insecure-no-auth"])
+            .args(["--node-name", HOST_NODE, "--interval", "250ms"])
+            .arg("--spool-dir")
+            .arg(work.path().join("spool"))
+            .output(Output::Log(work.path().join("agent.log")))
+            .start()
+            .unwrap();
+        HostCollector { port, _work: work, _collector: collector, _agent: agent }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+#[test]
+fn the_live_view_at_140x40_charts_the_nodes_share_and_cpu_under_the_table() {
+    require_tmux();
+    let live = HostCollector::start();
+    let top = built_binary("bakery-top", "bakery-top").unwrap();
+    let command = format!("{} --collector {}; sleep 600", top.display(), live.url());
+    let tmux = Tmux::start("charts", 140, 40, &command);
+
+    let screen = tmux.wait_screen("the charts with braille in the lower half and the node in the legend", |s| {
+        s.contains("● connected") && charts_shown(s, HOST_NODE)
+    });
+    assert!(screen.contains("NODE") && screen.contains(&format!(" {HOST_NODE} ")), "the table stays: {screen}");
+    assert!(screen.contains("last 5m"), "no load-test window: the last minutes: {screen}");
+    tmux.keys(&["q"]);
 }

@@ -1,15 +1,26 @@
 //! The TUI's state and nothing else (no IO, no clock): what is shown, the view, filter, sort,
-//! selection, freeze, the connection status and the short history behind the sparklines. Time
-//! comes in as arguments, so every state change is a plain, testable function call.
+//! selection, freeze, the connection status and the short history behind the sparklines and the
+//! charts. Time comes in as arguments, so every state change is a plain, testable function call.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::model::{Alert, NodeView, PodView, Snapshot, WindowSummary};
+use crate::model::{Alert, NodeView, PodView, Share, Snapshot, WindowSummary};
 
 /// Points kept per node for the sparklines.
 pub const HISTORY_POINTS: usize = 120;
+
+/// Time-stamped points kept per node for the charts: 15 minutes at one point a second, so the
+/// last-minutes view (5 min) and a usual load-test window (`oha -z 60s` up to 10 min) fit, while
+/// a node costs under 50 kB. More would not sharpen the picture: each chart on a 140-column
+/// terminal is about 100 braille dots across.
+pub const CHART_POINTS: usize = 900;
+
+/// Least time between two chart points. A refresh faster than this (down to 100 ms) would
+/// otherwise shrink the time the ring covers; a little under a second so that a 1 s refresh with
+/// some jitter keeps every sample.
+pub const CHART_SPACING_MS: i64 = 950;
 
 /// The three views, in Tab order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -120,13 +131,33 @@ pub struct NodeHistory {
     pub cpu_percent: VecDeque<f64>,
     pub nic_bytes_per_second: VecDeque<f64>,
     pub share: VecDeque<f64>,
+    /// What the charts draw: a ring of at most [`CHART_POINTS`], at least [`CHART_SPACING_MS`]
+    /// apart.
+    pub chart: VecDeque<ChartPoint>,
+}
+
+/// One node at one snapshot, as the charts draw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChartPoint {
+    /// The snapshot's time (the client's clock, like [`Snapshot::taken_ms`]).
+    pub at_ms: i64,
+    /// Observed and expected share of the traffic.
+    pub share: Option<Share>,
+    pub cpu_percent: Option<f64>,
 }
 
 impl NodeHistory {
-    fn push(&mut self, node: &NodeView) {
+    fn push(&mut self, node: &NodeView, at_ms: i64) {
         push_bounded(&mut self.cpu_percent, node.cpu.map(|c| c.busy_percent));
         push_bounded(&mut self.nic_bytes_per_second, node.nic.map(|n| n.total()));
         push_bounded(&mut self.share, node.share.map(|s| s.observed));
+        if self.chart.back().is_some_and(|last| at_ms - last.at_ms < CHART_SPACING_MS) {
+            return;
+        }
+        if self.chart.len() == CHART_POINTS {
+            self.chart.pop_front();
+        }
+        self.chart.push_back(ChartPoint { at_ms, share: node.share, cpu_percent: node.cpu.map(|c| c.busy_percent) });
     }
 }
 
@@ -146,6 +177,8 @@ pub struct App {
     pub refresh: Duration,
     /// Colours allowed (`--color`, `NO_COLOR`); without them the views use only bold and reverse.
     pub color: bool,
+    /// The user's colours by meaning (the config file's `[colors]`), where colours are allowed.
+    pub palette: crate::render::theme::Palette,
     /// The clock at the last event, Unix epoch ms; rendering reads it for "… ago" texts.
     pub now_ms: i64,
     pub connection: Connection,
@@ -173,6 +206,7 @@ impl App {
             source: source.into(),
             refresh,
             color,
+            palette: crate::render::theme::Palette::default(),
             now_ms,
             connection: Connection::Connecting { since_ms: now_ms },
             data: None,
@@ -222,7 +256,7 @@ impl App {
         let known: Vec<&str> = snapshot.nodes.iter().map(|n| n.name.as_str()).collect();
         self.history.retain(|name, _| known.contains(&name.as_str()));
         for node in &snapshot.nodes {
-            self.history.entry(node.name.clone()).or_default().push(node);
+            self.history.entry(node.name.clone()).or_default().push(node, snapshot.taken_ms);
         }
         self.data = Some(snapshot);
         self.data_received_ms = Some(now_ms);
@@ -317,6 +351,12 @@ impl App {
     pub fn set_filter(&mut self, filter: String) {
         self.filter = filter;
         self.clamp_selection();
+    }
+
+    /// The load-test window open now (the latest opened when several are), if any.
+    pub fn open_window(&self) -> Option<&WindowSummary> {
+        let windows = self.data.as_ref()?.windows.as_ref()?;
+        windows.iter().filter(|w| w.end_ms.is_none()).max_by_key(|w| w.start_ms)
     }
 
     pub fn alerts(&self) -> &[Alert] {
@@ -428,7 +468,7 @@ fn descending(a: Option<f64>, b: Option<f64>) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CpuUse, Share};
+    use crate::model::CpuUse;
 
     fn node(name: &str, cpu: f64, observed: f64) -> NodeView {
         NodeView {
@@ -479,6 +519,30 @@ mod tests {
             app.on_snapshot(snapshot(i), i);
         }
         assert_eq!(app.history["a"].cpu_percent.len(), HISTORY_POINTS);
+    }
+
+    #[test]
+    fn the_chart_ring_is_bounded_thinned_frozen_with_the_view_and_drops_nodes_that_left() {
+        let mut app = App::new("fake", Duration::from_secs(1), false, 0);
+        for i in 0..CHART_POINTS as i64 + 10 {
+            app.on_snapshot(snapshot(i * 1_000), i * 1_000);
+        }
+        let chart = &app.history["a"].chart;
+        assert_eq!(chart.len(), CHART_POINTS);
+        assert_eq!(chart.front().map(|p| p.at_ms), Some(10_000), "the oldest points went first");
+        // A fast refresh adds a chart point only once a spacing has passed.
+        let last = (CHART_POINTS as i64 + 9) * 1_000;
+        app.on_snapshot(snapshot(last + 100), last + 100);
+        assert_eq!(app.history["a"].chart.back().map(|p| p.at_ms), Some(last));
+        app.toggle_freeze();
+        app.on_snapshot(snapshot(last + 5_000), last + 5_000);
+        assert_eq!(app.history["a"].chart.back().map(|p| p.at_ms), Some(last), "frozen: the charts hold still");
+        app.toggle_freeze();
+        assert_eq!(app.history["a"].chart.back().map(|p| p.at_ms), Some(last + 5_000));
+        let mut fewer = snapshot(last + 6_000);
+        fewer.nodes.retain(|n| n.name != "b");
+        app.on_snapshot(fewer, last + 6_000);
+        assert!(!app.history.contains_key("b"), "a node that left drops out");
     }
 
     #[test]

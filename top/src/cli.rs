@@ -24,8 +24,11 @@ use clap::parser::ValueSource;
 use clap::{ArgAction, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::app::App;
+use crate::cluster::ClusterArgs;
+use crate::config::TopConfig;
 use crate::made_up::MadeUpSource;
 use crate::model::{AgentState, Snapshot};
+use crate::render::theme::Palette;
 use crate::source::{GrpcConfig, GrpcSource, Source};
 
 /// Where the collector listens unless told otherwise (its default `--listen`).
@@ -80,16 +83,76 @@ pub struct ConnectionArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "BAKERY_TLS_KEY", value_name = "FILE", requires = "tls_cert", global = true)]
     pub tls_key: Option<PathBuf>,
+
+    /// Reach the collector through this kubeconfig context instead of --collector: find the
+    /// release's collector Service, port-forward to its ready pod through the Kubernetes API (as
+    /// `kubectl port-forward` does), and read the read token and CA from the release's Secrets
+    /// (--token-file and --tls-ca win). Without NAME: the current context.
+    #[arg(long, env = "BAKERY_CONTEXT", value_name = "NAME", num_args = 0..=1, default_missing_value = "", global = true)]
+    pub context: Option<String>,
+
+    /// The kubeconfig for --context (default: KUBECONFIG, then ~/.kube/config, as kubectl).
+    #[arg(long, env = "BAKERY_KUBECONFIG", value_name = "FILE", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// With --context, look for the release only in this namespace (default: every namespace, or
+    /// the context's when listing every namespace is not allowed).
+    #[arg(long, short = 'n', env = "BAKERY_NAMESPACE", value_name = "NAMESPACE", global = true)]
+    pub namespace: Option<String>,
+
+    /// With --context, the Helm release (needed only when several are installed).
+    #[arg(long, env = "BAKERY_RELEASE", value_name = "NAME", global = true)]
+    pub release: Option<String>,
+
+    /// The config file (default: $XDG_CONFIG_HOME/bakery/top.toml, or ~/.config/bakery/top.toml).
+    /// It holds any of collector, context, kubeconfig, namespace, release, token-file, tls-ca and
+    /// color, and a [colors] table; the command line and the environment win over it.
+    #[arg(long, env = "BAKERY_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
 }
 
 impl ConnectionArgs {
+    /// Flags that reach the collector at `url` with nothing else set.
+    pub fn plain(url: impl Into<String>) -> ConnectionArgs {
+        ConnectionArgs {
+            collector: url.into(),
+            token_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            context: None,
+            kubeconfig: None,
+            namespace: None,
+            release: None,
+            config: None,
+        }
+    }
+
+    /// The collector as the flags name it (without --context).
     pub fn grpc_config(&self) -> GrpcConfig {
         GrpcConfig {
             url: self.collector.clone(),
             token_file: self.token_file.clone(),
             tls_ca: self.tls_ca.clone(),
             tls_identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+            ..GrpcConfig::default()
         }
+    }
+
+    /// The collector: through the cluster with --context, else as the flags name it.
+    pub async fn reach(&self) -> anyhow::Result<GrpcConfig> {
+        let Some(context) = &self.context else { return Ok(self.grpc_config()) };
+        let args = ClusterArgs {
+            kubeconfig: self.kubeconfig.clone(),
+            context: context.clone(),
+            namespace: self.namespace.clone(),
+            release: self.release.clone(),
+        };
+        let what =
+            if context.is_empty() { "the current context".to_string() } else { format!("the context {context}") };
+        crate::cluster::reach(&args, &self.grpc_config())
+            .await
+            .with_context(|| format!("cannot reach the collector through {what}"))
     }
 }
 
@@ -111,6 +174,10 @@ pub struct ViewArgs {
     #[arg(long, env = "BAKERY_JSON", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub json: bool,
 
+    /// Colours by meaning, from the config file's [colors] table.
+    #[arg(skip)]
+    pub palette: Palette,
+
     /// Show made-up snapshots instead of asking a collector, for trying the keys and views: five
     /// nodes (master-01..03, worker-01..02), WordPress and MySQL, calm for 20 s and then master-02
     /// taking the traffic. Not the `bakery-demo` mini-bakery, which runs a real cluster.
@@ -118,7 +185,8 @@ pub struct ViewArgs {
     pub demo: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ColorChoice {
     Auto,
     Always,
@@ -248,7 +316,68 @@ where
     let matches = Cli::command().try_get_matches_from(args)?;
     let mut cli = Cli::from_arg_matches(&matches).map_err(|error| error.format(&mut Cli::command()))?;
     settle_report_format(&mut cli, &matches)?;
+    let file = config_file(&cli.connection)
+        .map_err(|error| Cli::command().error(clap::error::ErrorKind::InvalidValue, bakery_cli::error_chain(&error)))?;
+    settle_config(&mut cli, &matches, file.unwrap_or_default())?;
     Ok(cli)
+}
+
+/// The config file `--config` names, or the one at the default place if it exists.
+fn config_file(connection: &ConnectionArgs) -> Result<Option<TopConfig>, crate::config::ConfigError> {
+    match &connection.config {
+        Some(path) => crate::config::load(path, true),
+        None => match crate::config::default_path(std::env::var_os("XDG_CONFIG_HOME"), std::env::var_os("HOME")) {
+            Some(path) => crate::config::load(&path, false),
+            None => Ok(None),
+        },
+    }
+}
+
+/// Fills what neither the command line nor the environment set from the config file, and keeps
+/// one of --collector and --context: the one from the higher place (command line, environment,
+/// file); from the same place they contradict each other.
+fn settle_config(cli: &mut Cli, matches: &ArgMatches, file: TopConfig) -> Result<(), clap::Error> {
+    let rank = |id: &str| match matches.value_source(id) {
+        Some(ValueSource::CommandLine) => 3,
+        Some(ValueSource::EnvVariable) => 2,
+        _ => 0,
+    };
+    fn fill<T>(slot: &mut Option<T>, given: u8, value: Option<T>) {
+        if given == 0 && value.is_some() {
+            *slot = value;
+        }
+    }
+    let connection = &mut cli.connection;
+    fill(&mut connection.token_file, rank("token_file"), file.token_file);
+    fill(&mut connection.tls_ca, rank("tls_ca"), file.tls_ca);
+    fill(&mut connection.kubeconfig, rank("kubeconfig"), file.kubeconfig);
+    fill(&mut connection.namespace, rank("namespace"), file.namespace);
+    fill(&mut connection.release, rank("release"), file.release);
+    if rank("color") == 0
+        && let Some(color) = file.color
+    {
+        cli.view.color = color;
+    }
+    cli.view.palette = file.colors;
+    let collector_rank = rank("collector").max(u8::from(file.collector.is_some()));
+    let context_rank = rank("context").max(u8::from(file.context.is_some()));
+    if rank("collector") == 0
+        && let Some(collector) = file.collector
+    {
+        connection.collector = collector;
+    }
+    fill(&mut connection.context, rank("context"), file.context);
+    match collector_rank.cmp(&context_rank) {
+        std::cmp::Ordering::Greater => connection.context = None,
+        std::cmp::Ordering::Equal if collector_rank > 0 => {
+            let place =
+                ["", "in the config file", "in the environment", "on the command line"][usize::from(collector_rank)];
+            let message = format!("--collector and --context were both given {place}: give one");
+            return Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Keeps one of `report --json` and `--svg FILE` when both are set.
@@ -289,9 +418,9 @@ fn keep_json_over_svg(json: ValueSource, svg: ValueSource) -> Result<bool, clap:
 }
 
 /// Runs a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
-    match cli.command {
+    match cli.command.take() {
         Some(Command::Completions { shell }) => {
             clap_complete::generate(shell, &mut Cli::command(), "bakery-top", &mut stdout);
             return Ok(ExitCode::SUCCESS);
@@ -304,17 +433,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Loadtest(args)) => {
             let runtime =
                 tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
-            return runtime.block_on(crate::commands::loadtest::run(args, cli.connection.grpc_config(), &mut stdout));
+            return runtime.block_on(async {
+                crate::commands::loadtest::run(args, cli.connection.reach().await?, &mut stdout).await
+            });
         }
         Some(command) => return run_command(command, &cli.connection, &mut stdout),
     }
     let terminal = std::io::stdout().is_terminal();
+    // One runtime for the whole view: a --context tunnel's forwards run on it.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start tokio")?;
     if cli.view.demo {
         return runtime.block_on(view(&cli, MadeUpSource::default(), terminal));
     }
-    let source = GrpcSource::new(cli.connection.grpc_config())?;
-    runtime.block_on(view(&cli, source, terminal))
+    runtime.block_on(async {
+        let source = GrpcSource::new(cli.connection.reach().await?)?;
+        view(&cli, source, terminal).await
+    })
 }
 
 /// Runs `alerts`, `report` or `window` against the collector, printing to `out`.
@@ -332,7 +466,7 @@ pub async fn run_command_async(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     use crate::commands::{alerts, report, window};
-    let config = connection.grpc_config();
+    let config = connection.reach().await?;
     match command {
         Command::Alerts { json } => alerts::run(config, json, out).await,
         Command::Report { id, json, svg } => {
@@ -366,7 +500,8 @@ async fn view(cli: &Cli, mut source: impl Source + 'static, terminal: bool) -> a
         return Ok(ExitCode::SUCCESS);
     }
     let color = use_color(cli.view.color, std::env::var_os("NO_COLOR").as_deref(), terminal);
-    let app = App::new(source.describe(), cli.view.refresh, color, crate::now_ms());
+    let mut app = App::new(source.describe(), cli.view.refresh, color, crate::now_ms());
+    app.palette = cli.view.palette;
     crate::tui::run(app, source).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -444,6 +579,51 @@ mod tests {
         };
         assert_eq!(report(&["--json"]), (true, None));
         assert_eq!(report(&["--svg", "c.svg"]), (false, Some(PathBuf::from("c.svg"))));
+    }
+
+    /// Parses `args` with `file` as the config file, as `parse_from` does with the file it finds.
+    fn parse_with_file(args: &[&str], file: &str) -> Result<Cli, clap::Error> {
+        let matches = Cli::command().try_get_matches_from(std::iter::once("bakery-top").chain(args.iter().copied()))?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        settle_config(&mut cli, &matches, crate::config::parse(file).unwrap())?;
+        Ok(cli)
+    }
+
+    #[test]
+    fn the_config_file_fills_only_what_the_command_line_leaves_unset() {
+        let file = "collector = \"http://from-file:1\"\nrelease = \"prod\"\ncolor = \"never\"\n\
+                    token-file = \"/etc/bakery/read-token\"\n";
+        let cli = parse_with_file(&[], file).unwrap();
+        assert_eq!(cli.connection.collector, "http://from-file:1");
+        assert_eq!(cli.connection.release.as_deref(), Some("prod"));
+        assert_eq!(cli.view.color, ColorChoice::Never);
+        assert_eq!(cli.connection.token_file, Some(PathBuf::from("/etc/bakery/read-token")));
+        let cli =
+            parse_with_file(&["--collector", "http://flag:2", "--color", "always", "--token-file", "t"], file).unwrap();
+        assert_eq!(cli.connection.collector, "http://flag:2", "the command line wins");
+        assert_eq!(cli.view.color, ColorChoice::Always);
+        assert_eq!(cli.connection.token_file, Some(PathBuf::from("t")));
+    }
+
+    #[test]
+    fn collector_and_context_keep_the_one_from_the_higher_place() {
+        let context_file = "context = \"pi\"\n";
+        let cli = parse_with_file(&[], context_file).unwrap();
+        assert_eq!(cli.connection.context.as_deref(), Some("pi"), "the file's context is used");
+        let cli = parse_with_file(&["--collector", "http://c:1"], context_file).unwrap();
+        assert_eq!(cli.connection.context, None, "--collector on the command line wins over the file's context");
+        let cli = parse_with_file(&["--context"], "collector = \"http://c:1\"\n").unwrap();
+        assert_eq!(cli.connection.context.as_deref(), Some(""), "--context alone: the current context");
+        let cli = parse_with_file(&["--context", "lab", "--namespace", "bakery"], "").unwrap();
+        assert_eq!(
+            (cli.connection.context.as_deref(), cli.connection.namespace.as_deref()),
+            (Some("lab"), Some("bakery"))
+        );
+        let error = parse_with_file(&["--collector", "http://c:1", "--context", "pi"], "").unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(error.to_string().contains("both given on the command line"), "{error}");
+        let error = parse_with_file(&[], "collector = \"http://c:1\"\ncontext = \"pi\"\n").unwrap_err();
+        assert!(error.to_string().contains("in the config file"), "{error}");
     }
 
     #[test]

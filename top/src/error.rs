@@ -27,6 +27,9 @@ pub enum Error {
     #[error("the token in {} is not a valid header value (printable ASCII only)", path.display())]
     InvalidToken { path: PathBuf },
 
+    #[error("the token read from the cluster is not a valid header value (printable ASCII only)")]
+    InvalidInlineToken,
+
     #[error("cannot read the TLS file {}: {source}", path.display())]
     TlsFile { path: PathBuf, source: std::io::Error },
 

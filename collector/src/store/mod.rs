@@ -486,7 +486,7 @@ impl Store {
     /// The per-node report `inspect` prints; `verify` also scans every key for unaccounted
     /// sequence numbers.
     pub fn report(&mut self, now_ms: i64, verify: bool) -> Result<StoreReport> {
-        summary::build(self.db()?, now_ms, verify)
+        summary::build(self.db()?, now_ms, verify, &mut |_, _| {})
     }
 
     /// A node's stored batches with `seq` in `range`, oldest first, as (seq, receive ms, bytes).
@@ -504,14 +504,18 @@ impl Store {
 }
 
 /// Builds the `inspect` report of the store in `data_dir` without changing it when it can.
-pub fn inspect(data_dir: &Path, now_ms: i64, verify: bool) -> Result<StoreReport> {
-    inspect_file(&data_dir.join(STORE_FILE), now_ms, verify)
+/// `progress` hears (nodes done, nodes in the store) after each node.
+pub fn inspect(data_dir: &Path, now_ms: i64, verify: bool, progress: Progress<'_>) -> Result<StoreReport> {
+    inspect_file(&data_dir.join(STORE_FILE), now_ms, verify, progress)
 }
+
+/// Told (nodes done, nodes in the store) as a report is built: `--verify` reads every key.
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
 /// Builds the `inspect` report of the store file at `path` (also one the collector moved
 /// aside): a store closed cleanly or by a crash after a quick-repair commit opens read-only;
 /// one that needs a full repair is opened writable once (the repair writes), then reported.
-pub fn inspect_file(path: &Path, now_ms: i64, verify: bool) -> Result<StoreReport> {
+pub fn inspect_file(path: &Path, now_ms: i64, verify: bool, progress: Progress<'_>) -> Result<StoreReport> {
     if !path.exists() {
         return Err(Error::Io {
             action: "no bakery store at",
@@ -520,8 +524,11 @@ pub fn inspect_file(path: &Path, now_ms: i64, verify: bool) -> Result<StoreRepor
         });
     }
     match redb::Builder::new().set_cache_size(CACHE_BYTES).open_read_only(path) {
-        Ok(db) => summary::build(&db, now_ms, verify),
-        Err(redb::DatabaseError::RepairAborted) => Store::open_file(path)?.report(now_ms, verify),
+        Ok(db) => summary::build(&db, now_ms, verify, progress),
+        Err(redb::DatabaseError::RepairAborted) => {
+            let mut store = Store::open_file(path)?;
+            summary::build(store.db()?, now_ms, verify, progress)
+        }
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(Error::StoreInUse { path: path.to_path_buf() }),
         Err(source) => Err(Error::OpenStore { path: path.to_path_buf(), source }),
     }

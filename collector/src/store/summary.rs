@@ -3,7 +3,7 @@
 //! reports, the diagnosis' output, are `window_reports.rs`.)
 
 use prost::Message;
-use redb::{ReadableDatabase, ReadableTable};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Serialize;
 
 use super::{GAPS, NODES, NodeRecord, PODS, SAMPLES};
@@ -76,14 +76,21 @@ pub struct SeqRange {
     pub last_seq: u64,
 }
 
-pub(super) fn build(db: &impl ReadableDatabase, now_ms: i64, verify: bool) -> Result<StoreReport> {
+pub(super) fn build(
+    db: &impl ReadableDatabase,
+    now_ms: i64,
+    verify: bool,
+    progress: super::Progress<'_>,
+) -> Result<StoreReport> {
     let txn = db.begin_read()?;
     let nodes = txn.open_table(NODES)?;
     let samples = txn.open_table(SAMPLES)?;
     let gaps = txn.open_table(GAPS)?;
     let pods = txn.open_table(PODS)?;
     let mut report = StoreReport { nodes: Vec::new(), unreadable_records: 0 };
-    for row in nodes.iter()? {
+    let total = nodes.len()?;
+    for (done, row) in nodes.iter()?.enumerate() {
+        progress(done as u64, total);
         let (name, bytes) = row?;
         let record = match NodeRecord::decode(bytes.value()) {
             Ok(record) => record,

@@ -198,7 +198,9 @@ fn inspect_reports_a_stopped_store() {
         store.commit(&two_nodes()).unwrap();
         store.close().unwrap();
     }
-    let report = inspect(dir.path(), 10_500, true).unwrap();
+    let mut heard = Vec::new();
+    let report = inspect(dir.path(), 10_500, true, &mut |done, total| heard.push((done, total))).unwrap();
+    assert_eq!(heard, [(0, 2), (1, 2)], "progress hears each node of the two before it is read");
     let json = serde_json::to_value(&report).unwrap();
     let expected = serde_json::json!({"nodes": [
         {
@@ -219,7 +221,7 @@ fn inspect_reports_a_stopped_store() {
     ]});
     assert_eq!(json, expected);
     // three intervals later the nodes are stale; without --verify the scan fields are absent
-    let later = serde_json::to_value(inspect(dir.path(), 13_000, false).unwrap()).unwrap();
+    let later = serde_json::to_value(inspect(dir.path(), 13_000, false, &mut |_, _| {}).unwrap()).unwrap();
     assert_eq!(later["nodes"][0]["stale"], true);
     assert!(later["nodes"][0].get("unaccounted").is_none());
 }
@@ -227,10 +229,10 @@ fn inspect_reports_a_stopped_store() {
 #[test]
 fn inspect_refuses_a_missing_store_and_a_running_one() {
     let dir = tempfile::tempdir().unwrap();
-    let error = inspect(dir.path(), 0, false).unwrap_err().to_string();
+    let error = inspect(dir.path(), 0, false, &mut |_, _| {}).unwrap_err().to_string();
     assert!(error.contains("no bakery store"), "{error}");
     let _running = Store::open(dir.path()).unwrap();
-    let error = inspect(dir.path(), 0, false).unwrap_err();
+    let error = inspect(dir.path(), 0, false, &mut |_, _| {}).unwrap_err();
     assert!(matches!(error, Error::StoreInUse { .. }), "{error}");
 }
 
@@ -243,7 +245,7 @@ fn inspect_verify_finds_holes_the_committed_seq_does_not_explain() {
         set.gaps.clear(); // 4..=6 now unaccounted below committed 7
         store.commit(&set).unwrap();
     }
-    let report = inspect(dir.path(), 10_000, true).unwrap();
+    let report = inspect(dir.path(), 10_000, true, &mut |_, _| {}).unwrap();
     assert_eq!(report.nodes[0].unaccounted, Some(vec![SeqRange { first_seq: 4, last_seq: 6 }]));
 }
 
@@ -333,7 +335,7 @@ fn an_unreadable_node_record_never_stops_load_commit_retention_or_inspect() {
     write_raw(dir.path(), "node master-02", GARBAGE);
 
     // inspect lists the readable node and counts the other
-    let report = inspect(dir.path(), 10_000, true).unwrap();
+    let report = inspect(dir.path(), 10_000, true, &mut |_, _| {}).unwrap();
     assert_eq!(report.nodes.iter().map(|n| n.node.as_str()).collect::<Vec<_>>(), ["worker-01"]);
     assert_eq!(report.unreadable_records, 1);
     assert_eq!(serde_json::to_value(&report).unwrap()["unreadable_records"], 1);
@@ -415,7 +417,7 @@ fn a_file_that_is_not_a_redb_store_is_moved_aside_and_a_fresh_store_starts() {
     store.commit(&two_nodes()).unwrap();
     assert_eq!(store.load().unwrap().len(), 2, "the fresh store works");
     // inspect pointed at the moved file says what is wrong with it
-    let error = inspect_file(&moved.path, 0, false).unwrap_err().to_string();
+    let error = inspect_file(&moved.path, 0, false, &mut |_, _| {}).unwrap_err().to_string();
     assert!(error.contains("Not a redb database"), "{error}");
 }
 
@@ -445,7 +447,10 @@ fn a_store_cut_short_is_moved_aside_and_inspect_can_be_pointed_at_it() {
     let moved = opened.moved_aside.expect("moved aside");
     assert!(moved.reason.contains("truncated"), "{}", moved.reason);
     assert!(opened.nodes.is_empty());
-    assert!(inspect_file(&moved.path, 0, false).is_err(), "still unreadable, but inspect says so instead of crashing");
+    assert!(
+        inspect_file(&moved.path, 0, false, &mut |_, _| {}).is_err(),
+        "still unreadable, but inspect says so instead of crashing"
+    );
 }
 
 #[test]

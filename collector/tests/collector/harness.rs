@@ -85,7 +85,8 @@ impl TestCollector {
     /// Stops, then reports the store as `inspect --verify` would.
     pub async fn stop_and_inspect(self) -> (tempfile::TempDir, StoreReport) {
         let dir = self.stop().await;
-        let report = store::inspect(&dir.path().join("data"), bakery_collector::now_ms(), true).expect("inspect");
+        let report = store::inspect(&dir.path().join("data"), bakery_collector::now_ms(), true, &mut |_, _| {})
+            .expect("inspect");
         (dir, report)
     }
 

@@ -32,6 +32,7 @@ use bakery_demo::report::Report;
 use bakery_demo::run::{Demo, Options};
 use bakery_demo::scenario::Scenario;
 use bakery_diagnosis::Cause;
+use bakery_diagnosis::svg::read;
 use bakery_lab::rotel::{ReceivedPoint, ReceivedResource, Rotel};
 use bakery_lab::{pause, require_root, wait_for, wait_until};
 
@@ -136,13 +137,28 @@ fn run_scenario(name: &str) -> Report {
 /// [`run_scenario`] with `cluster` options; `after_load` looks at the running demo once the load
 /// is over.
 fn run_scenario_with(name: &str, cluster: ClusterOptions, after_load: impl FnOnce(&Demo)) -> Report {
+    run_scenario_with_options(name, Options { cluster, ..Options::default() }, after_load)
+}
+
+/// [`run_scenario`] writing the window report as `bakery-demo --report FILE` does; returns the
+/// report and the chart the collector served, FILE with .svg.
+fn run_scenario_writing_its_chart(name: &str) -> (Report, String) {
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join(format!("{name}.json"));
+    let options = Options { window_report_file: Some(file.clone()), ..Options::default() };
+    let report = run_scenario_with_options(name, options, |_| {});
+    (report, std::fs::read_to_string(file.with_extension("svg")).unwrap())
+}
+
+/// [`run_scenario`] with `options` (the load lasts [`LOAD`]).
+fn run_scenario_with_options(name: &str, options: Options, after_load: impl FnOnce(&Demo)) -> Report {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
     let binaries = binaries();
     let before = root_namespace_state();
     let started = Instant::now();
     let scenario = Scenario::shipped(name).unwrap();
     let nodes = scenario.nodes.len();
-    let options = Options { duration: Some(LOAD), cluster, ..Options::default() };
+    let options = Options { duration: Some(LOAD), ..options };
     let mut demo = Demo::start(scenario, binaries, options).unwrap();
     let outcome = demo.run_load().unwrap();
     assert_pod_bytes_agree(&demo);
@@ -167,10 +183,31 @@ fn run_scenario_with(name: &str, cluster: ClusterOptions, after_load: impl FnOnc
     report
 }
 
+/// The chart the collector served shows why `announcer` is an ingress hog, read from the SVG alone
+/// (coordinates and axis labels): while its verdict is active, its NIC-share line lies above its
+/// expected share, and the line of each of `peers` (nodes with a web pod) near or below its own.
+fn assert_chart_shows_the_announcer_s_nic_share(svg: &str, announcer: &str, peers: &[&str]) {
+    let chart = read::read(svg).unwrap_or_else(|e| panic!("{e}:\n{svg}"));
+    let nic = chart.panel("nic-share").unwrap_or_else(|| panic!("no NIC-share panel in:\n{svg}"));
+    let span =
+        chart.verdict(announcer, "ingress-concentration").unwrap_or_else(|| panic!("no active span: {chart:#?}"));
+    let gap = |node: &str| nic.gap(node, span.from_s, span.to_s).unwrap_or_else(|| panic!("no {node} lines: {nic:#?}"));
+    let entry = gap(announcer);
+    eprintln!("{announcer} NIC share against its expected share over {span:?}: {entry:?}");
+    // The collector ticks every 250 ms while the window is open: a verdict active for most of the
+    // load spans dozens of ticks.
+    assert!(entry.points >= 8, "{span:?}: {entry:?}");
+    assert!(entry.above * 10 >= entry.points * 9 && entry.mean > 0.15, "{announcer} lies above: {entry:?}");
+    for peer in peers {
+        let theirs = gap(peer);
+        assert!(theirs.mean < 0.05, "{peer} lies near or below its expected share: {theirs:?}");
+    }
+}
+
 #[test]
 fn root_demo_l2_ingress_names_the_announcer_and_ingress_concentration() {
     require_root("root_demo_l2_ingress_names_the_announcer_and_ingress_concentration");
-    let report = run_scenario("l2-ingress");
+    let (report, svg) = run_scenario_writing_its_chart("l2-ingress");
     assert!(report.matched, "{report:#?}");
     assert_eq!(verdict_keys(&report), [("master-02".to_string(), Cause::IngressConcentration)]);
     // The fingerprint: the announcer's NIC carries the most, the pods are balanced.
@@ -178,6 +215,8 @@ fn root_demo_l2_ingress_names_the_announcer_and_ingress_concentration() {
     assert!(report.shares.iter().all(|s| s.nic_share <= announcer.nic_share), "{:#?}", report.shares);
     assert!(announcer.nic_share.unwrap() > 0.5, "{announcer:?}");
     assert_web_pods_share_evenly(&report);
+    // And the chart shows it.
+    assert_chart_shows_the_announcer_s_nic_share(&svg, "master-02", &["worker-01", "worker-02"]);
 }
 
 #[test]

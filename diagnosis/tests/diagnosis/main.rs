@@ -1,5 +1,6 @@
 //! Integration tests of the diagnosis core: one test binary, one module per concern.
 
+mod charts;
 mod fixtures;
 mod guards;
 mod inputs;

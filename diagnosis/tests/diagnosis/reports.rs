@@ -87,7 +87,11 @@ fn svg_is_well_formed_and_holds_every_series() {
     for series in &report.series {
         let group = doc
             .descendants()
-            .find(|n| class(n, "node") && n.attribute("data-node") == Some(series.node.as_str()))
+            .find(|n| {
+                class(n, "node")
+                    && n.attribute("data-panel") == Some("share")
+                    && n.attribute("data-node") == Some(series.node.as_str())
+            })
             .unwrap_or_else(|| panic!("a group for {}", series.node));
         let observed_points: usize = group
             .children()
@@ -99,7 +103,8 @@ fn svg_is_well_formed_and_holds_every_series() {
         assert!(expected.attribute("stroke-dasharray").is_some());
         assert!(expected.attribute("points").is_some_and(|p| !p.is_empty()));
     }
-    let markers = doc.descendants().filter(|n| class(n, "verdict")).count();
+    let markers =
+        doc.descendants().filter(|n| class(n, "verdict") && n.attribute("data-panel") == Some("share")).count();
     assert_eq!(markers, report.verdicts.len());
 }
 
@@ -111,4 +116,41 @@ fn svg_escapes_names() {
     let svg = report.to_svg();
     let doc = roxmltree::Document::parse(&svg).expect("still well-formed");
     assert!(doc.descendants().any(|n| n.attribute("data-node") == Some("node<&>")));
+}
+
+#[test]
+fn the_chart_follows_the_windows_workload_even_when_the_warm_up_had_none() {
+    // The collector learns the workload under test when the window opens; the ticks of the
+    // warm-up before it carry none. The chart must still be the workload's traffic share.
+    let fixture = load("ingress-concentration");
+    let mut ticks = fixture.ticks().expect("valid");
+    let window = fixture.window();
+    assert!(ticks.iter().any(|t| t.timestamp_ms < window.start_ms), "the fixture warms up before its window");
+    for tick in ticks.iter_mut().filter(|t| t.timestamp_ms < window.start_ms) {
+        tick.workload = None;
+    }
+    let report = WindowReport::build(window, &ticks, &Config::default()).expect("report builds");
+    assert_eq!(report.signal, bakery_diagnosis::Signal::PodTraffic);
+    let without = WindowReport::build(
+        fixture.window(),
+        &fixture
+            .ticks()
+            .expect("valid")
+            .into_iter()
+            .map(|mut t| {
+                t.workload = None;
+                t
+            })
+            .collect::<Vec<_>>(),
+        &Config::default(),
+    )
+    .expect("report builds");
+    assert_eq!(without.signal, bakery_diagnosis::Signal::Cpu, "no workload at all: the nodes' CPU");
+    let differs = report.series.iter().zip(&without.series).any(|(a, b)| {
+        a.points
+            .iter()
+            .zip(&b.points)
+            .any(|(p, q)| matches!((p.share, q.share), (Some(x), Some(y)) if (x - y).abs() > 0.01))
+    });
+    assert!(differs, "the two charts plot different signals");
 }

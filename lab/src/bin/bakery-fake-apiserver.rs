@@ -1,7 +1,8 @@
 //! `bakery-fake-apiserver`: the Kubernetes API test double ([`bakery_lab::kube_double`]) as a
 //! process, for demos and end-to-end runs without a cluster, and for `kubectl`. Serves Namespaces,
-//! Nodes, Pods, Services, EndpointSlices, ReplicaSets and (when the state installs them) MetalLB's
-//! kinds from a JSON state file (format in the module docs), re-read when it changes.
+//! Nodes, Pods, Services, Secrets, EndpointSlices, ReplicaSets and (when the state installs them)
+//! MetalLB's kinds from a JSON state file (format in the module docs), re-read when it changes;
+//! denies the resources the state forbids with 403, and forwards pod ports over a WebSocket.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +13,9 @@ use clap::Parser;
 
 /// A fake Kubernetes API server (discovery, list/watch with resourceVersion, bookmarks and 410
 /// Gone, selectors, server-side tables; kubectl works against it) whose objects come from a JSON
-/// state file. POST /bakery/expire forces every watcher to relist.
+/// state file. Resources the state lists under "forbidden" answer 403 Forbidden; pod port-forward
+/// (the kube client's WebSocket, v4.channel.k8s.io) connects to the pod's IP and port. POST
+/// /bakery/expire forces every watcher to relist.
 #[derive(Debug, Parser)]
 #[command(name = "bakery-fake-apiserver", version, about)]
 struct Cli {
@@ -21,8 +24,9 @@ struct Cli {
     listen: SocketAddr,
 
     /// The cluster state: {"apis": ["metallb.io/v1beta1"], "nodes": [...], "pods": [...],
-    /// "services": [...], "endpointslices": [...], "servicel2statuses": [...], ...}, one array per
-    /// kind keyed by its plural.
+    /// "services": [...], "secrets": [...], "endpointslices": [...], "servicel2statuses": [...],
+    /// ..., "forbidden": ["secrets"]}, one array per kind keyed by its plural, and the resources
+    /// every request is denied.
     #[arg(long, value_name = "FILE")]
     state: PathBuf,
 

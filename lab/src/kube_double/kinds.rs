@@ -11,6 +11,7 @@ pub enum Kind {
     Node,
     Pod,
     Service,
+    Secret,
     EndpointSlice,
     ReplicaSet,
     ServiceL2Status,
@@ -21,11 +22,12 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Pod,
         Kind::Service,
+        Kind::Secret,
         Kind::EndpointSlice,
         Kind::ReplicaSet,
         Kind::ServiceL2Status,
@@ -41,6 +43,7 @@ impl Kind {
             Kind::Node => "Node",
             Kind::Pod => "Pod",
             Kind::Service => "Service",
+            Kind::Secret => "Secret",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::ReplicaSet => "ReplicaSet",
             Kind::ServiceL2Status => "ServiceL2Status",
@@ -54,7 +57,7 @@ impl Kind {
     /// The API group (empty for the core group).
     pub fn group(self) -> &'static str {
         match self {
-            Kind::Namespace | Kind::Node | Kind::Pod | Kind::Service => "",
+            Kind::Namespace | Kind::Node | Kind::Pod | Kind::Service | Kind::Secret => "",
             Kind::EndpointSlice => "discovery.k8s.io",
             Kind::ReplicaSet => "apps",
             _ => "metallb.io",
@@ -81,6 +84,7 @@ impl Kind {
             Kind::Node => "nodes",
             Kind::Pod => "pods",
             Kind::Service => "services",
+            Kind::Secret => "secrets",
             Kind::EndpointSlice => "endpointslices",
             Kind::ReplicaSet => "replicasets",
             Kind::ServiceL2Status => "servicel2statuses",
@@ -141,6 +145,7 @@ impl Kind {
     pub(super) fn selectable_fields(self) -> &'static [&'static str] {
         match self {
             Kind::Pod => &["metadata.name", "metadata.namespace", "spec.nodeName", "status.phase"],
+            Kind::Secret => &["metadata.name", "metadata.namespace", "type"],
             _ => &["metadata.name", "metadata.namespace"],
         }
     }

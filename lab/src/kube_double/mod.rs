@@ -4,8 +4,10 @@
 //! `?watch=true&resourceVersion=N` streams of JSON WatchEvents (ADDED, MODIFIED, DELETED, and
 //! BOOKMARK when `allowWatchBookmarks=true`), with `410 Gone` (an `ERROR` event carrying a
 //! `Status` with code 410, as the real API server sends when the resourceVersion is too old) to
-//! force a relist, and TokenReviews of the tokens the state lists ([`tokenreview`]). Plain HTTP,
-//! no authentication, read-only besides TokenReview (any other method: 405).
+//! force a relist, TokenReviews of the tokens the state lists ([`tokenreview`]), RBAC denials of
+//! the resources the state forbids, and port-forward to a pod's ports over a WebSocket. Plain
+//! HTTP, no authentication (every request is `system:anonymous`'s), read-only besides TokenReview
+//! and port-forward (any other method: 405).
 //!
 //! # Served paths
 //!
@@ -18,6 +20,8 @@
 //! | `{prefix}/namespaces/{ns}/{plural}` | list or watch in one namespace (namespaced kinds) |
 //! | `{prefix}/{plural}/{name}`, `{prefix}/namespaces/{ns}/{plural}/{name}` | one object, or `404` with a `NotFound` Status |
 //! | `POST /apis/authentication.k8s.io/v1/tokenreviews` | `201` with the TokenReview's `status` ([`tokenreview`]); other methods `405` |
+//! | `GET /api/v1/namespaces/{ns}/pods/{name}/portforward?ports=P[,Q...]` | WebSocket upgrade to `v4.channel.k8s.io`, each port forwarded over TCP to the pod's IP (see Port-forward); other methods `405` |
+//! | a resource in the state's `"forbidden"` | `403` with a `Forbidden` Status, whatever the verb (see RBAC denials) |
 //! | anything else | `404` with a `NotFound` Status ("the server could not find the requested resource") |
 //!
 //! | kind | prefix | plural | scope | short names |
@@ -26,6 +30,7 @@
 //! | Node | `/api/v1` | `nodes` | cluster | `no` |
 //! | Pod | `/api/v1` | `pods` | namespaced | `po` |
 //! | Service | `/api/v1` | `services` | namespaced | `svc` |
+//! | Secret | `/api/v1` | `secrets` | namespaced | |
 //! | EndpointSlice | `/apis/discovery.k8s.io/v1` | `endpointslices` | namespaced | |
 //! | ReplicaSet | `/apis/apps/v1` | `replicasets` | namespaced | `rs` |
 //! | ServiceL2Status | `/apis/metallb.io/v1beta1` | `servicel2statuses` | namespaced | |
@@ -44,10 +49,40 @@
 //!
 //! Lists and watches take `labelSelector` (`=`, `==`, `!=`, `in`, `notin`, `KEY`, `!KEY`) and
 //! `fieldSelector` (`metadata.name`, `metadata.namespace`; for pods also `spec.nodeName` and
-//! `status.phase`; others: `400`, as a real server). A watch with a selector sees an object that
+//! `status.phase`; for secrets also `type`; others: `400`, as a real server). A watch with a selector sees an object that
 //! starts or stops matching as ADDED or DELETED. A watch without a resourceVersion (or `0`) first
 //! gets every current object as ADDED, then the changes. `Accept: ...;as=Table;...` (what
 //! `kubectl get` sends) gets a `meta.k8s.io/v1` Table, also for watch events ([`tables`]).
+//!
+//! # RBAC denials
+//!
+//! `"forbidden": ["secrets", "pods/portforward", "tokenreviews"]` denies every request on those
+//! resources (plurals of the served kinds, `tokenreviews`, or the subresource
+//! `pods/portforward`) with the `403` a real API server sends, reason `Forbidden`, e.g.
+//! `secrets "bakery-read-token" is forbidden: User "system:anonymous" cannot get resource
+//! "secrets" in API group "" in the namespace "bakery"` (verb `get`, `list`, `watch`, `create`...
+//! as the request is; the name only when the path names one object; `at the cluster scope`
+//! without a namespace). As on a real server the denial comes before the lookup (a missing object
+//! is 403 too), and a subresource is its own resource: `"pods"` leaves port-forward allowed.
+//!
+//! # Port-forward
+//!
+//! What the real `kube` client's `Api::<Pod>::portforward` speaks: a WebSocket answered with
+//! subprotocol `v4.channel.k8s.io` (a client offering none gets the same framing). Port number `i`
+//! of `ports` uses data channel `2i` and error channel `2i+1`; every binary frame starts with its
+//! channel byte. The double first sends, on both channels of each port, the port as a
+//! little-endian u16, then connects to the pod's `status.podIP` (or `status.podIPs[0].ip`) at that
+//! port over TCP (a test gives the pod IP `127.0.0.1` and a port where its own process listens)
+//! and copies bytes both ways. A refused connection writes the kubelet's message on the error
+//! channel (`error forwarding port 7431 to pod <uid>, uid : failed to connect to localhost:7431
+//! inside namespace "<uid>": connection refused`). When every pod connection has ended the
+//! WebSocket closes; when the client closes, the pod connections close.
+//! [`KubeDouble::port_forwards_served`] counts the connections made. Refused before the upgrade:
+//! a missing pod (`404 NotFound`), a pod whose `status.phase` is not `Running` (`400`, `unable to
+//! forward port because pod is not running. Current status=Pending`), a running pod without an
+//! IP, a missing or malformed `ports`, and a request that is no WebSocket upgrade or offers only
+//! other subprotocols (all `400 BadRequest`). `kubectl port-forward` tunnels SPDY through its
+//! WebSocket, which the double does not speak.
 //!
 //! Control endpoint: `POST /bakery/expire` forgets the event history and ends every open watch
 //! with a 410 ERROR event; clients relist (what happens on a real cluster after etcd compaction).
@@ -56,11 +91,14 @@
 //!
 //! One JSON object: `"apis"` (the CRDs installed: `"metallb.io/v1beta1"` for all of MetalLB's, or
 //! their names, `"servicel2statuses.metallb.io"`) and one array of Kubernetes objects per kind, keyed by the kind's plural
-//! (`namespaces`, `nodes`, `pods`, `services`, `endpointslices`, `replicasets`, `servicel2statuses`,
-//! `servicebgpstatuses`, `l2advertisements`, `bgpadvertisements`, `ipaddresspools`), each in its
-//! ordinary API JSON (what `kubectl get -o json` prints for one item), and `"tokenreviews"`: the
-//! tokens the cluster issued, each with its audiences and the user a review answers
-//! ([`tokenreview`] shows one). `apiVersion`, `kind`,
+//! (`namespaces`, `nodes`, `pods`, `services`, `secrets`, `endpointslices`, `replicasets`,
+//! `servicel2statuses`, `servicebgpstatuses`, `l2advertisements`, `bgpadvertisements`,
+//! `ipaddresspools`), each in its ordinary API JSON (what `kubectl get -o json` prints for one
+//! item), `"tokenreviews"`: the tokens the cluster issued, each with its audiences and the user a
+//! review answers ([`tokenreview`] shows one), and `"forbidden"`: the resources every request is
+//! denied (see RBAC denials). A Secret's `data` is base64, as in the API; plain text may go in
+//! `stringData`, which the double encodes into `data` (its keys win) as the API server does, and a
+//! Secret without a `type` is `Opaque`. `apiVersion`, `kind`,
 //! `metadata.resourceVersion` and `metadata.creationTimestamp` may be left out (the double fills
 //! them in; an object keeps its creation time while it exists), a missing `metadata.uid` is
 //! derived from kind/namespace/name, and a namespaced object without a namespace is in `default`.
@@ -77,7 +115,7 @@
 //!                  "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
 //!                                       "name": "web-7d9f8c6b5d", "uid": "rs-1", "controller": true}]},
 //!     "spec": {"nodeName": "pi-2", "containers": []},
-//!     "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+//!     "status": {"phase": "Running", "podIP": "10.42.1.7", "conditions": [{"type": "Ready", "status": "True"}]}
 //!   }],
 //!   "services": [{
 //!     "metadata": {"name": "web", "namespace": "shop"},
@@ -92,6 +130,11 @@
 //!                    "targetRef": {"kind": "Pod", "namespace": "shop", "name": "web-7d9f8c6b5d-x2x9q", "uid": "6f1c..."}}]
 //!   }],
 //!   "replicasets": [],
+//!   "secrets": [{
+//!     "metadata": {"name": "bakery-read-token", "namespace": "bakery"},
+//!     "type": "kubernetes.io/service-account-token", "stringData": {"token": "eyJhbGciOi..."}
+//!   }],
+//!   "forbidden": ["secrets"],
 //!   "servicel2statuses": [{
 //!     "metadata": {"name": "l2-x7k2p", "namespace": "metallb-system"},
 //!     "status": {"node": "pi-3", "serviceName": "web", "serviceNamespace": "shop"}
@@ -104,13 +147,19 @@
 //! the next resourceVersion. Write it atomically (write a temp file, then rename) so a half-written
 //! file is never read; an unparsable file is reported on stderr and ignored until it changes. An
 //! object the API server would refuse (not a JSON object, no `metadata.name`, another `kind`,
-//! non-object `metadata`, `spec` or `status`) is skipped with a line on stderr, and so are the
-//! objects of a CRD kind whose API the state does not install (one line for all of them); the
-//! rest is served.
+//! non-object `metadata`, `spec` or `status`, a Secret whose `data` is not base64) is skipped
+//! with a line on stderr, and so are the objects of a CRD kind whose API the state does not
+//! install (one line for all of them) and `forbidden` entries naming no served resource; the rest
+//! is served.
 
+#[cfg(test)]
+mod client_tests;
 mod discovery;
 mod kinds;
+mod portforward;
+mod rbac;
 mod routes;
+mod secrets;
 mod selectors;
 mod state;
 pub mod tables;
@@ -164,6 +213,10 @@ struct Inner {
     tokens: Vec<tokenreview::IssuedToken>,
     /// TokenReviews answered.
     reviews: u64,
+    /// The RBAC resources every request is denied (`secrets`, `pods/portforward`).
+    forbidden: BTreeSet<String>,
+    /// Connections port-forwards opened to pods.
+    port_forwards: u64,
 }
 
 impl Inner {
@@ -248,6 +301,12 @@ impl KubeDouble {
         self.shared.lock().reviews
     }
 
+    /// How many connections port-forwards opened to pods: one per port of a forward whose pod
+    /// side accepted (a refused port is not counted).
+    pub fn port_forwards_served(&self) -> u64 {
+        self.shared.lock().port_forwards
+    }
+
     /// How many lists of `kind` were served: every watcher lists once at start and again after
     /// each 410.
     pub fn lists_served(&self, kind: Kind) -> u64 {
@@ -269,10 +328,13 @@ impl KubeDouble {
                 Err(why) => problems.push(format!("tokenreviews[{index}] skipped: {why}")),
             }
         }
+        let (forbidden, unknown) = rbac::forbidden_resources(&state.forbidden);
+        problems.extend(unknown.iter().map(ToString::to_string));
 
         let mut inner = self.shared.lock();
         inner.crds = crds;
         inner.tokens = tokens;
+        inner.forbidden = forbidden;
         record_changes(&mut inner, wanted);
         let rv = inner.rv;
         drop(inner);

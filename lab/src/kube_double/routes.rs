@@ -1,11 +1,13 @@
-//! One request's answer: the path's route, the read-only rule, TokenReview, discovery, a list or
-//! a GET of one object (a watch is handed to [`super::watch`]), and the `Status` bodies of
-//! refusals.
+//! One request's answer: the path's route, RBAC denials ([`super::rbac`]), the read-only rule,
+//! TokenReview, port-forward ([`super::portforward`]), discovery, a list or a GET of one object (a
+//! watch is handed to [`super::watch`]), and the `Status` bodies of refusals.
 
 use std::time::SystemTime;
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State as AxumState};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +18,7 @@ use super::discovery::{api_group, api_resource, served_group_versions, version_i
 use super::selectors::Filter;
 use super::tables::{self, Include};
 use super::watch::watch_response;
-use super::{Kind, Shared, tokenreview};
+use super::{Kind, Shared, portforward, rbac, tokenreview};
 
 /// What a real server answers for a path it does not serve (an API group that is not installed).
 const NOT_FOUND_MESSAGE: &str = "the server could not find the requested resource";
@@ -59,6 +61,11 @@ enum Route<'a> {
         plural: &'a str,
         name: Option<&'a str>,
     },
+    /// `/api/v1/namespaces/{ns}/pods/{name}/portforward`.
+    PortForward {
+        namespace: &'a str,
+        name: &'a str,
+    },
     Unknown,
 }
 
@@ -80,6 +87,9 @@ fn route(path: &str) -> Route<'_> {
 /// The part of a path after the group-version prefix.
 fn objects<'a>(group: &'a str, version: &'a str, rest: &[&'a str]) -> Route<'a> {
     let (namespace, plural, name) = match *rest {
+        ["namespaces", namespace, "pods", name, portforward::SUBRESOURCE] if group.is_empty() => {
+            return Route::PortForward { namespace, name };
+        }
         [plural] => (None, plural, None),
         ["namespaces", ns, plural] => (Some(ns), plural, None),
         ["namespaces", ns, plural, name] => (Some(ns), plural, Some(name)),
@@ -95,8 +105,16 @@ pub(super) async fn handle(
     uri: Uri,
     headers: HeaderMap,
     query: Result<Query<ListParams>, QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     body: Bytes,
 ) -> Response {
+    let route = route(uri.path());
+    // Authorization comes before the resource is looked up, as on a real server: a forbidden
+    // resource answers 403 even where it would answer 404 or 405.
+    let watch = query.as_ref().is_ok_and(|Query(params)| is_true(&params.watch));
+    if let Some(denied) = denial(&shared, &route, &method, watch) {
+        return json_response(StatusCode::FORBIDDEN, &denied);
+    }
     if uri.path().trim_end_matches('/') == tokenreview::PATH {
         return token_review(&shared, &method, &body);
     }
@@ -108,6 +126,38 @@ pub(super) async fn handle(
         Ok(Query(params)) => params,
         Err(rejection) => return status_response(StatusCode::BAD_REQUEST, "BadRequest", &rejection.body_text()),
     };
+    match route {
+        Route::PortForward { namespace, name } => portforward::response(shared, namespace, name, &uri, upgrade),
+        route => read(&shared, route, &headers, &params),
+    }
+}
+
+/// The `Status` of an RBAC denial when the state forbids what `route` names.
+fn denial(shared: &Shared, route: &Route<'_>, method: &Method, watch: bool) -> Option<Value> {
+    let request = match *route {
+        Route::Objects { group, namespace, plural, name, .. } => rbac::Request {
+            verb: rbac::verb(method, name.is_some(), watch),
+            group,
+            resource: plural,
+            subresource: None,
+            namespace,
+            name,
+        },
+        Route::PortForward { namespace, name } => rbac::Request {
+            verb: rbac::verb(method, true, false),
+            group: "",
+            resource: "pods",
+            subresource: Some(portforward::SUBRESOURCE),
+            namespace: Some(namespace),
+            name: Some(name),
+        },
+        _ => return None,
+    };
+    shared.lock().forbidden.contains(&request.rbac_resource()).then(|| request.forbidden_status())
+}
+
+/// A GET that reads: discovery, or a list, watch or GET of served objects.
+fn read(shared: &Shared, route: Route<'_>, headers: &HeaderMap, params: &ListParams) -> Response {
     let table = headers
         .get_all(header::ACCEPT)
         .iter()
@@ -121,7 +171,7 @@ pub(super) async fn handle(
     // TokenReview is built in: always served, though it has no objects to list.
     group_versions.push((tokenreview::GROUP, tokenreview::VERSION));
     let not_found = || status_response(StatusCode::NOT_FOUND, "NotFound", NOT_FOUND_MESSAGE);
-    match route(uri.path()) {
+    match route {
         Route::Version => json_response(StatusCode::OK, &version_info()),
         Route::CoreVersions => {
             let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
@@ -144,33 +194,31 @@ pub(super) async fn handle(
             }
             None => not_found(),
         },
-        Route::Resources(tokenreview::GROUP, tokenreview::VERSION) => json_response(
-            StatusCode::OK,
-            &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": tokenreview::GROUP_VERSION,
-                    "resources": [tokenreview::api_resource()]}),
-        ),
-        Route::Resources(group, version) => {
-            let kinds: Vec<Kind> =
-                served.iter().copied().filter(|k| k.group() == group && k.version() == version).collect();
-            if kinds.is_empty() {
-                return not_found();
-            }
-            let group_version = kinds[0].api_version();
-            let resources: Vec<Value> = kinds.iter().map(|k| api_resource(*k)).collect();
-            json_response(
-                StatusCode::OK,
-                &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
-                        "resources": resources}),
-            )
-        }
+        Route::Resources(group, version) => resource_list(&served, group, version).unwrap_or_else(not_found),
         Route::Objects { group, version, namespace, plural, name } => {
             let Some(kind) = Kind::find(group, version, plural).filter(|k| served.contains(k)) else {
                 return not_found();
             };
-            objects_response(shared, kind, namespace, name, &params, table)
+            objects_response(shared.clone(), kind, namespace, name, params, table)
         }
-        Route::Unknown => not_found(),
+        Route::PortForward { .. } | Route::Unknown => not_found(),
     }
+}
+
+/// The `APIResourceList` of a group-version, `None` when nothing in it is served.
+fn resource_list(served: &[Kind], group: &str, version: &str) -> Option<Response> {
+    let (group_version, resources) = if (group, version) == (tokenreview::GROUP, tokenreview::VERSION) {
+        (tokenreview::GROUP_VERSION, vec![tokenreview::api_resource()])
+    } else {
+        let kinds: Vec<Kind> =
+            served.iter().copied().filter(|k| k.group() == group && k.version() == version).collect();
+        (kinds.first()?.api_version(), kinds.iter().map(|k| api_resource(*k)).collect())
+    };
+    Some(json_response(
+        StatusCode::OK,
+        &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+                "resources": resources}),
+    ))
 }
 
 /// A TokenReview: only created (POST), and counted.
@@ -236,17 +284,17 @@ fn get_object(shared: &Shared, kind: Kind, namespace: &str, name: &str, table: O
             }
             None => json_response(StatusCode::OK, object),
         },
-        None => {
-            let resource = if kind.group().is_empty() {
-                kind.plural().to_string()
-            } else {
-                format!("{}.{}", kind.plural(), kind.group())
-            };
-            let mut body = status_body(StatusCode::NOT_FOUND, "NotFound", &format!("{resource} \"{name}\" not found"));
-            body["details"] = json!({"name": name, "group": kind.group(), "kind": kind.plural()});
-            json_response(StatusCode::NOT_FOUND, &body)
-        }
+        None => object_not_found(kind, name),
     }
+}
+
+/// The `404 NotFound` Status for an object of `kind` that does not exist.
+pub(super) fn object_not_found(kind: Kind, name: &str) -> Response {
+    let resource =
+        if kind.group().is_empty() { kind.plural().to_string() } else { format!("{}.{}", kind.plural(), kind.group()) };
+    let mut body = status_body(StatusCode::NOT_FOUND, "NotFound", &format!("{resource} \"{name}\" not found"));
+    body["details"] = json!({"name": name, "group": kind.group(), "kind": kind.plural()});
+    json_response(StatusCode::NOT_FOUND, &body)
 }
 
 pub(super) fn json_response(status: StatusCode, body: &Value) -> Response {
@@ -292,6 +340,11 @@ mod tests {
             (Route::CoreVersions, Route::Groups, Route::Version)
         );
         assert_eq!(route("/api/v1/namespaces/shop/pods/web/log"), Route::Unknown);
+        assert_eq!(
+            route("/api/v1/namespaces/shop/pods/web/portforward"),
+            Route::PortForward { namespace: "shop", name: "web" }
+        );
+        assert_eq!(route("/apis/apps/v1/namespaces/shop/pods/web/portforward"), Route::Unknown);
         assert_eq!(route("/healthz"), Route::Unknown);
     }
 }

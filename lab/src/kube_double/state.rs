@@ -4,7 +4,7 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Kind;
+use super::{Kind, secrets};
 
 /// The cluster as the state file describes it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -18,6 +18,9 @@ pub struct ClusterState {
     pub nodes: Vec<Value>,
     pub pods: Vec<Value>,
     pub services: Vec<Value>,
+    /// Secrets: `data` in base64, or plain text in `stringData` (merged into `data`, as the API
+    /// server does); `type` defaults to `Opaque`.
+    pub secrets: Vec<Value>,
     pub endpointslices: Vec<Value>,
     pub replicasets: Vec<Value>,
     pub servicel2statuses: Vec<Value>,
@@ -27,6 +30,9 @@ pub struct ClusterState {
     pub ipaddresspools: Vec<Value>,
     /// Tokens the cluster issued, for TokenReview ([`super::tokenreview::IssuedToken`]).
     pub tokenreviews: Vec<Value>,
+    /// Resources anonymous requests may not touch: plurals (`"secrets"`), `"tokenreviews"` or
+    /// `"pods/portforward"`; every request on one answers `403 Forbidden` ([`super::rbac`]).
+    pub forbidden: Vec<String>,
 }
 
 impl ClusterState {
@@ -36,8 +42,9 @@ impl ClusterState {
 
     /// The top-level keys of a state file that the double does not know (ignored when served).
     pub fn unknown_keys(text: &str) -> Vec<String> {
-        let known =
-            |key: &str| key == "apis" || key == "tokenreviews" || Kind::ALL.iter().any(|k| k.state_key() == key);
+        let known = |key: &str| {
+            ["apis", "tokenreviews", "forbidden"].contains(&key) || Kind::ALL.iter().any(|k| k.state_key() == key)
+        };
         serde_json::from_str::<serde_json::Map<String, Value>>(text)
             .map(|map| map.keys().filter(|k| !known(k)).cloned().collect())
             .unwrap_or_default()
@@ -49,6 +56,7 @@ impl ClusterState {
             Kind::Node => &self.nodes,
             Kind::Pod => &self.pods,
             Kind::Service => &self.services,
+            Kind::Secret => &self.secrets,
             Kind::EndpointSlice => &self.endpointslices,
             Kind::ReplicaSet => &self.replicasets,
             Kind::ServiceL2Status => &self.servicel2statuses,
@@ -107,6 +115,9 @@ pub(super) fn normalise(kind: Kind, object: Value) -> Result<Value, String> {
         metadata.insert("uid".into(), json!(format!("{}-{namespace}-{name}", kind.state_key())));
     }
     metadata.remove("resourceVersion");
+    if kind == Kind::Secret {
+        secrets::normalise(&mut map).map_err(|why| format!("{name}: {why}"))?;
+    }
     Ok(Value::Object(map))
 }
 

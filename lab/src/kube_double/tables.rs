@@ -143,27 +143,16 @@ fn row(kind: Kind, o: &Value, now: SystemTime) -> Vec<(Column, Value)> {
             (AGE, age),
             (wide("Selector"), json!(selector_text(at(o, "spec.selector")))),
         ],
-        Kind::EndpointSlice => {
-            let ports: Vec<String> =
-                array(o, "ports").iter().filter_map(|p| p["port"].as_i64()).map(|p| p.to_string()).collect();
-            let addresses: Vec<&str> = array(o, "endpoints")
-                .iter()
-                .flat_map(|e| e["addresses"].as_array().map(Vec::as_slice).unwrap_or_default())
-                .filter_map(Value::as_str)
-                .collect();
-            let endpoints = match addresses.len() {
-                0 => "<unset>".to_string(),
-                n if n > 3 => format!("{} + {} more...", addresses[..3].join(","), n - 3),
-                _ => addresses.join(","),
-            };
+        Kind::Secret => {
+            let data = at(o, "data").and_then(Value::as_object).map_or(0, serde_json::Map::len);
             vec![
                 (NAME, name),
-                (column("AddressType"), json!(text(o, "addressType"))),
-                (column("Ports"), json!(if ports.is_empty() { "<unset>".to_string() } else { ports.join(",") })),
-                (column("Endpoints"), json!(endpoints)),
+                (column("Type"), json!(text(o, "type"))),
+                (Column { kind: "integer", ..column("Data") }, json!(data)),
                 (AGE, age),
             ]
         }
+        Kind::EndpointSlice => endpoint_slice_row(o, name, age),
         Kind::ReplicaSet => {
             let count = |path: &str, default: i64| json!(at(o, path).and_then(Value::as_i64).unwrap_or(default));
             let integer = |name| Column { kind: "integer", ..column(name) };
@@ -181,6 +170,29 @@ fn row(kind: Kind, o: &Value, now: SystemTime) -> Vec<(Column, Value)> {
         | Kind::BGPAdvertisement
         | Kind::IPAddressPool => metallb_row(kind, o, name),
     }
+}
+
+/// The columns and cells of an EndpointSlice: its first three addresses, then how many more.
+fn endpoint_slice_row(o: &Value, name: Value, age: Value) -> Vec<(Column, Value)> {
+    let ports: Vec<String> =
+        array(o, "ports").iter().filter_map(|p| p["port"].as_i64()).map(|p| p.to_string()).collect();
+    let addresses: Vec<&str> = array(o, "endpoints")
+        .iter()
+        .flat_map(|e| e["addresses"].as_array().map(Vec::as_slice).unwrap_or_default())
+        .filter_map(Value::as_str)
+        .collect();
+    let endpoints = match addresses.len() {
+        0 => "<unset>".to_string(),
+        n if n > 3 => format!("{} + {} more...", addresses[..3].join(","), n - 3),
+        _ => addresses.join(","),
+    };
+    vec![
+        (NAME, name),
+        (column("AddressType"), json!(text(o, "addressType"))),
+        (column("Ports"), json!(if ports.is_empty() { "<unset>".to_string() } else { ports.join(",") })),
+        (column("Endpoints"), json!(endpoints)),
+        (AGE, age),
+    ]
 }
 
 /// The columns and cells of one of MetalLB's objects: the printer columns its CRDs declare.
@@ -418,6 +430,17 @@ mod tests {
             t["rows"][0]["cells"],
             json!(["l2-x7k2p", "pi-3", "web", null]),
             "no Age column: the CRD declares its own"
+        );
+
+        let secret = json!({"metadata": {"name": "bakery-read-token", "creationTimestamp": "2026-01-01T00:00:00Z"},
+                            "type": "kubernetes.io/service-account-token", "data": {"token": "dA==", "ca.crt": "Yw=="}});
+        let t = table(Kind::Secret, &[&secret], 1, Include::None, now);
+        let names: Vec<&str> =
+            t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["Name", "Type", "Data", "Age"]);
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["bakery-read-token", "kubernetes.io/service-account-token", 2, "60m"])
         );
 
         let node = json!({"metadata": {"name": "pi-1", "labels": {"node-role.kubernetes.io/control-plane": "true",

@@ -1,6 +1,6 @@
 //! The double over HTTP: events with rising versions, watches with bookmarks and 410, namespaced
 //! lists, single objects and selectors, CRDs installed one by one, tables, TokenReviews, filtered
-//! watches, removed APIs and refused objects.
+//! watches, removed APIs, refused objects, forbidden resources and port-forward without an upgrade.
 
 use super::*;
 
@@ -363,5 +363,46 @@ fn objects_a_server_would_refuse_are_skipped_with_a_reason_and_the_rest_is_serve
         assert_eq!(names(&pods), ["ok"]);
         assert_eq!(pods["items"][0]["metadata"]["namespace"], "default");
         assert_eq!(ClusterState::unknown_keys(r#"{"pods": [], "deployments": [], "apis": []}"#), ["deployments"]);
+    });
+}
+
+#[test]
+fn forbidden_resources_refuse_every_verb_and_port_forward_needs_an_upgrade() {
+    runtime().block_on(async {
+        let double = KubeDouble::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let running = json!({"metadata": {"name": "web-1", "namespace": "shop"},
+                             "status": {"phase": "Running", "podIP": "127.0.0.1"}});
+        let secret = json!({"metadata": {"name": "db", "namespace": "shop"}, "stringData": {"user": "u", "pass": "p"}});
+        let state = ClusterState {
+            pods: vec![running],
+            secrets: vec![secret],
+            forbidden: vec!["tokenreviews".into(), "secret".into()],
+            ..ClusterState::default()
+        };
+        let problems = double.set_state(&state);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with(r#"forbidden: "secret" ignored"#), "{problems:?}");
+        let addr = double.addr();
+        let (code, status) = post(addr, tokenreview::PATH, "{}").await;
+        assert_eq!((code, status["reason"].as_str()), (403, Some("Forbidden")));
+        assert_eq!(
+            status["message"],
+            r#"tokenreviews.authentication.k8s.io is forbidden: User "system:anonymous" cannot create resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope"#
+        );
+        assert_eq!(double.token_reviews_served(), 0);
+
+        let core = get(addr, "/api/v1").await.1;
+        let secrets = core["resources"].as_array().unwrap().iter().find(|r| r["name"] == "secrets").unwrap();
+        assert_eq!((&secrets["namespaced"], secrets.get("shortNames")), (&json!(true), None));
+        let accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+        let (code, table) = get_json(addr, "/api/v1/namespaces/shop/secrets", accept).await;
+        assert_eq!(code, 200);
+        assert_eq!(table["rows"][0]["cells"].as_array().unwrap()[..3], [json!("db"), json!("Opaque"), json!(2)]);
+
+        let forward = "/api/v1/namespaces/shop/pods/web-1/portforward?ports=80";
+        let (code, status) = get(addr, forward).await;
+        assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")), "a plain GET is no upgrade");
+        assert!(status["message"].as_str().unwrap().starts_with("Upgrade request required"), "{status}");
+        assert_eq!(post(addr, forward, "").await.0, 405, "port-forward is a GET upgrade; the rest stays read-only");
     });
 }

@@ -29,6 +29,8 @@ pub const VERSION: &str = "v1";
 pub const GROUP_VERSION: &str = "authentication.k8s.io/v1";
 /// The one path of the kind: TokenReviews are created, never stored or listed.
 pub const PATH: &str = "/apis/authentication.k8s.io/v1/tokenreviews";
+/// The resource, as paths and RBAC name it.
+pub const PLURAL: &str = "tokenreviews";
 /// The audiences a review without `spec.audiences` checks against: the API server's own (its
 /// `--api-audiences`, by default the issuer).
 pub const API_SERVER_AUDIENCES: [&str; 1] = ["https://kubernetes.default.svc.cluster.local"];

@@ -2,6 +2,7 @@
 //! The screen is a header (source, connection, freeze), the view tabs, the alert banner, the view
 //! itself, and a footer with the keys; help is an overlay.
 
+mod charts;
 pub mod format;
 mod help;
 mod nodes;
@@ -24,7 +25,7 @@ const BANNER_ALERTS: usize = 3;
 
 /// Draws the whole screen.
 pub fn render(app: &App, frame: &mut Frame) {
-    let theme = Theme { color: app.color };
+    let theme = Theme { color: app.color, palette: app.palette };
     let area = frame.area();
     let banner = banner_lines(app, theme, area.width.saturating_sub(2) as usize);
     let banner_height = if banner.is_empty() { 0 } else { banner.len() as u16 + 2 };

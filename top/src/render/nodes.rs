@@ -1,6 +1,7 @@
 //! The nodes view: one row per node (role, CPU with softirq, memory, temperature, frequency with
 //! the throttle mark, NIC rates, the traffic share bar against the expected share, inbound
-//! connections, a CPU sparkline), and the selected node's sparklines when there is room.
+//! connections, a CPU sparkline), then the selected node's sparklines and the per-node charts
+//! (`charts.rs`) when there is room: the table comes first, then the detail, then the charts.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -10,7 +11,7 @@ use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
 use super::format::{self, UNKNOWN};
 use super::theme::Theme;
-use super::{Column, constraints, fit_columns, title_block};
+use super::{Column, charts, constraints, fit_columns, title_block};
 use crate::app::App;
 use crate::model::{AgentState, NodeView};
 
@@ -34,7 +35,7 @@ pub(super) fn render(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
     let table_height = nodes.len() as u16 + 2;
     // The detail goes right under the table (one blank line between) when it fits.
     let show_detail = !nodes.is_empty() && area.height > table_height + DETAIL_HEIGHT;
-    let [table_area, _, detail_area, _] = if show_detail {
+    let [table_area, _, detail_area, rest] = if show_detail {
         Layout::vertical([
             Constraint::Length(table_height),
             Constraint::Length(1),
@@ -79,6 +80,11 @@ pub(super) fn render(app: &App, theme: Theme, frame: &mut Frame, area: Rect) {
 
     if show_detail && let Some(node) = nodes.get(app.selected()) {
         frame.render_widget(detail(app, theme, node, detail_area.width), detail_area);
+    }
+    // One blank line between the detail and the charts, as between the table and the detail.
+    if show_detail && rest.height > charts::MIN_HEIGHT {
+        let [_, charts_area] = Layout::vertical([Constraint::Length(1), Constraint::Fill(1)]).areas(rest);
+        charts::render(app, theme, frame, charts_area);
     }
 }
 

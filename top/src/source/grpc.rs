@@ -16,6 +16,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use crate::cluster::Tunnel;
 use crate::error::{Error, Result};
 use crate::model::Snapshot;
 use crate::source::Source;
@@ -50,16 +51,44 @@ pub fn read_bearer(path: &PathBuf) -> Result<MetadataValue<Ascii>> {
     format!("Bearer {token}").parse().map_err(|_| Error::InvalidToken { path: path.clone() })
 }
 
-/// How to reach the collector: its URL, a bearer token file, and TLS files for `https://`.
+/// How to reach the collector: its URL, a bearer token file, and TLS files for `https://`; or,
+/// with `--context`, a tunnel through the Kubernetes API and the token and CA from Secrets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GrpcConfig {
-    /// `http://host:port` or `https://host:port`.
+    /// `http://host:port` or `https://host:port`. With a tunnel, the host is only the name the
+    /// collector's certificate is checked against.
     pub url: String,
     pub token_file: Option<PathBuf>,
-    /// The CA that signed the collector's certificate; required for `https://`.
+    /// The token itself, read from the release's Secret (`--context`); a token file wins.
+    pub token: Option<InlineToken>,
+    /// The CA that signed the collector's certificate; `https://` needs it or `tls_ca_pem`.
     pub tls_ca: Option<PathBuf>,
+    /// The CA's PEM itself, read from the release's Secret (`--context`).
+    pub tls_ca_pem: Option<Vec<u8>>,
     /// Certificate and key to present when the collector wants mutual TLS.
     pub tls_identity: Option<(PathBuf, PathBuf)>,
+    /// Connections go through Kubernetes port-forwards instead of to the URL's address.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// A bearer token held in memory; `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InlineToken(String);
+
+impl InlineToken {
+    pub fn new(token: String) -> InlineToken {
+        InlineToken(token)
+    }
+
+    fn header(&self) -> Result<MetadataValue<Ascii>> {
+        format!("Bearer {}", self.0).parse().map_err(|_| Error::InvalidInlineToken)
+    }
+}
+
+impl std::fmt::Debug for InlineToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InlineToken(<redacted>)")
+    }
 }
 
 impl GrpcConfig {
@@ -72,9 +101,12 @@ impl GrpcConfig {
 /// `Query` on a collector.
 #[derive(Debug)]
 pub struct GrpcSource {
+    /// The URL, or the context and Service reached through a tunnel.
     url: String,
     endpoint: Endpoint,
     token_file: Option<PathBuf>,
+    token: Option<InlineToken>,
+    tunnel: Option<Tunnel>,
     client: Option<Client>,
     pairs: BTreeMap<String, SamplePair>,
     /// Nodes whose earlier sample was already looked up in history (once is enough).
@@ -93,7 +125,7 @@ impl GrpcSource {
                 return Err(invalid("TLS files were given but the URL is http://; use https://"));
             }
             Some("http") => false,
-            Some("https") if config.tls_ca.is_none() => {
+            Some("https") if config.tls_ca.is_none() && config.tls_ca_pem.is_none() => {
                 return Err(invalid("https needs --tls-ca (the CA that signed the collector's certificate)"));
             }
             Some("https") => true,
@@ -108,9 +140,11 @@ impl GrpcSource {
                 endpoint.tls_config(tls_config(&config)?).map_err(|e| Error::Tls(bakery_cli::error_chain(&e)))?;
         }
         Ok(GrpcSource {
-            url: config.url.clone(),
+            url: config.tunnel.as_ref().map_or_else(|| config.url.clone(), |t| t.describe().to_string()),
             endpoint,
             token_file: config.token_file,
+            token: config.token,
+            tunnel: config.tunnel,
             client: None,
             pairs: BTreeMap::new(),
             seeded: BTreeSet::new(),
@@ -133,14 +167,35 @@ impl GrpcSource {
             return Ok(client.clone());
         }
         // Read the token at every (re)connect, so a rotated token is picked up.
-        let token = self.token_file.as_ref().map(read_bearer).transpose()?;
-        let channel = tokio::time::timeout(self.timeout, self.endpoint.connect())
+        let token = match (&self.token_file, &self.token) {
+            (Some(path), _) => Some(read_bearer(path)?),
+            (None, Some(token)) => Some(token.header()?),
+            (None, None) => None,
+        };
+        let connecting = async {
+            match &self.tunnel {
+                Some(tunnel) => self.endpoint.connect_with_connector(tunnel.connector()).await,
+                None => self.endpoint.connect().await,
+            }
+        };
+        let channel = tokio::time::timeout(self.timeout, connecting)
             .await
             .map_err(|_| Error::Timeout { url: self.url.clone(), after: self.timeout })?
-            .map_err(|e| Error::Connect { url: self.url.clone(), reason: bakery_cli::error_chain(&e) })?;
+            .map_err(|e| {
+                self.with_forward_failure(Error::Connect { url: self.url.clone(), reason: bakery_cli::error_chain(&e) })
+            })?;
         let client = QueryClient::with_interceptor(channel, BearerToken(token));
         self.client = Some(client.clone());
         Ok(client)
+    }
+
+    /// `error` with why the port-forward failed, when it did: a forward that opened and then could
+    /// not reach the pod's port ends the connection, and only its error channel says why.
+    fn with_forward_failure(&self, error: Error) -> Error {
+        match self.tunnel.as_ref().and_then(Tunnel::last_error) {
+            Some(forward) => Error::Connect { url: self.url.clone(), reason: format!("{error}; {forward}") },
+            None => error,
+        }
     }
 
     async fn nodes(&mut self) -> Result<Vec<NodeStatus>> {
@@ -151,7 +206,7 @@ impl GrpcSource {
             Ok(Err(status)) => {
                 // A fresh connection next time: the old one may be half-dead.
                 self.client = None;
-                Err(status.into())
+                Err(self.with_forward_failure(status.into()))
             }
             Err(_) => {
                 self.client = None;
@@ -225,6 +280,8 @@ fn tls_config(config: &GrpcConfig) -> Result<ClientTlsConfig> {
     let mut tls = ClientTlsConfig::new();
     if let Some(ca) = &config.tls_ca {
         tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+    } else if let Some(pem) = &config.tls_ca_pem {
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
     }
     if let Some((cert, key)) = &config.tls_identity {
         tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));

@@ -2,6 +2,7 @@
 // Test helpers outside #[test] fns may unwrap too: a failure there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod charts;
 mod cli;
 mod fake_collector;
 mod grpc_source;

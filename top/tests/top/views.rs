@@ -1,5 +1,6 @@
 //! Snapshot tests of the screens (ratatui `TestBackend` + insta): the nodes view calm and with a
-//! hog, the pods view, help, the windows view, a lost collector, and a narrow 80x24 terminal.
+//! hog, the pods view, help, the windows view, a lost collector, and a narrow 80x24 terminal;
+//! `charts.rs` tests the charts under the table.
 //! Review a changed screen with `cargo insta review` (or `INSTA_UPDATE=always`) and commit it.
 
 use std::time::Duration;

@@ -154,16 +154,21 @@ fn is_braille(c: char) -> bool {
     ('\u{2800}'..='\u{28FF}').contains(&c)
 }
 
-/// The charts are up: both titles, braille in the lower half of the screen, and the node named
-/// under the legend's title (the table and the detail are above it).
+/// The charts are up under the table: both titles on a line below the table's header, braille
+/// below them, and the node named under the legend's title.
 fn charts_shown(screen: &str, node: &str) -> bool {
     let lines: Vec<&str> = screen.lines().collect();
-    let lower_half = lines.iter().skip(20);
+    // Under the table, wherever the table ends: an alert banner above it moves everything down.
+    let table = lines.iter().position(|l| l.starts_with("NODE "));
+    let charts = lines.iter().position(|l| l.contains(" traffic share % · ") && l.contains(" CPU busy % · "));
     let legend = lines.iter().position(|l| l.contains(" legend "));
-    screen.contains(" traffic share % · ")
-        && screen.contains(" CPU busy % · ")
-        && lower_half.flat_map(|l| l.chars()).any(is_braille)
-        && legend.is_some_and(|at| lines[at + 1..].iter().any(|l| l.contains(node)))
+    match (table, charts) {
+        (Some(table), Some(charts)) if charts > table => {
+            lines[charts + 1..].iter().flat_map(|l| l.chars()).any(is_braille)
+                && legend.is_some_and(|at| lines[at + 1..].iter().any(|l| l.contains(node)))
+        }
+        _ => false,
+    }
 }
 
 /// The node name the agent on this machine reports.

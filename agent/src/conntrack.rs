@@ -23,14 +23,14 @@ const NOT_LOADED: &str = "nf_conntrack module not loaded";
 /// Reads `<proc-root>/sys/net/netfilter/nf_conntrack_{count,max}`; absent
 /// when the conntrack module is not loaded.
 pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Conntrack> {
-    let count = read_counter(&roots.proc("sys/net/netfilter/nf_conntrack_count"), files)?;
-    let max = read_counter(&roots.proc("sys/net/netfilter/nf_conntrack_max"), files)?;
+    let count = read_counter(&roots.proc, "sys/net/netfilter/nf_conntrack_count", files)?;
+    let max = read_counter(&roots.proc, "sys/net/netfilter/nf_conntrack_max", files)?;
     Ok(Conntrack { count, max })
 }
 
-/// One decimal counter file.
-fn read_counter(path: &Path, files: &mut NodeFiles) -> SignalResult<u64> {
-    files.read_parsed(path, NOT_LOADED, parse_u64)
+/// One decimal counter file, below the proc root.
+fn read_counter(proc: &Path, file: &str, files: &mut NodeFiles) -> SignalResult<u64> {
+    files.read_parsed_at(proc, &[file], NOT_LOADED, parse_u64)
 }
 
 #[cfg(test)]

@@ -67,8 +67,16 @@ const KEPT_COLUMNS: usize = 8;
 /// together (fs/proc/stat.c `show_stat`), so parsing stops at the first other
 /// line after them instead of scanning the long `intr` line.
 pub fn parse_stat(reader: impl BufRead) -> Result<CpuStat, ParseError> {
+    let mut stat = CpuStat::default();
+    parse_stat_into(reader, &mut stat)?;
+    Ok(stat)
+}
+
+/// [`parse_stat`] into `stat`, reusing its list of cores.
+pub fn parse_stat_into(reader: impl BufRead, stat: &mut CpuStat) -> Result<(), ParseError> {
     let mut total = None;
-    let mut cores: Vec<CoreTimes> = Vec::new();
+    let cores = &mut stat.cores;
+    cores.clear();
     let mut lines = Lines::new(reader, 256);
     while let Some((line_number, line)) = lines.next_line()? {
         if !line.starts_with(b"cpu") {
@@ -97,8 +105,8 @@ pub fn parse_stat(reader: impl BufRead) -> Result<CpuStat, ParseError> {
             }
         }
     }
-    let total = total.ok_or_else(|| ParseError::new("no `cpu` total line"))?;
-    Ok(CpuStat { total, cores })
+    stat.total = total.ok_or_else(|| ParseError::new("no `cpu` total line"))?;
+    Ok(())
 }
 
 /// One `cpu` or `cpuN` line: the core number (`None` for the total) and its times.
@@ -134,11 +142,18 @@ fn parse_cpu_line(line: &str) -> Result<(Option<u32>, CpuTimes), ParseError> {
 
 /// Reads `<proc-root>/stat`.
 pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<CpuStat> {
-    let path = roots.proc("stat");
+    let mut stat = CpuStat::default();
+    read_into(roots, files, &mut stat)?;
+    Ok(stat)
+}
+
+/// [`read`] into `stat`, reusing its list of cores.
+pub fn read_into(roots: &HostRoots, files: &mut NodeFiles, stat: &mut CpuStat) -> SignalResult<()> {
+    let path = || roots.proc("stat");
     let bytes = files
-        .read(&path)
-        .map_err(|e| SignalError::from_io(&path, e, "no stat file: is --proc-root a procfs mount?"))?;
-    parse_stat(bytes).map_err(|e| e.at(&path))
+        .read_at(&roots.proc, &["stat"])
+        .map_err(|e| SignalError::from_io(path(), e, "no stat file: is --proc-root a procfs mount?"))?;
+    parse_stat_into(bytes, stat).map_err(|e| e.at(&path()))
 }
 
 /// Inputs for the signal parsers' property tests: a valid file with random

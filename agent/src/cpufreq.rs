@@ -6,11 +6,12 @@
 //! `cpuinfo_max_freq` the highest the CPU can run at, all in kHz.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use crate::node_files::NodeFiles;
+use crate::node_files::{NodeFiles, path_of};
+use crate::reuse::{Refill, set_str};
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult, parse_u64};
 
@@ -31,28 +32,55 @@ const EBUSY: i32 = 16;
 /// Reads `<sys-root>/devices/system/cpu/cpu*/cpufreq`; absent without cpufreq.
 /// Cores come in CPU-number order; an offline core is left out.
 pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Vec<CpuFrequency>> {
-    let cpu_dir = roots.sys("devices/system/cpu");
-    let absent = || SignalError::from_io(&cpu_dir, io::ErrorKind::NotFound.into(), NO_CPUFREQ);
-    let listed = files.list(&cpu_dir).map_err(|e| SignalError::from_io(&cpu_dir, e, NO_CPUFREQ))?;
-    let numbered: Vec<(u32, PathBuf)> =
-        listed.ok_or_else(absent)?.iter().filter_map(|name| Some((core_number(name)?, cpu_dir.join(name)))).collect();
     let mut cores = Vec::new();
-    for (cpu, core_dir) in numbered {
+    read_into(roots, files, &mut Vec::new(), &mut cores)?;
+    Ok(cores)
+}
+
+/// Where the CPU directories are below the sys root.
+const CPU_DIR: &str = "devices/system/cpu";
+
+/// [`read`] into `cores`; `numbered` keeps the CPU directories' names
+/// between samples, so that the same CPUs as last time cost no allocation.
+pub fn read_into(
+    roots: &HostRoots,
+    files: &mut NodeFiles,
+    numbered: &mut Vec<(u32, String)>,
+    cores: &mut Vec<CpuFrequency>,
+) -> SignalResult<()> {
+    let sys = roots.sys.as_path();
+    let cpu_dir = || path_of(sys, &[CPU_DIR]);
+    let absent = || SignalError::from_io(cpu_dir(), io::ErrorKind::NotFound.into(), NO_CPUFREQ);
+    let listed = files.list_at(sys, &[CPU_DIR]).map_err(|e| SignalError::from_io(cpu_dir(), e, NO_CPUFREQ))?;
+    {
+        let mut found = Refill::new(numbered);
+        for name in listed.ok_or_else(absent)? {
+            let Some(cpu) = core_number(name) else { continue };
+            let slot = found.next_slot();
+            slot.0 = cpu;
+            set_str(&mut slot.1, name);
+        }
+    }
+    cores.clear();
+    for (cpu, name) in numbered.iter() {
         // A core without a cpufreq policy (no driver: most virtual machines)
         // is told by the cached listing, without trying its files.
-        let listed = files.list(&core_dir).map_err(|source| SignalError::Io { path: core_dir.clone(), source })?;
+        let core_dir = [CPU_DIR, name];
+        let listed = files
+            .list_at(sys, &core_dir)
+            .map_err(|source| SignalError::Io { path: path_of(sys, &core_dir), source })?;
         if !listed.is_some_and(|names| names.iter().any(|name| name == "cpufreq")) {
             continue;
         }
-        if let Some(frequency) = read_core(cpu, &core_dir.join("cpufreq"), files)? {
+        if let Some(frequency) = read_core(*cpu, (sys, name), files)? {
             cores.push(frequency);
         }
     }
     if cores.is_empty() {
-        return Err(SignalError::Absent { path: cpu_dir.join("cpu*/cpufreq"), why: NO_CPUFREQ.to_string() });
+        return Err(SignalError::Absent { path: path_of(sys, &[CPU_DIR, "cpu*/cpufreq"]), why: NO_CPUFREQ.into() });
     }
     cores.sort_by_key(|core| core.cpu);
-    Ok(cores)
+    Ok(())
 }
 
 /// `cpu12` → 12; `cpufreq`, `cpuidle` and other entries → `None`.
@@ -64,18 +92,20 @@ fn core_number(name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-/// One core's frequencies, or `None` when it has no cpufreq, is offline, or
-/// has no current reading we may read.
-fn read_core(cpu: u32, cpufreq: &Path, files: &mut NodeFiles) -> SignalResult<Option<CpuFrequency>> {
-    let current = match read_khz(&cpufreq.join("scaling_cur_freq"), files)? {
+/// One core's frequencies (its directory `core` below the CPU directory of
+/// the sys root), or `None` when it has no cpufreq, is offline, or has no
+/// current reading we may read.
+fn read_core(cpu: u32, (sys, core): (&Path, &str), files: &mut NodeFiles) -> SignalResult<Option<CpuFrequency>> {
+    let attribute = |name| [CPU_DIR, core, "cpufreq", name];
+    let current = match read_khz(sys, &attribute("scaling_cur_freq"), files)? {
         Some(khz) => Some(khz),
         // cpuinfo_cur_freq is mode 0400: an agent without root may not read it.
-        None => match read_khz(&cpufreq.join("cpuinfo_cur_freq"), files) {
+        None => match read_khz(sys, &attribute("cpuinfo_cur_freq"), files) {
             Err(SignalError::Io { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => None,
             other => other?,
         },
     };
-    let max = read_khz(&cpufreq.join("cpuinfo_max_freq"), files)?;
+    let max = read_khz(sys, &attribute("cpuinfo_max_freq"), files)?;
     Ok(match (current, max) {
         (Some(current_khz), Some(max_khz)) => Some(CpuFrequency { cpu, current_khz, max_khz }),
         _ => None,
@@ -85,11 +115,11 @@ fn read_core(cpu: u32, cpufreq: &Path, files: &mut NodeFiles) -> SignalResult<Op
 /// A kHz attribute; `None` when it is missing, its core is offline, or the
 /// driver cannot tell (`<unknown>`, `show_cpuinfo_cur_freq` in
 /// drivers/cpufreq/cpufreq.c).
-fn read_khz(path: &Path, files: &mut NodeFiles) -> SignalResult<Option<u64>> {
-    match files.read(path) {
-        Ok(bytes) => parse_khz(&String::from_utf8_lossy(bytes)).map_err(|e| e.at(path)),
+fn read_khz(sys: &Path, parts: &[&str], files: &mut NodeFiles) -> SignalResult<Option<u64>> {
+    match files.read_at(sys, parts) {
+        Ok(bytes) => parse_khz(&String::from_utf8_lossy(bytes)).map_err(|e| e.at(&path_of(sys, parts))),
         Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(EBUSY) => Ok(None),
-        Err(source) => Err(SignalError::Io { path: path.to_path_buf(), source }),
+        Err(source) => Err(SignalError::Io { path: path_of(sys, parts), source }),
     }
 }
 

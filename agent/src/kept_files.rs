@@ -14,12 +14,14 @@
 //! closed at its end, so a vanished pod's files (and the network namespace
 //! an open `net/dev` pins) are let go one sample later.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
 use std::fs::File;
 use std::hash::Hash;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+use foldhash::{HashMap, HashMapExt};
 
 #[derive(Debug)]
 struct Kept {
@@ -56,13 +58,21 @@ impl<K: Hash + Eq> KeptFiles<K> {
     /// Reads the whole file kept under `key` into `buffer`, opening `path`
     /// when none is kept. `Ok(false)` when it is gone (the file vanished, or
     /// an exiting process gave an empty read).
-    pub fn read(&mut self, key: K, path: &Path, buffer: &mut Vec<u8>) -> io::Result<bool> {
+    pub fn read<Q>(&mut self, key: &Q, path: &Path, buffer: &mut Vec<u8>) -> io::Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         self.read_lazily(key, || path.to_path_buf(), buffer)
     }
 
     /// [`Self::read`], building the path only when the file must be opened.
-    pub fn read_lazily(&mut self, key: K, path: impl FnOnce() -> PathBuf, buffer: &mut Vec<u8>) -> io::Result<bool> {
-        match self.read_file(key, path, buffer) {
+    pub fn read_lazily<Q>(&mut self, key: &Q, path: impl FnOnce() -> PathBuf, buffer: &mut Vec<u8>) -> io::Result<bool>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        match self.read_file(key, || File::open(path()), buffer) {
             Ok(length) => Ok(length > 0),
             Err(error) if process_gone(&error) => Ok(false),
             Err(error) => Err(error),
@@ -70,10 +80,21 @@ impl<K: Hash + Eq> KeptFiles<K> {
     }
 
     /// Reads the whole file kept under `key` into `buffer` and returns its
-    /// length, opening `path` when none is kept (or the kept one fails).
-    /// Errors and empty reads are those of opening and reading it afresh.
-    pub fn read_file(&mut self, key: K, path: impl FnOnce() -> PathBuf, buffer: &mut Vec<u8>) -> io::Result<usize> {
-        if let Some(kept) = self.files.get_mut(&key) {
+    /// length, opening it with `open` when none is kept (or the kept one
+    /// fails). Errors and empty reads are those of opening and reading it
+    /// afresh. The key is copied only when a file is opened, so a kept file
+    /// is found and read without an allocation.
+    pub fn read_file<Q>(
+        &mut self,
+        key: &Q,
+        open: impl FnOnce() -> io::Result<File>,
+        buffer: &mut Vec<u8>,
+    ) -> io::Result<usize>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(kept) = self.files.get_mut(key) {
             match read_whole(&kept.file, buffer) {
                 Ok(length) if length > 0 => {
                     kept.read_in_sample = self.sample;
@@ -82,21 +103,25 @@ impl<K: Hash + Eq> KeptFiles<K> {
                 // The object behind it went away (a removed cgroup answers
                 // ENODEV): forget the file and look at the path afresh.
                 _ => {
-                    self.files.remove(&key);
+                    self.files.remove(key);
                 }
             }
         }
-        let file = File::open(path())?;
+        let file = open()?;
         let length = read_whole(&file, buffer)?;
         if length > 0 {
-            self.files.insert(key, Kept { file, read_in_sample: self.sample });
+            self.files.insert(key.to_owned(), Kept { file, read_in_sample: self.sample });
         }
         Ok(length)
     }
 
     /// Keeps the file under `key` (if open) past this sample without reading
     /// it, for a file that is read only now and then but read again soon.
-    pub fn keep(&mut self, key: &K) {
+    pub fn keep<Q>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if let Some(kept) = self.files.get_mut(key) {
             kept.read_in_sample = self.sample;
         }
@@ -173,7 +198,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("memory.current");
         std::fs::write(&path, "100\n").unwrap();
-        let mut files = KeptFiles::default();
+        let mut files = KeptFiles::<String>::default();
         let mut buffer = Vec::new();
         files.begin_sample();
         assert!(files.read("memory", &path, &mut buffer).unwrap());
@@ -206,11 +231,11 @@ mod tests {
         let mut files = KeptFiles::default();
         let mut buffer = Vec::new();
         files.begin_sample();
-        files.read(1, &a, &mut buffer).unwrap();
-        files.read(2, &b, &mut buffer).unwrap();
+        files.read(&1, &a, &mut buffer).unwrap();
+        files.read(&2, &b, &mut buffer).unwrap();
         files.end_sample();
         files.begin_sample();
-        files.read(2, &b, &mut buffer).unwrap();
+        files.read(&2, &b, &mut buffer).unwrap();
         files.end_sample();
         assert_eq!(files.len(), 1);
 

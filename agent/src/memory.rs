@@ -81,11 +81,11 @@ fn parse_kib_value(rest: &[u8]) -> Result<u64, ParseError> {
 
 /// Reads `<proc-root>/meminfo`.
 pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Memory> {
-    let path = roots.proc("meminfo");
+    let path = || roots.proc("meminfo");
     let bytes = files
-        .read(&path)
-        .map_err(|e| SignalError::from_io(&path, e, "no meminfo file: is --proc-root a procfs mount?"))?;
-    parse_meminfo(bytes).map_err(|e| e.at(&path))
+        .read_at(&roots.proc, &["meminfo"])
+        .map_err(|e| SignalError::from_io(path(), e, "no meminfo file: is --proc-root a procfs mount?"))?;
+    parse_meminfo(bytes).map_err(|e| e.at(&path()))
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! `"%6s:%8lu"`) is an error there, and it returns a `HashMap` that loses the
 //! kernel's interface order.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use serde::{Serialize, Serializer};
 
 use crate::iface_kind::InterfaceKind;
 use crate::node_files::NodeFiles;
+use crate::reuse::{Refill, set_str};
 use crate::roots::HostRoots;
 use crate::signal::{Lines, ParseError, SignalError, SignalResult};
 
@@ -96,9 +98,15 @@ impl InterfaceNames {
             && interfaces.iter().all(|interface| self.names.binary_search(&interface.name).is_ok())
     }
 
+    /// Remembers the names of `interfaces`, overwriting the ones held in
+    /// place.
     pub fn set(&mut self, interfaces: &[Interface]) {
-        self.names.clear();
-        self.names.extend(interfaces.iter().map(|interface| interface.name.clone()));
+        {
+            let mut names = Refill::new(&mut self.names);
+            for interface in interfaces {
+                set_str(names.next_slot(), &interface.name);
+            }
+        }
         self.names.sort_unstable();
     }
 }
@@ -115,6 +123,15 @@ const HEADER_LINES: usize = 2;
 /// kernel's order.
 pub fn parse_net_dev(reader: impl BufRead) -> Result<Vec<Interface>, ParseError> {
     let mut interfaces = Vec::new();
+    parse_net_dev_into(reader, &mut interfaces)?;
+    Ok(interfaces)
+}
+
+/// [`parse_net_dev`] into `interfaces`, overwriting them in place so that
+/// the same interfaces as last time cost no allocation; kinds and masters
+/// are reset to unknown.
+pub fn parse_net_dev_into(reader: impl BufRead, interfaces: &mut Vec<Interface>) -> Result<(), ParseError> {
+    let mut interfaces = Refill::new(interfaces);
     let mut lines = Lines::new(reader, 160);
     while let Some((line_number, line)) = lines.next_line()? {
         if line_number <= HEADER_LINES {
@@ -128,14 +145,18 @@ pub fn parse_net_dev(reader: impl BufRead) -> Result<Vec<Interface>, ParseError>
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let interface =
+        let (name, counters) =
             parse_interface_line(line).map_err(|e| ParseError::new(format!("line {line_number}: {}", e.0)))?;
-        interfaces.push(interface);
+        let slot = interfaces.next_slot();
+        set_str(&mut slot.name, &name);
+        slot.kind = InterfaceKind::Unspecified;
+        slot.master = None;
+        slot.counters = counters;
     }
     if lines.count() < HEADER_LINES {
         return Err(ParseError::new("the two header lines are missing"));
     }
-    Ok(interfaces)
+    Ok(())
 }
 
 /// `"  eth0: 82571357 3996 0 ..."`, or with the name glued to the first
@@ -143,7 +164,7 @@ pub fn parse_net_dev(reader: impl BufRead) -> Result<Vec<Interface>, ParseError>
 /// ':' in interface names (net/core/dev.c `dev_valid_name`). It does allow
 /// bytes that are not UTF-8, so the name is decoded lossily rather than
 /// failing every interface.
-fn parse_interface_line(line: &[u8]) -> Result<Interface, ParseError> {
+fn parse_interface_line(line: &[u8]) -> Result<(Cow<'_, str>, NetCounters), ParseError> {
     let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
         ParseError::new(format!("no ':' after the interface name in {:?}", String::from_utf8_lossy(line)))
     })?;
@@ -171,31 +192,26 @@ fn parse_interface_line(line: &[u8]) -> Result<Interface, ParseError> {
     }
     let [rx_bytes, rx_packets, rx_errors, rx_dropped, _, _, _, _, tx_bytes, tx_packets, tx_errors, tx_dropped, ..] =
         columns;
-    Ok(Interface {
-        name: name.into_owned(),
-        kind: InterfaceKind::Unspecified,
-        master: None,
-        counters: NetCounters {
-            rx_bytes,
-            rx_packets,
-            rx_errors,
-            rx_dropped,
-            tx_bytes,
-            tx_packets,
-            tx_errors,
-            tx_dropped,
-        },
-    })
+    let counters =
+        NetCounters { rx_bytes, rx_packets, rx_errors, rx_dropped, tx_bytes, tx_packets, tx_errors, tx_dropped };
+    Ok((name, counters))
 }
 
 /// Reads the node's interfaces from `<proc-root>/net/dev` (the agent's own
 /// network namespace, which is the host's under hostNetwork).
 pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Vec<Interface>> {
-    let path = roots.proc("net/dev");
+    let mut interfaces = Vec::new();
+    read_into(roots, files, &mut interfaces)?;
+    Ok(interfaces)
+}
+
+/// [`read`] into `interfaces`, overwriting them in place.
+pub fn read_into(roots: &HostRoots, files: &mut NodeFiles, interfaces: &mut Vec<Interface>) -> SignalResult<()> {
+    let path = || roots.proc("net/dev");
     let bytes = files
-        .read(&path)
-        .map_err(|e| SignalError::from_io(&path, e, "no net/dev file: is --proc-root a procfs mount?"))?;
-    parse_net_dev(bytes).map_err(|e| e.at(&path))
+        .read_at(&roots.proc, &["net/dev"])
+        .map_err(|e| SignalError::from_io(path(), e, "no net/dev file: is --proc-root a procfs mount?"))?;
+    parse_net_dev_into(bytes, interfaces).map_err(|e| e.at(&path()))
 }
 
 #[cfg(test)]

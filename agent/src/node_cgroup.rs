@@ -47,7 +47,7 @@ use crate::cgroup::stats::{
 use crate::cpu::{self, CpuStat, CpuTimes};
 use crate::memory::{self, Memory};
 use crate::node_files::NodeFiles;
-use crate::pressure::{self, Pressure};
+use crate::pressure::{self, Pressure, Resource};
 use crate::roots::HostRoots;
 use crate::signal::{SignalError, SignalResult};
 
@@ -200,7 +200,9 @@ impl NodeCgroup {
         let pressure = match (located.version, &located.cpu) {
             (CgroupVersion::V2, Some(dir)) => {
                 source.pressure_from = Some(PressureFrom::Cgroup);
-                pressure::read_files(files, dir, |name| dir.join(format!("{name}.pressure")), NO_CGROUP_PSI)
+                let mut readings = Vec::with_capacity(6);
+                pressure::read_files_into(files, (dir, None), Resource::cgroup_file, NO_CGROUP_PSI, &mut readings)
+                    .map(|()| readings)
             }
             _ => {
                 source.pressure_from = Some(PressureFrom::Host);
@@ -286,7 +288,7 @@ fn not_in_hierarchy(root: &Path, hierarchy: Hierarchy, relative: &str, controlle
     let mount = hierarchy.mount_names().first().copied().unwrap_or_default();
     SignalError::Absent {
         path: root.join(mount).join(relative),
-        why: format!("the node cgroup is not in the cgroup v1 {controller} hierarchy"),
+        why: format!("the node cgroup is not in the cgroup v1 {controller} hierarchy").into(),
     }
 }
 

@@ -7,7 +7,7 @@
 //! Linux 5.13.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -27,6 +27,24 @@ impl Resource {
     /// Every resource, with its file name under `/proc/pressure`.
     pub const ALL: [(Resource, &'static str); 3] =
         [(Resource::Cpu, "cpu"), (Resource::Memory, "memory"), (Resource::Io, "io")];
+
+    /// Its file name under `/proc/pressure`.
+    pub fn proc_file(self) -> &'static str {
+        match self {
+            Resource::Cpu => "cpu",
+            Resource::Memory => "memory",
+            Resource::Io => "io",
+        }
+    }
+
+    /// Its file name in a v2 cgroup.
+    pub fn cgroup_file(self) -> &'static str {
+        match self {
+            Resource::Cpu => "cpu.pressure",
+            Resource::Memory => "memory.pressure",
+            Resource::Io => "io.pressure",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,6 +80,18 @@ const EOPNOTSUPP: i32 = 95;
 /// Parses one pressure file ("some ..." and, except for cpu on old kernels, "full ...").
 pub fn parse_pressure(resource: Resource, reader: impl BufRead) -> Result<Vec<Pressure>, ParseError> {
     let mut readings = Vec::with_capacity(2);
+    parse_pressure_into(resource, reader, &mut readings)?;
+    Ok(readings)
+}
+
+/// [`parse_pressure`], appending to `all` (the readings of other resources
+/// before them are left as they are).
+pub fn parse_pressure_into(
+    resource: Resource,
+    reader: impl BufRead,
+    all: &mut Vec<Pressure>,
+) -> Result<(), ParseError> {
+    let start = all.len();
     let mut lines = Lines::new(reader, 80);
     while let Some((line_number, line)) = lines.next_line()? {
         let text =
@@ -71,15 +101,15 @@ pub fn parse_pressure(resource: Resource, reader: impl BufRead) -> Result<Vec<Pr
         }
         let reading =
             parse_line(resource, text).map_err(|e| ParseError::new(format!("line {line_number}: {}", e.0)))?;
-        if readings.iter().any(|r: &Pressure| r.stall == reading.stall) {
+        if all[start..].iter().any(|r: &Pressure| r.stall == reading.stall) {
             return Err(ParseError::new(format!("line {line_number}: a second {:?} line", reading.stall)));
         }
-        readings.push(reading);
+        all.push(reading);
     }
-    if !readings.iter().any(|r| r.stall == Stall::Some) {
+    if !all[start..].iter().any(|r| r.stall == Stall::Some) {
         return Err(ParseError::new("no `some` line"));
     }
-    Ok(readings)
+    Ok(())
 }
 
 /// `some avg10=0.00 avg60=0.00 avg300=0.00 total=0`
@@ -129,42 +159,56 @@ fn parse_average(key: &str, value: &str) -> Result<f32, ParseError> {
 /// Reads all three pressure files; absent when the kernel has no PSI.
 /// A missing file leaves out that resource only.
 pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Vec<Pressure>> {
-    let dir = roots.proc("pressure");
-    read_files(files, &dir, |name| dir.join(name), NO_PSI)
+    let mut readings = Vec::with_capacity(6);
+    read_into(roots, files, &mut readings)?;
+    Ok(readings)
 }
 
-/// Reads the pressure file `path_of(name)` of every resource: the host's
-/// `/proc/pressure/<name>`, or a v2 cgroup's `<name>.pressure` (same format,
-/// Documentation/accounting/psi.rst, "Cgroup2 interface"). Absent, with
-/// `why_absent` (or the boot-time switch), when none of them can be read.
-pub fn read_files(
+/// [`read`] into `readings`, reusing it.
+pub fn read_into(roots: &HostRoots, files: &mut NodeFiles, readings: &mut Vec<Pressure>) -> SignalResult<()> {
+    read_files_into(files, (&roots.proc, Some("pressure")), Resource::proc_file, NO_PSI, readings)
+}
+
+/// Reads the pressure file `<dir>/<file_name(resource)>` of every resource
+/// (`dir` is a base with the directory below it, if any):
+/// the host's `/proc/pressure/<name>`, or a v2 cgroup's `<name>.pressure`
+/// (same format, Documentation/accounting/psi.rst, "Cgroup2 interface"),
+/// into `readings`. Absent, with `why_absent` (or the boot-time switch),
+/// when none of them can be read.
+pub fn read_files_into(
     files: &mut NodeFiles,
-    dir: &Path,
-    path_of: impl Fn(&str) -> PathBuf,
-    why_absent: &str,
-) -> SignalResult<Vec<Pressure>> {
-    let mut readings = Vec::with_capacity(6);
+    (base, below): (&Path, Option<&str>),
+    file_name: impl Fn(Resource) -> &'static str,
+    why_absent: &'static str,
+    readings: &mut Vec<Pressure>,
+) -> SignalResult<()> {
+    readings.clear();
     let mut disabled = false;
-    for (resource, name) in Resource::ALL {
-        let path = path_of(name);
-        match files.read(&path) {
-            Ok(bytes) => readings.extend(parse_pressure(resource, bytes).map_err(|e| e.at(&path))?),
+    let dir = || below.map_or_else(|| base.to_path_buf(), |below| base.join(below));
+    for (resource, _) in Resource::ALL {
+        let name = file_name(resource);
+        let read = match below {
+            Some(below) => files.read_at(base, &[below, name]),
+            None => files.read_at(base, &[name]),
+        };
+        match read {
+            Ok(bytes) => parse_pressure_into(resource, bytes, readings).map_err(|e| e.at(&dir().join(name)))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) if e.raw_os_error() == Some(EOPNOTSUPP) => disabled = true,
-            Err(source) => return Err(SignalError::Io { path, source }),
+            Err(source) => return Err(SignalError::Io { path: dir().join(name), source }),
         }
     }
     if readings.is_empty() {
         return Err(absent(
-            dir,
+            &dir(),
             if disabled { "PSI disabled at boot (psi=0 on the kernel command line)" } else { why_absent },
         ));
     }
-    Ok(readings)
+    Ok(())
 }
 
-fn absent(dir: &Path, why: &str) -> SignalError {
-    SignalError::Absent { path: dir.to_path_buf(), why: why.to_string() }
+fn absent(dir: &Path, why: &'static str) -> SignalError {
+    SignalError::Absent { path: dir.to_path_buf(), why: why.into() }
 }
 
 #[cfg(test)]

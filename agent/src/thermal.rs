@@ -6,30 +6,32 @@
 //! `in<N>_*alarm` 0 or 1). On a Pi 5 the under-voltage alarm is
 //! `in0_lcrit_alarm` of the `rpi_volt` device.
 
+use std::borrow::Cow;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use crate::node_files::NodeFiles;
+use crate::node_files::{NodeFiles, path_of};
+use crate::reuse::{Refill, set_str};
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult, parse_i64, parse_u64};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Temperature {
     /// `thermal_zone0/cpu-thermal` or `hwmon1/rp1_adc/temp1`.
     pub sensor: String,
     pub millidegrees_celsius: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Fan {
     /// `hwmon2/pwmfan/fan1`.
     pub sensor: String,
     pub rpm: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct VoltageAlarm {
     /// `hwmon3/rpi_volt/in0_lcrit_alarm`.
     pub sensor: String,
@@ -61,6 +63,13 @@ enum HwmonAttribute {
     Fan(u32),
     /// `in<N>_alarm`, `in<N>_lcrit_alarm`, `in<N>_min_alarm`, ...
     VoltageAlarm(u32),
+}
+
+/// A placeholder for a slot about to be filled.
+impl Default for HwmonAttribute {
+    fn default() -> Self {
+        Self::Temperature(0)
+    }
 }
 
 /// Classifies an hwmon file name; `None` for everything we do not read.
@@ -100,95 +109,177 @@ pub fn parse_alarm(text: &str) -> Result<bool, ParseError> {
 
 /// Reads every thermal zone and hwmon device; absent when the node has neither.
 pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Thermals> {
-    let zones = numbered_entries(&roots.sys("class/thermal"), "thermal_zone", files)?;
-    let hwmons = numbered_entries(&roots.sys("class/hwmon"), "hwmon", files)?;
-    if zones.is_empty() && hwmons.is_empty() {
-        return Err(SignalError::Absent { path: roots.sys("class/thermal"), why: NO_SENSORS.to_string() });
-    }
     let mut thermals = Thermals::default();
-    for (name, zone) in &zones {
-        read_zone(name, zone, files, &mut thermals)?;
-    }
-    for (name, hwmon) in &hwmons {
-        read_hwmon(name, hwmon, files, &mut thermals)?;
-    }
+    read_into(roots, files, &mut ThermalScratch::default(), &mut thermals)?;
     Ok(thermals)
 }
 
+/// What reading the sensors keeps between samples: the entries of the last
+/// listings and the device name at hand, so that the same sensors as last
+/// time cost no allocation.
+#[derive(Debug, Default)]
+pub struct ThermalScratch {
+    zones: Vec<(u32, String)>,
+    hwmons: Vec<(u32, String)>,
+    attributes: Vec<(HwmonAttribute, String)>,
+    device_name: String,
+}
+
+/// Where the readings go, each list refilled in place.
+struct Readings<'a> {
+    temperatures: Refill<'a, Temperature>,
+    fans: Refill<'a, Fan>,
+    voltage_alarms: Refill<'a, VoltageAlarm>,
+}
+
+/// [`read`] into `thermals`, overwriting its readings in place.
+pub fn read_into(
+    roots: &HostRoots,
+    files: &mut NodeFiles,
+    scratch: &mut ThermalScratch,
+    thermals: &mut Thermals,
+) -> SignalResult<()> {
+    let sys = roots.sys.as_path();
+    numbered_entries(files, (sys, "class/thermal"), "thermal_zone", &mut scratch.zones)?;
+    numbered_entries(files, (sys, "class/hwmon"), "hwmon", &mut scratch.hwmons)?;
+    if scratch.zones.is_empty() && scratch.hwmons.is_empty() {
+        return Err(SignalError::Absent { path: path_of(sys, &["class/thermal"]), why: NO_SENSORS.into() });
+    }
+    let Thermals { temperatures, fans, voltage_alarms } = thermals;
+    let mut readings = Readings {
+        temperatures: Refill::new(temperatures),
+        fans: Refill::new(fans),
+        voltage_alarms: Refill::new(voltage_alarms),
+    };
+    for (_, name) in &scratch.zones {
+        read_zone(sys, name, files, &mut readings)?;
+    }
+    for (_, name) in &scratch.hwmons {
+        read_hwmon(sys, name, files, (&mut scratch.attributes, &mut scratch.device_name), &mut readings)?;
+    }
+    Ok(())
+}
+
 /// `thermal_zone<N>`: its `type` names the sensor, `temp` is the reading.
-fn read_zone(name: &str, zone: &Path, files: &mut NodeFiles, thermals: &mut Thermals) -> SignalResult<()> {
-    let Some(kind) = read_attribute(&zone.join("type"), files)? else { return Ok(()) };
-    let temp_path = zone.join("temp");
-    let Some(temp) = read_attribute(&temp_path, files)? else { return Ok(()) };
-    let millidegrees_celsius = parse_i64(&temp).map_err(|e| e.at(&temp_path))?;
-    thermals.temperatures.push(Temperature { sensor: format!("{name}/{}", kind.trim()), millidegrees_celsius });
+fn read_zone(sys: &Path, name: &str, files: &mut NodeFiles, readings: &mut Readings<'_>) -> SignalResult<()> {
+    let temperatures = &mut readings.temperatures;
+    let Some(kind) = read_attribute(files, sys, &["class/thermal", name, "type"])? else { return Ok(()) };
+    let slot = temperatures.next_slot();
+    write_sensor(&mut slot.sensor, format_args!("{name}/{}", kind.trim()));
+    let temp_path = ["class/thermal", name, "temp"];
+    let Some(temp) = read_attribute(files, sys, &temp_path)? else {
+        temperatures.undo_last();
+        return Ok(());
+    };
+    slot.millidegrees_celsius = parse_i64(&temp).map_err(|e| e.at(&path_of(sys, &temp_path)))?;
     Ok(())
 }
 
 /// `hwmon<N>`: attributes sit in its own directory, or, for drivers that
 /// predate `hwmon_device_register_with_groups` (Linux 3.13), on the parent
 /// device, reached through `device/`.
-fn read_hwmon(name: &str, hwmon: &Path, files: &mut NodeFiles, thermals: &mut Thermals) -> SignalResult<()> {
-    let (dir, device_name) = match read_attribute(&hwmon.join("name"), files)? {
-        Some(device_name) => (hwmon.to_path_buf(), device_name),
-        None => {
-            let legacy = hwmon.join("device");
-            match read_attribute(&legacy.join("name"), files)? {
-                Some(device_name) => (legacy, device_name),
-                None => return Ok(()),
-            }
+fn read_hwmon(
+    sys: &Path,
+    name: &str,
+    files: &mut NodeFiles,
+    (attributes, device_name): (&mut Vec<(HwmonAttribute, String)>, &mut String),
+    readings: &mut Readings<'_>,
+) -> SignalResult<()> {
+    let own = ["class/hwmon", name, ""];
+    let legacy = ["class/hwmon", name, "device", ""];
+    let dir: &[&str] = match read_attribute(files, sys, &["class/hwmon", name, "name"])? {
+        Some(text) => {
+            set_str(device_name, text.trim());
+            &own[..2]
         }
+        None => match read_attribute(files, sys, &["class/hwmon", name, "device", "name"])? {
+            Some(text) => {
+                set_str(device_name, text.trim());
+                &legacy[..3]
+            }
+            None => return Ok(()),
+        },
     };
-    let device_name = device_name.trim();
-    let listed = files.list(&dir).map_err(|source| SignalError::Io { path: dir.clone(), source })?;
-    let mut attributes: Vec<(HwmonAttribute, String)> = listed
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|file_name| Some((hwmon_attribute(file_name)?, file_name.clone())))
-        .collect();
+    let listed = files.list_at(sys, dir).map_err(|source| SignalError::Io { path: path_of(sys, dir), source })?;
+    {
+        let mut found = Refill::new(attributes);
+        for file_name in listed.unwrap_or_default() {
+            let Some(attribute) = hwmon_attribute(file_name) else { continue };
+            let slot = found.next_slot();
+            slot.0 = attribute;
+            set_str(&mut slot.1, file_name);
+        }
+    }
     attributes.sort();
-    for (attribute, file_name) in attributes {
-        let path = dir.join(&file_name);
-        let Some(text) = read_attribute(&path, files)? else { continue };
-        match attribute {
-            HwmonAttribute::Temperature(index) => thermals.temperatures.push(Temperature {
-                sensor: format!("{name}/{device_name}/temp{index}"),
-                millidegrees_celsius: parse_i64(&text).map_err(|e| e.at(&path))?,
-            }),
-            HwmonAttribute::Fan(index) => thermals.fans.push(Fan {
-                sensor: format!("{name}/{device_name}/fan{index}"),
-                rpm: parse_u64(&text).map_err(|e| e.at(&path))?,
-            }),
-            HwmonAttribute::VoltageAlarm(_) => thermals.voltage_alarms.push(VoltageAlarm {
-                sensor: format!("{name}/{device_name}/{file_name}"),
-                active: parse_alarm(&text).map_err(|e| e.at(&path))?,
-            }),
+    let mut parts = legacy;
+    for (attribute, file_name) in attributes.iter() {
+        parts[dir.len()] = file_name;
+        let path = &parts[..=dir.len()];
+        let Some(text) = read_attribute(files, sys, path)? else { continue };
+        let device_name = device_name.as_str();
+        match *attribute {
+            HwmonAttribute::Temperature(index) => {
+                let millidegrees_celsius = parse_i64(&text).map_err(|e| e.at(&path_of(sys, path)))?;
+                let slot = readings.temperatures.next_slot();
+                write_sensor(&mut slot.sensor, format_args!("{name}/{device_name}/temp{index}"));
+                slot.millidegrees_celsius = millidegrees_celsius;
+            }
+            HwmonAttribute::Fan(index) => {
+                let rpm = parse_u64(&text).map_err(|e| e.at(&path_of(sys, path)))?;
+                let slot = readings.fans.next_slot();
+                write_sensor(&mut slot.sensor, format_args!("{name}/{device_name}/fan{index}"));
+                slot.rpm = rpm;
+            }
+            HwmonAttribute::VoltageAlarm(_) => {
+                let active = parse_alarm(&text).map_err(|e| e.at(&path_of(sys, path)))?;
+                let slot = readings.voltage_alarms.next_slot();
+                write_sensor(&mut slot.sensor, format_args!("{name}/{device_name}/{file_name}"));
+                slot.active = active;
+            }
         }
     }
     Ok(())
 }
 
-/// Entries `<prefix><N>` of a class directory, in number order (so
-/// `thermal_zone10` comes after `thermal_zone2`); none if it is missing.
-fn numbered_entries(dir: &Path, prefix: &str, files: &mut NodeFiles) -> SignalResult<Vec<(String, PathBuf)>> {
-    let listed = files.list(dir).map_err(|source| SignalError::Io { path: dir.to_path_buf(), source })?;
-    let mut numbered: Vec<(u32, String, PathBuf)> = listed
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|name| Some((name.strip_prefix(prefix).and_then(number)?, name.clone(), dir.join(name))))
-        .collect();
+/// Writes a sensor's name over the one its slot held, keeping the buffer.
+fn write_sensor(sensor: &mut String, name: std::fmt::Arguments<'_>) {
+    use std::fmt::Write as _;
+    sensor.clear();
+    // Writing to a String cannot fail.
+    let _ = sensor.write_fmt(name);
+}
+
+/// Entries `<prefix><N>` of a class directory (`base` and the directory
+/// below it), in number order (so `thermal_zone10` comes after
+/// `thermal_zone2`), into `numbered`; none if it is missing.
+fn numbered_entries(
+    files: &mut NodeFiles,
+    (base, dir): (&Path, &str),
+    prefix: &str,
+    numbered: &mut Vec<(u32, String)>,
+) -> SignalResult<()> {
+    let listed = files.list_at(base, &[dir]).map_err(|source| SignalError::Io { path: base.join(dir), source })?;
+    {
+        let mut found = Refill::new(numbered);
+        for name in listed.unwrap_or_default() {
+            let Some(number) = name.strip_prefix(prefix).and_then(number) else { continue };
+            let slot = found.next_slot();
+            slot.0 = number;
+            set_str(&mut slot.1, name);
+        }
+    }
     numbered.sort();
-    Ok(numbered.into_iter().map(|(_, name, path)| (name, path)).collect())
+    Ok(())
 }
 
 /// A sensor attribute, or `None` when the sensor has no reading now (the
 /// file vanished, or the driver answered one of [`NO_READING_ERRNOS`]).
 /// Bytes that are not UTF-8 are decoded lossily and then fail to parse.
-fn read_attribute(path: &Path, files: &mut NodeFiles) -> SignalResult<Option<String>> {
-    match files.read(path) {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(bytes).into_owned())),
+fn read_attribute<'a>(files: &'a mut NodeFiles, sys: &Path, parts: &[&str]) -> SignalResult<Option<Cow<'a, str>>> {
+    match files.read_at(sys, parts) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(bytes))),
         Err(e) if means_no_reading(&e) => Ok(None),
-        Err(source) => Err(SignalError::Io { path: path.to_path_buf(), source }),
+        Err(source) => Err(SignalError::Io { path: path_of(sys, parts), source }),
     }
 }
 

@@ -5,11 +5,12 @@
 //! prefix; `vcgencmd get_throttled` prints the same word as
 //! `throttled=0x50005`. Both forms are accepted.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
-use crate::node_files::NodeFiles;
+use crate::node_files::{NodeFiles, path_of};
+use crate::reuse::{Refill, set_str};
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult};
 
@@ -66,36 +67,73 @@ pub fn parse_get_throttled(text: &str) -> Result<u32, ParseError> {
 const NOT_A_PI: &str =
     "no Raspberry Pi firmware get_throttled (not a Raspberry Pi, or its firmware driver is not loaded)";
 
+/// Where the SoC nodes are below the sys root.
+const PLATFORM: &str = "devices/platform";
+
+/// The SoC and firmware nodes of the last search, kept between samples so
+/// that finding the same file again costs no allocation.
+#[derive(Debug, Default)]
+pub struct ThrottleScratch {
+    socs: Vec<String>,
+    firmwares: Vec<String>,
+}
+
 /// Finds `<sys-root>/devices/platform/soc*/*firmware*/get_throttled`. The
 /// SoC node is `soc` on a Pi 4 and `soc@107c000000` on a Pi 5, and the
 /// firmware node is named after it, hence the two wildcards. The first
-/// match in name order wins.
-fn find_get_throttled(sys_root: &Path, files: &mut NodeFiles) -> SignalResult<Option<PathBuf>> {
-    let platform = sys_root.join("devices/platform");
-    for soc in sorted_entries(&platform, files, |name| name.starts_with("soc"))? {
-        for firmware in sorted_entries(&soc, files, |name| name.contains("firmware"))? {
-            if sorted_entries(&firmware, files, |name| name == "get_throttled")?.is_empty() {
-                continue;
+/// match in name order wins: `Some((soc, firmware))`, indices into
+/// `scratch.socs` and `scratch.firmwares`.
+fn find_get_throttled(
+    sys: &Path,
+    files: &mut NodeFiles,
+    scratch: &mut ThrottleScratch,
+) -> SignalResult<Option<(usize, usize)>> {
+    matching_entries(files, (sys, &[PLATFORM]), |name| name.starts_with("soc"), &mut scratch.socs)?;
+    for (soc_index, soc) in scratch.socs.iter().enumerate() {
+        let soc_dir = [PLATFORM, soc.as_str()];
+        matching_entries(files, (sys, &soc_dir), |name| name.contains("firmware"), &mut scratch.firmwares)?;
+        for (firmware_index, firmware) in scratch.firmwares.iter().enumerate() {
+            let dir = [PLATFORM, soc.as_str(), firmware.as_str()];
+            let names =
+                files.list_at(sys, &dir).map_err(|source| SignalError::Io { path: path_of(sys, &dir), source })?;
+            if names.unwrap_or_default().iter().any(|name| name == "get_throttled") {
+                return Ok(Some((soc_index, firmware_index)));
             }
-            return Ok(Some(firmware.join("get_throttled")));
         }
     }
     Ok(None)
 }
 
-/// Entries of `dir` whose name passes `keep`, sorted; none if `dir` is missing.
-fn sorted_entries(dir: &Path, files: &mut NodeFiles, keep: impl Fn(&str) -> bool) -> SignalResult<Vec<PathBuf>> {
-    let names = files.list(dir).map_err(|source| SignalError::Io { path: dir.to_path_buf(), source })?;
-    Ok(names.unwrap_or_default().iter().filter(|name| keep(name)).map(|name| dir.join(name)).collect())
+/// Entries of a directory (`base` and the parts below it) whose name
+/// passes `keep`, sorted, into `found`; none if the directory is missing.
+fn matching_entries(
+    files: &mut NodeFiles,
+    (base, dir): (&Path, &[&str]),
+    keep: impl Fn(&str) -> bool,
+    found: &mut Vec<String>,
+) -> SignalResult<()> {
+    let names = files.list_at(base, dir).map_err(|source| SignalError::Io { path: path_of(base, dir), source })?;
+    let mut found = Refill::new(found);
+    for name in names.unwrap_or_default().iter().filter(|name| keep(name)) {
+        set_str(found.next_slot(), name);
+    }
+    Ok(())
 }
 
 /// Reads the firmware's `get_throttled`; absent on anything but a Pi.
 pub fn read(roots: &HostRoots, files: &mut NodeFiles) -> SignalResult<Throttle> {
-    let path = find_get_throttled(&roots.sys, files)?.ok_or_else(|| SignalError::Absent {
-        path: roots.sys("devices/platform/soc*/*firmware*/get_throttled"),
-        why: NOT_A_PI.to_string(),
+    read_with(roots, files, &mut ThrottleScratch::default())
+}
+
+/// [`read`], keeping what it found in `scratch`.
+pub fn read_with(roots: &HostRoots, files: &mut NodeFiles, scratch: &mut ThrottleScratch) -> SignalResult<Throttle> {
+    let sys = roots.sys.as_path();
+    let (soc, firmware) = find_get_throttled(sys, files, scratch)?.ok_or_else(|| SignalError::Absent {
+        path: path_of(sys, &[PLATFORM, "soc*/*firmware*/get_throttled"]),
+        why: NOT_A_PI.into(),
     })?;
-    files.read_parsed(&path, NOT_A_PI, parse_get_throttled).map(decode)
+    let file = [PLATFORM, scratch.socs[soc].as_str(), scratch.firmwares[firmware].as_str(), "get_throttled"];
+    files.read_parsed_at(sys, &file, NOT_A_PI, parse_get_throttled).map(decode)
 }
 
 #[cfg(test)]

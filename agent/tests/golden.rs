@@ -24,15 +24,36 @@ fn fixture(name: &str) -> PathBuf {
 /// Samples a fixture tree. A tree that is a container node (kind, k3d) names its node cgroup in
 /// a `node-cgroup` file, as its agent would be given it with `--node-cgroup`.
 fn sample_fixture(name: &str) -> Sample {
+    fixture_sampler(name).sample(FIXED_TIMESTAMP_MS)
+}
+
+/// The sampler of a fixture tree, as its agent would be started.
+fn fixture_sampler(name: &str) -> Sampler {
     let dir = fixture(name);
     let roots = HostRoots::new(dir.join("proc"), dir.join("sys"));
     let node = bakery_agent::node_name_from(&roots).expect("every fixture names its node in proc/sys/kernel/hostname");
     let sampler = Sampler::new(roots, node);
-    let mut sampler = match std::fs::read_to_string(dir.join("node-cgroup")) {
+    match std::fs::read_to_string(dir.join("node-cgroup")) {
         Ok(path) => sampler.with_node_cgroup(NodeCgroup::new(path.trim())),
         Err(_) => sampler,
-    };
-    sampler.sample(FIXED_TIMESTAMP_MS)
+    }
+}
+
+const FIXTURES: [&str; 5] = ["pi5", "cgroup-v1", "bare", "kind-v1", "k3d-v2"];
+
+/// A streaming agent keeps one `Sample` and writes each sample over the last one: whatever the
+/// last one held (other pods, interfaces, sensors, unavailable signals), the result is the
+/// sample taken afresh.
+#[test]
+fn a_sample_written_over_another_nodes_is_the_sample_taken_afresh() {
+    for name in FIXTURES {
+        let fresh = sample_fixture(name);
+        for other in FIXTURES {
+            let mut sample = sample_fixture(other);
+            fixture_sampler(name).sample_into(&mut sample, FIXED_TIMESTAMP_MS);
+            assert!(sample == fresh, "{name} written over {other}:\n{sample:#?}\nagainst\n{fresh:#?}");
+        }
+    }
 }
 
 fn check_golden(name: &str) {

@@ -9,6 +9,12 @@
 //! (burst 2,000), whatever its Hello declares. Beyond that, messages are still accepted, but the
 //! collector reads the next one only when a token is available; the agent is slowed by HTTP/2
 //! flow control, never disconnected, and other streams are not affected.
+//!
+//! Replayed backlog (`Replay` messages, bakery.proto, contract point 8) is not counted there
+//! but by the stream's replay budget ([`REPLAY_BYTES_PER_SECOND`], burst
+//! [`REPLAY_BURST_BYTES`]), in bytes, each sample also costing [`REPLAY_SAMPLE_COST_BYTES`]: a
+//! peer that calls everything replay gets no more than that through. [`StreamMeter`] holds
+//! both for one stream.
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +66,21 @@ pub const BURST_SECONDS: f64 = 5.0;
 /// The smallest burst, in messages.
 pub const MIN_BURST: f64 = 100.0;
 
+/// The replay budget of a stream, bytes per second: a 64 MiB spool (the agent's default) drains
+/// in about 15 s, and the collector's commits keep up with several streams at this rate.
+pub const REPLAY_BYTES_PER_SECOND: f64 = 4.0 * 1024.0 * 1024.0;
+/// Its burst, bytes: a backlog of this size is read at once (5 minutes of a 30-pod node at 4 Hz
+/// is about 3.4 MB).
+pub const REPLAY_BURST_BYTES: f64 = 8.0 * 1024.0 * 1024.0;
+/// What each replayed sample costs besides its bytes (it becomes a row of the store), so that
+/// empty samples cannot pass for free.
+pub const REPLAY_SAMPLE_COST_BYTES: usize = 256;
+
+/// What a replayed message of `message_bytes` holding `samples` costs in the replay budget.
+pub fn replay_cost(message_bytes: usize, samples: usize) -> f64 {
+    message_bytes.saturating_add(samples.saturating_mul(REPLAY_SAMPLE_COST_BYTES)) as f64
+}
+
 /// A token bucket: `rate` tokens per second, at most `burst` saved up.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
@@ -106,6 +127,72 @@ impl TokenBucket {
             Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate_per_s))
         }
     }
+
+    /// Takes `amount` tokens, into debt when short (what was read costs what it costs), and says
+    /// how long until the debt is paid back.
+    pub fn charge(&mut self, amount: f64, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        self.tokens -= amount;
+        self.settled(now)
+    }
+
+    /// `Ok` once the bucket is out of debt, else how long until it is.
+    pub fn settled(&mut self, now: Instant) -> Result<(), Duration> {
+        self.refill(now);
+        if self.tokens >= 0.0 { Ok(()) } else { Err(Duration::from_secs_f64(-self.tokens / self.rate_per_s)) }
+    }
+}
+
+/// How a message read from a stream is metered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Metered {
+    /// A live batch or gap: one token of the flood limit.
+    Live,
+    /// Replayed backlog: its [`replay_cost`] from the replay budget.
+    Replay { cost: f64 },
+}
+
+/// One stream's meters: the flood limit for live messages and the replay budget for replayed
+/// ones. After each message the stream reads the next only once the meter that message drew
+/// on allows it.
+#[derive(Debug, Clone)]
+pub struct StreamMeter {
+    live: TokenBucket,
+    replay: TokenBucket,
+    /// The meter the stream waits on, if it does.
+    waiting_on_replay: bool,
+}
+
+impl StreamMeter {
+    /// Full meters for a stream whose agent samples every `interval_ms`.
+    pub fn new(interval_ms: u32, now: Instant) -> Self {
+        StreamMeter {
+            live: TokenBucket::for_interval(interval_ms, now),
+            replay: TokenBucket::new(REPLAY_BYTES_PER_SECOND, REPLAY_BURST_BYTES, now),
+            waiting_on_replay: false,
+        }
+    }
+
+    /// The collector told the agent another interval.
+    pub fn set_interval(&mut self, interval_ms: u32, now: Instant) {
+        self.live.set_interval(interval_ms, now);
+    }
+
+    /// After a message: `None` to read the next at once, else how long to wait first.
+    pub fn after(&mut self, metered: Metered, now: Instant) -> Option<Duration> {
+        let result = match metered {
+            Metered::Live => self.live.try_take(now),
+            Metered::Replay { cost } => self.replay.charge(cost, now),
+        };
+        self.waiting_on_replay = matches!(metered, Metered::Replay { .. });
+        result.err()
+    }
+
+    /// The wait is over: `None` to read on, else how much longer (the meter waited on is still
+    /// short; the flood limit takes its token now).
+    pub fn resume(&mut self, now: Instant) -> Option<Duration> {
+        if self.waiting_on_replay { self.replay.settled(now).err() } else { self.live.try_take(now).err() }
+    }
 }
 
 /// (messages per second, burst) allowed for a stream sampling every `interval_ms` (clamped to
@@ -150,6 +237,29 @@ mod tests {
         let later = start + Duration::from_secs(1);
         let taken = (0..1000).filter(|_| bucket.try_take(later).is_ok()).count();
         assert_eq!(taken, 20);
+    }
+
+    #[test]
+    fn replay_is_metered_in_bytes_by_its_own_budget_and_leaves_the_flood_limit_alone() {
+        let start = Instant::now();
+        let mut meter = StreamMeter::new(1000, start);
+        // 100 live messages: the flood limit's burst; after the next one the stream waits.
+        for _ in 0..100 {
+            assert_eq!(meter.after(Metered::Live, start), None);
+        }
+        assert!(meter.after(Metered::Live, start).is_some(), "the burst is spent");
+        // Replay draws on its own budget: the burst in bytes, however many messages.
+        let message = REPLAY_BURST_BYTES / 8.0;
+        for _ in 0..8 {
+            assert_eq!(meter.after(Metered::Replay { cost: message }, start), None);
+        }
+        // Beyond it the stream waits until the debt is paid back at the replay rate.
+        let wait = meter.after(Metered::Replay { cost: message }, start).expect("in debt");
+        assert!((wait.as_secs_f64() - message / REPLAY_BYTES_PER_SECOND).abs() < 1e-9, "{wait:?}");
+        assert!(meter.resume(start + wait / 2).is_some(), "half paid back");
+        assert_eq!(meter.resume(start + wait), None);
+        // Empty samples are not free: each costs a row's worth.
+        assert_eq!(replay_cost(10, 4), (10 + 4 * REPLAY_SAMPLE_COST_BYTES) as f64);
     }
 
     #[test]

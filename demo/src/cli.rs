@@ -218,7 +218,8 @@ Examples:
   cargo xtask demo --scenario balanced               # builds everything first
 
 Exit codes: 0 the verdict matched the scenario's expectation (exactly the expected verdicts active for 3 s
-or more, about the Service's web workload), 1 it did not, 2 the demo could not run.";
+or more, about the Service's web workload, the first raised within the scenario's verdict_within_s (3 s)
+of the hog's onset and none before it), 1 it did not, 2 the demo could not run.";
 
 fn millis(ms: f64) -> Duration {
     Duration::from_secs_f64(ms.max(0.0) / 1000.0)

@@ -1,7 +1,7 @@
 //! Building the planned cluster on this machine, and taking it down again: namespaces, the LAN,
 //! routes, kube-proxy rules, cgroups, keepers, pods (the stand-ins, and nginx for an in-cluster
 //! proxy workload), per-node extras (burners that start with the load wait for
-//! [`Cluster::start_load_extras`]), the control plane (API double and collector), the agents and the
+//! [`Cluster::start_load_extras`], hogs that come on mid-run for [`crate::onset`]), the control plane (API double and collector), the agents and the
 //! outside proxy.
 //!
 //! The [`Cluster`] value owns everything it made; dropping it (normal exit, error, Ctrl-C) stops the
@@ -24,7 +24,7 @@ use crate::binaries::Binaries;
 use crate::launch::{self, Keeper, with_log};
 use crate::lock::RunLock;
 use crate::plan::{
-    APISERVER_PORT, COLLECTOR_PORT, LAN_BRIDGE, LAN_NETNS, LAN_PREFIX_LEN, NODE_NIC, Plan, PodPlan, Station,
+    APISERVER_PORT, COLLECTOR_PORT, LAN_BRIDGE, LAN_NETNS, LAN_PREFIX_LEN, NODE_NIC, NodePlan, Plan, PodPlan, Station,
     node_cgroup, node_system_cgroup,
 };
 use crate::scenario::{App, BurnStart, Entry, ProxyKind, WorkloadSpec};
@@ -146,7 +146,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn log(&self, name: &str) -> PathBuf {
+    pub(crate) fn log(&self, name: &str) -> PathBuf {
         self.run_dir.join("logs").join(format!("{name}.log"))
     }
 
@@ -294,7 +294,7 @@ impl Cluster {
         Ok(())
     }
 
-    fn keeper(&self, netns: &str) -> Result<&Keeper> {
+    pub(crate) fn keeper(&self, netns: &str) -> Result<&Keeper> {
         self.keepers.get(netns).ok_or_else(|| Error::Plan(format!("no keeper for {netns}")))
     }
 
@@ -455,10 +455,10 @@ impl Cluster {
         let demo = self.binaries.demo.display().to_string();
         let mut started = Vec::new();
         for (node, spec) in plan.nodes.iter().zip(&plan.scenario.nodes) {
-            let cgroups = self.layout.dirs(&node_system_cgroup(&node.name));
             let mut commands = Vec::new();
+            // A burner with a start time waits for its onset instead.
             let burner_now = (spec.extras.burn_starts == BurnStart::WithLoad) == with_load;
-            if spec.extras.burn_cores > 0.0 && burner_now {
+            if spec.extras.burn_cores > 0.0 && burner_now && spec.extras.burn_start_s.is_none() {
                 commands.push((
                     "burn",
                     vec![demo.clone(), "burn".into(), "--cores".into(), spec.extras.burn_cores.to_string()],
@@ -472,34 +472,57 @@ impl Cluster {
             }
             for (what, command) in commands {
                 let name = format!("{what}-{}", node.name);
-                let args = self.keeper(&node.netns)?.enter_args(None, cgroups.clone(), command);
-                let output = Output::Lines { stderr_log: Some(self.log(&name)) };
-                let proc = launch::start(&name, &self.binaries.demo, &args, output)?;
-                proc.wait_for_line(&format!("{name} to start"), Duration::from_secs(30), |l| {
-                    l.starts_with("burning") || l.starts_with("holding")
-                })
-                .map_err(|e| with_log(&proc, e))?;
-                self.extras.push(proc);
+                self.extras.push(self.launch_extra(node, &name, command)?);
                 started.push(name);
             }
         }
         Ok(started)
     }
 
-    /// The sys root of a node's agent: the real `/sys`, or an overlay with the node's thermals.
+    /// Starts an extra (`command`, a burner or a hog) as `name` on `node`, outside its pods;
+    /// returns it once it says it runs.
+    pub(crate) fn launch_extra(&self, node: &NodePlan, name: &str, command: Vec<String>) -> Result<Process> {
+        let cgroups = self.layout.dirs(&node_system_cgroup(&node.name));
+        let args = self.keeper(&node.netns)?.enter_args(None, cgroups, command);
+        let output = Output::Lines { stderr_log: Some(self.log(name)) };
+        let proc = launch::start(name, &self.binaries.demo, &args, output)?;
+        proc.wait_for_line(&format!("{name} to start"), Duration::from_secs(30), |l| {
+            l.starts_with("burning") || l.starts_with("holding")
+        })
+        .map_err(|e| with_log(&proc, e))?;
+        Ok(proc)
+    }
+
+    /// Keeps extras started elsewhere (at a mid-run onset) with the others, to stop them alike.
+    pub fn keep_extras(&mut self, extras: Vec<Process>) {
+        self.extras.extend(extras);
+    }
+
+    /// The sys root of a node's agent: the real `/sys`, or an overlay with the node's thermals
+    /// (cool until its onset for a board that turns hot mid-run).
     fn sys_root(&self, node: &str) -> Result<Option<PathBuf>> {
         let Some(thermal) = self.plan.scenario.node(node).and_then(|n| n.extras.thermal.clone()) else {
             return Ok(None);
         };
-        let overlay = self.run_dir.join("sys").join(node);
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        sysfs::build(Path::new("/sys"), &overlay, &sysfs::thermal_files(&thermal, cores))?;
+        let overlay = self.sys_overlay(node);
+        let board = if thermal.start_s.is_some() { sysfs::cool(&thermal) } else { thermal };
+        sysfs::build(Path::new("/sys"), &overlay, &sysfs::thermal_files(&board, sysfs::cores()))?;
         Ok(Some(overlay))
+    }
+
+    /// Where a node's sysfs overlay is.
+    pub(crate) fn sys_overlay(&self, node: &str) -> PathBuf {
+        self.run_dir.join("sys").join(node)
+    }
+
+    /// The state file the API double serves and follows.
+    pub(crate) fn state_file(&self) -> PathBuf {
+        self.run_dir.join("kube-state.json")
     }
 
     fn start_control(&mut self, otlp: Option<&otlp::Export>) -> Result<()> {
         let control = self.plan.control.netns.clone();
-        let state_file = self.run_dir.join("kube-state.json");
+        let state_file = self.state_file();
         let state = serde_json::to_string_pretty(&kube_state::state(&self.plan))
             .map_err(|source| Error::Json { what: "the cluster's state for the API double".into(), source })?;
         std::fs::write(&state_file, state).map_err(|source| Error::File {

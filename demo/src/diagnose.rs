@@ -7,12 +7,18 @@
 //! verdicts active for at least [`MIN_ACTIVE_MS`] of the window is exactly the expected set. Shorter
 //! verdicts are reported apart and do not count either way. What the demo expects is worked out
 //! from the plan and from the web pods' own counts, never from the diagnosis crate's model.
+//!
+//! MATCH also bounds the time to the verdict ([`TimeToVerdict`]): the first expected verdict is
+//! raised within the scenario's `verdict_within_s` of the hog's onset (the load's start for a hog
+//! on from the start), and with a hog that comes on mid-run no verdict is raised before it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bakery_diagnosis::report::ReportedVerdict as StoredVerdict;
 use bakery_diagnosis::{Cause, Signal, WindowReport};
 use serde::{Deserialize, Serialize};
 
+use crate::onset::OnsetTime;
 use crate::plan::Plan;
 use crate::scenario::{Expectation, ExpectedNode};
 
@@ -126,17 +132,114 @@ pub fn window_verdicts(report: &WindowReport, min_active_ms: i64) -> WindowVerdi
     WindowVerdicts { counted, brief }
 }
 
-/// When the first of `keys` was raised (the collector's clock, ms), among the raises still active
-/// when the window opened or raised inside it; `None` when none was.
-pub fn first_raised_ms(report: &WindowReport, keys: &[VerdictKey]) -> Option<i64> {
-    report
+/// The first raise of an expected verdict, measured from a reference time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirstFlag {
+    /// The verdict raised first.
+    pub verdict: VerdictKey,
+    /// Seconds from the reference to its raise; 0 when it was raised before.
+    pub seconds: f64,
+    /// It was raised before the reference (and still active when the window opened, or raised
+    /// inside it).
+    pub raised_before: bool,
+}
+
+/// The time to the first flag, one definition for the demo's report and the campaign: from
+/// `from_ms` (the hog's onset; the load's start, which opens the window, for a hog on from the
+/// start) to the raise of the first of `keys` among the collector's verdicts as its window report
+/// records them (raised inside the window, or earlier and still active when it opened; their
+/// times are the collector's live evaluations, on this machine's clock). A raise before `from_ms`
+/// counts as 0 s and says so: a condition present from boot when `from_ms` is the load's start, a
+/// false early flag when it is a mid-run onset. `None` when none of `keys` was raised.
+pub fn first_flag(report: &WindowReport, keys: &[VerdictKey], from_ms: i64) -> Option<FirstFlag> {
+    let first = report
         .verdicts
         .iter()
         .filter(|v| keys.iter().any(|k| k.node == v.verdict.node && k.cause == v.verdict.cause))
-        .filter(|v| v.cleared_ms.unwrap_or(v.last_active_ms) >= report.window.start_ms)
-        .filter(|v| v.raised_ms <= report.window.end_ms)
-        .map(|v| v.raised_ms)
-        .min()
+        .filter(|v| in_window(report, v))
+        .min_by_key(|v| v.raised_ms)?;
+    let seconds = (first.raised_ms - from_ms) as f64 / 1000.0;
+    Some(FirstFlag {
+        verdict: VerdictKey { node: first.verdict.node.clone(), cause: first.verdict.cause },
+        seconds: seconds.max(0.0),
+        raised_before: seconds < 0.0,
+    })
+}
+
+/// Whether a stored verdict was active inside the window: still active when it opened, or raised
+/// before it closed.
+fn in_window(report: &WindowReport, verdict: &StoredVerdict) -> bool {
+    verdict.cleared_ms.unwrap_or(verdict.last_active_ms) >= report.window.start_ms
+        && verdict.raised_ms <= report.window.end_ms
+}
+
+/// Verdicts of any node and cause raised before `onset_ms` and active inside the window: with a
+/// hog that comes on mid-run, flags raised while the cluster was still balanced.
+pub fn raised_before(report: &WindowReport, onset_ms: i64) -> Vec<VerdictKey> {
+    let keys: BTreeSet<VerdictKey> = report
+        .verdicts
+        .iter()
+        .filter(|v| v.raised_ms < onset_ms && in_window(report, v))
+        .map(|v| VerdictKey { node: v.verdict.node.clone(), cause: v.verdict.cause })
+        .collect();
+    keys.into_iter().collect()
+}
+
+/// How long the collector took to name the hog, against the scenario's bound.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeToVerdict {
+    /// The hog that came on mid-run; `None` when the hog, if any, is on from the load's start.
+    pub onset: Option<OnsetTime>,
+    /// What the time runs from (ms, this machine's clock): the onset, or the load's start.
+    pub from_ms: i64,
+    /// The first expected verdict raised ([`first_flag`]); `None` when none was expected or raised.
+    pub first: Option<FirstFlag>,
+    /// The scenario's bound (`verdict_within_s`), seconds.
+    pub within_seconds: f64,
+    /// With a mid-run onset, the verdicts raised before it ([`raised_before`]); each is a false flag.
+    pub flagged_before_onset: Vec<VerdictKey>,
+}
+
+impl TimeToVerdict {
+    /// The time to the first of `expected` in `report`, from `onset` or else from `load_start_ms`.
+    pub fn of(
+        report: &WindowReport,
+        expected: &[VerdictKey],
+        load_start_ms: i64,
+        onset: Option<OnsetTime>,
+        within_seconds: f64,
+    ) -> Self {
+        let from_ms = onset.as_ref().map_or(load_start_ms, |o| o.at_ms);
+        let flagged_before_onset = if onset.is_some() { raised_before(report, from_ms) } else { Vec::new() };
+        Self { first: first_flag(report, expected, from_ms), onset, from_ms, within_seconds, flagged_before_onset }
+    }
+
+    /// Seconds to the first expected verdict.
+    pub fn seconds(&self) -> Option<f64> {
+        self.first.as_ref().map(|f| f.seconds)
+    }
+
+    /// What the time runs from, for people.
+    pub fn reference(&self) -> &'static str {
+        if self.onset.is_some() { "the hog's onset" } else { "the load's start" }
+    }
+
+    /// Why the timing does not match, one line each: a flag before a mid-run onset, or the first
+    /// expected verdict raised later than the bound.
+    pub fn differences(&self) -> Vec<String> {
+        let mut differences: Vec<String> =
+            self.flagged_before_onset.iter().map(|k| format!("raised before the hog's onset: {k}")).collect();
+        if let Some(first) = self.first.as_ref().filter(|f| f.seconds > self.within_seconds) {
+            differences.push(format!(
+                "{} raised {:.1} s after {}, beyond the scenario's {} s (verdict_within_s)",
+                first.verdict,
+                first.seconds,
+                self.reference(),
+                self.within_seconds
+            ));
+        }
+        differences
+    }
 }
 
 /// One node's share of the load over the window.
@@ -303,8 +406,6 @@ pub fn differences(
 
 #[cfg(test)]
 mod tests {
-    use bakery_diagnosis::report::ReportedVerdict as StoredVerdict;
-
     use super::*;
     use crate::scenario::Scenario;
 
@@ -435,5 +536,72 @@ mod tests {
         assert_eq!(counted, [("master-02", 12.0), ("worker-02", 4.0)]);
         let brief: Vec<(&str, f64)> = verdicts.brief.iter().map(|v| (v.node.as_str(), v.active_seconds)).collect();
         assert_eq!(brief, [("worker-01", 1.5)]);
+    }
+
+    /// A window report from 10 s to 26 s holding `verdicts`.
+    fn window(verdicts: Vec<StoredVerdict>) -> WindowReport {
+        let mut report: WindowReport = serde_json::from_value(serde_json::json!({
+            "window": { "name": "w", "start_ms": 10_000, "end_ms": 26_000 },
+            "signal": "pod-traffic", "overall": null, "series": [], "verdicts": [], "changes": []
+        }))
+        .unwrap();
+        report.verdicts = verdicts;
+        report
+    }
+
+    fn onset(at_ms: i64) -> OnsetTime {
+        OnsetTime {
+            hog: "worker-01's burner".into(),
+            at_ms,
+            into_load_seconds: (at_ms - 10_000) as f64 / 1e3,
+            took_seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_time_to_the_verdict_runs_from_the_load_s_start_or_the_hog_s_onset() {
+        let hog = [key("worker-01", Cause::UnattributedCpu)];
+        let report = window(vec![
+            stored("master-01", Cause::PodConcentration, 11_000, Some(11_500)),
+            stored("worker-01", Cause::UnattributedCpu, 18_700, None),
+        ]);
+        // On from the start: from the load's start, whatever else was raised.
+        let time = TimeToVerdict::of(&report, &hog, 10_000, None, 3.0);
+        let first = time.first.clone().unwrap();
+        assert_eq!((first.verdict.clone(), first.seconds, first.raised_before), (hog[0].clone(), 8.7, false));
+        assert_eq!(time.reference(), "the load's start");
+        assert_eq!(
+            time.differences(),
+            [
+                "worker-01 - unattributed-cpu raised 8.7 s after the load's start, beyond the scenario's 3 s (verdict_within_s)"
+            ]
+        );
+        // Mid-run: from the onset, and the flicker before it is a false flag.
+        let time = TimeToVerdict::of(&report, &hog, 10_000, Some(onset(16_000)), 3.0);
+        assert_eq!(time.seconds(), Some(2.7));
+        assert_eq!(time.flagged_before_onset, [key("master-01", Cause::PodConcentration)]);
+        assert_eq!(time.differences(), ["raised before the hog's onset: master-01 - pod-concentration"]);
+        let clean = window(vec![stored("worker-01", Cause::UnattributedCpu, 18_700, None)]);
+        assert!(TimeToVerdict::of(&clean, &hog, 10_000, Some(onset(16_000)), 3.0).differences().is_empty());
+        // Nothing expected, or nothing raised: no time, and nothing to say about it.
+        assert_eq!(TimeToVerdict::of(&clean, &[], 10_000, None, 3.0).first, None);
+        assert!(TimeToVerdict::of(&window(vec![]), &hog, 10_000, None, 3.0).differences().is_empty());
+    }
+
+    #[test]
+    fn a_raise_before_the_reference_counts_as_zero_and_says_so() {
+        let hot = [key("worker-01", Cause::ThermalThrottling)];
+        // Hot from boot: raised before the window, still active in it.
+        let report = window(vec![stored("worker-01", Cause::ThermalThrottling, 4_000, None)]);
+        let first = first_flag(&report, &hot, 10_000).unwrap();
+        assert_eq!((first.seconds, first.raised_before), (0.0, true));
+        assert!(TimeToVerdict::of(&report, &hot, 10_000, None, 3.0).differences().is_empty(), "within the bound");
+        // The same raise before a mid-run onset is an early flag.
+        let time = TimeToVerdict::of(&report, &hot, 10_000, Some(onset(16_000)), 3.0);
+        assert_eq!(time.differences(), ["raised before the hog's onset: worker-01 - thermal-throttling"]);
+        // A raise that cleared before the window opened is not in it.
+        let gone = window(vec![stored("worker-01", Cause::ThermalThrottling, 4_000, Some(6_000))]);
+        assert_eq!(first_flag(&gone, &hot, 10_000), None);
+        assert_eq!(raised_before(&gone, 16_000), []);
     }
 }

@@ -50,7 +50,9 @@
 //! * **Per-node extras**: CPU burned (from the load's start, or from boot) and memory held (from
 //!   boot) by processes outside every pod (in the node's `system` cgroup), and a sysfs overlay
 //!   ([`sysfs`]) with a hot, throttled Pi 5's thermal zone, frequencies and `get_throttled` for
-//!   that node's agent (`--sys-root`).
+//!   that node's agent (`--sys-root`). A scenario may switch a hog on mid-run instead ([`onset`]): a
+//!   burner starts, the overlay turns from a cool board to the hot one, or the L2 announcer moves
+//!   to another node.
 //! * **Node memory**: a node's `memory_mib` is the memory limit of its cgroup `bakery-demo/<node>`.
 //!
 //! Every address is in 198.18.0.0/15 and lives only in namespaces the demo made; every name starts
@@ -69,9 +71,11 @@
 //! client namespace; then the report the collector stored for the window names the workload, the
 //! nodes and the causes ([`diagnose`]). [`run::Demo::finish`] stops bakery, checks what the
 //! collector stored (`inspect`) and removes everything. The run matches the scenario ([`scenario`],
-//! [`report`]) when the collector chose the Service's web workload and the verdicts active for 3 s
-//! or more of the window are exactly the expected set; shorter ones are listed apart and do not
-//! count. That decides the exit code.
+//! [`report`]) when the collector chose the Service's web workload, the verdicts active for 3 s
+//! or more of the window are exactly the expected set (shorter ones are listed apart and do not
+//! count), the first expected verdict was raised within the scenario's `verdict_within_s` of the
+//! hog's onset (the load's start for a hog on from the start), and none before a mid-run onset.
+//! That decides the exit code.
 //! With `--otlp-endpoint` the collector also exports over OTLP, through a relay out of the control
 //! namespace ([`otlp`]).
 //!
@@ -117,6 +121,7 @@ pub mod launch;
 pub mod lock;
 pub mod nginx;
 pub mod oha;
+pub mod onset;
 pub mod otlp;
 pub mod plan;
 pub mod preflight;

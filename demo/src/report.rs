@@ -1,14 +1,14 @@
 //! The demo's final report: the workload the collector put under test, the verdicts (node and cause;
 //! brief ones apart) and per-node shares from the report the collector stored for the load-test
-//! window, whether they are what the scenario expected, oha's summary, per-pod counts and what the
-//! collector stored. JSON (`--json`) through serde, text for people through [`render`].
+//! window, whether they are what the scenario expected, how long the collector took to name the
+//! hog from its onset, oha's summary, per-pod counts and what the collector stored. JSON (`--json`) through serde, text for people through [`render`].
 
 use std::fmt::Write;
 
 use bakery_top::oha::OhaSummary;
 use serde::{Deserialize, Serialize};
 
-use crate::diagnose::{MIN_ACTIVE_MS, NodeShare, ReportedVerdict, ResolvedExpectation};
+use crate::diagnose::{MIN_ACTIVE_MS, NodeShare, ReportedVerdict, ResolvedExpectation, TimeToVerdict};
 use crate::oha::ok_responses;
 
 /// One pod, counted by itself.
@@ -78,8 +78,11 @@ pub struct Report {
     /// Verdicts active for less: shown, not counted.
     pub brief_verdicts: Vec<ReportedVerdict>,
     pub expected: ResolvedExpectation,
-    /// Whether the workload and the verdicts are what the scenario expected (the exit code says the
-    /// same).
+    /// Seconds from the hog's onset (the load's start for a hog on from the start) to the first
+    /// expected verdict the collector raised, against the scenario's bound.
+    pub time_to_verdict: TimeToVerdict,
+    /// Whether the workload, the verdicts and the time to the first of them are what the scenario
+    /// expected (the exit code says the same).
     pub matched: bool,
     /// Why not, one line each; empty on a match.
     pub differences: Vec<String>,
@@ -199,6 +202,9 @@ pub fn render(report: &Report) -> String {
     } else {
         report.expected.verdicts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     };
+    for line in time_to_verdict_lines(&report.time_to_verdict, !report.expected.verdicts.is_empty()) {
+        let _ = writeln!(out, "{line}");
+    }
     let _ = writeln!(out, "expected: {expected} -> {}", if report.matched { "MATCH" } else { "MISMATCH" });
     for difference in &report.differences {
         let _ = writeln!(out, "  {difference}");
@@ -225,13 +231,39 @@ pub fn render(report: &Report) -> String {
     out
 }
 
+/// The hog's onset, if it came on mid-run, and the time to the first expected verdict (when one is
+/// `expecting`).
+fn time_to_verdict_lines(time: &TimeToVerdict, expecting: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(onset) = &time.onset {
+        lines.push(format!("hog onset: {:.1} s into the load, {}", onset.into_load_seconds, onset.hog));
+    }
+    let bound = format!("(bound {} s)", time.within_seconds);
+    lines.push(match &time.first {
+        Some(first) if first.raised_before && time.onset.is_none() => format!(
+            "time to verdict: 0 s, {} was raised before the load's start (present from boot) {bound}",
+            first.verdict
+        ),
+        Some(first) if first.raised_before => {
+            format!("time to verdict: {} was raised before the hog's onset {bound}", first.verdict)
+        }
+        Some(first) => {
+            format!("time to verdict: {:.1} s from {} to {} {bound}", first.seconds, time.reference(), first.verdict)
+        }
+        None if expecting => "time to verdict: - (no expected verdict raised)".to_string(),
+        None => "time to verdict: - (no hog expected)".to_string(),
+    });
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use bakery_diagnosis::Cause;
     use bakery_top::oha::parse_summary;
 
     use super::*;
-    use crate::diagnose::VerdictKey;
+    use crate::diagnose::{FirstFlag, VerdictKey};
+    use crate::onset::OnsetTime;
 
     const OHA: &str = r#"{"summary": {"successRate": 1.0, "total": 12.01, "requestsPerSec": 83.4},
         "latencyPercentiles": {"p50": 0.0112, "p99": 0.0409},
@@ -271,6 +303,17 @@ mod tests {
             expected: ResolvedExpectation {
                 verdicts: vec![VerdictKey { node: "master-02".into(), cause: Cause::IngressConcentration }],
                 notes: Vec::new(),
+            },
+            time_to_verdict: TimeToVerdict {
+                onset: None,
+                from_ms: 0,
+                first: Some(FirstFlag {
+                    verdict: VerdictKey { node: "master-02".into(), cause: Cause::IngressConcentration },
+                    seconds: 0.8,
+                    raised_before: false,
+                }),
+                within_seconds: 3.0,
+                flagged_before_onset: Vec::new(),
             },
             matched: true,
             differences: Vec::new(),
@@ -326,6 +369,41 @@ mod tests {
     }
 
     #[test]
+    fn the_time_to_the_verdict_runs_from_the_load_or_the_hog_s_onset() {
+        let mut report = report();
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "time to verdict: 0.8 s from the load's start to master-02 - ingress-concentration (bound 3 s)\nexpected:"
+            ),
+            "{text}"
+        );
+        report.time_to_verdict.onset = Some(OnsetTime {
+            hog: "the L2 announcer moves from worker-02 to master-02".into(),
+            at_ms: 6_040,
+            into_load_seconds: 6.04,
+            took_seconds: 0.02,
+        });
+        report.time_to_verdict.first.as_mut().unwrap().seconds = 1.26;
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "hog onset: 6.0 s into the load, the L2 announcer moves from worker-02 to master-02\n\
+                 time to verdict: 1.3 s from the hog's onset to master-02 - ingress-concentration (bound 3 s)"
+            ),
+            "{text}"
+        );
+        report.time_to_verdict.first.as_mut().unwrap().raised_before = true;
+        assert!(render(&report).contains("master-02 - ingress-concentration was raised before the hog's onset"));
+        report.time_to_verdict.onset = None;
+        assert!(render(&report).contains("time to verdict: 0 s, master-02 - ingress-concentration was raised before the load's start (present from boot)"));
+        report.time_to_verdict.first = None;
+        assert!(render(&report).contains("time to verdict: - (no expected verdict raised)"));
+        report.expected.verdicts.clear();
+        assert!(render(&report).contains("time to verdict: - (no hog expected)"));
+    }
+
+    #[test]
     fn a_mismatch_says_why() {
         let mut report = report();
         report.workload.chosen = Some("Deployment/npm/nginx-proxy-manager".into());
@@ -351,5 +429,9 @@ mod tests {
         assert_eq!(json["expected"]["verdicts"][0]["cause"], "ingress-concentration");
         assert_eq!(json["window"]["collector_window"], "w-1764070927000");
         assert_eq!(json["oha"]["requests"], 1002);
+        assert_eq!(json["time_to_verdict"]["first"]["seconds"], 0.8);
+        assert_eq!(json["time_to_verdict"]["first"]["verdict"]["node"], "master-02");
+        assert_eq!(json["time_to_verdict"]["within_seconds"], 3.0);
+        assert_eq!(json["time_to_verdict"]["onset"], serde_json::Value::Null);
     }
 }

@@ -3,6 +3,9 @@
 //! collector stored and take everything down ([`Demo::finish`]). The CLI runs the three in a row;
 //! the root tests (`tests/demo/`) look at the cluster between them.
 //!
+//! A hog that comes on mid-run ([`crate::onset`]) is switched on from the load's loop at its time;
+//! the report gives the seconds from then to the first expected verdict.
+//!
 //! Before the window, bakery watches the idle cluster for [`warm_up`]: a collector in a real cluster
 //! has watched it for hours, and the diagnosis learns each node's own baseline outside windows.
 //!
@@ -22,8 +25,9 @@ use bakery_top::oha::{JsonDestination, OhaFlags, OhaSummary, flags_from_help, pa
 use crate::binaries::Binaries;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::control::ControlLink;
-use crate::diagnose;
+use crate::diagnose::{self, TimeToVerdict};
 use crate::launch::with_log;
+use crate::onset::{Onset, OnsetTime, Pending};
 use crate::plan::{Plan, PodPlan};
 use crate::report::{PodCount, Report, StoredNode, Timings, WindowTimes, WorkloadUnderTest};
 use crate::scenario::{App, Scenario};
@@ -108,6 +112,8 @@ impl Demo {
         let started = Instant::now();
         if let Some(duration) = options.duration {
             scenario.load.duration = duration;
+            // A shorter load may end before a mid-run hog's onset.
+            scenario.validate()?;
         }
         let run_id = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -263,6 +269,7 @@ impl Demo {
             self.progress(&format!("started with the load: {}", started_extras.join(", ")));
         }
         let load_started = Instant::now();
+        let mut onset = Onset::of(&self.plan().scenario).map(|onset| Pending::new(onset, window_start));
         self.progress(&format!(
             "window open; oha against {url} for {} ({} connections{}{})",
             humantime::format_duration(load.duration),
@@ -290,6 +297,9 @@ impl Demo {
         let mut live = top.is_none().then(LiveLines::default);
         let mut next_line = Instant::now() + Duration::from_secs(2);
         let result = self.run_oha(&oha_path, oha_flags, &load, &url, || {
+            if let Some(line) = onset.as_mut().and_then(|pending| pending.poll(&self.cluster)) {
+                self.progress(&line);
+            }
             if let Some(live) = live.as_mut()
                 && Instant::now() >= next_line
             {
@@ -303,7 +313,12 @@ impl Demo {
         });
         let window_end = now_ms();
         self.timings.load_seconds = load_started.elapsed().as_secs_f64();
-        let summary = match result {
+        let onset = onset.map(|pending| {
+            let (time, started) = pending.finish();
+            self.cluster.keep_extras(started);
+            time
+        });
+        let summary = match result.and_then(|summary| Ok((summary, onset.transpose()?))) {
             Ok(summary) => summary,
             Err(error) => {
                 if let Some(mut top) = top.take() {
@@ -332,7 +347,8 @@ impl Demo {
             })?;
         }
         let times = WindowTimes { collector_window: window_id, start_ms: window_start, end_ms: window_end };
-        let mut report = self.report(times, &window_report, summary, &pods_after);
+        let (summary, onset) = summary;
+        let mut report = self.report(times, &window_report, summary, &pods_after, onset);
         self.timings.analysis_seconds = analysis_started.elapsed().as_secs_f64();
         report.timings = self.timings.clone();
         if let Some(mut top) = top {
@@ -471,6 +487,7 @@ impl Demo {
         window_report: &WindowReport,
         oha: OhaSummary,
         pods_after: &BTreeMap<String, WebStats>,
+        onset: Option<OnsetTime>,
     ) -> Report {
         let plan = self.plan();
         let mut counts = BTreeMap::new();
@@ -500,8 +517,11 @@ impl Demo {
             chosen_by: if self.options.workload.is_some() { "named" } else { "collector" }.to_string(),
             expected: diagnose::expected_workload(plan),
         };
-        let differences =
+        let mut differences =
             diagnose::differences(&expected, &verdicts.counted, workload.chosen.as_deref(), &workload.expected);
+        let within = plan.scenario.verdict_within_s();
+        let time_to_verdict = TimeToVerdict::of(window_report, &expected.verdicts, window.start_ms, onset, within);
+        differences.extend(time_to_verdict.differences());
         Report {
             scenario: plan.scenario.name.clone(),
             description: plan.scenario.description.clone(),
@@ -511,6 +531,7 @@ impl Demo {
             verdicts: verdicts.counted,
             brief_verdicts: verdicts.brief,
             expected,
+            time_to_verdict,
             matched: differences.is_empty(),
             differences,
             collector_notes: window_report.notes.clone(),

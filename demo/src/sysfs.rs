@@ -8,6 +8,10 @@
 //! `class/thermal/thermal_zone0/{type,temp}` (millidegrees Celsius, zone type `cpu-thermal`),
 //! `devices/system/cpu/cpu<N>/cpufreq/{scaling_cur_freq,cpuinfo_max_freq}` (kHz) and
 //! `devices/platform/soc/soc:firmware/get_throttled` (hex, as the Pi firmware driver prints it).
+//!
+//! A board that turns hot mid-run starts with [`cool`]'s files, which [`rewrite`] then replaces
+//! with the hot ones in place: the agent keeps its sysfs files open between samples, so a file
+//! renamed over them would never be read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -33,6 +37,37 @@ pub fn thermal_files(thermal: &ThermalOverlay, cores: usize) -> BTreeMap<PathBuf
         files.insert(PathBuf::from("devices/platform/soc/soc:firmware/get_throttled"), format!("{word:x}\n"));
     }
     files
+}
+
+/// The cores an overlay lists frequencies for: the machine's.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// What `hot`'s board shows before it turns hot: a Pi 5 at ease (50 C, at its maximum frequency,
+/// no throttle bit), with the same files as `hot` so that turning hot rewrites them all.
+pub fn cool(hot: &ThermalOverlay) -> ThermalOverlay {
+    ThermalOverlay {
+        temperature_celsius: 50.0,
+        current_mhz: hot.max_mhz,
+        max_mhz: hot.max_mhz,
+        throttled: if hot.throttled.is_empty() { String::new() } else { "0x0".into() },
+        start_s: None,
+    }
+}
+
+/// Writes `files` over the same files of the overlay at `overlay`, each in place (the same inode,
+/// truncated to its new length after the write), so that a reader holding it open sees the change.
+pub fn rewrite(overlay: &Path, files: &BTreeMap<PathBuf, String>) -> Result<()> {
+    use std::io::Write;
+    for (relative, content) in files {
+        let path = overlay.join(relative);
+        let io = |source| Error::File { action: "rewriting", path: path.clone(), source };
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).map_err(io)?;
+        file.write_all(content.as_bytes()).map_err(io)?;
+        file.set_len(content.len() as u64).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Builds the overlay of `real` at `overlay` with `files` replaced.
@@ -72,7 +107,42 @@ mod tests {
     use super::*;
 
     fn hot() -> ThermalOverlay {
-        ThermalOverlay { temperature_celsius: 83.5, current_mhz: 1500, max_mhz: 2400, throttled: "0x50005".into() }
+        ThermalOverlay {
+            temperature_celsius: 83.5,
+            current_mhz: 1500,
+            max_mhz: 2400,
+            throttled: "0x50005".into(),
+            start_s: None,
+        }
+    }
+
+    #[test]
+    fn a_board_turning_hot_rewrites_the_files_its_agent_holds_open() {
+        let real = tempfile::tempdir().unwrap();
+        let overlay = tempfile::tempdir().unwrap();
+        let cool = cool(&hot());
+        build(real.path(), overlay.path(), &thermal_files(&cool, 2)).unwrap();
+        let temp = overlay.path().join("class/thermal/thermal_zone0/temp");
+        let throttled = overlay.path().join("devices/platform/soc/soc:firmware/get_throttled");
+        assert_eq!(std::fs::read_to_string(&temp).unwrap(), "50000\n");
+        assert_eq!(std::fs::read_to_string(&throttled).unwrap(), "0\n", "no throttle bit");
+        assert_eq!(
+            thermal_files(&cool, 2).keys().collect::<Vec<_>>(),
+            thermal_files(&hot(), 2).keys().collect::<Vec<_>>(),
+            "the same files, cool and hot"
+        );
+        // As the agent reads it: one descriptor kept open, read again from the start.
+        let mut held = std::fs::File::open(&throttled).unwrap();
+        rewrite(overlay.path(), &thermal_files(&hot(), 2)).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut held, &mut text).unwrap();
+        assert_eq!(text, "50005\n", "the open file shows the hot word");
+        assert_eq!(std::fs::read_to_string(&temp).unwrap(), "83500\n");
+        let frequency = overlay.path().join("devices/system/cpu/cpu1/cpufreq/scaling_cur_freq");
+        assert_eq!(std::fs::read_to_string(frequency).unwrap(), "1500000\n");
+        let cool_again = thermal_files(&ThermalOverlay { throttled: "0x0".into(), ..hot() }, 2);
+        rewrite(overlay.path(), &cool_again).unwrap();
+        assert_eq!(std::fs::read_to_string(&throttled).unwrap(), "0\n", "a shorter word leaves no tail");
     }
 
     #[test]

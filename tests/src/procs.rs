@@ -143,6 +143,13 @@ impl Collector {
             .collect()
     }
 
+    /// Every sample of `node` in the stopped store, by sequence number, with when the collector
+    /// received it and when it was taken.
+    pub fn stored_samples(&self, node: &str) -> Vec<crate::stored::StoredSample> {
+        assert!(self.child.is_none(), "the store is read stopped");
+        crate::stored::stored_samples(&self.data_dir(), node).unwrap()
+    }
+
     /// `GET /metrics` with this bearer token: (HTTP status, body).
     pub fn scrape(&self, token: Option<&str>) -> (u16, String) {
         use std::io::{Read, Write};

@@ -29,9 +29,19 @@ pub enum Bench {
     },
     /// One diagnosis tick for 100 nodes with 50 pods each.
     Analysis,
-    /// oha's RPS through the mini-bakery with the agents at 1 Hz against the agents stopped (root).
+    /// Five agents' backlog of a 5-minute collector outage at 4 Hz replayed beside their live
+    /// samples: seconds until all is committed, live delays against a window without backlog.
+    Drain {
+        /// Extra arguments for the driver, e.g. `-- --outage 60s --outage-interval 50ms` (the
+        /// same 1200 samples per agent in a fifth of the time; the agents, restarted, then
+        /// retry within 2 s instead of 5 s).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// oha's RPS through the mini-bakery with the agents sampling (1 Hz, or `-- --interval 250ms`
+    /// as while a load-test window is open) against the agents stopped (root).
     Observer {
-        /// Extra arguments for `bakery-demo bench-observer`, e.g. `-- --duration 15s --rounds 3`.
+        /// Extra arguments for `bakery-demo bench-observer`, e.g. `-- --duration 15s --rounds 5 --interval 250ms`.
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -47,6 +57,7 @@ pub fn run(bench: Bench) -> Result<()> {
             exec(driver)
         }
         Bench::Analysis => exec(cargo(&["run", "--release", "-p", "bakery-diagnosis", "--example", "bench_tick"])),
+        Bench::Drain { args } => drain(&args),
         Bench::Observer { args } => crate::demo::bench_observer(&args),
     }
 }
@@ -61,5 +72,14 @@ fn agent(args: &[String]) -> Result<()> {
     let root = workspace_root();
     let mut driver = Command::new(root.join("target/debug/bakery-bench"));
     driver.current_dir(&root).arg("agent").arg("--bin-dir").arg(root.join("target/release")).args(args);
+    exec(driver)
+}
+
+fn drain(args: &[String]) -> Result<()> {
+    exec(cargo(&["build", "--release", "-p", "bakery-agent", "-p", "bakery-collector"]))?;
+    exec(cargo(&["build", "-p", "bakery-tests", "--bin", "bakery-bench"]))?;
+    let root = workspace_root();
+    let mut driver = Command::new(root.join("target/debug/bakery-bench"));
+    driver.current_dir(&root).arg("drain").arg("--bin-dir").arg(root.join("target/release")).args(args);
     exec(driver)
 }

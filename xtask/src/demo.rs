@@ -7,8 +7,8 @@
 //! `bakery-demo campaign --count 30 --seed 7` (random scenarios against their ground truth).
 //!
 //! `cargo xtask bench observer` (wired in `bench.rs`) goes through [`bench_observer`]: the same
-//! cluster with release binaries, oha's requests per second with the agents at 1 Hz against the
-//! agents stopped.
+//! cluster with release binaries, oha's requests per second with the agents sampling (at 1 Hz, or
+//! at `--interval`) against the agents stopped.
 
 use std::path::Path;
 use std::process::Command;

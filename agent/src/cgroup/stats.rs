@@ -21,9 +21,10 @@
 //! reader's refresh interval: page cache ages over seconds, and cAdvisor
 //! itself refreshes it only every housekeeping pass (10 s or more).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use foldhash::HashMap;
 
 use crate::cgroup::CgroupVersion;
 use crate::cgroup::mounts::{Hierarchy, MountPreference};
@@ -364,7 +365,7 @@ impl CgroupReader {
     ) -> Option<(FileAt<'a>, &str)> {
         for (index, mount) in self.mounts.order(which) {
             let at = FileAt { root, mount, relative, file };
-            match self.files.read_lazily((id, file, index), || at.path(), &mut self.buffer) {
+            match self.files.read_lazily(&(id, file, index), || at.path(), &mut self.buffer) {
                 Ok(true) => {
                     self.mounts.found(which, index);
                     return match std::str::from_utf8(&self.buffer) {

@@ -26,7 +26,9 @@
 //! interface coming or going, is seen at the next of those.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -35,7 +37,10 @@ use std::time::{Duration, Instant};
 use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
 use serde::Serialize;
 
+use crate::dir_entries;
+use crate::kept_files::read_whole;
 use crate::net::{Interface, InterfaceNames};
+use crate::reuse::{PathBuffer, set_option_str};
 use crate::roots::HostRoots;
 use crate::signal::{ParseError, SignalError, SignalResult, parse_u64};
 
@@ -175,8 +180,8 @@ pub struct Classified {
     pub master: Option<Arc<str>>,
 }
 
-/// Classified interfaces by name.
-pub type LinkKinds = HashMap<String, Classified>;
+/// Classified interfaces by name (looked up for every interface every sample).
+pub type LinkKinds = foldhash::HashMap<String, Classified>;
 
 /// The node's pods' network namespaces, by the ids the node's namespace gives them
 /// (`RTM_GETNSID`).
@@ -199,7 +204,7 @@ pub fn from_links(links: &[LinkMessage], pods: &PodNamespaces) -> LinkKinds {
             }
         }
     }
-    let mut kinds = LinkKinds::with_capacity(links.len());
+    let mut kinds = LinkKinds::with_capacity_and_hasher(links.len(), Default::default());
     for link in links {
         let Some(name) = names.get(&link.header.index) else { continue };
         let mut kind = None;
@@ -273,12 +278,17 @@ impl SysfsLink {
 
 /// The `DEVTYPE` of a `uevent` file (`KEY=value` lines); `None` when it has none.
 pub fn parse_uevent_devtype(text: &str) -> Result<Option<String>, ParseError> {
+    uevent_devtype(text).map(|devtype| devtype.map(str::to_string))
+}
+
+/// [`parse_uevent_devtype`], lent from `text`.
+fn uevent_devtype(text: &str) -> Result<Option<&str>, ParseError> {
     let mut devtype = None;
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         let (key, value) =
             line.split_once('=').ok_or_else(|| ParseError::new(format!("a line without '=': {line:?}")))?;
         if key == "DEVTYPE" {
-            devtype = Some(value.to_string());
+            devtype = Some(value);
         }
     }
     Ok(devtype)
@@ -287,39 +297,68 @@ pub fn parse_uevent_devtype(text: &str) -> Result<Option<String>, ParseError> {
 /// Reads `<sys-root>/class/net/<name>/`. Absent when the directory or its `type` is; malformed
 /// when `type` or `uevent` does not parse.
 pub fn read_sysfs_link(roots: &HostRoots, name: &str) -> SignalResult<SysfsLink> {
-    let dir = roots.sys("class/net").join(name);
-    let why = "the interface is gone, or this sysfs shows another network namespace";
-    let entries = std::fs::read_dir(&dir).map_err(|e| SignalError::from_io(&dir, e, why))?;
     let mut link = SysfsLink::default();
-    for entry in entries {
-        let entry = entry.map_err(|source| SignalError::Io { path: dir.clone(), source })?;
-        match entry.file_name().to_str() {
-            Some("bonding") => link.bonding = true,
-            Some("bridge") => link.bridge = true,
-            Some("tun_flags") => link.tun_flags = true,
-            Some("device") => link.device = true,
-            Some(other) if other.starts_with("lower_") => link.lower = true,
-            _ => {}
-        }
-    }
-    let type_path = dir.join("type");
-    let text = crate::signal::read_to_string(&type_path, "every interface in sysfs has it")?;
-    let link_type = parse_u64(&text).map_err(|e| e.at(&type_path))?;
-    link.link_type =
-        u16::try_from(link_type).map_err(|_| SignalError::malformed(&type_path, "a link type past 65535"))?;
-    let uevent = dir.join("uevent");
-    link.devtype = match std::fs::read(&uevent) {
-        Ok(bytes) => parse_uevent_devtype(&String::from_utf8_lossy(&bytes)).map_err(|e| e.at(&uevent))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(source) => return Err(SignalError::Io { path: uevent, source }),
-    };
-    let master = dir.join("master");
-    link.master = match std::fs::read_link(&master) {
-        Ok(target) => target.file_name().map(|name| name.to_string_lossy().into_owned()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(source) => return Err(SignalError::Io { path: master, source }),
-    };
+    SysfsScratch::default().read(&roots.sys, name, &mut link)?;
     Ok(link)
+}
+
+/// The buffers [`read_sysfs_link`] reads into, kept between interfaces and refreshes.
+#[derive(Debug, Default)]
+struct SysfsScratch {
+    path: PathBuffer,
+    entries: Vec<u8>,
+    buffer: Vec<u8>,
+}
+
+impl SysfsScratch {
+    /// Reads `<sys>/class/net/<name>/` into `link`, overwriting it in place (its strings kept).
+    fn read(&mut self, sys: &Path, name: &str, link: &mut SysfsLink) -> SignalResult<()> {
+        let dir = || sys.join("class/net").join(name);
+        let why = "the interface is gone, or this sysfs shows another network namespace";
+        let (mut bonding, mut bridge, mut tun_flags, mut device, mut lower) = (false, false, false, false, false);
+        let listed =
+            dir_entries::for_each_name(self.path.build(sys, &["class/net", name]), &mut self.entries, |entry| {
+                match entry {
+                    b"bonding" => bonding = true,
+                    b"bridge" => bridge = true,
+                    b"tun_flags" => tun_flags = true,
+                    b"device" => device = true,
+                    other if other.starts_with(b"lower_") => lower = true,
+                    _ => {}
+                }
+            });
+        listed.map_err(|e| SignalError::from_io(dir(), e, why))?;
+        (link.bonding, link.bridge, link.tun_flags, link.device, link.lower) =
+            (bonding, bridge, tun_flags, device, lower);
+        let type_path = || dir().join("type");
+        self.read_file(sys, &["class/net", name, "type"])
+            .map_err(|e| SignalError::from_io(type_path(), e, "every interface in sysfs has it"))?;
+        let link_type = parse_u64(&String::from_utf8_lossy(&self.buffer)).map_err(|e| e.at(&type_path()))?;
+        link.link_type =
+            u16::try_from(link_type).map_err(|_| SignalError::malformed(type_path(), "a link type past 65535"))?;
+        let uevent = match self.read_file(sys, &["class/net", name, "uevent"]) {
+            Ok(()) => Some(String::from_utf8_lossy(&self.buffer)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(source) => return Err(SignalError::Io { path: dir().join("uevent"), source }),
+        };
+        let devtype = uevent.as_deref().map(uevent_devtype).transpose().map_err(|e| e.at(&dir().join("uevent")))?;
+        set_option_str(&mut link.devtype, devtype.flatten());
+        let mut target = [0u8; 256];
+        let master_link = self.path.build(sys, &["class/net", name, "master"]);
+        let master = match rustix::fs::readlinkat_raw(rustix::fs::CWD, master_link, &mut target[..]) {
+            Ok(length) => Path::new(std::ffi::OsStr::from_bytes(target.get(..length).unwrap_or_default())).file_name(),
+            Err(e) if e == rustix::io::Errno::NOENT => None,
+            Err(e) => return Err(SignalError::Io { path: dir().join("master"), source: e.into() }),
+        };
+        set_option_str(&mut link.master, master.map(|name| name.to_string_lossy()).as_deref());
+        Ok(())
+    }
+
+    /// The whole file `<sys>/<parts>` into `self.buffer`.
+    fn read_file(&mut self, sys: &Path, parts: &[&str]) -> io::Result<()> {
+        let file = File::open(self.path.build(sys, parts))?;
+        read_whole(&file, &mut self.buffer).map(|_| ())
+    }
 }
 
 /// Whether `<proc-root>` is the live procfs of the network namespace this thread is in, so
@@ -343,6 +382,12 @@ pub struct InterfaceKinds {
     sysfs_names: InterfaceNames,
     sysfs_read_at: Option<Instant>,
     refresh: Duration,
+    /// Each interface's sysfs entries as last read, and in which refresh.
+    links: foldhash::HashMap<String, (SysfsLink, u64)>,
+    /// Bond and bridge names, shared by the interfaces enslaved to them.
+    masters: foldhash::HashMap<String, Arc<str>>,
+    refreshes: u64,
+    scratch: SysfsScratch,
 }
 
 impl InterfaceKinds {
@@ -350,10 +395,14 @@ impl InterfaceKinds {
     pub fn new(refresh: Duration) -> Self {
         Self {
             live: None,
-            from_sysfs: LinkKinds::new(),
+            from_sysfs: LinkKinds::default(),
             sysfs_names: InterfaceNames::default(),
             sysfs_read_at: None,
             refresh,
+            links: foldhash::HashMap::default(),
+            masters: foldhash::HashMap::default(),
+            refreshes: 0,
+            scratch: SysfsScratch::default(),
         }
     }
 
@@ -384,6 +433,9 @@ impl InterfaceKinds {
         }
     }
 
+    /// Reads every interface's sysfs entries again when they are `refresh` old or an interface
+    /// came or went, updating what it knows in place: the same interfaces as last time cost no
+    /// allocation.
     fn refresh_sysfs(
         &mut self,
         roots: &HostRoots,
@@ -397,29 +449,51 @@ impl InterfaceKinds {
         }
         self.sysfs_names.set(interfaces);
         self.sysfs_read_at = Some(now);
-        self.from_sysfs.clear();
-        let class_net = roots.sys("class/net");
-        if !class_net.is_dir() {
+        self.refreshes += 1;
+        let refresh = self.refreshes;
+        if !self.scratch.path.build(&roots.sys, &["class/net"]).is_dir() {
             let why = "no class/net in the sys root: is --sys-root a sysfs mount?";
-            errors.push(SignalError::Absent { path: class_net, why: why.into() });
+            errors.push(SignalError::Absent { path: roots.sys("class/net"), why: why.into() });
+            self.from_sysfs.clear();
             return;
         }
-        let mut masters: HashMap<String, Arc<str>> = HashMap::new();
         for interface in interfaces {
-            match read_sysfs_link(roots, &interface.name) {
-                Ok(link) => {
-                    let master = link
-                        .master
-                        .as_ref()
-                        .map(|name| masters.entry(name.clone()).or_insert_with(|| Arc::from(name.as_str())).clone());
-                    let classified = Classified { kind: classify(&link.facts()), master };
-                    self.from_sysfs.insert(interface.name.clone(), classified);
-                }
-                Err(error) => errors.push(error),
+            let name = interface.name.as_str();
+            if !self.links.contains_key(name) {
+                // Marked as read in no refresh until it is read.
+                self.links.insert(name.to_string(), (SysfsLink::default(), 0));
             }
+            let Some((link, read_in)) = self.links.get_mut(name) else { continue };
+            if let Err(error) = self.scratch.read(&roots.sys, name, link) {
+                errors.push(error);
+                continue;
+            }
+            *read_in = refresh;
+            let master = link.master.as_deref().map(|master| match self.masters.get(master) {
+                Some(shared) => Arc::clone(shared),
+                None => Arc::clone(self.masters.entry(master.to_string()).or_insert_with(|| Arc::from(master))),
+            });
+            let classified = Classified { kind: classify(&link.facts()), master };
+            match self.from_sysfs.get_mut(name) {
+                Some(known) => *known = classified,
+                None => {
+                    self.from_sysfs.insert(name.to_string(), classified);
+                }
+            }
+        }
+        // An interface gone, or whose entries could not be read this time, is no longer known.
+        self.links.retain(|_, (_, read_in)| *read_in == refresh);
+        let links = &self.links;
+        self.from_sysfs.retain(|name, _| links.contains_key(name));
+        if self.masters.len() > MAX_MASTERS {
+            self.masters.clear();
         }
     }
 }
+
+/// Past this many bond and bridge names the shared names are made afresh: they are few on a
+/// node, but must not grow for months with churn.
+const MAX_MASTERS: usize = 256;
 
 #[cfg(test)]
 mod tests;

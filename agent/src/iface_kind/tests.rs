@@ -202,7 +202,7 @@ fn a_fixture_tree_is_read_from_sysfs() {
         interfaces(&["lo", "eth0", "wlan0", "flannel.1", "cni0", "veth3a1f9c2e", "vethb71e04d5", "veth0c9d2a61"]);
     let mut errors = Vec::new();
     // A link dump (of this machine) is not used for another tree.
-    let machine = LinkKinds::from([("eth0".to_string(), Classified { kind: Bond, master: None })]);
+    let machine: LinkKinds = [("eth0".to_string(), Classified { kind: Bond, master: None })].into_iter().collect();
     InterfaceKinds::new(Duration::ZERO).apply(&roots, &mut pi5, Some(&machine), Instant::now(), &mut errors);
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(

@@ -5,13 +5,16 @@
 //! once per pid and the answer kept until the pid disappears from `/proc`.
 //! When the walk is made is [`crate::pods::tracker`]'s.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use foldhash::HashMap;
+
 use crate::cgroup::paths::{PodCgroup, parse_pod_cgroup};
+use crate::dir_entries;
 use crate::kept_files::read_proc_file;
+use crate::reuse::{PathBuffer, decimal};
 use crate::signal::SignalError;
 
 #[derive(Debug)]
@@ -26,8 +29,14 @@ pub struct PidCache {
     pids: HashMap<u32, CachedPid>,
     scan: u64,
     buffer: Vec<u8>,
+    /// Where `/proc`'s entries are read (see [`dir_entries`]).
+    entries: Vec<u8>,
+    /// A pid's directory, built for reading its cgroup file.
+    path: PathBuffer,
     /// This scan's pod processes, sorted by pod UID then pid.
     members: Vec<(Arc<PodCgroup>, u32)>,
+    /// The pids of `members`, in the same order, lent out by [`Self::pods`].
+    member_pids: Vec<u32>,
     last_walk: Option<Instant>,
     walk_next_scan: bool,
 }
@@ -67,32 +76,35 @@ impl PidCache {
         self.scan += 1;
         let scan = self.scan;
         self.members.clear();
-        let entries = std::fs::read_dir(proc_root)
-            .map_err(|e| SignalError::from_io(proc_root, e, "no procfs at the proc root"))?;
-        for entry in entries {
-            let Ok(entry) = entry else { continue };
-            let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
-            let cached = match self.pids.get_mut(&pid) {
+        let Self { pids, buffer, entries, path, members, .. } = self;
+        let listed = dir_entries::for_each_name(proc_root, entries, |name| {
+            let Some(pid) = std::str::from_utf8(name).ok().and_then(|name| name.parse::<u32>().ok()) else { return };
+            let cached = match pids.get_mut(&pid) {
                 Some(cached) => cached,
                 None => {
-                    let Some(pod) = read_pod(proc_root, pid, &mut self.buffer, errors) else { continue };
-                    self.pids.entry(pid).or_insert(CachedPid { pod, seen_in_scan: scan })
+                    let Some(pod) = read_pod(proc_root, pid, (&mut *path, &mut *buffer), errors) else { return };
+                    pids.entry(pid).or_insert(CachedPid { pod, seen_in_scan: scan })
                 }
             };
             cached.seen_in_scan = scan;
             if let Some(pod) = &cached.pod {
-                self.members.push((Arc::clone(pod), pid));
+                members.push((Arc::clone(pod), pid));
             }
-        }
+        });
+        listed.map_err(|e| SignalError::from_io(proc_root, e, "no procfs at the proc root"))?;
         self.pids.retain(|_, cached| cached.seen_in_scan == scan);
         self.members.sort_unstable_by(|(a, a_pid), (b, b_pid)| a.uid.cmp(&b.uid).then(a_pid.cmp(b_pid)));
+        self.member_pids.clear();
+        self.member_pids.extend(self.members.iter().map(|(_, pid)| *pid));
         Ok(())
     }
 
     /// The pods of the last scan, each with its pids (ascending), by UID.
-    pub fn pods(&self) -> impl Iterator<Item = (&PodCgroup, Vec<u32>)> + '_ {
-        self.members.chunk_by(|(a, _), (b, _)| a.uid == b.uid).map(|group| {
-            let pids = group.iter().map(|(_, pid)| *pid).collect();
+    pub fn pods(&self) -> impl Iterator<Item = (&PodCgroup, &[u32])> + '_ {
+        let mut start = 0;
+        self.members.chunk_by(|(a, _), (b, _)| a.uid == b.uid).map(move |group| {
+            let pids = &self.member_pids[start..start + group.len()];
+            start += group.len();
             (group[0].0.as_ref(), pids)
         })
     }
@@ -112,22 +124,23 @@ impl PidCache {
 fn read_pod(
     proc_root: &Path,
     pid: u32,
-    buffer: &mut Vec<u8>,
+    (path, buffer): (&mut PathBuffer, &mut Vec<u8>),
     errors: &mut Vec<SignalError>,
 ) -> Option<Option<Arc<PodCgroup>>> {
-    let path = proc_root.join(pid.to_string()).join("cgroup");
-    match read_proc_file(&path, buffer) {
+    let mut digits = [0; 10];
+    let path = path.build(proc_root, &[decimal(pid, &mut digits), "cgroup"]);
+    match read_proc_file(path, buffer) {
         // Cgroup names are bytes; a non-UTF-8 one is not a kubepods name.
         Ok(true) => match parse_pod_cgroup(&String::from_utf8_lossy(buffer)) {
             Ok(pod) => Some(pod.map(Arc::new)),
             Err(error) => {
-                errors.push(error.at(&path));
+                errors.push(error.at(path));
                 Some(None)
             }
         },
         Ok(false) => None,
         Err(error) => {
-            errors.push(SignalError::Io { path, source: error });
+            errors.push(SignalError::Io { path: path.to_path_buf(), source: error });
             Some(None)
         }
     }
@@ -144,7 +157,7 @@ mod tests {
     }
 
     fn uids_and_pids(cache: &PidCache) -> Vec<(String, Vec<u32>)> {
-        cache.pods().map(|(pod, pids)| (pod.uid.clone(), pids)).collect()
+        cache.pods().map(|(pod, pids)| (pod.uid.clone(), pids.to_vec())).collect()
     }
 
     #[test]

@@ -11,10 +11,11 @@
 //! CPU and memory come from [`crate::cgroup::stats::CgroupReader`]. The
 //! files read every sample stay open ([`crate::kept_files`]).
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::cgroup::paths::PodCgroup;
 use crate::cgroup::stats::{CgroupReader, PodUsage};
@@ -26,6 +27,7 @@ use crate::pods::tcp_counters::{self, TcpCounters};
 use crate::pods::tcp_refresh::TableRefresh;
 use crate::pods::veth::{self, VethPeers};
 use crate::pods::{ScanPolicy, TcpConnections};
+use crate::reuse::{PathBuffer, decimal};
 use crate::roots::HostRoots;
 use crate::signal::SignalError;
 
@@ -37,6 +39,13 @@ pub(super) struct Measure {
     host_namespace: Option<u64>,
     /// A namespace's files, by its inode.
     files: KeptFiles<(u64, NamespaceFile)>,
+    /// The directory of the process a namespace is read through.
+    process: PathBuffer,
+    /// Any other path built to be read (`ns/net`, a file of a namespace
+    /// whose inode is unknown).
+    path: PathBuffer,
+    /// A namespace's `net/dev`, parsed into the same list every time.
+    interfaces: Vec<Interface>,
     /// The network namespace of each pod process read since the last walk
     /// (`None`: not allowed to look), so `ns/net` is read once per walk.
     namespace_of: HashMap<u32, Option<u64>>,
@@ -100,6 +109,11 @@ enum NamespaceFile {
 }
 
 impl NamespaceFile {
+    /// The file below `process` (`/proc/<pid>`), for an error to name.
+    fn path(self, process: &Path) -> PathBuf {
+        process.join(self.under_process())
+    }
+
     fn under_process(self) -> &'static str {
         match self {
             Self::Dev => "net/dev",
@@ -119,8 +133,8 @@ struct NamespaceReading {
     /// `None` when the counters could not be read (the error is listed):
     /// the pod then has no TCP figures this sample.
     tcp_counters: Option<TcpCounters>,
-    /// `/proc/<pid>` of the process it was read through, for the tables.
-    process: PathBuf,
+    /// The process it was read through (`/proc/<pid>`), for the tables.
+    pid: u32,
 }
 
 /// What reading a pod's network through one of its processes gave.
@@ -138,6 +152,9 @@ impl Measure {
             cgroups: CgroupReader::with_inactive_refresh(policy.memory_stat_refresh),
             host_namespace: None,
             files: KeptFiles::default(),
+            process: PathBuffer::default(),
+            path: PathBuffer::default(),
+            interfaces: Vec::new(),
             namespace_of: HashMap::new(),
             buffer: Vec::new(),
             buffer6: Vec::new(),
@@ -201,7 +218,7 @@ impl Measure {
         now: Instant,
         errors: &mut Vec<SignalError>,
     ) {
-        self.host_namespace = read_namespace_link(&roots.proc("1/ns/net"));
+        self.host_namespace = read_namespace_link(self.path.build(&roots.proc, &["1/ns/net"])).ok().flatten();
         self.namespace_of.clear();
         // rtnetlink answers for the agent's own namespace, and so does
         // `<proc-root>/net/dev` (it is `self/net/dev`) on a real procfs.
@@ -231,13 +248,12 @@ impl Measure {
         let mut namespaces = Vec::new();
         let mut every_pod_listed = true;
         for &pid in pod_pids {
-            let process = proc_root.join(pid.to_string());
-            let Some(inode) = self.namespace_inode(&process, pid) else {
+            let Some(inode) = self.namespace_inode(proc_root, pid) else {
                 every_pod_listed = false;
                 continue;
             };
             if Some(inode) != self.host_namespace {
-                namespaces.push((inode, process));
+                namespaces.push((inode, pid));
             }
         }
         let mut inodes: Vec<u64> = namespaces.iter().map(|(inode, _)| *inode).collect();
@@ -247,8 +263,9 @@ impl Measure {
             return;
         }
         let measure = self;
+        let process = |pid: u32| proc_root.join(pid.to_string());
         let links: Vec<(u64, PathBuf)> =
-            namespaces.iter().map(|(inode, process)| (*inode, process.join("ns/net"))).collect();
+            namespaces.iter().map(|(inode, pid)| (*inode, process(*pid).join("ns/net"))).collect();
         let namespaces_to_map = links.iter().map(|(inode, path)| (*inode, path.as_path()));
         if let Err(source) = measure.veths.refresh(namespaces_to_map, every_pod_listed, node_interfaces, now) {
             let path = PathBuf::from("rtnetlink (RTM_GETLINK, RTM_GETNSID)");
@@ -260,9 +277,9 @@ impl Measure {
             measure.veths.forget();
             return;
         }
-        for (inode, process) in &namespaces {
+        for (inode, pid) in &namespaces {
             let Some(peers) = measure.veths.of(*inode).map(<[String]>::len) else { continue };
-            let own = read_proc_file(&process.join("net/dev"), &mut measure.buffer).ok().and_then(|_| {
+            let own = read_proc_file(&process(*pid).join("net/dev"), &mut measure.buffer).ok().and_then(|_| {
                 let interfaces = crate::net::parse_net_dev(measure.buffer.as_slice()).ok()?;
                 Some(interfaces.iter().filter(|interface| interface.name != "lo").count())
             });
@@ -274,8 +291,8 @@ impl Measure {
 
     /// The network namespace of `pid` (`None`: not allowed to look, or the
     /// process exited), read once per walk.
-    fn namespace_inode(&mut self, process: &Path, pid: u32) -> Option<u64> {
-        self.namespace_of_process(process, pid).unwrap_or_else(|_| {
+    fn namespace_inode(&mut self, proc_root: &Path, pid: u32) -> Option<u64> {
+        self.namespace_of_process(proc_root, pid).unwrap_or_else(|_| {
             self.namespace_of.insert(pid, None);
             None
         })
@@ -285,12 +302,13 @@ impl Measure {
     /// the agent may not look (without CAP_SYS_PTRACE: the counters can
     /// still be read, only not deduplicated), an error when the process has
     /// gone (not remembered).
-    fn namespace_of_process(&mut self, process: &Path, pid: u32) -> io::Result<Option<u64>> {
+    fn namespace_of_process(&mut self, proc_root: &Path, pid: u32) -> io::Result<Option<u64>> {
         if let Some(&known) = self.namespace_of.get(&pid) {
             return Ok(known);
         }
-        let inode = match std::fs::read_link(process.join("ns/net")) {
-            Ok(link) => parse_namespace_link(&link),
+        let mut digits = [0; 10];
+        let inode = match read_namespace_link(self.path.build(proc_root, &[decimal(pid, &mut digits), "ns/net"])) {
+            Ok(inode) => inode,
             Err(error) if process_gone(&error) => return Err(error),
             Err(_) => None,
         };
@@ -316,21 +334,19 @@ impl Measure {
     }
 
     /// Reads one file of the namespace `namespace` through `process` into
-    /// `buffer`, kept open when the namespace is known. `Ok(false)` when it
-    /// is gone.
+    /// `buffer`, kept open when the namespace is known (else its path is
+    /// built in `path`). `Ok(false)` when it is gone.
     fn read_namespace_file(
-        files: &mut KeptFiles<(u64, NamespaceFile)>,
+        (files, path): (&mut KeptFiles<(u64, NamespaceFile)>, &mut PathBuffer),
         namespace: Option<u64>,
         process: &Path,
         file: NamespaceFile,
         buffer: &mut Vec<u8>,
-    ) -> (PathBuf, io::Result<bool>) {
-        let path = process.join(file.under_process());
-        let read = match namespace {
-            Some(inode) => files.read((inode, file), &path, buffer),
-            None => read_proc_file(&path, buffer),
-        };
-        (path, read)
+    ) -> io::Result<bool> {
+        match namespace {
+            Some(inode) => files.read_lazily(&(inode, file), || file.path(process), buffer),
+            None => read_proc_file(path.build(process, &[file.under_process()]), buffer),
+        }
     }
 
     /// Reads the network namespace `pid` is in, or recalls it when another
@@ -349,12 +365,29 @@ impl Measure {
         &mut self,
         proc_root: &Path,
         pid: u32,
-        node_interfaces: &HashMap<&str, &NetCounters>,
+        node_interfaces: &[Interface],
         now: Instant,
         errors: &mut Vec<SignalError>,
     ) -> Network {
-        let process = proc_root.join(pid.to_string());
-        let Ok(inode) = self.namespace_of_process(&process, pid) else {
+        // Built in a buffer kept between samples, lent out for this call.
+        let mut process = std::mem::take(&mut self.process);
+        let mut digits = [0; 10];
+        let path = process.build(proc_root, &[decimal(pid, &mut digits)]);
+        let network = self.network_through(proc_root, (path, pid), node_interfaces, now, errors);
+        self.process = process;
+        network
+    }
+
+    /// [`Self::network`], through the process `pid` whose directory is `process`.
+    fn network_through(
+        &mut self,
+        proc_root: &Path,
+        (process, pid): (&Path, u32),
+        node_interfaces: &[Interface],
+        now: Instant,
+        errors: &mut Vec<SignalError>,
+    ) -> Network {
+        let Ok(inode) = self.namespace_of_process(proc_root, pid) else {
             return Network::ProcessGone;
         };
         if inode.is_some() && inode == self.host_namespace {
@@ -374,28 +407,29 @@ impl Measure {
                 (Some(counters), Some(counters.rx_packets.wrapping_add(counters.tx_packets)))
             }
             None => {
-                let (path, read) =
-                    Self::read_namespace_file(&mut self.files, inode, &process, NamespaceFile::Dev, &mut self.buffer);
+                let dev = NamespaceFile::Dev;
+                let files = (&mut self.files, &mut self.path);
+                let read = Self::read_namespace_file(files, inode, process, dev, &mut self.buffer);
                 let interfaces = match read {
                     Ok(false) => return Network::ProcessGone,
-                    Ok(true) => match crate::net::parse_net_dev(self.buffer.as_slice()) {
-                        Ok(interfaces) => Some(interfaces),
+                    Ok(true) => match crate::net::parse_net_dev_into(self.buffer.as_slice(), &mut self.interfaces) {
+                        Ok(()) => Some(self.interfaces.as_slice()),
                         Err(error) => {
-                            errors.push(error.at(&path));
+                            errors.push(error.at(&dev.path(process)));
                             None
                         }
                     },
                     Err(error) => {
-                        errors.push(SignalError::Io { path, source: error });
+                        errors.push(SignalError::Io { path: dev.path(process), source: error });
                         None
                     }
                 };
-                (interfaces.as_deref().map(sum_without_loopback), interfaces.as_deref().map(packets_moved))
+                (interfaces.map(sum_without_loopback), interfaces.map(packets_moved))
             }
         };
         let tcp_counters = match self.quiet_counters(key, packets, now) {
             Some(counters) => Some(counters),
-            None => match self.tcp_counters(inode, &process) {
+            None => match self.tcp_counters(inode, process) {
                 Ok(counters) => {
                     if let Some(packets) = packets {
                         let read = CountersRead { counters, packets, read_at: now, used_in_sample: self.sample };
@@ -409,7 +443,7 @@ impl Measure {
                 }
             },
         };
-        self.namespaces.insert(key, NamespaceReading { network, tcp_counters, process });
+        self.namespaces.insert(key, NamespaceReading { network, tcp_counters, pid });
         Network::Own(key)
     }
 
@@ -437,33 +471,33 @@ impl Measure {
     /// fixture lacks it): [`SignalError::Absent`], and the pod is reported
     /// without TCP figures this sample.
     fn tcp_counters(&mut self, inode: Option<u64>, process: &Path) -> Result<TcpCounters, SignalError> {
-        let mut read = |file, buffer: &mut Vec<u8>| {
-            let (path, read) = Self::read_namespace_file(&mut self.files, inode, process, file, buffer);
-            read.map_err(|source| SignalError::Io { path: path.clone(), source }).map(|present| (path, present))
+        use NamespaceFile::{Snmp, Sockstat, Sockstat6};
+        let (files, path) = (&mut self.files, &mut self.path);
+        let mut read = |file: NamespaceFile, buffer: &mut Vec<u8>| {
+            Self::read_namespace_file((&mut *files, &mut *path), inode, process, file, buffer)
+                .map_err(|source| SignalError::Io { path: file.path(process), source })
         };
-        let (snmp_path, snmp_present) = read(NamespaceFile::Snmp, &mut self.snmp_buffer)?;
-        let (sockstat_path, sockstat_present) = read(NamespaceFile::Sockstat, &mut self.buffer)?;
-        for (path, present) in [(&snmp_path, snmp_present), (&sockstat_path, sockstat_present)] {
+        let snmp_present = read(Snmp, &mut self.snmp_buffer)?;
+        let sockstat_present = read(Sockstat, &mut self.buffer)?;
+        for (file, present) in [(Snmp, snmp_present), (Sockstat, sockstat_present)] {
             if !present {
                 let why = "the process exited, or the kernel keeps no TCP counters";
-                return Err(SignalError::Absent { path: path.clone(), why: why.into() });
+                return Err(SignalError::Absent { path: file.path(process), why: why.into() });
             }
         }
         // Missing without IPv6; gone with the process is told by the others.
-        let (_, sockstat6_present) = read(NamespaceFile::Sockstat6, &mut self.buffer6)?;
+        let sockstat6_present = read(Sockstat6, &mut self.buffer6)?;
         // The kernel writes ASCII; a byte that is not is a malformed file.
-        let snmp =
-            std::str::from_utf8(&self.snmp_buffer).map_err(|_| SignalError::malformed(&snmp_path, "not UTF-8 text"))?;
-        let sockstat =
-            std::str::from_utf8(&self.buffer).map_err(|_| SignalError::malformed(&sockstat_path, "not UTF-8 text"))?;
-        let counters = tcp_counters::parse_snmp_tcp(snmp).map_err(|error| error.at(&snmp_path))?;
-        let (in_use_v4, time_wait) =
-            tcp_counters::parse_sockstat_tcp(sockstat).map_err(|error| error.at(&sockstat_path))?;
+        let text = |file: NamespaceFile, bytes| {
+            std::str::from_utf8(bytes).map_err(|_| SignalError::malformed(file.path(process), "not UTF-8 text"))
+        };
+        let counters =
+            tcp_counters::parse_snmp_tcp(text(Snmp, &self.snmp_buffer)?).map_err(|e| e.at(&Snmp.path(process)))?;
+        let (in_use_v4, time_wait) = tcp_counters::parse_sockstat_tcp(text(Sockstat, &self.buffer)?)
+            .map_err(|e| e.at(&Sockstat.path(process)))?;
         let in_use_v6 = if sockstat6_present {
-            let path = process.join(NamespaceFile::Sockstat6.under_process());
-            let text =
-                std::str::from_utf8(&self.buffer6).map_err(|_| SignalError::malformed(&path, "not UTF-8 text"))?;
-            tcp_counters::parse_sockstat6_tcp(text).map_err(|error| error.at(&path))?
+            tcp_counters::parse_sockstat6_tcp(text(Sockstat6, &self.buffer6)?)
+                .map_err(|e| e.at(&Sockstat6.path(process)))?
         } else {
             0
         };
@@ -472,7 +506,7 @@ impl Measure {
 
     /// Reads the socket tables of the namespaces that are due, within the
     /// budget; returns how many namespaces had a table read.
-    pub(super) fn refresh_tables(&mut self, now: Instant, errors: &mut Vec<SignalError>) -> u32 {
+    pub(super) fn refresh_tables(&mut self, proc_root: &Path, now: Instant, errors: &mut Vec<SignalError>) -> u32 {
         for (key, reading) in &self.namespaces {
             if let Some(counters) = &reading.tcp_counters {
                 self.tables.observe(*key, counters.signature(), now);
@@ -488,10 +522,15 @@ impl Measure {
         for key in self.tables.due(self.tcp_table_reads_per_sample, now, self.tcp_table_min_age) {
             let Some(reading) = self.namespaces.get(&key) else { continue };
             let Some(counters) = reading.tcp_counters else { continue };
-            let process = reading.process.clone();
+            let pid = reading.pid;
             reads += 1;
             self.tables.tried(key, now);
-            match self.tally_tables(key.inode(), &process, &counters) {
+            let mut process = std::mem::take(&mut self.process);
+            let mut digits = [0; 10];
+            let tally =
+                self.tally_tables(key.inode(), process.build(proc_root, &[decimal(pid, &mut digits)]), &counters);
+            self.process = process;
+            match tally {
                 Ok(Some(states)) => self.tables.record(key, counters.signature(), states, now),
                 // The process exited after its counters were read: its pod
                 // keeps its last tally (if any) and the next sample tries again.
@@ -531,15 +570,15 @@ impl Measure {
 
     /// Adds one table to the tally; `Ok(false)` when the table is gone.
     fn add_tcp_table(&mut self, inode: Option<u64>, process: &Path, file: NamespaceFile) -> Result<bool, SignalError> {
-        let (path, read) = Self::read_namespace_file(&mut self.files, inode, process, file, &mut self.buffer);
+        let read = Self::read_namespace_file((&mut self.files, &mut self.path), inode, process, file, &mut self.buffer);
         match read {
             Ok(true) => {
-                let text =
-                    std::str::from_utf8(&self.buffer).map_err(|_| SignalError::malformed(&path, "not UTF-8 text"))?;
-                self.tcp.add_table(text).map(|()| true).map_err(|error| error.at(&path))
+                let text = std::str::from_utf8(&self.buffer)
+                    .map_err(|_| SignalError::malformed(file.path(process), "not UTF-8 text"))?;
+                self.tcp.add_table(text).map(|()| true).map_err(|error| error.at(&file.path(process)))
             }
             Ok(false) => Ok(false),
-            Err(error) => Err(SignalError::Io { path, source: error }),
+            Err(error) => Err(SignalError::Io { path: file.path(process), source: error }),
         }
     }
 
@@ -555,9 +594,14 @@ fn parse_namespace_link(link: &Path) -> Option<u64> {
     link.to_str()?.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
-/// The network namespace a `ns/net` link leads to; `None` when it cannot be read.
-fn read_namespace_link(link: &Path) -> Option<u64> {
-    std::fs::read_link(link).ok().as_deref().and_then(parse_namespace_link)
+/// The network namespace a `ns/net` link leads to (`None`: a link to
+/// something else), read into a buffer on the stack: the link is
+/// `net:[<inode>]`, a few bytes.
+fn read_namespace_link(link: &Path) -> io::Result<Option<u64>> {
+    let mut target = [0u8; 64];
+    let length = rustix::fs::readlinkat_raw(rustix::fs::CWD, link, &mut target[..])?;
+    let target = target.get(..length).unwrap_or_default();
+    Ok(std::str::from_utf8(target).ok().and_then(|text| parse_namespace_link(Path::new(text))))
 }
 
 /// Packets sent and received on every interface, loopback included: every

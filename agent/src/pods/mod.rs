@@ -232,6 +232,25 @@ pub struct Pod {
     pub process_count: u32,
 }
 
+/// A placeholder for a slot about to be filled (see [`crate::reuse::Refill`]).
+impl Default for Pod {
+    fn default() -> Self {
+        Self {
+            identity: PodIdentity {
+                uid: String::new(),
+                qos_class: QosClass::BestEffort,
+                cgroup_path: String::new(),
+                host_network: false,
+            },
+            network: None,
+            tcp: None,
+            cpu_usage_us: None,
+            memory_working_set_bytes: None,
+            process_count: 0,
+        }
+    }
+}
+
 /// Everything one pod scan found, with the malformed files it met on the
 /// way (counted as errors; the other pods are still reported).
 #[derive(Debug, Default)]

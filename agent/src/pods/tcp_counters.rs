@@ -158,17 +158,18 @@ pub fn parse_snmp_tcp(text: &str) -> Result<TcpCounters, ParseError> {
     let (Some(names), Some(values)) = (tcp_lines.next(), tcp_lines.next()) else {
         return Err(ParseError::new("no Tcp: names and values lines"));
     };
-    let names: Vec<&str> = names.split_ascii_whitespace().collect();
-    let values: Vec<&str> = values.split_ascii_whitespace().collect();
-    if names.len() != values.len() {
-        return Err(ParseError::new(format!("{} Tcp: names but {} values", names.len(), values.len())));
+    // Walked as words rather than collected, so that a parse allocates nothing.
+    let (name_count, value_count) = (names.split_ascii_whitespace().count(), values.split_ascii_whitespace().count());
+    if name_count != value_count {
+        return Err(ParseError::new(format!("{name_count} Tcp: names but {value_count} values")));
     }
     let field = |wanted: &str| -> Result<u64, ParseError> {
-        let at = names
-            .iter()
-            .position(|name| *name == wanted)
+        let (_, value) = names
+            .split_ascii_whitespace()
+            .zip(values.split_ascii_whitespace())
+            .find(|(name, _)| *name == wanted)
             .ok_or_else(|| ParseError::new(format!("no Tcp: {wanted}")))?;
-        values[at].parse().map_err(|_| ParseError::new(format!("Tcp: {wanted} is {:?}, not a counter", values[at])))
+        value.parse().map_err(|_| ParseError::new(format!("Tcp: {wanted} is {value:?}, not a counter")))
     };
     Ok(TcpCounters {
         curr_estab: field("CurrEstab")?,
@@ -201,14 +202,15 @@ fn protocol_line<'a>(text: &'a str, prefix: &str) -> Result<&'a str, ParseError>
 
 /// The value after `name` in `name value name value ...`.
 fn named_value(pairs: &str, prefix: &str, name: &str) -> Result<u64, ParseError> {
-    let words: Vec<&str> = pairs.split_ascii_whitespace().collect();
-    let value = words
-        .chunks(2)
-        .find_map(|pair| match pair {
-            [key, value] if *key == name => Some(*value),
-            _ => None,
-        })
-        .ok_or_else(|| ParseError::new(format!("no {name} on the {prefix} line")))?;
+    let mut words = pairs.split_ascii_whitespace();
+    let mut found = None;
+    while let (Some(key), Some(value)) = (words.next(), words.next()) {
+        if key == name {
+            found = Some(value);
+            break;
+        }
+    }
+    let value = found.ok_or_else(|| ParseError::new(format!("no {name} on the {prefix} line")))?;
     value.parse().map_err(|_| ParseError::new(format!("{prefix} {name} is {value:?}, not a count")))
 }
 

@@ -11,9 +11,10 @@
 //! minimum age (`--tcp-table-min-age`). Pure bookkeeping: the caller does the reads and passes
 //! the time.
 
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+use foldhash::HashMap;
 
 use crate::pods::tcp::TcpStates;
 use crate::pods::tcp_counters::TcpSignature;
@@ -47,7 +48,7 @@ pub struct TableRefresh<K> {
 
 impl<K> Default for TableRefresh<K> {
     fn default() -> Self {
-        Self { namespaces: HashMap::new(), sample: 0 }
+        Self { namespaces: HashMap::default(), sample: 0 }
     }
 }
 

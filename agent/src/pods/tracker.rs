@@ -9,15 +9,14 @@
 //! and when a node interface came or went; every sample in between measures
 //! the pods of the last walk.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::iface_kind::LinkKinds;
-use crate::net::{Interface, NetCounters};
+use crate::net::Interface;
 use crate::pods::discovery::PidCache;
 use crate::pods::measure::{Measure, NamespaceKey, Network};
-use crate::pods::veth;
-use crate::pods::{Pod, PodIdentity, PodsReading, ScanPolicy};
+use crate::pods::{PodIdentity, PodsReading, ScanPolicy};
+use crate::reuse::{PathBuffer, Refill, set_str};
 use crate::roots::HostRoots;
 use crate::signal::SignalError;
 
@@ -28,6 +27,10 @@ pub struct PodTracker {
     pids: PidCache,
     measure: Measure,
     process_rescan: Duration,
+    /// The namespace each pod of this sample was read in, in pod order.
+    pod_namespaces: Vec<Option<NamespaceKey>>,
+    /// `<sys-root>/fs/cgroup`, built in a buffer kept between samples.
+    cgroup_root: PathBuffer,
 }
 
 impl Default for PodTracker {
@@ -44,7 +47,13 @@ impl PodTracker {
     }
 
     pub fn with_policy(policy: ScanPolicy) -> Self {
-        Self { pids: PidCache::default(), measure: Measure::new(&policy), process_rescan: policy.process_rescan }
+        Self {
+            pids: PidCache::default(),
+            measure: Measure::new(&policy),
+            process_rescan: policy.process_rescan,
+            pod_namespaces: Vec::new(),
+            cgroup_root: PathBuffer::default(),
+        }
     }
 
     /// Scans `<proc-root>` for pod processes and measures each pod.
@@ -71,20 +80,35 @@ impl PodTracker {
         node_interfaces: Option<&[Interface]>,
         now: Instant,
     ) -> Result<PodsReading, SignalError> {
-        let mut errors = Vec::new();
-        self.walk_if_due(roots, node_interfaces, now, &mut errors)?;
-        let node_interfaces = veth::by_name(node_interfaces.unwrap_or_default());
+        let mut reading = PodsReading::default();
+        self.read_into(roots, node_interfaces, now, &mut reading)?;
+        Ok(reading)
+    }
+
+    /// [`Self::read_with_node`] into `reading`: its pods are overwritten in
+    /// place, so that the same pods as last sample cost no allocation (their
+    /// identities' strings are kept). On an error its pods are last
+    /// sample's.
+    pub fn read_into(
+        &mut self,
+        roots: &HostRoots,
+        node_interfaces: Option<&[Interface]>,
+        now: Instant,
+        reading: &mut PodsReading,
+    ) -> Result<(), SignalError> {
+        reading.errors.clear();
+        self.walk_if_due(roots, node_interfaces, now, &mut reading.errors)?;
         self.measure.begin_sample();
-        let (mut pods, pod_namespaces) = self.measure_pods(roots, &node_interfaces, now, &mut errors);
+        self.measure_pods(roots, node_interfaces.unwrap_or_default(), now, reading);
         // The socket tables are read once every namespace of the sample has
         // shown its counters, so that the budget goes where they moved.
-        let tcp_table_reads = self.measure.refresh_tables(now, &mut errors);
-        for (pod, namespace) in pods.iter_mut().zip(pod_namespaces) {
+        reading.tcp_table_reads = self.measure.refresh_tables(&roots.proc, now, &mut reading.errors);
+        for (pod, namespace) in reading.pods.iter_mut().zip(&self.pod_namespaces) {
             pod.tcp = namespace.and_then(|key| self.measure.tcp_connections(key, now));
         }
         self.measure.end_sample();
-        let network_from_node_veths = self.measure.namespaces_read_from_veths();
-        Ok(PodsReading { pods, errors, tcp_table_reads, network_from_node_veths })
+        reading.network_from_node_veths = self.measure.namespaces_read_from_veths();
+        Ok(())
     }
 
     /// The node's interfaces classified from the last rtnetlink link dump
@@ -118,19 +142,21 @@ impl PodTracker {
     }
 
     /// Each pod of the last walk with its network, CPU and memory (its TCP
-    /// figures come once every namespace is read), and the namespace it was
-    /// read in (`None`: the node's). A pod whose processes all exited since
-    /// the walk is left out, and the next scan walks again.
+    /// figures come once every namespace is read) into `reading.pods`, and
+    /// the namespace it was read in (`None`: the node's) into
+    /// `pod_namespaces`. A pod whose processes all exited since the walk is
+    /// left out, and the next scan walks again.
     fn measure_pods(
         &mut self,
         roots: &HostRoots,
-        node_interfaces: &HashMap<&str, &NetCounters>,
+        node_interfaces: &[Interface],
         now: Instant,
-        errors: &mut Vec<SignalError>,
-    ) -> (Vec<Pod>, Vec<Option<NamespaceKey>>) {
-        let cgroup_root = roots.cgroup();
-        let mut pods = Vec::new();
-        let mut pod_namespaces = Vec::new();
+        reading: &mut PodsReading,
+    ) {
+        let cgroup_root = self.cgroup_root.build(&roots.sys, &["fs/cgroup"]);
+        let errors = &mut reading.errors;
+        let mut pods = Refill::new(&mut reading.pods);
+        self.pod_namespaces.clear();
         let mut pods_gone = false;
         for (cgroup, pids) in self.pids.pods() {
             // Any live process of the pod shows the pod's namespace; `None`
@@ -148,25 +174,22 @@ impl PodTracker {
                 pods_gone = true;
                 continue;
             };
-            let usage = self.measure.cgroup(&cgroup_root, cgroup, now, errors);
-            pods.push(Pod {
-                identity: PodIdentity {
-                    uid: cgroup.uid.clone(),
-                    qos_class: cgroup.qos_class,
-                    cgroup_path: cgroup.pod_path.clone(),
-                    host_network: namespace.is_none(),
-                },
-                network: namespace.and_then(|key| self.measure.network_of(key)),
-                tcp: None,
-                cpu_usage_us: usage.cpu_usage_us,
-                memory_working_set_bytes: usage.memory_working_set_bytes,
-                process_count: u32::try_from(pids.len()).unwrap_or(u32::MAX),
-            });
-            pod_namespaces.push(namespace);
+            let usage = self.measure.cgroup(cgroup_root, cgroup, now, errors);
+            let pod = pods.next_slot();
+            let PodIdentity { uid, qos_class, cgroup_path, host_network } = &mut pod.identity;
+            set_str(uid, &cgroup.uid);
+            *qos_class = cgroup.qos_class;
+            set_str(cgroup_path, &cgroup.pod_path);
+            *host_network = namespace.is_none();
+            pod.network = namespace.and_then(|key| self.measure.network_of(key));
+            pod.tcp = None;
+            pod.cpu_usage_us = usage.cpu_usage_us;
+            pod.memory_working_set_bytes = usage.memory_working_set_bytes;
+            pod.process_count = u32::try_from(pids.len()).unwrap_or(u32::MAX);
+            self.pod_namespaces.push(namespace);
         }
         if pods_gone {
             self.pids.walk_next_scan();
         }
-        (pods, pod_namespaces)
     }
 }

@@ -63,20 +63,19 @@ pub fn peers_by_namespace_id(links: &[LinkMessage]) -> HashMap<i32, Vec<String>>
     peers
 }
 
-/// The node's interfaces by name, for [`pod_counters`].
-pub fn by_name(node_interfaces: &[Interface]) -> HashMap<&str, &NetCounters> {
-    node_interfaces.iter().map(|interface| (interface.name.as_str(), &interface.counters)).collect()
-}
-
 /// The pod's counters as its own interfaces would show them, from the
 /// node's ends of its veth pairs: receive and transmit swapped. `None` when
 /// one of `peers` is not among the node's interfaces (it went away since
 /// the walk), so the caller reads the pod's own `net/dev` instead.
-pub fn pod_counters(node_interfaces: &HashMap<&str, &NetCounters>, peers: &[String]) -> Option<NetCounters> {
+///
+/// The node's ends are found by a linear search: a node has a few dozen
+/// interfaces and a pod one or two peers, which costs less than hashing
+/// every name of the node each sample into a map built for it.
+pub fn pod_counters(node_interfaces: &[Interface], peers: &[String]) -> Option<NetCounters> {
     let mut sum = NetCounters::default();
     for peer in peers {
-        let node_end = *node_interfaces.get(peer.as_str())?;
-        sum = sum.wrapping_add(&node_end.as_seen_from_the_peer());
+        let node_end = node_interfaces.iter().find(|interface| interface.name == *peer)?;
+        sum = sum.wrapping_add(&node_end.counters.as_seen_from_the_peer());
     }
     Some(sum)
 }
@@ -94,7 +93,7 @@ pub const REMAP_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct VethPeers {
     rtnetlink: Option<Rtnetlink>,
-    peers: HashMap<u64, Vec<String>>,
+    peers: foldhash::HashMap<u64, Vec<String>>,
     /// The namespaces the last mapping was made for (sorted), and when.
     mapped: Option<(Vec<u64>, Instant)>,
     /// The node's interfaces when the last mapping was tried, whether it
@@ -242,7 +241,6 @@ mod tests {
             ..Interface::default()
         };
         let node = [interface("eth0", 1, 1), interface("veth1a", 100, 5000), interface("veth1b", 10, 7)];
-        let node = by_name(&node);
         let pod = pod_counters(&node, &["veth1a".into(), "veth1b".into()]).expect("both peers listed");
         assert_eq!((pod.rx_bytes, pod.tx_bytes, pod.rx_packets, pod.tx_packets), (5007, 110, 4, 2));
         assert_eq!(pod_counters(&node, &["veth9".into()]), None);

@@ -11,7 +11,8 @@
 //! Pure data structure plus file IO; no sockets and no async runtime. This
 //! file is the [`Spool`] facade and what its parts share; `memory` holds
 //! the entries by sequence number, `disk` the segment log and `record`
-//! the format of its records.
+//! the format of its records; `backlog` reads the backlog back for
+//! `Replay` messages, several samples to a batch.
 //!
 //! # Limits and loss
 //!
@@ -20,8 +21,8 @@
 //! 9 hours of collector outage, and a small share of a Pi 5's 8 GiB). Past the
 //! limit the oldest batches go and the dropped range becomes a gap entry, in
 //! sequence order, with the reason "spool overflow: N samples dropped, limit
-//! X bytes". The collector records it, so loss is never silent. Each batch
-//! holds one sample, so a range of N sequence numbers is N samples.
+//! X bytes". The collector records it, so loss is never silent. Each spooled
+//! batch holds one sample, so a range of N sequence numbers is N samples.
 //!
 //! # The disk format
 //!
@@ -58,6 +59,7 @@
 //! record), they are shifted to start at `committed + 1`, so new samples are
 //! never mistaken for duplicates.
 
+mod backlog;
 mod disk;
 mod memory;
 mod record;
@@ -75,6 +77,8 @@ use prost::Message;
 use disk::{DiskLog, Replay};
 use memory::{Entries, Entry, EntryKind, Held};
 use record::{BATCH_PAYLOAD_OFFSET, OwnedRecord, Record};
+
+pub use backlog::ReplayBudget;
 
 /// Default `--spool-max-bytes`: 64 MiB (see the module docs).
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;

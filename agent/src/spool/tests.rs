@@ -31,7 +31,7 @@ fn drain(spool: &mut Spool, from: u64) -> Vec<Kind> {
         cursor = match &kind {
             Kind::Batch(b) => b.seq,
             Kind::Gap(g) => g.last_seq,
-            Kind::Hello(_) => unreachable!(),
+            Kind::Hello(_) | Kind::Replay(_) => unreachable!(),
         };
         out.push(kind);
     }
@@ -51,7 +51,7 @@ fn seen(kinds: &[Kind]) -> Vec<Seen> {
         .map(|k| match k {
             Kind::Batch(b) => Seen::B(b.seq, b.samples[0].timestamp_ms),
             Kind::Gap(g) => Seen::G(g.first_seq, g.last_seq, g.reason.clone()),
-            Kind::Hello(_) => unreachable!(),
+            Kind::Hello(_) | Kind::Replay(_) => unreachable!(),
         })
         .collect()
 }
@@ -432,7 +432,7 @@ mod model {
                             prop_assert!(g.reason.starts_with("spool overflow"), "{}", g.reason);
                             expected = g.last_seq + 1;
                         }
-                        Kind::Hello(_) => unreachable!(),
+                        Kind::Hello(_) | Kind::Replay(_) => unreachable!(),
                     }
                 }
                 prop_assert_eq!(expected, spool.last_seq() + 1, "every number up to the last one is covered");

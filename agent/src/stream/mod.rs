@@ -12,6 +12,9 @@
 //! contract points 1 and 3). An Ack trims the spool (point 4); a SetInterval
 //! changes the sampling interval (point 10). Sampling never waits for the
 //! network: while disconnected, samples pile up in the spool (point 8).
+//! After an outage, what the spool holds goes as `Replay` messages of
+//! several samples each when the collector takes them, while each new
+//! sample goes out as soon as it is taken, ahead of the backlog (point 8).
 //!
 //! A dead collector is noticed within a second: HTTP/2 pings go out after
 //! 300 ms without a frame from the collector and the connection is dropped
@@ -20,8 +23,9 @@
 //! them ([`AckWatch`]: no ack for a few commit intervals while batches are
 //! outstanding) is treated as dead too. Reconnects back off with full jitter,
 //! capped at 2 s during the first minute of an outage so that an agent is back
-//! within 2 s of a restarted collector ([`Backoff`]). Each lost stream is
-//! logged with its reason.
+//! within 2 s of a restarted collector, and at 5 s after it, so that a backlog
+//! reaches a collector back from a long outage within seconds ([`Backoff`]).
+//! Each lost stream is logged with its reason.
 //!
 //! [`run`] is the library entry point; it is generic over a
 //! [`SampleSource`] so that tests and benchmarks can run many synthetic
@@ -29,9 +33,13 @@
 //!
 //! This file holds the configuration, [`run`] and the sampling loop;
 //! `session` one stream and the reconnect loop, `connect` the connection
-//! (token, TLS, keep-alive), `timing` the backoff and ack-watch rules.
+//! (token, TLS, keep-alive), `timing` the backoff and ack-watch rules,
+//! `outbox` the two queues a stream sends from (live first), `replay` the
+//! backlog's lane and its window of unacknowledged bytes.
 
 mod connect;
+mod outbox;
+mod replay;
 mod session;
 mod timing;
 
@@ -48,6 +56,7 @@ use crate::spool::{Spool, SpoolConfig, SpoolError, SpoolStats};
 use crate::wire::{self, PodRefs};
 
 pub use connect::read_token;
+pub use replay::{REPLAY_MESSAGE_BYTES, REPLAY_WINDOW_BYTES};
 pub use timing::{AckWatch, Backoff};
 
 /// Default `--interval`.
@@ -192,6 +201,9 @@ pub struct StreamStatus {
     pub welcomes: u64,
     /// When the latest Welcome arrived.
     pub last_welcome_at: Option<Instant>,
+    /// The last number of the backlog the current stream replays as `Replay`
+    /// messages (0: none, or a collector that takes none).
+    pub replay_through: u64,
     /// The sampling interval in force.
     pub interval: Duration,
     pub spool: SpoolStats,

@@ -1,11 +1,13 @@
 //! One stream to the collector, from connecting to its end, and the loop that opens the next.
 //!
 //! A session connects, says Hello and waits for the Welcome ([`open`]), then
-//! sends what the spool holds after `Welcome.committed_seq` in sequence order
-//! while it handles acks and SetInterval ([`serve`]). It ends when the stream
-//! breaks, when the collector stops acknowledging ([`AckWatch`]), or once a
-//! shutdown has flushed the spool; [`connection_loop`] then waits its
-//! [`Backoff`](crate::stream::Backoff) delay and opens the next.
+//! sends what the spool holds after `Welcome.committed_seq` while it handles
+//! acks and SetInterval ([`serve`]): the backlog as `Replay` messages when the
+//! collector takes them, each lane in sequence order, live samples first. It
+//! ends when the stream breaks, when the collector stops acknowledging
+//! ([`AckWatch`]), or once a shutdown has flushed the spool;
+//! [`connection_loop`] then waits its [`Backoff`](crate::stream::Backoff)
+//! delay and opens the next.
 
 use std::time::Duration;
 
@@ -18,20 +20,17 @@ use rand::rngs::StdRng;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::Streaming;
 
 use crate::stream::connect::{self, describe_status, stream_id};
+use crate::stream::outbox::{self, Outbox};
+use crate::stream::replay::ReplayLane;
 use crate::stream::timing::AckWatch;
 use crate::stream::{MAX_INTERVAL, MIN_INTERVAL, Shared, StreamConfig};
 use crate::wire::DeclaredPods;
 
 /// A backlog at least this long (in samples) is logged when delivered.
 const BACKLOG_WORTH_LOGGING: u64 = 10;
-
-/// Messages queued for the HTTP/2 stream at most; beyond that the sender
-/// waits, so a slow collector slows the sending (the spool holds the rest).
-const OUTBOX: usize = 32;
 
 /// How a stream ended.
 enum SessionEnd {
@@ -131,13 +130,15 @@ async fn session(
 
 /// A stream the collector welcomed.
 struct Open {
-    outbox: mpsc::Sender<pb::AgentMessage>,
+    outbox: Outbox,
     inbound: Streaming<pb::CollectorMessage>,
     welcomed_at: Instant,
     /// `Welcome.committed_seq`: the collector has everything up to it.
     committed: u64,
     /// The last number spooled when the Welcome arrived.
     last_seq: u64,
+    /// The backlog as `Replay` messages, when the collector takes them and there is one.
+    replay: Option<ReplayLane>,
 }
 
 /// Connects, says Hello and waits for the Welcome, which tells the spool
@@ -155,7 +156,7 @@ async fn open(
         _ = stop_rx.wait_for(|stop| *stop) => return Err(SessionEnd::Shutdown),
     };
     let mut client = IngestClient::new(channel);
-    let (outbox, outbox_rx) = mpsc::channel::<pb::AgentMessage>(OUTBOX);
+    let (outbox, requests) = outbox::outbox();
     let hello = pb::Hello {
         node_name: config.node_name.clone(),
         boot_id: config.boot_id.clone(),
@@ -167,10 +168,10 @@ async fn open(
         stream_id: stream_id(&mut rand::rng()),
     };
     // The outbox is empty, so this cannot wait.
-    if outbox.send(pb::AgentMessage { kind: Some(Kind::Hello(hello)) }).await.is_err() {
+    if outbox.live.send(pb::AgentMessage { kind: Some(Kind::Hello(hello)) }).await.is_err() {
         return Err(lost("the request stream closed before the Hello".to_string()));
     }
-    let mut request = tonic::Request::new(ReceiverStream::new(outbox_rx));
+    let mut request = tonic::Request::new(requests);
     *request.metadata_mut() = request_metadata;
 
     let welcome = async {
@@ -192,16 +193,21 @@ async fn open(
     };
     let welcomed_at = Instant::now();
     let committed = welcome.committed_seq;
-    let stats = {
+    let (stats, held) = {
         let mut spool = shared.lock_spool();
         spool.welcome(committed);
-        spool.stats()
+        (spool.stats(), spool.last_held_seq())
     };
+    // The backlog ends at the last number held: newer ones go live.
+    let backlog = held.filter(|through| *through > committed);
+    let replay =
+        welcome.replay.as_ref().zip(backlog).map(|(limits, through)| ReplayLane::new(limits, committed, through));
     tracing::info!(
         collector = %config.collector,
         committed_seq = committed,
         resend_from = committed + 1,
         last_seq = stats.next_seq - 1,
+        replay_through = replay.as_ref().map_or(0, |lane| lane.through),
         collector_version = %welcome.collector_version,
         "stream open"
     );
@@ -209,14 +215,17 @@ async fn open(
         s.connected = true;
         s.welcomes += 1;
         s.last_welcome_at = Some(welcomed_at);
+        s.replay_through = replay.as_ref().map_or(0, |lane| lane.through);
         s.spool = stats;
     });
-    Ok(Open { outbox, inbound, welcomed_at, committed, last_seq: stats.next_seq - 1 })
+    Ok(Open { outbox, inbound, welcomed_at, committed, last_seq: stats.next_seq - 1, replay })
 }
 
 /// Sends what the spool holds past what the collector has and handles the
 /// collector's messages, until the stream breaks, the collector stops
 /// acknowledging, or a shutdown has flushed the spool (or given up on it).
+/// Live messages go first; the backlog, when it goes as `Replay` messages,
+/// takes the room they leave (its first message before any live one).
 async fn serve(
     config: &StreamConfig,
     shared: &Shared,
@@ -225,17 +234,17 @@ async fn serve(
     mut stop_rx: watch::Receiver<bool>,
     open: Open,
 ) -> SessionEnd {
-    let Open { outbox, mut inbound, welcomed_at, committed, last_seq } = open;
-    let mut stream = Serving::new(shared, interval_tx, welcomed_at, committed, last_seq);
+    let Open { outbox, mut inbound, welcomed_at, committed, last_seq, replay } = open;
+    let mut stream = Serving::new(shared, interval_tx, welcomed_at, committed, last_seq, replay);
     let mut new_data = shared.last_seq.subscribe();
     let mut flush_deadline: Option<Instant> = None;
     acks.new_stream();
     loop {
         new_data.borrow_and_update();
-        let (pending, drained) = stream.spool_state();
-        if flush_deadline.is_some() && drained {
+        let due = stream.due();
+        if flush_deadline.is_some() && due.drained {
             tracing::info!("every sample was acknowledged; closing the stream");
-            close_gracefully(outbox, inbound, shared, interval_tx, stream.sent_through).await;
+            close_gracefully(outbox, inbound, shared, interval_tx).await;
             return SessionEnd::Shutdown;
         }
         let stopping = flush_deadline.is_some();
@@ -246,11 +255,17 @@ async fn serve(
                 Some(Err(status)) => return stream.ended(describe_status(&status)),
                 None => return stream.ended("the collector closed the stream".to_string()),
             },
-            permit = outbox.reserve(), if pending => match permit {
+            permit = outbox.live.reserve(), if due.live || due.first_replay => match permit {
+                Ok(permit) if due.first_replay => stream.send_replay(permit, acks),
                 Ok(permit) => stream.send_next(permit, acks),
                 Err(_) => return stream.ended("the request stream closed".to_string()),
             },
-            changed = new_data.changed(), if !pending => {
+            permit = outbox.replay.reserve(), if due.replay => match permit {
+                Ok(permit) => stream.send_replay(permit, acks),
+                Err(_) => return stream.ended("the request stream closed".to_string()),
+            },
+            // Also while a Replay waits for room: a new sample must not wait with it.
+            changed = new_data.changed() => {
                 if changed.is_err() {
                     return SessionEnd::Shutdown;
                 }
@@ -268,20 +283,41 @@ async fn serve(
     }
 }
 
+/// What a stream has to send now.
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    /// A live batch or gap.
+    live: bool,
+    /// The first `Replay`, which goes in the live queue so that no live message overtakes it.
+    first_replay: bool,
+    /// A further `Replay`, with room for it in the window.
+    replay: bool,
+    /// The spool is empty: everything was acknowledged.
+    drained: bool,
+}
+
 /// What one welcomed stream keeps while it runs.
 struct Serving<'a> {
     shared: &'a Shared,
     interval_tx: &'a watch::Sender<Duration>,
     welcomed_at: Instant,
     /// Everything up to this number was sent on this stream (or
-    /// acknowledged, so it need not be).
+    /// acknowledged, so it need not be), or belongs to the replayed backlog.
     sent_through: u64,
-    /// The pod identities this stream was told about.
+    /// The highest number a live message carried on this stream.
+    live_sent: u64,
+    /// The pod identities live messages told this stream about.
     declared: DeclaredPods,
+    /// The pod identities any message told this stream about: a `Replay`
+    /// relies on these, since it never overtakes a live message, while a live
+    /// message may overtake a `Replay` still queued.
+    declared_any: DeclaredPods,
     /// An ack arrived on this stream: the collector was working.
     acked: bool,
     /// What was spooled before this stream, while it is not acknowledged yet.
     backlog: Option<Backlog>,
+    /// The backlog as `Replay` messages, when the collector takes them.
+    replay: Option<ReplayLane>,
 }
 
 /// A backlog worth mentioning (after an outage) is logged when delivered,
@@ -300,6 +336,7 @@ impl<'a> Serving<'a> {
         welcomed_at: Instant,
         committed: u64,
         last_seq: u64,
+        replay: Option<ReplayLane>,
     ) -> Self {
         let samples = last_seq.saturating_sub(committed);
         let backlog = (samples >= BACKLOG_WORTH_LOGGING).then_some(Backlog { samples, through: last_seq });
@@ -307,17 +344,37 @@ impl<'a> Serving<'a> {
             shared,
             interval_tx,
             welcomed_at,
-            sent_through: committed,
+            // Live messages start after the replayed backlog.
+            sent_through: replay.as_ref().map_or(committed, |lane| lane.through),
+            live_sent: 0,
             declared: DeclaredPods::new(),
+            declared_any: DeclaredPods::new(),
             acked: false,
             backlog,
+            replay,
         }
     }
 
-    /// Whether the spool holds numbers not sent yet, and whether it is empty.
-    fn spool_state(&self) -> (bool, bool) {
+    /// What there is to send now.
+    fn due(&self) -> Due {
         let spool = self.shared.lock_spool();
-        (spool.last_seq() > self.sent_through, spool.is_empty())
+        let live_may_go = self.replay.as_ref().is_none_or(|lane| lane.started || lane.done());
+        let replay_due = self.replay.as_ref().is_some_and(ReplayLane::due);
+        let started = self.replay.as_ref().is_some_and(|lane| lane.started);
+        Due {
+            live: live_may_go && spool.last_seq() > self.sent_through,
+            first_replay: replay_due && !started,
+            replay: replay_due && started,
+            drained: spool.is_empty(),
+        }
+    }
+
+    /// The highest number sent on this stream and not necessarily acknowledged.
+    fn sent(&self) -> u64 {
+        match &self.replay {
+            Some(lane) => lane.sent.min(lane.through).max(self.live_sent),
+            None => self.sent_through,
+        }
     }
 
     /// A message from the collector.
@@ -326,8 +383,11 @@ impl<'a> Serving<'a> {
         handle_collector_message(message, self.shared, self.interval_tx, &mut self.sent_through);
         if is_ack {
             self.acked = true;
-            let outstanding = self.shared.lock_spool().acked_seq() < self.sent_through;
-            acks.acked(Instant::now(), outstanding);
+            let acked_seq = self.shared.lock_spool().acked_seq();
+            if let Some(lane) = &mut self.replay {
+                lane.acked(acked_seq);
+            }
+            acks.acked(Instant::now(), acked_seq < self.sent());
         }
         if let Some(backlog) = self.backlog
             && self.shared.lock_spool().acked_seq() >= backlog.through
@@ -355,12 +415,28 @@ impl<'a> Serving<'a> {
         match &mut kind {
             Kind::Batch(batch) => {
                 self.declared.strip_declared(batch);
+                self.declared_any
+                    .strip_declared(&mut pb::Batch { new_pods: batch.new_pods.clone(), ..pb::Batch::default() });
                 self.sent_through = batch.seq;
             }
             Kind::Gap(gap) => self.sent_through = gap.last_seq,
-            Kind::Hello(_) => {}
+            Kind::Hello(_) | Kind::Replay(_) => {}
         }
+        self.live_sent = self.sent_through;
         permit.send(pb::AgentMessage { kind: Some(kind) });
+        acks.sent(Instant::now());
+    }
+
+    /// Sends the next part of the backlog as a `Replay`, with the pod
+    /// identities no message told this stream about yet.
+    fn send_replay(&mut self, permit: mpsc::Permit<'_, pb::AgentMessage>, acks: &mut AckWatch) {
+        let Some(lane) = &mut self.replay else { return };
+        let next = lane.take(&mut self.shared.lock_spool());
+        let Some(mut kind) = next else { return };
+        if let Kind::Batch(batch) = &mut kind {
+            self.declared_any.strip_declared(batch);
+        }
+        permit.send(lane.wrap(kind));
         acks.sent(Instant::now());
     }
 
@@ -368,7 +444,7 @@ impl<'a> Serving<'a> {
     fn ack_timed_out(&self, acks: &mut AckWatch) -> SessionEnd {
         let waited = acks.timeout();
         acks.expired();
-        let outstanding = self.sent_through.saturating_sub(self.shared.lock_spool().acked_seq());
+        let outstanding = self.sent().saturating_sub(self.shared.lock_spool().acked_seq());
         self.ended(format!(
             "no ack for {} ms while {outstanding} sequence numbers were outstanding: \
              treating the collector as dead (next wait {} ms)",
@@ -385,13 +461,13 @@ impl<'a> Serving<'a> {
 /// Half-closes the request stream and lets the collector end its side, so
 /// that it sees a clean end of stream rather than a reset connection.
 async fn close_gracefully(
-    outbox: mpsc::Sender<pb::AgentMessage>,
+    outbox: Outbox,
     mut inbound: Streaming<pb::CollectorMessage>,
     shared: &Shared,
     interval_tx: &watch::Sender<Duration>,
-    mut sent_through: u64,
 ) {
     drop(outbox);
+    let mut sent_through = 0;
     let drain = async {
         while let Some(Ok(message)) = inbound.next().await {
             handle_collector_message(message, shared, interval_tx, &mut sent_through);

@@ -13,7 +13,9 @@ use tokio::time::Instant;
 pub struct Backoff {
     /// Upper bound of the first delay.
     pub base: Duration,
-    /// The delay never exceeds this.
+    /// The delay never exceeds this: however long the outage, an agent tries
+    /// again within it, so a collector that comes back has every agent's
+    /// backlog within seconds (replaying it takes well under a second).
     pub cap: Duration,
     /// A stream that stayed up this long resets the backoff (so does one that
     /// got an ack: the collector was working).
@@ -29,7 +31,7 @@ impl Default for Backoff {
     fn default() -> Self {
         Self {
             base: Duration::from_millis(250),
-            cap: Duration::from_secs(30),
+            cap: Duration::from_secs(5),
             healthy_after: Duration::from_secs(30),
             outage_cap: Duration::from_secs(2),
             outage_cap_for: Duration::from_secs(60),
@@ -175,8 +177,8 @@ mod tests {
         }
         assert_eq!(backoff.ceiling(0, LONG_OUTAGE), Duration::from_millis(250));
         assert_eq!(backoff.ceiling(3, LONG_OUTAGE), Duration::from_secs(2));
-        assert_eq!(backoff.ceiling(7, LONG_OUTAGE), Duration::from_secs(30), "250 ms * 128 = 32 s, capped");
-        assert_eq!(backoff.ceiling(u32::MAX, LONG_OUTAGE), Duration::from_secs(30));
+        assert_eq!(backoff.ceiling(5, LONG_OUTAGE), Duration::from_secs(5), "250 ms * 32 = 8 s, capped");
+        assert_eq!(backoff.ceiling(u32::MAX, LONG_OUTAGE), Duration::from_secs(5));
     }
 
     #[test]
@@ -196,7 +198,7 @@ mod tests {
             "the doubling still applies below the cap"
         );
         // then the usual cap
-        assert_eq!(backoff.ceiling(10, Duration::from_secs(60)), Duration::from_secs(30));
+        assert_eq!(backoff.ceiling(10, Duration::from_secs(60)), Duration::from_secs(5));
     }
 
     #[test]

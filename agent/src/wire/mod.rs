@@ -11,6 +11,7 @@
 //!
 //! The pods' numbers and what a stream was told are `pods`'s.
 
+mod buffer;
 mod pods;
 
 #[cfg(test)]
@@ -28,11 +29,13 @@ use crate::memory::Memory;
 use crate::net::{Interface, NetCounters};
 use crate::pods::{Pod, PodIdentity, QosClass, TcpConnections};
 use crate::pressure::{Pressure, Resource, Stall};
+use crate::reuse::{Refill, reused};
 use crate::sampler::Sample;
 use crate::signal::Unavailable;
 use crate::thermal::{Fan, Temperature, Thermals, VoltageAlarm};
 use crate::throttle::{Throttle, ThrottleFlags};
 
+pub use buffer::BatchBuffer;
 pub use pods::{DeclaredPods, FORGET_POD_AFTER_MS, PodRefs};
 
 /// `CpuTimes.cpu` of the node total on the wire (cores use their number).
@@ -63,8 +66,18 @@ pub fn batch(samples: &[Sample], refs: &mut PodRefs) -> pb::Batch {
 /// travel in the batch (see [`batch`]). The node name is not repeated: the
 /// stream's Hello carries it.
 pub fn sample_to_wire(sample: &Sample, refs: &mut PodRefs) -> pb::Sample {
-    // Destructured so that a field added to the domain type fails to compile
-    // here until it is mapped (or deliberately left off the wire).
+    let mut wire = pb::Sample::default();
+    write_sample(sample, refs, &mut wire);
+    wire
+}
+
+/// [`sample_to_wire`] over `wire`, overwriting last sample's figures in
+/// place: lists keep their elements and strings their buffers, so the same
+/// interfaces, sensors and pods as last time cost no allocation.
+// Destructured on both sides so that a field added to either type fails to
+// compile here until it is mapped (or deliberately left off the wire); the
+// messages below are written as whole literals for the same reason.
+pub fn write_sample(sample: &Sample, refs: &mut PodRefs, wire: &mut pb::Sample) {
     let Sample {
         node_name: _,
         timestamp_ms,
@@ -84,28 +97,57 @@ pub fn sample_to_wire(sample: &Sample, refs: &mut PodRefs) -> pb::Sample {
         parse_errors_total,
     } = sample;
     let Thermals { temperatures, fans, voltage_alarms } = thermals;
-    pb::Sample {
-        timestamp_ms: *timestamp_ms,
-        cpu_total: cpu.as_ref().map(|stat| cpu_times(CPU_TOTAL, &stat.total)),
-        cpu_cores: cpu.as_ref().map(cpu_cores).unwrap_or_default(),
-        memory: memory.as_ref().map(memory_to_wire),
-        pressure: pressure.iter().map(pressure_to_wire).collect(),
-        temperatures: temperatures.iter().map(temperature).collect(),
-        fans: fans.iter().map(fan).collect(),
-        cpu_frequencies: cpu_frequencies.iter().map(cpu_frequency).collect(),
-        throttle: throttle.as_ref().map(throttle_to_wire),
-        interfaces: interfaces.iter().map(interface).collect(),
-        conntrack: conntrack.as_ref().map(conntrack_to_wire),
-        pods: pods.iter().map(|pod| pod_sample(refs.pod_ref(&pod.identity.uid, *timestamp_ms), pod)).collect(),
-        unavailable: unavailable.iter().map(unavailable_to_wire).collect(),
-        parse_errors_total: *parse_errors_total,
-        voltage_alarms: voltage_alarms.iter().map(voltage_alarm).collect(),
+    let pb::Sample {
+        timestamp_ms: wire_timestamp_ms,
+        cpu_total,
+        cpu_cores: wire_cpu_cores,
+        memory: wire_memory,
+        pressure: wire_pressure,
+        temperatures: wire_temperatures,
+        fans: wire_fans,
+        cpu_frequencies: wire_cpu_frequencies,
+        throttle: wire_throttle,
+        interfaces: wire_interfaces,
+        conntrack: wire_conntrack,
+        pods: wire_pods,
+        unavailable: wire_unavailable,
+        parse_errors_total: wire_parse_errors_total,
+        voltage_alarms: wire_voltage_alarms,
+    } = wire;
+    *wire_timestamp_ms = *timestamp_ms;
+    *cpu_total = cpu.as_ref().map(|stat| cpu_times(CPU_TOTAL, &stat.total));
+    wire_cpu_cores.clear();
+    if let Some(stat) = cpu {
+        wire_cpu_cores.extend(cpu_cores(stat));
+    }
+    *wire_memory = memory.as_ref().map(memory_to_wire);
+    refill(wire_pressure, pressure, write_pressure);
+    refill(wire_temperatures, temperatures, write_temperature);
+    refill(wire_fans, fans, write_fan);
+    wire_cpu_frequencies.clear();
+    wire_cpu_frequencies.extend(cpu_frequencies.iter().map(cpu_frequency));
+    *wire_throttle = throttle.as_ref().map(throttle_to_wire);
+    refill(wire_interfaces, interfaces, write_interface);
+    *wire_conntrack = conntrack.as_ref().map(conntrack_to_wire);
+    wire_pods.clear();
+    wire_pods.extend(pods.iter().map(|pod| pod_sample(refs.pod_ref(&pod.identity.uid, *timestamp_ms), pod)));
+    refill(wire_unavailable, unavailable, write_unavailable);
+    *wire_parse_errors_total = *parse_errors_total;
+    refill(wire_voltage_alarms, voltage_alarms, write_voltage_alarm);
+}
+
+/// Writes `from` over `to` element by element with `write`, keeping the
+/// elements `to` already holds (see [`Refill`]).
+fn refill<F, T: Default>(to: &mut Vec<T>, from: &[F], write: impl Fn(&mut T, &F)) {
+    let mut to = Refill::new(to);
+    for item in from {
+        write(to.next_slot(), item);
     }
 }
 
-fn cpu_cores(stat: &CpuStat) -> Vec<pb::CpuTimes> {
+fn cpu_cores(stat: &CpuStat) -> impl Iterator<Item = pb::CpuTimes> + '_ {
     let CpuStat { total: _, cores } = stat;
-    cores.iter().map(|CoreTimes { cpu, times }| cpu_times(i32::try_from(*cpu).unwrap_or(i32::MAX), times)).collect()
+    cores.iter().map(|CoreTimes { cpu, times }| cpu_times(i32::try_from(*cpu).unwrap_or(i32::MAX), times))
 }
 
 fn cpu_times(cpu: i32, times: &CpuTimes) -> pb::CpuTimes {
@@ -152,31 +194,31 @@ pub fn stall_name(stall: Stall) -> &'static str {
     }
 }
 
-fn pressure_to_wire(pressure: &Pressure) -> pb::Pressure {
+fn write_pressure(wire: &mut pb::Pressure, pressure: &Pressure) {
     let Pressure { resource, stall, avg10, avg60, avg300, total_us } = *pressure;
-    pb::Pressure {
-        resource: resource_name(resource).to_string(),
-        kind: stall_name(stall).to_string(),
+    *wire = pb::Pressure {
+        resource: reused(&mut wire.resource, resource_name(resource)),
+        kind: reused(&mut wire.kind, stall_name(stall)),
         avg10,
         avg60,
         avg300,
         total_us,
-    }
+    };
 }
 
-fn temperature(temperature: &Temperature) -> pb::Temperature {
+fn write_temperature(wire: &mut pb::Temperature, temperature: &Temperature) {
     let Temperature { sensor, millidegrees_celsius } = temperature;
-    pb::Temperature { sensor: sensor.clone(), millidegrees_celsius: *millidegrees_celsius }
+    *wire = pb::Temperature { sensor: reused(&mut wire.sensor, sensor), millidegrees_celsius: *millidegrees_celsius };
 }
 
-fn fan(fan: &Fan) -> pb::Fan {
+fn write_fan(wire: &mut pb::Fan, fan: &Fan) {
     let Fan { sensor, rpm } = fan;
-    pb::Fan { sensor: sensor.clone(), rpm: *rpm }
+    *wire = pb::Fan { sensor: reused(&mut wire.sensor, sensor), rpm: *rpm };
 }
 
-fn voltage_alarm(alarm: &VoltageAlarm) -> pb::VoltageAlarm {
+fn write_voltage_alarm(wire: &mut pb::VoltageAlarm, alarm: &VoltageAlarm) {
     let VoltageAlarm { sensor, active } = alarm;
-    pb::VoltageAlarm { sensor: sensor.clone(), active: *active }
+    *wire = pb::VoltageAlarm { sensor: reused(&mut wire.sensor, sensor), active: *active };
 }
 
 fn cpu_frequency(frequency: &CpuFrequency) -> pb::CpuFrequency {
@@ -194,14 +236,14 @@ fn throttle_flags(flags: ThrottleFlags) -> pb::ThrottleFlags {
     pb::ThrottleFlags { under_voltage, arm_frequency_capped, throttled, soft_temperature_limit }
 }
 
-fn interface(interface: &Interface) -> pb::NetInterface {
+fn write_interface(wire: &mut pb::NetInterface, interface: &Interface) {
     let Interface { name, kind, master, counters } = interface;
-    pb::NetInterface {
-        name: name.clone(),
+    *wire = pb::NetInterface {
+        name: reused(&mut wire.name, name),
         counters: Some(net_counters(counters)),
         kind: interface_kind(*kind).into(),
-        master: master.as_deref().unwrap_or_default().to_string(),
-    }
+        master: reused(&mut wire.master, master.as_deref().unwrap_or_default()),
+    };
 }
 
 /// The wire's name for each kind (the proto documents them).
@@ -243,14 +285,21 @@ pub fn qos_class_name(qos: QosClass) -> &'static str {
 
 /// A pod's identity under its number.
 pub fn pod_identity(pod_ref: u32, identity: &PodIdentity) -> pb::PodIdentity {
+    let mut wire = pb::PodIdentity::default();
+    write_pod_identity(&mut wire, pod_ref, identity);
+    wire
+}
+
+/// [`pod_identity`] over `wire`, its strings kept.
+pub fn write_pod_identity(wire: &mut pb::PodIdentity, pod_ref: u32, identity: &PodIdentity) {
     let PodIdentity { uid, qos_class, cgroup_path, host_network } = identity;
-    pb::PodIdentity {
+    *wire = pb::PodIdentity {
         pod_ref,
-        uid: uid.clone(),
-        qos_class: qos_class_name(*qos_class).to_string(),
-        cgroup_path: cgroup_path.clone(),
+        uid: reused(&mut wire.uid, uid),
+        qos_class: reused(&mut wire.qos_class, qos_class_name(*qos_class)),
+        cgroup_path: reused(&mut wire.cgroup_path, cgroup_path),
         host_network: *host_network,
-    }
+    };
 }
 
 /// One pod's reading. The proto (v1) has no presence for the cgroup
@@ -314,7 +363,7 @@ fn tcp_connections(tcp: &TcpConnections) -> pb::TcpConnections {
     }
 }
 
-fn unavailable_to_wire(unavailable: &Unavailable) -> pb::Unavailable {
+fn write_unavailable(wire: &mut pb::Unavailable, unavailable: &Unavailable) {
     let Unavailable { signal, reason } = unavailable;
-    pb::Unavailable { signal: signal.clone(), reason: reason.clone() }
+    *wire = pb::Unavailable { signal: reused(&mut wire.signal, signal), reason: reused(&mut wire.reason, reason) };
 }

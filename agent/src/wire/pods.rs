@@ -6,9 +6,8 @@
 //! `proto/proto/bakery/v1/bakery.proto`). [`PodRefs`] hands out the numbers;
 //! [`DeclaredPods`] remembers what the current stream was told.
 
-use std::collections::HashMap;
-
 use bakery_proto::v1 as pb;
+use foldhash::HashMap;
 
 /// A pod not seen for this long is forgotten by [`PodRefs`], so a node with
 /// many short-lived pods (CronJobs) does not grow the table forever. Pod UIDs

@@ -454,3 +454,24 @@ fn the_stream_strips_identities_it_already_declared_and_a_new_stream_declares_ag
     DeclaredPods::new().strip_declared(&mut on_new_stream);
     assert_eq!(on_new_stream.new_pods.len(), 2, "a resumed stream is told again");
 }
+
+#[test]
+fn a_batch_written_over_the_last_one_is_the_batch_made_afresh_whatever_changed() {
+    let full = full_sample();
+    let mut fewer = full.clone();
+    fewer.pods.truncate(1);
+    fewer.interfaces.reverse();
+    fewer.thermals.temperatures.clear();
+    fewer.unavailable.push(Unavailable { signal: "cpufreq".into(), reason: "absent".into() });
+    let mut renamed = full.clone();
+    renamed.pods[0].identity.uid = "a-longer-uid-than-before-0000-0000-0000".into();
+    renamed.interfaces[0].name = "a-longer-name".into();
+    renamed.interfaces[0].master = None;
+    let empty = Sample { timestamp_ms: 7, ..Sample::default() };
+    let (mut refs, mut fresh_refs, mut buffer) = (PodRefs::new(), PodRefs::new(), BatchBuffer::new());
+    for sample in [&full, &fewer, &renamed, &empty, &full, &full] {
+        let fresh = batch(std::slice::from_ref(sample), &mut fresh_refs);
+        assert_eq!(*buffer.fill(sample, &mut refs), fresh);
+        assert_eq!(buffer.encode(), fresh.encode_to_vec().as_slice());
+    }
+}

@@ -186,6 +186,10 @@ pub fn handle(s: &mut Store, kind: &Kind, declared: &mut HashMap<u32, pb::PodIde
             s.violations.push("a second Hello".into());
             return;
         }
+        Kind::Replay(_) => {
+            s.violations.push("a Replay, although the Welcome offered no ReplayLimits".into());
+            return;
+        }
     };
     if last <= s.committed {
         s.duplicates += 1;
@@ -201,7 +205,7 @@ pub fn handle(s: &mut Store, kind: &Kind, declared: &mut HashMap<u32, pb::PodIde
             }
         }
         Kind::Gap(gap) => s.gaps.push(gap.clone()),
-        Kind::Hello(_) => {}
+        Kind::Hello(_) | Kind::Replay(_) => {}
     }
     s.committed = last;
 }

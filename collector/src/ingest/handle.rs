@@ -13,6 +13,7 @@ use prost::bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tonic::Status;
 
+use super::lanes::{self, Lane, LaneError};
 use super::pods::Numbering;
 use super::refusals::IngestRefusal;
 use super::session::{Session, StreamState};
@@ -27,13 +28,21 @@ use crate::store::{BatchRow, GapRow, StoredBatch};
 /// Where a message stands against what its node has accepted.
 #[derive(Debug, Clone, Copy)]
 struct Position {
-    /// The node's accepted sequence number when the message arrived.
-    accepted: u64,
+    /// The number the message continues from: the node's accepted sequence number when it
+    /// arrived, or for a live message ahead of an unfinished replay the live one before it.
+    after: u64,
     /// Everything it carries was accepted before: it is dropped and acknowledged.
     duplicate: bool,
     /// The first message on its stream.
     first_message: bool,
     received_ms: i64,
+}
+
+/// How a piece of a message came: its lane, and whether it is the stream's first.
+#[derive(Debug, Clone, Copy)]
+struct Arrival {
+    lane: Lane,
+    first_message: bool,
 }
 
 /// A message converted to what the committer and the node's live state take.
@@ -49,11 +58,11 @@ struct Converted {
 }
 
 impl Session {
-    /// Takes one message through ingest's stages, each a step below: its kind and order on the
-    /// stream, its content within the caps, its sequence number within what the agent could have
-    /// produced, its pods within the node's cap, room in the commit queue, then the node's live
-    /// state. A refused message is never queued, so it never moves the committed sequence
-    /// number and is never acknowledged.
+    /// Takes one message through ingest's stages, each a step below: its kind and order in its
+    /// lane on the stream, its content within the caps, then for each sample (a replayed batch
+    /// is split into batches of one, [`lanes::split`]) the rest in [`Session::take`]. A refused
+    /// message is never queued, so it never moves the committed sequence number and is never
+    /// acknowledged.
     pub(super) async fn handle(
         &self,
         node: &Arc<Node>,
@@ -62,21 +71,57 @@ impl Session {
         queue: &mpsc::Sender<QueueItem>,
         replaced: &mut watch::Receiver<bool>,
     ) -> Result<Handled, Status> {
-        let received_ms = crate::now_ms();
-        let (mut incoming, last_seq) = self.in_order(node, state, message)?;
+        let first_message = state.lanes.first_message();
+        let (mut incoming, lane) = self.in_order(node, state, message)?;
         self.within_caps(node, &mut incoming)?;
+        if let (Incoming::Batch(batch), Lane::Replay { .. }) = (&incoming, lane) {
+            self.whole_replay(node, state, batch).await?;
+        }
+        let pieces = match incoming {
+            Incoming::Batch(batch) if lane != Lane::Live => {
+                lanes::split(batch).into_iter().map(Incoming::Batch).collect()
+            }
+            incoming => vec![incoming],
+        };
+        let mut handled = Handled::Duplicate;
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let arrival = Arrival { lane, first_message: first_message && i == 0 };
+            match self.take(node, state, piece, arrival, queue, replaced).await? {
+                Handled::Stopped => return Ok(Handled::Stopped),
+                Handled::Queued => handled = Handled::Queued,
+                Handled::Duplicate => {}
+            }
+        }
+        Ok(handled)
+    }
 
+    /// The stages after the content's: the sequence number within what the agent could have
+    /// produced, the pods within the node's cap, room in the commit queue, then the node's live
+    /// state. A live message ahead of an unfinished replay ([`lanes::Lanes::ahead_of`]) is queued and
+    /// shown but does not move what the node is handled through until the replay joins it.
+    async fn take(
+        &self,
+        node: &Arc<Node>,
+        state: &mut StreamState,
+        incoming: Incoming,
+        arrival: Arrival,
+        queue: &mpsc::Sender<QueueItem>,
+        replaced: &mut watch::Receiver<bool>,
+    ) -> Result<Handled, Status> {
+        let received_ms = crate::now_ms();
+        let (first_seq, last_seq) = incoming.seq_range(arrival.lane).map_err(|status| self.invalid(node, status))?;
         let mut ingest = node.ingest.lock().await;
         if ingest.active_stream != self.generation {
             return Err(replaced_status());
         }
         let accepted = ingest.accepted_seq;
-        let duplicate = last_seq <= accepted;
+        let ahead = state.lanes.ahead_of(arrival.lane, accepted);
+        let duplicate = ahead.is_none() && last_seq <= accepted;
         if !duplicate {
             self.within_seq_ceiling(node, &ingest, last_seq, received_ms)?;
         }
-        let at = Position { accepted, duplicate, first_message: state.last_seq == 0, received_ms };
-        state.last_seq = last_seq;
+        let after = ahead.unwrap_or(accepted);
+        let at = Position { after, duplicate, first_message: arrival.first_message, received_ms };
 
         // Stage 4: the pods numbered, the message converted, the pods within the node's cap.
         let numbering = {
@@ -107,14 +152,14 @@ impl Session {
             return Ok(Handled::Stopped);
         };
         Self::take_pods(node, &mut ingest, &converted.item, &forget, numbering.next_pod_id);
-        if !duplicate {
-            ingest.accepted_seq = last_seq;
-            ingest.seq_anchor_ms = Some(received_ms);
-            state.last_queued = last_seq;
-        }
         // The budget is given back when this item's commit lands: keyed by its seq, or by the
-        // highest queued one when it carries none (its commit comes with or after that one's).
-        node.hold_queued(if duplicate { ingest.accepted_seq } else { last_seq }, budget);
+        // highest handled one when it moves nothing (its commit comes with or after that one's;
+        // a live item ahead of the replay may so give its bytes back a commit early).
+        let key = if duplicate || ahead.is_some() { accepted } else { last_seq };
+        if !duplicate {
+            Self::advance(&mut ingest, state, &mut converted.item, ahead.is_some(), (first_seq, last_seq), received_ms);
+        }
+        node.hold_queued(key, budget);
         permit.send(converted.item);
         drop(ingest);
         self.apply_refs(node, state, &numbering.refs)?;
@@ -127,31 +172,90 @@ impl Session {
         Ok(Handled::Queued)
     }
 
-    /// Stage 1: the message's kind and range, in order on its stream. Returns the message and
-    /// its last sequence number.
-    fn in_order(&self, node: &Node, state: &StreamState, message: AgentMessage) -> Result<(Incoming, u64), Status> {
-        let invalid = |status: Status| self.refuse(IngestRefusal::InvalidMessage, &node.name, status);
-        let incoming = match message.kind {
+    /// What a queued item that is not a duplicate moves: what the node is handled through, or
+    /// for a live item ahead of the replay only the lanes; the replay reaching its end joins
+    /// the live items ahead of it, and its item then carries the node through them.
+    fn advance(
+        ingest: &mut IngestState,
+        state: &mut StreamState,
+        item: &mut QueueItem,
+        ahead: bool,
+        (first_seq, last_seq): (u64, u64),
+        received_ms: i64,
+    ) {
+        if ahead {
+            state.lanes.went_ahead(first_seq, last_seq);
+            item.handled_through = 0;
+            return;
+        }
+        ingest.accepted_seq = last_seq;
+        ingest.seq_anchor_ms = Some(received_ms);
+        state.last_queued = last_seq;
+        if let Some(through) = state.lanes.join(last_seq) {
+            ingest.accepted_seq = through;
+            item.handled_through = through;
+            state.last_queued = through;
+        }
+    }
+
+    /// A replayed batch is refused whole or taken whole: its last number within what the agent
+    /// could have produced and every pod it references declared, checked before its samples
+    /// are taken one by one.
+    async fn whole_replay(&self, node: &Node, state: &StreamState, batch: &Batch) -> Result<(), Status> {
+        let last_seq = batch.seq.saturating_add(batch.samples.len().saturating_sub(1) as u64);
+        {
+            let ingest = node.ingest.lock().await;
+            if last_seq > ingest.accepted_seq {
+                self.within_seq_ceiling(node, &ingest, last_seq, crate::now_ms())?;
+            }
+        }
+        let declared: HashSet<u32> = batch.new_pods.iter().map(|identity| identity.pod_ref).collect();
+        let referenced = batch.samples.iter().flat_map(|sample| &sample.pods).map(|pod| pod.pod_ref);
+        match referenced.into_iter().find(|r| !declared.contains(r) && !state.pod_refs.contains_key(r)) {
+            Some(pod_ref) => Err(self.invalid(
+                node,
+                Status::invalid_argument(format!(
+                    "batch {}: pod_ref {pod_ref} was never declared on this stream (declare it in new_pods first)",
+                    batch.seq
+                )),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn invalid(&self, node: &Node, status: Status) -> Status {
+        self.refuse(IngestRefusal::InvalidMessage, &node.name, status)
+    }
+
+    /// Stage 1: the message's kind and range, in order in its lane on the stream. Returns the
+    /// message (a `Replay` unwrapped) and its lane.
+    fn in_order(
+        &self,
+        node: &Node,
+        state: &mut StreamState,
+        message: AgentMessage,
+    ) -> Result<(Incoming, Lane), Status> {
+        let invalid = |status: Status| self.invalid(node, status);
+        let (kind, lane) = lanes::unwrap_replay(message);
+        let incoming = match kind {
             Some(AgentKind::Batch(batch)) => Incoming::Batch(batch),
             Some(AgentKind::Gap(gap)) => Incoming::Gap(gap),
             Some(AgentKind::Hello(_)) => {
                 return Err(invalid(Status::invalid_argument("a second Hello on the same stream")));
             }
-            None => return Err(invalid(Status::invalid_argument("an AgentMessage without a batch, gap or hello"))),
+            Some(AgentKind::Replay(_)) | None => {
+                return Err(invalid(Status::invalid_argument("an AgentMessage without a batch, gap or hello")));
+            }
         };
-        let (first_seq, last_seq) = incoming.seq_range().map_err(invalid)?;
-        if first_seq <= state.last_seq {
-            node.live().invalid_seqs += 1;
-            return Err(self.refuse(
-                IngestRefusal::SeqRegression,
-                &node.name,
-                Status::invalid_argument(format!(
-                    "sequence number {first_seq} after {} on the same stream: sequence numbers must increase",
-                    state.last_seq
-                )),
-            ));
+        let (first_seq, last_seq) = incoming.seq_range(lane).map_err(invalid)?;
+        match state.lanes.admit(lane, first_seq, last_seq) {
+            Ok(()) => Ok((incoming, lane)),
+            Err(error @ LaneError::Regression { .. }) => {
+                node.live().invalid_seqs += 1;
+                Err(self.refuse(IngestRefusal::SeqRegression, &node.name, Status::invalid_argument(error.to_string())))
+            }
+            Err(error) => Err(invalid(Status::invalid_argument(error.to_string()))),
         }
-        Ok((incoming, last_seq))
     }
 
     /// Stage 2: the content within the caps (strings and lists cut and counted, too many
@@ -244,7 +348,7 @@ impl Session {
                     }
                 }
                 if !at.duplicate {
-                    item.gaps = self.gap_rows(node, at.accepted, batch.seq, at.first_message, state, received_ms);
+                    item.gaps = self.gap_rows(node, at.after, batch.seq, at.first_message, state, received_ms);
                     converted.latest_sample_ms = batch.samples.iter().map(|s| s.timestamp_ms).next_back();
                     let sample_count = u32::try_from(batch.samples.len()).unwrap_or(u32::MAX);
                     let bytes = Bytes::from(StoredBatch { samples: batch.samples }.encode_to_vec());
@@ -255,10 +359,10 @@ impl Session {
             }
             Incoming::Gap(gap) => {
                 if !at.duplicate {
-                    item.gaps = self.gap_rows(node, at.accepted, gap.first_seq, at.first_message, state, received_ms);
+                    item.gaps = self.gap_rows(node, at.after, gap.first_seq, at.first_message, state, received_ms);
                     item.gaps.push(GapRow {
                         node_id: node.id,
-                        first_seq: gap.first_seq.max(at.accepted.saturating_add(1)),
+                        first_seq: gap.first_seq.max(at.after.saturating_add(1)),
                         last_seq: gap.last_seq,
                         recorded_ms: received_ms,
                         reason: gap.reason,
@@ -340,6 +444,8 @@ impl Session {
 
     /// Stage 6: what Query and the analysis read: when the node was last seen, its newest
     /// sample's time and clock skew, and the batch in its history when it fits the node's share.
+    /// A replayed batch older than the newest one held (live samples went ahead of the replay)
+    /// is stored but neither shown as the latest nor kept in the history, which stays in order.
     fn update_live(&self, node: &Node, at: Position, latest_sample_ms: Option<i64>, history: Option<HistoryEntry>) {
         let received_ms = at.received_ms;
         let kept_in_memory = {
@@ -348,10 +454,14 @@ impl Session {
             if at.duplicate {
                 live.duplicates_dropped += 1;
             }
+            let newest = history.as_ref().is_some_and(|entry| live.latest().is_none_or(|held| held.seq < entry.seq));
             if let Some(sample_ms) = latest_sample_ms {
-                live.last_sample_ms = sample_ms;
+                if newest {
+                    live.last_sample_ms = sample_ms;
+                }
                 live.skew.observe(received_ms, sample_ms);
             }
+            let history = history.filter(|_| newest);
             history.map(|entry| (entry.bytes.len(), live.push_history(entry, received_ms), live.history_cap_bytes()))
         };
         if let Some((bytes, false, cap)) = kept_in_memory {
@@ -470,11 +580,18 @@ pub(super) enum Incoming {
 }
 
 impl Incoming {
-    /// The inclusive range of sequence numbers the message handles.
-    fn seq_range(&self) -> Result<(u64, u64), Status> {
+    /// The inclusive range of sequence numbers the message handles: a replayed batch one per
+    /// sample, a live one its `seq` (an older agent's batch of several samples is one number).
+    fn seq_range(&self, lane: Lane) -> Result<(u64, u64), Status> {
         match self {
             Incoming::Batch(batch) if batch.seq == 0 => {
                 Err(Status::invalid_argument("batch sequence numbers start at 1"))
+            }
+            Incoming::Batch(batch) if lane != Lane::Live && batch.samples.len() > 1 => {
+                let last = u64::try_from(batch.samples.len() - 1).ok().and_then(|n| batch.seq.checked_add(n));
+                last.map(|last| (batch.seq, last)).ok_or_else(|| {
+                    Status::invalid_argument(format!("a replayed batch from {} numbers past 2^64", batch.seq))
+                })
             }
             Incoming::Batch(batch) => Ok((batch.seq, batch.seq)),
             Incoming::Gap(gap) if gap.first_seq == 0 || gap.last_seq < gap.first_seq => Err(Status::invalid_argument(

@@ -12,11 +12,14 @@
 //! and logged at a limited rate ([`refusals`]). A refused message is never queued, so it never
 //! moves the committed sequence number and is never acknowledged.
 //!
-//! [`session`] holds a stream from its Hello to its end (admission, acks, the flood limit, the
-//! final ack); [`handle`] takes one message through the stages.
+//! [`session`] holds a stream from its Hello to its end (admission, acks, the flood limit and
+//! the replay budget, the final ack); [`handle`] takes one message through the stages;
+//! [`lanes`] keeps a stream's live and replayed messages each in order, the live ones going
+//! ahead of an unfinished replay.
 
 pub mod bounds;
 mod handle;
+pub mod lanes;
 pub mod pods;
 pub mod refusals;
 pub mod seq;

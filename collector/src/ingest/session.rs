@@ -1,6 +1,7 @@
 //! One agent stream from its Hello to its end: the Hello checked (its node name, its size, the
-//! credential's node) and its node admitted within `--max-nodes`, the Welcome, acks as commits
-//! land, the flood limit, a large message ending the stream once acknowledged, and the final
+//! credential's node) and its node admitted within `--max-nodes`, the Welcome (with what a
+//! Replay may hold), acks as commits land, the flood limit for live messages and the replay
+//! budget for replayed ones, a large message ending the stream once acknowledged, and the final
 //! ack on the way out.
 
 use std::collections::HashMap;
@@ -11,20 +12,22 @@ use std::time::Instant;
 
 use bakery_proto::v1::agent_message::Kind as AgentKind;
 use bakery_proto::v1::collector_message::Kind as CollectorKind;
-use bakery_proto::v1::{Ack, AgentMessage, CollectorMessage, Hello, SetInterval, Welcome};
+use bakery_proto::v1::{Ack, AgentMessage, CollectorMessage, Hello, ReplayLimits, SetInterval, Welcome};
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
 
 use super::handle::Handled;
+use super::lanes::{self, Lanes};
 use super::refusals::IngestRefusal;
 use super::{
-    FINAL_ACK_TIMEOUT, HELLO_TIMEOUT, MAX_HELLO_BYTES, SEND_TIMEOUT, bounds, replaced_status, shut_down, shutting_down,
+    FINAL_ACK_TIMEOUT, HELLO_TIMEOUT, MAX_HELLO_BYTES, MAX_MESSAGE_BYTES, SEND_TIMEOUT, bounds, replaced_status,
+    shut_down, shutting_down,
 };
 use crate::auth::Principal;
 use crate::commit::QueueItem;
-use crate::limits::TokenBucket;
+use crate::limits::StreamMeter;
 use crate::nodes::{ConnectedStream, Control, Node};
 use crate::state::Shared;
 
@@ -42,8 +45,8 @@ pub(super) struct Session {
 /// What a stream has seen so far.
 #[derive(Debug, Default)]
 pub(super) struct StreamState {
-    /// The highest sequence number sent on this stream (0 before the first).
-    pub(super) last_seq: u64,
+    /// Where its live and replayed messages stand.
+    pub(super) lanes: Lanes,
     /// The highest sequence number this stream handed to the committer.
     pub(super) last_queued: u64,
     pub(super) oldest_spooled_seq: u64,
@@ -91,9 +94,10 @@ impl Session {
     }
 
     /// Holds the stream from its Hello to its end: the Hello read and the node admitted
-    /// ([`Session::open`]), then messages read, each only once the flood limit gives a token,
-    /// and handed to [`Session::handle`], while acks follow the commits and the collector's
-    /// interval changes reach the agent; at the end the final ack ([`Session::final_ack`]).
+    /// ([`Session::open`]), then messages read, each only once its meter allows it (the flood
+    /// limit, or the replay budget after a Replay), and handed to [`Session::handle`], while
+    /// acks follow the commits and the collector's interval changes reach the agent; at the end
+    /// the final ack ([`Session::final_ack`]).
     pub(super) async fn run(
         self,
         mut inbound: Streaming<AgentMessage>,
@@ -104,7 +108,7 @@ impl Session {
             self.open(&hello, &queue).await?;
         let mut shutdown = self.shutdown.clone();
         let mut committed_rx = node.subscribe_committed();
-        let mut bucket = TokenBucket::for_interval(interval_ms, Instant::now());
+        let mut meter = StreamMeter::new(interval_ms, Instant::now());
         // A stream's read buffer keeps the capacity of the largest message it read, for as
         // long as the stream lives; a message over the node's share of memory ends its stream
         // once handled and acknowledged, so that buffer is freed (the agent reconnects).
@@ -122,13 +126,14 @@ impl Session {
                 }
                 Some(control) = control.recv() => match control {
                     Control::SetInterval { interval_ms, reason } => {
-                        bucket.set_interval(interval_ms, Instant::now());
+                        meter.set_interval(interval_ms, Instant::now());
                         self.send(CollectorKind::SetInterval(SetInterval { interval_ms, reason })).await?;
                     }
                 },
-                // The token for the next message: reading resumes only once it is taken.
+                // The meter's wait: reading resumes once the flood limit's token is taken, or the
+                // replay budget is out of debt.
                 _ = sleep_until(wait_for_token), if wait_for_token.is_some() => {
-                    wait_for_token = bucket.try_take(Instant::now()).err().map(|wait| tokio::time::Instant::now() + wait);
+                    wait_for_token = meter.resume(Instant::now()).map(|wait| tokio::time::Instant::now() + wait);
                 }
                 message = inbound.next(), if wait_for_token.is_none() => {
                     let message = match message {
@@ -138,6 +143,7 @@ impl Session {
                     };
                     let Some(sender) = queue.as_ref() else { break Stop::Shutdown };
                     let message_bytes = message.encoded_len();
+                    let metered = lanes::metered(&message, message_bytes);
                     match self.handle(&node, &mut state, message, sender, &mut replaced).await {
                         Ok(Handled::Queued | Handled::Duplicate) => {}
                         Ok(Handled::Stopped) => break Stop::Shutdown,
@@ -155,9 +161,7 @@ impl Session {
                             )),
                         ));
                     }
-                    if let Err(wait) = bucket.try_take(Instant::now()) {
-                        wait_for_token = Some(tokio::time::Instant::now() + wait);
-                    }
+                    wait_for_token = meter.after(metered, Instant::now()).map(|wait| tokio::time::Instant::now() + wait);
                 }
             }
         };
@@ -246,6 +250,7 @@ impl Session {
         self.send(CollectorKind::Welcome(Welcome {
             committed_seq: committed,
             collector_version: env!("CARGO_PKG_VERSION").to_string(),
+            replay: Some(self.replay_limits()),
         }))
         .await?;
         // Clamped to what an agent can sample at: a declared 1 ms is 50 ms for the flood limit.
@@ -296,6 +301,19 @@ impl Session {
             live.interval_ms = *requested;
         }
         Ok(pending)
+    }
+
+    /// What one Replay may hold (bakery.proto, contract point 8): under the largest message
+    /// decoded and the bytes a stream's read buffer may keep (a larger message ends the
+    /// stream), at most `--max-sample-entries` samples and `--max-pods-per-node` identities.
+    fn replay_limits(&self) -> ReplayLimits {
+        let stream_memory_bytes = self.shared.registry.limits().history_bytes_per_node;
+        let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        ReplayLimits {
+            max_message_bytes: clamp(stream_memory_bytes.min(MAX_MESSAGE_BYTES)),
+            max_samples: clamp(self.shared.limits.max_sample_entries),
+            max_pods: clamp(self.shared.limits.max_pods_per_node),
+        }
     }
 
     async fn ack(&self, state: &mut StreamState, committed: u64) -> Result<(), Status> {

@@ -16,6 +16,7 @@ mod identity;
 mod ingest;
 mod limits;
 mod query;
+mod replay;
 mod root;
 mod tls;
 mod windows;

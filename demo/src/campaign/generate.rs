@@ -312,6 +312,7 @@ impl Draft {
                         current_mhz: 1500,
                         max_mhz: 2400,
                         throttled: "0x50005".into(),
+                        start_s: None,
                     }),
                     ..Extras::default()
                 },
@@ -361,6 +362,7 @@ impl Draft {
         let scenario = Scenario {
             name: name.to_string(),
             description: String::new(),
+            verdict_within_s: None,
             expect: Expectation::none(),
             nodes,
             workloads,
@@ -371,6 +373,7 @@ impl Draft {
                 external_traffic_policy: self.policy,
                 session_affinity: self.affinity,
                 metallb: true,
+                failover: None,
             },
             proxy: ProxySpec {
                 kind: if self.front == Front::Nginx { ProxyKind::Nginx } else { ProxyKind::None },

@@ -71,9 +71,11 @@
 //! what the demo's MATCH means, against this truth: the collector put the Service's web workload
 //! under test, and the verdicts it held for at least 3 s of the window are exactly the expected
 //! set; shorter ones are listed apart and count neither way. A verdict held that is not expected
-//! is a false flag; an expected one not held is a miss. The time to the first flag is from the
-//! window's start (the load's) to the raise of the first expected verdict, 0 when it was already
-//! raised (a condition present from boot, such as a memory hog).
+//! is a false flag; an expected one not held is a miss. The time to the first flag is the demo's
+//! time to the verdict ([`diagnose::first_flag`]) from the window's start (the load's) to the raise
+//! of the first expected verdict, 0 when it was already raised (a condition present from boot,
+//! such as a memory hog). It is reported, not judged: the demo's bound on it is the scenario's
+//! `verdict_within_s`, which generated scenarios leave at its default.
 
 pub mod command;
 pub mod generate;
@@ -247,10 +249,10 @@ pub fn judge(generated: &Generated, report: Report, window_report: &WindowReport
         .iter()
         .map(|v| BriefVerdict { node: v.node.clone(), cause: v.cause, seconds: v.active_seconds })
         .collect();
-    if let Some(raised) = diagnose::first_raised_ms(window_report, &expected.verdicts) {
-        let seconds = (raised - report.window.start_ms) as f64 / 1000.0;
-        outcome.flagged_before_load = seconds < 0.0;
-        outcome.first_flag_seconds = Some(seconds.max(0.0));
+    // The demo's own definition, from the load's start: no generated hog comes on mid-run.
+    if let Some(first) = diagnose::first_flag(window_report, &expected.verdicts, report.window.start_ms) {
+        outcome.flagged_before_load = first.raised_before;
+        outcome.first_flag_seconds = Some(first.seconds);
     }
     outcome.right = outcome.error.is_none() && differences.is_empty();
     outcome.differences = differences;

@@ -6,7 +6,7 @@ use bakery_top::oha::parse_summary;
 
 use super::generate::{Generated, generate};
 use super::*;
-use crate::diagnose::ReportedVerdict;
+use crate::diagnose::{ReportedVerdict, TimeToVerdict};
 use crate::report::{PodCount, Timings, WindowTimes, WorkloadUnderTest};
 
 const WORDPRESS: &str = "Deployment/wordpress/wordpress";
@@ -62,6 +62,13 @@ fn report(generated: &Generated, verdicts: Vec<ReportedVerdict>, counts: &[(u64,
         verdicts,
         brief_verdicts: Vec::new(),
         expected: ResolvedExpectation::default(),
+        time_to_verdict: TimeToVerdict {
+            onset: None,
+            from_ms: START_MS,
+            first: None,
+            within_seconds: 3.0,
+            flagged_before_onset: Vec::new(),
+        },
         matched: true,
         differences: Vec::new(),
         collector_notes: Vec::new(),

@@ -11,6 +11,22 @@
 //! `{ node, cause }`, or a list of them. A node written `pinned` is resolved after the run from the
 //! web pods' own connection counts ([`crate::diagnose::resolve`]).
 //!
+//! # A hog that comes on mid-run
+//!
+//! A hog is on from the load's start unless it says when it comes on, in seconds into the load:
+//! a burner's `burn_start_s` (in `extras`), a thermal overlay's `start_s` (the board is cool until
+//! then: 50 C, at its maximum frequency, no throttle bit), or an L2 Service's
+//! `failover = { announcer = "NODE", start_s = S }` (the named node's speaker takes the address
+//! over from `announcer`, as MetalLB moves it when a speaker restarts). Until then the cluster is
+//! balanced, so a verdict raised before the onset is a false flag and fails the match. A scenario
+//! has one onset: its mid-run hogs start together, and no other hog is on from the start; the
+//! onset lies inside the load, early enough for the verdict to be raised within
+//! `verdict_within_s` and held for the 3 s a verdict needs to count.
+//!
+//! `verdict_within_s` (default 3) bounds the seconds from the hog's onset (the load's start for a
+//! hog on from the start) to the first live verdict naming an expected node and cause
+//! ([`crate::diagnose::first_flag`]); beyond it the run does not match.
+//!
 //! The types and the accessors the plan uses are here; `validate` checks a parsed
 //! scenario, `expect` reads and writes `expect`, `tests` covers the format.
 //!
@@ -46,6 +62,9 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("balanced-3-node", include_str!("../../scenarios/balanced-3-node.toml")),
     ("session-affinity", include_str!("../../scenarios/session-affinity.toml")),
     ("in-cluster-proxy", include_str!("../../scenarios/in-cluster-proxy.toml")),
+    ("l2-failover-midrun", include_str!("../../scenarios/l2-failover-midrun.toml")),
+    ("burner-midrun", include_str!("../../scenarios/burner-midrun.toml")),
+    ("thermal-midrun", include_str!("../../scenarios/thermal-midrun.toml")),
 ];
 
 /// Nodes a scenario may have: the plan gives node k the LAN address .(11 + k) and the pod CIDR
@@ -55,6 +74,9 @@ pub const MAX_NODES: usize = 12;
 /// The scenario run when none is named: the reference cluster's story (master-02 takes the traffic).
 pub const DEFAULT_SCENARIO: &str = "l2-ingress";
 
+/// Seconds from the hog's onset to the first verdict naming it when a scenario states no bound.
+pub const DEFAULT_VERDICT_WITHIN_S: f64 = 3.0;
+
 /// A simulated cluster under load, and what bakery should conclude.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,6 +84,10 @@ pub struct Scenario {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Seconds from the hog's onset (the load's start for a hog on from the start) to the first
+    /// verdict naming an expected node and cause; absent: [`DEFAULT_VERDICT_WITHIN_S`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict_within_s: Option<f64>,
     /// What bakery should conclude: `"none"` (no hog), `{ node, cause }`, or a list of those.
     pub expect: Expectation,
     pub nodes: Vec<NodeSpec>,
@@ -115,6 +141,10 @@ pub struct Extras {
     /// are loaded, and the node's own baseline before the window stays clean) or at boot.
     #[serde(default)]
     pub burn_starts: BurnStart,
+    /// Seconds into the load at which the burner starts, for a hog that comes on mid-run; absent:
+    /// as `burn_starts` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burn_start_s: Option<f64>,
     /// MiB held by a process outside every pod; 0 for none.
     #[serde(default)]
     pub memory_hog_mib: u64,
@@ -149,6 +179,10 @@ pub struct ThermalOverlay {
     /// temperature limit; bits 16-19 the same since boot).
     #[serde(default)]
     pub throttled: String,
+    /// Seconds into the load at which the board turns hot; until then the overlay shows a cool
+    /// board ([`crate::sysfs::cool`]). Absent: hot from boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_s: Option<f64>,
 }
 
 fn default_max_mhz() -> u64 {
@@ -292,6 +326,18 @@ pub struct ServiceSpec {
     /// kube-vip in ARP mode or a static route, so the API does not say which node takes it in.
     #[serde(default = "default_metallb")]
     pub metallb: bool,
+    /// With `entry = "l2"`: another node's speaker takes the address over mid-run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+}
+
+/// An L2 failover: from `start_s` seconds into the load, `announcer` answers ARP for the address
+/// instead of the Service's first announcer (and writes MetalLB's status saying so).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Failover {
+    pub announcer: String,
+    pub start_s: f64,
 }
 
 fn default_policy() -> TrafficPolicy {
@@ -430,6 +476,34 @@ impl Scenario {
             (App::Proxy, Some(upstream)) => self.workload(upstream).unwrap_or(entry),
             _ => entry,
         }
+    }
+
+    /// The bound on the seconds from the hog's onset to the first verdict naming it.
+    pub fn verdict_within_s(&self) -> f64 {
+        self.verdict_within_s.unwrap_or(DEFAULT_VERDICT_WITHIN_S)
+    }
+
+    /// Every mid-run start the scenario writes, seconds into the load, with what starts then
+    /// (`"worker-01's burner"`); validate() checks that they agree.
+    pub fn mid_run_starts(&self) -> Vec<(f64, String)> {
+        let mut starts = Vec::new();
+        for node in &self.nodes {
+            if let Some(start) = node.extras.burn_start_s {
+                starts.push((start, format!("{}'s burner", node.name)));
+            }
+            if let Some(start) = node.extras.thermal.as_ref().and_then(|t| t.start_s) {
+                starts.push((start, format!("{}'s thermal overlay", node.name)));
+            }
+        }
+        if let Some(failover) = &self.service.failover {
+            starts.push((failover.start_s, format!("the failover to {}", failover.announcer)));
+        }
+        starts
+    }
+
+    /// When the hog comes on, seconds into the load; `None` when every hog is on from the start.
+    pub fn onset_s(&self) -> Option<f64> {
+        self.mid_run_starts().first().map(|(start, _)| *start)
     }
 
     /// The announcer of an L2 Service.

@@ -232,3 +232,107 @@ fn hex_words_with_or_without_prefix() {
     assert_eq!(parse_hex("50005"), Some(0x50005));
     assert_eq!(parse_hex("hot"), None);
 }
+
+/// MINIMAL with `extras` on node b.
+fn with_extras_on_b(extras: &str) -> String {
+    MINIMAL.replace("role = \"worker\"", &format!("role = \"worker\"\nextras = {extras}"))
+}
+
+/// MINIMAL behind an L2 announcer a, with `rest` under `[service]`.
+fn l2_from_a(rest: &str) -> String {
+    MINIMAL.replace("entry = \"every-node\"", &format!("entry = \"l2\"\nannouncer = \"a\"\n{rest}"))
+}
+
+#[test]
+fn a_hog_comes_on_mid_run_at_its_start() {
+    let burner = Scenario::parse(&with_extras_on_b("{ burn_cores = 1.0, burn_start_s = 6 }")).unwrap();
+    assert_eq!(burner.node("b").unwrap().extras.burn_start_s, Some(6.0), "whole seconds read as seconds");
+    assert_eq!(burner.mid_run_starts(), [(6.0, "b's burner".to_string())]);
+    assert_eq!(burner.onset_s(), Some(6.0));
+    let thermal = Scenario::parse(&with_extras_on_b(
+        "{ thermal = { temperature_celsius = 84.0, current_mhz = 1500, throttled = \"0x50005\", start_s = 7.5 } }",
+    ))
+    .unwrap();
+    assert_eq!(thermal.node("b").unwrap().extras.thermal.as_ref().unwrap().start_s, Some(7.5));
+    assert_eq!(thermal.mid_run_starts(), [(7.5, "b's thermal overlay".to_string())]);
+    let failover = Scenario::parse(&l2_from_a("failover = { announcer = \"b\", start_s = 6 }")).unwrap();
+    assert_eq!(failover.service.failover, Some(Failover { announcer: "b".into(), start_s: 6.0 }));
+    assert_eq!(failover.announcer(), Some("a"), "the announcer is the first one");
+    assert_eq!(failover.mid_run_starts(), [(6.0, "the failover to b".to_string())]);
+    let together = with_extras_on_b(
+        "{ burn_cores = 1.0, burn_start_s = 6, thermal = { temperature_celsius = 84.0, current_mhz = 1500, start_s = 6 } }",
+    );
+    assert_eq!(Scenario::parse(&together).unwrap().mid_run_starts().len(), 2, "hogs may come on together");
+    for scenario in [&burner, &thermal, &failover] {
+        assert_eq!(Scenario::parse(&toml::to_string(scenario).unwrap()).unwrap(), *scenario, "written back");
+    }
+    let minimal = Scenario::parse(MINIMAL).unwrap();
+    assert_eq!(minimal.onset_s(), None, "every hog on from the start");
+    assert_eq!(minimal.verdict_within_s(), DEFAULT_VERDICT_WITHIN_S);
+    assert_eq!(DEFAULT_VERDICT_WITHIN_S, 3.0);
+    assert!(!toml::to_string(&minimal).unwrap().contains("start_s"), "nothing written for what is not there");
+    let bounded = Scenario::parse(&MINIMAL.replace("expect = \"none\"", "expect = \"none\"\nverdict_within_s = 5"));
+    assert_eq!(bounded.unwrap().verdict_within_s(), 5.0);
+}
+
+#[test]
+fn mid_run_mistakes_are_named_before_anything_is_built() {
+    let hot_a = "{ thermal = { temperature_celsius = 84.0, current_mhz = 1500, start_s = 8 } }";
+    let cases = [
+        (
+            with_extras_on_b("{ burn_cores = 1.0, burn_start_s = 40 }"),
+            "b's burner starts at 40 s, after the load ends (30 s)",
+        ),
+        (
+            format!("{}\n[load]\nduration = \"10s\"", with_extras_on_b("{ burn_cores = 1.0, burn_start_s = 6 }")),
+            "b's burner starts at 6 s, 4.0 s before the load ends (10 s): the verdict needs verdict_within_s (3 s)",
+        ),
+        (with_extras_on_b("{ burn_cores = 1.0, burn_start_s = -1 }"), "starts at -1 s: give seconds into the load"),
+        (with_extras_on_b("{ burn_start_s = 6 }"), "b: burn_start_s without burn_cores"),
+        (with_extras_on_b("{ burn_cores = 1.0, burn_start_s = 6, burn_starts = \"at-boot\" }"), "keep one"),
+        (
+            with_extras_on_b("{ burn_cores = 1.0, burn_start_s = 6 }")
+                .replace("role = \"control-plane\"", &format!("role = \"control-plane\"\nextras = {hot_a}")),
+            "a's thermal overlay starts at 8 s and b's burner at 6 s: a scenario's hogs come on at one onset",
+        ),
+        (
+            with_extras_on_b("{ burn_cores = 1.0, burn_start_s = 6 }")
+                .replace("role = \"control-plane\"", "role = \"control-plane\"\nextras = { memory_hog_mib = 64 }"),
+            "a's memory hog is on from the start while b's burner starts at 6 s",
+        ),
+        (
+            with_extras_on_b(
+                "{ burn_cores = 1.0, thermal = { temperature_celsius = 84.0, current_mhz = 1500, start_s = 6 } }",
+            ),
+            "b's burner is on from the start while b's thermal overlay starts at 6 s",
+        ),
+        (
+            MINIMAL.replace(
+                "entry = \"every-node\"",
+                "entry = \"every-node\"\nfailover = { announcer = \"b\", start_s = 6 }",
+            ),
+            "a failover moves an L2 announcer: it needs entry = \"l2\"",
+        ),
+        (l2_from_a("failover = { announcer = \"a\", start_s = 6 }"), "\"a\" is the Service's announcer already"),
+        (l2_from_a("failover = { announcer = \"z\", start_s = 6 }"), "the failover's announcer \"z\" is not a node"),
+        (
+            l2_from_a("failover = { announcer = \"b\", start_s = 6 }\nexternal_traffic_policy = \"Local\"")
+                .replace("placement = [\"a\", \"b\"]", "placement = [\"a\"]"),
+            "the failover's announcer \"b\" has no \"web\" pod",
+        ),
+        (
+            l2_from_a("failover = { announcer = \"b\", start_s = 40 }"),
+            "the failover to b starts at 40 s, after the load ends",
+        ),
+        (l2_from_a("failover = { announcer = \"b\" }"), "missing field `start_s`"),
+        (l2_from_a("failover = { announcer = \"b\", start_s = 6, at = 1 }"), "unknown field `at`"),
+        (
+            MINIMAL.replace("expect = \"none\"", "expect = \"none\"\nverdict_within_s = 0"),
+            "verdict_within_s 0 is outside",
+        ),
+    ];
+    for (text, expected) in cases {
+        let error = bakery_lab::chain(&Scenario::parse(&text).unwrap_err());
+        assert!(error.contains(expected), "expected {expected:?} in {error:?}");
+    }
+}

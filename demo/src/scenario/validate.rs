@@ -4,15 +4,15 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::{
-    App, Entry, ExpectedNode, MAX_NODES, MIN_NODE_MEMORY_MIB, NODE_MEMORY_RESERVE_MIB, Scenario, TrafficPolicy,
-    WorkloadSpec, parse_hex,
+    App, BurnStart, Entry, ExpectedNode, MAX_NODES, MIN_NODE_MEMORY_MIB, NODE_MEMORY_RESERVE_MIB, NodeSpec, Scenario,
+    TrafficPolicy, WorkloadSpec, parse_hex,
 };
 use crate::{Error, Result};
 
 impl Scenario {
     /// Checks the scenario in the order a reader meets it in the file: its name, its nodes, its
     /// workloads, the Service, the load, and what it expects. The first mistake is the one reported.
-    pub(super) fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         if !is_dns_label(&self.name) {
             return self.fail("the name must be lowercase letters, digits and dashes".into());
         }
@@ -23,6 +23,7 @@ impl Scenario {
         self.validate_workloads(&names)?;
         self.validate_service(&names)?;
         self.validate_load()?;
+        self.validate_onset(&names)?;
         self.validate_expect(&names)
     }
 
@@ -229,6 +230,86 @@ impl Scenario {
         Ok(())
     }
 
+    /// The bound on the time to the verdict, and the hogs that come on mid-run: each belongs to a
+    /// hog that is there, all start at one onset inside the load, early enough for the verdict to
+    /// be raised within the bound and held long enough to count, and no other hog is on before it.
+    fn validate_onset(&self, names: &BTreeSet<&str>) -> Result<()> {
+        let within = self.verdict_within_s();
+        if !(within > 0.0 && within <= 600.0) {
+            return self.fail(format!("verdict_within_s {within} is outside 0 to 600 seconds"));
+        }
+        self.validate_failover(names)?;
+        for node in &self.nodes {
+            let extras = &node.extras;
+            if extras.burn_start_s.is_some() && extras.burn_cores == 0.0 {
+                return self.fail(format!("{}: burn_start_s without burn_cores: no burner to start", node.name));
+            }
+            if extras.burn_start_s.is_some() && extras.burn_starts == BurnStart::AtBoot {
+                return self.fail(format!(
+                    "{}: burn_start_s starts the burner mid-run, burn_starts = \"at-boot\" at boot: keep one",
+                    node.name
+                ));
+            }
+        }
+        let starts = self.mid_run_starts();
+        let Some((onset, first)) = starts.first() else { return Ok(()) };
+        let load_s = self.load.duration.as_secs_f64();
+        for (start, what) in &starts {
+            if !(start.is_finite() && *start >= 0.0) {
+                return self.fail(format!("{what} starts at {start} s: give seconds into the load, 0 or more"));
+            }
+            if *start >= load_s {
+                return self.fail(format!("{what} starts at {start} s, after the load ends ({load_s} s)"));
+            }
+            if start != onset {
+                return self.fail(format!(
+                    "{first} starts at {onset} s and {what} at {start} s: a scenario's hogs come on at one onset"
+                ));
+            }
+        }
+        let needed = within + crate::diagnose::MIN_ACTIVE_MS as f64 / 1000.0;
+        if onset + needed > load_s {
+            return self.fail(format!(
+                "{first} starts at {onset} s, {:.1} s before the load ends ({load_s} s): the verdict needs \
+                 verdict_within_s ({within} s) to be raised and 3 s more to count",
+                load_s - onset
+            ));
+        }
+        if let Some(on) = self.nodes.iter().find_map(on_from_the_start) {
+            return self.fail(format!(
+                "{on} is on from the start while {first} starts at {onset} s: before a mid-run onset the \
+                 cluster is balanced"
+            ));
+        }
+        Ok(())
+    }
+
+    /// An L2 failover names another node, one MetalLB may announce from.
+    fn validate_failover(&self, names: &BTreeSet<&str>) -> Result<()> {
+        let Some(failover) = &self.service.failover else { return Ok(()) };
+        let to = failover.announcer.as_str();
+        match self.announcer() {
+            None => return self.fail("a failover moves an L2 announcer: it needs entry = \"l2\"".into()),
+            Some(from) if from == to => {
+                return self.fail(format!("the failover's announcer {to:?} is the Service's announcer already"));
+            }
+            Some(_) => {}
+        }
+        if !names.contains(to) {
+            return self.fail(format!("the failover's announcer {to:?} is not a node"));
+        }
+        if self.service.external_traffic_policy == TrafficPolicy::Local
+            && !self.entry_workload().placement.iter().any(|p| p == to)
+        {
+            return self.fail(format!(
+                "with externalTrafficPolicy Local, MetalLB announces the IP only from a node with a ready \
+                 endpoint of the Service, and the failover's announcer {to:?} has no {:?} pod",
+                self.service.workload
+            ));
+        }
+        Ok(())
+    }
+
     /// The expected verdicts name existing nodes (or `pinned`), each (node, cause) once.
     fn validate_expect(&self, names: &BTreeSet<&str>) -> Result<()> {
         let mut expected = BTreeSet::new();
@@ -248,6 +329,21 @@ impl Scenario {
         }
         Ok(())
     }
+}
+
+/// A hog on `node` that is on from the start (boot or the load's start), named; `None` without one.
+fn on_from_the_start(node: &NodeSpec) -> Option<String> {
+    let extras = &node.extras;
+    if extras.burn_cores > 0.0 && extras.burn_start_s.is_none() {
+        return Some(format!("{}'s burner", node.name));
+    }
+    if extras.memory_hog_mib > 0 {
+        return Some(format!("{}'s memory hog", node.name));
+    }
+    if extras.thermal.as_ref().is_some_and(|t| t.start_s.is_none()) {
+        return Some(format!("{}'s thermal overlay", node.name));
+    }
+    None
 }
 
 /// RFC 1123 label: lowercase letters, digits and dashes, not starting or ending with a dash.

@@ -18,6 +18,11 @@
 //! this machine's loopback: the verdict arrives there as `bakery.hog.active`, for the node and
 //! cause the demo names, beside the node's own resource.
 //!
+//! The mid-run scenarios (a burner, a hot board, an L2 failover, each 6 s into the load) run for
+//! their own load and check, besides, that nothing was flagged before the onset and that the first
+//! live verdict naming the hog came within the scenario's bound of it (3 s); each prints the
+//! seconds it measured.
+//!
 //! A last test SIGKILLs a running demo: its processes must die with it, and the next run must
 //! remove what it left and still work.
 
@@ -150,7 +155,7 @@ fn run_scenario_writing_its_chart(name: &str) -> (Report, String) {
     (report, std::fs::read_to_string(file.with_extension("svg")).unwrap())
 }
 
-/// [`run_scenario`] with `options` (the load lasts [`LOAD`]).
+/// [`run_scenario`] with `options` (the load lasts [`LOAD`] unless they say).
 fn run_scenario_with_options(name: &str, options: Options, after_load: impl FnOnce(&Demo)) -> Report {
     let _one = ONE_CLUSTER.lock().unwrap_or_else(|p| p.into_inner());
     let binaries = binaries();
@@ -158,7 +163,7 @@ fn run_scenario_with_options(name: &str, options: Options, after_load: impl FnOn
     let started = Instant::now();
     let scenario = Scenario::shipped(name).unwrap();
     let nodes = scenario.nodes.len();
-    let options = Options { duration: Some(LOAD), ..options };
+    let options = Options { duration: Some(options.duration.unwrap_or(LOAD)), ..options };
     let mut demo = Demo::start(scenario, binaries, options).unwrap();
     let outcome = demo.run_load().unwrap();
     assert_pod_bytes_agree(&demo);
@@ -202,6 +207,60 @@ fn assert_chart_shows_the_announcer_s_nic_share(svg: &str, announcer: &str, peer
         let theirs = gap(peer);
         assert!(theirs.mean < 0.05, "{peer} lies near or below its expected share: {theirs:?}");
     }
+}
+
+/// Runs a shipped scenario whose hog comes on mid-run, for the scenario's own load (its onset and
+/// the time to hold the verdict fit in it, not in [`LOAD`]): the only verdict names `node` and
+/// `cause`, nothing was raised before the onset, and the first live verdict naming the hog came
+/// within the scenario's bound of it. The pods share the requests throughout.
+fn run_mid_run(name: &str, node: &str, cause: Cause) -> Report {
+    let scenario = Scenario::shipped(name).unwrap();
+    let start_s = scenario.onset_s().expect("a mid-run scenario");
+    let options = Options { duration: Some(scenario.load.duration), ..Options::default() };
+    let report = run_scenario_with_options(name, options, |_| {});
+    let time = &report.time_to_verdict;
+    let onset = time.onset.as_ref().unwrap_or_else(|| panic!("the hog came on: {report:#?}"));
+    let first = time.first.as_ref().unwrap_or_else(|| panic!("a verdict was raised: {report:#?}"));
+    eprintln!(
+        "{name}: onset {:.2} s into the load (switched on in {:.3} s); {} raised {:.2} s after it (bound {} s)",
+        onset.into_load_seconds, onset.took_seconds, first.verdict, first.seconds, time.within_seconds
+    );
+    assert_eq!(time.flagged_before_onset, [], "no flag before the onset: {report:#?}");
+    assert!(!first.raised_before, "{first:?}");
+    assert_eq!(first.verdict, VerdictKey { node: node.into(), cause });
+    assert!(first.seconds <= time.within_seconds, "{:.2} s over the bound: {report:#?}", first.seconds);
+    assert!((onset.into_load_seconds - start_s).abs() < 0.5, "on time: {onset:?}");
+    assert!(report.matched, "{report:#?}");
+    assert_eq!(verdict_keys(&report), [(node.to_string(), cause)], "{report:#?}");
+    assert_web_pods_share_evenly(&report);
+    report
+}
+
+#[test]
+fn root_demo_l2_failover_midrun_names_the_new_announcer_from_the_failover() {
+    require_root("root_demo_l2_failover_midrun_names_the_new_announcer_from_the_failover");
+    let report = run_mid_run("l2-failover-midrun", "master-02", Cause::IngressConcentration);
+    // The collector read the failover from MetalLB's status, not only from the bytes.
+    let verdict = verdict(&report, "master-02", Cause::IngressConcentration);
+    assert!(verdict.read.iter().any(|r| r.contains("announcer master-02")), "{verdict:#?}");
+    // Every connection entered at worker-02 before the failover, at master-02 after it.
+    for node in ["master-02", "worker-02"] {
+        assert!(share(&report, node).nic_share.unwrap() > 0.2, "{:#?}", report.shares);
+    }
+}
+
+#[test]
+fn root_demo_burner_midrun_names_the_node_from_the_burner_s_start() {
+    require_root("root_demo_burner_midrun_names_the_node_from_the_burner_s_start");
+    let report = run_mid_run("burner-midrun", "master-02", Cause::UnattributedCpu);
+    assert!(verdict(&report, "master-02", Cause::UnattributedCpu).summary.contains("outside every pod"));
+}
+
+#[test]
+fn root_demo_thermal_midrun_names_the_node_once_it_turns_hot() {
+    require_root("root_demo_thermal_midrun_names_the_node_once_it_turns_hot");
+    let report = run_mid_run("thermal-midrun", "worker-01", Cause::ThermalThrottling);
+    assert!(verdict(&report, "worker-01", Cause::ThermalThrottling).summary.contains("84.0 C"));
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //! agents' data is complete in the store (`inspect --verify`), and the collector's peak RSS
 //! (VmHWM of its process) stays under 150 MiB: sequence poisoning, 500 made-up node names with a
 //! ~1 MB batch each (and a restart over what they left in the store), huge strings,
-//! `interval_ms = 1`, and samples dated a day ahead while a load-test window is open. The
-//! attacker is the generated tonic client of `bakery-proto`.
+//! `interval_ms = 1`, everything sent as replayed backlog, and samples dated a day ahead while a
+//! load-test window is open. The attacker is the generated tonic client of `bakery-proto`.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,8 +16,8 @@ use bakery_proto::v1::ingest_client::IngestClient;
 use bakery_proto::v1::query_client::QueryClient;
 use bakery_proto::v1::{
     AgentMessage, Batch, CollectorMessage, CpuTimes, Gap, Hello, LiveRequest, NetCounters, NetInterface, NodeStatus,
-    NodesRequest, PodIdentity, PodSample, Sample, SetIntervalRequest, StartWindowRequest, StopWindowRequest,
-    Temperature, Window,
+    NodesRequest, PodIdentity, PodSample, Replay, Sample, SetIntervalRequest, StartWindowRequest, StopWindowRequest,
+    Temperature, Window, replay,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -573,6 +573,69 @@ fn a_declared_interval_of_1_ms_is_held_to_the_flood_limit_of_50_ms() {
     });
     assert_eq!(refusal.code(), Code::InvalidArgument, "{refusal:?}");
     assert_rss_under_limit(collector.port, "after the flood");
+    assert_honest_data_complete(collector, agents, &attacker);
+}
+
+/// `message`'s batch as a `Replay` numbered from `seq`, of a backlog said to end at `through`.
+fn as_replay(message: AgentMessage, seq: u64, through: u64) -> AgentMessage {
+    let Some(AgentKind::Batch(batch)) = message.kind else { panic!("a batch") };
+    let batch = Batch { seq, ..batch };
+    AgentMessage {
+        kind: Some(AgentKind::Replay(Replay { through_seq: through, kind: Some(replay::Kind::Batch(batch)) })),
+    }
+}
+
+#[test]
+fn a_peer_that_calls_everything_replay_is_held_to_the_replay_budget() {
+    use bakery_collector::limits::{REPLAY_BURST_BYTES, REPLAY_BYTES_PER_SECOND, replay_cost};
+    use prost::Message;
+    let work = tempfile::tempdir().unwrap();
+    let work = work.path();
+    let (collector, agents) = honest_cluster(work, &[]);
+    let attacker = Attacker::new(&collector.url());
+    let url = collector.url();
+    // Replays of 90 heavy samples (about 100 KB, under a stream's buffer), offered as fast as
+    // the stream takes them: the burst's worth and 2 s of the rate beyond it, of a backlog said
+    // to end far beyond them (so it never ends, and every live message goes ahead of it: one
+    // after every tenth replay, within the flood limit's burst).
+    let per_message = 90u64;
+    let cost = replay_cost(as_replay(heavy_batch(90), 1, 1).encoded_len(), 90);
+    let messages = ((REPLAY_BURST_BYTES + 2.0 * REPLAY_BYTES_PER_SECOND) / cost).ceil() as u64;
+    let total = messages * per_message;
+    let through = 1 << 20;
+    let start = Instant::now();
+    let stream = attacker.block_on(async {
+        let stream = Attacker::open(Attacker::channel(&url).await, hello("replayer")).await.unwrap();
+        for i in 0..messages {
+            stream.tx.send(as_replay(heavy_batch(90), 1 + i * per_message, through)).await.unwrap();
+            if i % 10 == 9 {
+                stream.tx.send(batch(through + i, vec![sample(bakery_collector::now_ms())])).await.unwrap();
+            }
+        }
+        stream
+    });
+    // Never more than the burst, the rate and one message read before it is paid for (a slow
+    // machine only lowers what got through); slowed, not refused: all of it is committed, and
+    // no sooner than the rate allows.
+    let sample_cost = cost / per_message as f64;
+    let mut through_now = 0;
+    wait_until("every replayed sample committed", WAIT, || {
+        through_now = attacker.node("replayer").map_or(0, |n| n.committed_seq);
+        let allowed =
+            (REPLAY_BURST_BYTES + REPLAY_BYTES_PER_SECOND * start.elapsed().as_secs_f64() + cost) / sample_cost;
+        assert!((through_now as f64) <= allowed, "{through_now} of {total} samples; the budget allows {allowed:.0}");
+        through_now == total
+    })
+    .unwrap();
+    let elapsed = start.elapsed().as_secs_f64();
+    let least = (messages as f64 * cost - REPLAY_BURST_BYTES - cost) / REPLAY_BYTES_PER_SECOND;
+    eprintln!(
+        "{total} replayed samples in {messages} messages committed after {elapsed:.2} s (the budget: {least:.2} s)"
+    );
+    assert!(elapsed >= least, "{total} samples committed in {elapsed:.2} s; the replay budget needs {least:.2} s");
+    drop(stream);
+    assert_eq!(refused(&collector, "invalid_message"), 0.0, "slowed, never refused");
+    assert_rss_under_limit(collector.port, "after the replay flood");
     assert_honest_data_complete(collector, agents, &attacker);
 }
 

@@ -38,6 +38,38 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// A collector outage's backlog replayed beside live samples, against the same agents
+    /// without a backlog.
+    Drain {
+        /// Folder holding release builds of bakery-agent and bakery-collector.
+        #[arg(long, default_value = "target/release")]
+        bin_dir: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        agents: usize,
+        #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// How long the collector is away.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        outage: Duration,
+        /// The agents' interval while the collector is away: below --interval it compresses
+        /// time (the same backlog in less wall time; the agents are restarted on their spools
+        /// at --interval before the collector returns, so they retry within 2 s rather than
+        /// the 5 s of a real long outage). Default: --interval.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        outage_interval: Option<Duration>,
+        /// Running time before the window without backlog.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
+        /// The window without backlog.
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        window: Duration,
+        /// The collector's --commit-interval (its default).
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        commit_interval: Duration,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,19 +84,41 @@ fn main() -> ExitCode {
                 warmup,
             };
             match bakery_tests::bench_agent::run(&config) {
-                Ok(result) => {
-                    if json {
-                        println!("{}", serde_json::to_string_pretty(&result).unwrap_or_default());
-                    } else {
-                        print!("{}", result.table());
-                    }
-                    if result.meets_goals() { ExitCode::SUCCESS } else { ExitCode::from(2) }
-                }
+                Ok(result) => report(&result, json, result.table(), result.meets_goals()),
                 Err(error) => {
                     eprintln!("bench agent: {error:#}");
                     ExitCode::FAILURE
                 }
             }
         }
+        Bench::Drain { bin_dir, agents, interval, outage, outage_interval, warmup, window, commit_interval, json } => {
+            let config = bakery_tests::bench_drain::DrainBench {
+                bin_dir,
+                agents,
+                interval,
+                outage,
+                outage_interval: outage_interval.unwrap_or(interval),
+                warmup,
+                window,
+                commit_interval,
+            };
+            match bakery_tests::bench_drain::run(&config) {
+                Ok(result) => report(&result, json, result.table(), result.meets_goals()),
+                Err(error) => {
+                    eprintln!("bench drain: {error:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
+}
+
+/// Prints a result as JSON or as its table; exit code 2 when it misses its goals.
+fn report(result: &impl serde::Serialize, json: bool, table: String, meets_goals: bool) -> ExitCode {
+    if json {
+        println!("{}", serde_json::to_string_pretty(result).unwrap_or_default());
+    } else {
+        print!("{table}");
+    }
+    if meets_goals { ExitCode::SUCCESS } else { ExitCode::from(2) }
 }

@@ -90,11 +90,20 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// milliseconds. The [`Sampler`] reads a host root; tests use closures.
 pub trait SampleSource: Send {
     fn sample(&mut self, timestamp_ms: i64) -> Sample;
+
+    /// Writes the next sample over `sample`; a source that can reuse its buffers does.
+    fn sample_into(&mut self, sample: &mut Sample, timestamp_ms: i64) {
+        *sample = self.sample(timestamp_ms);
+    }
 }
 
 impl SampleSource for Sampler {
     fn sample(&mut self, timestamp_ms: i64) -> Sample {
         Sampler::sample(self, timestamp_ms)
+    }
+
+    fn sample_into(&mut self, sample: &mut Sample, timestamp_ms: i64) {
+        Sampler::sample_into(self, sample, timestamp_ms);
     }
 }
 
@@ -347,6 +356,7 @@ async fn sample_loop<S: SampleSource>(
     mut stop_rx: watch::Receiver<bool>,
 ) {
     let mut next = Instant::now();
+    let mut sample = Sample::default();
     loop {
         tokio::select! {
             _ = stop_rx.wait_for(|stop| *stop) => return,
@@ -362,7 +372,8 @@ async fn sample_loop<S: SampleSource>(
             }
             _ = tokio::time::sleep_until(next) => {}
         }
-        let sample = source.sample(crate::now_ms());
+        // One `Sample` kept across ticks: the sampler writes over it instead of allocating anew.
+        source.sample_into(&mut sample, crate::now_ms());
         let batch = wire::batch(std::slice::from_ref(&sample), &mut refs);
         let (seq, stats) = {
             let mut spool = shared.lock_spool();

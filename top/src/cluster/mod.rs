@@ -86,7 +86,7 @@ pub async fn reach(args: &ClusterArgs, given: &GrpcConfig) -> Result<GrpcConfig,
     let namespace = service.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let name = service.metadata.name.clone().unwrap_or_default();
     let annotations = service.metadata.annotations.clone().unwrap_or_default();
-    let port = service_port(&service);
+    let port = pick::grpc_port(&service)?.port;
     let tunnel = Tunnel::new(client.clone(), service, format!("{context}: {namespace}/{name} (port-forward)")).await?;
     let secrets: Api<Secret> = Api::namespaced(client, &namespace);
     let mut reached = GrpcConfig { tunnel: Some(tunnel), ..given.clone() };
@@ -112,12 +112,6 @@ pub async fn reach(args: &ClusterArgs, given: &GrpcConfig) -> Result<GrpcConfig,
     let scheme = if tls.is_some() { "https" } else { "http" };
     reached.url = format!("{scheme}://{name}.{namespace}.svc:{port}");
     Ok(reached)
-}
-
-/// The Service's gRPC port number (for the URL; the tunnel goes to the pod's container port).
-fn service_port(service: &Service) -> i32 {
-    let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref()).map(Vec::as_slice).unwrap_or_default();
-    ports.iter().find(|p| p.name.as_deref() == Some(pick::GRPC_PORT_NAME)).or(ports.first()).map_or(0, |p| p.port)
 }
 
 async fn find_service(

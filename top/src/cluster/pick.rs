@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// The label every object of the chart carries with the chart's name.
@@ -75,15 +75,19 @@ pub fn one_service(services: Vec<Service>, where_: &str, selector: &str) -> Resu
     }
 }
 
-/// The Service's gRPC port: the one named `grpc`, or its only port. Returns its target port as the
-/// Service declares it (a number, or a container port's name).
-pub fn grpc_target(service: &Service) -> Result<IntOrString, PickError> {
+/// The Service's gRPC port: the one named `grpc`, or its only port.
+pub fn grpc_port(service: &Service) -> Result<&ServicePort, PickError> {
     let ports = service.spec.as_ref().and_then(|s| s.ports.as_ref()).map(Vec::as_slice).unwrap_or_default();
-    let port = match ports.iter().find(|p| p.name.as_deref() == Some(GRPC_PORT_NAME)) {
-        Some(port) => port,
-        None if ports.len() == 1 => &ports[0],
-        None => return Err(PickError::NoGrpcPort { service: full_name(&service.metadata), count: ports.len() }),
-    };
+    match ports.iter().find(|p| p.name.as_deref() == Some(GRPC_PORT_NAME)) {
+        Some(port) => Ok(port),
+        None if ports.len() == 1 => Ok(&ports[0]),
+        None => Err(PickError::NoGrpcPort { service: full_name(&service.metadata), count: ports.len() }),
+    }
+}
+
+/// The gRPC port's target as the Service declares it (a number, or a container port's name).
+pub fn grpc_target(service: &Service) -> Result<IntOrString, PickError> {
+    let port = grpc_port(service)?;
     // Without targetPort, Kubernetes forwards to the same number as the port.
     Ok(port.target_port.clone().unwrap_or(IntOrString::Int(port.port)))
 }

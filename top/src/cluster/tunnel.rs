@@ -114,6 +114,8 @@ impl Tunnel {
             match pods.portforward(&pod, &[port]).await {
                 Ok(mut forward) => {
                     *inner.pod.lock().expect("pod lock") = Some((pod, port));
+                    // An earlier forward's failure says nothing about this one.
+                    *inner.last_error.lock().expect("error lock") = None;
                     let stream = forward.take_stream(port).expect("a forward has a stream for each port it asked for");
                     let errors = forward.take_error(port);
                     let tunnel = self.clone();

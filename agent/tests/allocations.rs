@@ -3,8 +3,11 @@
 //! The measured path is the one a streaming agent takes for each sample:
 //! [`Sampler::sample_at`] into the `Sample` it keeps, [`BatchBuffer::fill`]
 //! (the self-contained batch of that sample) and [`BatchBuffer::encode`],
-//! plus one copy of the encoded bytes: the payload the spool holds until
-//! the collector acknowledges it. The clock is simulated at the streaming
+//! [`Spool::push_encoded`] (the copy the spool holds until the collector
+//! acknowledges it), then what the stream does to send it:
+//! [`Spool::pending_after`] and [`wire::write_batch_message`] (the
+//! `AgentMessage`'s bytes, identities the stream knows left out), and the
+//! ack that releases it. Only tonic's and HTTP/2's own work is outside. The clock is simulated at the streaming
 //! agent's pace (a sample every 250 ms, its slowest, so the work done every
 //! 2 s weighs the most), so that the measured samples include their share
 //! of `/proc` walks, directory listings, sysfs and `memory.stat` refreshes
@@ -21,7 +24,9 @@ use std::time::{Duration, Instant};
 use bakery_agent::pods::ScanPolicy;
 use bakery_agent::roots::HostRoots;
 use bakery_agent::sampler::{Sample, Sampler};
-use bakery_agent::wire::{self, BatchBuffer, PodRefs};
+use bakery_agent::spool::{Pending, Spool};
+use bakery_agent::wire::{self, BatchBuffer, DeclaredPods, PodRefs};
+use bakery_proto::v1 as pb;
 use prost::Message;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -73,6 +78,8 @@ fn count(sensors: Sensors) -> Counted {
     let roots = HostRoots::new(dir.path().join("proc"), dir.path().join("sys"));
     let mut sampler = Sampler::new(roots, "pi5").with_scan_policy(ScanPolicy::STREAMING);
     let (mut refs, mut buffer, mut sample) = (PodRefs::new(), BatchBuffer::new(), Sample::default());
+    let mut spool = Spool::in_memory(64 << 20);
+    let (mut declared, mut declared_any) = (DeclaredPods::new(), DeclaredPods::new());
     let start = Instant::now();
     let mut per_sample = Vec::with_capacity(MEASURED as usize);
     for index in 0..WARM_UP + MEASURED {
@@ -80,7 +87,12 @@ fn count(sensors: Sensors) -> Counted {
         let region = Region::new(GLOBAL);
         sampler.sample_at(&mut sample, timestamp_ms, now);
         buffer.fill(&sample, &mut refs);
-        let payload = buffer.encode().to_vec();
+        let seq = spool.push_encoded(buffer.encode());
+        let Some(Pending::Batch { payload, .. }) = spool.pending_after(seq - 1) else { panic!("batch {seq} is held") };
+        let mut message = Vec::new();
+        wire::write_batch_message(seq, &payload, &mut declared, Some(&mut declared_any), &mut message).unwrap();
+        let payload = payload.into_owned();
+        spool.ack(seq);
         let counted = allocations(&region);
         if index >= WARM_UP {
             per_sample.push(counted);
@@ -90,6 +102,14 @@ fn count(sensors: Sensors) -> Counted {
         let fresh = wire::batch(std::slice::from_ref(&sample), &mut fresh_refs);
         assert_eq!(*buffer.batch(), fresh, "the batch written in place is the one made afresh");
         assert_eq!(payload, fresh.encode_to_vec());
+        let pb::AgentMessage { kind: Some(pb::agent_message::Kind::Batch(sent)) } =
+            pb::AgentMessage::decode(message.as_slice()).unwrap()
+        else {
+            panic!("a batch message")
+        };
+        assert_eq!((sent.seq, &sent.samples), (seq, &fresh.samples), "the stream sends the sample as numbered");
+        let declared_now = if index == 0 { fresh.new_pods.len() } else { 0 };
+        assert_eq!(sent.new_pods.len(), declared_now, "each pod is declared once on the stream");
     }
     let owned_path_per_sample = count_owned_path(&mut sampler, start + INTERVAL * (WARM_UP + MEASURED));
     Counted { per_sample, owned_path_per_sample }

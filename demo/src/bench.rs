@@ -36,11 +36,51 @@ pub struct BenchArgs {
 }
 
 /// One load.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Round {
     pub agents: bool,
     pub requests_per_second: f64,
     pub requests: u64,
+    /// CPU the agents used during the load, all together, as a share of one core (percent).
+    #[serde(default)]
+    pub agents_cpu_percent: f64,
+    /// CPU the collector used during the load, percent of one core: it receives, stores and
+    /// acknowledges what the agents send, so it is part of what watching costs.
+    #[serde(default)]
+    pub collector_cpu_percent: f64,
+}
+
+/// CPU seconds of a set of processes and their descendants (an agent runs as its launcher's
+/// child in the node's PID namespace), read at the start and at the end of a round.
+struct CpuMeter {
+    pids: Vec<u32>,
+    start_s: f64,
+}
+
+impl CpuMeter {
+    fn start(roots: Vec<u32>) -> Self {
+        let mut pids = roots;
+        let mut next = 0;
+        while next < pids.len() {
+            pids.extend(bakery_lab::process::children_of(pids[next]));
+            next += 1;
+        }
+        let start_s = Self::total(&pids);
+        Self { pids, start_s }
+    }
+
+    /// All processes' utime + stime; a process that exited counts nothing more.
+    fn total(pids: &[u32]) -> f64 {
+        pids.iter().filter_map(|pid| bakery_lab::measure::cpu_seconds(*pid).ok()).sum()
+    }
+
+    /// Percent of one core over `elapsed_s`.
+    fn percent(&self, elapsed_s: f64) -> f64 {
+        if elapsed_s <= 0.0 {
+            return 0.0;
+        }
+        100.0 * (Self::total(&self.pids) - self.start_s).max(0.0) / elapsed_s
+    }
 }
 
 /// The benchmark's result.
@@ -140,16 +180,29 @@ pub fn run(args: &BenchArgs) -> Result<ObserverBench> {
         }
         // Let start-up or shutdown settle before measuring.
         interrupt::wait(Duration::from_secs(2)).map_err(Error::Interrupted)?;
+        let (agent_pids, collector_pid) = demo.cluster.bakery_pids();
+        let (agents_cpu, collector_cpu) =
+            (CpuMeter::start(agent_pids), CpuMeter::start(collector_pid.into_iter().collect()));
+        let started = std::time::Instant::now();
         let summary = demo.run_oha(&oha_path, oha_flags, &load, &url, || {})?;
+        let elapsed_s = started.elapsed().as_secs_f64();
+        let (agents_cpu_percent, collector_cpu_percent) =
+            (agents_cpu.percent(elapsed_s), collector_cpu.percent(elapsed_s));
         let side =
             if agents { format!("every {}", humantime::format_duration(args.interval)) } else { "stopped".into() };
         eprintln!(
-            "bakery-demo bench: round {}/{} agents {side}: {:.1} req/s",
+            "bakery-demo bench: round {}/{} agents {side}: {:.1} req/s (agents {agents_cpu_percent:.1} % of a core, collector {collector_cpu_percent:.1} %)",
             i + 1,
             args.rounds * 2,
             summary.requests_per_second
         );
-        rounds.push(Round { agents, requests_per_second: summary.requests_per_second, requests: summary.requests });
+        rounds.push(Round {
+            agents,
+            requests_per_second: summary.requests_per_second,
+            requests: summary.requests,
+            agents_cpu_percent,
+            collector_cpu_percent,
+        });
     }
     let (with, without, lost) = summarise(&rounds);
     let (paired, median_paired) = paired_losses(&rounds);
@@ -191,6 +244,16 @@ pub fn main(args: BenchArgs) -> ExitCode {
                     result.rps_lost_percent,
                     result.median_paired_lost_percent
                 );
+                let mean = |cpu: fn(&Round) -> f64, agents: bool| {
+                    let side: Vec<f64> = result.rounds.iter().filter(|r| r.agents == agents).map(cpu).collect();
+                    side.iter().sum::<f64>() / side.len().max(1) as f64
+                };
+                println!(
+                    "CPU during the loads, percent of one core: agents {:.1} together, collector {:.1} with agents; collector {:.1} without",
+                    mean(|r| r.agents_cpu_percent, true),
+                    mean(|r| r.collector_cpu_percent, true),
+                    mean(|r| r.collector_cpu_percent, false),
+                );
             }
             ExitCode::SUCCESS
         }
@@ -217,7 +280,7 @@ mod tests {
 
     #[test]
     fn paired_losses_cancel_a_drift() {
-        let round = |agents, rps| Round { agents, requests_per_second: rps, requests: 0 };
+        let round = |agents, rps| Round { agents, requests_per_second: rps, ..Round::default() };
         // The machine slows down by half between the pairs; within each pair agents cost 2 %.
         let rounds = [round(true, 98.0), round(false, 100.0), round(false, 50.0), round(true, 49.0)];
         let (losses, median) = paired_losses(&rounds);
@@ -228,7 +291,7 @@ mod tests {
 
     #[test]
     fn loss_is_relative_to_the_agents_stopped() {
-        let round = |agents, rps| Round { agents, requests_per_second: rps, requests: 0 };
+        let round = |agents, rps| Round { agents, requests_per_second: rps, ..Round::default() };
         let (with, without, lost) =
             summarise(&[round(true, 99.0), round(false, 100.0), round(false, 102.0), round(true, 101.0)]);
         assert_eq!((with, without), (100.0, 101.0));

@@ -1,8 +1,8 @@
 //! Building the planned cluster on this machine, and taking it down again: namespaces, the LAN,
 //! routes, kube-proxy rules, cgroups, keepers, pods (the stand-ins, and nginx for an in-cluster
 //! proxy workload), per-node extras (burners that start with the load wait for
-//! [`Cluster::start_load_extras`], hogs that come on mid-run for [`crate::onset`]), the control plane (API double and collector), the agents and the
-//! outside proxy.
+//! [`Cluster::start_load_extras`], hogs that come on mid-run for [`crate::onset`]), the control
+//! plane (API double and collector), the agents and the outside proxy.
 //!
 //! The [`Cluster`] value owns everything it made; dropping it (normal exit, error, Ctrl-C) stops the
 //! processes in order (agents and collector with SIGTERM so the last samples are stored), deletes
@@ -448,8 +448,7 @@ impl Cluster {
         self.start_extras(true)
     }
 
-    /// Starts the per-node extras that start at boot (`with_load` false) or with the load (true);
-    /// returns their names.
+    /// Starts the per-node extras that start at boot (`with_load` false) or with the load (true).
     fn start_extras(&mut self, with_load: bool) -> Result<Vec<String>> {
         let plan = self.plan.clone();
         let demo = self.binaries.demo.display().to_string();
@@ -643,6 +642,11 @@ impl Cluster {
 
     pub fn agents_running(&self) -> bool {
         !self.agents.is_empty()
+    }
+
+    /// The agents' launchers' process ids (each agent is its launcher's child) and the collector's.
+    pub fn bakery_pids(&self) -> (Vec<u32>, Option<u32>) {
+        (self.agents.values().map(Process::pid).collect(), self.collector.as_ref().map(Process::pid))
     }
 
     /// Stops the collector with SIGTERM (it commits what it received); true when it stopped so.

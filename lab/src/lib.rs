@@ -7,6 +7,8 @@
 //!   workspace's binaries built fresh ([`binaries`]).
 //! - Waiting: a condition polled against a deadline, on the calling thread or on a tokio runtime,
 //!   free loopback ports, root ([`wait`]).
+//! - Measuring: a process's CPU seconds and resident memory from `/proc/<pid>` ([`measure`]), for
+//!   benchmarks.
 //! - Asking: an HTTP GET of a loopback endpoint, its status and body within a timeout ([`http`]).
 //! - Repeating: a seeded generator whose numbers are the same on every run ([`random`]).
 //! - Names: who owns which namespaces and cgroups on the machine, and removing what a killed run
@@ -24,6 +26,7 @@ pub mod command;
 mod error;
 pub mod http;
 pub mod kube_double;
+pub mod measure;
 pub mod netns;
 pub mod process;
 pub mod random;

@@ -5,7 +5,7 @@
 
 pub mod bench_agent;
 pub mod bench_drain;
-pub mod measure;
+pub use bakery_lab::measure;
 pub mod procs;
 pub mod sim;
 pub mod stored;

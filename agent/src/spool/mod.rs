@@ -67,6 +67,7 @@ mod record;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -181,9 +182,18 @@ pub struct Spool {
     overflow_dropped: u64,
     disk: Option<DiskLog>,
     replayed_pods: Vec<pb::PodIdentity>,
-    /// The batch pushed last, while it is still held: the stream usually
-    /// sends exactly it next, which then needs no decoding of its payload.
-    fresh: Option<(u64, pb::Batch)>,
+    /// A disk spool's last batch, encoded, while it is still held: the stream
+    /// usually sends exactly it next, which then needs no read from the disk.
+    /// Its buffer is kept from batch to batch.
+    fresh: Option<(u64, Vec<u8>)>,
+}
+
+/// What the spool holds next for a stream: a gap, or a batch as its encoded payload (sequence
+/// number 0 inside; the entry's number is `seq`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pending<'a> {
+    Gap(pb::Gap),
+    Batch { seq: u64, payload: Cow<'a, [u8]> },
 }
 
 impl Spool {
@@ -219,29 +229,38 @@ impl Spool {
 
     /// Adds a batch (its `seq` is ignored) and returns the sequence number it got.
     pub fn push(&mut self, mut batch: pb::Batch) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.note_seqs();
         // The number lives in the entry, not in the payload, so that a
         // renumbering never has to rewrite a payload.
         batch.seq = 0;
-        let payload = batch.encode_to_vec();
+        self.push_encoded(&batch.encode_to_vec())
+    }
+
+    /// Adds a batch encoded with sequence number 0 (as `BatchBuffer::encode` makes it) and
+    /// returns the sequence number it got. One copy of the bytes is kept: in memory for a memory
+    /// spool, in the page cache and a reused buffer for a disk spool.
+    pub fn push_encoded(&mut self, payload: &[u8]) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.note_seqs();
         let held = match &mut self.disk {
-            Some(disk) => match disk.append(&Record::Batch { seq, payload: &payload }) {
+            Some(disk) => match disk.append(&Record::Batch { seq, payload }) {
                 Ok((segment, body_offset)) => {
                     // The payload follows the kind byte and the sequence number.
                     let offset = body_offset + BATCH_PAYLOAD_OFFSET;
+                    let mut fresh = self.fresh.take().map(|(_, bytes)| bytes).unwrap_or_default();
+                    fresh.clear();
+                    fresh.extend_from_slice(payload);
+                    self.fresh = Some((seq, fresh));
                     Held::Disk { segment, offset, len: payload.len() as u32 }
                 }
                 Err(error) => {
                     disk.warn_write_failed(&error);
-                    Held::Memory(payload)
+                    Held::Memory(payload.to_vec())
                 }
             },
-            None => Held::Memory(payload),
+            None => Held::Memory(payload.to_vec()),
         };
         self.insert(seq, Entry { last: seq, kind: EntryKind::Batch, held });
-        self.fresh = Some((seq, batch));
         self.enforce_limit();
         if let Some(disk) = &mut self.disk {
             disk.maybe_sync();
@@ -293,37 +312,62 @@ impl Spool {
 
     /// The next message to send after `sent_through`: the entry covering
     /// `sent_through + 1` or the first one after it. A gap is cut to start
-    /// there (the collector already has what came before).
-    pub fn next_after(&mut self, sent_through: u64) -> Option<pb::agent_message::Kind> {
+    /// there (the collector already has what came before). A batch comes as its
+    /// encoded payload, borrowed when it is in memory; a batch the disk cannot
+    /// give back becomes an unreadable gap.
+    pub fn pending_after(&mut self, sent_through: u64) -> Option<Pending<'_>> {
         let start = sent_through.checked_add(1)?;
-        let key = self.entries.covering_or_after(start)?;
-        let entry = self.entries.get(key)?;
-        match entry.kind {
-            EntryKind::Gap(cause) => {
+        let key = loop {
+            let key = self.entries.covering_or_after(start)?;
+            let entry = self.entries.get(key)?;
+            if let EntryKind::Gap(cause) = entry.kind {
                 let first = key.max(start);
-                Some(pb::agent_message::Kind::Gap(pb::Gap {
-                    first_seq: first,
-                    last_seq: entry.last,
-                    reason: cause.reason(entry.last - first + 1),
-                }))
+                let reason = cause.reason(entry.last - first + 1);
+                return Some(Pending::Gap(pb::Gap { first_seq: first, last_seq: entry.last, reason }));
             }
-            EntryKind::Batch if self.fresh.as_ref().is_some_and(|(seq, _)| *seq == key) => {
-                let (_, mut batch) = self.fresh.take()?;
-                batch.seq = key;
-                Some(pb::agent_message::Kind::Batch(batch))
+            let Held::Disk { segment, offset, len } = entry.held else { break key };
+            if self.fresh.as_ref().is_some_and(|(seq, _)| *seq == key) {
+                break key;
             }
-            EntryKind::Batch => match read_batch(key, &entry.held, self.disk.as_mut()) {
+            let read = match self.disk.as_mut() {
+                Some(disk) => disk.read(segment, offset, len),
+                None => Err(io::Error::other("no disk spool")),
+            };
+            match read {
+                Ok(payload) => return Some(Pending::Batch { seq: key, payload: Cow::Owned(payload) }),
+                Err(error) => self.unreadable(key, &error),
+            }
+        };
+        let payload = match (&self.fresh, &self.entries.get(key)?.held) {
+            (Some((seq, fresh)), _) if *seq == key => fresh.as_slice(),
+            (_, Held::Memory(payload)) => payload.as_slice(),
+            (_, Held::Disk { .. }) => return None,
+        };
+        Some(Pending::Batch { seq: key, payload: Cow::Borrowed(payload) })
+    }
+
+    /// [`Spool::pending_after`], a batch decoded (for replay, which merges batches).
+    pub fn next_after(&mut self, sent_through: u64) -> Option<pb::agent_message::Kind> {
+        loop {
+            let (seq, decoded) = match self.pending_after(sent_through)? {
+                Pending::Gap(gap) => return Some(pb::agent_message::Kind::Gap(gap)),
+                Pending::Batch { seq, payload } => (seq, pb::Batch::decode(payload.as_ref())),
+            };
+            match decoded {
                 Ok(mut batch) => {
-                    batch.seq = key;
-                    Some(pb::agent_message::Kind::Batch(batch))
+                    batch.seq = seq;
+                    return Some(pb::agent_message::Kind::Batch(batch));
                 }
-                Err(error) => {
-                    tracing::warn!(seq = key, %error, "a spooled batch cannot be read back; it is sent as a gap");
-                    self.replace_with_unreadable_gap(key);
-                    self.next_after(sent_through)
-                }
-            },
+                Err(error) => self.unreadable(seq, &error),
+            }
         }
+    }
+
+    /// A held batch that cannot be read back or parsed: it is sent as an unreadable gap, so the
+    /// loss is recorded at the collector rather than retried forever.
+    pub fn unreadable(&mut self, seq: u64, error: &dyn std::fmt::Display) {
+        tracing::warn!(seq, %error, "a spooled batch cannot be read back; it is sent as a gap");
+        self.replace_with_unreadable_gap(seq);
     }
 
     /// The first sequence number still held (the next one when empty), for
@@ -564,19 +608,6 @@ impl Spool {
         if let Some(disk) = &mut self.disk {
             disk.delete_dead_segments();
             disk.maybe_sync();
-        }
-    }
-}
-
-fn read_batch(seq: u64, held: &Held, disk: Option<&mut DiskLog>) -> io::Result<pb::Batch> {
-    let decode = |bytes: &[u8]| {
-        pb::Batch::decode(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("seq {seq}: {e}")))
-    };
-    match held {
-        Held::Memory(payload) => decode(payload),
-        Held::Disk { segment, offset, len } => {
-            let disk = disk.ok_or_else(|| io::Error::other("no disk spool"))?;
-            decode(&disk.read(*segment, *offset, *len)?)
         }
     }
 }

@@ -73,15 +73,33 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn the_batch_pushed_last_is_sent_as_pushed_and_the_others_as_decoded() {
-    let mut spool = Spool::in_memory(1 << 20);
+fn a_disk_spools_last_batch_comes_from_memory_and_the_others_from_the_disk_with_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(&disk_config(dir.path(), 1 << 20)).unwrap();
     spool.push(batch(1, 10));
     spool.push(batch(2, 10));
+    let bytes = |stamp| pb::Batch { seq: 0, ..batch(stamp, 10) }.encode_to_vec();
+    // The last one pushed is kept in memory: no read from the disk.
+    let Some(Pending::Batch { seq: 2, payload: Cow::Borrowed(last) }) = spool.pending_after(1) else {
+        panic!("the last batch, borrowed")
+    };
+    assert_eq!(last, bytes(2));
+    // An older one is read back from its segment.
+    let Some(Pending::Batch { seq: 1, payload: Cow::Owned(first) }) = spool.pending_after(0) else {
+        panic!("the first batch, read back")
+    };
+    assert_eq!(first, bytes(1));
     let expected = |stamp, seq| Some(pb::agent_message::Kind::Batch(pb::Batch { seq, ..batch(stamp, 10) }));
-    // The second is the fresh one, handed over without decoding, once.
-    assert_eq!(spool.next_after(1), expected(2, 2));
-    assert_eq!(spool.next_after(1), expected(2, 2), "sent again (a new stream): decoded");
-    assert_eq!(spool.next_after(0), expected(1, 1));
+    assert_eq!(spool.next_after(1), expected(2, 2), "decoded for a replay");
+}
+
+#[test]
+fn a_held_batch_that_does_not_parse_is_sent_as_an_unreadable_gap() {
+    let mut spool = Spool::in_memory(1 << 20);
+    spool.push_encoded(&[0xff, 0xff, 0xff]);
+    let Some(Kind::Gap(gap)) = spool.next_after(0) else { panic!("a gap") };
+    assert_eq!((gap.first_seq, gap.last_seq), (1, 1));
+    assert!(gap.reason.contains("unreadable"), "{}", gap.reason);
 }
 
 #[test]

@@ -37,6 +37,7 @@
 //! `outbox` the two queues a stream sends from (live first), `replay` the
 //! backlog's lane and its window of unacknowledged bytes.
 
+mod codec;
 mod connect;
 mod outbox;
 mod replay;
@@ -356,7 +357,10 @@ async fn sample_loop<S: SampleSource>(
     mut stop_rx: watch::Receiver<bool>,
 ) {
     let mut next = Instant::now();
+    // One `Sample` and one batch kept across ticks: the sampler and the batch
+    // write over the last ones instead of allocating anew.
     let mut sample = Sample::default();
+    let mut batch = wire::BatchBuffer::new();
     loop {
         tokio::select! {
             _ = stop_rx.wait_for(|stop| *stop) => return,
@@ -372,12 +376,12 @@ async fn sample_loop<S: SampleSource>(
             }
             _ = tokio::time::sleep_until(next) => {}
         }
-        // One `Sample` kept across ticks: the sampler writes over it instead of allocating anew.
         source.sample_into(&mut sample, crate::now_ms());
-        let batch = wire::batch(std::slice::from_ref(&sample), &mut refs);
+        batch.fill(&sample, &mut refs);
+        let payload = batch.encode();
         let (seq, stats) = {
             let mut spool = shared.lock_spool();
-            (spool.push(batch), spool.stats())
+            (spool.push_encoded(payload), spool.stats())
         };
         shared.last_seq.send_replace(seq);
         shared.publish_spool(stats);

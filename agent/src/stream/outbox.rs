@@ -9,9 +9,10 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bakery_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
+
+use super::codec::Outgoing;
 
 /// Live messages queued for the HTTP/2 stream at most; beyond that the sender waits, so a slow
 /// collector slows the sending (the spool holds the rest).
@@ -21,14 +22,14 @@ const REPLAY_QUEUE: usize = 1;
 
 /// Where a session puts what it sends.
 pub(super) struct Outbox {
-    pub(super) live: mpsc::Sender<pb::AgentMessage>,
-    pub(super) replay: mpsc::Sender<pb::AgentMessage>,
+    pub(super) live: mpsc::Sender<Outgoing>,
+    pub(super) replay: mpsc::Sender<Outgoing>,
 }
 
 /// The request stream tonic sends: live messages first.
 pub(super) struct Requests {
-    live: mpsc::Receiver<pb::AgentMessage>,
-    replay: mpsc::Receiver<pb::AgentMessage>,
+    live: mpsc::Receiver<Outgoing>,
+    replay: mpsc::Receiver<Outgoing>,
 }
 
 /// A new pair of queues and the stream that empties them.
@@ -39,7 +40,7 @@ pub(super) fn outbox() -> (Outbox, Requests) {
 }
 
 impl Stream for Requests {
-    type Item = pb::AgentMessage;
+    type Item = Outgoing;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let live = self.live.poll_recv(cx);
@@ -57,13 +58,14 @@ impl Stream for Requests {
 
 #[cfg(test)]
 mod tests {
+    use bakery_proto::v1 as pb;
     use tokio_stream::StreamExt;
 
     use super::*;
 
-    fn gap(n: u64) -> pb::AgentMessage {
+    fn gap(n: u64) -> Outgoing {
         let gap = pb::Gap { first_seq: n, last_seq: n, reason: String::new() };
-        pb::AgentMessage { kind: Some(pb::agent_message::Kind::Gap(gap)) }
+        Outgoing::Message(pb::AgentMessage { kind: Some(pb::agent_message::Kind::Gap(gap)) })
     }
 
     #[tokio::test]
@@ -73,7 +75,10 @@ mod tests {
         assert!(outbox.replay.try_send(gap(2)).is_err(), "the replay queue holds one");
         outbox.live.send(gap(10)).await.unwrap();
         outbox.live.send(gap(11)).await.unwrap();
-        let first = |m: Option<pb::AgentMessage>| match m.and_then(|m| m.kind) {
+        let first = |m: Option<Outgoing>| match m.and_then(|m| match m {
+            Outgoing::Message(m) => m.kind,
+            Outgoing::Encoded(_) => None,
+        }) {
             Some(pb::agent_message::Kind::Gap(g)) => g.first_seq,
             other => panic!("{other:?}"),
         };

@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use bakery_proto::v1 as pb;
-use bakery_proto::v1::ingest_client::IngestClient;
 use pb::agent_message::Kind;
 use pb::collector_message::Kind as CollectorKind;
 use rand::SeedableRng;
@@ -22,12 +21,14 @@ use tokio::time::Instant;
 use tokio_stream::StreamExt;
 use tonic::codec::Streaming;
 
+use crate::spool::Pending;
+use crate::stream::codec::{self, Outgoing};
 use crate::stream::connect::{self, describe_status, stream_id};
 use crate::stream::outbox::{self, Outbox};
 use crate::stream::replay::ReplayLane;
 use crate::stream::timing::AckWatch;
 use crate::stream::{MAX_INTERVAL, MIN_INTERVAL, Shared, StreamConfig};
-use crate::wire::DeclaredPods;
+use crate::wire::{DeclaredPods, write_batch_message};
 
 /// A backlog at least this long (in samples) is logged when delivered.
 const BACKLOG_WORTH_LOGGING: u64 = 10;
@@ -155,7 +156,6 @@ async fn open(
         channel = connect::connect(config) => channel.map_err(lost)?,
         _ = stop_rx.wait_for(|stop| *stop) => return Err(SessionEnd::Shutdown),
     };
-    let mut client = IngestClient::new(channel);
     let (outbox, requests) = outbox::outbox();
     let hello = pb::Hello {
         node_name: config.node_name.clone(),
@@ -168,14 +168,14 @@ async fn open(
         stream_id: stream_id(&mut rand::rng()),
     };
     // The outbox is empty, so this cannot wait.
-    if outbox.live.send(pb::AgentMessage { kind: Some(Kind::Hello(hello)) }).await.is_err() {
+    if outbox.live.send(pb::AgentMessage { kind: Some(Kind::Hello(hello)) }.into()).await.is_err() {
         return Err(lost("the request stream closed before the Hello".to_string()));
     }
     let mut request = tonic::Request::new(requests);
     *request.metadata_mut() = request_metadata;
 
     let welcome = async {
-        let mut inbound = client.stream(request).await.map_err(|s| describe_status(&s))?.into_inner();
+        let mut inbound = codec::open_stream(channel, request).await.map_err(|s| describe_status(&s))?.into_inner();
         match inbound.next().await {
             Some(Ok(pb::CollectorMessage { kind: Some(CollectorKind::Welcome(welcome)) })) => Ok((inbound, welcome)),
             Some(Ok(other)) => Err(format!("protocol error: expected a Welcome first, got {other:?}")),
@@ -403,40 +403,53 @@ impl<'a> Serving<'a> {
     }
 
     /// Sends the next batch or gap after what was sent, with the pod
-    /// identities this stream was not told about yet.
-    fn send_next(&mut self, permit: mpsc::Permit<'_, pb::AgentMessage>, acks: &mut AckWatch) {
-        let next = self.shared.lock_spool().next_after(self.sent_through);
-        let Some(mut kind) = next else {
-            // Nothing is held past `sent_through` (acknowledged
-            // meanwhile): there is nothing to send up to the last number.
-            self.sent_through = self.shared.lock_spool().last_seq();
-            return;
+    /// identities this stream was not told about yet. A batch goes as its
+    /// spooled bytes (`wire::write_batch_message`); one that does not parse is
+    /// sent as an unreadable gap instead.
+    fn send_next(&mut self, permit: mpsc::Permit<'_, Outgoing>, acks: &mut AckWatch) {
+        let mut spool = self.shared.lock_spool();
+        let message = loop {
+            let (seq, error) = match spool.pending_after(self.sent_through) {
+                None => {
+                    // Nothing is held past `sent_through` (acknowledged
+                    // meanwhile): there is nothing to send up to the last number.
+                    self.sent_through = spool.last_seq();
+                    return;
+                }
+                Some(Pending::Gap(gap)) => {
+                    self.sent_through = gap.last_seq;
+                    break Outgoing::Message(pb::AgentMessage { kind: Some(Kind::Gap(gap)) });
+                }
+                Some(Pending::Batch { seq, payload }) => {
+                    let mut bytes = Vec::new();
+                    let (declared, any) = (&mut self.declared, Some(&mut self.declared_any));
+                    match write_batch_message(seq, &payload, declared, any, &mut bytes) {
+                        Ok(()) => {
+                            self.sent_through = seq;
+                            break Outgoing::Encoded(bytes);
+                        }
+                        Err(error) => (seq, error),
+                    }
+                }
+            };
+            spool.unreadable(seq, &error);
         };
-        match &mut kind {
-            Kind::Batch(batch) => {
-                self.declared.strip_declared(batch);
-                self.declared_any
-                    .strip_declared(&mut pb::Batch { new_pods: batch.new_pods.clone(), ..pb::Batch::default() });
-                self.sent_through = batch.seq;
-            }
-            Kind::Gap(gap) => self.sent_through = gap.last_seq,
-            Kind::Hello(_) | Kind::Replay(_) => {}
-        }
+        drop(spool);
         self.live_sent = self.sent_through;
-        permit.send(pb::AgentMessage { kind: Some(kind) });
+        permit.send(message);
         acks.sent(Instant::now());
     }
 
     /// Sends the next part of the backlog as a `Replay`, with the pod
     /// identities no message told this stream about yet.
-    fn send_replay(&mut self, permit: mpsc::Permit<'_, pb::AgentMessage>, acks: &mut AckWatch) {
+    fn send_replay(&mut self, permit: mpsc::Permit<'_, Outgoing>, acks: &mut AckWatch) {
         let Some(lane) = &mut self.replay else { return };
         let next = lane.take(&mut self.shared.lock_spool());
         let Some(mut kind) = next else { return };
         if let Kind::Batch(batch) = &mut kind {
             self.declared_any.strip_declared(batch);
         }
-        permit.send(lane.wrap(kind));
+        permit.send(lane.wrap(kind).into());
         acks.sent(Instant::now());
     }
 

@@ -12,6 +12,7 @@
 //! The pods' numbers and what a stream was told are `pods`'s.
 
 mod buffer;
+mod encoded;
 mod pods;
 
 #[cfg(test)]
@@ -36,6 +37,7 @@ use crate::thermal::{Fan, Temperature, Thermals, VoltageAlarm};
 use crate::throttle::{Throttle, ThrottleFlags};
 
 pub use buffer::BatchBuffer;
+pub use encoded::write_batch_message;
 pub use pods::{DeclaredPods, FORGET_POD_AFTER_MS, PodRefs};
 
 /// `CpuTimes.cpu` of the node total on the wire (cores use their number).

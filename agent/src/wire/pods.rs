@@ -8,6 +8,7 @@
 
 use bakery_proto::v1 as pb;
 use foldhash::HashMap;
+use prost::Message;
 
 /// A pod not seen for this long is forgotten by [`PodRefs`], so a node with
 /// many short-lived pods (CronJobs) does not grow the table forever. Pod UIDs
@@ -86,10 +87,14 @@ impl PodRefs {
 /// The identities one stream has been told about, so each is declared once
 /// per stream (`Batch.new_pods` in `proto/proto/bakery/v1/bakery.proto`: the
 /// pods first referenced on this stream by this batch). A new stream starts
-/// with a new, empty set.
+/// with a new, empty set. Identities are kept encoded: a live batch is sent as
+/// its spooled bytes (`encoded.rs`), and an identity's encoding is what it is
+/// compared by.
 #[derive(Debug, Default)]
 pub struct DeclaredPods {
-    by_ref: HashMap<u32, pb::PodIdentity>,
+    by_ref: HashMap<u32, Vec<u8>>,
+    /// An identity encoded, to compare a decoded one.
+    scratch: Vec<u8>,
 }
 
 /// Past this many declared pods the set is cleared: redeclaring is allowed
@@ -106,17 +111,35 @@ impl DeclaredPods {
     /// knows, and remembers the others as declared. An identity that differs
     /// from the one declared under the same number is kept (and replaces it).
     pub fn strip_declared(&mut self, batch: &mut pb::Batch) {
-        if self.by_ref.len() > MAX_DECLARED_PODS {
+        batch.new_pods.retain(|identity| {
+            self.scratch.clear();
+            // A `Vec` grows as needed: encoding into it cannot fail.
+            let _ = identity.encode(&mut self.scratch);
+            let scratch = std::mem::take(&mut self.scratch);
+            let known = self.knows_encoded(identity.pod_ref, &scratch);
+            if !known {
+                self.record_encoded(identity.pod_ref, &scratch);
+            }
+            self.scratch = scratch;
+            !known
+        });
+    }
+
+    /// Whether the identity encoded as `identity`, numbered `pod_ref`, was told to this stream.
+    pub fn knows_encoded(&self, pod_ref: u32, identity: &[u8]) -> bool {
+        self.by_ref.get(&pod_ref).is_some_and(|known| known.as_slice() == identity)
+    }
+
+    /// Records the encoded identity as told (replacing another under the same number); no
+    /// allocation when it was told already.
+    pub fn record_encoded(&mut self, pod_ref: u32, identity: &[u8]) {
+        if self.knows_encoded(pod_ref, identity) {
+            return;
+        }
+        if self.by_ref.len() >= MAX_DECLARED_PODS {
             self.by_ref.clear();
         }
-        batch.new_pods.retain(|identity| {
-            if self.by_ref.get(&identity.pod_ref) == Some(identity) {
-                false
-            } else {
-                self.by_ref.insert(identity.pod_ref, identity.clone());
-                true
-            }
-        });
+        self.by_ref.insert(pod_ref, identity.to_vec());
     }
 
     pub fn len(&self) -> usize {

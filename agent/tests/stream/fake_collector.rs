@@ -139,16 +139,25 @@ pub async fn serve_stream(
     }
     let mut declared: HashMap<u32, pb::PodIdentity> = HashMap::new();
     let mut delivered = 0;
+    // What arrived while commits were stalled: a stalled committer keeps the stream's messages
+    // in order and commits them when it resumes, as the real collector's queue does.
+    let mut stalled: Vec<Kind> = Vec::new();
     while let Ok(Some(pb::AgentMessage { kind: Some(kind) })) = inbound.message().await {
         delivered += 1;
         let (ack, breaking) = store.with(|s| {
             let b = &s.behaviour;
             let breaking = b.breaks_left > 0 && b.break_after.is_some_and(|n| delivered >= n);
             s.streams[index].messages.push(kind.clone());
-            if !s.behaviour.commits || (breaking && !s.behaviour.commit_before_break) {
+            if breaking && !s.behaviour.commit_before_break {
                 return (None, breaking);
             }
-            handle(s, &kind, &mut declared);
+            stalled.push(kind);
+            if !s.behaviour.commits {
+                return (None, breaking);
+            }
+            for kind in stalled.drain(..) {
+                handle(s, &kind, &mut declared);
+            }
             (Some(s.committed), breaking)
         });
         if breaking {

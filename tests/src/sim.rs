@@ -5,7 +5,8 @@
 //! Kubernetes: a network namespace for the pod and one for its client,
 //! joined by a veth pair (`eth0` on both sides) with addresses from
 //! 198.18.0.0/15 configured only inside those namespaces, never in the root
-//! namespace; and a server process (`bakery-test-pod serve`) in the pod's
+//! namespace; and a server process (`bakery-test-pod serve`, or `http` for a
+//! pod that carries traffic from [`SimPod::load`]) in the pod's
 //! namespace and in a kubepods-style cgroup named after the pod UID, with
 //! the cgroupfs driver's layout (`/kubepods/<qos>/pod<uid>/<container-id>`,
 //! no QoS level for Guaranteed) in the cpuacct and memory controllers on
@@ -59,6 +60,8 @@ pub struct ServerState {
     pub closed: u64,
     /// Bytes read from connections that have closed.
     pub bytes_received: u64,
+    /// Requests an HTTP server had answered when it was last asked ([`SimPod::requests_served`]).
+    pub requests: u64,
 }
 
 impl ServerState {
@@ -77,11 +80,34 @@ impl ServerState {
                     state.closed += 1;
                     state.bytes_received += bytes.parse::<u64>().unwrap_or_default();
                 }
+                (Some("served"), Some(requests)) => state.requests = requests.parse().unwrap_or_default(),
                 _ => {}
             }
         }
         state
     }
+}
+
+/// What a pod's server process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// Accepts connections and holds them, reading and discarding what comes (`serve`).
+    Hold,
+    /// Answers HTTP/1.1 requests with a small body (`http`), for [`SimPod::load`].
+    Http,
+}
+
+/// A bounded HTTP load on one pod, from its client namespace ([`SimPod::load`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodLoad {
+    /// Requests a second, those on new connections included.
+    pub requests_per_second: u32,
+    /// Connections kept open that carry the requests not on new connections.
+    pub keep_alive_connections: u32,
+    /// New connections a second, one request each, closed by the server.
+    pub new_connections_per_second: u32,
+    /// After this the load stops by itself (it also stops when this process dies).
+    pub duration: Duration,
 }
 
 /// A pod made of a network namespace, a cgroup and a server process.
@@ -91,6 +117,7 @@ pub struct SimPod {
     uid: String,
     qos: QosClass,
     port: u16,
+    server_kind: Server,
     pod_address: Ipv4Addr,
     client_address: Ipv4Addr,
     pod_netns: String,
@@ -118,15 +145,26 @@ impl SimPod {
     /// few lowercase letters, digits or dashes) only helps a person tell
     /// the namespaces apart.
     pub fn create_with(name: &str, qos: QosClass, port: u16) -> anyhow::Result<Self> {
-        Self::create_in(name, qos, port, None)
+        Self::create_in(name, qos, port, None, Server::Hold)
     }
 
     /// A BestEffort pod on port 80 joined to `node`.
     pub fn create_on(name: &str, node: &SimNode) -> anyhow::Result<Self> {
-        Self::create_in(name, QosClass::BestEffort, 80, Some(node))
+        Self::create_in(name, QosClass::BestEffort, 80, Some(node), Server::Hold)
     }
 
-    fn create_in(name: &str, qos: QosClass, port: u16, node: Option<&SimNode>) -> anyhow::Result<Self> {
+    /// A BestEffort pod on port 80 joined to `node`, whose server is `server`.
+    pub fn create_serving_on(name: &str, node: &SimNode, server: Server) -> anyhow::Result<Self> {
+        Self::create_in(name, QosClass::BestEffort, 80, Some(node), server)
+    }
+
+    fn create_in(
+        name: &str,
+        qos: QosClass,
+        port: u16,
+        node: Option<&SimNode>,
+        server_kind: Server,
+    ) -> anyhow::Result<Self> {
         let valid = !name.is_empty()
             && name.len() <= 20
             && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -145,6 +183,7 @@ impl SimPod {
             uid: test_pod_uid(n, nanos),
             qos,
             port,
+            server_kind,
             client_address: Ipv4Addr::from(base + 1),
             pod_address: Ipv4Addr::from(base + 2),
             pod_netns: test_netns_name(n, name, "pod"),
@@ -245,6 +284,44 @@ impl SimPod {
         Ok(SimProcess { process })
     }
 
+    /// Runs `load` against an [`Server::Http`] pod from its client namespace (the node's, for a
+    /// pod on a node), once its keep-alive connections are open; it stops by itself after
+    /// `load.duration`, or when the returned guard is dropped.
+    pub fn load(&self, load: &PodLoad) -> anyhow::Result<SimProcess> {
+        if self.server_kind != Server::Http {
+            bail!("pod {}: a load needs a pod whose server answers HTTP", self.name);
+        }
+        let target = format!("{}:{}", self.pod_address, self.port);
+        let numbers = [
+            load.requests_per_second,
+            load.keep_alive_connections,
+            load.new_connections_per_second,
+            u32::try_from(load.duration.as_secs().max(1)).unwrap_or(u32::MAX),
+        ]
+        .map(|n| n.to_string());
+        let mut args = vec!["load", target.as_str()];
+        args.extend(numbers.iter().map(String::as_str));
+        let process = self.spawn_in(&self.client_netns, &args)?;
+        let loading = format!("loading {}", load.keep_alive_connections);
+        process.wait_for_line("the load to open its connections", STEP_TIMEOUT, |line| line == loading)?;
+        Ok(SimProcess { process })
+    }
+
+    /// Requests the pod's [`Server::Http`] server has answered so far (it is asked on its stdin).
+    pub fn requests_served(&mut self) -> anyhow::Result<u64> {
+        if self.server_kind != Server::Http {
+            bail!("pod {}: only an HTTP server counts requests", self.name);
+        }
+        let server = self.server.as_mut().context("the pod has no server")?;
+        let answers = |lines: &[String]| lines.iter().filter(|line| line.starts_with("served ")).count();
+        let before = answers(&server.lines());
+        server.send_line("count")?;
+        let state = server.wait_for_lines("the server to count its requests", STEP_TIMEOUT, |lines| {
+            (answers(lines) > before).then(|| ServerState::from_lines(lines))
+        })?;
+        Ok(state.requests)
+    }
+
     /// Starts one more process in the pod (its namespace and cgroup); it
     /// lives until the returned guard is dropped.
     pub fn spawn_process(&self) -> anyhow::Result<SimProcess> {
@@ -312,7 +389,11 @@ impl SimPod {
     }
 
     fn start_server(&mut self) -> anyhow::Result<()> {
-        let server = self.spawn_in(&self.pod_netns, &["serve", &self.port.to_string()])?;
+        let mode = match self.server_kind {
+            Server::Hold => "serve",
+            Server::Http => "http",
+        };
+        let server = self.spawn_in(&self.pod_netns, &[mode, &self.port.to_string()])?;
         // Moved before it starts serving, so its CPU and memory are the pod's.
         let joined = self.layout.join(&self.container_cgroup_relative(), server.pid());
         let server = self.server.insert(server);

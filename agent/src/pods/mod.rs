@@ -52,6 +52,17 @@ pub use tracker::PodTracker;
 /// samples; quiet pods cost no table read at all.
 pub const DEFAULT_TCP_TABLE_READS_PER_SAMPLE: u32 = 2;
 
+/// How many socket tables already read the streaming agent reads again per
+/// second at most, node-wide (`--tcp-table-rereads-per-second`). Measured
+/// with `cargo xtask bench agent --busy` (30 pods under load, 250 ms, a
+/// 262144-bucket hash): the walks of the TCP hash were 70 % of the agent's
+/// CPU when every busy pod was re-read every 5 s (6 a second). 2 a second
+/// bounds the walks to about 7 ms of CPU a second there (a Pi 5 with 8 GiB
+/// has a quarter of those buckets), while a node with up to 10 busy pods
+/// keeps the 5 s of `--tcp-table-min-age`; with 30, each tally is at most
+/// 15 s old.
+pub const DEFAULT_TCP_TABLE_REREADS_PER_SECOND: u32 = 2;
+
 /// How much of a pod scan is redone every sample, and how much may be
 /// reused for a while. The counters the collector turns into rates (network,
 /// TCP, CPU, memory usage) are read every sample whatever the policy.
@@ -71,6 +82,9 @@ pub struct ScanPolicy {
     /// Shortest time between two reads of one namespace's socket tables
     /// (see [`tcp_refresh`]); zero: whenever its counters moved.
     pub tcp_table_min_age: Duration,
+    /// Most re-reads of socket tables per second, node-wide (first reads
+    /// not counted); `u32::MAX`: no limit.
+    pub tcp_table_rereads_per_second: u32,
     /// Longest a network namespace whose interfaces moved no packet since
     /// its TCP counters were read keeps them instead of reading `net/snmp`
     /// and `net/sockstat{,6}` again (see [`measure`]). Zero: read every
@@ -85,6 +99,7 @@ impl ScanPolicy {
         process_rescan: Duration::ZERO,
         memory_stat_refresh: Duration::ZERO,
         tcp_table_min_age: Duration::ZERO,
+        tcp_table_rereads_per_second: u32::MAX,
         quiet_tcp_counters_refresh: Duration::ZERO,
     };
 
@@ -94,6 +109,7 @@ impl ScanPolicy {
         process_rescan: Duration::from_secs(2),
         memory_stat_refresh: Duration::from_secs(2),
         tcp_table_min_age: Duration::from_secs(5),
+        tcp_table_rereads_per_second: DEFAULT_TCP_TABLE_REREADS_PER_SECOND,
         quiet_tcp_counters_refresh: Duration::from_secs(2),
     };
 }

@@ -2,14 +2,16 @@
 //!
 //! A tally is a namespace's sockets by state, as its tables last listed them.
 //!
-//! Reading `net/tcp` walks the kernel's node-wide established hash (3.4 ms
+//! Reading `net/tcp` walks the kernel's node-wide established hash (1.7 ms
 //! per table with 262144 buckets), so a namespace's tables are read only
 //! when its counter signature ([`TcpSignature`]) moved since they were last
 //! read, and at most a budget of namespaces per sample: those never read
 //! first (a new pod gets its first tally as soon as the budget allows),
 //! then the stalest, and a namespace already read not again before a
-//! minimum age (`--tcp-table-min-age`). Pure bookkeeping: the caller does the reads and passes
-//! the time.
+//! minimum age (`--tcp-table-min-age`) nor beyond a node-wide rate of re-reads
+//! (`--tcp-table-rereads-per-second`): with many busy pods the rate, not the age, paces them,
+//! and each pod's tally is then at most (busy pods / rate) seconds old. Pure bookkeeping: the
+//! caller does the reads and passes the time.
 
 use std::hash::Hash;
 use std::time::{Duration, Instant};
@@ -44,15 +46,59 @@ struct Namespace {
 pub struct TableRefresh<K> {
     namespaces: HashMap<K, Namespace>,
     sample: u64,
+    rereads: RereadRate,
 }
 
 impl<K> Default for TableRefresh<K> {
     fn default() -> Self {
-        Self { namespaces: HashMap::default(), sample: 0 }
+        Self { namespaces: HashMap::default(), sample: 0, rereads: RereadRate::new(u32::MAX) }
+    }
+}
+
+/// Re-reads of tables already read, at most `per_second` on average and one
+/// second's worth at once: a token bucket, refilled by the time passed.
+#[derive(Debug, Clone, Copy)]
+struct RereadRate {
+    per_second: u32,
+    /// Re-reads still allowed, and when that was counted.
+    left: Option<(f64, Instant)>,
+}
+
+impl RereadRate {
+    fn new(per_second: u32) -> Self {
+        Self { per_second, left: None }
+    }
+
+    fn burst(&self) -> f64 {
+        f64::from(self.per_second.max(1))
+    }
+
+    /// Re-reads allowed at `now`.
+    fn available(&self, now: Instant) -> f64 {
+        match self.left {
+            None => self.burst(),
+            Some((left, at)) => {
+                let refill = now.saturating_duration_since(at).as_secs_f64() * f64::from(self.per_second);
+                (left + refill).min(self.burst())
+            }
+        }
+    }
+
+    fn spend(&mut self, now: Instant) {
+        if self.per_second != u32::MAX {
+            self.left = Some((self.available(now) - 1.0, now));
+        }
     }
 }
 
 impl<K: Hash + Eq + Ord + Copy> TableRefresh<K> {
+    /// A refresh whose re-reads (of namespaces read before) are at most
+    /// `per_second` on average; `u32::MAX`: no limit. First reads are not
+    /// counted: a new pod's first tally waits only for the per-sample budget.
+    pub fn with_rereads_per_second(per_second: u32) -> Self {
+        Self { rereads: RereadRate::new(per_second), ..Self::default() }
+    }
+
     /// Starts a sample: namespaces not observed from now until
     /// [`Self::end_sample`] are forgotten then.
     pub fn begin_sample(&mut self) {
@@ -91,10 +137,10 @@ impl<K: Hash + Eq + Ord + Copy> TableRefresh<K> {
     /// The namespaces observed this sample whose tables are due at `now`,
     /// at most `budget`: never tried ones first (longest waiting first), then
     /// the others by when they were last current or tried, oldest first. A
-    /// namespace that has a tally is read again only when its counters moved
-    /// and its last read was at least `min_age` ago: a busy pod's counters
-    /// move every sample, and re-reading its tables every sample is most of
-    /// what an agent costs under load.
+    /// namespace that has a tally is read again only when its counters moved,
+    /// its last read was at least `min_age` ago, and the re-read rate allows
+    /// it: a busy pod's counters move every sample, and re-reading its tables
+    /// is most of what an agent costs under load.
     pub fn due(&self, budget: u32, now: Instant, min_age: Duration) -> Vec<K> {
         let old_enough =
             |namespace: &Namespace| namespace.tried_at.is_none_or(|at| now.saturating_duration_since(at) >= min_age);
@@ -109,7 +155,18 @@ impl<K: Hash + Eq + Ord + Copy> TableRefresh<K> {
         due.sort_unstable_by_key(|(key, namespace)| {
             (namespace.current_at.max(namespace.tried_at), namespace.first_seen, **key)
         });
-        due.into_iter().take(usize::try_from(budget).unwrap_or(usize::MAX)).map(|(key, _)| *key).collect()
+        let mut rereads_left = self.rereads.available(now).floor();
+        due.into_iter()
+            .filter(|(_, namespace)| {
+                if namespace.read.is_none() {
+                    return true;
+                }
+                rereads_left -= 1.0;
+                rereads_left >= 0.0
+            })
+            .take(usize::try_from(budget).unwrap_or(usize::MAX))
+            .map(|(key, _)| *key)
+            .collect()
     }
 
     /// Notes that the namespace's tables are being read at `now` (call it
@@ -117,6 +174,9 @@ impl<K: Hash + Eq + Ord + Copy> TableRefresh<K> {
     pub fn tried(&mut self, key: K, now: Instant) {
         if let Some(namespace) = self.namespaces.get_mut(&key) {
             namespace.tried_at = Some(now);
+            if namespace.read.is_some() {
+                self.rereads.spend(now);
+            }
         }
     }
 
@@ -301,6 +361,37 @@ mod tests {
         let (read, tallies) = run.sample(0, &[(1, signature(1, 1), 1)]);
         assert!(read.is_empty());
         assert_eq!(tallies, [None], "a namespace inode reused by a new pod is not given the old pod's tally");
+    }
+
+    /// 30 busy pods sampled every 250 ms for a minute, 2 re-reads a second: the rate holds, and
+    /// it is shared fairly, so no tally gets older than 30 / 2 = 15 s (plus a sample).
+    #[test]
+    fn the_reread_rate_holds_node_wide_and_every_busy_tally_stays_within_pods_over_rate() {
+        let mut refresh = TableRefresh::with_rereads_per_second(2);
+        let start = Instant::now();
+        let (mut rereads, mut oldest_ms) = (0, 0);
+        for sample in 0..240u32 {
+            let now = start + Duration::from_millis(250) * sample;
+            refresh.begin_sample();
+            for key in 0..30u32 {
+                refresh.observe(key, signature(7, u64::from(sample)), now);
+            }
+            for key in refresh.due(2, now, Duration::from_secs(5)) {
+                rereads += u32::from(refresh.namespaces[&key].read.is_some());
+                refresh.tried(key, now);
+                refresh.record(key, signature(7, u64::from(sample)), states(key), now);
+            }
+            if sample >= 15 {
+                for key in 0..30 {
+                    oldest_ms = oldest_ms.max(refresh.tally(key, now).expect("read once").1);
+                }
+            }
+            refresh.end_sample();
+        }
+        // 60 s at 2 a second, and one second's worth at the start.
+        assert!(rereads <= 2 * 60 + 2, "{rereads} re-reads in 60 s");
+        assert!(rereads >= 2 * 60 - 30 - 2, "the rate is used: {rereads}");
+        assert!(oldest_ms <= 15_250, "a busy pod's tally reached {oldest_ms} ms");
     }
 
     #[test]

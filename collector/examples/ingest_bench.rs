@@ -1,6 +1,7 @@
 //! Ingest benchmark: synthetic agents (each with 30 pods) stream to a `bakery-collector`
 //! process on loopback; prints the values stored durably per collector CPU-second, the p50/p99
-//! acknowledgement latency and the collector's RSS (`cargo xtask bench ingest`; BENCHMARKS.md).
+//! acknowledgement latency and the collector's RSS, peak and steady (`cargo xtask bench ingest`;
+//! BENCHMARKS.md).
 //!
 //! Build the collector in release first, then run this (also in release):
 //!   cargo build --release -p bakery-collector
@@ -286,10 +287,21 @@ async fn main() {
     tokio::time::sleep_until(warmup_until.into()).await;
     let (ticks_start, values_start, measured_start, written_start) =
         (cpu_ticks(pid), values_acked.load(Ordering::Relaxed), Instant::now(), write_bytes(pid));
+    // The collector's RSS every second while the agents run: the goal is about the whole run,
+    // and what the analysis keeps (30 s of ticks) and the history (2 min) fill over time.
+    let rss_samples = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        while Instant::now() < stop_at {
+            samples.push(status_kib(pid, "VmRSS:"));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        samples
+    });
     let mut payload = 0;
     for agent in agents {
         payload += agent.await.unwrap();
     }
+    let rss_samples = rss_samples.await.unwrap();
     let written = write_bytes(pid) - written_start;
     let (ticks_end, values_end, wall) =
         (cpu_ticks(pid), values_acked.load(Ordering::Relaxed), measured_start.elapsed());
@@ -315,7 +327,19 @@ async fn main() {
         pct(0.50).copied().unwrap_or_default(),
         pct(0.99).copied().unwrap_or_default()
     );
-    println!("collector RSS at end: {:.1} MiB  (peak {:.1} MiB)", rss_kib as f64 / 1024.0, hwm_kib as f64 / 1024.0);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    // Steady: the mean over the last quarter of the measured seconds.
+    let tail = &rss_samples[rss_samples.len() - (rss_samples.len() / 4).max(1).min(rss_samples.len())..];
+    let steady = if tail.is_empty() { rss_kib } else { tail.iter().sum::<u64>() / tail.len() as u64 };
+    println!(
+        "collector RSS: peak {:.1} MiB, steady {:.1} MiB (mean of the last {} s), at end {:.1} MiB",
+        mib(hwm_kib),
+        mib(steady),
+        tail.len(),
+        mib(rss_kib)
+    );
+    let timeline: Vec<String> = rss_samples.iter().step_by(2).map(|kib| format!("{:.0}", mib(*kib))).collect();
+    println!("collector RSS every 2 s (MiB): {}", timeline.join(" "));
     println!("store file: {:.1} MiB", store_bytes as f64 / (1024.0 * 1024.0));
     println!(
         "written to storage while measured: {:.1} MiB for {:.1} MiB of batches sent in the whole run",

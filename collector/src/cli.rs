@@ -321,8 +321,9 @@ pub struct InspectArgs {
     pub json: bool,
 
     /// Also scan every stored key and report sequence numbers nothing accounts for
-    /// ("unaccounted") or that are accounted for twice ("double_accounted"); reads the whole
-    /// store.
+    /// ("unaccounted") or that are accounted for twice ("double_accounted"), and live samples
+    /// stored above the committed number while a replay was unfinished ("ahead"); reads the
+    /// whole store.
     #[arg(long, env = "BAKERY_INSPECT_VERIFY", action = ArgAction::SetTrue, value_parser = EnvBool)]
     pub verify: bool,
 }

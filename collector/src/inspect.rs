@@ -73,6 +73,13 @@ pub fn render(report: &StoreReport) -> String {
         for range in node.double_accounted.iter().flatten() {
             let _ = writeln!(out, "  DOUBLE-ACCOUNTED {}..={}", range.first_seq, range.last_seq);
         }
+        for range in node.ahead.iter().flatten() {
+            let _ = writeln!(
+                out,
+                "  ahead {}..={}: live samples stored before the replay below them finished (it resumes when the agent returns)",
+                range.first_seq, range.last_seq
+            );
+        }
     }
     out
 }

@@ -12,8 +12,9 @@
 //! ticks, hold a window open or bend another node's rates.
 
 pub mod convert;
+mod kept;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use tokio::sync::{Mutex, watch};
 
 pub use convert::{AnalysisTime, SKEW_BUDGET_MS, analysis_time, node_sample};
 use convert::{Latest, latest_samples};
+use kept::KeptTicks;
 
 use crate::error::{Error, Result};
 use crate::kube::{ClusterView, KubeMode, KubeWatch};
@@ -34,7 +36,8 @@ use crate::windows::{
     total_traffic, traffic_by_workload, workload_under_test,
 };
 
-/// Memory budget of the kept ticks, in pod samples (a few hundred bytes each: about 50 MiB).
+/// Memory budget of the kept ticks, in pod samples (64 bytes each as `kept.rs` keeps them, the
+/// strings once: about 13 MiB).
 /// Over it, every second tick is dropped: a long window's report keeps its whole span at a
 /// coarser step (5 nodes x 30 pods at 250 ms: 250 ms for the first ~5 minutes, then 500 ms, ...).
 const MAX_KEPT_POD_SAMPLES: usize = 200_000;
@@ -81,7 +84,7 @@ pub struct AnalysisView {
 #[derive(Debug)]
 struct Engine {
     detector: Detector,
-    ticks: VecDeque<Tick>,
+    ticks: KeptTicks,
     evaluation: Option<Evaluation>,
     workload: Option<UnderTest>,
     window: Option<OpenWindow>,
@@ -113,7 +116,7 @@ impl Diagnosis {
         let detector = Detector::new(config.detector.clone()).map_err(|e| Error::Config(e.to_string()))?;
         let engine = Engine {
             detector,
-            ticks: VecDeque::new(),
+            ticks: KeptTicks::default(),
             evaluation: None,
             workload: None,
             window: None,
@@ -170,7 +173,7 @@ impl Diagnosis {
         if !new_data && engine.window.is_none() {
             return Ok(());
         }
-        let last_ms = engine.ticks.back().map(|t| t.timestamp_ms);
+        let last_ms = engine.ticks.newest_ms();
         let timestamp_ms = last_ms.map_or(now_ms, |last| now_ms.max(last));
         let nodes = self.live_nodes(&mut engine, latest, &view);
         if nodes.is_empty() {
@@ -181,16 +184,14 @@ impl Diagnosis {
         tick.workload = engine.workload.as_ref().map(|w| under_test(w, &tick, &view));
         let evaluation = engine.detector.observe(&tick).map_err(|e| Error::Config(format!("diagnosis: {e}")))?;
         engine.evaluation = Some(evaluation);
-        engine.ticks.push_back(tick);
+        engine.ticks.push(tick);
         let keep_from = match &engine.window {
             Some(window) => window.start_ms - PRE_WINDOW_MS,
             None => timestamp_ms - PRE_WINDOW_MS,
         };
-        while engine.ticks.front().is_some_and(|t| t.timestamp_ms < keep_from) {
-            engine.ticks.pop_front();
-        }
-        if kept_pod_samples(&engine.ticks) > MAX_KEPT_POD_SAMPLES {
-            thin(&mut engine.ticks);
+        engine.ticks.drop_before(keep_from);
+        if engine.ticks.pod_samples() > MAX_KEPT_POD_SAMPLES {
+            engine.ticks.thin();
         }
         if engine.window.is_some() {
             let reason = window_reason(engine.window.as_ref());
@@ -235,8 +236,8 @@ impl Diagnosis {
     /// most behind an entry Service, through any in-cluster proxy), else the one behind an entry
     /// Service with the most traffic now (kept until another has twice as much).
     fn choose_workload(&self, engine: &mut Engine, tick: &Tick, view: &ClusterView) {
-        let Some(earlier) = tick_before(&engine.ticks, tick.timestamp_ms - RATE_SPAN_MS) else { return };
-        let now = traffic_by_workload(earlier, tick);
+        let Some(earlier) = engine.ticks.before(tick.timestamp_ms - RATE_SPAN_MS) else { return };
+        let now = traffic_by_workload(&earlier, tick);
         let entries = entry_workloads(view);
         if let Some(window) = &mut engine.window {
             if !window.workload_given && tick.timestamp_ms - window.start_ms >= RATE_SPAN_MS {
@@ -263,9 +264,9 @@ impl Diagnosis {
         if !self.config.automatic_windows {
             return Ok(());
         }
-        let Some(latest) = engine.ticks.back() else { return Ok(()) };
-        let Some(earlier) = tick_before(&engine.ticks, at_ms - RATE_SPAN_MS) else { return Ok(()) };
-        let Some(rate) = total_traffic(earlier, latest) else { return Ok(()) };
+        let Some(earlier) = engine.ticks.before(at_ms - RATE_SPAN_MS) else { return Ok(()) };
+        let Some(latest) = engine.ticks.newest() else { return Ok(()) };
+        let Some(rate) = total_traffic(&earlier, latest) else { return Ok(()) };
         match engine.surge.observe(at_ms, rate) {
             Some(SurgeEvent::Started) if engine.window.is_none() => {
                 let window = OpenWindow::new(None, None, true, at_ms);
@@ -298,7 +299,7 @@ impl Diagnosis {
             automatic: window.automatic,
             workload: window.workload.clone(),
         };
-        let ticks: Vec<Tick> = engine.ticks.iter().cloned().collect();
+        let ticks: Vec<Tick> = engine.ticks.all();
         let config = self.config.detector.clone();
         let notes = self.cluster().notes;
         let reports = self.reports.clone();
@@ -385,37 +386,17 @@ impl Diagnosis {
 /// The collector's clock, never before the last tick (ticks never go back).
 fn collector_time(engine: &Engine) -> i64 {
     let now_ms = crate::now_ms();
-    engine.ticks.back().map_or(now_ms, |t| now_ms.max(t.timestamp_ms))
+    engine.ticks.newest_ms().map_or(now_ms, |t| now_ms.max(t))
 }
 
 fn window_reason(window: Option<&OpenWindow>) -> String {
     window.map_or_else(|| "load-test window open".to_string(), |w| format!("load-test window {} open", w.id))
 }
 
-fn kept_pod_samples(ticks: &VecDeque<Tick>) -> usize {
-    ticks.iter().map(|t| t.nodes.len() + t.nodes.iter().map(|n| n.pods.len()).sum::<usize>()).sum()
-}
-
-/// Drops every second tick, keeping the newest.
-fn thin(ticks: &mut VecDeque<Tick>) {
-    let last = ticks.len().saturating_sub(1);
-    let mut index = 0;
-    ticks.retain(|_| {
-        let keep = index % 2 == last % 2;
-        index += 1;
-        keep
-    });
-}
-
-/// The newest tick at or before `at_ms`.
-fn tick_before(ticks: &VecDeque<Tick>, at_ms: i64) -> Option<&Tick> {
-    ticks.iter().rev().find(|t| t.timestamp_ms <= at_ms)
-}
-
 /// Per-workload traffic over the `RATE_SPAN_MS` before `start_ms`.
-fn rates_before(ticks: &VecDeque<Tick>, start_ms: i64) -> BTreeMap<WorkloadRef, Traffic> {
-    match (tick_before(ticks, start_ms - RATE_SPAN_MS), tick_before(ticks, start_ms)) {
-        (Some(a), Some(b)) => traffic_by_workload(a, b),
+fn rates_before(ticks: &KeptTicks, start_ms: i64) -> BTreeMap<WorkloadRef, Traffic> {
+    match (ticks.before(start_ms - RATE_SPAN_MS), ticks.before(start_ms)) {
+        (Some(a), Some(b)) => traffic_by_workload(&a, &b),
         _ => BTreeMap::new(),
     }
 }
@@ -449,21 +430,5 @@ fn under_test(choice: &UnderTest, tick: &Tick, view: &ClusterView) -> WorkloadUn
             .relay
             .as_ref()
             .map(|r| Relay { workload: r.clone(), ready_endpoints: endpoints_of(r, tick, view) }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thinning_halves_the_ticks_and_keeps_the_newest() {
-        let tick = |t: i64| Tick { timestamp_ms: t, nodes: vec![], workload: None, window_open: false };
-        let mut ticks: VecDeque<Tick> = (0..5).map(tick).collect();
-        thin(&mut ticks);
-        assert_eq!(ticks.iter().map(|t| t.timestamp_ms).collect::<Vec<_>>(), [0, 2, 4]);
-        let mut ticks: VecDeque<Tick> = (0..4).map(tick).collect();
-        thin(&mut ticks);
-        assert_eq!(ticks.iter().map(|t| t.timestamp_ms).collect::<Vec<_>>(), [1, 3]);
     }
 }

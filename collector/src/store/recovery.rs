@@ -153,9 +153,10 @@ pub(super) fn highest_node_id(
 }
 
 /// A node record rebuilt from the node's rows: counts and bytes from its samples, the retained
-/// start from its oldest row, and everything up to its newest row (or `handled_through`)
-/// counted as committed, since only committed rows are in the tables. The live fields come
-/// back with the commit that rebuilds it.
+/// start from its oldest row, and as committed everything from there that the rows cover without
+/// a hole (or through `handled_through`, if further). Rows above a hole are live samples handled
+/// ahead of a replay that had not reached them: counting them as committed would tell the agent
+/// its backlog below them had arrived. The live fields come back with the commit that rebuilds it.
 pub(super) fn rebuild_record(
     samples: &impl ReadableTable<(u32, u64), (i64, u32, &'static [u8])>,
     gaps: &impl ReadableTable<(u32, u64), (u64, i64, &'static str)>,
@@ -163,14 +164,12 @@ pub(super) fn rebuild_record(
     handled_through: u64,
 ) -> Result<NodeRecord> {
     let mut record = NodeRecord { node_id, stored_bytes: Some(0), ..NodeRecord::default() };
-    let mut first_seq: Option<u64> = None;
-    let mut last_seq = handled_through;
+    let mut covered: Vec<(u64, u64)> = Vec::new();
     for row in samples.range(node_range(node_id))? {
         let (key, value) = row?;
         let seq = key.value().1;
         let (_, sample_count, bytes) = value.value();
-        first_seq.get_or_insert(seq);
-        last_seq = last_seq.max(seq);
+        covered.push((seq, seq));
         record.batches = record.batches.saturating_add(1);
         record.samples = record.samples.saturating_add(u64::from(sample_count));
         record.stored_bytes = Some(record.stored_bytes.unwrap_or(0).saturating_add(row_bytes(bytes.len())));
@@ -178,12 +177,19 @@ pub(super) fn rebuild_record(
     for row in gaps.range(node_range(node_id))? {
         let (key, value) = row?;
         let (gap_last, _, _) = value.value();
-        let gap_first = key.value().1;
-        first_seq = Some(first_seq.map_or(gap_first, |first| first.min(gap_first)));
-        last_seq = last_seq.max(gap_last);
+        covered.push((key.value().1, gap_last));
     }
-    record.committed_seq = last_seq;
-    record.retained_from_seq = first_seq.unwrap_or_else(|| last_seq.saturating_add(1)).max(1);
+    covered.sort_unstable();
+    let first_seq = covered.first().map(|(first, _)| *first);
+    let mut contiguous_through = first_seq.map_or(0, |first| first.saturating_sub(1));
+    for (first, last) in covered {
+        if first > contiguous_through.saturating_add(1) {
+            break;
+        }
+        contiguous_through = contiguous_through.max(last);
+    }
+    record.committed_seq = contiguous_through.max(handled_through);
+    record.retained_from_seq = first_seq.unwrap_or_else(|| record.committed_seq.saturating_add(1)).max(1);
     Ok(record)
 }
 

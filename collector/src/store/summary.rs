@@ -58,6 +58,11 @@ pub struct NodeReport {
     pub unaccounted: Option<Vec<SeqRange>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub double_accounted: Option<Vec<SeqRange>>,
+    /// Stored above the committed number: live samples handled ahead of a replay that had not
+    /// reached them when the collector stopped. Not a fault: the agent sends the backlog below
+    /// them again, and the committed number passes them when it arrives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<Vec<SeqRange>>,
 }
 
 /// A recorded gap.
@@ -110,7 +115,7 @@ pub(super) fn build(
             let (last_seq, recorded_ms, reason) = value.value();
             node_gaps.push(GapReport { first_seq: key.value().1, last_seq, reason: reason.to_string(), recorded_ms });
         }
-        let (unaccounted, double_accounted) = if verify {
+        let (unaccounted, double_accounted, ahead) = if verify {
             let mut stored = Vec::new();
             for row in samples.range((id, 0u64)..=(id, u64::MAX))? {
                 stored.push(row?.0.value().1);
@@ -118,9 +123,9 @@ pub(super) fn build(
             let gap_ranges: Vec<SeqRange> =
                 node_gaps.iter().map(|g| SeqRange { first_seq: g.first_seq, last_seq: g.last_seq }).collect();
             let accounting = account(record.retained_from_seq, record.committed_seq, &stored, &gap_ranges);
-            (Some(accounting.unaccounted), Some(accounting.double_accounted))
+            (Some(accounting.unaccounted), Some(accounting.double_accounted), Some(accounting.ahead))
         } else {
-            (None, None)
+            (None, None, None)
         };
         let pod_count = pods.range((id, 0u32)..=(id, u32::MAX))?.count() as u64;
         report.nodes.push(NodeReport {
@@ -144,6 +149,7 @@ pub(super) fn build(
             pods: pod_count,
             unaccounted,
             double_accounted,
+            ahead,
         });
     }
     Ok(report)
@@ -154,12 +160,15 @@ pub(super) fn build(
 pub struct Accounting {
     /// In [from, through] but neither stored nor in a gap.
     pub unaccounted: Vec<SeqRange>,
-    /// Stored and in a gap, in two gaps, or stored/gapped beyond `through`.
+    /// Stored and in a gap, or in two gaps.
     pub double_accounted: Vec<SeqRange>,
+    /// Stored or gapped once beyond `through`: live rows ahead of an unfinished replay.
+    pub ahead: Vec<SeqRange>,
 }
 
 /// Checks that every sequence number in `[from, through]` is accounted for exactly once by
-/// `stored` (sorted, unique: they are table keys) and `gaps` (sorted by first seq).
+/// `stored` (sorted, unique: they are table keys) and `gaps` (sorted by first seq), and lists
+/// what is accounted for once beyond `through`.
 pub fn account(from: u64, through: u64, stored: &[u64], gaps: &[SeqRange]) -> Accounting {
     // Every stored seq is a one-seq range; merge both sorted lists into one walk. Sequence
     // numbers come from agents and may be anything up to u64::MAX, so `next` (the lowest seq
@@ -189,7 +198,7 @@ pub fn account(from: u64, through: u64, stored: &[u64], gaps: &[SeqRange]) -> Ac
             // through < last_seq <= u64::MAX, so through + 1 does not overflow.
             let beyond = range.first_seq.max(through + 1);
             if let Some(beyond) = next.map(|next| beyond.max(next)).filter(|b| *b <= range.last_seq) {
-                accounting.double_accounted.push(SeqRange { first_seq: beyond, last_seq: range.last_seq });
+                accounting.ahead.push(SeqRange { first_seq: beyond, last_seq: range.last_seq });
             }
         }
         next = match (next, range.last_seq.checked_add(1)) {
@@ -203,5 +212,39 @@ pub fn account(from: u64, through: u64, stored: &[u64], gaps: &[SeqRange]) -> Ac
         accounting.unaccounted.push(SeqRange { first_seq: next, last_seq: through });
     }
     accounting.unaccounted.retain(|r| r.first_seq <= r.last_seq && r.first_seq <= through);
+    // A seq covered once beyond `through` is ahead; one covered twice is double accounted only.
+    accounting.ahead = without(coalesced(std::mem::take(&mut accounting.ahead)), &accounting.double_accounted);
     accounting
+}
+
+/// `ranges` with every seq of `remove` cut out.
+fn without(ranges: Vec<SeqRange>, remove: &[SeqRange]) -> Vec<SeqRange> {
+    let mut kept = ranges;
+    for cut in remove {
+        kept = kept
+            .into_iter()
+            .flat_map(|r| {
+                let below = (r.first_seq < cut.first_seq)
+                    .then(|| SeqRange { first_seq: r.first_seq, last_seq: r.last_seq.min(cut.first_seq - 1) });
+                let above = (r.last_seq > cut.last_seq)
+                    .then(|| SeqRange { first_seq: r.first_seq.max(cut.last_seq + 1), last_seq: r.last_seq });
+                [below, above].into_iter().flatten()
+            })
+            .collect();
+    }
+    kept
+}
+
+/// Sorted ranges with the ones that touch joined (`8..=8` and `9..=9` read `8..=9`).
+fn coalesced(ranges: Vec<SeqRange>) -> Vec<SeqRange> {
+    let mut joined: Vec<SeqRange> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match joined.last_mut() {
+            Some(last) if last.last_seq.checked_add(1).is_some_and(|after| after >= range.first_seq) => {
+                last.last_seq = last.last_seq.max(range.last_seq);
+            }
+            _ => joined.push(range),
+        }
+    }
+    joined
 }

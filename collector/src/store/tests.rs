@@ -209,14 +209,14 @@ fn inspect_reports_a_stopped_store() {
             "gaps": [{"first_seq": 4, "last_seq": 6, "reason": "spool overflow: 3 samples dropped, limit 1024 bytes", "recorded_ms": 7000}],
             "duplicates_dropped": 2, "invalid_seqs": 1, "clock_skew_ms": 5, "last_sample_ms": 9995,
             "last_seen_ms": 10000, "interval_ms": 1000, "stale": false, "boot_id": "boot-1",
-            "agent_version": "0.1.0", "pods": 2, "unaccounted": [], "double_accounted": []
+            "agent_version": "0.1.0", "pods": 2, "unaccounted": [], "double_accounted": [], "ahead": []
         },
         {
             "node": "worker-01", "samples": 2, "batches": 2, "first_seq": 1, "last_seq": 2,
             "committed_seq": 2, "retained_from_seq": 1, "gaps": [],
             "duplicates_dropped": 2, "invalid_seqs": 1, "clock_skew_ms": 5, "last_sample_ms": 9995,
             "last_seen_ms": 10000, "interval_ms": 1000, "stale": false, "boot_id": "boot-1",
-            "agent_version": "0.1.0", "pods": 1, "unaccounted": [], "double_accounted": []
+            "agent_version": "0.1.0", "pods": 1, "unaccounted": [], "double_accounted": [], "ahead": []
         }
     ]});
     assert_eq!(json, expected);
@@ -262,11 +262,19 @@ fn accounting_of_sequence_numbers() {
         // a gap fills the hole
         (1, 5, vec![1, 5], vec![r(2, 4)], Accounting::default()),
         // a hole in the middle and one at the end
-        (1, 6, vec![1, 3], vec![], Accounting { unaccounted: vec![r(2, 2), r(4, 6)], double_accounted: vec![] }),
+        (1, 6, vec![1, 3], vec![], Accounting { unaccounted: vec![r(2, 2), r(4, 6)], ..Accounting::default() }),
         // stored and also in a gap
-        (1, 3, vec![1, 2, 3], vec![r(2, 2)], Accounting { unaccounted: vec![], double_accounted: vec![r(2, 2)] }),
-        // stored beyond committed
-        (1, 2, vec![1, 2, 3], vec![], Accounting { unaccounted: vec![], double_accounted: vec![r(3, 3)] }),
+        (1, 3, vec![1, 2, 3], vec![r(2, 2)], Accounting { double_accounted: vec![r(2, 2)], ..Accounting::default() }),
+        // stored beyond committed: live rows ahead of an unfinished replay
+        (1, 2, vec![1, 2, 3, 7], vec![], Accounting { ahead: vec![r(3, 3), r(7, 7)], ..Accounting::default() }),
+        // a gap ahead, and a row both ahead and in that gap
+        (
+            1,
+            2,
+            vec![1, 2, 5],
+            vec![r(4, 6)],
+            Accounting { double_accounted: vec![r(5, 5)], ahead: vec![r(4, 4), r(6, 6)], ..Accounting::default() },
+        ),
         // retention: everything below `from` is ignored
         (10, 12, vec![3, 10, 11, 12], vec![r(1, 2)], Accounting::default()),
         // a gap straddling `from`
@@ -388,6 +396,45 @@ fn a_node_record_that_turns_unreadable_while_running_is_rebuilt_from_its_rows() 
     assert_eq!((master.committed_seq, master.retained_from_seq), (8, 1));
     assert_eq!(master.gaps.len(), 1);
     assert_eq!(master.unaccounted, Some(vec![]));
+}
+
+/// Live samples stored ahead of a replay that had not reached them (the collector stopped
+/// mid-drain): `inspect --verify` lists them as ahead, not as a fault, and a node record rebuilt
+/// from the rows counts as committed only what the rows cover without a hole, so the agent is
+/// asked for the backlog below them again instead of being told it arrived.
+#[test]
+fn live_rows_ahead_of_an_unfinished_replay_are_reported_ahead_and_a_rebuilt_record_stops_below_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let rows = |seqs: &[u64]| seqs.iter().map(|&seq| batch(1, seq, seq as i64 * 1_000, 1)).collect();
+    store
+        .commit(&CommitSet {
+            nodes: vec![node("master-02", 1, 3, 3_000)],
+            batches: rows(&[1, 2, 3]),
+            ..CommitSet::default()
+        })
+        .unwrap();
+    // 4..=7 are the backlog still to be replayed; 8 and 9 came live, ahead of it.
+    store
+        .commit(&CommitSet {
+            nodes: vec![node("master-02", 1, 3, 9_000)],
+            batches: rows(&[8, 9]),
+            ..CommitSet::default()
+        })
+        .unwrap();
+    let report = store.report(9_000, true).unwrap();
+    let master = &report.nodes[0];
+    assert_eq!(master.committed_seq, 3);
+    assert_eq!((master.unaccounted.clone(), master.double_accounted.clone()), (Some(vec![]), Some(vec![])));
+    assert_eq!(master.ahead, Some(vec![SeqRange { first_seq: 8, last_seq: 9 }]));
+    store.close().unwrap();
+    write_raw(dir.path(), "node master-02", GARBAGE);
+    let mut store = Store::open(dir.path()).unwrap();
+    store.commit(&CommitSet { nodes: vec![node("master-02", 1, 3, 10_000)], ..CommitSet::default() }).unwrap();
+    assert_eq!(store.corrupt_rows(), 1);
+    let master = &store.report(10_000, true).unwrap().nodes[0];
+    assert_eq!((master.committed_seq, master.batches), (3, 5), "committed stops below the hole at 4");
+    assert_eq!(master.ahead, Some(vec![SeqRange { first_seq: 8, last_seq: 9 }]));
 }
 
 fn moved_aside_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -561,7 +608,7 @@ fn accounting_agrees_with_counting_each_seq_anywhere_in_the_u64_range() {
     // Property, checked against a count of every seq in a window of 48, at the bottom and at
     // the top of the u64 range (where a +1 would overflow): unaccounted = seqs in
     // [from, through] covered by nothing; double-accounted = seqs at or above `from` covered
-    // twice, or covered at all beyond `through`.
+    // twice; ahead = seqs beyond `through` covered once.
     // A fixed seed makes a failure reproducible.
     let mut rng = bakery_lab::random::Xorshift::new(0x2545_f491_4f6c_dd1d);
     for base in [0, u64::MAX - 47] {
@@ -587,10 +634,13 @@ fn accounting_agrees_with_counting_each_seq_anywhere_in_the_u64_range() {
             let expected_unaccounted: std::collections::BTreeSet<u64> =
                 window.clone().filter(|s| (from..=through).contains(s) && cover(*s) == 0).collect();
             let expected_double: std::collections::BTreeSet<u64> =
-                window.filter(|s| *s >= from && (cover(*s) >= 2 || (*s > through && cover(*s) >= 1))).collect();
+                window.clone().filter(|s| *s >= from && cover(*s) >= 2).collect();
+            let expected_ahead: std::collections::BTreeSet<u64> =
+                window.filter(|s| *s >= from && *s > through && cover(*s) == 1).collect();
             let case = format!("from {from} through {through} stored {stored:?} gaps {gaps:?}");
             assert_eq!(seqs(&accounting.unaccounted), expected_unaccounted, "{case}");
             assert_eq!(seqs(&accounting.double_accounted), expected_double, "{case}");
+            assert_eq!(seqs(&accounting.ahead), expected_ahead, "{case}");
         }
     }
 }

@@ -260,8 +260,8 @@ pub fn number(entry: &Value, key: &str) -> u64 {
 }
 
 /// The store holds every sequence number 1..=last_seq of `node` exactly once, as a sample, all
-/// committed, nothing is recorded as lost, and `inspect --verify` finds no hole and nothing
-/// accounted for twice.
+/// committed, nothing is recorded as lost, and `inspect --verify` finds no hole, nothing
+/// accounted for twice and nothing stored ahead of an unfinished replay.
 pub fn assert_complete(store: &HashMap<String, Value>, node: &str, last_seq: u64) {
     let entry = store.get(node).unwrap_or_else(|| panic!("{node} is not in the store: {store:?}"));
     assert_eq!(entry["gaps"].as_array().map(Vec::len), Some(0), "{node}: no gap: {entry}");
@@ -271,4 +271,5 @@ pub fn assert_complete(store: &HashMap<String, Value>, node: &str, last_seq: u64
     assert_eq!(number(entry, "samples"), last_seq, "{node}: each sequence number stored exactly once: {entry}");
     assert_eq!(entry["unaccounted"], serde_json::json!([]), "{node}: no hole: {entry}");
     assert_eq!(entry["double_accounted"], serde_json::json!([]), "{node}: nothing twice: {entry}");
+    assert_eq!(entry["ahead"], serde_json::json!([]), "{node}: no replay left unfinished: {entry}");
 }

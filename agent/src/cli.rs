@@ -155,6 +155,14 @@ pub struct Args {
     #[arg(long, env = "BAKERY_SPOOL_DIR", value_name = "DIR", help_heading = "Streaming")]
     pub spool_dir: Option<PathBuf>,
 
+    /// How long a stopping agent (SIGTERM, Ctrl-C) keeps its stream open for
+    /// the collector to acknowledge what it holds; past it, what is still
+    /// unacknowledged stays in the --spool-dir for the next start, or is lost
+    /// with a memory spool (the exit line says how many). Keep it under the
+    /// pod's termination grace period (30 s in the chart).
+    #[arg(long, env = "BAKERY_FLUSH_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION", help_heading = "Streaming")]
+    pub flush_timeout: Duration,
+
     /// Most pod network namespaces whose TCP socket tables (/proc/<pid>/net/tcp
     /// and tcp6) are read per sample, stalest first; the others keep their
     /// last by-state tally and report its age. Each read walks the node-wide
@@ -421,6 +429,7 @@ pub fn stream_config(args: &Args, node_name: String, boot_id: String) -> anyhow:
             max_bytes: args.spool_max_bytes,
             fsync_interval: spool::DEFAULT_FSYNC_INTERVAL,
         },
+        flush_timeout: args.flush_timeout,
         ..StreamConfig::new(collector.clone(), node_name, auth)
     })
 }

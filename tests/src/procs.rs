@@ -200,6 +200,9 @@ impl Agent {
             .args(args)
             .env("BAKERY_LOG", "info")
             .env("NO_COLOR", "1")
+            // Tests judge completeness when the agent exits: on two loaded cores the last ack can
+            // take longer than the 5 s a stopping agent waits by default (`stop` waits for WAIT).
+            .env("BAKERY_FLUSH_TIMEOUT", "20s")
             .output(Output::Log(log.clone()))
             .start()
             .unwrap();
@@ -237,6 +240,9 @@ impl Agent {
         assert!(status.success(), "agent {} exits 0 on SIGTERM: {status}\n{log}", self.node);
         let line =
             log.lines().rev().find(|line| line.contains(" stopped ")).unwrap_or_else(|| panic!("no exit line:\n{log}"));
+        if field(line, "unacknowledged") > 0 {
+            eprintln!("agent {} stopped with samples unacknowledged; its log:\n{log}", self.node);
+        }
         AgentExit {
             acked_seq: field(line, "acked_seq"),
             last_seq: field(line, "last_seq"),

@@ -10,6 +10,12 @@
 //! `new_pods` entry whose identity this stream was told already. The result
 //! decodes to exactly what the decoded path sends
 //! (`tests::the_bytes_decode_to_what_the_decoded_path_sends`).
+//!
+//! Only the top-level fields and the identities' numbers are parsed; the rest
+//! of the payload is trusted to be a valid `Batch`: the spool encoded it from
+//! one, and the disk spool's CRC-32 checks what it reads back. A payload whose
+//! framing does not parse is an error, and the stream sends an unreadable gap
+//! in its place.
 
 use prost::DecodeError;
 use prost::bytes::BufMut;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bakery_lab::measure;
 use bakery_proto::v1::agent_message::Kind as AgentKind;
 use bakery_proto::v1::collector_message::Kind as CollectorKind;
 use bakery_proto::v1::ingest_client::IngestClient;
@@ -148,30 +149,10 @@ fn sample(timestamp_ms: i64, pods: usize, tick: u64) -> (Sample, u64) {
     (sample, values)
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // utime and stime are fields 14 and 15 (proc(5)); the command name may hold spaces, so
-    // count from the closing parenthesis.
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-}
-
-fn status_kib(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(key)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Bytes the process caused to be written to storage (proc(5) /proc/pid/io write_bytes).
 fn write_bytes(pid: u32) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
     io.lines().find_map(|l| l.strip_prefix("write_bytes: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
-
-fn clock_ticks_per_second() -> u64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(100)
 }
 
 /// One piece: the benchmark's script from start to report (collector, agents, measurement,
@@ -285,14 +266,14 @@ async fn main() {
     }
     // Measure from the end of the warm-up (connections made, pods declared).
     tokio::time::sleep_until(warmup_until.into()).await;
-    let (ticks_start, values_start, measured_start, written_start) =
-        (cpu_ticks(pid), values_acked.load(Ordering::Relaxed), Instant::now(), write_bytes(pid));
+    let (cpu_start, values_start, measured_start, written_start) =
+        (measure::cpu_seconds(pid).unwrap(), values_acked.load(Ordering::Relaxed), Instant::now(), write_bytes(pid));
     // The collector's RSS every second while the agents run: the goal is about the whole run,
     // and what the analysis keeps (30 s of ticks) and the history (2 min) fill over time.
     let rss_samples = tokio::spawn(async move {
         let mut samples = Vec::new();
         while Instant::now() < stop_at {
-            samples.push(status_kib(pid, "VmRSS:"));
+            samples.push(measure::rss(pid).unwrap().current_bytes / 1024);
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         samples
@@ -303,11 +284,11 @@ async fn main() {
     }
     let rss_samples = rss_samples.await.unwrap();
     let written = write_bytes(pid) - written_start;
-    let (ticks_end, values_end, wall) =
-        (cpu_ticks(pid), values_acked.load(Ordering::Relaxed), measured_start.elapsed());
-    let rss_kib = status_kib(pid, "VmRSS:");
-    let hwm_kib = status_kib(pid, "VmHWM:");
-    let cpu_seconds = (ticks_end - ticks_start) as f64 / clock_ticks_per_second() as f64;
+    let (cpu_end, values_end, wall) =
+        (measure::cpu_seconds(pid).unwrap(), values_acked.load(Ordering::Relaxed), measured_start.elapsed());
+    let memory = measure::rss(pid).unwrap();
+    let (rss_kib, hwm_kib) = (memory.current_bytes / 1024, memory.peak_bytes / 1024);
+    let collector_cpu_s = cpu_end - cpu_start;
     let values = values_end - values_start;
     let mut latencies = latencies.lock().await.clone();
     latencies.sort();
@@ -318,10 +299,10 @@ async fn main() {
     let exit = child.wait().unwrap();
 
     println!("nodes: {}  pods per node: {}  window: {}", options.nodes, options.pods, options.window);
-    println!("measured: {:.1} s wall, collector CPU {:.2} s", wall.as_secs_f64(), cpu_seconds);
+    println!("measured: {:.1} s wall, collector CPU {:.2} s", wall.as_secs_f64(), collector_cpu_s);
     println!("batches acked: {}", batches_acked.load(Ordering::Relaxed));
     println!("values stored durably: {values} ({:.0}/s wall)", values as f64 / wall.as_secs_f64());
-    println!("values per collector CPU-second: {:.0}", values as f64 / cpu_seconds.max(0.001));
+    println!("values per collector CPU-second: {:.0}", values as f64 / collector_cpu_s.max(0.001));
     println!(
         "ack latency p50: {:?}  p99: {:?}",
         pct(0.50).copied().unwrap_or_default(),

@@ -21,11 +21,8 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 
 /// utime + stime from the text of `/proc/<pid>/stat`.
 pub fn parse_cpu_ticks(stat: &str) -> anyhow::Result<u64> {
-    // The command name (field 2) may contain spaces and parentheses: the
-    // fields that follow start after the last ')'. utime and stime are
-    // fields 14 and 15 (proc(5)), i.e. the 12th and 13th after the name.
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).context("no ')' in /proc/<pid>/stat")?;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 (proc(5)), the 12th and 13th after the name.
+    let fields: Vec<&str> = crate::process::stat_fields(stat).context("no ')' in /proc/<pid>/stat")?.collect();
     if fields.len() < 13 {
         bail!("/proc/<pid>/stat has {} fields after the name, expected at least 13", fields.len());
     }

@@ -367,8 +367,13 @@ pub fn parent_of(pid: u32) -> Option<u32> {
 }
 
 fn parse_parent(stat: &str) -> Option<u32> {
-    let after_command = &stat[stat.rfind(')')? + 1..];
-    after_command.split_whitespace().nth(1)?.parse().ok()
+    stat_fields(stat)?.nth(1)?.parse().ok()
+}
+
+/// The fields of `/proc/<pid>/stat` after the command name (field 3, the state, first): the name
+/// may hold spaces and parentheses, so they start after the last ')'.
+pub(crate) fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,6 +155,18 @@ fn write_bytes(pid: u32) -> u64 {
     io.lines().find_map(|l| l.strip_prefix("write_bytes: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
+/// The `ENV` lines of the workspace's Dockerfile, which the collector runs with in its image
+/// (`MALLOC_ARENA_MAX`): the bench measures the collector as it is deployed.
+fn image_environment() -> Vec<(String, String)> {
+    let dockerfile = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap_or_else(|e| panic!("{}: {e}", dockerfile.display()));
+    text.lines()
+        .filter_map(|line| line.strip_prefix("ENV "))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
 /// One piece: the benchmark's script from start to report (collector, agents, measurement,
 /// printout), read top to bottom like the table it prints.
 #[tokio::main(flavor = "multi_thread")]
@@ -168,6 +180,7 @@ async fn main() {
         .arg("--ready-file")
         .arg(&ready)
         .env("BAKERY_LOG", "warn")
+        .envs(image_environment())
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", options.collector_bin.display()));

@@ -263,12 +263,19 @@ pub struct ServeArgs {
     #[arg(long, env = "BAKERY_MAX_QUEUE_BYTES", default_value = "32MiB", value_parser = parse_memory_size, value_name = "SIZE", help_heading = "Limits")]
     pub max_queue_bytes: usize,
 
-    /// Most bytes of recent batches kept in memory for Query.History and the live analysis, all
-    /// nodes together: each node keeps up to SIZE / --max-nodes (at most 256KiB, about 90
-    /// samples of a node with 30 pods). A batch larger than its node's share is stored but not
-    /// kept in memory.
-    #[arg(long, env = "BAKERY_MAX_HISTORY_BYTES", default_value = "48MiB", value_parser = parse_memory_size, value_name = "SIZE", help_heading = "Limits")]
+    /// Most bytes of recent batches kept in memory for Query.History and the export, all nodes
+    /// together: each node keeps up to SIZE / --max-nodes, and at most its newest 8 batches,
+    /// 30 s and 64KiB (the rest is in the store). A batch larger than its node's share is stored
+    /// but not kept in memory.
+    #[arg(long, env = "BAKERY_MAX_HISTORY_BYTES", default_value = "16MiB", value_parser = parse_memory_size, value_name = "SIZE", help_heading = "Limits")]
     pub max_history_bytes: usize,
+
+    /// Largest agent message a stream's read buffer is kept for (192KiB holds a replay of about
+    /// 80 samples of a node with 30 pods). A larger message, up to 4MiB, is handled and
+    /// acknowledged, then its stream is closed to free the buffer (the agent reconnects); the
+    /// collector also tells agents to keep each Replay under it.
+    #[arg(long, env = "BAKERY_MAX_MESSAGE_BYTES", default_value = "192KiB", value_parser = parse_message_bytes, value_name = "SIZE", help_heading = "Limits")]
+    pub max_message_bytes: usize,
 
     /// Forget a node from memory once it has not been connected, nor listed by Kubernetes, for
     /// this long (its data stays in the store; `inspect` shows it).
@@ -298,6 +305,16 @@ fn parse_memory_size(text: &str) -> Result<usize, String> {
     let bytes = crate::store::retention::parse_size(text)?;
     if bytes < 1 << 20 {
         return Err(format!("{text:?} is below the minimum of 1MiB"));
+    }
+    Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
+}
+
+/// A message size from 64KiB (the largest Hello) to the 4MiB any message may have.
+fn parse_message_bytes(text: &str) -> Result<usize, String> {
+    let bytes = crate::store::retention::parse_size(text)?;
+    let (min, max) = (crate::ingest::MAX_HELLO_BYTES as u64, crate::ingest::MAX_MESSAGE_BYTES as u64);
+    if !(min..=max).contains(&bytes) {
+        return Err(format!("{text:?} is outside 64KiB..=4MiB (a Hello may take 64KiB, any message at most 4MiB)"));
     }
     Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
 }
@@ -423,6 +440,7 @@ impl ServeArgs {
                 max_string_bytes: self.max_string_bytes,
                 max_queue_bytes: self.max_queue_bytes,
                 max_history_bytes: self.max_history_bytes,
+                max_message_bytes: self.max_message_bytes,
                 forget_nodes_after: self.forget_nodes_after,
             },
         })

@@ -40,6 +40,10 @@ pub struct IngestLimits {
     pub max_queue_bytes: usize,
     /// Bytes of recent batches kept in memory for all nodes together (`--max-history-bytes`).
     pub max_history_bytes: usize,
+    /// Bytes of the largest agent message a stream reads and keeps its buffer for
+    /// (`--max-message-bytes`): a larger one is handled and acknowledged, then its stream
+    /// closed to free the buffer. Also bounds each Replay message the agent is told to send.
+    pub max_message_bytes: usize,
     /// A node that is not connected, not listed by Kubernetes and silent this long is forgotten
     /// from memory (its rows stay in the store) (`--forget-nodes-after`).
     pub forget_nodes_after: Duration,
@@ -53,7 +57,8 @@ impl Default for IngestLimits {
             max_sample_entries: 1024,
             max_string_bytes: 256,
             max_queue_bytes: 32 << 20,
-            max_history_bytes: 48 << 20,
+            max_history_bytes: 16 << 20,
+            max_message_bytes: 192 << 10,
             forget_nodes_after: Duration::from_secs(600),
         }
     }

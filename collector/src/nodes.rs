@@ -15,12 +15,17 @@ use crate::limits::IngestLimits;
 use crate::liveness::{SkewEstimator, effective_interval_ms};
 use crate::store::{LoadedNode, NodeLive, PodRecord};
 
-/// How much recent history each node keeps in memory for `Query.History`: the last
-/// [`HISTORY_WINDOW_MS`], but never more than [`HISTORY_MAX_BYTES`] of stored-batch bytes
-/// (about 90 one-second samples of a Pi with 30 pods), and never more than its share of
-/// `--max-history-bytes` ([`RegistryLimits::history_bytes_per_node`]).
-pub const HISTORY_WINDOW_MS: i64 = 120_000;
-pub const HISTORY_MAX_BYTES: usize = 256 * 1024;
+/// How much recent history each node keeps in memory for `Query.History` and the export: its
+/// newest [`HISTORY_MAX_BATCHES`] batches within the last [`HISTORY_WINDOW_MS`], never more than
+/// [`HISTORY_MAX_BYTES`] of stored-batch bytes (a sample of a node at `--max-pods-per-node`
+/// fits), and never more than its share of `--max-history-bytes`
+/// ([`RegistryLimits::history_bytes_per_node`]). Its readers need little: the export the newest
+/// two batches (rates), bakery-top the sample before the newest; older samples are in the
+/// store. It is the collector's largest use of memory for its size (100 nodes at 64 KiB each
+/// held 6.4 MiB), so it is kept that short: 8 batches are 2 s at 4 Hz and 8 s at 1 Hz.
+pub const HISTORY_WINDOW_MS: i64 = 30_000;
+pub const HISTORY_MAX_BATCHES: usize = 8;
+pub const HISTORY_MAX_BYTES: usize = 64 * 1024;
 
 /// Names the collector remembers (in memory or forgotten to the store) per `--max-nodes` slot.
 /// Beyond `max_nodes` times this, a new name Kubernetes does not list is refused: a client that
@@ -574,8 +579,8 @@ impl LiveState {
         self.history_cap_bytes
     }
 
-    /// Adds a batch to the history, dropping what is older than the window or over the node's
-    /// byte budget. A batch larger than the whole budget is not kept (it is stored all the
+    /// Adds a batch to the history, dropping what is older than the window, beyond the newest
+    /// [`HISTORY_MAX_BATCHES`] or over the node's byte budget. A batch larger than the whole budget is not kept (it is stored all the
     /// same): the history is emptied, so no older batch passes for the latest; returns false.
     pub fn push_history(&mut self, entry: HistoryEntry, now_ms: i64) -> bool {
         if entry.bytes.len() > self.history_cap_bytes {
@@ -588,7 +593,8 @@ impl LiveState {
         while let Some(oldest) = self.history.front() {
             let too_old = now_ms.saturating_sub(oldest.received_ms) > HISTORY_WINDOW_MS;
             let too_big = self.history_bytes > self.history_cap_bytes;
-            if !(too_old || too_big) || self.history.len() == 1 {
+            let too_many = self.history.len() > HISTORY_MAX_BATCHES;
+            if !(too_old || too_big || too_many) || self.history.len() == 1 {
                 break;
             }
             self.history_bytes = self.history_bytes.saturating_sub(oldest.bytes.len());
@@ -616,14 +622,28 @@ mod tests {
     }
 
     #[test]
-    fn history_keeps_the_window_and_the_byte_budget() {
+    fn history_keeps_the_window_the_newest_batches_and_the_byte_budget() {
         let node = Node::new("n".into(), 1, 0, NodeLive::default(), HISTORY_MAX_BYTES);
         let mut live = node.live();
+        let held = |live: &LiveState| live.history.iter().map(|e| e.seq).collect::<Vec<u64>>();
+        // One small batch every 10 s: the 30 s window governs (the batch 30 s old is kept).
+        for seq in 1..=10 {
+            assert!(live.push_history(entry(seq, seq as i64 * 10_000, 1000), seq as i64 * 10_000));
+        }
+        assert_eq!(held(&live), [7, 8, 9, 10], "the last 30 s");
+        // One small batch a second: the newest 8 stay.
+        for seq in 11..=40 {
+            assert!(live.push_history(entry(seq, 100_000 + seq as i64 * 1000, 1000), 100_000 + seq as i64 * 1000));
+        }
+        assert_eq!(held(&live), (33..=40).collect::<Vec<u64>>(), "the newest 8 batches");
+        // Batches of 20,000 bytes: three fit in 64 KiB, a fourth does not.
+        for seq in 41..=45 {
+            assert!(live.push_history(entry(seq, 141_000 + seq as i64, 20_000), 141_000 + seq as i64));
+        }
+        assert_eq!(held(&live), [43, 44, 45], "within the byte budget");
         for seq in 1..=200 {
             assert!(live.push_history(entry(seq, seq as i64 * 1000, 1000), seq as i64 * 1000));
         }
-        let seqs: Vec<u64> = live.history.iter().map(|e| e.seq).collect();
-        assert_eq!(seqs.first(), Some(&80), "the last 120 s");
         assert_eq!(live.latest().map(|e| e.seq), Some(200));
         assert!(live.push_history(entry(201, 201_000, HISTORY_MAX_BYTES), 201_000));
         let seqs: Vec<u64> = live.history.iter().map(|e| e.seq).collect();

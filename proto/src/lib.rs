@@ -5,6 +5,8 @@
 //! regenerates it and fails when the committed copy is stale; run
 //! `cargo xtask codegen` to refresh it.
 
+pub mod codec;
+
 /// Version 1 of the schema.
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]

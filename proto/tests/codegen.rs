@@ -17,6 +17,7 @@ fn generate_into(out_dir: &Path) {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .codec_path("crate::codec::SliceCodec")
         .out_dir(out_dir)
         .emit_rerun_if_changed(false)
         .compile_fds(descriptors)

@@ -432,13 +432,14 @@ fn measure_window(
     let window_start_ms = epoch_ms();
     let agent_cpu_before = measure::cpu_seconds(agent_pid)?;
     let exporter_cpu_before = measure::cpu_seconds(exporter_pid)?;
-    // The collector keeps about 256 KiB of recent batches per node: read them
-    // every few seconds so none of the window's samples is missed.
+    // The collector keeps a node's newest 8 batches (2 s at 4 Hz): read them
+    // every second, or every 4 intervals when faster, so none of the window's samples is missed.
+    let poll = HISTORY_POLL.min(config.interval * 4);
     let mut received = ReceivedSamples::default();
     let (mut scrapes, mut scrape_bytes) = (0, 0);
     let window = Instant::now();
     while window.elapsed() < config.duration {
-        let part = (config.duration - window.elapsed()).min(HISTORY_POLL);
+        let part = (config.duration - window.elapsed()).min(poll);
         let (part_scrapes, part_bytes) = scrape_for(exporter_port, part, config.interval, &mut next)?;
         (scrapes, scrape_bytes) = (scrapes + part_scrapes, scrape_bytes + part_bytes);
         received.poll(collector_port, "bench-node", window_start_ms)?;
@@ -539,8 +540,8 @@ fn epoch_ms() -> i64 {
 /// How long the agent and the collector may take to exit on SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
-/// How often the collector's recent batches are read during the window.
-const HISTORY_POLL: Duration = Duration::from_secs(5);
+/// How often the collector's recent batches are read during the window, at most.
+const HISTORY_POLL: Duration = Duration::from_secs(1);
 
 /// How long the pods' loads outlast the warm-up and the window: the agent's start before them,
 /// the counts and reads after them, and the wire bytes measured with the pods still loaded.

@@ -203,6 +203,8 @@ fn limit_flags_have_small_cluster_defaults_and_refuse_nonsense() {
         "8MiB",
         "--max-history-bytes",
         "4MiB",
+        "--max-message-bytes",
+        "1MiB",
         "--forget-nodes-after",
         "30s",
     ])
@@ -216,6 +218,7 @@ fn limit_flags_have_small_cluster_defaults_and_refuse_nonsense() {
             max_string_bytes: 128,
             max_queue_bytes: 8 << 20,
             max_history_bytes: 4 << 20,
+            max_message_bytes: 1 << 20,
             forget_nodes_after: Duration::from_secs(30),
         }
     );
@@ -225,6 +228,8 @@ fn limit_flags_have_small_cluster_defaults_and_refuse_nonsense() {
         ["--max-string-bytes", "8"],
         ["--max-queue-bytes", "1kB"],
         ["--max-history-bytes", "lots"],
+        ["--max-message-bytes", "32KiB"],
+        ["--max-message-bytes", "5MiB"],
     ] {
         assert!(parse(&bad).is_err(), "{bad:?}");
     }

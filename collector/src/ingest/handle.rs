@@ -54,7 +54,8 @@ struct Converted {
     /// The batch as the node's in-memory history keeps it.
     history: Option<HistoryEntry>,
     /// The collector pod ids the batch references.
-    referenced: HashSet<u32>,
+    /// The collector pod ids the batch's samples use, sorted, each once.
+    referenced: Vec<u32>,
 }
 
 impl Session {
@@ -331,7 +332,7 @@ impl Session {
             item: QueueItem { node: node.clone(), pods: Vec::new(), gaps: Vec::new(), batch: None, handled_through: 0 },
             latest_sample_ms: None,
             history: None,
-            referenced: HashSet::new(),
+            referenced: Vec::new(),
         };
         let (item, received_ms) = (&mut converted.item, at.received_ms);
         match incoming {
@@ -344,9 +345,11 @@ impl Session {
                                 batch.seq, pod.pod_ref
                             )))
                         })?;
-                        converted.referenced.insert(pod.pod_ref);
+                        converted.referenced.push(pod.pod_ref);
                     }
                 }
+                converted.referenced.sort_unstable();
+                converted.referenced.dedup();
                 if !at.duplicate {
                     item.gaps = self.gap_rows(node, at.after, batch.seq, at.first_message, state, received_ms);
                     converted.latest_sample_ms = batch.samples.iter().map(|s| s.timestamp_ms).next_back();
@@ -376,12 +379,7 @@ impl Session {
 
     /// Stage 4, second half: the node's pods within `--max-pods-per-node`, forgetting first the
     /// identities the batch does not reference. Returns the pod ids to forget.
-    fn pods_within_cap(
-        &self,
-        node: &Node,
-        numbering: &Numbering,
-        referenced: &HashSet<u32>,
-    ) -> Result<Vec<u32>, Status> {
+    fn pods_within_cap(&self, node: &Node, numbering: &Numbering, referenced: &[u32]) -> Result<Vec<u32>, Status> {
         let max_pods = self.shared.limits.max_pods_per_node;
         let forget = {
             let live = node.live();

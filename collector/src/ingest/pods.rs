@@ -3,7 +3,7 @@
 //! identities in memory, forgetting first those its newest batch does not reference, oldest id
 //! first (pods that are gone). Pure functions over the node's maps, tested with data.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use bakery_proto::v1::PodIdentity;
 
@@ -62,20 +62,16 @@ pub fn number(
 }
 
 /// The kept identities to forget so that `kept` and the new ids among `rows` fit in `max`:
-/// ids that `referenced` (what the batch's samples use) does not hold, smallest (oldest) first.
+/// ids that `referenced` (what the batch's samples use, sorted) does not hold, smallest (oldest)
+/// first.
 /// `None` when even that is not enough: the batch references more pods than a node keeps.
-pub fn to_forget(
-    kept: &HashMap<u32, PodRecord>,
-    rows: &[PodRow],
-    referenced: &HashSet<u32>,
-    max: usize,
-) -> Option<Vec<u32>> {
+pub fn to_forget(kept: &HashMap<u32, PodRecord>, rows: &[PodRow], referenced: &[u32], max: usize) -> Option<Vec<u32>> {
     let new = rows.iter().filter(|row| !kept.contains_key(&row.pod_id)).count();
     let excess = (kept.len() + new).saturating_sub(max);
     if excess == 0 {
         return Some(Vec::new());
     }
-    let mut candidates: Vec<u32> = kept.keys().filter(|id| !referenced.contains(id)).copied().collect();
+    let mut candidates: Vec<u32> = kept.keys().filter(|id| referenced.binary_search(id).is_err()).copied().collect();
     if candidates.len() < excess {
         return None;
     }
@@ -118,13 +114,13 @@ mod tests {
         let kept: HashMap<u32, PodRecord> = (1..=4).map(|id| (id, record(&format!("p{id}"), "/"))).collect();
         let new = |id: u32| PodRow { node_id: 1, pod_id: id, pod: record("n", "/") };
         // room for one more: nothing to forget
-        assert_eq!(to_forget(&kept, &[new(5)], &HashSet::new(), 5), Some(vec![]));
+        assert_eq!(to_forget(&kept, &[new(5)], &[], 5), Some(vec![]));
         // two new, cap 4: the two oldest not referenced go (1 is referenced)
-        let referenced = HashSet::from([1, 5, 6]);
+        let referenced = [1, 5, 6];
         assert_eq!(to_forget(&kept, &[new(5), new(6)], &referenced, 4), Some(vec![2, 3]));
         // a changed identity of a kept pod takes no new room
-        assert_eq!(to_forget(&kept, &[new(2)], &HashSet::new(), 4), Some(vec![]));
+        assert_eq!(to_forget(&kept, &[new(2)], &[], 4), Some(vec![]));
         // every kept pod is referenced: cannot fit
-        assert_eq!(to_forget(&kept, &[new(5)], &HashSet::from([1, 2, 3, 4, 5]), 4), None);
+        assert_eq!(to_forget(&kept, &[new(5)], &[1, 2, 3, 4, 5], 4), None);
     }
 }

@@ -4,7 +4,6 @@
 //! budget for replayed ones, a large message ending the stream once acknowledged, and the final
 //! ack on the way out.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -50,8 +49,10 @@ pub(super) struct StreamState {
     /// The highest sequence number this stream handed to the committer.
     pub(super) last_queued: u64,
     pub(super) oldest_spooled_seq: u64,
-    /// Stream-local pod ref -> collector pod id.
-    pub(super) pod_refs: HashMap<u32, u32>,
+    /// Stream-local pod ref -> collector pod id (looked up for every pod of every sample, so
+    /// with foldhash rather than the DoS-resistant default: the agent's refs are bounded by
+    /// `--max-pods-per-node` and a peer gains nothing from colliding its own stream's map).
+    pub(super) pod_refs: foldhash::HashMap<u32, u32>,
     pub(super) last_acked: u64,
 }
 
@@ -110,9 +111,9 @@ impl Session {
         let mut committed_rx = node.subscribe_committed();
         let mut meter = StreamMeter::new(interval_ms, Instant::now());
         // A stream's read buffer keeps the capacity of the largest message it read, for as
-        // long as the stream lives; a message over the node's share of memory ends its stream
+        // long as the stream lives; a message over `--max-message-bytes` ends its stream
         // once handled and acknowledged, so that buffer is freed (the agent reconnects).
-        let stream_memory_bytes = self.shared.registry.limits().history_bytes_per_node;
+        let stream_memory_bytes = self.shared.limits.max_message_bytes;
         let mut queue = Some(queue);
         let mut wait_for_token: Option<tokio::time::Instant> = None;
         let stop = loop {
@@ -156,7 +157,7 @@ impl Session {
                             &node.name,
                             Status::resource_exhausted(format!(
                                 "a message of {message_bytes} bytes, over the {stream_memory_bytes} bytes of memory a \
-                                 stream keeps (--max-history-bytes / --max-nodes): it is stored and acknowledged, and \
+                                 stream keeps (--max-message-bytes): it is stored and acknowledged, and \
                                  the stream is closed to free its buffer; reconnect"
                             )),
                         ));
@@ -307,7 +308,7 @@ impl Session {
     /// decoded and the bytes a stream's read buffer may keep (a larger message ends the
     /// stream), at most `--max-sample-entries` samples and `--max-pods-per-node` identities.
     fn replay_limits(&self) -> ReplayLimits {
-        let stream_memory_bytes = self.shared.registry.limits().history_bytes_per_node;
+        let stream_memory_bytes = self.shared.limits.max_message_bytes;
         let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         ReplayLimits {
             max_message_bytes: clamp(stream_memory_bytes.min(MAX_MESSAGE_BYTES)),

@@ -77,10 +77,11 @@ async fn wait_exit_within(guard: &mut ChildGuard, limit: Duration) -> std::proce
     status
 }
 
-async fn history_len(url: &str) -> usize {
+/// The seq of node-a's newest batch in the collector's in-memory history (0 for none).
+async fn newest_in_history(url: &str) -> u64 {
     let mut query = bakery_proto::v1::query_client::QueryClient::new(channel(url).await);
     let request = bakery_proto::v1::HistoryRequest { node_name: "node-a".into(), since_ms: 0 };
-    query.history(request).await.map(|r| r.into_inner().batches.len()).unwrap_or(0)
+    query.history(request).await.ok().and_then(|r| r.into_inner().batches.last().map(|b| b.seq)).unwrap_or(0)
 }
 
 fn inspect_json(data_dir: &Path) -> serde_json::Value {
@@ -106,11 +107,12 @@ async fn sigterm_commits_what_was_received_sends_final_acks_and_exits_0() {
     for seq in 1..=10 {
         agent.send(batch(seq)).await;
     }
-    // Wait until all ten are received (they show in the in-memory history) ...
+    // Wait until all ten are received (a stream is handled in order, so the tenth is the newest
+    // in the in-memory history) ...
     let history_url = url.clone();
     eventually("all ten received", move || {
         let url = history_url.clone();
-        async move { history_len(&url).await == 10 }
+        async move { newest_in_history(&url).await == 10 }
     })
     .await;
     // ... but not committed: the 30 s interval has not passed.

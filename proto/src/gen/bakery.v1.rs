@@ -891,7 +891,7 @@ pub mod ingest_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static("/bakery.v1.Ingest/Stream");
             let mut req = request.into_streaming_request();
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Ingest", "Stream"));
@@ -1034,7 +1034,7 @@ pub mod ingest_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StreamSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -1194,7 +1194,7 @@ pub mod query_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Nodes");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Nodes"));
@@ -1218,7 +1218,7 @@ pub mod query_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/bakery.v1.Query/SetInterval",
             );
@@ -1227,8 +1227,8 @@ pub mod query_client {
                 .insert(GrpcMethod::new("bakery.v1.Query", "SetInterval"));
             self.inner.unary(req, path, codec).await
         }
-        /// A node's recent batches from the collector's in-memory history (about
-        /// the last 2 minutes, bounded in bytes per node), oldest first.
+        /// A node's recent batches from the collector's in-memory history (its
+        /// newest 8 within the last 30 s, bounded in bytes per node), oldest first.
         pub async fn history(
             &mut self,
             request: impl tonic::IntoRequest<super::HistoryRequest>,
@@ -1244,7 +1244,7 @@ pub mod query_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/History");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "History"));
@@ -1265,7 +1265,7 @@ pub mod query_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Pods");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Pods"));
@@ -1285,7 +1285,7 @@ pub mod query_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Live");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Live"));
@@ -1304,7 +1304,7 @@ pub mod query_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Alerts");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Alerts"));
@@ -1326,7 +1326,7 @@ pub mod query_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/bakery.v1.Query/StartWindow",
             );
@@ -1351,7 +1351,7 @@ pub mod query_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static(
                 "/bakery.v1.Query/StopWindow",
             );
@@ -1376,7 +1376,7 @@ pub mod query_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Windows");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Windows"));
@@ -1395,7 +1395,7 @@ pub mod query_client {
                         format!("Service was not ready: {}", e.into()),
                     )
                 })?;
-            let codec = tonic_prost::ProstCodec::default();
+            let codec = crate::codec::SliceCodec::default();
             let path = http::uri::PathAndQuery::from_static("/bakery.v1.Query/Report");
             let mut req = request.into_request();
             req.extensions_mut().insert(GrpcMethod::new("bakery.v1.Query", "Report"));
@@ -1431,8 +1431,8 @@ pub mod query_server {
             tonic::Response<super::SetIntervalResponse>,
             tonic::Status,
         >;
-        /// A node's recent batches from the collector's in-memory history (about
-        /// the last 2 minutes, bounded in bytes per node), oldest first.
+        /// A node's recent batches from the collector's in-memory history (its
+        /// newest 8 within the last 30 s, bounded in bytes per node), oldest first.
         async fn history(
             &self,
             request: tonic::Request<super::HistoryRequest>,
@@ -1587,7 +1587,7 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = NodesSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -1630,7 +1630,7 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = SetIntervalSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -1673,7 +1673,7 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = HistorySvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -1716,7 +1716,7 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = PodsSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -1759,7 +1759,7 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = LiveSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -1802,7 +1802,7 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = AlertsSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -1845,7 +1845,7 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StartWindowSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -1888,7 +1888,7 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = StopWindowSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -1931,7 +1931,7 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = WindowsSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,
@@ -1974,7 +1974,7 @@ pub mod query_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ReportSvc(inner);
-                        let codec = tonic_prost::ProstCodec::default();
+                        let codec = crate::codec::SliceCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
                                 accept_compression_encodings,

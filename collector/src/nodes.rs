@@ -580,8 +580,9 @@ impl LiveState {
     }
 
     /// Adds a batch to the history, dropping what is older than the window, beyond the newest
-    /// [`HISTORY_MAX_BATCHES`] or over the node's byte budget. A batch larger than the whole budget is not kept (it is stored all the
-    /// same): the history is emptied, so no older batch passes for the latest; returns false.
+    /// [`HISTORY_MAX_BATCHES`] or over the node's byte budget. A batch larger than the whole
+    /// budget is not kept (it is stored all the same): the history is emptied, so no older batch
+    /// passes for the latest; returns false.
     pub fn push_history(&mut self, entry: HistoryEntry, now_ms: i64) -> bool {
         if entry.bytes.len() > self.history_cap_bytes {
             self.history.clear();

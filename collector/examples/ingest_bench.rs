@@ -282,7 +282,7 @@ async fn main() {
     let (cpu_start, values_start, measured_start, written_start) =
         (measure::cpu_seconds(pid).unwrap(), values_acked.load(Ordering::Relaxed), Instant::now(), write_bytes(pid));
     // The collector's RSS every second while the agents run: the goal is about the whole run,
-    // and what the analysis keeps (30 s of ticks) and the history (2 min) fill over time.
+    // and what the analysis keeps (30 s of ticks) and the per-node history fill over time.
     let rss_samples = tokio::spawn(async move {
         let mut samples = Vec::new();
         while Instant::now() < stop_at {

@@ -302,19 +302,20 @@ fn parse_string_bytes(text: &str) -> Result<usize, String> {
 
 /// A memory size like 32MiB, at least 1MiB.
 fn parse_memory_size(text: &str) -> Result<usize, String> {
-    let bytes = crate::store::retention::parse_size(text)?;
-    if bytes < 1 << 20 {
-        return Err(format!("{text:?} is below the minimum of 1MiB"));
-    }
-    Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
+    parse_size_within(text, 1 << 20, u64::MAX, "at least 1MiB")
 }
 
 /// A message size from 64KiB (the largest Hello) to the 4MiB any message may have.
 fn parse_message_bytes(text: &str) -> Result<usize, String> {
-    let bytes = crate::store::retention::parse_size(text)?;
     let (min, max) = (crate::ingest::MAX_HELLO_BYTES as u64, crate::ingest::MAX_MESSAGE_BYTES as u64);
+    parse_size_within(text, min, max, "from 64KiB (a Hello may take that) to 4MiB (any message at most)")
+}
+
+/// A size like 192KiB within `min..=max`; `range` says the bounds in the error.
+fn parse_size_within(text: &str, min: u64, max: u64, range: &str) -> Result<usize, String> {
+    let bytes = crate::store::retention::parse_size(text)?;
     if !(min..=max).contains(&bytes) {
-        return Err(format!("{text:?} is outside 64KiB..=4MiB (a Hello may take 64KiB, any message at most 4MiB)"));
+        return Err(format!("{text:?} is outside the range allowed: {range}"));
     }
     Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
 }

@@ -415,7 +415,8 @@ fn serve_grpc(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let query = QueryServer::new(QueryService::with_diagnosis(shared.clone(), diagnosis.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        // History responses can be large: 2 minutes of samples.
+        // Answers are not held to what an agent may send: a window's report or the pods of a
+        // large cluster can be larger.
         .max_encoding_message_size(64 * 1024 * 1024);
     Ok(tokio::spawn(builder.add_service(ingest).add_service(query).serve_with_incoming_shutdown(
         incoming,

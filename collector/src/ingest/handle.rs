@@ -53,7 +53,6 @@ struct Converted {
     latest_sample_ms: Option<i64>,
     /// The batch as the node's in-memory history keeps it.
     history: Option<HistoryEntry>,
-    /// The collector pod ids the batch references.
     /// The collector pod ids the batch's samples use, sorted, each once.
     referenced: Vec<u32>,
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bakery_proto::v1::ingest_server::IngestServer;
+use bakery_proto::received::ingest_server::IngestServer;
 use bakery_proto::v1::query_server::QueryServer;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinHandle};

@@ -13,5 +13,12 @@ pub mod v1 {
     include!("gen/bakery.v1.rs");
 }
 
+/// The collector's ingest server: `v1`'s `Ingest` service, each `AgentMessage` received with
+/// the bytes it was decoded from ([`codec::Received`]).
+pub mod received {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    include!("gen/bakery.v1.Ingest.rs");
+}
+
 /// Path of the `.proto` sources, relative to this crate, for tooling.
 pub const PROTO_FILES: &[&str] = &["proto/bakery/v1/bakery.proto"];

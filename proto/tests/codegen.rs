@@ -22,6 +22,19 @@ fn generate_into(out_dir: &Path) {
         .emit_rerun_if_changed(false)
         .compile_fds(descriptors)
         .expect("code generation succeeds");
+    // The collector's ingest server: the same service and route, but each AgentMessage arrives
+    // with its bytes (`crate::codec::Received`). Written as `bakery.v1.Ingest.rs`.
+    let stream = tonic_build::manual::Method::builder()
+        .name("stream")
+        .route_name("Stream")
+        .input_type("crate::codec::Received<crate::v1::AgentMessage>")
+        .output_type("crate::v1::CollectorMessage")
+        .codec_path("crate::codec::ReceivedCodec")
+        .client_streaming()
+        .server_streaming()
+        .build();
+    let ingest = tonic_build::manual::Service::builder().name("Ingest").package("bakery.v1").method(stream).build();
+    tonic_build::manual::Builder::new().build_client(false).out_dir(out_dir).compile(&[ingest]);
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use bakery_proto::codec::Received;
 use bakery_proto::v1::agent_message::Kind as AgentKind;
 use bakery_proto::v1::collector_message::Kind as CollectorKind;
 use bakery_proto::v1::{Ack, AgentMessage, Batch, Gap};
@@ -13,13 +14,14 @@ use prost::bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tonic::Status;
 
+use super::bounds::Cut;
 use super::lanes::{self, Lane, LaneError};
 use super::pods::Numbering;
 use super::refusals::IngestRefusal;
 use super::session::{Session, StreamState};
 use super::{
     ITEM_OVERHEAD_BYTES, MAX_MESSAGE_BYTES, MAX_REASON_BYTES, STREAM_REFS_PER_POD, bounds, implied_gaps, pods,
-    replaced_status, seq, shut_down, shutting_down,
+    replaced_status, seq, shut_down, shutting_down, wire,
 };
 use crate::commit::QueueItem;
 use crate::nodes::{HistoryEntry, IngestState, Node};
@@ -67,19 +69,24 @@ impl Session {
         &self,
         node: &Arc<Node>,
         state: &mut StreamState,
-        message: AgentMessage,
+        received: Received<AgentMessage>,
         queue: &mpsc::Sender<QueueItem>,
         replaced: &mut watch::Receiver<bool>,
     ) -> Result<Handled, Status> {
         let first_message = state.lanes.first_message();
-        let (mut incoming, lane) = self.in_order(node, state, message)?;
+        let (mut incoming, lane) = self.in_order(node, state, received)?;
         self.within_caps(node, &mut incoming)?;
-        if let (Incoming::Batch(batch), Lane::Replay { .. }) = (&incoming, lane) {
+        if let (Incoming::Batch(batch, _), Lane::Replay { .. }) = (&incoming, lane) {
             self.whole_replay(node, state, batch).await?;
         }
         let pieces = match incoming {
-            Incoming::Batch(batch) if lane != Lane::Live => {
-                lanes::split(batch).into_iter().map(Incoming::Batch).collect()
+            Incoming::Batch(batch, wire) if lane != Lane::Live => {
+                // split makes one piece per sample, in order.
+                let mut wire = wire.filter(|wire| wire.len() == batch.samples.len()).map(Vec::into_iter);
+                let pieces = lanes::split(batch).into_iter();
+                pieces
+                    .map(|piece| Incoming::Batch(piece, wire.as_mut().and_then(Iterator::next).map(|w| vec![w])))
+                    .collect()
             }
             incoming => vec![incoming],
         };
@@ -127,7 +134,7 @@ impl Session {
         let numbering = {
             let live = node.live();
             let declared = match &incoming {
-                Incoming::Batch(batch) => batch.new_pods.as_slice(),
+                Incoming::Batch(batch, _) => batch.new_pods.as_slice(),
                 Incoming::Gap(_) => &[],
             };
             pods::number(node.id, declared, &ingest.pods_by_uid, &live.pods, ingest.next_pod_id)
@@ -233,12 +240,12 @@ impl Session {
         &self,
         node: &Node,
         state: &mut StreamState,
-        message: AgentMessage,
+        received: Received<AgentMessage>,
     ) -> Result<(Incoming, Lane), Status> {
         let invalid = |status: Status| self.invalid(node, status);
-        let (kind, lane) = lanes::unwrap_replay(message);
+        let (kind, lane) = lanes::unwrap_replay(received.message);
         let incoming = match kind {
-            Some(AgentKind::Batch(batch)) => Incoming::Batch(batch),
+            Some(AgentKind::Batch(batch)) => Incoming::Batch(batch, wire::sample_bytes(&received.bytes)),
             Some(AgentKind::Gap(gap)) => Incoming::Gap(gap),
             Some(AgentKind::Hello(_)) => {
                 return Err(invalid(Status::invalid_argument("a second Hello on the same stream")));
@@ -262,7 +269,7 @@ impl Session {
     /// samples or pods refused).
     fn within_caps(&self, node: &Node, incoming: &mut Incoming) -> Result<(), Status> {
         match incoming {
-            Incoming::Batch(batch) => {
+            Incoming::Batch(batch, wire) => {
                 let cut = bounds::bound_batch(batch, &self.shared.limits).map_err(|refused| {
                     self.shared.refusals.record(refused.cause, 1, self.peer, &node.name, refused.status.message());
                     refused.status
@@ -272,6 +279,10 @@ impl Session {
                 refusals.record(IngestRefusal::StringTruncated, cut.strings, self.peer, &node.name, detail);
                 let detail = "sample entries over --max-sample-entries";
                 refusals.record(IngestRefusal::EntriesDropped, cut.entries, self.peer, &node.name, detail);
+                if cut != Cut::default() {
+                    // The bytes as received hold what was cut.
+                    *wire = None;
+                }
             }
             Incoming::Gap(gap) => gap.reason = truncate_reason(std::mem::take(&mut gap.reason)),
         }
@@ -335,7 +346,7 @@ impl Session {
         };
         let (item, received_ms) = (&mut converted.item, at.received_ms);
         match incoming {
-            Incoming::Batch(mut batch) => {
+            Incoming::Batch(mut batch, wire) => {
                 for sample in &mut batch.samples {
                     for pod in &mut sample.pods {
                         pod.pod_ref = lookup(pod.pod_ref).ok_or_else(|| {
@@ -353,7 +364,9 @@ impl Session {
                     item.gaps = self.gap_rows(node, at.after, batch.seq, at.first_message, state, received_ms);
                     converted.latest_sample_ms = batch.samples.iter().map(|s| s.timestamp_ms).next_back();
                     let sample_count = u32::try_from(batch.samples.len()).unwrap_or(u32::MAX);
-                    let bytes = Bytes::from(StoredBatch { samples: batch.samples }.encode_to_vec());
+                    let stored = wire.and_then(|wire| wire::stored_batch(&batch.samples, &wire));
+                    let bytes =
+                        Bytes::from(stored.unwrap_or_else(|| StoredBatch { samples: batch.samples }.encode_to_vec()));
                     converted.history = Some(HistoryEntry { seq: batch.seq, received_ms, bytes: bytes.clone() });
                     item.batch = Some(BatchRow { node_id: node.id, seq: batch.seq, received_ms, sample_count, bytes });
                     item.handled_through = batch.seq;
@@ -572,7 +585,9 @@ pub(super) enum Handled {
 }
 
 pub(super) enum Incoming {
-    Batch(Batch),
+    /// A batch, with its samples' bytes as received when the stored form can be made from them
+    /// ([`wire`]).
+    Batch(Batch, Option<Vec<Bytes>>),
     Gap(Gap),
 }
 
@@ -581,16 +596,16 @@ impl Incoming {
     /// sample, a live one its `seq` (an older agent's batch of several samples is one number).
     fn seq_range(&self, lane: Lane) -> Result<(u64, u64), Status> {
         match self {
-            Incoming::Batch(batch) if batch.seq == 0 => {
+            Incoming::Batch(batch, _) if batch.seq == 0 => {
                 Err(Status::invalid_argument("batch sequence numbers start at 1"))
             }
-            Incoming::Batch(batch) if lane != Lane::Live && batch.samples.len() > 1 => {
+            Incoming::Batch(batch, _) if lane != Lane::Live && batch.samples.len() > 1 => {
                 let last = u64::try_from(batch.samples.len() - 1).ok().and_then(|n| batch.seq.checked_add(n));
                 last.map(|last| (batch.seq, last)).ok_or_else(|| {
                     Status::invalid_argument(format!("a replayed batch from {} numbers past 2^64", batch.seq))
                 })
             }
-            Incoming::Batch(batch) => Ok((batch.seq, batch.seq)),
+            Incoming::Batch(batch, _) => Ok((batch.seq, batch.seq)),
             Incoming::Gap(gap) if gap.first_seq == 0 || gap.last_seq < gap.first_seq => Err(Status::invalid_argument(
                 format!("gap {}..={} is not a range of sequence numbers >= 1", gap.first_seq, gap.last_seq),
             )),

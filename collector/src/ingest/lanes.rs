@@ -150,7 +150,7 @@ pub fn unwrap_replay(message: AgentMessage) -> (Option<AgentKind>, Lane) {
     }
 }
 
-/// How `message` (`message_bytes` encoded) is metered: a `Replay` by the replay budget.
+/// How `message` (`message_bytes` on the wire) is metered: a `Replay` by the replay budget.
 pub fn metered(message: &AgentMessage, message_bytes: usize) -> Metered {
     match &message.kind {
         Some(AgentKind::Replay(replay)) => {

@@ -24,11 +24,13 @@ pub mod pods;
 pub mod refusals;
 pub mod seq;
 mod session;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bakery_proto::v1::ingest_server::Ingest;
+use bakery_proto::codec::Received;
+use bakery_proto::received::ingest_server::Ingest;
 use bakery_proto::v1::{AgentMessage, CollectorMessage};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -74,7 +76,10 @@ impl IngestService {
 impl Ingest for IngestService {
     type StreamStream = ReceiverStream<Result<CollectorMessage, Status>>;
 
-    async fn stream(&self, request: Request<Streaming<AgentMessage>>) -> Result<Response<Self::StreamStream>, Status> {
+    async fn stream(
+        &self,
+        request: Request<Streaming<Received<AgentMessage>>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
         let peer = request.remote_addr();
         // Who streams: the node they may write is checked against the Hello (`run`).
         let principal = self.shared.auth.authorize(&request, Call::IngestStream).await?;

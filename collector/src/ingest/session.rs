@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use bakery_proto::codec::Received;
 use bakery_proto::v1::agent_message::Kind as AgentKind;
 use bakery_proto::v1::collector_message::Kind as CollectorKind;
 use bakery_proto::v1::{Ack, AgentMessage, CollectorMessage, Hello, ReplayLimits, SetInterval, Welcome};
-use prost::Message;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
@@ -101,7 +101,7 @@ impl Session {
     /// the final ack ([`Session::final_ack`]).
     pub(super) async fn run(
         self,
-        mut inbound: Streaming<AgentMessage>,
+        mut inbound: Streaming<Received<AgentMessage>>,
         queue: mpsc::Sender<QueueItem>,
     ) -> Result<(), Status> {
         let Some(hello) = self.receive_hello(&mut inbound).await? else { return Ok(()) };
@@ -143,8 +143,8 @@ impl Session {
                         Some(Ok(message)) => message,
                     };
                     let Some(sender) = queue.as_ref() else { break Stop::Shutdown };
-                    let message_bytes = message.encoded_len();
-                    let metered = lanes::metered(&message, message_bytes);
+                    let message_bytes = message.bytes.len();
+                    let metered = lanes::metered(&message.message, message_bytes);
                     match self.handle(&node, &mut state, message, sender, &mut replaced).await {
                         Ok(Handled::Queued | Handled::Duplicate) => {}
                         Ok(Handled::Stopped) => break Stop::Shutdown,
@@ -174,14 +174,16 @@ impl Session {
 
     /// The stream's first message, which must be a Hello within [`HELLO_TIMEOUT`]: checked, its
     /// strings cut to the caps. `None` when the agent closed the stream first.
-    async fn receive_hello(&self, inbound: &mut Streaming<AgentMessage>) -> Result<Option<Hello>, Status> {
+    async fn receive_hello(&self, inbound: &mut Streaming<Received<AgentMessage>>) -> Result<Option<Hello>, Status> {
         let mut shutdown = self.shutdown.clone();
-        let mut hello = tokio::select! {
+        let (mut hello, hello_bytes) = tokio::select! {
             first = tokio::time::timeout(HELLO_TIMEOUT, inbound.next()) => match first {
                 Err(_) => return Err(Status::deadline_exceeded("no Hello within 30 s of opening the stream")),
                 Ok(None) => return Ok(None),
                 Ok(Some(Err(status))) => return Err(self.inbound_error("", status)),
-                Ok(Some(Ok(AgentMessage { kind: Some(AgentKind::Hello(hello)) }))) => hello,
+                Ok(Some(Ok(Received { message: AgentMessage { kind: Some(AgentKind::Hello(hello)) }, bytes }))) => {
+                    (hello, bytes.len())
+                }
                 Ok(Some(Ok(_))) => return Err(self.refuse(
                     IngestRefusal::InvalidMessage,
                     "",
@@ -193,10 +195,9 @@ impl Session {
         validate_hello(&hello).map_err(|status| self.refuse(IngestRefusal::InvalidHello, "", status))?;
         // The stream's read buffer keeps the size of its largest message: a huge Hello would
         // hold it for the stream's life.
-        if hello.encoded_len() > MAX_HELLO_BYTES {
+        if hello_bytes > MAX_HELLO_BYTES {
             let status = Status::invalid_argument(format!(
-                "a Hello of {} bytes; the collector takes at most {MAX_HELLO_BYTES}",
-                hello.encoded_len()
+                "a Hello of {hello_bytes} bytes; the collector takes at most {MAX_HELLO_BYTES}"
             ));
             return Err(self.refuse(IngestRefusal::InvalidHello, &hello.node_name, status));
         }

@@ -45,7 +45,9 @@ pub const STORE_FILE: &str = "bakery.redb";
 /// sequential, so a small cache costs little. What a commit rewrites is each node's newest leaf
 /// and the branches above it (100 nodes: well under 1 MiB); at 16 MiB the cache held 16 MiB of
 /// pages written once and never read again, with no measurable gain in CPU or bytes written.
-const CACHE_BYTES: usize = 4 * 1024 * 1024;
+/// At 100 nodes × 30 pods, 3 MiB against 4 MiB saved 1.2–1.8 MiB of RSS at the same CPU per
+/// value within this machine's noise; 1 MiB cost 12 % of ingest CPU (BENCHMARKS.md).
+const CACHE_BYTES: usize = 3 * 1024 * 1024;
 
 /// What a sample row costs besides its batch bytes: the key (node id, seq) and the value's
 /// receive time, sample count and length prefix. An estimate: `--retention-size` compares the

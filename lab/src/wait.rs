@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::{Error, Result};
@@ -87,9 +88,31 @@ pub fn pause(duration: Duration) {
     std::thread::sleep(duration);
 }
 
-/// A loopback port nobody listens on right now (the OS picks it; it is free until someone binds
-/// it, so bind it soon).
+/// A loopback port nobody listens on right now; it is free until someone binds it, so bind it
+/// soon. Chosen below the kernel's ephemeral range (`ip_local_port_range`), where no outgoing
+/// connection and no listener on port 0 takes one: a port from that range could be taken by
+/// another test's connection before the process it is meant for binds it (CI failed on that).
+/// Successive calls try successive ports, so one test process never gets the same one twice in
+/// a row; where the range leaves no room below it, the kernel picks.
 pub fn free_port() -> Result<u16> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const SPAN: u32 = 8192;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|low| *low > SPAN + 1024);
+    if let Some(low) = ephemeral_low {
+        let first = std::process::id().wrapping_mul(7919).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+        for i in 0..SPAN {
+            let port = low - SPAN + (first.wrapping_add(i) % SPAN);
+            if let Ok(port) = u16::try_from(port)
+                && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
+                NEXT.fetch_add(i, Ordering::Relaxed);
+                return Ok(port);
+            }
+        }
+    }
     let bound = |source| Error::Socket { action: "binding a loopback port", source };
     let listener = TcpListener::bind("127.0.0.1:0").map_err(bound)?;
     Ok(listener.local_addr().map_err(|source| Error::Socket { action: "reading a bound port", source })?.port())

@@ -22,6 +22,11 @@ pub fn venv() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("/")).join(".venv")
 }
 
+/// Where rotel is installed when the workspace's venv lacks it: `<workspace>/target/rotel-venv`.
+fn own_venv() -> PathBuf {
+    venv().parent().unwrap_or(Path::new("/")).join("target/rotel-venv")
+}
+
 fn find_rotel(venv: &Path) -> Option<PathBuf> {
     std::fs::read_dir(venv.join("lib"))
         .ok()?
@@ -34,14 +39,21 @@ fn succeeded(command: &mut Command) -> bool {
     command.status().is_ok_and(|status| status.success())
 }
 
-/// The `rotel-agent` binary, pip-installed into [`venv`] the first time it is missing.
+/// The `rotel-agent` binary: the workspace's venv's, else pip-installed once into a venv of its
+/// own under `target/`.
 pub fn rotel_binary() -> Result<PathBuf> {
     static FOUND: Mutex<Option<PathBuf>> = Mutex::new(None);
     let mut found = FOUND.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(path) = found.as_ref() {
         return Ok(path.clone());
     }
-    let venv = venv();
+    if let Some(path) = find_rotel(&venv()) {
+        *found = Some(path.clone());
+        return Ok(path);
+    }
+    // Never create or change the workspace's venv: `cargo xtask chart` may be making it at this
+    // moment in a parallel CI stage (CI once lost the chart's packages that way).
+    let venv = own_venv();
     if let Some(path) = find_rotel(&venv) {
         *found = Some(path.clone());
         return Ok(path);

@@ -66,29 +66,10 @@ impl Collector {
         self.starts
     }
 
-    /// Starts the process and waits until it listens (its --ready-file). A port taken between
-    /// `free_port` and the collector's bind (by another test's connection, whose local port
-    /// comes from the same range) is chosen again: `/metrics`' on any start, the gRPC one only
-    /// on the first, since a restart must come back where its agents connect.
+    /// Starts the process and waits until it listens (its --ready-file).
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "the collector is already running");
         self.starts += 1;
-        for _ in 0..5 {
-            let Err(log) = self.spawn_once() else { return };
-            let taken = |port: u16| log.contains(&format!("127.0.0.1:{port}: Address already in use"));
-            if taken(self.metrics_port) {
-                self.metrics_port = free_port().unwrap();
-            } else if taken(self.port) && self.starts == 1 {
-                self.port = free_port().unwrap();
-            } else {
-                panic!("the collector exited at start:\n{log}");
-            }
-        }
-        panic!("the collector found its ports taken 5 times:\n{}", self.log());
-    }
-
-    /// One start: `Err` with its log when the process exits before it listens.
-    fn spawn_once(&mut self) -> Result<(), String> {
         let ready = self.work.join(format!("collector-ready-{}", self.starts));
         let child = Spawn::new("the collector", &self.binary)
             .arg("serve")
@@ -106,19 +87,13 @@ impl Collector {
             .start()
             .unwrap();
         self.child = Some(child);
-        let mut exited = None;
         wait_until("the collector to listen", WAIT, || {
-            exited = self.child.as_mut().and_then(Process::try_status);
-            exited.is_some() || ready.exists()
+            if let Some(status) = self.child.as_mut().and_then(Process::try_status) {
+                panic!("the collector exited at start ({status}):\n{}", self.log());
+            }
+            ready.exists()
         })
         .unwrap();
-        match exited {
-            Some(status) => {
-                self.child = None;
-                Err(format!("({status}) {}", self.log()))
-            }
-            None => Ok(()),
-        }
     }
 
     fn log_path(&self, start: usize) -> PathBuf {
